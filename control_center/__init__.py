@@ -1,0 +1,1 @@
+"""The control center: login with MFA, users, policies, audit, webhooks, web UI."""

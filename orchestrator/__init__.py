@@ -1,0 +1,1 @@
+"""The orchestrator: dependency-ordered batch workflows with durable state."""

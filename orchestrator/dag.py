@@ -1,0 +1,77 @@
+"""The dependency graph of a batch: validation before anything runs, and the plan."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import networkx as nx
+
+from orchestrator.models import BatchRequest
+from shared.errors import ValidationFailed
+
+
+def build_graph(batch: BatchRequest) -> nx.DiGraph:
+    """Edges run from a dependency to its dependent; ``kind`` is ``hard`` or ``soft``."""
+    graph = nx.DiGraph()
+    for op in batch.operations:
+        graph.add_node(op.id)
+    for op in batch.operations:
+        for dep in op.dependency_refs():
+            graph.add_edge(dep.id, op.id, kind=dep.kind)
+    return graph
+
+
+def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
+    """Unique ids, known dependencies and providers, no cycles; 422 naming every problem.
+
+    ``known_provider(name) -> bool`` says whether a provider name resolves.
+    """
+    problems: list[dict[str, Any]] = []
+    ids = [op.id for op in batch.operations]
+    for op_id, n in Counter(ids).items():
+        if n > 1:
+            problems.append({"field": "operations", "operation": op_id,
+                             "message": f"operation id {op_id!r} is used {n} times"})
+    id_set = set(ids)
+    for i, op in enumerate(batch.operations):
+        for dep in op.dependency_refs():
+            if dep.id not in id_set:
+                problems.append({
+                    "field": f"operations.{i}.dependencies", "operation": op.id,
+                    "message": f"operation {op.id!r} depends on unknown operation {dep.id!r}",
+                })
+            elif dep.id == op.id:
+                problems.append({
+                    "field": f"operations.{i}.dependencies", "operation": op.id,
+                    "message": f"operation {op.id!r} depends on itself",
+                })
+        if not known_provider(op.provider_name):
+            problems.append({
+                "field": f"operations.{i}.provider", "operation": op.id,
+                "message": f"unknown provider {op.provider_name!r} for operation {op.id!r}",
+            })
+    if problems:
+        raise ValidationFailed(_summary(problems), details={"fields": problems})
+    graph = build_graph(batch)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return graph
+    path = [edge[0] for edge in cycle] + [cycle[0][0]]
+    message = "dependency cycle: " + " -> ".join(path)
+    raise ValidationFailed(message, details={"cycle": path, "fields": [
+        {"field": "operations", "message": message}
+    ]})
+
+
+def generations(graph: nx.DiGraph, order: list[str]) -> list[list[str]]:
+    """Layers of operations that could run together, each in submission order."""
+    rank = {op_id: i for i, op_id in enumerate(order)}
+    return [sorted(layer, key=rank.__getitem__) for layer in nx.topological_generations(graph)]
+
+
+def _summary(problems: list[dict[str, Any]]) -> str:
+    shown = "; ".join(p["message"] for p in problems[:5])
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"invalid batch: {shown}{more}"

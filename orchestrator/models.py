@@ -1,0 +1,187 @@
+"""Request models of the orchestrator API (seed 004), validated before anything runs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.http import Model, PageQuery
+
+SUPPORTED_STORAGE_BACKENDS = ("surrealdb",)
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+MAX_OPERATIONS = 10_000
+
+
+class OperationType(StrEnum):
+    SERVER_BATCH = "server_batch"
+    TASKSERV_BATCH = "taskserv_batch"
+    CLUSTER_BATCH = "cluster_batch"
+    COMMAND = "command"
+
+
+class RetryPolicy(Model):
+    """Attempts and exponential backoff between them."""
+
+    max_attempts: int = Field(3, ge=1, le=100)
+    initial_delay_s: float = Field(1.0, ge=0, le=3600)
+    max_delay_s: float = Field(60.0, ge=0, le=86_400)
+    multiplier: float = Field(2.0, ge=1, le=10)
+
+    def delay_s(self, attempt: int) -> float:
+        """Delay before attempt ``attempt + 1`` (attempts count from 1)."""
+        return float(min(self.max_delay_s, self.initial_delay_s * self.multiplier ** (attempt - 1)))
+
+
+class Simulate(Model):
+    """Knobs of the simulated cloud (``local`` provider): latency and injected failures."""
+
+    latency_s: float = Field(0.05, ge=0, le=3600)
+    fail_attempts: int = Field(0, ge=0, le=100)
+    fail_always: bool = False
+    fail_rollback: bool = False
+    progress_steps: int = Field(4, ge=1, le=100)
+
+
+class DependencyRef(Model):
+    id: str = Field(pattern=ID_PATTERN)
+    kind: Literal["hard", "soft"] = "hard"
+
+
+class ServerConfig(Model):
+    name: str = Field(min_length=1, max_length=128)
+    plan: str | None = None
+    zone: str | None = None
+    image: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class OperationSpec(Model):
+    """One operation of a batch; provider-specific fields sit beside the common ones."""
+
+    id: str = Field(pattern=ID_PATTERN, description="unique within the batch")
+    type: OperationType
+    provider: str | None = Field(None, min_length=1, max_length=64)
+    dependencies: list[str | DependencyRef] = Field(default_factory=list, max_length=1000)
+    timeout: float | None = Field(None, gt=0, le=86_400, description="seconds")
+    retry: RetryPolicy | None = None
+    on_failure: Literal["fail", "continue", "rollback"] = "fail"
+    description: str | None = Field(None, max_length=1000)
+    # server_batch / taskserv_batch / cluster_batch
+    server_configs: list[ServerConfig] | None = Field(None, max_length=1000)
+    taskservs: list[str] | None = Field(None, max_length=1000)
+    servers: list[str] | None = Field(None, max_length=1000)
+    cluster_type: str | None = None
+    clusters: list[str] | None = Field(None, max_length=1000)
+    infra: str | None = None
+    settings: str | None = None
+    operation: Literal["create", "delete", "update"] = "create"
+    simulate: Simulate | None = None
+    # command
+    run: list[str] | None = Field(None, min_length=1, max_length=1000)
+    undo: list[str] | None = Field(None, min_length=1, max_length=1000)
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    params: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _command_needs_run(self) -> OperationSpec:
+        if self.type is OperationType.COMMAND and not self.run:
+            raise ValueError("a command operation needs `run`: the argv to execute")
+        return self
+
+    def dependency_refs(self) -> list[DependencyRef]:
+        return [d if isinstance(d, DependencyRef) else DependencyRef(id=d) for d in self.dependencies]
+
+    @property
+    def provider_name(self) -> str:
+        if self.provider:
+            return self.provider
+        return "command" if self.type is OperationType.COMMAND else "local"
+
+
+class BatchRequest(Model):
+    """``POST /batch/execute``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field("1.0.0", max_length=64)
+    description: str | None = Field(None, max_length=2000)
+    environment: str | None = Field(None, max_length=64)
+    storage_backend: str = "surrealdb"
+    parallel_limit: int = Field(5, ge=1, le=1000)
+    rollback_enabled: bool = False
+    check_mode: bool = False
+    operations: list[OperationSpec] = Field(min_length=1, max_length=MAX_OPERATIONS)
+
+    @field_validator("storage_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in SUPPORTED_STORAGE_BACKENDS:
+            raise ValueError(
+                f"storage backend {value!r} is not supported; supported: "
+                + ", ".join(SUPPORTED_STORAGE_BACKENDS)
+            )
+        return value
+
+
+class WorkflowCommon(Model):
+    infra: str = Field(min_length=1, max_length=128)
+    settings: str | None = Field(None, max_length=512)
+    check_mode: bool = False
+    wait: bool = True
+    provider: str | None = Field(None, min_length=1, max_length=64)
+    simulate: Simulate | None = None
+
+
+class ServerWorkflowRequest(WorkflowCommon):
+    """``POST /workflows/servers/create``."""
+
+    servers: list[ServerConfig] | None = None
+
+
+class TaskservWorkflowRequest(WorkflowCommon):
+    """``POST /workflows/taskserv/create``."""
+
+    operation: Literal["create", "delete", "update"] = "create"
+    taskserv: str = Field(min_length=1, max_length=128)
+
+
+class ClusterWorkflowRequest(WorkflowCommon):
+    """``POST /workflows/cluster/create``."""
+
+    operation: Literal["create", "delete", "update"] = "create"
+    cluster_type: str = Field(min_length=1, max_length=128)
+
+
+class TaskQuery(PageQuery):
+    status: str | None = None
+    workflow_id: str | None = None
+
+
+class BatchListQuery(PageQuery):
+    status: str | None = None
+
+
+class CheckpointRequest(Model):
+    """``POST /rollback/checkpoints``."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    workflow_id: str | None = None
+
+
+class RollbackRequest(Model):
+    """``POST /rollback/execute``: by checkpoint, or by operation ids."""
+
+    checkpoint_id: str | None = None
+    operation_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_OPERATIONS)
+    workflow_id: str | None = Field(
+        None, description="scope operation ids (names) to one batch; task ids need no scope"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RollbackRequest:
+        if (self.checkpoint_id is None) == (self.operation_ids is None):
+            raise ValueError("give exactly one of checkpoint_id or operation_ids")
+        return self

@@ -1,0 +1,162 @@
+"""The ``command`` provider: run an argv (no shell) in its own process group.
+
+This is how terraform, ansible, kubectl or a cloud CLI are wired in. Output is
+captured up to a bound; cancel and timeout kill the whole process group. A line
+``::progress <percent> <message>`` on stdout reports progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import time
+
+from orchestrator.models import OperationSpec
+from orchestrator.providers.base import (
+    OperationContext,
+    OperationFailed,
+    OperationResult,
+    ProviderEnv,
+)
+
+KILL_GRACE_S = 2.0
+_PROGRESS = re.compile(rb"^::progress\s+(\d+(?:\.\d+)?)\s*(.*)$")
+
+
+class _Capture:
+    """Keeps the first ``limit`` bytes of a stream and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.limit - len(self.buf)
+        if room > 0:
+            self.buf += chunk[:room]
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        out = self.buf.decode(errors="replace")
+        if self.dropped:
+            out += f"\n[… {self.dropped} more bytes not kept]"
+        return out
+
+
+class CommandProvider:
+    """Runs ``run`` to apply and ``undo`` to roll back."""
+
+    name = "command"
+
+    def __init__(self, env: ProviderEnv) -> None:
+        self.output_limit_bytes = env.settings.output_limit_bytes
+
+    def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
+        argv = spec.run or []
+        return (argv[0] if argv else ""), list(argv[1:])
+
+    def check(self, spec: OperationSpec, provider: str) -> str:
+        what = f"run {_show(spec.run or [])}"
+        if spec.cwd:
+            what += f" in {spec.cwd}"
+        if spec.undo:
+            what += f" (undo: {_show(spec.undo)})"
+        return what
+
+    async def apply(self, ctx: OperationContext) -> OperationResult:
+        return await self._run(ctx, ctx.spec.run or [], "run")
+
+    async def rollback(self, ctx: OperationContext) -> OperationResult:
+        if not ctx.spec.undo:
+            return OperationResult(output="no undo command: nothing to roll back",
+                                   results={"undo": None})
+        return await self._run(ctx, ctx.spec.undo, "undo")
+
+    async def _run(self, ctx: OperationContext, argv: list[str], phase: str) -> OperationResult:
+        env = dict(os.environ)
+        env.update(ctx.spec.env or {})
+        env.update({
+            "PROVISIONING_TASK_ID": ctx.task_id,
+            "PROVISIONING_WORKFLOW_ID": ctx.workflow_id,
+            "PROVISIONING_OPERATION": ctx.name,
+            "PROVISIONING_ATTEMPT": str(ctx.attempt),
+        })
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+                env=env,
+                cwd=ctx.spec.cwd or None,
+                start_new_session=True,  # its own process group, so we can kill all of it
+            )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise OperationFailed(f"cannot start {argv[0]!r}: {exc}", retryable=False) from exc
+        out, err = _Capture(self.output_limit_bytes), _Capture(self.output_limit_bytes)
+        await ctx.report(0.0, f"{phase}: {_show(argv)} (pid {proc.pid})")
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            await asyncio.gather(
+                self._pump_stdout(proc.stdout, out, ctx),
+                self._pump(proc.stderr, err),
+            )
+            code = await proc.wait()
+        except BaseException:
+            await _kill_group(proc)
+            raise
+        duration = round(time.monotonic() - started, 3)
+        results = {"exit_code": code, "pid": proc.pid, "duration_s": duration, "argv": argv}
+        if code != 0:
+            tail = err.text()[-2000:] or out.text()[-2000:]
+            raise OperationFailed(
+                f"{phase} command exited with status {code}: {tail.strip()}", output=out.text()
+            )
+        await ctx.report(100.0, f"{phase} finished")
+        return OperationResult(output=out.text(), results=results)
+
+    async def _pump(self, stream: asyncio.StreamReader, cap: _Capture) -> None:
+        while chunk := await stream.read(65536):
+            cap.add(chunk)
+
+    async def _pump_stdout(
+        self, stream: asyncio.StreamReader, cap: _Capture, ctx: OperationContext
+    ) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the reader's limit
+                line = await stream.read(65536)
+            if not line:
+                return
+            match = _PROGRESS.match(line.rstrip(b"\r\n"))
+            if match:
+                pct = max(0.0, min(100.0, float(match.group(1))))
+                await ctx.report(pct, match.group(2).decode(errors="replace"))
+            else:
+                cap.add(line)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after a grace period."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
+    except TimeoutError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
+
+
+def _show(argv: list[str]) -> str:
+    return " ".join(argv)

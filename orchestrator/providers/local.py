@@ -1,0 +1,131 @@
+"""The ``local`` provider: a simulated cloud.
+
+Servers, task services and clusters are kept as a real inventory in the store,
+so what a batch creates can be listed and what a rollback undoes disappears.
+Latency and failures are injected per operation (``"simulate": {...}``).
+Everything it reports is labelled simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.models import OperationSpec, OperationType, Simulate
+from orchestrator.providers.base import (
+    OperationContext,
+    OperationFailed,
+    OperationResult,
+    ProviderEnv,
+)
+from shared.store import Stmt, Store
+
+DEFAULT_SIMULATION = Simulate()
+
+
+def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
+    """The kind of inventory an operation touches and one entry per item."""
+    if spec.type is OperationType.SERVER_BATCH:
+        if spec.server_configs:
+            return "server", [c.model_dump(exclude_none=True) for c in spec.server_configs]
+        names = spec.servers or [f"{spec.infra or spec.id}-server-01"]
+        return "server", [{"name": n} for n in names]
+    if spec.type is OperationType.TASKSERV_BATCH:
+        return "taskserv", [
+            {"name": t, "servers": spec.servers or [], "infra": spec.infra}
+            for t in (spec.taskservs or [])
+        ]
+    if spec.type is OperationType.CLUSTER_BATCH:
+        names = spec.clusters or [spec.cluster_type or spec.id]
+        return "cluster", [{"name": n, "cluster_type": spec.cluster_type or n} for n in names]
+    return "resource", [{"name": spec.id}]
+
+
+class LocalProvider:
+    """A simulated cloud with an inventory in the store."""
+
+    name = "local"
+
+    def __init__(self, env: ProviderEnv) -> None:
+        self.store: Store = env.store
+
+    def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
+        kind, items = _items(spec)
+        verb = spec.operation
+        return f"provisioning {kind}s {verb}", [
+            f"--provider={provider}", *(i["name"] for i in items), "--simulated"
+        ]
+
+    def check(self, spec: OperationSpec, provider: str) -> str:
+        kind, items = _items(spec)
+        names = ", ".join(i["name"] for i in items) or "nothing"
+        return f"{spec.operation} {len(items)} {kind}(s) on {provider} [simulated]: {names}"
+
+    async def apply(self, ctx: OperationContext) -> OperationResult:
+        sim = ctx.spec.simulate or DEFAULT_SIMULATION
+        kind, items = _items(ctx.spec)
+        await self._wait(ctx, sim, f"{ctx.spec.operation} {kind}s on {ctx.provider}")
+        if sim.fail_always or ctx.attempt <= sim.fail_attempts:
+            raise OperationFailed(
+                f"simulated failure on {ctx.provider} (attempt {ctx.attempt}, injected by "
+                f"simulate.{'fail_always' if sim.fail_always else 'fail_attempts'})"
+            )
+        now = datetime.now(UTC)
+        names = [i["name"] for i in items]
+        if ctx.spec.operation == "delete":
+            await self.store.write(*(
+                Stmt("DELETE type::thing('inventory', $key)", {"key": f"{kind}/{n}"})
+                for n in names
+            ))
+        else:
+            await self.store.write(*(
+                Stmt(
+                    "UPSERT type::thing('inventory', $key) CONTENT $row",
+                    {"key": f"{kind}/{item['name']}", "row": {
+                        "kind": kind, "name": item["name"], "provider": ctx.provider,
+                        "attributes": item, "task_id": ctx.task_id,
+                        "workflow_id": ctx.workflow_id, "state": "running",
+                        "simulated": True, "updated_at": now,
+                    }},
+                )
+                for item in items
+            ))
+        verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
+        summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
+        return OperationResult(
+            output=summary,
+            results={"simulated": True, "provider": ctx.provider, "kind": kind,
+                     verb: names, "attempt": ctx.attempt},
+        )
+
+    async def rollback(self, ctx: OperationContext) -> OperationResult:
+        sim = ctx.spec.simulate or DEFAULT_SIMULATION
+        kind, items = _items(ctx.spec)
+        await self._wait(ctx, sim, f"rolling back {kind}s on {ctx.provider}")
+        if sim.fail_rollback:
+            raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
+        await self.store.write(Stmt(
+            "DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}
+        ))
+        names = [i["name"] for i in items]
+        return OperationResult(
+            output=f"removed {len(names)} {kind}(s) from {ctx.provider} (simulated)",
+            results={"simulated": True, "removed": names},
+        )
+
+    async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:
+        if sim.latency_s <= 0:
+            return
+        step = sim.latency_s / sim.progress_steps
+        for i in range(sim.progress_steps):
+            await asyncio.sleep(step)
+            await ctx.report(100.0 * (i + 1) / sim.progress_steps, message)
+
+    async def inventory(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """The simulated cloud's current resources."""
+        if kind:
+            return await self.store.query(
+                "SELECT * FROM inventory WHERE kind = $kind ORDER BY name", {"kind": kind}
+            )
+        return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")

@@ -1,0 +1,1 @@
+"""The library both services import: settings, store, HTTP conventions, events."""

@@ -1,0 +1,13 @@
+"""Typed application keys shared by both services."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from shared.events import EventBus
+from shared.settings import Settings
+from shared.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+BUS = web.AppKey("bus", EventBus)

@@ -1,0 +1,145 @@
+"""Settings from the environment (``PROVISIONING_*``) and an optional TOML file.
+
+Precedence: explicit keyword arguments > environment > TOML file > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PROVIDER_MAP = {
+    "upcloud": "local",
+    "aws": "local",
+    "gcp": "local",
+    "azure": "local",
+    "hetzner": "local",
+    "local": "local",
+    "command": "command",
+}
+ENV_PREFIX = "PROVISIONING_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a service needs to start. Names carry units."""
+
+    data_dir: Path = Path("./data")
+    db_url: str = ""  # empty: surrealkv:// under data_dir
+    db_namespace: str = "provisioning"
+    db_database: str = "main"
+    host: str = "127.0.0.1"
+    orchestrator_port: int = 9090
+    control_center_port: int = 9080
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    provider_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_MAP))
+    policies_dir: Path = PACKAGE_ROOT / "policies"
+    max_body_bytes: int = 1_048_576
+    default_timeout_s: float = 300.0
+    default_max_attempts: int = 3
+    default_initial_delay_s: float = 1.0
+    default_max_delay_s: float = 60.0
+    output_limit_bytes: int = 65_536
+    write_batch_max: int = 2_000
+    auth_enabled: bool = True
+    admin_password: str = ""
+    rate_limit_auth: str = "5/minute"
+    rate_limit_default: str = "100/minute"
+    rate_limit_batch: str = "10/minute"
+    mfa_required_roles: tuple[str, ...] = ("admin", "operator")
+    lockout_threshold: int = 5
+    lockout_s: float = 900.0
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    jwt_issuer: str = "provisioning-control-center"
+    jwt_audience: str = "provisioning"
+    control_center_url: str = ""
+    webhooks_allow_private: bool = False
+    webhook_endpoints: tuple[dict[str, Any], ...] = ()
+    event_retention_count: int = 10_000
+    event_retention_s: float = 3600.0
+    config_file: Path | None = None
+
+    @property
+    def resolved_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"surrealkv://{self.data_dir.resolve() / 'db'}"
+
+    @property
+    def is_embedded_file_store(self) -> bool:
+        url = self.resolved_db_url
+        return url.startswith(("surrealkv://", "file://", "rocksdb://"))
+
+
+def _coerce(name: str, raw: Any, current: Any) -> Any:
+    """Turn a TOML or environment value into the type of the default."""
+    if isinstance(current, bool):
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if isinstance(current, Path) or name in {"config_file", "policies_dir", "data_dir"}:
+        return Path(raw)
+    if isinstance(current, dict):
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
+        # "upcloud=local,aws=local"
+        pairs = [p.split("=", 1) for p in str(raw).split(",") if "=" in p]
+        merged = dict(current)
+        merged.update({k.strip(): v.strip() for k, v in pairs})
+        return merged
+    if isinstance(current, tuple):
+        if isinstance(raw, list | tuple):
+            return tuple(raw)
+        return tuple(p.strip() for p in str(raw).split(",") if p.strip())
+    return str(raw)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, an optional TOML file, the environment and overrides."""
+    base = Settings()
+    values: dict[str, Any] = {}
+    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+        values.update(_from_toml(doc))
+        values["config_file"] = Path(path)
+    names = {f.name for f in fields(Settings)}
+    for name in names:
+        env = os.environ.get(ENV_PREFIX + name.upper())
+        if env is not None:
+            values[name] = env
+    values.update(overrides)
+    coerced = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items() if k in names}
+    if "provider_map" in coerced:
+        merged = dict(DEFAULT_PROVIDER_MAP)
+        merged.update(coerced["provider_map"])
+        coerced["provider_map"] = merged
+    return replace(base, **coerced)
+
+
+def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
+    """Flatten the TOML layout documented in the README into settings names."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "providers" and isinstance(value, dict):
+            out["provider_map"] = value
+        elif key == "webhooks" and isinstance(value, dict):
+            if value.get("enabled", True):
+                out["webhook_endpoints"] = tuple(value.get("endpoints", ()))
+        elif isinstance(value, dict):
+            for sub, subval in value.items():
+                out[f"{key}_{sub}"] = subval
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,399 @@
+"""The one door to SurrealDB.
+
+Measured facts that shape this module (see DESIGN.md):
+
+* concurrent writes through one embedded connection can lose updates, so every
+  write goes through a single writer task that group-commits whatever is queued
+  in one ``BEGIN … COMMIT`` query;
+* a string record id is pasted into SurrealQL, so every value is bound as a
+  ``$param`` (statements name their own params; the writer renames them when it
+  concatenates statements);
+* ``query()`` hides all but the first statement, so the writer uses
+  ``query_raw()`` and checks every statement's status;
+* results carry ``RecordID``/``Duration``/``Decimal``: :func:`to_plain` turns them
+  into plain Python at this boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from surrealdb import AsyncSurreal, Duration, RecordID
+
+from shared.errors import StoreError, StoreLocked
+
+log = logging.getLogger(__name__)
+
+CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause after close()
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """One SurrealQL statement (no trailing ``;``) and its bound parameters."""
+
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Merge ``patch`` into record ``table:id``; consecutive merges share one statement."""
+
+    table: str
+    id: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Insert a new row; consecutive inserts into a table share one ``INSERT``."""
+
+    table: str
+    row: dict[str, Any]
+
+
+Write = Stmt | Merge | Insert
+
+
+@dataclass
+class _Pending:
+    stmts: tuple[Write, ...]
+    future: asyncio.Future[list[Any]]
+
+
+def to_plain(value: Any) -> Any:
+    """Convert driver values into plain Python: ids to strings, durations to seconds."""
+    if isinstance(value, RecordID):
+        return str(value.id)
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Duration):
+        seconds, nanos = value.get_seconds_and_nano()
+        return seconds + nanos / 1e9
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+class DataDirLock:
+    """An exclusive lock on the embedded store's directory (surrealkv has none)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StoreLocked(
+                f"the data directory {self.path.parent} is in use by {holder}; stop that "
+                "process or point PROVISIONING_DATA_DIR elsewhere",
+                details={"data_dir": str(self.path.parent), "holder": holder},
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """SurrealDB connection with concurrent reads and one group-committing writer."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "provisioning",
+        database: str = "main",
+        lock_dir: Path | None = None,
+        write_batch_max: int = 2000,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.database = database
+        self.write_batch_max = write_batch_max
+        self._lock = DataDirLock(lock_dir) if lock_dir is not None else None
+        self._db: Any = None
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.statements_written = 0
+
+    async def open(self) -> None:
+        """Take the directory lock, connect, start the writer and apply migrations."""
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            if self.url.startswith("surrealkv://"):
+                Path(self.url.removeprefix("surrealkv://")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            self._db = AsyncSurreal(self.url)
+            await self._db.connect()
+            await self._db.use(self.namespace, self.database)
+            self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Drain queued writes, stop the writer, close the engine, release the lock."""
+        if self._writer is not None:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                await self._db.close()
+            await asyncio.sleep(CLOSE_SETTLE_S)
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+
+    async def _migrate(self) -> None:
+        await _apply_migrations(self)
+
+    # -- reads ---------------------------------------------------------------
+
+    async def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Run a read and return the last statement's result as plain Python."""
+        results = await self.query_each(sql, params)
+        result = results[-1] if results else []
+        if result is None:
+            return []
+        return result if isinstance(result, list) else [result]
+
+    async def query_each(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """Run statements and return every statement's result, raising on any error."""
+        raw = await self._raw(sql, params or {})
+        out = []
+        for item in raw:
+            if item.get("status") != "OK":
+                raise StoreError(f"database error: {item.get('result')}")
+            out.append(to_plain(item.get("result")))
+        return out
+
+    async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        try:
+            response = await self._db.query_raw(sql, params)
+        except Exception as exc:  # driver errors become ours at this boundary
+            raise StoreError(f"database unavailable: {exc}") from exc
+        if "error" in response:
+            raise StoreError(f"database error: {response['error']}")
+        result: list[dict[str, Any]] = response.get("result", [])
+        return result
+
+    # -- writes --------------------------------------------------------------
+
+    async def write(self, *stmts: Write) -> list[Any]:
+        """Queue writes to commit atomically; return each one's result once durable.
+
+        ``Merge`` and ``Insert`` results are ``None``: they are coalesced with
+        their neighbours into one statement per kind, which is what makes the
+        group commit cheap (one ``INSERT`` of 1,000 rows costs about as much as
+        twenty single-row statements).
+        """
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(tuple(stmts), future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            statements = len(first.stmts)
+            while statements < self.write_batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                statements += len(nxt.stmts)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        plan = _Plan()
+        for pending in batch:
+            for write in pending.stmts:
+                plan.add(write)
+        sql, params, slots = plan.build()
+        try:
+            raw = await self._raw(sql, params)
+        except StoreError as exc:
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
+        if not failed:
+            self.commits += 1
+            self.statements_written += len(plan.statements)
+            i = 0
+            for pending in batch:
+                results = []
+                for _ in pending.stmts:
+                    slot = slots[i]
+                    results.append(None if slot is None else to_plain(raw[slot].get("result")))
+                    i += 1
+                if not pending.future.done():
+                    pending.future.set_result(results)
+            return
+        if len(batch) == 1:
+            reason = next(
+                (str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error"
+            )
+            if not batch[0].future.done():
+                batch[0].future.set_exception(StoreError(f"database refused the write: {reason}"))
+            return
+        # One bad item must not fail its neighbours: commit each on its own.
+        for pending in batch:
+            await self._commit([pending])
+
+
+class _Plan:
+    """Turns queued writes into one transaction, coalescing runs of merges and inserts."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.params: dict[str, Any] = {}
+        self.slots: list[int | None] = []
+        self._merges: dict[str, list[dict[str, Any]]] = {}
+        self._inserts: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, write: Write) -> None:
+        if isinstance(write, Merge):
+            self._merges.setdefault(write.table, []).append(
+                {"id": RecordID(write.table, write.id), "patch": write.patch}
+            )
+            self.slots.append(None)
+        elif isinstance(write, Insert):
+            row = dict(write.row)
+            if isinstance(row.get("id"), str | int):
+                row["id"] = RecordID(write.table, row["id"])
+            self._inserts.setdefault(write.table, []).append(row)
+            self.slots.append(None)
+        else:
+            self._flush()
+            sql, renamed = _rename(write, f"s{len(self.statements)}_")
+            self.slots.append(len(self.statements))
+            self.statements.append(sql)
+            self.params.update(renamed)
+
+    def _flush(self) -> None:
+        # Inserts first: a later merge may patch a row inserted in the same run.
+        for table, rows in self._inserts.items():
+            name = f"i{len(self.statements)}"
+            self.statements.append(f"INSERT INTO {table} ${name} RETURN NONE")
+            self.params[name] = rows
+        for merges in self._merges.values():
+            name = f"m{len(self.statements)}"
+            self.statements.append(
+                f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}"
+            )
+            self.params[name] = merges
+        self._merges = {}
+        self._inserts = {}
+
+    def build(self) -> tuple[str, dict[str, Any], list[int | None]]:
+        self._flush()
+        sql = "BEGIN TRANSACTION;\n" + ";\n".join(self.statements) + ";\nCOMMIT TRANSACTION;"
+        return sql, self.params, self.slots
+
+
+def _rename(stmt: Stmt, prefix: str) -> tuple[str, dict[str, Any]]:
+    if not stmt.params:
+        return stmt.sql, {}
+    names = stmt.params.keys()
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"${prefix}{name}" if name in names else match.group(0)
+
+    return _PARAM.sub(sub, stmt.sql), {prefix + k: v for k, v in stmt.params.items()}
+
+
+def iso(value: Any) -> str | None:
+    """Render a datetime from the store as ISO 8601 with a ``Z``."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+MIGRATIONS_TABLE = "schema_migration"
+
+
+async def _applied(store: Store) -> set[str]:
+    rows = await store.query(f"SELECT version FROM {MIGRATIONS_TABLE}")
+    return {str(r["version"]) for r in rows}
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """Every ``NNNN_name.surql`` shipped in ``shared/migrations``, in order."""
+    folder = resources.files("shared") / "migrations"
+    files = sorted(
+        (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".surql")
+    )
+    return files
+
+
+async def _apply_migrations(store: Store) -> None:
+    await store.write(Stmt(f"DEFINE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} SCHEMALESS"))
+    done = await _applied(store)
+    for name, text in migration_files():
+        version = name.split("_", 1)[0]
+        if version in done:
+            continue
+        log.info("applying migration", extra={"migration": name})
+        statements = [s.strip() for s in _split_statements(text) if s.strip()]
+        await store.write(
+            *(Stmt(s) for s in statements),
+            Stmt(
+                f"CREATE {MIGRATIONS_TABLE} SET version = $v, name = $n, applied_at = time::now()",
+                {"v": version, "n": name},
+            ),
+        )
+
+
+def _split_statements(text: str) -> list[str]:
+    """Split a migration on ``;`` at line ends, ignoring ``--`` comment lines."""
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
+    return [s.strip().rstrip(";") for s in "\n".join(lines).split(";\n")]
+

@@ -1,0 +1,1 @@
+"""HTTP handlers of the orchestrator: parse, call the engine, shape the response."""

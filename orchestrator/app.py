@@ -1,0 +1,60 @@
+"""``create_app(settings)`` for the orchestrator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from orchestrator.api import batch, rollback, state, tasks
+from orchestrator.checkpoints import Checkpoints
+from orchestrator.engine import Engine
+from orchestrator.journal import OutboxHook
+from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
+from orchestrator.rollback import RollbackService
+from shared.app import base_app
+from shared.auth import AuthBackend
+from shared.events import EventBus
+from shared.http import Api, add_standard_routes
+from shared.keys import BUS, SETTINGS, STORE
+from shared.settings import Settings
+from shared.store import Store
+
+HEALTH_MESSAGE = "Orchestrator is healthy"
+
+
+def build_api() -> Api:
+    api = Api()
+
+    async def health(request: web.Request) -> str:
+        return HEALTH_MESSAGE
+
+    add_standard_routes(api, title="provisioning orchestrator", health=health)
+    for module in (tasks, batch, state, rollback):
+        api.include(module.api)
+    return api
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    bus: EventBus | None = None,
+    auth: AuthBackend | None = None,
+    outbox: OutboxHook | None = None,
+) -> web.Application:
+    """The orchestrator; opens its own store unless one is shared, and resumes workflows."""
+    app = base_app(settings, service="orchestrator", api=build_api(), store=store, bus=bus,
+                   auth=auth)
+
+    async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = Engine(app[SETTINGS], app[STORE], app[BUS], outbox=outbox)
+        app[ENGINE] = engine
+        app[ROLLBACKS] = RollbackService(engine)
+        app[CHECKPOINTS] = Checkpoints(engine)
+        await engine.start()
+        yield
+        await engine.stop()
+
+    app.cleanup_ctx.append(engine_ctx)
+    return app

@@ -1,0 +1,134 @@
+"""Checkpoints are named positions in the journal; restore resets recorded state to one.
+
+Restore runs no provider: it sets every task and workflow that changed after
+the checkpoint back to the status it had then (journaled like any change).
+Whatever did not exist yet, or was still in flight then, is recorded as
+``Cancelled``, so nothing is left claiming to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.journal import Change, utcnow
+from orchestrator.models import CheckpointRequest
+from orchestrator.repository import Repository
+from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from shared.errors import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Engine
+
+BYTES_PER_JOURNAL_ENTRY = 256  # measured average of a journal row, for the size estimate
+
+
+def human_size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+class Checkpoints:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.repo: Repository = engine.repo
+        self._lock = asyncio.Lock()
+
+    async def create(self, req: CheckpointRequest) -> str:
+        """A checkpoint at the current journal position."""
+        if req.workflow_id is not None and await self.repo.workflow(req.workflow_id) is None:
+            raise NotFound(f"no workflow with id {req.workflow_id}")
+        cid = str(uuid.uuid4())
+        seq = self.engine.journal.last_seq
+        await self.engine.journal.persist_and_publish(
+            [Repository.insert_checkpoint({
+                "id": cid, "name": req.name, "description": req.description,
+                "workflow_id": req.workflow_id, "seq": seq, "auto": False,
+                "created_at": utcnow(),
+            })],
+            "CheckpointCreated",
+            {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id,
+             "auto": False},
+        )
+        return cid
+
+    async def view(self, row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
+        seq = int(row["seq"])
+        entries = await self.repo.journal_count_upto(seq)
+        out = {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row.get("description"),
+            "created_at": row["created_at"],
+            "size": human_size(entries * BYTES_PER_JOURNAL_ENTRY),
+            "journal_seq": seq,
+            "workflow_id": row.get("workflow_id"),
+            "automatic": bool(row.get("auto")),
+        }
+        if detail:
+            out["operations_count"] = await self.repo.completed_count_at(seq)
+        return out
+
+    async def get(self, checkpoint_id: str) -> dict[str, Any]:
+        row = await self.repo.checkpoint(checkpoint_id)
+        if row is None:
+            raise NotFound(f"no checkpoint with id {checkpoint_id}")
+        return row
+
+    async def restore(self, checkpoint_id: str) -> int:
+        """Reset recorded state to the checkpoint; returns how many records changed."""
+        cp = await self.get(checkpoint_id)
+        seq = int(cp["seq"])
+        async with self._lock:
+            if self.engine.runs:
+                raise Conflict(
+                    "workflows are running; cancel them or wait before restoring",
+                    details={"running_workflows": sorted(self.engine.runs)},
+                )
+            later = await self.repo.journal_after(seq)
+            touched: dict[str, dict[str, Any]] = {}
+            for e in later:
+                touched[str(e["entity"])] = e  # last entry after the checkpoint
+            if not touched:
+                return 0
+            wanted = set(touched) | {str(e["workflow_id"]) for e in touched.values()}
+            before = await self.repo.journal_upto(seq, sorted(wanted))
+            then: dict[str, str] = {str(e["entity"]): str(e["to"]) for e in before}
+            changes: list[Change] = []
+            submitted: dict[str, bool] = {}
+            for entity, last in touched.items():
+                kind = last["entity_kind"]
+                wid = str(last["workflow_id"])
+                if kind == "task":
+                    if wid not in submitted:
+                        submitted[wid] = wid in then
+                    status = then.get(entity, str(TaskStatus.PENDING) if submitted[wid]
+                                      else None)
+                    if status is None or TaskStatus(status) not in FINAL_TASK:
+                        status = str(TaskStatus.CANCELLED)
+                else:
+                    status = then.get(entity)
+                    if status is None or WorkflowStatus(status) not in FINAL_WORKFLOW:
+                        status = str(WorkflowStatus.CANCELLED)
+                if status == last["to"]:
+                    continue
+                patch: dict[str, Any] = {"restored_from": checkpoint_id}
+                if kind == "task" and status == str(TaskStatus.COMPLETED):
+                    patch["undone_seq"] = None
+                changes.append(Change(
+                    entity=kind, id=entity, workflow_id=wid, name=str(last["name"]),
+                    from_status=str(last["to"]), to_status=status, patch=patch,
+                    event_type="TaskStatusChanged" if kind == "task" else "BatchStatusChanged",
+                    event_data={"task_id": entity} if kind == "task" else {"batch_id": entity},
+                    note=f"restored from checkpoint {checkpoint_id}",
+                ))
+            await self.engine.journal.commit(changes)
+            self.engine.bus.publish("StateRestored", {
+                "checkpoint_id": checkpoint_id, "records": len(changes),
+            })
+            return len(changes)

@@ -1,0 +1,617 @@
+"""The engine: validates, records and runs batches on a ready set.
+
+An operation starts as soon as its hard dependencies are ``Completed`` (soft
+ones only need to have finished) and a slot under ``parallel_limit`` is free.
+Every transition goes through :class:`~orchestrator.journal.Journal`, which
+persists before it announces; after a crash :meth:`Engine.start` resumes what
+was running: completed operations never run again, interrupted ones retry under
+their policy, pending ones proceed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.dag import generations, validate
+from orchestrator.journal import Change, Journal, OutboxHook, utcnow
+from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
+from orchestrator.providers import (
+    OperationContext,
+    OperationFailed,
+    ProviderEnv,
+    ProviderRegistry,
+)
+from orchestrator.repository import Repository
+from orchestrator.runtime import TaskState, WorkflowState
+from orchestrator.snapshots import Snapshots
+from orchestrator.states import (
+    FINAL_WORKFLOW,
+    TaskStatus,
+    WorkflowStatus,
+    check_task_transition,
+    check_workflow_transition,
+)
+from shared.errors import Conflict, NotFound
+from shared.events import EventBus
+from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
+from shared.settings import Settings
+from shared.store import Store, Write
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
+
+
+@dataclass
+class _Run:
+    """A running workflow: its state, scheduler bookkeeping and asyncio tasks."""
+
+    wf: WorkflowState
+    driver: asyncio.Task[None] | None = None
+    running: dict[str, asyncio.Task[None]] | None = None
+    done: asyncio.Queue[str] | None = None
+    stopping: bool = False
+    cancel_requested: bool = False
+    stop_reason: str | None = None
+    rollback_failed: list[str] | None = None
+
+
+class Engine:
+    """Owns every running workflow of this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        *,
+        outbox: OutboxHook | None = None,
+        registry: ProviderRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.repo = Repository(store)
+        self.journal = Journal(store, bus, outbox)
+        self.snapshots = Snapshots(self.repo, self.journal)
+        self.registry = registry or ProviderRegistry(
+            ProviderEnv(settings, store), settings.provider_map
+        )
+        self.runs: dict[str, _Run] = {}
+        self._shutting_down = False
+        self.healthy = True
+        self.started_at = time.time()
+        # set by orchestrator.rollback to avoid an import cycle
+        self.rollbacks: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the journal position and resume every workflow that was running."""
+        await self.journal.load()
+        for row in await self.repo.active_workflows():
+            try:
+                await self._resume(row)
+            except Exception:
+                log.exception("could not resume workflow", extra={"workflow_id": row["id"]})
+
+    async def stop(self) -> None:
+        """Stop driving workflows without marking them: a restart resumes them."""
+        self._shutting_down = True
+        tasks: list[asyncio.Task[None]] = []
+        for run in self.runs.values():
+            tasks.extend((run.running or {}).values())
+            if run.driver is not None:
+                tasks.append(run.driver)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.runs.clear()
+        WORKFLOWS_ACTIVE.set(0)
+
+    # -- submission -------------------------------------------------------------------
+
+    def validate(self, batch: BatchRequest) -> Any:
+        return validate(batch, lambda name: self.registry.resolve_name(name) is not None)
+
+    def plan(self, batch: BatchRequest) -> dict[str, Any]:
+        """What a batch would do, with no effects and nothing recorded (``check_mode``)."""
+        graph = self.validate(batch)
+        order = [op.id for op in batch.operations]
+        ops = []
+        for op in batch.operations:
+            provider = self.registry.get(op.provider_name)
+            command, args = provider.describe(op, op.provider_name)
+            ops.append({
+                "id": op.id,
+                "type": str(op.type),
+                "provider": op.provider_name,
+                "implementation": self.registry.resolve_name(op.provider_name),
+                "dependencies": [d.model_dump() for d in op.dependency_refs()],
+                "command": command,
+                "args": args,
+                "would": provider.check(op, op.provider_name),
+            })
+        return {
+            "name": batch.name,
+            "parallel_limit": batch.parallel_limit,
+            "rollback_enabled": batch.rollback_enabled,
+            "generations": generations(graph, order),
+            "operations": ops,
+        }
+
+    async def submit(
+        self, batch: BatchRequest, *, kind: str = "batch", workflow_id: str | None = None,
+        task_id: str | None = None, submitted_by: str | None = None,
+    ) -> WorkflowState:
+        """Validate, record (workflow, tasks, checkpoint, first snapshot) and start a batch."""
+        graph = self.validate(batch)
+        wid = workflow_id or str(uuid.uuid4())
+        now = utcnow()
+        wf = WorkflowState(
+            id=wid, name=batch.name, kind=kind, status=WorkflowStatus.RUNNING,
+            parallel_limit=batch.parallel_limit, rollback_enabled=batch.rollback_enabled,
+            created_at=now, started_at=now,
+        )
+        ids = {op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
+               for op in batch.operations}
+        task_rows: list[Write] = []
+        for index, op in enumerate(batch.operations):
+            state = self._task_state(wid, ids[op.id], index, op)
+            state.created_at = now
+            wf.tasks[op.id] = state
+            provider = self.registry.get(op.provider_name)
+            command, args = provider.describe(op, op.provider_name)
+            task_rows.append(Repository.insert_task({
+                "id": state.id, "workflow_id": wid, "name": op.id, "index": index,
+                "type": str(op.type), "provider": op.provider_name,
+                "implementation": self.registry.resolve_name(op.provider_name),
+                "spec": op.model_dump(mode="json", exclude_none=True),
+                "command": command, "args": args,
+                "dependencies": [ids[d.id] for d in op.dependency_refs()],
+                "dependency_names": [d.id for d in op.dependency_refs()],
+                "status": str(TaskStatus.PENDING), "attempt": 0, "progress": 0.0,
+                "max_attempts": state.retry.max_attempts, "timeout_s": state.timeout_s,
+                "created_at": now, "started_at": None, "completed_at": None,
+                "output": None, "error": None, "results": None,
+            }))
+        self._link(wf, graph)
+        checkpoint_id = str(uuid.uuid4())
+        wf.checkpoint_id = checkpoint_id
+        seq = self.journal.next_seq()
+        wf_row = {
+            "id": wid, "name": batch.name, "version": batch.version, "kind": kind,
+            "description": batch.description, "environment": batch.environment,
+            "storage_backend": batch.storage_backend, "parallel_limit": batch.parallel_limit,
+            "rollback_enabled": batch.rollback_enabled, "status": str(WorkflowStatus.RUNNING),
+            "created_at": now, "started_at": now, "completed_at": None, "error": None,
+            "rollback": None, "checkpoint_id": checkpoint_id, "submitted_by": submitted_by,
+            "operation_count": len(batch.operations), "updated_seq": seq, "submitted_seq": seq,
+        }
+        writes: list[Write] = [
+            Repository.insert_workflow(wf_row),
+            *task_rows,
+            Repository.append_journal({
+                "id": seq, "seq": seq, "at": now, "entity_kind": "workflow", "entity": wid,
+                "workflow_id": wid, "name": batch.name, "from": None,
+                "to": str(WorkflowStatus.RUNNING), "note": "submitted",
+            }),
+            Repository.insert_checkpoint({
+                "id": checkpoint_id, "name": f"before {kind} {batch.name}",
+                "description": f"automatic checkpoint before workflow {wid}",
+                "workflow_id": wid, "seq": seq - 1, "auto": True, "created_at": now,
+            }),
+            self.snapshots.snapshot_write(wf, "submitted", seq, all_tasks=True),
+        ]
+        event = {"workflow_id": wid, "batch_id": wid, "name": batch.name,
+                 "status": str(WorkflowStatus.RUNNING), "kind": kind,
+                 "operations": len(batch.operations)}
+        if self.journal.outbox is not None:
+            writes.extend(self.journal.outbox("BatchStatusChanged", event))
+        await self.store.write(*writes)
+        self.bus.publish("CheckpointCreated", {
+            "checkpoint_id": checkpoint_id, "workflow_id": wid, "auto": True,
+            "name": f"before {kind} {batch.name}",
+        })
+        self.bus.publish("BatchStatusChanged", event)
+        self._launch(wf)
+        return wf
+
+    def _task_state(self, wid: str, tid: str, index: int, op: OperationSpec) -> TaskState:
+        s = self.settings
+        retry = op.retry or RetryPolicy(
+            max_attempts=s.default_max_attempts, initial_delay_s=s.default_initial_delay_s,
+            max_delay_s=s.default_max_delay_s,
+        )
+        return TaskState(
+            id=tid, workflow_id=wid, name=op.id, index=index, spec=op,
+            provider=op.provider_name, timeout_s=op.timeout or s.default_timeout_s, retry=retry,
+        )
+
+    @staticmethod
+    def _link(wf: WorkflowState, graph: Any) -> None:
+        for dep, dependent, data in graph.edges(data=True):
+            kind = data.get("kind", "hard")
+            wf.tasks[dependent].deps.append((dep, kind))
+            wf.tasks[dep].dependents.append((dependent, kind))
+
+    def _launch(self, wf: WorkflowState) -> None:
+        run = _Run(wf=wf, running={}, done=asyncio.Queue())
+        wf.recount()
+        self.runs[wf.id] = run
+        WORKFLOWS_ACTIVE.set(len(self.runs))
+        run.driver = asyncio.create_task(self._drive(run), name=f"workflow-{wf.id}")
+
+    # -- resume -------------------------------------------------------------------------
+
+    async def _resume(self, row: dict[str, Any]) -> None:
+        wid = str(row["id"])
+        rows = await self.repo.tasks_of(wid)
+        batch_ops = [OperationSpec.model_validate(r["spec"]) for r in rows]
+        batch = BatchRequest(
+            name=row["name"], parallel_limit=row["parallel_limit"],
+            rollback_enabled=row["rollback_enabled"], operations=batch_ops,
+        )
+        graph = self.validate(batch)
+        wf = WorkflowState(
+            id=wid, name=row["name"], kind=row.get("kind", "batch"),
+            status=WorkflowStatus(row["status"]), parallel_limit=row["parallel_limit"],
+            rollback_enabled=row["rollback_enabled"], created_at=row.get("created_at"),
+            started_at=row.get("started_at"), checkpoint_id=row.get("checkpoint_id"),
+        )
+        changes: list[Change] = []
+        for r, op in zip(rows, batch_ops, strict=True):
+            t = self._task_state(wid, str(r["id"]), int(r["index"]), op)
+            t.status = TaskStatus(r["status"])
+            t.attempt = int(r.get("attempt") or 0)
+            t.progress = float(r.get("progress") or 0.0)
+            t.output, t.error, t.results = r.get("output"), r.get("error"), r.get("results")
+            t.created_at, t.started_at = r.get("created_at"), r.get("started_at")
+            t.completed_at, t.completed_seq = r.get("completed_at"), r.get("completed_seq")
+            wf.tasks[op.id] = t
+            if t.status is TaskStatus.RUNNING:
+                # The attempt that was running counts; retry it if the policy allows.
+                to = (TaskStatus.PENDING if t.attempt < t.retry.max_attempts
+                      else TaskStatus.FAILED)
+                changes.append(self._change(t, to, {"error": INTERRUPTED}, note="resumed"))
+            elif t.status is TaskStatus.ROLLING_BACK:
+                changes.append(self._change(
+                    t, TaskStatus.FAILED, {"error": "rollback interrupted by a restart"},
+                    note="resumed",
+                ))
+        self._link(wf, graph)
+        if changes:
+            await self.journal.commit(changes)
+            for c in changes:
+                self._apply(wf.tasks[c.name], c)
+        if wf.status is WorkflowStatus.PENDING:
+            await self._set_workflow(wf, WorkflowStatus.RUNNING, {"started_at": utcnow()})
+        log.info("resuming workflow", extra={"workflow_id": wid, "operations": len(rows)})
+        self._launch(wf)
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _change(
+        self, t: TaskState, to: TaskStatus, patch: dict[str, Any] | None = None,
+        note: str | None = None,
+    ) -> Change:
+        check_task_transition(t.status, to)
+        patch = dict(patch or {})
+        data = t.event_data()
+        data.update({k: v for k, v in patch.items() if k in ("error", "attempt", "progress")})
+        if to is TaskStatus.COMPLETED:
+            data["output"] = patch.get("output")
+        return Change(
+            entity="task", id=t.id, workflow_id=t.workflow_id, name=t.name,
+            from_status=str(t.status), to_status=str(to), patch=patch,
+            event_type="TaskStatusChanged", event_data=data, note=note,
+        )
+
+    def _apply(self, t: TaskState, change: Change) -> None:
+        """Mirror a persisted change in memory (and in the workflow's status counts)."""
+        run = self.runs.get(t.workflow_id)
+        if run is not None:
+            run.wf.counts[str(t.status)] -= 1
+            run.wf.counts[change.to_status] += 1
+        t.status = TaskStatus(change.to_status)
+        for key, value in change.patch.items():
+            if hasattr(t, key) and key not in ("status",):
+                setattr(t, key, value)
+        if t.status is TaskStatus.COMPLETED:
+            t.completed_seq = change.seq
+
+    async def _transition(
+        self, t: TaskState, to: TaskStatus, patch: dict[str, Any] | None = None,
+        extra: list[Write] | None = None,
+    ) -> None:
+        change = self._change(t, to, patch)
+        writes = self.journal.writes_for(change)
+        await self.store.write(*writes, *(extra or []))
+        self._apply(t, change)
+        self.bus.publish(change.event_type, Journal._event_data(change))
+        if t.final and change.from_status == TaskStatus.RUNNING:
+            TASKS_TOTAL.labels(str(to).lower()).inc()
+            if t.started_at is not None and t.completed_at is not None:
+                TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
+
+    async def _set_workflow(
+        self, wf: WorkflowState, to: WorkflowStatus, patch: dict[str, Any] | None = None,
+        extra: list[Write] | None = None,
+    ) -> None:
+        check_workflow_transition(wf.status, to)
+        data = {"batch_id": wf.id, "name": wf.name, "kind": wf.kind}
+        if patch:
+            data.update({k: v for k, v in patch.items() if k in ("error", "rollback")})
+        change = Change(
+            entity="workflow", id=wf.id, workflow_id=wf.id, name=wf.name,
+            from_status=str(wf.status), to_status=str(to), patch=dict(patch or {}),
+            event_type="BatchStatusChanged", event_data=data,
+        )
+        await self.journal.commit([change], extra)
+        wf.status = to
+
+    async def report_progress(self, t: TaskState, percent: float, message: str) -> None:
+        """Persist then announce an operation's progress."""
+        t.progress = round(percent, 2)
+        t.message = message
+        await self.journal.persist_and_publish(
+            [Repository.patch_task(t.id, {"progress": t.progress, "message": message})],
+            "OperationProgress",
+            {"workflow_id": t.workflow_id, "task_id": t.id, "operation_id": t.name,
+             "progress": t.progress, "message": message},
+        )
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    async def _drive(self, run: _Run) -> None:
+        wf = run.wf
+        assert run.running is not None and run.done is not None
+        tasks = wf.tasks
+        # Recompute readiness from what is recorded (fresh or resumed alike).
+        skips: list[TaskState] = []
+        for t in tasks.values():
+            t.waiting = 0
+            for dep, kind in t.deps:
+                d = tasks[dep]
+                if kind == "soft":
+                    t.waiting += 0 if d.final else 1
+                elif d.status is not TaskStatus.COMPLETED:
+                    t.waiting += 1
+                    if d.final and t.status is TaskStatus.PENDING:
+                        skips.append(t)
+        if skips:
+            await self._skip_cascade(run, skips)
+        if any(t.status is TaskStatus.FAILED and t.spec.on_failure != "continue"
+               for t in tasks.values()):
+            run.stopping = True
+            run.stop_reason = "an operation failed"
+        ready = deque(t for t in tasks.values()
+                      if t.status is TaskStatus.PENDING and t.waiting == 0)
+        limit = wf.parallel_limit
+        try:
+            while True:
+                while ready and len(run.running) < limit and not run.stopping:
+                    t = ready.popleft()
+                    if t.status is TaskStatus.PENDING and t.name not in run.running:
+                        run.running[t.name] = asyncio.create_task(self._execute(run, t))
+                if not run.running:
+                    break
+                name = await run.done.get()
+                finished = run.running.pop(name)
+                await finished  # _execute never raises except on shutdown
+                await self._settle(run, tasks[name], ready)
+            await self._finish(run)
+        except asyncio.CancelledError:
+            if not self._shutting_down:
+                raise
+        except Exception:
+            log.exception("workflow driver failed", extra={"workflow_id": wf.id})
+            self.healthy = False
+        finally:
+            if not self._shutting_down:
+                self.runs.pop(wf.id, None)
+                WORKFLOWS_ACTIVE.set(len(self.runs))
+
+    async def _settle(self, run: _Run, t: TaskState, ready: deque[TaskState]) -> None:
+        """Release or skip the dependents of an operation that reached a final state."""
+        if t.status is TaskStatus.FAILED and t.spec.on_failure != "continue" and not run.stopping:
+            run.stopping = True
+            run.stop_reason = f"operation {t.name!r} failed"
+        skips: list[TaskState] = []
+        for name, kind in t.dependents:
+            d = run.wf.tasks[name]
+            if d.status is not TaskStatus.PENDING:
+                continue
+            if kind == "hard" and t.status is not TaskStatus.COMPLETED:
+                skips.append(d)
+                continue
+            d.waiting -= 1
+            if d.waiting == 0:
+                ready.append(d)
+        if skips:
+            released = await self._skip_cascade(run, skips)
+            ready.extend(released)
+
+    async def _skip_cascade(self, run: _Run, start: list[TaskState]) -> list[TaskState]:
+        """Cancel operations whose hard dependency did not complete, and theirs in turn.
+        Returns soft dependents that became ready."""
+        tasks = run.wf.tasks
+        changes: list[Change] = []
+        released: list[TaskState] = []
+        seen: set[str] = set()
+        stack = list(start)
+        while stack:
+            d = stack.pop()
+            if d.name in seen or d.status is not TaskStatus.PENDING:
+                continue
+            seen.add(d.name)
+            blocker = next((dep for dep, kind in d.deps if (kind == "hard"
+                            and tasks[dep].final and tasks[dep].status is not TaskStatus.COMPLETED)
+                            or dep in seen), d.deps[0][0] if d.deps else "?")
+            changes.append(self._change(d, TaskStatus.CANCELLED, {
+                "error": f"skipped: dependency {blocker!r} did not complete",
+                "completed_at": utcnow(),
+            }))
+            for name, kind in d.dependents:
+                nxt = tasks[name]
+                if kind == "hard":
+                    stack.append(nxt)
+                elif nxt.status is TaskStatus.PENDING:
+                    nxt.waiting -= 1
+                    if nxt.waiting == 0:
+                        released.append(nxt)
+        if changes:
+            await self.journal.commit(changes)
+            for c in changes:
+                self._apply(tasks[c.name], c)
+        return [r for r in released if r.status is TaskStatus.PENDING]
+
+    async def _execute(self, run: _Run, t: TaskState) -> None:
+        """Run one operation's attempts under its timeout and retry policy."""
+        assert run.done is not None
+        try:
+            await self._attempts(run, t)
+        except asyncio.CancelledError:
+            if self._shutting_down:
+                raise
+            # A user cancel: record it, then let the driver settle.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            if not t.final:
+                await self._transition(t, TaskStatus.CANCELLED, {
+                    "error": "cancelled by request", "completed_at": utcnow(),
+                })
+        except Exception as exc:  # a bug, not a provider failure: fail the operation
+            log.exception("operation crashed", extra={"task_id": t.id})
+            if not t.final and t.status is TaskStatus.RUNNING:
+                await self._transition(t, TaskStatus.FAILED, {
+                    "error": f"internal error: {exc}", "completed_at": utcnow(),
+                })
+        finally:
+            if not self._shutting_down:
+                run.done.put_nowait(t.name)
+
+    async def _attempts(self, run: _Run, t: TaskState) -> None:
+        provider = self.registry.get(t.provider)
+        while True:
+            attempt = t.attempt + 1
+            await self._transition(t, TaskStatus.RUNNING, {
+                "attempt": attempt, "started_at": utcnow(), "completed_at": None,
+                "error": None, "progress": 0.0,
+            })
+
+            async def report(percent: float, message: str, _t: TaskState = t) -> None:
+                await self.report_progress(_t, percent, message)
+
+            ctx = OperationContext(
+                task_id=t.id, workflow_id=t.workflow_id, name=t.name, spec=t.spec,
+                provider=t.provider, attempt=attempt, timeout_s=t.timeout_s, report=report,
+            )
+            failure: str
+            output: str | None = None
+            retryable = True
+            try:
+                async with asyncio.timeout(t.timeout_s):
+                    result = await provider.apply(ctx)
+            except TimeoutError:
+                failure = f"timed out after {t.timeout_s:g} s (attempt {attempt})"
+            except OperationFailed as exc:
+                failure, output, retryable = exc.message, exc.output, exc.retryable
+            else:
+                await self._transition(t, TaskStatus.COMPLETED, {
+                    "output": result.output, "results": result.results,
+                    "completed_at": utcnow(), "progress": 100.0,
+                })
+                return
+            if retryable and attempt < t.retry.max_attempts and not run.stopping:
+                delay = t.retry.delay_s(attempt)
+                await self._transition(t, TaskStatus.PENDING, {
+                    "error": f"{failure}; retrying in {delay:g} s", "output": output,
+                })
+                await asyncio.sleep(delay)
+                continue
+            await self._transition(t, TaskStatus.FAILED, {
+                "error": failure, "output": output, "completed_at": utcnow(),
+            }, extra=[self.snapshots.snapshot_write(
+                run.wf, f"operation {t.name} failed", self.journal.last_seq + 1,
+                changed=[t], failed=t,
+            )])
+            return
+
+    async def _finish(self, run: _Run) -> None:
+        """Cancel what never started, roll back if asked, and record the final status."""
+        wf = run.wf
+        leftover = [t for t in wf.tasks.values() if t.status is TaskStatus.PENDING]
+        if leftover:
+            reason = ("cancelled by request" if run.cancel_requested
+                      else f"not started: {run.stop_reason or 'the batch stopped'}")
+            changes = [self._change(t, TaskStatus.CANCELLED, {"error": reason,
+                                                             "completed_at": utcnow()})
+                       for t in leftover]
+            await self.journal.commit(changes)
+            for c in changes:
+                self._apply(wf.tasks[c.name], c)
+        failed = [t for t in wf.tasks.values() if t.status is TaskStatus.FAILED]
+        if run.cancel_requested:
+            final = WorkflowStatus.CANCELLED
+        elif failed:
+            final = WorkflowStatus.FAILED
+        else:
+            final = WorkflowStatus.COMPLETED
+        patch: dict[str, Any] = {"completed_at": utcnow()}
+        if failed:
+            patch["error"] = "; ".join(f"{t.name}: {t.error}" for t in failed[:5])
+        stop_failures = [t for t in failed if t.spec.on_failure != "continue"]
+        if final is WorkflowStatus.FAILED and wf.rollback_enabled and stop_failures \
+                and self.rollbacks is not None:
+            include_failed = [t.id for t in stop_failures if t.spec.on_failure == "rollback"]
+            summary = await self.rollbacks.rollback_workflow(wf, include_failed=include_failed)
+            wf.rollback = summary
+            patch["rollback"] = summary
+        if wf.started_at is not None:
+            patch["duration_s"] = (patch["completed_at"] - wf.started_at).total_seconds()
+        snap = self.snapshots.snapshot_write(
+            wf, "finished", self.journal.last_seq + 1, changed=list(wf.tasks.values()),
+            final_status=str(final),
+        )
+        await self._set_workflow(wf, final, patch, extra=[snap])
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def cancel(self, workflow_id: str) -> None:
+        """Stop scheduling, cancel running operations (their processes die), mark Cancelled."""
+        run = self.runs.get(workflow_id)
+        if run is None:
+            row = await self.repo.workflow(workflow_id)
+            if row is None:
+                raise NotFound(f"no batch or workflow with id {workflow_id}")
+            raise Conflict(
+                f"workflow {workflow_id} is already {row['status']}; only a running one can be "
+                "cancelled", details={"status": row["status"]},
+            )
+        if run.cancel_requested or run.wf.status in FINAL_WORKFLOW:
+            raise Conflict(f"workflow {workflow_id} is already being cancelled")
+        run.cancel_requested = True
+        run.stopping = True
+        run.stop_reason = "cancelled by request"
+        for task in list((run.running or {}).values()):
+            task.cancel()
+        if run.driver is not None:
+            await asyncio.shield(run.driver)
+
+    def is_running(self, workflow_id: str) -> bool:
+        return workflow_id in self.runs
+
+    def live(self, workflow_id: str) -> WorkflowState | None:
+        run = self.runs.get(workflow_id)
+        return run.wf if run else None

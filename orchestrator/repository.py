@@ -1,0 +1,219 @@
+"""Every SurrealQL statement of the orchestrator: workflows, tasks, journal, snapshots,
+checkpoints and rollbacks. Values are always bound; ids are addressed with
+``type::thing`` so user input never becomes query text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from surrealdb import RecordID
+
+from shared.store import Insert, Merge, Stmt, Store, Write
+
+
+class Repository:
+    """The orchestrator's aggregates in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- write builders (the engine adds them to one atomic write) --------------
+
+    @staticmethod
+    def insert_workflow(row: dict[str, Any]) -> Write:
+        return Insert("workflow", row)
+
+    @staticmethod
+    def insert_task(row: dict[str, Any]) -> Write:
+        return Insert("task", row)
+
+    @staticmethod
+    def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
+        return Merge("task", task_id, patch)
+
+    @staticmethod
+    def patch_workflow(workflow_id: str, patch: dict[str, Any]) -> Write:
+        return Merge("workflow", workflow_id, patch)
+
+    @staticmethod
+    def append_journal(row: dict[str, Any]) -> Write:
+        return Insert("journal", row)
+
+    @staticmethod
+    def insert_snapshot(row: dict[str, Any]) -> Write:
+        return Insert("snapshot", row)
+
+    @staticmethod
+    def insert_checkpoint(row: dict[str, Any]) -> Write:
+        return Insert("checkpoint", row)
+
+    @staticmethod
+    def upsert_rollback(rollback_id: str, row: dict[str, Any]) -> Write:
+        return Stmt("UPSERT type::thing('rollback', $id) MERGE $row", {"id": rollback_id, "row": row})
+
+    # -- reads --------------------------------------------------------------------
+
+    async def last_journal_seq(self) -> int:
+        rows = await self.store.query("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1")
+        return int(rows[0]["seq"]) if rows else 0
+
+    async def workflow(self, workflow_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query(
+            "SELECT * FROM type::thing('workflow', $id)", {"id": workflow_id}
+        )
+        return rows[0] if rows else None
+
+    async def workflows(
+        self, *, status: str | None, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _where({"status": status, "kind": kind})
+        params.update(limit=limit, offset=offset)
+        count, rows = await self.store.query_each(
+            f"SELECT count() AS n FROM workflow {where} GROUP ALL;"
+            f"SELECT * FROM workflow {where} ORDER BY created_at DESC, id LIMIT $limit START $offset",
+            params,
+        )
+        return rows, int(count[0]["n"]) if count else 0
+
+    async def active_workflows(self) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM workflow WHERE status IN ['Pending', 'Running'] ORDER BY created_at"
+        )
+
+    async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM task WHERE workflow_id = $wid ORDER BY index", {"wid": workflow_id}
+        )
+
+    async def tasks_of_many(self, workflow_ids: list[str]) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM task WHERE workflow_id IN $wids ORDER BY workflow_id, index",
+            {"wids": workflow_ids},
+        )
+
+    async def task(self, task_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
+        return rows[0] if rows else None
+
+    async def tasks(
+        self, *, status: str | None, workflow_id: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _where({"status": status, "workflow_id": workflow_id})
+        params.update(limit=limit, offset=offset)
+        count, rows = await self.store.query_each(
+            f"SELECT count() AS n FROM task {where} GROUP ALL;"
+            f"SELECT * FROM task {where} ORDER BY created_at DESC, index LIMIT $limit START $offset",
+            params,
+        )
+        return rows, int(count[0]["n"]) if count else 0
+
+    async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]}
+        )
+
+    async def tasks_by_names(self, workflow_id: str, names: list[str]) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM task WHERE workflow_id = $wid AND name IN $names",
+            {"wid": workflow_id, "names": names},
+        )
+
+    async def completed_after(self, seq: int) -> list[dict[str, Any]]:
+        """Tasks completed after a journal position, latest completion first."""
+        return await self.store.query(
+            "SELECT * FROM task WHERE status = 'Completed' AND completed_seq > $seq "
+            "ORDER BY completed_seq DESC",
+            {"seq": seq},
+        )
+
+    async def snapshots(self, workflow_id: str) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM snapshot WHERE workflow_id = $wid ORDER BY seq", {"wid": workflow_id}
+        )
+
+    async def journal_of(self, workflow_id: str, upto_seq: int | None = None) -> list[dict[str, Any]]:
+        if upto_seq is None:
+            return await self.store.query(
+                "SELECT * FROM journal WHERE workflow_id = $wid ORDER BY seq", {"wid": workflow_id}
+            )
+        return await self.store.query(
+            "SELECT * FROM journal WHERE workflow_id = $wid AND seq <= $upto ORDER BY seq",
+            {"wid": workflow_id, "upto": upto_seq},
+        )
+
+    async def journal_after(self, seq: int) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM journal WHERE seq > $seq ORDER BY seq", {"seq": seq}
+        )
+
+    async def journal_upto(self, seq: int, entity_ids: list[str]) -> list[dict[str, Any]]:
+        """Journal entries up to ``seq`` for the given entities, in order."""
+        return await self.store.query(
+            "SELECT * FROM journal WHERE seq <= $seq AND entity IN $ids ORDER BY seq",
+            {"seq": seq, "ids": entity_ids},
+        )
+
+    async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        count, rows = await self.store.query_each(
+            "SELECT count() AS n FROM checkpoint GROUP ALL;"
+            "SELECT * FROM checkpoint ORDER BY seq DESC LIMIT $limit START $offset",
+            {"limit": limit, "offset": offset},
+        )
+        return rows, int(count[0]["n"]) if count else 0
+
+    async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query(
+            "SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id}
+        )
+        return rows[0] if rows else None
+
+    async def completed_count_at(self, seq: int) -> int:
+        """How many operations stood Completed at a journal position."""
+        rows = await self.store.query(
+            "SELECT count() AS n FROM task WHERE completed_seq != NONE AND completed_seq <= $seq "
+            "AND (undone_seq = NONE OR undone_seq > $seq) GROUP ALL",
+            {"seq": seq},
+        )
+        return int(rows[0]["n"]) if rows else 0
+
+    async def journal_count_upto(self, seq: int) -> int:
+        rows = await self.store.query(
+            "SELECT count() AS n FROM journal WHERE seq <= $seq GROUP ALL", {"seq": seq}
+        )
+        return int(rows[0]["n"]) if rows else 0
+
+    async def rollbacks(self) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
+
+    async def workflow_stats(self) -> dict[str, Any]:
+        by_status, durations, snaps = await self.store.query_each(
+            "SELECT status, count() AS n FROM workflow GROUP BY status;"
+            "SELECT math::mean(duration_s) AS mean FROM workflow "
+            "WHERE duration_s != NONE GROUP ALL;"
+            "SELECT count() AS n FROM snapshot GROUP ALL",
+        )
+        return {
+            "by_status": {r["status"]: int(r["n"]) for r in by_status},
+            "mean_duration_s": float(durations[0]["mean"]) if durations else 0.0,
+            "snapshots": int(snaps[0]["n"]) if snaps else 0,
+        }
+
+    async def inventory(self) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
+
+    async def meta(self, key: str) -> Any:
+        rows = await self.store.query(
+            "SELECT value FROM type::thing('meta', $key)", {"key": key}
+        )
+        return rows[0]["value"] if rows else None
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    parts = [f"{name} = ${name}" for name, value in filters.items() if value is not None]
+    params = {name: value for name, value in filters.items() if value is not None}
+    return ("WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def as_datetime(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None

@@ -1,0 +1,222 @@
+"""Rollback: undo completed operations, dependents before their dependencies.
+
+By checkpoint: every operation completed after the checkpoint's journal
+position. By operation ids: those operations plus every completed dependent of
+theirs. A failed batch with ``rollback_enabled`` rolls its own completed
+operations back through :meth:`RollbackService.rollback_workflow`.
+An operation being undone is ``RollingBack``, then ``RolledBack``; a failed
+undo leaves it ``Failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.journal import utcnow
+from orchestrator.models import OperationSpec, RollbackRequest
+from orchestrator.providers import OperationContext, OperationFailed
+from orchestrator.repository import Repository
+from orchestrator.runtime import TaskState, WorkflowState
+from orchestrator.states import TaskStatus
+from shared.errors import Conflict, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from orchestrator.engine import Engine
+
+
+def rollback_order(tasks: list[TaskState]) -> list[TaskState]:
+    """Dependents before dependencies: latest completion first.
+
+    A dependent starts only after its dependencies finished, so it completes
+    later; reverse completion order is therefore a reverse dependency order.
+    Ties (never completed, e.g. a failed operation) go first.
+    """
+    return sorted(tasks, key=lambda t: -(t.completed_seq if t.completed_seq is not None
+                                         else 1 << 62))
+
+
+class RollbackService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.repo: Repository = engine.repo
+        self._lock = asyncio.Lock()
+        engine.rollbacks = self
+
+    # -- automatic -------------------------------------------------------------------
+
+    async def rollback_workflow(
+        self, wf: WorkflowState, *, include_failed: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Roll back a failed batch's completed operations (called by its driver)."""
+        include = set(include_failed or [])
+        targets = [t for t in wf.tasks.values()
+                   if t.status is TaskStatus.COMPLETED
+                   or (t.status is TaskStatus.FAILED and t.id in include)]
+        result = await self._run(
+            rollback_order(targets), {"workflow_id": wf.id, "automatic": True}, [wf.id]
+        )
+        return _summary(result)
+
+    # -- by request ---------------------------------------------------------------------
+
+    async def execute(self, req: RollbackRequest) -> dict[str, Any]:
+        async with self._lock:
+            if req.checkpoint_id is not None:
+                cp = await self.repo.checkpoint(req.checkpoint_id)
+                if cp is None:
+                    raise NotFound(f"no checkpoint with id {req.checkpoint_id}")
+                rows = await self.repo.completed_after(int(cp["seq"]))
+                scope: dict[str, Any] = {"checkpoint_id": req.checkpoint_id}
+            else:
+                rows = await self._with_dependents(req)
+                scope = {"operation_ids": req.operation_ids}
+            workflow_ids = sorted({str(r["workflow_id"]) for r in rows})
+            running = [w for w in workflow_ids if self.engine.is_running(w)]
+            if running:
+                raise Conflict(
+                    "cannot roll back operations of a running workflow; cancel it first",
+                    details={"running_workflows": running},
+                )
+            tasks = [_task_from_row(self.engine, r) for r in rows]
+            scope["workflow_ids"] = workflow_ids
+            result = await self._run(rollback_order(tasks), scope, workflow_ids)
+            summary = _summary(result)
+            await self.engine.store.write(*(
+                Repository.patch_workflow(w, {"rollback": summary}) for w in workflow_ids
+            ))
+            return result
+
+    async def _with_dependents(self, req: RollbackRequest) -> list[dict[str, Any]]:
+        ids = list(dict.fromkeys(req.operation_ids or []))
+        if req.workflow_id is not None:
+            if await self.repo.workflow(req.workflow_id) is None:
+                raise NotFound(f"no batch or workflow with id {req.workflow_id}")
+            found = await self.repo.tasks_by_names(req.workflow_id, ids)
+            key = "name"
+        else:
+            found = await self.repo.tasks_by_ids(ids)
+            key = "id"
+        missing = sorted(set(ids) - {str(r[key]) for r in found})
+        if missing:
+            raise NotFound(
+                "unknown operation ids: " + ", ".join(missing)
+                + ("" if req.workflow_id else " (give task ids, or operation ids with workflow_id)"),
+                details={"missing": missing},
+            )
+        chosen: dict[str, dict[str, Any]] = {}
+        for wid in {str(r["workflow_id"]) for r in found}:
+            rows = await self.repo.tasks_of(wid)
+            by_name = {r["name"]: r for r in rows}
+            dependents: dict[str, list[str]] = {r["name"]: [] for r in rows}
+            for r in rows:
+                for dep in r.get("dependency_names") or []:
+                    dependents[dep].append(r["name"])
+            stack = [r["name"] for r in found if str(r["workflow_id"]) == wid]
+            seen: set[str] = set()
+            while stack:
+                name = stack.pop()
+                if name in seen:
+                    continue
+                seen.add(name)
+                stack.extend(dependents.get(name, []))
+            for name in seen:
+                row = by_name[name]
+                if row["status"] == str(TaskStatus.COMPLETED):
+                    chosen[str(row["id"])] = row
+        if not chosen:
+            raise Conflict("none of these operations is Completed: nothing to roll back",
+                           details={"operation_ids": ids})
+        return list(chosen.values())
+
+    # -- the work ---------------------------------------------------------------------------
+
+    async def _run(
+        self, ordered: list[TaskState], scope: dict[str, Any], workflow_ids: list[str]
+    ) -> dict[str, Any]:
+        engine = self.engine
+        rollback_id = str(uuid.uuid4())
+        started = time.monotonic()
+        started_at = utcnow()
+        start_event = {"rollback_id": rollback_id, "operations": len(ordered),
+                       "workflow_id": workflow_ids[0] if len(workflow_ids) == 1 else None,
+                       **scope}
+        await engine.journal.persist_and_publish(
+            [Repository.upsert_rollback(rollback_id, {
+                "started_at": started_at, "status": "Running", "operations": len(ordered),
+                **scope, "workflow_ids": workflow_ids,
+            })],
+            "RollbackStarted", start_event,
+        )
+        executed = failed = 0
+        failures: list[dict[str, str]] = []
+        for t in ordered:
+            await engine._transition(t, TaskStatus.ROLLING_BACK, {"rollback_id": rollback_id})
+            provider = engine.registry.get(t.provider)
+
+            async def report(percent: float, message: str, _t: TaskState = t) -> None:
+                await engine.report_progress(_t, percent, message)
+
+            ctx = OperationContext(
+                task_id=t.id, workflow_id=t.workflow_id, name=t.name, spec=t.spec,
+                provider=t.provider, attempt=t.attempt, timeout_s=t.timeout_s, report=report,
+                previous_results=t.results or {},
+            )
+            try:
+                async with asyncio.timeout(t.timeout_s):
+                    result = await provider.rollback(ctx)
+            except (OperationFailed, TimeoutError) as exc:
+                reason = exc.message if isinstance(exc, OperationFailed) else (
+                    f"timed out after {t.timeout_s:g} s")
+                failed += 1
+                failures.append({"operation_id": t.name, "task_id": t.id, "error": reason})
+                await engine._transition(t, TaskStatus.FAILED, {
+                    "error": f"rollback failed: {reason}",
+                })
+                continue
+            executed += 1
+            await engine._transition(t, TaskStatus.ROLLED_BACK, {
+                "rollback_output": result.output, "rolled_back_at": utcnow(),
+                "undone_seq": engine.journal.last_seq + 1,
+            })
+        duration = round(time.monotonic() - started, 3)
+        result_doc = {
+            "rollback_id": rollback_id,
+            "success": failed == 0,
+            "operations_executed": executed,
+            "operations_failed": failed,
+            "duration": duration,
+        }
+        if failures:
+            result_doc["failures"] = failures
+        await engine.journal.persist_and_publish(
+            [Repository.upsert_rollback(rollback_id, {
+                "completed_at": utcnow(), "status": "Completed" if failed == 0 else "Failed",
+                **result_doc,
+            })],
+            "RollbackCompleted", {**result_doc, "workflow_ids": workflow_ids,
+                                  "workflow_id": start_event["workflow_id"]},
+        )
+        return result_doc
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: result[k] for k in ("rollback_id", "operations_executed", "operations_failed")}
+
+
+def _task_from_row(engine: Engine, row: dict[str, Any]) -> TaskState:
+    spec = OperationSpec.model_validate(row["spec"])
+    t = engine._task_state(str(row["workflow_id"]), str(row["id"]), int(row["index"]), spec)
+    t.status = TaskStatus(row["status"])
+    t.attempt = int(row.get("attempt") or 0)
+    t.results = row.get("results")
+    t.completed_seq = row.get("completed_seq")
+    t.started_at, t.completed_at = row.get("started_at"), row.get("completed_at")
+    return t
+
+
+def validate_request(req: RollbackRequest) -> None:
+    if req.operation_ids is not None and any(not i for i in req.operation_ids):
+        raise ValidationFailed("operation_ids must not contain empty strings")

@@ -1,0 +1,99 @@
+"""Snapshots of a workflow's state at its milestones, and state rebuilt from the journal.
+
+A snapshot is compact: status counts, progress, the journal position, and only
+the operations that matter to the milestone (all of them when submitted and
+finished, the failed one at a failure). So the total size stays linear in the
+number of operations, and any state in between is rebuilt by replaying the
+journal up to a position (:func:`state_at`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from orchestrator.journal import Journal, utcnow
+from orchestrator.repository import Repository
+from orchestrator.runtime import TaskState, WorkflowState
+from shared.store import Write
+
+
+class Snapshots:
+    def __init__(self, repo: Repository, journal: Journal) -> None:
+        self.repo = repo
+        self.journal = journal
+
+    def snapshot_write(
+        self,
+        wf: WorkflowState,
+        reason: str,
+        seq: int,
+        *,
+        all_tasks: bool = False,
+        changed: list[TaskState] | None = None,
+        failed: TaskState | None = None,
+        final_status: str | None = None,
+    ) -> Write:
+        """A snapshot row to commit together with the transition it describes."""
+        tasks = list(wf.tasks.values()) if all_tasks else (changed or [])
+        counts = dict(wf.counts) if wf.counts else {}
+        if not counts:
+            for t in wf.tasks.values():
+                counts[str(t.status)] = counts.get(str(t.status), 0) + 1
+        if failed is not None:  # the failing transition is in the same write
+            counts[str(failed.status)] = counts.get(str(failed.status), 0) - 1
+            counts["Failed"] = counts.get("Failed", 0) + 1
+        counts = {k: v for k, v in counts.items() if v}
+        details: dict[str, Any] = {
+            "reason": reason,
+            "journal_seq": seq,
+            "counts": counts,
+            "total_operations": len(wf.tasks),
+            "progress": wf.progress,
+            "operations": {
+                t.name: ("Failed" if t is failed else str(t.status)) for t in tasks
+            },
+        }
+        if failed is not None:
+            details["failed_operation"] = {"id": failed.name, "task_id": failed.id}
+        if wf.rollback:
+            details["rollback"] = wf.rollback
+        state = (final_status or str(wf.status)).lower()
+        return Repository.insert_snapshot({
+            "id": str(uuid.uuid4()), "workflow_id": wf.id, "seq": seq, "timestamp": utcnow(),
+            "state": state, "details": details,
+        })
+
+
+def view(row: dict[str, Any]) -> dict[str, Any]:
+    """The seed's snapshot shape."""
+    return {
+        "snapshot_id": row["id"],
+        "timestamp": row["timestamp"],
+        "state": row["state"],
+        "details": row.get("details", {}),
+    }
+
+
+async def state_at(repo: Repository, workflow_id: str, seq: int | None) -> dict[str, Any]:
+    """Rebuild a workflow's recorded state at a journal position by replaying its journal."""
+    entries = await repo.journal_of(workflow_id, seq)
+    tasks: dict[str, dict[str, Any]] = {}
+    workflow_status = None
+    last = 0
+    for e in entries:
+        last = int(e["seq"])
+        if e["entity_kind"] == "workflow":
+            workflow_status = e["to"]
+            continue
+        tasks[e["name"]] = {"task_id": e["entity"], "status": e["to"],
+                            "attempt": e.get("attempt")}
+    if workflow_status is not None:
+        for row in await repo.tasks_of(workflow_id):
+            tasks.setdefault(row["name"], {"task_id": row["id"], "status": "Pending",
+                                           "attempt": 0})
+    counts: dict[str, int] = {}
+    for t in tasks.values():
+        counts[t["status"]] = counts.get(t["status"], 0) + 1
+    return {"workflow_id": workflow_id, "journal_seq": last, "status": workflow_status,
+            "counts": counts, "operations": tasks}

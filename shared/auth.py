@@ -62,6 +62,7 @@ class OpenAccess:
 
 
 AUTH_BACKEND = web.AppKey("auth_backend", AuthBackend)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 @web.middleware
@@ -74,7 +75,7 @@ async def auth_middleware(
         return await handler(request)
     backend = request.app[AUTH_BACKEND]
     principal = await backend.authenticate(request)
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     assert spec.resource is not None and spec.action is not None
     await backend.authorize(principal, spec.resource, spec.action, request)
     return await handler(request)
@@ -82,5 +83,5 @@ async def auth_middleware(
 
 def principal_of(request: web.Request) -> Principal:
     """The caller of a request that passed the auth middleware."""
-    found = request.get("principal")
+    found = request.get(PRINCIPAL)
     return found if isinstance(found, Principal) else ANONYMOUS

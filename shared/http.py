@@ -247,6 +247,16 @@ _IGNORED_QUERY = {"token", "_"}
 # -- middlewares -------------------------------------------------------------------
 
 SERVICE_KEY = web.AppKey("service_name", str)
+REQUEST_ID = web.RequestKey("request_id", str)
+# Headers any layer wants on the response, error responses included (e.g. X-RateLimit-*).
+EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
+# Set by a handler that accepted a workflow submission (the batch rate limit counts these).
+SUBMITTED = web.RequestKey("submitted", bool)
+
+
+def add_response_headers(request: web.Request, headers: dict[str, str]) -> None:
+    """Ask for headers on this request's response, whatever the outcome."""
+    request.setdefault(EXTRA_HEADERS, {}).update(headers)
 
 
 @web.middleware
@@ -256,7 +266,7 @@ async def request_context_middleware(
     """X-Request-ID, metrics by route template, and the error envelope for everything."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{1,128}", incoming) else str(uuid.uuid4())
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
         response = await handler(request)
@@ -284,7 +294,7 @@ async def request_context_middleware(
             "internal_error",
         )
     response.headers["X-Request-ID"] = request_id
-    for name, value in request.get("extra_headers", {}).items():
+    for name, value in request.get(EXTRA_HEADERS, {}).items():
         response.headers.setdefault(name, value)
     elapsed = time.perf_counter() - started
     info = request.match_info.route.resource

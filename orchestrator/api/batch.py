@@ -23,7 +23,7 @@ from orchestrator.states import WorkflowStatus
 from orchestrator.views import batch_view
 from shared.auth import principal_of
 from shared.errors import NotFound, ValidationFailed
-from shared.http import Api, ok, paginated
+from shared.http import SUBMITTED, Api, ok, paginated
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"
@@ -37,7 +37,7 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
     if body.check_mode:
         return ok({"check_mode": True, "plan": engine.plan(body)})
     wf = await engine.submit(body, submitted_by=principal_of(request).username)
-    request["submitted"] = True
+    request[SUBMITTED] = True
     return ok({
         "batch_id": wf.id,
         "status": str(WorkflowStatus.RUNNING),
@@ -109,7 +109,7 @@ async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> w
     wid = str(uuid.uuid4())
     await engine.submit(batch, kind=kind, workflow_id=wid, task_id=wid,
                         submitted_by=principal_of(request).username)
-    request["submitted"] = True
+    request[SUBMITTED] = True
     return ok(wid, status=201)
 
 

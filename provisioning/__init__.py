@@ -1,0 +1,1 @@
+"""The ``provisioning`` command: run the services and talk to them."""

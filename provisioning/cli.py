@@ -51,7 +51,7 @@ def load_batch_file(path: str) -> dict[str, Any]:
 
 
 def _bar(pct: float, width: int = 24) -> str:
-    filled = int(round(width * pct / 100))
+    filled = round(width * pct / 100)
     return "[" + "#" * filled + "." * (width - filled) + f"] {pct:5.1f}%"
 
 
@@ -141,9 +141,14 @@ async def _client_command(args: argparse.Namespace) -> int:
     return 2
 
 
-async def _login(args: argparse.Namespace) -> int:
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     username = args.username or input("username: ")
     password = os.environ.get("PROVISIONING_PASSWORD") or getpass.getpass("password: ")
+    return username, password
+
+
+async def _login(args: argparse.Namespace) -> int:
+    username, password = await asyncio.to_thread(_credentials, args)
     body: dict[str, Any] = {"username": username, "password": password}
     if args.mfa_code:
         body["mfa_code"] = args.mfa_code

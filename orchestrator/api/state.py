@@ -60,6 +60,20 @@ async def get_state_at(request: web.Request, query: StateQuery) -> web.Response:
     return ok(await state_at(request.app[ENGINE].repo, str(wf["id"]), query.seq))
 
 
+@api.route("GET", "/state/workflows/{id}/journal", resource="state", action="read",
+           tags=("state",))
+async def get_journal(request: web.Request) -> web.Response:
+    """Every recorded transition of a workflow and its operations, in order."""
+    wf = await _workflow(request)
+    rows = await request.app[ENGINE].repo.journal_of(str(wf["id"]))
+    return ok([
+        {"seq": r["seq"], "at": r["at"], "entity_kind": r["entity_kind"], "entity_id": r["entity"],
+         "name": r["name"], "from": r.get("from"), "to": r["to"], "attempt": r.get("attempt"),
+         "note": r.get("note")}
+        for r in rows
+    ])
+
+
 def _disk_percent(path: Path) -> float:
     try:
         usage = shutil.disk_usage(path if path.exists() else Path.cwd())

@@ -1,0 +1,916 @@
+"""``/batch/*`` and the single-purpose ``/workflows/*`` submissions through real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import os
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from orchestrator.app import create_app
+from shared.settings import load_settings
+from tests.conftest import batch, op, submit, wait_batch
+
+SEED_BATCH: dict[str, Any] = {
+    "name": "multi_cloud_deployment",
+    "version": "1.0.0",
+    "storage_backend": "surrealdb",
+    "parallel_limit": 5,
+    "rollback_enabled": True,
+    "operations": [
+        {
+            "id": "upcloud_servers",
+            "type": "server_batch",
+            "provider": "upcloud",
+            "dependencies": [],
+            "server_configs": [
+                {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
+                {"name": "web-02", "plan": "1xCPU-2 GB", "zone": "us-nyc1"},
+            ],
+        },
+        {
+            "id": "aws_taskservs",
+            "type": "taskserv_batch",
+            "provider": "aws",
+            "dependencies": ["upcloud_servers"],
+            "taskservs": ["kubernetes", "cilium", "containerd"],
+        },
+    ],
+}
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def expect_error(resp: Any, status: int) -> dict[str, Any]:
+    doc = await resp.json()
+    assert resp.status == status, doc
+    assert doc["success"] is False
+    assert isinstance(doc["error"], str) and doc["error"]
+    assert isinstance(doc["code"], str)
+    return doc
+
+
+def fields_of(doc: dict[str, Any]) -> set[str]:
+    return {f["field"] for f in doc.get("details", {}).get("fields", [])}
+
+
+async def post_batch(client: Any, body: Any) -> Any:
+    return await client.post("/batch/execute", json=body)
+
+
+async def run(client: Any, *ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    data = await submit(client, batch(*ops, **kw))
+    return await wait_batch(client, data["batch_id"])
+
+
+def ops_by_id(b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["id"]: o for o in b["operations"]}
+
+
+async def tasks_by_name(client: Any, workflow_id: str) -> dict[str, dict[str, Any]]:
+    resp = await client.get("/tasks", params={"workflow_id": workflow_id, "limit": "1000"})
+    assert resp.status == 200
+    return {t["name"]: t for t in (await resp.json())["data"]}
+
+
+async def nothing_recorded(client: Any) -> None:
+    for path in ("/batch/operations", "/tasks", "/rollback/checkpoints"):
+        resp = await client.get(path)
+        assert resp.status == 200
+        assert (await resp.json())["data"] == [], path
+        assert resp.headers["X-Total-Count"] == "0", path
+
+
+# -- POST /batch/execute: success --------------------------------------------------------
+
+
+async def test_execute_returns_201_in_the_seed_shape(orch):
+    resp = await post_batch(orch, SEED_BATCH)
+    doc = await resp.json()
+    assert resp.status == 201, doc
+    assert doc["success"] is True
+    data = doc["data"]
+    uuid.UUID(data["batch_id"])
+    assert data["status"] == "Running"
+    assert [(o["id"], o["status"], o["progress"]) for o in data["operations"]] == [
+        ("upcloud_servers", "Pending", 0.0), ("aws_taskservs", "Pending", 0.0),
+    ]
+    for o in data["operations"]:
+        uuid.UUID(o["task_id"])
+    done = await wait_batch(orch, data["batch_id"])
+    assert done["status"] == "Completed"
+
+
+async def test_batch_status_shape_after_completion(orch):
+    data = await submit(orch, SEED_BATCH)
+    done = await wait_batch(orch, data["batch_id"])
+    assert done["batch_id"] == data["batch_id"]
+    assert done["name"] == "multi_cloud_deployment"
+    assert done["status"] == "Completed"
+    assert done["progress"] == 100.0
+    assert done["rollback"] is None
+    assert done["error"] is None
+    ops = ops_by_id(done)
+    assert list(ops) == ["upcloud_servers", "aws_taskservs"]
+    servers, taskservs = ops["upcloud_servers"], ops["aws_taskservs"]
+    for o in (servers, taskservs):
+        assert o["status"] == "Completed"
+        assert o["progress"] == 100.0
+        assert o["results"]["simulated"] is True
+        assert o["attempt"] == 1
+    assert servers["results"]["created"] == ["web-01", "web-02"]
+    assert servers["results"]["provider"] == "upcloud"
+    assert taskservs["results"]["created"] == ["kubernetes", "cilium", "containerd"]
+    assert taskservs["dependencies"] == ["upcloud_servers"]
+    assert ts(taskservs["started_at"]) >= ts(servers["completed_at"])
+
+
+async def test_all_operation_types_run(orch):
+    done = await run(
+        orch,
+        op("servers", servers=["s1"]),
+        op("taskservs", ["servers"], type="taskserv_batch", taskservs=["kubernetes"]),
+        op("cluster", ["taskservs"], type="cluster_batch", cluster_type="buildkit"),
+        {"id": "cmd", "type": "command", "run": ["true"], "dependencies": ["cluster"]},
+    )
+    assert done["status"] == "Completed", done
+    kinds = {o["id"]: (o["results"] or {}).get("kind") for o in done["operations"]}
+    assert kinds == {"servers": "server", "taskservs": "taskserv", "cluster": "cluster",
+                     "cmd": None}
+    assert ops_by_id(done)["cmd"]["results"]["exit_code"] == 0
+
+
+async def test_batch_accepts_yaml_like_minimal_body_with_defaults(orch):
+    resp = await post_batch(orch, {"name": "minimal", "operations": [
+        {"id": "only", "type": "server_batch", "simulate": {"latency_s": 0}},
+    ]})
+    assert resp.status == 201, await resp.text()
+    bid = (await resp.json())["data"]["batch_id"]
+    done = await wait_batch(orch, bid)
+    assert done["status"] == "Completed"
+    assert done["parallel_limit"] == 5
+    assert done["rollback_enabled"] is False
+    assert ops_by_id(done)["only"]["provider"] == "local"
+
+
+# -- check mode ------------------------------------------------------------------------
+
+
+async def test_check_mode_returns_plan_and_records_nothing(orch):
+    body = {**SEED_BATCH, "check_mode": True}
+    resp = await post_batch(orch, body)
+    doc = await resp.json()
+    assert resp.status in (200, 201), doc
+    assert doc["success"] is True
+    plan = doc["data"]["plan"]
+    assert plan["generations"] == [["upcloud_servers"], ["aws_taskservs"]]
+    assert [o["id"] for o in plan["operations"]] == ["upcloud_servers", "aws_taskservs"]
+    for o in plan["operations"]:
+        assert o["provider"] in ("upcloud", "aws")
+        assert isinstance(o["would"], str) and "simulated" in o["would"]
+    assert "web-01" in plan["operations"][0]["would"]
+    assert "kubernetes" in plan["operations"][1]["would"]
+    assert "batch_id" not in doc["data"]
+    await nothing_recorded(orch)
+    inv = await orch.get("/state/inventory")
+    assert (await inv.json())["data"] == []
+
+
+async def test_check_mode_plan_generations_of_a_diamond(orch):
+    resp = await post_batch(orch, batch(
+        op("root"), op("left", ["root"]), op("right", ["root"]), op("join", ["left", "right"]),
+        op("lonely"), check_mode=True,
+    ))
+    plan = (await resp.json())["data"]["plan"]
+    assert plan["generations"] == [["root", "lonely"], ["left", "right"], ["join"]]
+    await nothing_recorded(orch)
+
+
+async def test_check_mode_of_command_says_what_it_would_run(orch, tmp_path):
+    marker = tmp_path / "must-not-exist"
+    resp = await post_batch(orch, batch(
+        {"id": "touch", "type": "command", "run": ["touch", str(marker)],
+         "undo": ["rm", "-f", str(marker)]},
+        check_mode=True,
+    ))
+    plan = (await resp.json())["data"]["plan"]
+    would = plan["operations"][0]["would"]
+    assert f"touch {marker}" in would and "undo" in would
+    await asyncio.sleep(0.1)
+    assert not marker.exists()
+    await nothing_recorded(orch)
+
+
+async def test_check_mode_still_validates(orch):
+    resp = await post_batch(orch, batch(op("a", ["b"]), op("b", ["a"]), check_mode=True))
+    doc = await expect_error(resp, 422)
+    assert "cycle" in doc["error"]
+    await nothing_recorded(orch)
+
+
+# -- POST /batch/execute: bad input ------------------------------------------------------
+
+
+async def test_malformed_json_is_400(orch):
+    resp = await orch.post("/batch/execute", data=b'{"name": "x", "operations": [',
+                           headers={"Content-Type": "application/json"})
+    doc = await expect_error(resp, 400)
+    assert doc["code"] == "bad_request"
+    assert "JSON" in doc["error"]
+    await nothing_recorded(orch)
+
+
+@pytest.mark.parametrize("body", [[1, 2], "batch", 42, None, [SEED_BATCH]])
+async def test_body_that_is_not_an_object_is_400(orch, body):
+    resp = await orch.post("/batch/execute", data=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+    doc = await expect_error(resp, 400)
+    assert "object" in doc["error"]
+
+
+async def test_body_that_is_not_json_content_type_is_rejected(orch):
+    resp = await orch.post("/batch/execute", data="name=x",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    doc = await expect_error(resp, 415)
+    assert "application/json" in doc["error"]
+
+
+async def test_empty_body_names_the_missing_fields(orch):
+    resp = await orch.post("/batch/execute", data=b"",
+                           headers={"Content-Type": "application/json"})
+    doc = await expect_error(resp, 422)
+    assert {"name", "operations"} <= fields_of(doc)
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"name": 5}, "name"),
+    ({"parallel_limit": "five"}, "parallel_limit"),
+    ({"rollback_enabled": "perhaps"}, "rollback_enabled"),
+    ({"check_mode": [True]}, "check_mode"),
+    ({"operations": "all of them"}, "operations"),
+    ({"operations": []}, "operations"),
+    ({"version": ["1"]}, "version"),
+])
+async def test_wrong_top_level_types_are_422_naming_the_field(orch, patch, field):
+    doc = await expect_error(await post_batch(orch, {**SEED_BATCH, **patch}), 422)
+    assert doc["code"] == "validation_failed"
+    assert field in fields_of(doc), doc
+    assert field in doc["error"]
+    await nothing_recorded(orch)
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"id": 7}, "operations.0.id"),
+    ({"id": "has spaces"}, "operations.0.id"),
+    ({"dependencies": "a"}, "operations.0.dependencies"),
+    ({"timeout": "soon"}, "operations.0.timeout"),
+    ({"timeout": 0}, "operations.0.timeout"),
+    ({"timeout": -5}, "operations.0.timeout"),
+    ({"retry": {"max_attempts": 0}}, "operations.0.retry.max_attempts"),
+    ({"retry": {"max_attempts": "many"}}, "operations.0.retry.max_attempts"),
+    ({"simulate": {"latency_s": "slow"}}, "operations.0.simulate.latency_s"),
+    ({"on_failure": "explode"}, "operations.0.on_failure"),
+    ({"server_configs": [{"plan": "big"}]}, "operations.0.server_configs.0.name"),
+])
+async def test_wrong_operation_types_are_422_naming_the_field(orch, patch, field):
+    body = batch(op("a", **patch))
+    doc = await expect_error(await post_batch(orch, body), 422)
+    assert field in fields_of(doc), doc
+    await nothing_recorded(orch)
+
+
+async def test_every_bad_field_is_reported(orch):
+    body = {"name": "", "parallel_limit": 0, "operations": [
+        {"id": "a", "type": "warp_drive"}, {"id": "b", "type": "server_batch", "timeout": -1},
+    ]}
+    doc = await expect_error(await post_batch(orch, body), 422)
+    assert {"name", "parallel_limit", "operations.0.type", "operations.1.timeout"} <= \
+        fields_of(doc)
+
+
+async def test_duplicate_ids_are_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a"), op("b"), op("a"))), 422)
+    assert "'a'" in doc["error"] and "2 times" in doc["error"]
+    dup = [f for f in doc["details"]["fields"] if f.get("operation") == "a"]
+    assert dup and dup[0]["field"] == "operations"
+    await nothing_recorded(orch)
+
+
+async def test_unknown_dependency_is_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a"), op("b", ["ghost"]))), 422)
+    assert "ghost" in doc["error"]
+    assert "operations.1.dependencies" in fields_of(doc)
+    await nothing_recorded(orch)
+
+
+async def test_unknown_soft_dependency_is_422(orch):
+    body = batch(op("a", [{"id": "ghost", "kind": "soft"}]))
+    doc = await expect_error(await post_batch(orch, body), 422)
+    assert "ghost" in doc["error"]
+
+
+async def test_bad_dependency_kind_is_422(orch):
+    body = batch(op("a"), op("b", [{"id": "a", "kind": "optional"}]))
+    doc = await expect_error(await post_batch(orch, body), 422)
+    assert any(f.startswith("operations.1.dependencies") for f in fields_of(doc)), doc
+
+
+async def test_self_dependency_is_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a", ["a"]))), 422)
+    assert "itself" in doc["error"]
+
+
+async def test_two_node_cycle_is_422_naming_the_path(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a", ["b"]), op("b", ["a"]))), 422)
+    assert "a -> b -> a" in doc["error"] or "b -> a -> b" in doc["error"], doc["error"]
+    cycle = doc["details"]["cycle"]
+    assert cycle[0] == cycle[-1] and set(cycle) == {"a", "b"}
+    await nothing_recorded(orch)
+
+
+async def test_longer_cycle_is_422_naming_every_step(orch):
+    body = batch(op("start"), op("x", ["start", "z"]), op("y", ["x"]), op("z", ["y"]),
+                 op("tail", ["z"]))
+    doc = await expect_error(await post_batch(orch, body), 422)
+    match = re.search(r"(\w+) -> (\w+) -> (\w+) -> (\w+)", doc["error"])
+    assert match is not None, doc["error"]
+    path = list(match.groups())
+    assert path[0] == path[-1] and set(path) == {"x", "y", "z"}
+    # each arrow is a real edge "dependency -> dependent" or its reverse, consistently
+    edges = {("x", "y"), ("y", "z"), ("z", "x")}
+    steps = set(itertools.pairwise(path))
+    assert steps == edges or steps == {(b, a) for a, b in edges}
+
+
+async def test_unknown_provider_is_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a", provider="nebula"))), 422)
+    assert "nebula" in doc["error"]
+    assert "operations.0.provider" in fields_of(doc)
+
+
+async def test_unknown_type_is_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a", type="database_batch"))), 422)
+    assert "operations.0.type" in fields_of(doc)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001])
+async def test_parallel_limit_out_of_range_is_422(orch, limit):
+    doc = await expect_error(await post_batch(orch, batch(op("a"), parallel_limit=limit)), 422)
+    assert "parallel_limit" in fields_of(doc)
+
+
+async def test_unsupported_storage_backend_says_which_are_supported(orch):
+    doc = await expect_error(
+        await post_batch(orch, {**SEED_BATCH, "storage_backend": "filesystem"}), 422
+    )
+    assert "storage_backend" in fields_of(doc)
+    assert "filesystem" in doc["error"]
+    assert "surrealdb" in doc["error"]
+    await nothing_recorded(orch)
+
+
+async def test_command_operation_without_run_is_422(orch):
+    doc = await expect_error(
+        await post_batch(orch, batch({"id": "migrate", "type": "command"})), 422
+    )
+    assert "run" in doc["error"]
+    assert any(f.startswith("operations.0") for f in fields_of(doc))
+    doc = await expect_error(
+        await post_batch(orch, batch({"id": "migrate", "type": "command", "run": []})), 422
+    )
+    assert "operations.0.run" in fields_of(doc)
+
+
+async def test_unknown_top_level_field_is_422(orch):
+    doc = await expect_error(await post_batch(orch, {**SEED_BATCH, "priority": "high"}), 422)
+    assert "priority" in fields_of(doc)
+
+
+async def test_unknown_operation_field_is_422(orch):
+    doc = await expect_error(await post_batch(orch, batch(op("a", colour="red"))), 422)
+    assert "operations.0.colour" in fields_of(doc)
+
+
+async def test_oversized_body_is_413_in_the_envelope(orch):
+    big = json.dumps({**SEED_BATCH, "description": "x" * (1024 * 1024 + 100)}).encode()
+    resp = await orch.post("/batch/execute", data=io.BytesIO(big),
+                           headers={"Content-Type": "application/json"})
+    doc = await expect_error(resp, 413)
+    assert doc["code"] == "payload_too_large"
+    assert "1048576" in doc["error"]
+    await nothing_recorded(orch)
+
+
+async def test_body_limit_follows_settings(aiohttp_client, tmp_path):
+    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False,
+                             max_body_bytes=2048)
+    client = await aiohttp_client(create_app(settings))
+    small = batch(op("a"))
+    assert len(json.dumps(small)) < 2048
+    resp = await post_batch(client, small)
+    assert resp.status == 201, await resp.text()
+    await wait_batch(client, (await resp.json())["data"]["batch_id"])
+    big = batch(*(op(f"op{i}") for i in range(40)))
+    assert len(json.dumps(big)) > 2048
+    doc = await expect_error(await post_batch(client, big), 413)
+    assert "2048" in doc["error"]
+    assert doc.get("details", {}).get("limit_bytes", 2048) == 2048
+
+
+# -- GET /batch/operations ---------------------------------------------------------------
+
+
+async def test_list_batches_newest_first_with_operations(orch):
+    first = await run(orch, op("a"), name="first")
+    second = await run(orch, op("b"), op("c", ["b"]), name="second")
+    resp = await orch.get("/batch/operations")
+    doc = await resp.json()
+    assert resp.status == 200 and doc["success"] is True
+    rows = doc["data"]
+    assert [r["batch_id"] for r in rows] == [second["batch_id"], first["batch_id"]]
+    assert resp.headers["X-Total-Count"] == "2"
+    for r in rows:
+        assert {"batch_id", "name", "status", "created_at", "operations"} <= set(r)
+        assert r["status"] == "Completed"
+        ts(r["created_at"])
+    assert [o["id"] for o in rows[0]["operations"]] == ["b", "c"]
+    assert rows[1]["name"] == "first"
+
+
+async def test_list_batches_pagination(orch):
+    ids = [(await run(orch, op("a"), name=f"b{i}"))["batch_id"] for i in range(3)]
+    resp = await orch.get("/batch/operations", params={"limit": "2"})
+    page1 = (await resp.json())["data"]
+    assert [r["batch_id"] for r in page1] == ids[::-1][:2]
+    assert resp.headers["X-Total-Count"] == "3"
+    assert resp.headers["X-Limit"] == "2"
+    assert 'rel="next"' in resp.headers["Link"]
+    resp = await orch.get("/batch/operations", params={"limit": "2", "offset": "2"})
+    page2 = (await resp.json())["data"]
+    assert [r["batch_id"] for r in page2] == ids[:1]
+    assert resp.headers["X-Offset"] == "2"
+    assert 'rel="prev"' in resp.headers["Link"]
+    assert 'rel="next"' not in resp.headers["Link"]
+
+
+async def test_list_batches_filter_by_status(orch):
+    good = await run(orch, op("a"))
+    bad = await run(orch, op("a", simulate={"fail_always": True}, retry={"max_attempts": 1}))
+    assert bad["status"] == "Failed"
+    resp = await orch.get("/batch/operations", params={"status": "Failed"})
+    assert [r["batch_id"] for r in (await resp.json())["data"]] == [bad["batch_id"]]
+    resp = await orch.get("/batch/operations", params={"status": "Completed"})
+    assert [r["batch_id"] for r in (await resp.json())["data"]] == [good["batch_id"]]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"limit": "5000"}, "limit"), ({"limit": "many"}, "limit"), ({"offset": "-3"}, "offset"),
+])
+async def test_list_batches_bad_query_is_422(orch, params, field):
+    doc = await expect_error(await orch.get("/batch/operations", params=params), 422)
+    assert field in fields_of(doc)
+
+
+async def test_list_batches_unknown_status_is_422(orch):
+    doc = await expect_error(await orch.get("/batch/operations", params={"status": "Done"}), 422)
+    assert "Done" in doc["error"]
+
+
+# -- GET /batch/operations/{id} ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("bid", ["no-such-batch", str(uuid.uuid4())])
+async def test_unknown_batch_is_404(orch, bid):
+    doc = await expect_error(await orch.get(f"/batch/operations/{bid}"), 404)
+    assert doc["code"] == "not_found"
+    assert bid in doc["error"]
+
+
+# -- cancel ----------------------------------------------------------------------------
+
+
+def running(name: str) -> Any:
+    return lambda b: any(o["id"] == name and o["status"] == "Running" for o in b["operations"])
+
+
+async def test_cancel_running_batch(orch):
+    data = await submit(orch, batch(
+        op("slow", simulate={"latency_s": 30}), op("after", ["slow"]),
+        op("queued", simulate={"latency_s": 30}), parallel_limit=1,
+    ))
+    bid = data["batch_id"]
+    await wait_batch(orch, bid, until=running("slow"))
+    resp = await orch.post(f"/batch/operations/{bid}/cancel")
+    doc = await resp.json()
+    assert resp.status == 200, doc
+    assert doc == {"success": True, "data": "Operation cancelled"}
+    final = await wait_batch(orch, bid)
+    assert final["status"] == "Cancelled"
+    ops = ops_by_id(final)
+    assert {o["status"] for o in ops.values()} == {"Cancelled"}
+    assert ops["slow"]["error"] == "cancelled by request"
+    assert ops["slow"]["completed_at"] is not None
+    assert ops["queued"]["started_at"] is None
+    tasks = await tasks_by_name(orch, bid)
+    assert {t["status"] for t in tasks.values()} == {"Cancelled"}
+    # the inventory never received what the cancelled operation would have created
+    inv = (await (await orch.get("/state/inventory")).json())["data"]
+    assert inv == []
+
+
+async def test_cancel_kills_a_running_command(orch):
+    data = await submit(orch, batch({
+        "id": "sleeper", "type": "command", "run": ["sleep", "30"], "timeout": 60,
+    }))
+    bid = data["batch_id"]
+    tid = data["operations"][0]["task_id"]
+    pid = None
+    for _ in range(500):
+        t = (await (await orch.get(f"/tasks/{tid}")).json())["data"]
+        m = re.search(r"\(pid (\d+)\)", t.get("message") or "")
+        if t["status"] == "Running" and m:
+            pid = int(m.group(1))
+            break
+        await asyncio.sleep(0.02)
+    assert pid is not None, "the command never reported its pid"
+    os.kill(pid, 0)  # alive now
+    resp = await orch.post(f"/batch/operations/{bid}/cancel")
+    assert resp.status == 200
+    final = await wait_batch(orch, bid)
+    assert final["status"] == "Cancelled"
+    assert final["operations"][0]["status"] == "Cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_cancel_finished_batch_is_409(orch):
+    done = await run(orch, op("a"))
+    doc = await expect_error(await orch.post(f"/batch/operations/{done['batch_id']}/cancel"), 409)
+    assert doc["code"] == "conflict"
+    assert "Completed" in doc["error"]
+    # and nothing changed
+    again = await wait_batch(orch, done["batch_id"])
+    assert again["status"] == "Completed"
+    assert ops_by_id(again)["a"]["status"] == "Completed"
+
+
+async def test_cancel_twice_is_409(orch):
+    data = await submit(orch, batch(op("slow", simulate={"latency_s": 30})))
+    bid = data["batch_id"]
+    await wait_batch(orch, bid, until=running("slow"))
+    assert (await orch.post(f"/batch/operations/{bid}/cancel")).status == 200
+    doc = await expect_error(await orch.post(f"/batch/operations/{bid}/cancel"), 409)
+    assert "Cancelled" in doc["error"]
+
+
+async def test_cancel_unknown_batch_is_404(orch):
+    doc = await expect_error(await orch.post(f"/batch/operations/{uuid.uuid4()}/cancel"), 404)
+    assert doc["code"] == "not_found"
+
+
+async def test_cancel_is_post_only(orch):
+    data = await submit(orch, batch(op("a")))
+    resp = await orch.get(f"/batch/operations/{data['batch_id']}/cancel")
+    assert resp.status == 405
+    await wait_batch(orch, data["batch_id"])
+
+
+# -- single-purpose workflows -------------------------------------------------------------
+
+
+SEED_SERVERS = {"infra": "production", "settings": "config.ncl", "check_mode": False,
+                "wait": True}
+SEED_TASKSERV = {"operation": "create", "taskserv": "kubernetes", "infra": "production",
+                 "settings": "config.ncl", "check_mode": False, "wait": True}
+SEED_CLUSTER = {"operation": "create", "cluster_type": "buildkit", "infra": "production",
+                "settings": "config.ncl", "check_mode": False, "wait": True}
+
+
+@pytest.mark.parametrize("path, body, name, kind", [
+    ("/workflows/servers/create", SEED_SERVERS, "create_servers", "server"),
+    ("/workflows/taskserv/create", SEED_TASKSERV, "create_kubernetes", "taskserv"),
+    ("/workflows/cluster/create", SEED_CLUSTER, "create_buildkit", "cluster"),
+])
+async def test_single_purpose_workflow_returns_task_and_workflow_id(orch, path, body, name,
+                                                                     kind):
+    resp = await orch.post(path, json=body)
+    doc = await resp.json()
+    assert resp.status == 201, doc
+    assert doc["success"] is True
+    task_id = doc["data"]
+    assert isinstance(task_id, str)
+    uuid.UUID(task_id)
+    done = await wait_batch(orch, task_id)
+    assert done["status"] == "Completed"
+    assert len(done["operations"]) == 1
+    assert done["operations"][0]["task_id"] == task_id
+
+    task = await orch.get(f"/tasks/{task_id}")
+    assert task.status == 200
+    t = (await task.json())["data"]
+    assert t["id"] == task_id
+    assert t["workflow_id"] == task_id
+    assert t["name"] == name
+    assert t["status"] == "Completed"
+    assert "simulated" in t["output"]
+
+    progress = await orch.get(f"/state/workflows/{task_id}/progress")
+    assert progress.status == 200
+    p = (await progress.json())["data"]
+    assert p["workflow_id"] == task_id
+    assert p["progress"] == 100.0
+    assert p["total_steps"] == p["completed_steps"] == 1
+
+    inv = (await (await orch.get("/state/inventory")).json())["data"]
+    assert [i["kind"] for i in inv] == [kind]
+    assert inv[0]["task_id"] == task_id
+
+
+async def test_servers_workflow_with_explicit_servers(orch):
+    resp = await orch.post("/workflows/servers/create", json={
+        "infra": "staging", "servers": [{"name": "db-01", "plan": "2xCPU-4 GB"},
+                                        {"name": "db-02"}],
+        "simulate": {"latency_s": 0},
+    })
+    assert resp.status == 201, await resp.text()
+    wid = (await resp.json())["data"]
+    done = await wait_batch(orch, wid)
+    assert done["operations"][0]["results"]["created"] == ["db-01", "db-02"]
+
+
+async def test_taskserv_workflow_delete_removes_from_inventory(orch):
+    create = await orch.post("/workflows/taskserv/create",
+                             json={**SEED_TASKSERV, "simulate": {"latency_s": 0}})
+    await wait_batch(orch, (await create.json())["data"])
+    inv = (await (await orch.get("/state/inventory")).json())["data"]
+    assert [i["name"] for i in inv] == ["kubernetes"]
+    delete = await orch.post("/workflows/taskserv/create",
+                             json={**SEED_TASKSERV, "operation": "delete",
+                                   "simulate": {"latency_s": 0}})
+    assert delete.status == 201
+    wid = (await delete.json())["data"]
+    done = await wait_batch(orch, wid)
+    assert done["status"] == "Completed"
+    t = (await (await orch.get(f"/tasks/{wid}")).json())["data"]
+    assert t["name"] == "delete_kubernetes"
+    assert (await (await orch.get("/state/inventory")).json())["data"] == []
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/workflows/servers/create", SEED_SERVERS),
+    ("/workflows/taskserv/create", SEED_TASKSERV),
+    ("/workflows/cluster/create", SEED_CLUSTER),
+])
+async def test_single_purpose_check_mode_records_nothing(orch, path, body):
+    resp = await orch.post(path, json={**body, "check_mode": True})
+    doc = await resp.json()
+    assert resp.status in (200, 201), doc
+    plan = doc["data"]["plan"]
+    assert len(plan["operations"]) == 1
+    assert "simulated" in plan["operations"][0]["would"]
+    await nothing_recorded(orch)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/workflows/servers/create", {}, "infra"),
+    ("/workflows/servers/create", {"infra": ""}, "infra"),
+    ("/workflows/servers/create", {"infra": 3}, "infra"),
+    ("/workflows/servers/create", {**SEED_SERVERS, "check_mode": "maybe"}, "check_mode"),
+    ("/workflows/servers/create", {**SEED_SERVERS, "wait": {}}, "wait"),
+    ("/workflows/servers/create", {**SEED_SERVERS, "servers": [{}]}, "servers.0.name"),
+    ("/workflows/servers/create", {**SEED_SERVERS, "flavour": "x"}, "flavour"),
+    ("/workflows/taskserv/create", {"infra": "production"}, "taskserv"),
+    ("/workflows/taskserv/create", {**SEED_TASKSERV, "operation": "destroy"}, "operation"),
+    ("/workflows/taskserv/create", {**SEED_TASKSERV, "taskserv": ["kubernetes"]}, "taskserv"),
+    ("/workflows/cluster/create", {"infra": "production"}, "cluster_type"),
+    ("/workflows/cluster/create", {**SEED_CLUSTER, "operation": 1}, "operation"),
+    ("/workflows/cluster/create", {**SEED_CLUSTER, "infra": None}, "infra"),
+])
+async def test_single_purpose_bad_bodies_are_422(orch, path, body, field):
+    doc = await expect_error(await orch.post(path, json=body), 422)
+    assert field in fields_of(doc), doc
+    await nothing_recorded(orch)
+
+
+@pytest.mark.parametrize("path", [
+    "/workflows/servers/create", "/workflows/taskserv/create", "/workflows/cluster/create",
+])
+async def test_single_purpose_malformed_json_is_400(orch, path):
+    resp = await orch.post(path, data=b"{infra: production}",
+                           headers={"Content-Type": "application/json"})
+    await expect_error(resp, 400)
+
+
+async def test_single_purpose_unknown_provider_is_422(orch):
+    doc = await expect_error(
+        await orch.post("/workflows/servers/create", json={**SEED_SERVERS, "provider": "nebula"}),
+        422,
+    )
+    assert "nebula" in doc["error"]
+    await nothing_recorded(orch)
+
+
+# -- scheduling semantics ------------------------------------------------------------------
+
+
+async def journal_states(client: Any, wid: str) -> list[dict[str, Any]]:
+    """The workflow's state at every journal position from submission to now."""
+    snaps = (await (await client.get(f"/state/workflows/{wid}/snapshots")).json())["data"]
+    first = snaps[0]["details"]["journal_seq"]
+    latest = (await (await client.get(f"/state/workflows/{wid}/state")).json())["data"]
+    states = []
+    for seq in range(first, latest["journal_seq"] + 1):
+        resp = await client.get(f"/state/workflows/{wid}/state", params={"seq": str(seq)})
+        assert resp.status == 200
+        states.append((await resp.json())["data"])
+    return states
+
+
+def max_overlap(tasks: list[dict[str, Any]]) -> int:
+    """Most operations whose [started_at, completed_at) intervals overlap at one instant."""
+    spans = [(ts(t["started_at"]), ts(t["completed_at"])) for t in tasks if t["started_at"]]
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+
+
+async def test_parallel_limit_is_respected(orch):
+    ops = [op(f"op{i}", simulate={"latency_s": 0.05, "progress_steps": 1}) for i in range(8)]
+    done = await run(orch, *ops, parallel_limit=2)
+    assert done["status"] == "Completed"
+    states = await journal_states(orch, done["batch_id"])
+    peak = max(s["counts"].get("Running", 0) for s in states)
+    assert peak == 2, [s["counts"] for s in states]
+    tasks = list((await tasks_by_name(orch, done["batch_id"])).values())
+    assert max_overlap(tasks) <= 2
+
+
+async def test_parallel_limit_one_runs_in_submission_order(orch):
+    ops = [op(f"op{i}") for i in range(5)]
+    done = await run(orch, *ops, parallel_limit=1)
+    states = await journal_states(orch, done["batch_id"])
+    assert max(s["counts"].get("Running", 0) for s in states) == 1
+    tasks = await tasks_by_name(orch, done["batch_id"])
+    starts = [ts(tasks[f"op{i}"]["started_at"]) for i in range(5)]
+    assert starts == sorted(starts)
+    assert max_overlap(list(tasks.values())) == 1
+
+
+async def test_hard_dependencies_complete_before_dependents_start(orch):
+    done = await run(orch, op("root"), op("left", ["root"]), op("right", ["root"]),
+                     op("join", ["left", "right"]), parallel_limit=4)
+    assert done["status"] == "Completed"
+    o = ops_by_id(done)
+    for dep, dependent in [("root", "left"), ("root", "right"), ("left", "join"),
+                           ("right", "join")]:
+        assert ts(o[dependent]["started_at"]) >= ts(o[dep]["completed_at"])
+
+
+async def test_hard_dependency_failure_cancels_dependents_soft_ones_run(orch):
+    done = await run(
+        orch,
+        op("base", simulate={"fail_always": True}, retry={"max_attempts": 1},
+           on_failure="continue"),
+        op("needs_base", ["base"]),
+        op("needs_needs_base", ["needs_base"]),
+        op("after_base", [{"id": "base", "kind": "soft"}]),
+    )
+    assert done["status"] == "Failed"
+    o = ops_by_id(done)
+    assert o["base"]["status"] == "Failed"
+    assert o["needs_base"]["status"] == "Cancelled"
+    assert "base" in o["needs_base"]["error"]
+    assert o["needs_base"]["started_at"] is None
+    assert o["needs_needs_base"]["status"] == "Cancelled"
+    assert o["after_base"]["status"] == "Completed"
+    # a soft dependency still waits for its dependency to finish
+    assert ts(o["after_base"]["started_at"]) >= ts(o["base"]["completed_at"])
+
+
+async def test_soft_dependency_waits_for_completion_too(orch):
+    done = await run(
+        orch, op("first", simulate={"latency_s": 0.05, "progress_steps": 1}),
+        op("second", [{"id": "first", "kind": "soft"}]),
+    )
+    assert done["status"] == "Completed"
+    o = ops_by_id(done)
+    assert ts(o["second"]["started_at"]) >= ts(o["first"]["completed_at"])
+
+
+async def test_retry_until_success_counts_attempts(orch):
+    done = await run(orch, op("flaky", simulate={"fail_attempts": 2},
+                              retry={"max_attempts": 3, "initial_delay_s": 0.01}))
+    assert done["status"] == "Completed"
+    flaky = ops_by_id(done)["flaky"]
+    assert flaky["attempt"] == 3
+    assert flaky["results"]["attempt"] == 3
+    assert flaky["error"] is None
+    t = (await (await orch.get(f"/tasks/{flaky['task_id']}")).json())["data"]
+    assert t["attempt"] == 3 and t["max_attempts"] == 3
+    # the journal saw two failed attempts go back to Pending
+    states = await journal_states(orch, done["batch_id"])
+    seen = [s["operations"]["flaky"]["status"] for s in states]
+    collapsed = [x for i, x in enumerate(seen) if i == 0 or seen[i - 1] != x]
+    assert collapsed == ["Pending", "Running", "Pending", "Running", "Pending", "Running",
+                         "Completed"]
+
+
+async def test_retry_exhausted_fails_with_last_attempt(orch):
+    done = await run(orch, op("flaky", simulate={"fail_attempts": 5},
+                              retry={"max_attempts": 2, "initial_delay_s": 0.01}))
+    assert done["status"] == "Failed"
+    flaky = ops_by_id(done)["flaky"]
+    assert flaky["status"] == "Failed"
+    assert flaky["attempt"] == 2
+    assert "attempt 2" in flaky["error"]
+    assert "flaky" in done["error"]
+
+
+async def test_on_failure_fail_stops_new_work(orch):
+    done = await run(
+        orch,
+        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}),
+        op("independent1"), op("independent2"),
+        parallel_limit=1,
+    )
+    assert done["status"] == "Failed"
+    o = ops_by_id(done)
+    assert o["bad"]["status"] == "Failed"
+    for name in ("independent1", "independent2"):
+        assert o[name]["status"] == "Cancelled"
+        assert o[name]["started_at"] is None
+        assert "not started" in o[name]["error"]
+    assert "bad" in done["error"]
+
+
+async def test_on_failure_continue_lets_independent_branches_finish(orch):
+    done = await run(
+        orch,
+        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1},
+           on_failure="continue"),
+        op("needs_bad", ["bad"]),
+        op("independent1"), op("independent2", ["independent1"]),
+        parallel_limit=1,
+    )
+    assert done["status"] == "Failed"
+    o = ops_by_id(done)
+    assert o["bad"]["status"] == "Failed"
+    assert o["needs_bad"]["status"] == "Cancelled"
+    assert o["independent1"]["status"] == "Completed"
+    assert o["independent2"]["status"] == "Completed"
+
+
+async def test_on_failure_fail_lets_running_operations_finish(orch):
+    done = await run(
+        orch,
+        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}),
+        op("busy", simulate={"latency_s": 0.2, "progress_steps": 1}),
+        parallel_limit=2,
+    )
+    o = ops_by_id(done)
+    assert done["status"] == "Failed"
+    assert o["bad"]["status"] == "Failed"
+    assert o["busy"]["status"] == "Completed"
+
+
+async def test_per_operation_timeout_fails_a_slow_operation(orch):
+    done = await run(orch, op("slow", timeout=0.2, simulate={"latency_s": 30},
+                              retry={"max_attempts": 1}))
+    assert done["status"] == "Failed"
+    slow = ops_by_id(done)["slow"]
+    assert slow["status"] == "Failed"
+    assert "timed out after 0.2 s" in slow["error"]
+
+
+async def test_timeout_is_retried_under_the_policy(orch):
+    done = await run(orch, op("slow", timeout=0.1, simulate={"latency_s": 30},
+                              retry={"max_attempts": 2, "initial_delay_s": 0}))
+    slow = ops_by_id(done)["slow"]
+    assert slow["status"] == "Failed"
+    assert slow["attempt"] == 2
+    assert "attempt 2" in slow["error"]
+
+
+async def test_command_timeout_kills_the_process(orch):
+    done = await run(orch, {"id": "sleeper", "type": "command", "run": ["sleep", "30"],
+                            "timeout": 0.3, "retry": {"max_attempts": 1}})
+    sleeper = ops_by_id(done)["sleeper"]
+    assert sleeper["status"] == "Failed"
+    assert "timed out" in sleeper["error"]
+
+
+async def test_failing_command_reports_exit_status(orch):
+    done = await run(orch, {"id": "boom", "type": "command",
+                            "run": ["sh", "-c", "echo partial; echo oops >&2; exit 3"],
+                            "retry": {"max_attempts": 1}})
+    boom = ops_by_id(done)["boom"]
+    assert boom["status"] == "Failed"
+    assert "status 3" in boom["error"] and "oops" in boom["error"]
+    assert "partial" in (boom["output"] or "")

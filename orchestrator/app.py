@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from orchestrator.api import batch, rollback, state, tasks
+from orchestrator.api import batch, events, rollback, state, tasks
 from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
 from orchestrator.journal import OutboxHook
@@ -19,6 +19,8 @@ from shared.http import Api, add_standard_routes
 from shared.keys import BUS, SETTINGS, STORE
 from shared.settings import Settings
 from shared.store import Store
+from shared.streams import install as install_streams
+from shared.webhooks.dispatcher import DISPATCHER, dispatcher_ctx
 
 HEALTH_MESSAGE = "Orchestrator is healthy"
 
@@ -30,7 +32,7 @@ def build_api() -> Api:
         return HEALTH_MESSAGE
 
     add_standard_routes(api, title="provisioning orchestrator", health=health)
-    for module in (tasks, batch, state, rollback):
+    for module in (tasks, batch, state, rollback, events):
         api.include(module.api)
     return api
 
@@ -48,7 +50,8 @@ def create_app(
                    auth=auth)
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
-        engine = Engine(app[SETTINGS], app[STORE], app[BUS], outbox=outbox)
+        hook = outbox if outbox is not None else app[DISPATCHER].outbox
+        engine = Engine(app[SETTINGS], app[STORE], app[BUS], outbox=hook)
         app[ENGINE] = engine
         app[ROLLBACKS] = RollbackService(engine)
         app[CHECKPOINTS] = Checkpoints(engine)
@@ -56,5 +59,7 @@ def create_app(
         yield
         await engine.stop()
 
+    install_streams(app, events.CONFIG)
+    app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)
     return app

@@ -343,6 +343,21 @@ class Engine:
             if t.started_at is not None and t.completed_at is not None:
                 TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
 
+    def _transition_nowait(
+        self, t: TaskState, to: TaskStatus, patch: dict[str, Any]
+    ) -> asyncio.Future[list[Any]]:
+        """Queue a transition and mirror it in memory now; announce it once it is durable."""
+        change = self._change(t, to, patch)
+        future = self.store.enqueue(*self.journal.writes_for(change))
+        self._apply(t, change)
+
+        def landed(f: asyncio.Future[list[Any]]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self.bus.publish(change.event_type, Journal._event_data(change))
+
+        future.add_done_callback(landed)
+        return future
+
     async def _set_workflow(
         self, wf: WorkflowState, to: WorkflowStatus, patch: dict[str, Any] | None = None,
         extra: list[Write] | None = None,
@@ -505,7 +520,11 @@ class Engine:
         provider = self.registry.get(t.provider)
         while True:
             attempt = t.attempt + 1
-            await self._transition(t, TaskStatus.RUNNING, {
+            # The provider starts while Running is being committed: a crash before the
+            # commit lands leaves the task Pending, which resume runs again anyway. The
+            # Running event still goes out only once durable, and the outcome is
+            # recorded only after it (writes commit in order).
+            running = self._transition_nowait(t, TaskStatus.RUNNING, {
                 "attempt": attempt, "started_at": utcnow(), "completed_at": None,
                 "error": None, "progress": 0.0,
             })
@@ -528,11 +547,13 @@ class Engine:
             except OperationFailed as exc:
                 failure, output, retryable = exc.message, exc.output, exc.retryable
             else:
+                await running
                 await self._transition(t, TaskStatus.COMPLETED, {
                     "output": result.output, "results": result.results,
                     "completed_at": utcnow(), "progress": 100.0,
                 })
                 return
+            await running
             if retryable and attempt < t.retry.max_attempts and not run.stopping:
                 delay = t.retry.delay_s(attempt)
                 await self._transition(t, TaskStatus.PENDING, {

@@ -157,7 +157,7 @@ class Repository:
     async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         count, rows = await self.store.query_each(
             "SELECT count() AS n FROM checkpoint GROUP ALL;"
-            "SELECT * FROM checkpoint ORDER BY seq DESC LIMIT $limit START $offset",
+            "SELECT * FROM checkpoint ORDER BY seq DESC, created_at DESC LIMIT $limit START $offset",
             {"limit": limit, "offset": offset},
         )
         return rows, int(count[0]["n"]) if count else 0

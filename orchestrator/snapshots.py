@@ -86,8 +86,10 @@ async def state_at(repo: Repository, workflow_id: str, seq: int | None) -> dict[
         if e["entity_kind"] == "workflow":
             workflow_status = e["to"]
             continue
+        previous = tasks.get(e["name"], {})
+        attempt = e.get("attempt")
         tasks[e["name"]] = {"task_id": e["entity"], "status": e["to"],
-                            "attempt": e.get("attempt")}
+                            "attempt": attempt if attempt is not None else previous.get("attempt", 0)}
     if workflow_status is not None:
         for row in await repo.tasks_of(workflow_id):
             tasks.setdefault(row["name"], {"task_id": row["id"], "status": "Pending",

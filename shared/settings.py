@@ -20,6 +20,7 @@ DEFAULT_PROVIDER_MAP = {
     "hetzner": "local",
     "local": "local",
     "command": "command",
+    "noop": "noop",
 }
 ENV_PREFIX = "PROVISIONING_"
 
@@ -58,11 +59,37 @@ class Settings:
     refresh_token_ttl_s: int = 7 * 24 * 3600
     jwt_issuer: str = "provisioning-control-center"
     jwt_audience: str = "provisioning"
+    mfa_setup_token_ttl_s: int = 600
+    mfa_issuer: str = "provisioning"
+    password_min_length: int = 12
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
+    argon2_parallelism: int = 2
+    rate_limit_storage: str = "async+memory://"
+    trusted_proxies: tuple[str, ...] = ()
+    auth_sync_s: float = 2.0  # how often a service re-reads policy and revocations
     control_center_url: str = ""
     webhooks_allow_private: bool = False
     webhook_endpoints: tuple[dict[str, Any], ...] = ()
     event_retention_count: int = 10_000
     event_retention_s: float = 3600.0
+    # Live streams (shared/streams.py)
+    ws_queue_size: int = 1000  # events queued per connection before it is dropped (4408)
+    ws_heartbeat_s: float = 30.0
+    ws_auth_timeout_s: float = 10.0  # to send {"type": "auth"} when no token came with the upgrade
+    ws_send_buffer_bytes: int = 262_144  # kernel send buffer per stream: bounds a stalled client
+    sse_ping_s: float = 15.0
+    # Webhooks (shared/webhooks): delays before attempt 1, 2, …; then the delivery has failed
+    webhook_retry_schedule_s: tuple[float, ...] = (0.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
+    webhook_jitter: float = 0.2  # ± fraction of each retry delay
+    webhook_timeout_s: float = 10.0
+    webhook_max_response_bytes: int = 65_536
+    webhook_failure_threshold: int = 5  # consecutive failed deliveries that disable a webhook
+    webhook_rotation_grace_s: float = 86_400.0  # old secret still signs this long after rotation
+    webhook_poll_s: float = 1.0  # how often the dispatcher looks for work queued by others
+    webhook_refresh_s: float = 5.0  # how often subscriptions are reloaded from the store
+    webhook_concurrency: int = 64  # webhooks delivered to at once (each one in order)
+    webhook_log_retention_s: float = 7 * 86_400.0
     config_file: Path | None = None
 
     @property

@@ -216,6 +216,17 @@ class Store:
 
     # -- writes --------------------------------------------------------------
 
+    def enqueue(self, *stmts: Write) -> asyncio.Future[list[Any]]:
+        """Queue writes without waiting; the future resolves once they are durable.
+
+        Writes are committed in queue order, so a later write never lands before
+        an earlier one."""
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(tuple(stmts), future))
+        return future
+
     async def write(self, *stmts: Write) -> list[Any]:
         """Queue writes to commit atomically; return each one's result once durable.
 
@@ -224,11 +235,7 @@ class Store:
         group commit cheap (one ``INSERT`` of 1,000 rows costs about as much as
         twenty single-row statements).
         """
-        if self._writer is None:
-            raise StoreError("the store is not open")
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(tuple(stmts), future))
-        return await future
+        return await self.enqueue(*stmts)
 
     async def _write_loop(self) -> None:
         stop = False

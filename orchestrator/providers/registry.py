@@ -10,6 +10,7 @@ from typing import Any
 from orchestrator.providers.base import Provider, ProviderEnv
 from orchestrator.providers.command import CommandProvider
 from orchestrator.providers.local import LocalProvider
+from orchestrator.providers.noop import NoopProvider
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "provisioning.providers"
@@ -22,6 +23,7 @@ class ProviderRegistry:
         self.providers: dict[str, Provider] = {
             "local": LocalProvider(env),
             "command": CommandProvider(env),
+            "noop": NoopProvider(env),
         }
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in self.providers:

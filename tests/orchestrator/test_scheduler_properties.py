@@ -44,6 +44,7 @@ class ProbeProvider:
 
     def __init__(self, tracker: Tracker) -> None:
         self.t = tracker
+        self.engine: Engine | None = None
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         return "probe", [spec.id]
@@ -53,8 +54,11 @@ class ProbeProvider:
 
     async def apply(self, ctx: OperationContext) -> OperationResult:
         t = self.t
+        # The engine's own view, which it updates only after a change is persisted.
+        assert self.engine is not None
+        recorded = self.engine.runs[ctx.workflow_id].wf.tasks
         for dep, kind in t.deps[ctx.name]:
-            st_ = t.status.get(dep)
+            st_ = recorded[dep].status
             if kind == "hard" and st_ != "Completed":
                 t.violations.append(f"{ctx.name} started before hard dep {dep} completed ({st_})")
             if kind == "soft" and st_ not in ("Completed", "Failed", "Cancelled"):
@@ -107,7 +111,9 @@ async def _scenario(case: dict[str, Any]) -> tuple[Tracker, dict[str, Any]]:
     settings = load_settings(db_url="mem://", default_max_attempts=1)
     engine = Engine(settings, store, EventBus())
     RollbackService(engine)
-    engine.registry.providers["probe"] = ProbeProvider(tracker)
+    probe = ProbeProvider(tracker)
+    probe.engine = engine
+    engine.registry.providers["probe"] = probe
     await engine.start()
     try:
         ops = [OperationSpec.model_validate({

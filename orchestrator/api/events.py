@@ -1,0 +1,10 @@
+"""``/ws`` and ``/events``: the orchestrator's live stream of task, batch and rollback events."""
+
+from __future__ import annotations
+
+from shared.streams import ORCHESTRATOR_KINDS, StreamConfig, stream_api
+
+# Connecting needs workflows:read; each kind of event then needs its own permission.
+CONFIG = StreamConfig(kinds=ORCHESTRATOR_KINDS, resource="workflows", action="read")
+
+api = stream_api(CONFIG)

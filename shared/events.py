@@ -5,34 +5,72 @@ The bus numbers events monotonically, keeps a bounded retention window for
 replay (``since``), and hands each subscriber its own bounded queue so a slow
 consumer can never block the engine: on overflow the subscription is marked
 overflowed and its owner decides what to do (close the socket, say why).
+
+Event ids start from the clock (microseconds since the epoch) rather than 1,
+so they keep growing across a restart: a client that reconnects with the id
+of the last event it saw never mistakes a new process's events for old ones,
+and learns of a gap when its id is older than what is still retained.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from shared.metrics import EVENTS_PUBLISHED
 
 DEFAULT_QUEUE_SIZE = 1000
 
-# Which stream kind each event type belongs to, for ``?events=task,batch,…`` filters.
-EVENT_KINDS = {
-    "TaskStatusChanged": "task",
-    "OperationProgress": "task",
-    "BatchStatusChanged": "batch",
-    "WorkflowSubmitted": "batch",
-    "CheckpointCreated": "rollback",
-    "RollbackStarted": "rollback",
-    "RollbackCompleted": "rollback",
-    "StateRestored": "rollback",
+# Stream kinds: ``?events=task,batch,…`` filters on them, and each needs its own permission.
+TASK, BATCH, ROLLBACK, SYSTEM, SECURITY = "task", "batch", "rollback", "system", "security"
+
+# Which stream kind each event type belongs to. Types not listed are ``system``;
+# a service that publishes new security events registers them with
+# :func:`register_event_kind` so they never reach the orchestrator's streams.
+EVENT_KINDS: dict[str, str] = {
+    "TaskStatusChanged": TASK,
+    "OperationProgress": TASK,
+    "BatchStatusChanged": BATCH,
+    "WorkflowSubmitted": BATCH,
+    "CheckpointCreated": ROLLBACK,
+    "RollbackStarted": ROLLBACK,
+    "RollbackCompleted": ROLLBACK,
+    "StateRestored": ROLLBACK,
+    # The control center's security and admin events.
+    "UserLogin": SECURITY,
+    "UserLogout": SECURITY,
+    "LoginFailed": SECURITY,
+    "AccountLocked": SECURITY,
+    "MfaEnrolled": SECURITY,
+    "MfaChanged": SECURITY,
+    "TokenRefreshed": SECURITY,
+    "TokenReuseDetected": SECURITY,
+    "SessionRevoked": SECURITY,
+    "UserCreated": SECURITY,
+    "UserChanged": SECURITY,
+    "UserDeleted": SECURITY,
+    "PolicyChanged": SECURITY,
+    "AuditLogged": SECURITY,
+    "WebhookChanged": SECURITY,
 }
+
+
+def register_event_kind(event_type: str, kind: str) -> None:
+    """Declare the stream kind of an event type (before it is first published)."""
+    EVENT_KINDS[event_type] = kind
+
+
+def utc_timestamp() -> str:
+    """Now as ISO 8601 with a ``Z``, the seed's timestamp format."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -47,7 +85,7 @@ class Event:
 
     @property
     def kind(self) -> str:
-        return EVENT_KINDS.get(self.event_type, "system")
+        return EVENT_KINDS.get(self.event_type, SYSTEM)
 
     @property
     def workflow_id(self) -> str | None:
@@ -63,26 +101,74 @@ class Event:
             "metadata": self.metadata,
         }
 
+    @cached_property
+    def json_text(self) -> str:
+        """The serialised event, computed once however many subscribers send it."""
+        return json.dumps(self.to_json(), default=str, separators=(",", ":"))
+
+    @cached_property
+    def ws_frame(self) -> bytes:
+        """The event as one WebSocket text frame, built once for every subscriber."""
+        return websocket_text_frame(self.json_text.encode())
+
+    @cached_property
+    def sse_frame(self) -> bytes:
+        """The event as one Server-Sent Events message with its ``id:`` line."""
+        return f"id: {self.id}\r\ndata: {self.json_text}\r\n\r\n".encode()
+
+
+def websocket_text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 section 5.2), as a server sends it."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
 
 class Subscription:
-    """A subscriber's bounded queue, with an optional filter."""
+    """A subscriber's bounded queue, with an optional filter.
+
+    ``offer`` never blocks: when the queue is full the subscription stops
+    taking events, sets ``overflowed`` and wakes whoever waits on
+    :meth:`wait_overflow`, so its owner can drop the consumer and tell it to
+    reconnect with the id of the last event it received.
+    """
 
     def __init__(self, bus: EventBus, accept: Callable[[Event], bool], maxsize: int) -> None:
         self.bus = bus
         self.accept = accept
+        self.maxsize = maxsize
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.overflowed = False
+        self._overflow = asyncio.Event()
+        self.last_offered = 0
 
     def offer(self, event: Event) -> None:
         if self.overflowed or not self.accept(event):
             return
         try:
             self.queue.put_nowait(event)
+            self.last_offered = event.id
         except asyncio.QueueFull:
             self.overflowed = True
+            self._overflow.set()
 
     async def get(self) -> Event:
         return await self.queue.get()
+
+    def drain(self) -> list[Event]:
+        """Everything queued right now, without waiting."""
+        out = []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+    async def wait_overflow(self) -> None:
+        await self._overflow.wait()
 
     def close(self) -> None:
         self.bus.unsubscribe(self)
@@ -92,8 +178,9 @@ class EventBus:
     """Monotonic ids, bounded retention, fan-out to bounded subscriber queues."""
 
     def __init__(self, retention_count: int = 10_000, retention_s: float = 3600.0) -> None:
-        self._ids = itertools.count(1)
-        self._retained: deque[tuple[float, Event]] = deque(maxlen=retention_count)
+        # Ids start at the clock in microseconds so they grow across restarts (see above).
+        self._ids = itertools.count(time.time_ns() // 1000)
+        self._retained: deque[tuple[float, Event]] = deque(maxlen=max(1, retention_count))
         self.retention_s = retention_s
         self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
@@ -101,6 +188,12 @@ class EventBus:
     @property
     def last_id(self) -> int:
         return self._retained[-1][1].id if self._retained else 0
+
+    @property
+    def oldest_id(self) -> int:
+        """The id of the oldest event still retained (0 when none is)."""
+        self._expire(time.monotonic())
+        return self._retained[0][1].id if self._retained else 0
 
     def publish(
         self, event_type: str, data: dict[str, Any], metadata: dict[str, Any] | None = None
@@ -110,19 +203,22 @@ class EventBus:
             event_type=event_type,
             data=data,
             metadata=metadata if metadata is not None else dict(data),
-            timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            timestamp=utc_timestamp(),
             id=next(self._ids),
         )
         now = time.monotonic()
         self._retained.append((now, event))
-        while self._retained and now - self._retained[0][0] > self.retention_s:
-            self._retained.popleft()
+        self._expire(now)
         EVENTS_PUBLISHED.labels(event_type).inc()
         for sub in self._subs:
             sub.offer(event)
         for listener in self._listeners:
             listener(event)
         return event
+
+    def _expire(self, now: float) -> None:
+        while self._retained and now - self._retained[0][0] > self.retention_s:
+            self._retained.popleft()
 
     def subscribe(
         self,
@@ -134,6 +230,36 @@ class EventBus:
         self._subs.append(sub)
         return sub
 
+    def replay_and_subscribe(
+        self,
+        since: int | None,
+        accept: Callable[[Event], bool] | None = None,
+        *,
+        maxsize: int = DEFAULT_QUEUE_SIZE,
+    ) -> tuple[list[Event], Subscription, bool]:
+        """Retained events after ``since`` (filtered) and a subscription for what follows.
+
+        Both are taken without yielding to the loop, so nothing falls between
+        the replay and the live queue and nothing appears in both. The flag
+        says whether events after ``since`` may have been dropped from the
+        retention window already (the caller should tell its client).
+        """
+        sub = self.subscribe(accept, maxsize=maxsize)
+        replay, gap = self.replay(since, sub.accept)
+        return replay, sub, gap
+
+    def replay(
+        self, since: int | None, accept: Callable[[Event], bool] | None = None
+    ) -> tuple[list[Event], bool]:
+        """Retained events after ``since`` that ``accept`` takes, and whether some may be
+        missing because they already left the retention window."""
+        if since is None:
+            return [], False
+        oldest = self.oldest_id
+        gap = since > 0 and (oldest == 0 or since < oldest - 1) and since < self.last_id
+        events = self.since(since)
+        return ([e for e in events if accept(e)] if accept else events), gap
+
     def unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
@@ -142,8 +268,15 @@ class EventBus:
         """A synchronous callback for every event (metrics, outbox wake-ups)."""
         self._listeners.append(listener)
 
-    def since(self, event_id: int) -> Iterable[Event]:
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def since(self, event_id: int) -> list[Event]:
         """Retained events with an id greater than ``event_id``, oldest first."""
+        self._expire(time.monotonic())
+        if not self._retained or self._retained[-1][1].id <= event_id:
+            return []
         return [e for _, e in self._retained if e.id > event_id]
 
     @property

@@ -26,6 +26,19 @@ TASK_DURATION = Histogram(
 WORKFLOWS_ACTIVE = Gauge("orchestrator_workflows_active", "Workflows currently running")
 STORE_COMMITS = Counter("store_commits_total", "Group commits written to the store")
 EVENTS_PUBLISHED = Counter("events_published_total", "Events published on the bus", ["type"])
+WEBSOCKET_CONNECTIONS = Gauge(
+    "websocket_connections", "Open event streams (WebSocket and SSE)", ["service", "transport"]
+)
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries", "Webhook delivery attempts by result (delivered, retrying, failed)",
+    ["result"],
+)  # exported as webhook_deliveries_total
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "webhook_delivery_seconds",
+    "Time from sending a webhook to its endpoint's answer",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_OUTBOX_PENDING = Gauge("webhook_outbox_pending", "Webhook deliveries waiting to go out")
 
 
 def render() -> tuple[bytes, str]:

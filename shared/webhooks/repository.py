@@ -1,0 +1,145 @@
+"""Every SurrealQL statement about webhooks: subscriptions, deliveries and attempts.
+
+Values are always bound and records addressed with ``type::thing`` so user
+input never becomes query text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.store import Insert, Merge, Stmt, Store, Write
+
+WEBHOOK = "webhook"
+DELIVERY = "webhook_delivery"
+ATTEMPT = "webhook_attempt"
+
+# Delivery statuses.
+PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+DELIVERY_STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
+
+
+class WebhookRepository:
+    """Webhook subscriptions and their delivery log in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- write builders ---------------------------------------------------------------
+
+    @staticmethod
+    def insert_webhook(row: dict[str, Any]) -> Write:
+        return Insert(WEBHOOK, row)
+
+    @staticmethod
+    def patch_webhook(webhook_id: str, patch: dict[str, Any]) -> Write:
+        return Merge(WEBHOOK, webhook_id, patch)
+
+    @staticmethod
+    def upsert_webhook(webhook_id: str, row: dict[str, Any]) -> Write:
+        return Stmt("UPSERT type::thing('webhook', $id) MERGE $row RETURN NONE",
+                    {"id": webhook_id, "row": row})
+
+    @staticmethod
+    def delete_webhook(webhook_id: str) -> list[Write]:
+        """The subscription goes; its deliveries still waiting are cancelled, the log stays."""
+        return [
+            Stmt("DELETE type::thing('webhook', $id)", {"id": webhook_id}),
+            Stmt(
+                "UPDATE webhook_delivery SET status = 'cancelled', error = $why "
+                "WHERE webhook_id = $id AND status = 'pending' RETURN NONE",
+                {"id": webhook_id, "why": "the webhook was deleted"},
+            ),
+        ]
+
+    @staticmethod
+    def insert_delivery(row: dict[str, Any]) -> Write:
+        return Insert(DELIVERY, row)
+
+    @staticmethod
+    def patch_delivery(delivery_id: str, patch: dict[str, Any]) -> Write:
+        return Merge(DELIVERY, delivery_id, patch)
+
+    @staticmethod
+    def insert_attempt(row: dict[str, Any]) -> Write:
+        return Insert(ATTEMPT, row)
+
+    @staticmethod
+    def prune(before_epoch_s: float) -> list[Write]:
+        """Forget finished deliveries (and their attempts) older than a cutoff."""
+        return [
+            Stmt(
+                "DELETE webhook_attempt WHERE delivery_id IN "
+                "(SELECT VALUE record::id(id) FROM webhook_delivery WHERE status != 'pending' "
+                "AND created_epoch < $before)",
+                {"before": before_epoch_s},
+            ),
+            Stmt(
+                "DELETE webhook_delivery WHERE status != 'pending' AND created_epoch < $before",
+                {"before": before_epoch_s},
+            ),
+        ]
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query(
+            "SELECT * FROM type::thing('webhook', $id)", {"id": webhook_id}
+        )
+        return rows[0] if rows else None
+
+    async def all_webhooks(self) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM webhook ORDER BY created_at")
+
+    async def webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        rows, count = await self.store.query_each(
+            "SELECT * FROM webhook ORDER BY created_at LIMIT $limit START $offset;"
+            "SELECT count() AS n FROM webhook GROUP ALL",
+            {"limit": limit, "offset": offset},
+        )
+        return list(rows or []), _count(count)
+
+    async def pending_for(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
+        """A webhook's waiting deliveries, oldest first: the order they must go out in."""
+        return await self.store.query(
+            "SELECT * FROM webhook_delivery WHERE status = 'pending' AND webhook_id = $id "
+            "ORDER BY seq LIMIT $limit",
+            {"id": webhook_id, "limit": limit},
+        )
+
+    async def pending_summary(self) -> list[dict[str, Any]]:
+        """Per webhook: how many deliveries wait and when the first of them is due."""
+        return await self.store.query(
+            "SELECT webhook_id, count() AS pending, math::min(due_at) AS due_at "
+            "FROM webhook_delivery WHERE status = 'pending' GROUP BY webhook_id"
+        )
+
+    async def deliveries(
+        self, webhook_id: str, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = "webhook_id = $id" + (" AND status = $status" if status else "")
+        params = {"id": webhook_id, "status": status, "limit": limit, "offset": offset}
+        rows, count = await self.store.query_each(
+            f"SELECT * OMIT body FROM webhook_delivery WHERE {where} "
+            "ORDER BY seq DESC LIMIT $limit START $offset;"
+            f"SELECT count() AS n FROM webhook_delivery WHERE {where} GROUP ALL",
+            params,
+        )
+        return list(rows or []), _count(count)
+
+    async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query(
+            "SELECT * FROM type::thing('webhook_delivery', $id)", {"id": delivery_id}
+        )
+        return rows[0] if rows else None
+
+    async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM webhook_attempt WHERE delivery_id = $id ORDER BY attempt",
+            {"id": delivery_id},
+        )
+
+
+def _count(result: Any) -> int:
+    rows = result if isinstance(result, list) else [result]
+    return int(rows[0]["n"]) if rows and rows[0] else 0

@@ -1,0 +1,156 @@
+"""Webhook subscriptions as values, and the in-memory registry the outbox reads.
+
+The outbox hook runs inside the engine's commit path and must not wait for
+the store, so it reads subscriptions from this registry. The registry is
+loaded at start, updated at once from ``WebhookChanged`` events on the bus (the
+control center publishes one after every change it persists) and reloaded
+every ``webhook_refresh_s`` for changes made by another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.events import Event
+from shared.store import iso
+from shared.webhooks.catalogue import matches
+from shared.webhooks.repository import WebhookRepository
+
+log = logging.getLogger(__name__)
+
+CHANGED_EVENT = "WebhookChanged"
+SOURCE_API, SOURCE_CONFIG = "api", "config"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One subscription: where, which events, and the secrets that sign for it."""
+
+    id: str
+    url: str
+    events: tuple[str, ...]
+    enabled: bool = True
+    description: str = ""
+    secret: str = ""
+    previous_secret: str | None = None
+    previous_secret_expires_at: float | None = None
+    source: str = SOURCE_API
+    consecutive_failures: int = 0
+    disabled_reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    created_by: str | None = None
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Webhook:
+        return cls(
+            id=str(row["id"]),
+            url=str(row["url"]),
+            events=tuple(row.get("events") or ()),
+            enabled=bool(row.get("enabled", True)),
+            description=str(row.get("description") or ""),
+            secret=str(row.get("secret") or ""),
+            previous_secret=row.get("previous_secret"),
+            previous_secret_expires_at=row.get("previous_secret_expires_at"),
+            source=str(row.get("source") or SOURCE_API),
+            consecutive_failures=int(row.get("consecutive_failures") or 0),
+            disabled_reason=row.get("disabled_reason"),
+            created_at=row.get("created_at"),
+            updated_at=row.get("updated_at"),
+            created_by=row.get("created_by"),
+            last_success_at=row.get("last_success_at"),
+            last_failure_at=row.get("last_failure_at"),
+        )
+
+    def wants(self, name: str) -> bool:
+        return self.enabled and matches(self.events, name)
+
+    def signing_secrets(self, now: float | None = None) -> list[str]:
+        """The current secret, then the previous one while its grace period lasts."""
+        out = [self.secret]
+        now = time.time() if now is None else now
+        if self.previous_secret and (self.previous_secret_expires_at or 0) > now:
+            out.append(self.previous_secret)
+        return out
+
+    def view(self) -> dict[str, Any]:
+        """What the API shows: never a secret."""
+        grace = self.previous_secret_expires_at
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": list(self.events),
+            "description": self.description,
+            "enabled": self.enabled,
+            "source": self.source,
+            "consecutive_failures": self.consecutive_failures,
+            "disabled_reason": self.disabled_reason,
+            "previous_secret_expires_at": (
+                iso(datetime.fromtimestamp(grace, UTC))
+                if grace and grace > time.time() else None
+            ),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "created_by": self.created_by,
+            "last_success_at": iso(self.last_success_at),
+            "last_failure_at": iso(self.last_failure_at),
+        }
+
+    def routing(self) -> dict[str, Any]:
+        """What a ``WebhookChanged`` event carries so other registries can route at once."""
+        return {"id": self.id, "url": self.url, "events": list(self.events),
+                "enabled": self.enabled}
+
+
+class Subscriptions:
+    """The current subscriptions, by id."""
+
+    def __init__(self, repo: WebhookRepository) -> None:
+        self.repo = repo
+        self.by_id: dict[str, Webhook] = {}
+        self.loaded_at = 0.0
+
+    async def load(self) -> None:
+        rows = await self.repo.all_webhooks()
+        self.by_id = {str(r["id"]): Webhook.from_row(r) for r in rows}
+        self.loaded_at = time.monotonic()
+
+    def targets(self, name: str) -> list[Webhook]:
+        """The subscriptions that take an event name right now."""
+        return [w for w in self.by_id.values() if w.wants(name)]
+
+    def get(self, webhook_id: str) -> Webhook | None:
+        return self.by_id.get(webhook_id)
+
+    def put(self, webhook: Webhook) -> None:
+        self.by_id[webhook.id] = webhook
+
+    def apply(self, event: Event) -> str | None:
+        """Apply a ``WebhookChanged`` event's routing at once; the id it touched."""
+        if event.event_type != CHANGED_EVENT:
+            return None
+        data = event.data
+        webhook_id = str(data.get("webhook_id") or "")
+        if not webhook_id:
+            return None
+        if data.get("action") == "deleted":
+            self.by_id.pop(webhook_id, None)
+            return webhook_id
+        routing = data.get("webhook") or {}
+        known = self.by_id.get(webhook_id)
+        if known is None:
+            # Secrets come with the next reload; until then routing is enough for the outbox.
+            known = Webhook(id=webhook_id, url=str(routing.get("url", "")), events=())
+        self.by_id[webhook_id] = replace(
+            known,
+            url=str(routing.get("url", known.url)),
+            events=tuple(routing.get("events", known.events)),
+            enabled=bool(routing.get("enabled", known.enabled)),
+        )
+        return webhook_id

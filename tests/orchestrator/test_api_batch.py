@@ -914,3 +914,46 @@ async def test_failing_command_reports_exit_status(orch):
     assert boom["status"] == "Failed"
     assert "status 3" in boom["error"] and "oops" in boom["error"]
     assert "partial" in (boom["output"] or "")
+
+
+async def test_cancel_during_automatic_rollback_is_honest(orch):
+    """A cancel that arrives while a failed batch rolls itself back either is refused (409),
+    or succeeds and the batch ends Cancelled; it never says "Operation cancelled" about a
+    batch that then ends Failed."""
+    data = await submit(orch, batch(
+        op("slow_undo", simulate={"latency_s": 0.5, "progress_steps": 1}),
+        op("bad", ["slow_undo"], simulate={"fail_always": True}, retry={"max_attempts": 1}),
+        rollback_enabled=True,
+    ))
+    bid = data["batch_id"]
+    await wait_batch(orch, bid, until=lambda b: any(o["status"] == "RollingBack"
+                                                    for o in b["operations"]))
+    resp = await orch.post(f"/batch/operations/{bid}/cancel")
+    doc = await resp.json()
+    final = await wait_batch(orch, bid)
+    assert resp.status in (200, 409), doc
+    if resp.status == 200:
+        assert final["status"] == "Cancelled", (doc, final["status"])
+    else:
+        assert final["status"] == "Failed"
+        assert final["rollback"]["operations_executed"] == 1
+
+
+async def test_layered_batch_respects_every_dependency(orch):
+    layers, width = 5, 40
+    ops = []
+    for layer in range(layers):
+        for i in range(width):
+            deps = [] if layer == 0 else sorted({f"L{layer - 1}_{i}",
+                                                 f"L{layer - 1}_{(i * 7 + 3) % width}"})
+            ops.append(op(f"L{layer}_{i}", deps))
+    done = await run(orch, *ops, parallel_limit=16)
+    assert done["status"] == "Completed"
+    assert len(done["operations"]) == layers * width
+    o = ops_by_id(done)
+    for spec in ops:
+        for dep in spec["dependencies"]:
+            assert ts(o[spec["id"]]["started_at"]) >= ts(o[dep]["completed_at"])
+    tasks = list((await tasks_by_name(orch, done["batch_id"])).values())
+    assert len(tasks) == layers * width
+    assert max_overlap(tasks) <= 16

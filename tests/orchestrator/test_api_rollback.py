@@ -406,6 +406,42 @@ async def test_command_operations_run_their_undo(orch, tmp_path):
                                                       "noundo": "RolledBack"}
 
 
+async def taskserv_workflow(client: Any, operation: str) -> str:
+    resp = await client.post("/workflows/taskserv/create", json={
+        "infra": "prod", "taskserv": "kubernetes", "operation": operation,
+        "simulate": {"latency_s": 0},
+    })
+    assert resp.status == 201, await resp.text()
+    wid: str = (await resp.json())["data"]
+    assert (await wait_batch(client, wid))["status"] == "Completed"
+    return wid
+
+
+async def test_rolling_back_an_update_keeps_the_resource(orch):
+    await taskserv_workflow(orch, "create")
+    cid = await checkpoint(orch, "kubernetes installed")
+    update = await taskserv_workflow(orch, "update")
+    assert await inventory_names(orch) == {"kubernetes"}
+    result = await rollback(orch, {"checkpoint_id": cid})
+    assert result["operations_executed"] == 1
+    assert (await data_of(orch, f"/tasks/{update}"))["status"] == "RolledBack"
+    # undoing the update must not uninstall what existed before it
+    assert await inventory_names(orch) == {"kubernetes"}
+
+
+async def test_rolling_back_a_delete_brings_the_resource_back(orch):
+    await taskserv_workflow(orch, "create")
+    cid = await checkpoint(orch, "kubernetes installed")
+    delete = await taskserv_workflow(orch, "delete")
+    assert await inventory_names(orch) == set()
+    result = await rollback(orch, {"operation_ids": [delete]})
+    assert result["operations_executed"] == 1
+    assert (await data_of(orch, f"/tasks/{delete}"))["status"] == "RolledBack"
+    # the inventory is back to what it was at the checkpoint
+    assert await inventory_names(orch) == {"kubernetes"}
+    assert (await data_of(orch, f"/rollback/checkpoints/{cid}"))["operations_count"] == 1
+
+
 # -- restore -----------------------------------------------------------------------------
 
 

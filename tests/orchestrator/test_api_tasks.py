@@ -281,3 +281,11 @@ async def test_unknown_task_is_404(orch, task_id):
     doc = await expect_error(await orch.get(f"/tasks/{task_id}"), 404)
     assert doc["code"] == "not_found"
     assert task_id in doc["error"]
+
+
+async def test_tasks_of_newer_batches_come_first(orch):
+    await run_batch(orch, op("old1"), op("old2"))
+    await run_batch(orch, op("new1"))
+    _, tasks = await get_tasks(orch)
+    assert tasks[0]["name"] == "new1"
+    assert sorted(t["name"] for t in tasks[1:]) == ["old1", "old2"]

@@ -957,3 +957,18 @@ async def test_layered_batch_respects_every_dependency(orch):
     tasks = list((await tasks_by_name(orch, done["batch_id"])).values())
     assert len(tasks) == layers * width
     assert max_overlap(tasks) <= 16
+
+
+async def test_cancel_while_an_operation_waits_to_retry(orch):
+    data = await submit(orch, batch(op("flaky", simulate={"fail_attempts": 5},
+                                       retry={"max_attempts": 5, "initial_delay_s": 30})))
+    bid = data["batch_id"]
+    await wait_batch(orch, bid, until=lambda b: b["operations"][0]["attempt"] == 1
+                     and b["operations"][0]["status"] == "Pending")
+    resp = await orch.post(f"/batch/operations/{bid}/cancel")
+    assert resp.status == 200
+    final = await wait_batch(orch, bid)
+    assert final["status"] == "Cancelled"
+    flaky = final["operations"][0]
+    assert flaky["status"] == "Cancelled"
+    assert flaky["attempt"] == 1  # the 30 s backoff was cut short, no second attempt

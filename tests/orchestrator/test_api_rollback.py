@@ -480,6 +480,45 @@ async def test_restore_to_before_a_batch_marks_it_cancelled(orch):
     assert state["status"] == "Cancelled"
 
 
+async def test_restore_twice_changes_nothing_the_second_time(orch):
+    done = await run(orch, servers("a"))
+    wid = done["batch_id"]
+    after = await checkpoint(orch, "after")
+    await rollback(orch, {"checkpoint_id": done["checkpoint_id"]})
+    await post_ok(orch, f"/rollback/restore/{after}")
+    first = await data_of(orch, f"/state/workflows/{wid}/state")
+    assert await post_ok(orch, f"/rollback/restore/{after}") == \
+        f"State restored from checkpoint {after}"
+    second = await data_of(orch, f"/state/workflows/{wid}/state")
+    assert second == first
+    assert await statuses(orch, wid) == {"a": "Completed"}
+
+
+async def test_checkpoint_details_do_not_change_after_a_restore(orch):
+    done = await run(orch, servers("a"), servers("b", ["a"]))
+    cp1 = await checkpoint(orch, "both completed")
+    await rollback(orch, {"checkpoint_id": done["checkpoint_id"]})
+    cp2 = await checkpoint(orch, "both rolled back")
+    assert (await data_of(orch, f"/rollback/checkpoints/{cp1}"))["operations_count"] == 2
+    assert (await data_of(orch, f"/rollback/checkpoints/{cp2}"))["operations_count"] == 0
+    await post_ok(orch, f"/rollback/restore/{cp1}")
+    assert await statuses(orch, done["batch_id"]) == {"a": "Completed", "b": "Completed"}
+    # a checkpoint describes its own moment; restoring to it does not rewrite that
+    assert (await data_of(orch, f"/rollback/checkpoints/{cp1}"))["operations_count"] == 2
+    assert (await data_of(orch, f"/rollback/checkpoints/{cp2}"))["operations_count"] == 0
+
+
+async def test_rollback_to_the_checkpoint_just_restored_does_nothing(orch):
+    done = await run(orch, servers("a"))
+    cp1 = await checkpoint(orch, "completed")
+    await rollback(orch, {"checkpoint_id": done["checkpoint_id"]})
+    await post_ok(orch, f"/rollback/restore/{cp1}")
+    # the recorded state is now exactly the state at cp1: nothing completed after it
+    result = await rollback(orch, {"checkpoint_id": cp1})
+    assert result["operations_executed"] == 0
+    assert await statuses(orch, done["batch_id"]) == {"a": "Completed"}
+
+
 async def test_restore_unknown_checkpoint_is_404(orch):
     doc = await expect_error(await orch.post(f"/rollback/restore/{uuid.uuid4()}"), 404)
     assert doc["code"] == "not_found"

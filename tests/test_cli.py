@@ -263,3 +263,16 @@ async def test_unreachable_server_exits_1(unused_tcp_port, capsys):
     rc = await cli_main("--url", f"http://127.0.0.1:{port}", "batch", "list")
     assert rc == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+async def test_batch_watch_of_an_existing_batch(url, http, capsys, monkeypatch, tmp_path):
+    watch_to_current_stdout(monkeypatch)
+    assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST)) == 0
+    bid = re.search(r"batch (\S+) submitted", capsys.readouterr().out).group(1)
+    assert await cli_main("--url", url, "batch", "watch", bid) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\s+one\s+Completed", out, re.M), out
+    assert re.search(r"^\s+two\s+Completed", out, re.M), out
+    assert f"batch {bid}: Completed" in out
+    assert await cli_main("--url", url, "batch", "watch", "ghost") == 1
+    assert "error (404)" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.app import create_app
 from shared.auth import Principal
 from shared.errors import Forbidden, Unauthorized
+from shared.settings import load_settings
 from tests.conftest import batch, op, submit, wait_batch
 
 V1 = "application/vnd.provisioning.v1+json"
@@ -364,3 +365,15 @@ async def test_auth_hook_sees_resource_and_action(aiohttp_client, settings):
     )
     assert "rollback:create" in doc["error"]
     assert (await (await client.get("/batch/operations")).json())["data"] == []
+
+
+async def test_oversized_body_is_413_envelope_with_request_id(aiohttp_client, tmp_path):
+    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False,
+                             max_body_bytes=1024)
+    client = await aiohttp_client(create_app(settings))
+    body = json.dumps({"name": "x" * 2000, "operations": []})
+    resp = await client.post("/batch/execute", data=body, headers={
+        "Content-Type": "application/json", "X-Request-ID": "big-1"})
+    doc = await expect_envelope_error(resp, 413, "payload_too_large")
+    assert "1024" in doc["error"]
+    assert resp.headers["X-Request-ID"] == "big-1"

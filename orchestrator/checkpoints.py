@@ -71,8 +71,16 @@ class Checkpoints:
             "automatic": bool(row.get("auto")),
         }
         if detail:
-            out["operations_count"] = await self.repo.completed_count_at(seq)
+            out["operations_count"] = await self.completed_at(seq)
         return out
+
+    async def completed_at(self, seq: int) -> int:
+        """How many operations stood Completed at a journal position, replayed from the
+        journal so that later changes (rollbacks, restores) never rewrite the answer."""
+        last: dict[str, str] = {}
+        for e in await self.repo.task_transitions_upto(seq):
+            last[str(e["entity"])] = str(e["to"])
+        return sum(1 for status in last.values() if status == str(TaskStatus.COMPLETED))
 
     async def get(self, checkpoint_id: str) -> dict[str, Any]:
         row = await self.repo.checkpoint(checkpoint_id)
@@ -99,6 +107,8 @@ class Checkpoints:
             wanted = set(touched) | {str(e["workflow_id"]) for e in touched.values()}
             before = await self.repo.journal_upto(seq, sorted(wanted))
             then: dict[str, str] = {str(e["entity"]): str(e["to"]) for e in before}
+            completed_at_seq = {str(e["entity"]): int(e["seq"]) for e in before
+                                if e["to"] == str(TaskStatus.COMPLETED)}
             changes: list[Change] = []
             submitted: dict[str, bool] = {}
             for entity, last in touched.items():
@@ -120,6 +130,7 @@ class Checkpoints:
                 patch: dict[str, Any] = {"restored_from": checkpoint_id}
                 if kind == "task" and status == str(TaskStatus.COMPLETED):
                     patch["undone_seq"] = None
+                    patch["completed_seq"] = completed_at_seq.get(entity)
                 changes.append(Change(
                     entity=kind, id=entity, workflow_id=wid, name=str(last["name"]),
                     from_status=str(last["to"]), to_status=status, patch=patch,

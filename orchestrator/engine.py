@@ -59,6 +59,7 @@ class _Run:
     done: asyncio.Queue[str] | None = None
     stopping: bool = False
     cancel_requested: bool = False
+    finishing: bool = False  # past scheduling: rolling back and recording the outcome
     stop_reason: str | None = None
     rollback_failed: list[str] | None = None
 
@@ -572,6 +573,7 @@ class Engine:
     async def _finish(self, run: _Run) -> None:
         """Cancel what never started, roll back if asked, and record the final status."""
         wf = run.wf
+        run.finishing = True
         leftover = [t for t in wf.tasks.values() if t.status is TaskStatus.PENDING]
         if leftover:
             reason = ("cancelled by request" if run.cancel_requested
@@ -622,6 +624,12 @@ class Engine:
             )
         if run.cancel_requested or run.wf.status in FINAL_WORKFLOW:
             raise Conflict(f"workflow {workflow_id} is already being cancelled")
+        if run.finishing:
+            raise Conflict(
+                f"workflow {workflow_id} has stopped scheduling and is recording its outcome "
+                "(rolling back if enabled); it can no longer be cancelled",
+                details={"status": str(run.wf.status)},
+            )
         run.cancel_requested = True
         run.stopping = True
         run.stop_reason = "cancelled by request"

@@ -72,7 +72,8 @@ class Journal:
         patch["updated_seq"] = change.seq
         patch["updated_at"] = now
         if change.entity == "task" and change.to_status == "Completed":
-            patch["completed_seq"] = change.seq  # checkpoints compare against this
+            # checkpoints compare against this; a restore keeps the original position
+            patch.setdefault("completed_seq", change.seq)
         row = {
             "id": change.seq,
             "seq": change.seq,

@@ -168,14 +168,13 @@ class Repository:
         )
         return rows[0] if rows else None
 
-    async def completed_count_at(self, seq: int) -> int:
-        """How many operations stood Completed at a journal position."""
-        rows = await self.store.query(
-            "SELECT count() AS n FROM task WHERE completed_seq != NONE AND completed_seq <= $seq "
-            "AND (undone_seq = NONE OR undone_seq > $seq) GROUP ALL",
+    async def task_transitions_upto(self, seq: int) -> list[dict[str, Any]]:
+        """Every task transition up to a journal position, in order (entity and status)."""
+        return await self.store.query(
+            "SELECT entity, to, seq FROM journal WHERE seq <= $seq AND entity_kind = 'task' "
+            "ORDER BY seq",
             {"seq": seq},
         )
-        return int(rows[0]["n"]) if rows else 0
 
     async def journal_count_upto(self, seq: int) -> int:
         rows = await self.store.query(

@@ -24,18 +24,21 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from surrealdb import AsyncSurreal, Duration, RecordID
+import cbor2
+from surrealdb import AsyncEmbeddedSurrealConnection, AsyncSurreal, Duration, RecordID
+from surrealdb.data.cbor import tag_decoder
 
 from shared.errors import StoreError, StoreLocked
 
 log = logging.getLogger(__name__)
 
+NONE = cbor2.CBORTag(6, None)  # SurrealDB's NONE (a bare CBOR null would be NULL)
 CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause after close()
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -194,7 +197,7 @@ class Store:
 
     async def query_each(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Run statements and return every statement's result, raising on any error."""
-        raw = await self._raw(sql, params or {})
+        raw = await self._raw(sql, _nones(params or {}))
         out = []
         for item in raw:
             if item.get("status") != "OK":
@@ -206,7 +209,10 @@ class Store:
         if self._db is None:
             raise StoreError("the store is not open")
         try:
-            response = await self._db.query_raw(sql, params)
+            if isinstance(self._db, AsyncEmbeddedSurrealConnection):
+                response = await _embedded_query(self._db, sql, params)
+            else:
+                response = await self._db.query_raw(sql, params)
         except Exception as exc:  # driver errors become ours at this boundary
             raise StoreError(f"database unavailable: {exc}") from exc
         if "error" in response:
@@ -305,12 +311,14 @@ class _Plan:
 
     def add(self, write: Write) -> None:
         if isinstance(write, Merge):
+            # None in a patch means "remove the field": SurrealDB's NONE.
+            patch = {k: NONE if v is None else v for k, v in write.patch.items()}
             self._merges.setdefault(write.table, []).append(
-                {"id": RecordID(write.table, write.id), "patch": write.patch}
+                {"id": RecordID(write.table, write.id), "patch": patch}
             )
             self.slots.append(None)
         elif isinstance(write, Insert):
-            row = dict(write.row)
+            row = {k: v for k, v in write.row.items() if v is not None}  # absent is NONE
             if isinstance(row.get("id"), str | int):
                 row["id"] = RecordID(write.table, row["id"])
             self._inserts.setdefault(write.table, []).append(row)
@@ -318,6 +326,7 @@ class _Plan:
         else:
             self._flush()
             sql, renamed = _rename(write, f"s{len(self.statements)}_")
+            renamed = _nones(renamed)
             self.slots.append(len(self.statements))
             self.statements.append(sql)
             self.params.update(renamed)
@@ -341,6 +350,47 @@ class _Plan:
         self._flush()
         sql = "BEGIN TRANSACTION;\n" + ";\n".join(self.statements) + ";\nCOMMIT TRANSACTION;"
         return sql, self.params, self.slots
+
+
+def _nones(value: Any) -> Any:
+    """Python None as SurrealDB NONE (absent), as the SDK's own encoder does."""
+    if value is None:
+        return NONE
+    if isinstance(value, dict):
+        return {k: _nones(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nones(v) for v in value]
+    return value
+
+
+def _cbor_default(encoder: Any, value: Any) -> None:
+    if isinstance(value, RecordID):
+        encoder.encode(cbor2.CBORTag(8, [value.table_name, value.id]))
+    elif isinstance(value, Duration):
+        encoder.encode(cbor2.CBORTag(14, list(value.get_seconds_and_nano())))
+    elif isinstance(value, Decimal):
+        encoder.encode(cbor2.CBORTag(10, str(value)))
+    else:
+        raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+def _tag_hook(tag: cbor2.CBORTag, immutable: bool) -> Any:
+    """cbor2 6 calls ``tag_hook(tag, immutable)``; the SDK's decoder wants (decoder, tag)."""
+    return tag_decoder(None, tag)  # type: ignore[arg-type]
+
+
+async def _embedded_query(db: Any, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's query message, encoded and decoded with cbor2's C codec.
+
+    Byte-for-byte what the SDK sends (checked in tests), three times faster: the
+    SDK's pure-Python encoder was the engine's largest cost. Params must already
+    carry ``NONE`` where a Python ``None`` was meant (see :func:`_nones`).
+    """
+    message = {"id": "q", "method": "query", "params": [sql, params]}
+    payload = cbor2.dumps(message, default=_cbor_default, timezone=UTC)
+    raw = await db._db.execute(payload)
+    response = cbor2.loads(raw, tag_hook=_tag_hook)
+    return response if isinstance(response, dict) else {}
 
 
 def _rename(stmt: Stmt, prefix: str) -> tuple[str, dict[str, Any]]:

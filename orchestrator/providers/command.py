@@ -99,8 +99,10 @@ class CommandProvider:
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             raise OperationFailed(f"cannot start {argv[0]!r}: {exc}", retryable=False) from exc
         out, err = _Capture(self.output_limit_bytes), _Capture(self.output_limit_bytes)
-        await ctx.report(0.0, f"{phase}: {_show(argv)} (pid {proc.pid})")
         try:
+            # Everything after the spawn sits under the kill guard: a cancel may land
+            # at any await, even the first progress report.
+            await ctx.report(0.0, f"{phase}: {_show(argv)} (pid {proc.pid})")
             assert proc.stdout is not None and proc.stderr is not None
             await asyncio.gather(
                 self._pump_stdout(proc.stdout, out, ctx),

@@ -12,6 +12,8 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from surrealdb import RecordID
+
 from orchestrator.models import OperationSpec, OperationType, Simulate
 from orchestrator.providers.base import (
     OperationContext,
@@ -40,6 +42,13 @@ def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
         names = spec.clusters or [spec.cluster_type or spec.id]
         return "cluster", [{"name": n, "cluster_type": spec.cluster_type or n} for n in names]
     return "resource", [{"name": spec.id}]
+
+
+def _strip(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An inventory row without its id, fit to be written back."""
+    if row is None:
+        return None
+    return {k: v for k, v in row.items() if k != "id"}
 
 
 class LocalProvider:
@@ -73,6 +82,13 @@ class LocalProvider:
             )
         now = datetime.now(UTC)
         names = [i["name"] for i in items]
+        keys = [f"{kind}/{n}" for n in names]
+        # What stood there before, so a rollback can put it back (update, delete) or
+        # remove only what this operation created.
+        before = {str(r["id"]): r for r in await self.store.query(
+            "SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]}
+        )}
+        previous = {k: _strip(before.get(k)) for k in keys}
         if ctx.spec.operation == "delete":
             await self.store.write(*(
                 Stmt("DELETE type::thing('inventory', $key)", {"key": f"{kind}/{n}"})
@@ -96,7 +112,7 @@ class LocalProvider:
         return OperationResult(
             output=summary,
             results={"simulated": True, "provider": ctx.provider, "kind": kind,
-                     verb: names, "attempt": ctx.attempt},
+                     verb: names, "attempt": ctx.attempt, "previous": previous},
         )
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
@@ -105,13 +121,29 @@ class LocalProvider:
         await self._wait(ctx, sim, f"rolling back {kind}s on {ctx.provider}")
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
-        await self.store.write(Stmt(
-            "DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}
-        ))
-        names = [i["name"] for i in items]
+        previous = ctx.previous_results.get("previous")
+        if not isinstance(previous, dict):
+            # Applied before this provider recorded prior state: remove what it made.
+            await self.store.write(Stmt(
+                "DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}
+            ))
+            previous = {}
+        writes = []
+        removed, restored = [], []
+        for key, row in previous.items():
+            if row is None:
+                removed.append(key.split("/", 1)[1])
+                writes.append(Stmt("DELETE type::thing('inventory', $key)", {"key": key}))
+            else:
+                restored.append(key.split("/", 1)[1])
+                writes.append(Stmt("UPSERT type::thing('inventory', $key) CONTENT $row",
+                                   {"key": key, "row": row}))
+        if writes:
+            await self.store.write(*writes)
         return OperationResult(
-            output=f"removed {len(names)} {kind}(s) from {ctx.provider} (simulated)",
-            results={"simulated": True, "removed": names},
+            output=(f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
+                    f"(simulated): removed {len(removed)}, restored {len(restored)}"),
+            results={"simulated": True, "removed": removed, "restored": restored},
         )
 
     async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:

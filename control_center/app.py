@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from control_center import audit_api, auth_api, policies_api, users_api
+from control_center.keys import HASHER, LOGIN, MFA, POLICIES, SESSIONS, USERS
+from control_center.login import LoginService
+from control_center.mfa import MfaService
+from control_center.passwords import PasswordHasher
+from control_center.policies import PolicyService
+from control_center.sessions import SessionService
+from control_center.users import UserService
 from shared.app import base_app
+from shared.auth import AuthBackend
 from shared.events import EventBus
 from shared.http import Api, add_standard_routes
+from shared.keys import BUS, SETTINGS, STORE
+from shared.security import SECURITY
 from shared.settings import Settings
 from shared.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def build_api() -> Api:
@@ -18,11 +34,37 @@ def build_api() -> Api:
         return "Control Center is healthy"
 
     add_standard_routes(api, title="provisioning control center", health=health)
+    for module in (auth_api, users_api, policies_api, audit_api):
+        api.include(module.api)
     return api
 
 
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the services on the open store, then make sure an admin exists."""
+    settings, store, bus, security = app[SETTINGS], app[STORE], app[BUS], app[SECURITY]
+    hasher = PasswordHasher(settings)
+    sessions = SessionService(store, security, settings)
+    users = UserService(store, hasher, sessions, bus)
+    mfa = MfaService(store, settings, hasher, sessions, bus)
+    app[HASHER] = hasher
+    app[SESSIONS] = sessions
+    app[USERS] = users
+    app[MFA] = mfa
+    app[LOGIN] = LoginService(store, settings, security, hasher, users, mfa, sessions, bus)
+    app[POLICIES] = PolicyService(security, bus)
+    await users.bootstrap_admin(settings.admin_password)
+    yield
+
+
 def create_app(
-    settings: Settings, *, store: Store | None = None, bus: EventBus | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    bus: EventBus | None = None,
+    auth: AuthBackend | None = None,
 ) -> web.Application:
     """The control center application; opens its own store unless one is shared."""
-    return base_app(settings, service="control_center", api=build_api(), store=store, bus=bus)
+    app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus,
+                   auth=auth)
+    app.cleanup_ctx.append(services_ctx)
+    return app

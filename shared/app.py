@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from shared.audit import AUDIT, audit_middleware
 from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
 from shared.events import EventBus
 from shared.http import SERVICE_KEY, Api, request_context_middleware, version_middleware
 from shared.keys import BUS, SETTINGS, STORE
+from shared.ratelimit import RATE_LIMITS, rate_limit_middleware
+from shared.security import SECURITY, security_for
 from shared.settings import Settings
 from shared.store import Store
 
@@ -38,14 +41,27 @@ def base_app(
     bus: EventBus | None = None,
     auth: AuthBackend | None = None,
 ) -> web.Application:
-    """An app with the shared middlewares, keys and routes; opens its own store if not given."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[request_context_middleware, version_middleware, auth_middleware],
-    )
+    """An app with the shared middlewares, keys and routes; opens its own store if not given.
+
+    Security (tokens, policy, audit, rate limits) is shared by every app on the same
+    ``store``. With ``settings.auth_enabled`` its backend guards every non-public
+    route and the rate limits apply; without it everyone is admitted (development)
+    but changes are still audited.
+    """
+    security = security_for(settings, store)
+    middlewares = [request_context_middleware, version_middleware, audit_middleware,
+                   auth_middleware]
+    if settings.auth_enabled:
+        middlewares.append(rate_limit_middleware)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SERVICE_KEY] = service
     app[SETTINGS] = settings
     app[BUS] = bus or EventBus(settings.event_retention_count, settings.event_retention_s)
+    app[SECURITY] = security
+    app[AUDIT] = security.audit
+    app[RATE_LIMITS] = security.rate_limits
+    if auth is None and settings.auth_enabled:
+        auth = security.backend
     if auth is None:
         auth = OpenAccess()
         log.warning(
@@ -64,5 +80,6 @@ def base_app(
             await own.close()
 
         app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(security.ctx)
     api.register(app)
     return app

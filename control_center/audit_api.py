@@ -1,0 +1,93 @@
+"""``/audit``: the seed's audit log query, exports, and the chain's verification."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from aiohttp import web
+
+from control_center.models import AuditQuery
+from shared.audit import AUDIT, timestamp_of
+from shared.http import REQUEST_ID, Api, ok, paginated
+
+api = Api()
+TAGS = ("audit",)
+EXPORT_PAGE = 1000
+COLUMNS = ("id", "seq", "timestamp", "user_id", "username", "action", "resource", "result",
+           "details", "ip", "request_id", "service", "prev_hash", "hash")
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
+
+
+def record_view(row: dict[str, Any]) -> dict[str, Any]:
+    view = {name: row.get(name) for name in COLUMNS}
+    view["details"] = row.get("details") or {}
+    return view
+
+
+def _filters(query: AuditQuery) -> dict[str, Any]:
+    return {
+        "user_id": query.user_id, "action": query.action, "resource": query.resource,
+        "result": query.result,
+        "from": timestamp_of(query.from_) if query.from_ else None,
+        "to": timestamp_of(query.to) if query.to else None,
+    }
+
+
+@api.route("GET", "/audit/logs", resource="audit", action="read", query=AuditQuery, tags=TAGS)
+async def audit_logs(request: web.Request, query: AuditQuery) -> web.StreamResponse:
+    """Audit records, newest first; ``format=ndjson|csv`` exports every match."""
+    log = request.app[AUDIT]
+    filters = _filters(query)
+    if query.format == "json":
+        rows, total = await log.search(filters, query.limit, query.offset)
+        return paginated(request, [record_view(r) for r in rows], total, query.limit,
+                         query.offset)
+    return await _export(request, query, filters)
+
+
+async def _export(request: web.Request, query: AuditQuery,
+                  filters: dict[str, Any]) -> web.StreamResponse:
+    """Stream every match (or ``limit`` of them, if given) in pages."""
+    log = request.app[AUDIT]
+    wanted = query.limit if "limit" in request.query else None
+    response = web.StreamResponse(headers={
+        "Content-Type": CONTENT_TYPES[query.format],
+        "Content-Disposition": f'attachment; filename="audit.{query.format}"',
+        "X-Request-ID": request.get(REQUEST_ID, ""),
+    })
+    await response.prepare(request)
+    if query.format == "csv":
+        await response.write(_csv_line(COLUMNS))
+    offset, sent = query.offset, 0
+    while wanted is None or sent < wanted:
+        size = EXPORT_PAGE if wanted is None else min(EXPORT_PAGE, wanted - sent)
+        rows, _ = await log.search(filters, size, offset)
+        for row in rows:
+            view = record_view(row)
+            if query.format == "ndjson":
+                await response.write(json.dumps(view, separators=(",", ":")).encode() + b"\n")
+            else:
+                values = [json.dumps(view["details"], separators=(",", ":")) if c == "details"
+                          else ("" if view[c] is None else str(view[c])) for c in COLUMNS]
+                await response.write(_csv_line(values))
+        sent += len(rows)
+        offset += len(rows)
+        if len(rows) < size:
+            break
+    await response.write_eof()
+    return response
+
+
+def _csv_line(values: Any) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue().encode()
+
+
+@api.route("GET", "/audit/verify", resource="audit", action="read", tags=TAGS)
+async def audit_verify(request: web.Request) -> web.Response:
+    """Walk the hash chain: ``{valid, records}``, or where it breaks (``broken_at``)."""
+    return ok(await request.app[AUDIT].verify())

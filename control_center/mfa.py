@@ -1,0 +1,177 @@
+"""Multi-factor authentication: TOTP (pyotp) and single-use backup codes.
+
+TOTP: 6 digits, 30 s steps, one step of drift either way. The last accepted
+step is stored and only a later one is accepted, so a code works once even
+inside its window (RFC 6238 §5.2). Backup codes: 10, random (80 bits each),
+stored as SHA-256 hashes and removed as they are used — a slow hash buys
+nothing for secrets this long, and login would pay it ten times.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyotp
+import segno
+
+from control_center.passwords import PasswordHasher
+from control_center.repositories import UserRepository
+from control_center.sessions import SessionService
+from control_center.users import User
+from shared.errors import Conflict, Unauthorized, ValidationFailed
+from shared.events import EventBus
+from shared.settings import Settings
+from shared.store import Store
+from shared.tokens import utcnow
+
+TOTP_DIGITS = 6
+TOTP_STEP_S = 30
+TOTP_DRIFT_STEPS = 1
+BACKUP_CODE_COUNT = 10
+BACKUP_CODE_BYTES = 10  # 80 bits, 16 base32 characters
+_TOTP_CODE = re.compile(r"^\d{6}$")
+
+
+def hash_backup_code(code: str) -> str:
+    normal = re.sub(r"[\s-]", "", code).lower()
+    return hashlib.sha256(b"backup-code:" + normal.encode()).hexdigest()
+
+
+def new_backup_codes() -> list[str]:
+    codes = []
+    for _ in range(BACKUP_CODE_COUNT):
+        raw = base64.b32encode(secrets.token_bytes(BACKUP_CODE_BYTES)).decode().lower()
+        codes.append("-".join(raw[i:i + 4] for i in range(0, len(raw), 4)))
+    return codes
+
+
+def matching_step(secret: str, code: str, now_s: float) -> int | None:
+    """The time step (current ±1) whose code this is, or None."""
+    if not _TOTP_CODE.match(code):
+        return None
+    totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_STEP_S)
+    current = int(totp.timecode(now_s))
+    for step in range(current - TOTP_DRIFT_STEPS, current + TOTP_DRIFT_STEPS + 1):
+        if hmac.compare_digest(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def qr_svg(uri: str) -> str:
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False, border=2)
+    return buffer.getvalue().decode()
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class MfaService:
+    """Enrolment, codes at login, disabling, backup codes, and an admin's reset."""
+
+    def __init__(self, store: Store, settings: Settings, hasher: PasswordHasher,
+                 sessions: SessionService, bus: EventBus) -> None:
+        self.repo = UserRepository(store)
+        self.settings = settings
+        self.hasher = hasher
+        self.sessions = sessions
+        self.bus = bus
+        self.clock: Callable[[], float] = time.time  # tests move time with this
+
+    def required_for(self, user: User) -> bool:
+        return user.mfa_enabled or any(r in self.settings.mfa_required_roles for r in user.roles)
+
+    async def setup(self, user: User) -> Enrolment:
+        """Start enrolment: a new secret, kept pending until a code proves the app has it."""
+        if user.mfa_enabled:
+            raise Conflict("MFA is already enabled; disable it first to enrol a new device")
+        secret = pyotp.random_base32()
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username,
+                                                  issuer_name=self.settings.mfa_issuer)
+        await self.repo.store.write(self.repo.merge(user.id, {"mfa_pending_secret": secret}))
+        return Enrolment(secret, uri, qr_svg(uri))
+
+    async def enable(self, user: User, code: str) -> list[str]:
+        """Finish enrolment with a first code; returns the backup codes (shown once)."""
+        if user.mfa_enabled:
+            raise Conflict("MFA is already enabled")
+        if not user.mfa_pending_secret:
+            raise Conflict("start with POST /auth/mfa/setup")
+        step = matching_step(user.mfa_pending_secret, code, self.clock())
+        if step is None:
+            raise ValidationFailed("code: not the current code of the authenticator app",
+                                   details={"fields": [{"field": "code", "type": "invalid",
+                                                        "message": "wrong code"}]})
+        codes = new_backup_codes()
+        await self.repo.store.write(
+            self.repo.merge(user.id, {
+                "mfa_enabled": True, "mfa_secret": user.mfa_pending_secret,
+                "mfa_last_step": step, "backup_codes": [hash_backup_code(c) for c in codes],
+                "mfa_enabled_at": utcnow(),
+            }),
+            self.repo.unset(user.id, ["mfa_pending_secret"]),
+        )
+        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
+                                         "change": "mfa_enabled"})
+        return codes
+
+    async def consume(self, user: User, code: str) -> str | None:
+        """Accept a TOTP or backup code once; returns which kind it was, or None."""
+        if not user.mfa_enabled or not user.mfa_secret or not code:
+            return None
+        if _TOTP_CODE.match(code):
+            step = matching_step(user.mfa_secret, code, self.clock())
+            if step is None:
+                return None
+            [won] = await self.repo.store.write(self.repo.use_totp_step(user.id, step))
+            return "totp" if won else None
+        hashed = hash_backup_code(code)
+        if hashed not in user.backup_codes:
+            return None
+        [won] = await self.repo.store.write(self.repo.use_backup_code(user.id, hashed))
+        return "backup_code" if won else None
+
+    async def disable(self, user: User, password: str, code: str) -> None:
+        if not user.mfa_enabled:
+            raise Conflict("MFA is not enabled")
+        if not await self.hasher.verify(password, user.password_hash) \
+                or await self.consume(user, code) is None:
+            raise Unauthorized("the password or the code is not correct")
+        await self._clear(user)
+        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
+                                         "change": "mfa_disabled"})
+
+    async def regenerate_backup_codes(self, user: User, code: str) -> list[str]:
+        if not user.mfa_enabled:
+            raise Conflict("MFA is not enabled")
+        if await self.consume(user, code) is None:
+            raise Unauthorized("the code is not correct")
+        codes = new_backup_codes()
+        await self.repo.store.write(self.repo.merge(
+            user.id, {"backup_codes": [hash_backup_code(c) for c in codes]}))
+        return codes
+
+    async def reset(self, user: User) -> None:
+        """An admin's reset (a lost device): MFA off, sessions ended; enrol again at login."""
+        await self._clear(user)
+        await self.sessions.revoke_all(user.id, reason="mfa_reset")
+        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
+                                         "change": "mfa_reset"})
+
+    async def _clear(self, user: User) -> None:
+        await self.repo.store.write(
+            self.repo.merge(user.id, {"mfa_enabled": False, "backup_codes": []}),
+            self.repo.unset(user.id, ["mfa_secret", "mfa_pending_secret", "mfa_last_step"]),
+        )

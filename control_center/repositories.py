@@ -1,0 +1,126 @@
+"""Every SurrealQL statement about users and sessions (refresh tokens included)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.store import Insert, Merge, Stmt, Store, Write
+
+# Marker of the guard that keeps the last enabled admin (see ``last_admin_guard``).
+LAST_ADMIN = "last_enabled_admin"
+ADMIN_ROLE = "admin"
+
+
+class UserRepository:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, user_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('user', $id)", {"id": user_id})
+        return rows[0] if rows else None
+
+    async def by_username(self, username: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM user WHERE username = $name",
+                                      {"name": username})
+        return rows[0] if rows else None
+
+    async def count(self) -> int:
+        rows = await self.store.query("SELECT count() AS n FROM user GROUP ALL")
+        return int(rows[0]["n"]) if rows else 0
+
+    async def page(self, *, role: str | None, enabled: bool | None, limit: int, offset: int,
+                   ) -> tuple[list[dict[str, Any]], int]:
+        where = "WHERE ($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)"
+        params: dict[str, Any] = {"role": role, "enabled": enabled}
+        rows = await self.store.query(
+            f"SELECT * FROM user {where} ORDER BY created_at, id LIMIT $limit START $offset",
+            {**params, "limit": limit, "offset": offset})
+        count = await self.store.query(f"SELECT count() AS n FROM user {where} GROUP ALL", params)
+        return rows, int(count[0]["n"]) if count else 0
+
+    def create(self, user_id: str, row: dict[str, Any]) -> Write:
+        return Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE",
+                    {"id": user_id, "row": row})
+
+    def merge(self, user_id: str, patch: dict[str, Any]) -> Write:
+        return Merge("user", user_id, patch)
+
+    def unset(self, user_id: str, fields: list[str]) -> Write:
+        """Remove fields (a merge cannot: the store drops NONE values)."""
+        assignments = ", ".join(f"{f} = NONE" for f in fields)
+        return Stmt(f"UPDATE type::thing('user', $id) SET {assignments} RETURN NONE",
+                    {"id": user_id})
+
+    def delete(self, user_id: str) -> Write:
+        return Stmt("DELETE type::thing('user', $id) RETURN NONE", {"id": user_id})
+
+    def last_admin_guard(self, user_id: str) -> Write:
+        """Throws unless another enabled admin remains besides ``user_id``.
+
+        Part of the same transaction as the change it guards, so two admins
+        demoting each other at once cannot both succeed.
+        """
+        return Stmt(
+            "IF count(SELECT id FROM user WHERE enabled = true AND roles CONTAINS $admin "
+            f"AND id != type::thing('user', $id)) = 0 {{ THROW '{LAST_ADMIN}' }}",
+            {"id": user_id, "admin": ADMIN_ROLE})
+
+    def add_failure(self, user_id: str) -> Write:
+        return Stmt("UPDATE type::thing('user', $id) SET failed_logins = (failed_logins OR 0) + 1 "
+                    "RETURN failed_logins", {"id": user_id})
+
+    def use_totp_step(self, user_id: str, step: int) -> Write:
+        """Compare-and-set: only a time step later than the last one used is accepted."""
+        return Stmt("UPDATE type::thing('user', $id) SET mfa_last_step = $step "
+                    "WHERE mfa_last_step = NONE OR mfa_last_step < $step RETURN id",
+                    {"id": user_id, "step": step})
+
+    def use_backup_code(self, user_id: str, code_hash: str) -> Write:
+        """Compare-and-set: a backup code is removed as it is used, once."""
+        return Stmt("UPDATE type::thing('user', $id) "
+                    "SET backup_codes = array::complement(backup_codes, [$code]) "
+                    "WHERE backup_codes CONTAINS $code RETURN id",
+                    {"id": user_id, "code": code_hash})
+
+
+class SessionRepository:
+    """Sessions, and their refresh tokens (keyed by the token's SHA-256)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('session', $id)",
+                                      {"id": session_id})
+        return rows[0] if rows else None
+
+    async def refresh_token(self, token_hash: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('refresh_token', $id)",
+                                      {"id": token_hash})
+        return rows[0] if rows else None
+
+    async def open_for_user(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM session WHERE user_id = $user AND revoked_at = NONE "
+            "AND expires_at > $now", {"user": user_id, "now": now})
+
+    def create(self, row: dict[str, Any]) -> Write:
+        return Insert("session", row)
+
+    def add_refresh_token(self, row: dict[str, Any]) -> Write:
+        return Insert("refresh_token", row)
+
+    def use_refresh_token(self, token_hash: str, now: datetime) -> Write:
+        """Compare-and-set: a refresh token is spent once; a second use finds nothing."""
+        return Stmt("UPDATE type::thing('refresh_token', $id) SET used_at = $now "
+                    "WHERE used_at = NONE RETURN id", {"id": token_hash, "now": now})
+
+    def merge(self, session_id: str, patch: dict[str, Any]) -> Write:
+        return Merge("session", session_id, patch)
+
+    def delete_for_user(self, user_id: str) -> list[Write]:
+        return [
+            Stmt("DELETE refresh_token WHERE user_id = $user RETURN NONE", {"user": user_id}),
+            Stmt("DELETE session WHERE user_id = $user RETURN NONE", {"user": user_id}),
+        ]

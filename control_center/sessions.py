@@ -1,0 +1,150 @@
+"""Sessions and refresh tokens.
+
+A login opens a session. Its refresh token is random, stored only as a
+SHA-256, valid for ``refresh_token_ttl_s`` and rotated on every use: the spent
+one is marked used and a new one is issued. Presenting a spent refresh token
+again means someone kept a copy, so the whole session is revoked (OAuth 2.0
+Security BCP, refresh token rotation). Revoking a session also denylists its
+id, which refuses every access token issued under it until they expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from control_center.repositories import SessionRepository
+from shared.errors import Unauthorized
+from shared.security import Security
+from shared.settings import Settings
+from shared.store import Store
+from shared.tokens import CLOCK_SKEW_S, utcnow
+
+REFRESH_TOKEN_BYTES = 32
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    session_id: str
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A refresh that succeeded: the session, its user and the next refresh token."""
+
+    session: dict[str, Any]
+    refresh_token: str
+    refresh_expires_at: datetime
+
+
+class RefreshTokenReused(Unauthorized):
+    """A spent refresh token came back: the session has been revoked."""
+
+    code = "refresh_token_reused"
+
+
+class SessionService:
+    def __init__(self, store: Store, security: Security, settings: Settings) -> None:
+        self.repo = SessionRepository(store)
+        self.security = security
+        self.settings = settings
+
+    def _new_refresh(self, session_id: str, user_id: str, now: datetime,
+                     ) -> tuple[str, datetime, dict[str, Any]]:
+        token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+        expires = now + timedelta(seconds=self.settings.refresh_token_ttl_s)
+        row = {"id": hash_refresh_token(token), "session_id": session_id, "user_id": user_id,
+               "created_at": now, "expires_at": expires}
+        return token, expires, row
+
+    async def open(self, user_id: str, amr: list[str], ip: str, user_agent: str,
+                   ) -> OpenedSession:
+        now = utcnow()
+        session_id = uuid.uuid4().hex
+        token, expires, refresh_row = self._new_refresh(session_id, user_id, now)
+        await self.repo.store.write(
+            self.repo.create({"id": session_id, "user_id": user_id, "amr": amr,
+                              "created_at": now, "last_used_at": now, "expires_at": expires,
+                              "ip": ip, "user_agent": user_agent[:200]}),
+            self.repo.add_refresh_token(refresh_row),
+        )
+        return OpenedSession(session_id, token, expires)
+
+    async def active(self, session_id: str | None) -> dict[str, Any]:
+        """The session if it is neither revoked nor expired, else ``Unauthorized``."""
+        session = await self.repo.get(session_id) if session_id else None
+        if session is None or session.get("revoked_at") is not None \
+                or session["expires_at"] <= utcnow():
+            raise Unauthorized("the session has ended; log in again")
+        return session
+
+    async def rotate(self, refresh_token: str) -> Rotation:
+        """Spend a refresh token and issue the next; a spent one revokes the session."""
+        token_hash = hash_refresh_token(refresh_token)
+        row = await self.repo.refresh_token(token_hash)
+        now = utcnow()
+        if row is None:
+            raise Unauthorized("the refresh token is not valid")
+        if row.get("used_at") is not None:
+            await self.revoke(row["session_id"], reason="refresh_token_reused")
+            raise RefreshTokenReused(
+                "this refresh token was already used; the session has been revoked",
+                details={"session_id": row["session_id"]})
+        if row["expires_at"] <= now:
+            raise Unauthorized("the refresh token has expired; log in again")
+        session = await self.active(row["session_id"])
+        token, expires, new_row = self._new_refresh(session["id"], row["user_id"], now)
+        spent, *_ = await self.repo.store.write(
+            self.repo.use_refresh_token(token_hash, now),
+            self.repo.add_refresh_token(new_row),
+            self.repo.merge(session["id"], {"last_used_at": now, "expires_at": expires}),
+        )
+        if not spent:  # a concurrent refresh spent it first: treat as reuse
+            await self.revoke(session["id"], reason="refresh_token_reused")
+            raise RefreshTokenReused(
+                "this refresh token was already used; the session has been revoked",
+                details={"session_id": session["id"]})
+        return Rotation(session, token, expires)
+
+    async def touch(self, session_id: str) -> None:
+        await self.repo.store.write(self.repo.merge(session_id, {"last_used_at": utcnow()}))
+
+    async def revoke(self, session_id: str, *, reason: str) -> None:
+        """End a session: refresh refused, and its access tokens denylisted."""
+        now = utcnow()
+        await self.repo.store.write(
+            self.repo.merge(session_id, {"revoked_at": now, "revoked_reason": reason}))
+        await self.security.revoke(until=self._access_horizon(now), sid=session_id)
+
+    async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> int:
+        """End every open session of a user (but ``keep``); returns how many."""
+        sessions = await self.repo.open_for_user(user_id, utcnow())
+        ended = 0
+        for session in sessions:
+            if session["id"] != keep:
+                await self.revoke(session["id"], reason=reason)
+                ended += 1
+        return ended
+
+    async def forget_user(self, user_id: str) -> None:
+        await self.revoke_all(user_id, reason="user_deleted")
+        await self.repo.store.write(*self.repo.delete_for_user(user_id))
+
+    async def revoke_token(self, jti: str, expires_at: float) -> None:
+        """Denylist one access token until it expires."""
+        until = datetime.fromtimestamp(expires_at + CLOCK_SKEW_S, tz=utcnow().tzinfo)
+        await self.security.revoke(until=until, jti=jti)
+
+    def _access_horizon(self, now: datetime) -> datetime:
+        # No access token issued before ``now`` outlives this.
+        return now + timedelta(seconds=self.settings.access_token_ttl_s + CLOCK_SKEW_S)

@@ -1,0 +1,205 @@
+"""Repositories for what both services' security needs from the store.
+
+Signing keys, token revocations, policies (documents, versions and their compiled
+Casbin lines) and the audit chain. Every SurrealQL statement of these aggregates
+lives here; callers combine the returned writes into one ``store.write`` when a
+change spans aggregates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.store import Insert, Stmt, Store, Write
+
+POLICY_STATE_ID = "current"
+AUDIT_HEAD_ID = "main"
+# Marks the error a guard statement throws, so callers can tell it from other failures.
+AUDIT_HEAD_MOVED = "audit_head_moved"
+
+
+class KeyRepository:
+    """JWT signing keys (``jwt_key``): the oldest active key signs, all verify."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def all(self) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM jwt_key ORDER BY created_at, id")
+
+    def insert(self, kid: str, row: dict[str, Any]) -> Write:
+        return Stmt("CREATE type::thing('jwt_key', $kid) CONTENT $row RETURN NONE",
+                    {"kid": kid, "row": row})
+
+
+class RevocationRepository:
+    """The denylist of access tokens (``jti``) and sessions (``sid``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def insert(self, row: dict[str, Any]) -> Write:
+        return Insert("token_revocation", row)
+
+    async def active(self, now: datetime) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT jti, sid, expires_at, created_at FROM token_revocation "
+            "WHERE expires_at > $now", {"now": now})
+
+    async def created_since(self, since: datetime) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT jti, sid, expires_at, created_at FROM token_revocation "
+            "WHERE created_at >= $since", {"since": since})
+
+    def purge_expired(self, now: datetime) -> Write:
+        return Stmt("DELETE token_revocation WHERE expires_at <= $now RETURN NONE", {"now": now})
+
+
+class PolicyRepository:
+    """Policy documents, their previous versions, their Casbin lines and the revision."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, policy_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('policy', $id)", {"id": policy_id})
+        return rows[0] if rows else None
+
+    async def by_name(self, name: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM policy WHERE name = $name", {"name": name})
+        return rows[0] if rows else None
+
+    async def page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        rows = await self.store.query(
+            "SELECT * FROM policy ORDER BY created_at, id LIMIT $limit START $offset",
+            {"limit": limit, "offset": offset})
+        count = await self.store.query("SELECT count() AS n FROM policy GROUP ALL")
+        return rows, int(count[0]["n"]) if count else 0
+
+    async def enabled(self) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM policy WHERE enabled = true")
+
+    async def versions(self, policy_id: str) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM policy_version WHERE policy_id = $id ORDER BY revision DESC",
+            {"id": policy_id})
+
+    async def lines(self) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT ptype, v0, v1, v2, v3, v4, v5, policy_id, seq FROM casbin_rule "
+            "ORDER BY policy_id, seq")
+
+    async def revision(self) -> int:
+        rows = await self.store.query(
+            "SELECT revision FROM type::thing('policy_state', $id)", {"id": POLICY_STATE_ID})
+        return int(rows[0].get("revision", 0)) if rows else 0
+
+    # -- writes ----------------------------------------------------------------
+
+    def create(self, policy_id: str, row: dict[str, Any]) -> Write:
+        return Stmt("CREATE type::thing('policy', $id) CONTENT $row RETURN NONE",
+                    {"id": policy_id, "row": row})
+
+    def replace(self, policy_id: str, row: dict[str, Any]) -> Write:
+        return Stmt("UPDATE type::thing('policy', $id) CONTENT $row RETURN NONE",
+                    {"id": policy_id, "row": row})
+
+    def delete(self, policy_id: str) -> list[Write]:
+        return [
+            Stmt("DELETE type::thing('policy', $id) RETURN NONE", {"id": policy_id}),
+            Stmt("DELETE policy_version WHERE policy_id = $id RETURN NONE", {"id": policy_id}),
+            self.delete_lines(policy_id),
+        ]
+
+    def keep_version(self, row: dict[str, Any]) -> Write:
+        return Insert("policy_version", row)
+
+    def delete_lines(self, policy_id: str) -> Write:
+        return Stmt("DELETE casbin_rule WHERE policy_id = $id RETURN NONE", {"id": policy_id})
+
+    def insert_lines(self, rows: list[dict[str, Any]]) -> list[Write]:
+        return [Insert("casbin_rule", row) for row in rows]
+
+    def delete_all_lines(self) -> Write:
+        return Stmt("DELETE casbin_rule RETURN NONE")
+
+    def delete_matching(self, ptype: str, field_index: int, values: list[str]) -> Write:
+        """Delete lines whose fields from ``field_index`` on equal ``values`` (empty: any)."""
+        clauses = ["ptype = $ptype"]
+        params: dict[str, Any] = {"ptype": ptype}
+        for i, value in enumerate(values):
+            if value == "":
+                continue
+            clauses.append(f"v{field_index + i} = $v{field_index + i}")
+            params[f"v{field_index + i}"] = value
+        return Stmt(f"DELETE casbin_rule WHERE {' AND '.join(clauses)} RETURN NONE", params)
+
+    def bump_revision(self) -> Write:
+        return Stmt(
+            "UPSERT type::thing('policy_state', $id) SET revision = (revision OR 0) + 1 "
+            "RETURN NONE", {"id": POLICY_STATE_ID})
+
+
+class AuditRepository:
+    """The append-only ``audit`` table and its head (``audit_head:main``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def head(self) -> tuple[int, str]:
+        rows = await self.store.query(
+            "SELECT seq, hash FROM type::thing('audit_head', $id)", {"id": AUDIT_HEAD_ID})
+        if not rows:
+            return 0, ""
+        return int(rows[0]["seq"]), str(rows[0]["hash"])
+
+    def append(self, prev_seq: int, head_seq: int, head_hash: str,
+               rows: list[dict[str, Any]]) -> list[Write]:
+        """Move the head from ``prev_seq`` and insert ``rows``, or throw if it moved."""
+        guard = Stmt(
+            "IF array::len((UPSERT type::thing('audit_head', $id) SET seq = $seq, hash = $hash "
+            "WHERE (seq OR 0) = $prev RETURN AFTER)) = 0 "
+            f"{{ THROW '{AUDIT_HEAD_MOVED}' }}",
+            {"id": AUDIT_HEAD_ID, "seq": head_seq, "hash": head_hash, "prev": prev_seq})
+        return [guard, *(Insert("audit", row) for row in rows)]
+
+    async def walk(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT * FROM audit WHERE seq > $after ORDER BY seq LIMIT $limit",
+            {"after": after_seq, "limit": limit})
+
+    async def search(self, filters: dict[str, Any], limit: int, offset: int,
+                     ) -> tuple[list[dict[str, Any]], int]:
+        where, params = _audit_where(filters)
+        rows = await self.store.query(
+            f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT $limit START $offset",
+            {**params, "limit": limit, "offset": offset})
+        count = await self.store.query(f"SELECT count() AS n FROM audit {where} GROUP ALL",
+                                       params)
+        return rows, int(count[0]["n"]) if count else 0
+
+
+def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A WHERE clause over the seed's filters; a trailing ``*`` makes a prefix match."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for name in ("user_id", "action", "resource", "result"):
+        value = filters.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str) and value.endswith("*"):
+            clauses.append(f"string::starts_with({name} OR '', $f_{name})")
+            params[f"f_{name}"] = value[:-1]
+        else:
+            clauses.append(f"{name} = $f_{name}")
+            params[f"f_{name}"] = value
+    if filters.get("from") is not None:
+        clauses.append("timestamp >= $f_from")
+        params["f_from"] = filters["from"]
+    if filters.get("to") is not None:
+        clauses.append("timestamp <= $f_to")
+        params["f_to"] = filters["to"]
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

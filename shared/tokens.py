@@ -1,0 +1,311 @@
+"""Access tokens: Ed25519-signed JWTs, the key ring kept in the store, and the denylist.
+
+The control center signs with the oldest key that has a private half; every
+service verifies with the public keys (``kid`` picks one; ``GET
+/.well-known/jwks.json`` publishes them). ``alg`` is pinned to EdDSA on verify,
+so ``none`` and HS256-signed-with-the-public-key tokens are refused.
+
+An EdDSA verify costs ~90 µs; the request path's budget is 150 µs, so verified
+tokens are cached by their exact text until their ``exp`` and revocations are
+checked against an in-memory denylist on every use.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.auth import Principal
+from shared.errors import Unauthorized
+from shared.security_repos import KeyRepository, RevocationRepository
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALGORITHM = "EdDSA"
+CACHE_MAX_ENTRIES = 20_000
+KEY_RELOAD_MIN_INTERVAL_S = 5.0
+CLOCK_SKEW_S = 5
+MFA_SETUP_SCOPE = "mfa_setup"
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "iat", "exp"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One Ed25519 key pair; ``private_key`` is absent where a service only verifies."""
+
+    kid: str
+    public_key: Ed25519PublicKey
+    private_key: Ed25519PrivateKey | None
+    created_at: datetime
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        return cls(uuid.uuid4().hex[:16], private.public_key(), private, utcnow())
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SigningKey:
+        public = serialization.load_pem_public_key(row["public_pem"].encode())
+        if not isinstance(public, Ed25519PublicKey):
+            raise ValueError(f"key {row['id']} is not an Ed25519 key")
+        private = None
+        if row.get("private_pem"):
+            loaded = serialization.load_pem_private_key(row["private_pem"].encode(), None)
+            if not isinstance(loaded, Ed25519PrivateKey):
+                raise ValueError(f"key {row['id']} is not an Ed25519 key")
+            private = loaded
+        return cls(str(row["id"]), public, private, row["created_at"])
+
+    def to_row(self) -> dict[str, Any]:
+        assert self.private_key is not None
+        return {
+            "public_pem": self.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ).decode(),
+            "private_pem": self.private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+            "alg": ALGORITHM,
+            "created_at": self.created_at,
+        }
+
+    def jwk(self) -> dict[str, Any]:
+        doc: dict[str, Any] = jwt.algorithms.OKPAlgorithm.to_jwk(self.public_key, as_dict=True)
+        doc.update({"kid": self.kid, "alg": ALGORITHM, "use": "sig"})
+        return doc
+
+
+class KeyRing:
+    """The signing keys, loaded from the store (and created there at first start)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, SigningKey] = {}
+        self._repo: KeyRepository | None = None
+        self._loaded_at = 0.0
+
+    async def load(self, repo: KeyRepository, *, create: bool) -> None:
+        """Read every key; with ``create``, generate the first one if there is none."""
+        self._repo = repo
+        rows = await repo.all()
+        if not rows and create:
+            key = SigningKey.generate()
+            try:
+                await repo.store.write(repo.insert(key.kid, key.to_row()))
+                log.info("generated the JWT signing key", extra={"kid": key.kid})
+            except Exception:  # another process created one first: use theirs
+                log.info("another process created the JWT signing key first")
+            rows = await repo.all()
+        self.keys = {str(r["id"]): SigningKey.from_row(r) for r in rows}
+        self._loaded_at = time.monotonic()
+
+    async def reload_if_stale(self) -> bool:
+        """Re-read the keys (at most every few seconds); True if that happened."""
+        if self._repo is None or time.monotonic() - self._loaded_at < KEY_RELOAD_MIN_INTERVAL_S:
+            return False
+        await self.load(self._repo, create=False)
+        return True
+
+    @property
+    def signing_key(self) -> SigningKey:
+        for key in self.keys.values():  # oldest first: every replica converges on one
+            if key.private_key is not None:
+                return key
+        raise Unauthorized("no signing key is available; is the store initialised?")
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.jwk() for k in self.keys.values()]}
+
+
+class Revocations:
+    """Denied token ids and session ids, each until the moment it could no longer be used."""
+
+    def __init__(self) -> None:
+        self.jtis: dict[str, float] = {}
+        self.sids: dict[str, float] = {}
+        self._repo: RevocationRepository | None = None
+        self._synced_at: datetime | None = None
+
+    async def load(self, repo: RevocationRepository) -> None:
+        self._repo = repo
+        now = utcnow()
+        self._apply(await repo.active(now))
+        self._synced_at = now
+
+    async def sync(self) -> None:
+        """Pick up revocations other processes made since the last look."""
+        if self._repo is None:
+            return
+        now = utcnow()
+        since = (self._synced_at or now) - timedelta(seconds=CLOCK_SKEW_S)
+        self._apply(await self._repo.created_since(since))
+        self._synced_at = now
+        self.prune()
+
+    def _apply(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            until = row["expires_at"].timestamp()
+            if row.get("jti"):
+                self.jtis[str(row["jti"])] = until
+            if row.get("sid"):
+                self.sids[str(row["sid"])] = until
+
+    async def revoke(self, *, until: datetime, jti: str | None = None,
+                     sid: str | None = None) -> None:
+        """Persist, then apply: a token or a whole session is refused from now on."""
+        assert self._repo is not None, "revocations are not loaded"
+        row: dict[str, Any] = {"expires_at": until, "created_at": utcnow()}
+        if jti:
+            row["jti"] = jti
+        if sid:
+            row["sid"] = sid
+        await self._repo.store.write(self._repo.insert(row))
+        self._apply([row])
+
+    def is_revoked(self, jti: str | None, sid: str | None) -> bool:
+        return (jti is not None and jti in self.jtis) or (sid is not None and sid in self.sids)
+
+    def prune(self) -> None:
+        now = time.time()
+        self.jtis = {k: v for k, v in self.jtis.items() if v > now}
+        self.sids = {k: v for k, v in self.sids.items() if v > now}
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    jti: str
+    expires_at: datetime
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class TokenService:
+    """Issues and verifies access tokens; the verified-token cache lives here."""
+
+    def __init__(self, settings: Settings, keys: KeyRing, revocations: Revocations) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.revocations = revocations
+        self._cache: dict[str, Principal] = {}
+
+    def issue(
+        self,
+        *,
+        user_id: str,
+        username: str,
+        roles: list[str] | tuple[str, ...],
+        amr: list[str],
+        session_id: str | None,
+        scope: str | None = None,
+        ttl_s: int | None = None,
+        now: datetime | None = None,
+    ) -> IssuedToken:
+        """Sign a token for a user; ``scope`` narrows what it may be used for."""
+        key = self.keys.signing_key
+        assert key.private_key is not None
+        issued = now or utcnow()
+        expires = issued + timedelta(seconds=ttl_s or self.settings.access_token_ttl_s)
+        jti = uuid.uuid4().hex
+        claims: dict[str, Any] = {
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "sub": user_id,
+            "jti": jti,
+            "iat": int(issued.timestamp()),
+            "exp": int(expires.timestamp()),
+            "username": username,
+            "roles": list(roles),
+            "amr": amr,
+        }
+        if session_id:
+            claims["sid"] = session_id
+        if scope:
+            claims["scope"] = scope
+        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM,
+                           headers={"kid": key.kid, "typ": "JWT"})
+        return IssuedToken(token, jti, datetime.fromtimestamp(claims["exp"], UTC), claims)
+
+    async def verify(self, token: str) -> Principal:
+        """The principal a token stands for, or ``Unauthorized``."""
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached.expires_at is not None and cached.expires_at + CLOCK_SKEW_S > time.time():
+                if self.revocations.is_revoked(cached.token_id, cached.claims.get("sid")):
+                    raise Unauthorized("the token has been revoked")
+                return cached
+            del self._cache[token]
+        claims = await self.decode(token)
+        principal = principal_from_claims(claims)
+        if self.revocations.is_revoked(principal.token_id, claims.get("sid")):
+            raise Unauthorized("the token has been revoked")
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._evict()
+        self._cache[token] = principal
+        return principal
+
+    async def decode(self, token: str, *, verify_exp: bool = True) -> dict[str, Any]:
+        """Check signature, algorithm, issuer, audience and expiry; return the claims."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("the token is malformed") from exc
+        if header.get("alg") != ALGORITHM:
+            raise Unauthorized(f"tokens must be signed with {ALGORITHM}")
+        kid = header.get("kid")
+        key = self.keys.keys.get(str(kid))
+        if key is None and await self.keys.reload_if_stale():
+            key = self.keys.keys.get(str(kid))
+        if key is None:
+            raise Unauthorized("the token was signed with an unknown key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, key.public_key, algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
+                leeway=CLOCK_SKEW_S,
+                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the token has expired", details={"reason": "expired"}) from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("the token is not valid", details={"reason": str(exc)}) from exc
+        if not isinstance(claims.get("roles"), list) or not isinstance(claims.get("amr"), list):
+            raise Unauthorized("the token is not valid", details={"reason": "missing claims"})
+        return claims
+
+    def forget(self, jti: str) -> None:
+        """Drop a revoked token from the cache (the denylist refuses it anyway)."""
+        for token, principal in list(self._cache.items()):
+            if principal.token_id == jti:
+                del self._cache[token]
+
+    def _evict(self) -> None:
+        now = time.time()
+        self._cache = {t: p for t, p in self._cache.items()
+                       if p.expires_at is not None and p.expires_at > now}
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            self._cache.clear()
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    return Principal(
+        user_id=str(claims["sub"]),
+        username=str(claims.get("username", claims["sub"])),
+        roles=tuple(str(r) for r in claims.get("roles", [])),
+        mfa="otp" in claims.get("amr", []),
+        token_id=str(claims["jti"]),
+        expires_at=float(claims["exp"]),
+        claims=claims,
+    )

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from control_center import audit_api, auth_api, policies_api, users_api
+from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
 from control_center.keys import HASHER, LOGIN, MFA, POLICIES, SESSIONS, USERS
 from control_center.login import LoginService
 from control_center.mfa import MfaService
@@ -23,6 +23,7 @@ from shared.keys import BUS, SETTINGS, STORE
 from shared.security import SECURITY
 from shared.settings import Settings
 from shared.store import Store
+from shared.streams import install as install_streams
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def build_api() -> Api:
         return "Control Center is healthy"
 
     add_standard_routes(api, title="provisioning control center", health=health)
-    for module in (auth_api, users_api, policies_api, audit_api):
+    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
         api.include(module.api)
     return api
 
@@ -67,4 +68,5 @@ def create_app(
     app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus,
                    auth=auth)
     app.cleanup_ctx.append(services_ctx)
+    install_streams(app, events_api.CONFIG)
     return app

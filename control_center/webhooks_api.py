@@ -1,0 +1,154 @@
+"""``/webhooks``: register, change, rotate, test and inspect webhook subscriptions.
+
+Handlers parse and shape; the rules live in :class:`~shared.webhooks.WebhookService`.
+Deliveries are sent by the orchestrator's dispatcher (one per process that runs
+the orchestrator), which hears of every change here at once when both run in
+one process, and within ``webhook_refresh_s`` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from shared.audit import AUDIT_DETAILS
+from shared.auth import principal_of
+from shared.http import Api, Model, PageQuery, ok, paginated
+from shared.keys import BUS, SETTINGS, STORE
+from shared.webhooks import EVENT_NAMES, WebhookChange, WebhookService
+
+api = Api()
+TAGS = ("webhooks",)
+
+
+class WebhookCreate(Model):
+    """``POST /webhooks``."""
+
+    url: str = Field(min_length=1, max_length=2048, description="http(s) endpoint")
+    events: list[str] = Field(min_length=1, max_length=64,
+                              description="event names, family.* or *")
+    description: str = Field("", max_length=500)
+    enabled: bool = True
+
+
+class WebhookUpdate(Model):
+    """``PUT /webhooks/{id}``: the fields to change."""
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    events: list[str] | None = Field(None, min_length=1, max_length=64)
+    description: str | None = Field(None, max_length=500)
+    enabled: bool | None = None
+
+
+class DeliveryQuery(PageQuery):
+    """``GET /webhooks/{id}/deliveries``: newest first, optionally by status."""
+
+    status: Literal["pending", "delivered", "failed", "cancelled"] | None = None
+
+
+
+def service(request: web.Request) -> WebhookService:
+    app = request.app
+    return WebhookService(app[SETTINGS], app[STORE], app[BUS])
+
+
+def _audit(request: web.Request, **details: str) -> None:
+    request[AUDIT_DETAILS] = {**request.get(AUDIT_DETAILS, {}), **details}
+
+
+@api.route("GET", "/webhooks/events", resource="webhooks", action="read", tags=TAGS)
+async def list_event_names(request: web.Request) -> web.Response:
+    """The event names a webhook can subscribe to."""
+    return ok({"events": list(EVENT_NAMES), "patterns": ["<family>.*", "*"]})
+
+
+@api.route("GET", "/webhooks", resource="webhooks", action="read", query=PageQuery, tags=TAGS)
+async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
+    """Every webhook subscription (never their secrets)."""
+    items, total = await service(request).list_webhooks(query.limit, query.offset)
+    return paginated(request, items, total, query.limit, query.offset)
+
+
+@api.route("POST", "/webhooks", resource="webhooks", action="create", body=WebhookCreate,
+           tags=TAGS, status=201)
+async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Response:
+    """Register a webhook; its ``whsec_`` secret is in this answer and nowhere else."""
+    webhook, secret = await service(request).create(
+        body.url, body.events, body.description, body.enabled, principal_of(request).username)
+    _audit(request, webhook_id=webhook.id, url=webhook.url)
+    return ok({**webhook.view(), "secret": secret}, status=201)
+
+
+@api.route("GET", "/webhooks/{id}", resource="webhooks", action="read", tags=TAGS)
+async def get_webhook(request: web.Request) -> web.Response:
+    """One webhook subscription."""
+    return ok((await service(request).get(request.match_info["id"])).view())
+
+
+@api.route("PUT", "/webhooks/{id}", resource="webhooks", action="update", body=WebhookUpdate,
+           tags=TAGS)
+async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
+    """Change a webhook's url, events, description, or switch it on and off."""
+    webhook_id = request.match_info["id"]
+    updated = await service(request).update(webhook_id, WebhookChange(
+        url=body.url, events=body.events, description=body.description, enabled=body.enabled))
+    _audit(request, webhook_id=webhook_id)
+    return ok(updated.view())
+
+
+@api.route("DELETE", "/webhooks/{id}", resource="webhooks", action="delete", tags=TAGS)
+async def delete_webhook(request: web.Request) -> web.Response:
+    """Remove a webhook; deliveries still waiting are cancelled, the log is kept."""
+    webhook_id = request.match_info["id"]
+    await service(request).delete(webhook_id)
+    _audit(request, webhook_id=webhook_id)
+    return ok({"id": webhook_id, "deleted": True})
+
+
+@api.route("POST", "/webhooks/{id}/rotate-secret", resource="webhooks", action="update",
+           tags=TAGS)
+async def rotate_secret(request: web.Request) -> web.Response:
+    """A new secret, returned once; the old one keeps signing during the grace period."""
+    webhook_id = request.match_info["id"]
+    webhook, secret = await service(request).rotate_secret(webhook_id)
+    _audit(request, webhook_id=webhook_id)
+    return ok({**webhook.view(), "secret": secret})
+
+
+@api.route("POST", "/webhooks/{id}/test", resource="webhooks", action="update", tags=TAGS,
+           status=202)
+async def send_test(request: web.Request) -> web.Response:
+    """Queue a ``webhook.test`` delivery; follow it in ``/deliveries``."""
+    webhook_id = request.match_info["id"]
+    delivery = await service(request).send_test(webhook_id, principal_of(request).username)
+    _audit(request, webhook_id=webhook_id, delivery_id=delivery["id"])
+    return ok(delivery, status=202)
+
+
+@api.route("GET", "/webhooks/{id}/deliveries", resource="webhooks", action="read",
+           query=DeliveryQuery, tags=TAGS)
+async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Response:
+    """A webhook's deliveries, newest first: status code, attempt, latency, error."""
+    items, total = await service(request).deliveries(
+        request.match_info["id"], query.status, query.limit, query.offset)
+    return paginated(request, items, total, query.limit, query.offset)
+
+
+@api.route("GET", "/webhooks/{id}/deliveries/{delivery_id}", resource="webhooks",
+           action="read", tags=TAGS)
+async def get_delivery(request: web.Request) -> web.Response:
+    """One delivery with its payload and every attempt."""
+    return ok(await service(request).delivery(
+        request.match_info["id"], request.match_info["delivery_id"]))
+
+
+@api.route("POST", "/webhooks/{id}/deliveries/{delivery_id}/redeliver", resource="webhooks",
+           action="update", tags=TAGS, status=202)
+async def redeliver(request: web.Request) -> web.Response:
+    """Send a delivery again (same ``webhook-id``), after what is already waiting."""
+    webhook_id, delivery_id = request.match_info["id"], request.match_info["delivery_id"]
+    delivery = await service(request).redeliver(webhook_id, delivery_id)
+    _audit(request, webhook_id=webhook_id, delivery_id=delivery_id)
+    return ok(delivery, status=202)

@@ -306,16 +306,20 @@ class _Plan:
         self.statements: list[str] = []
         self.params: dict[str, Any] = {}
         self.slots: list[int | None] = []
-        self._merges: dict[str, list[dict[str, Any]]] = {}
+        self._merges: dict[str, dict[str, dict[str, Any]]] = {}
         self._inserts: dict[str, list[dict[str, Any]]] = {}
 
     def add(self, write: Write) -> None:
         if isinstance(write, Merge):
             # None in a patch means "remove the field": SurrealDB's NONE.
             patch = {k: NONE if v is None else v for k, v in write.patch.items()}
-            self._merges.setdefault(write.table, []).append(
-                {"id": RecordID(write.table, write.id), "patch": patch}
-            )
+            # Two merges into one record in the same run are one merge: the later
+            # patch wins key by key, exactly as applying them in order would.
+            pending = self._merges.setdefault(write.table, {})
+            if write.id in pending:
+                pending[write.id].update(patch)
+            else:
+                pending[write.id] = patch
             self.slots.append(None)
         elif isinstance(write, Insert):
             row = {k: v for k, v in write.row.items() if v is not None}  # absent is NONE
@@ -337,12 +341,14 @@ class _Plan:
             name = f"i{len(self.statements)}"
             self.statements.append(f"INSERT INTO {table} ${name} RETURN NONE")
             self.params[name] = rows
-        for merges in self._merges.values():
+        for table, merges in self._merges.items():
             name = f"m{len(self.statements)}"
             self.statements.append(
                 f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}"
             )
-            self.params[name] = merges
+            self.params[name] = [
+                {"id": RecordID(table, rid), "patch": patch} for rid, patch in merges.items()
+            ]
         self._merges = {}
         self._inserts = {}
 

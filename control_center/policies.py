@@ -46,7 +46,8 @@ def next_version(version: str) -> str:
 def policy_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"], "version": row["version"],
-        "description": row.get("description"), "rules": row.get("rules", []),
+        "description": row.get("description"),
+        "rules": [Rule.from_doc(r).to_doc() for r in row.get("rules", [])],
         "enabled": bool(row.get("enabled", True)), "revision": row.get("revision", 1),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         "created_by": row.get("created_by"), "updated_by": row.get("updated_by"),

@@ -17,11 +17,13 @@ from typing import Any
 
 import pyotp
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from control_center.app import create_app as create_control_center
 from control_center.keys import MFA
 from orchestrator.app import create_app as create_orchestrator
+from shared.access_log import RedactingAccessLogger
 from shared.events import EventBus
 from shared.logs import JsonFormatter
 from shared.settings import Settings, load_settings
@@ -58,7 +60,9 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture, secrets: Secrets) -> It
     caplog.set_level(logging.DEBUG)
     yield
     formatter = JsonFormatter()
-    for record in caplog.records:
+    records = [r for phase in ("setup", "call", "teardown") for r in caplog.get_records(phase)]
+    assert records, "no log records were captured: the guard would prove nothing"
+    for record in records:
         line = formatter.format(record)
         for secret in secrets.values:
             assert secret not in line, f"a secret was logged by {record.name}: {line[:300]}"
@@ -171,6 +175,13 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def serve(app: web.Application) -> TestServer:
+    """A started test server whose access log redacts ``?token=`` (as ``up`` should)."""
+    server = TestServer(app)
+    await server.start_server(access_log_class=RedactingAccessLogger)
+    return server
+
+
 @pytest.fixture
 async def shared_store() -> AsyncIterator[Store]:
     store = Store("mem://")
@@ -191,8 +202,10 @@ async def services(shared_store: Store, aiohttp_client: Any, tmp_path: Any, secr
     # The store comes first so that it closes after the apps stop.
     settings = cc_settings(tmp_path, **settings_overrides)
     bus = EventBus()
-    cc = await aiohttp_client(create_control_center(settings, store=shared_store, bus=bus))
-    orch = await aiohttp_client(create_orchestrator(settings, store=shared_store, bus=bus))
+    cc = await aiohttp_client(await serve(create_control_center(settings, store=shared_store,
+                                                                bus=bus)))
+    orch = await aiohttp_client(await serve(create_orchestrator(settings, store=shared_store,
+                                                                bus=bus)))
     clock = Clock(1_800_000_000.0)
     cc.app[MFA].clock = clock
     return Services(cc, orch, shared_store, clock, secrets)

@@ -92,7 +92,13 @@ class OperationSpec(Model):
         return self
 
     def dependency_refs(self) -> list[DependencyRef]:
-        return [d if isinstance(d, DependencyRef) else DependencyRef(id=d) for d in self.dependencies]
+        """Dependencies as references, each named once (a hard mention wins over soft)."""
+        refs: dict[str, DependencyRef] = {}
+        for d in self.dependencies:
+            ref = d if isinstance(d, DependencyRef) else DependencyRef(id=d)
+            if ref.id not in refs or ref.kind == "hard":
+                refs[ref.id] = ref
+        return list(refs.values())
 
     @property
     def provider_name(self) -> str:

@@ -55,8 +55,9 @@ def _bar(pct: float, width: int = 24) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {pct:5.1f}%"
 
 
-async def watch(client: Client, batch_id: str, out: Any = sys.stdout) -> str:
+async def watch(client: Client, batch_id: str, out: Any = None) -> str:
     """Print each operation's status changes and a progress bar until the batch ends."""
+    out = out if out is not None else sys.stdout  # the stdout of now, not of import time
     seen: dict[str, tuple[str, float]] = {}
     while True:
         batch = await client.call("GET", f"/batch/operations/{batch_id}")

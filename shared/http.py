@@ -222,7 +222,8 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
     try:
-        return model.model_validate(doc)
+        # Strict JSON validation: "5" is not an integer and true is not 1.
+        return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise validation_failed(exc, "request body") from exc
 

@@ -10,8 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from orchestrator.app import create_app as create_orchestrator
-from orchestrator.keys import ENGINE
 from orchestrator.engine import Engine
+from orchestrator.keys import ENGINE
 from shared.settings import Settings, load_settings
 from shared.store import Store
 

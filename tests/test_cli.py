@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,6 @@ def no_saved_token(monkeypatch, tmp_path):
     monkeypatch.delenv("PROVISIONING_URL", raising=False)
     monkeypatch.setattr(client, "TOKEN_FILE", tmp_path / "no-token.json")
     monkeypatch.setattr(cli, "WATCH_INTERVAL_S", 0.05)
-
-
-def watch_to_current_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``cli.watch`` binds ``sys.stdout`` as a default argument when the module is imported,
-    so it prints past capsys (see test_watch_prints_to_the_current_stdout); hand it the
-    stream capsys installed for this test so the other tests can read what it printed.
-    Call it from the test body: capsys installs a fresh stream for the call phase."""
-    monkeypatch.setattr(cli.watch, "__defaults__", (sys.stdout,))
 
 
 @pytest.fixture
@@ -91,7 +82,6 @@ async def test_watch_prints_to_the_current_stdout(url, capsys):
 
 
 async def test_batch_submit_watch_follows_to_completion(url, http, capsys, monkeypatch):
-    watch_to_current_stdout(monkeypatch)
     rc = await cli_main("--url", url, "batch", "submit",
                         str(EXAMPLES / "multi_cloud_deployment.json"), "--watch")
     out = capsys.readouterr().out
@@ -108,7 +98,6 @@ async def test_batch_submit_watch_follows_to_completion(url, http, capsys, monke
 
 async def test_batch_submit_watch_of_failing_yaml_exits_1_and_shows_rollback(
         url, http, capsys, monkeypatch):
-    watch_to_current_stdout(monkeypatch)
     rc = await cli_main("--url", url, "batch", "submit",
                         str(EXAMPLES / "failing_rollback.yaml"), "--watch")
     out = capsys.readouterr().out
@@ -156,7 +145,6 @@ async def test_batch_submit_invalid_file_reports_the_api_error(url, http, capsys
 
 
 async def test_batch_list_and_status(url, http, capsys, tmp_path, monkeypatch):
-    watch_to_current_stdout(monkeypatch)
     path = batch_file(tmp_path, FAST)
     assert await cli_main("--url", url, "batch", "submit", path, "--watch") == 0
     assert await cli_main("--url", url, "batch", "submit", path, "--watch") == 0
@@ -203,7 +191,6 @@ async def test_batch_cancel(url, http, capsys, tmp_path):
 
 
 async def test_tasks_command(url, capsys, tmp_path, monkeypatch):
-    watch_to_current_stdout(monkeypatch)
     assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST),
                           "--watch") == 0
     capsys.readouterr()
@@ -215,7 +202,6 @@ async def test_tasks_command(url, capsys, tmp_path, monkeypatch):
 
 
 async def test_rollback_checkpoint_and_friends(url, http, capsys, tmp_path, monkeypatch):
-    watch_to_current_stdout(monkeypatch)
     rc = await cli_main("--url", url, "rollback", "checkpoint", "before_major_update",
                         "--description", "Checkpoint before deploying v2.0.0")
     assert rc == 0
@@ -266,7 +252,6 @@ async def test_unreachable_server_exits_1(unused_tcp_port, capsys):
 
 
 async def test_batch_watch_of_an_existing_batch(url, http, capsys, monkeypatch, tmp_path):
-    watch_to_current_stdout(monkeypatch)
     assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST)) == 0
     bid = re.search(r"batch (\S+) submitted", capsys.readouterr().out).group(1)
     assert await cli_main("--url", url, "batch", "watch", bid) == 0

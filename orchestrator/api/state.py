@@ -18,6 +18,7 @@ from orchestrator.views import workflow_progress
 from shared.errors import NotFound
 from shared.http import Api, Model, ok
 from shared.keys import SETTINGS
+from shared.settings import Settings
 
 api = Api()
 
@@ -91,6 +92,14 @@ def _dir_bytes(path: Path) -> int:
     return total
 
 
+def _storage_usage(settings: Settings) -> str:
+    if settings.is_embedded_file_store:
+        return human_size(_dir_bytes(settings.data_dir / "db"))
+    if settings.resolved_db_url.startswith("mem://"):
+        return "in memory (not persisted)"
+    return "n/a (remote SurrealDB server)"
+
+
 @api.route("GET", "/state/system/metrics", resource="state", action="read", tags=("state",))
 async def get_system_metrics(request: web.Request) -> web.Response:
     """Workflow counts and the machine's load."""
@@ -137,8 +146,7 @@ async def get_statistics(request: web.Request) -> web.Response:
     return ok({
         "total_workflows": sum(stats["by_status"].values()),
         "active_snapshots": stats["snapshots"],
-        "storage_usage": human_size(_dir_bytes(settings.data_dir / "db"))
-        if settings.is_embedded_file_store else "n/a (remote store)",
+        "storage_usage": _storage_usage(settings),
         "average_workflow_duration": round(stats["mean_duration_s"], 3),
     })
 

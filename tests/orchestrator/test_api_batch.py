@@ -972,3 +972,18 @@ async def test_cancel_while_an_operation_waits_to_retry(orch):
     flaky = final["operations"][0]
     assert flaky["status"] == "Cancelled"
     assert flaky["attempt"] == 1  # the 30 s backoff was cut short, no second attempt
+
+
+async def test_body_types_are_strict(orch):
+    for bad in ({"parallel_limit": "5"}, {"parallel_limit": True}, {"rollback_enabled": "yes"}):
+        body = batch(op("a"), **bad)
+        resp = await orch.post("/batch/execute", json=body)
+        doc = await resp.json()
+        assert resp.status == 422, doc
+        assert doc["details"]["fields"][0]["field"] == next(iter(bad))
+
+
+async def test_a_dependency_named_twice_counts_once(orch):
+    done = await run(orch, op("a"), op("b", ["a", "a", {"id": "a", "kind": "soft"}]))
+    tasks = await tasks_by_name(orch, done["batch_id"])
+    assert tasks["b"]["dependencies"] == [tasks["a"]["id"]]

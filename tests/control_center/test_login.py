@@ -221,3 +221,12 @@ async def test_auth_rate_limit_per_address(services: Services) -> None:
     # other routes are not counted against it
     resp = await services.cc.get("/health")
     assert resp.status == 200
+
+
+async def test_the_log_guard_sees_the_services_logs(services: Services,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # the autouse guard checks every captured line for secrets; make sure there are lines
+    await services.token("admin", ADMIN_PASSWORD)
+    await services.login("admin", "wrong-password-123")
+    names = {r.name for r in caplog.get_records("setup") + caplog.get_records("call")}
+    assert {"shared.store", "shared.tokens", "shared.policy", "aiohttp.access"} <= names

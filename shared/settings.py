@@ -62,7 +62,7 @@ class Settings:
     mfa_setup_token_ttl_s: int = 600
     mfa_issuer: str = "provisioning"
     password_min_length: int = 12
-    argon2_time_cost: int = 3
+    argon2_time_cost: int = 2
     argon2_memory_kib: int = 65_536
     argon2_parallelism: int = 2
     rate_limit_storage: str = "async+memory://"

@@ -172,11 +172,14 @@ class Engine:
             wf.tasks[op.id] = state
             provider = self.registry.get(op.provider_name)
             command, args = provider.describe(op, op.provider_name)
+            # The spec lives apart from the task: tasks are rewritten on every
+            # transition and a small row makes that much cheaper.
+            task_rows.append(Repository.insert_task_spec(
+                state.id, wid, op.model_dump(mode="json", exclude_none=True)))
             task_rows.append(Repository.insert_task({
                 "id": state.id, "workflow_id": wid, "name": op.id, "index": index,
                 "type": str(op.type), "provider": op.provider_name,
                 "implementation": self.registry.resolve_name(op.provider_name),
-                "spec": op.model_dump(mode="json", exclude_none=True),
                 "command": command, "args": args,
                 "dependencies": [ids[d.id] for d in op.dependency_refs()],
                 "dependency_names": [d.id for d in op.dependency_refs()],
@@ -257,7 +260,10 @@ class Engine:
     async def _resume(self, row: dict[str, Any]) -> None:
         wid = str(row["id"])
         rows = await self.repo.tasks_of(wid)
-        batch_ops = [OperationSpec.model_validate(r["spec"]) for r in rows]
+        specs = await self.repo.specs_of(wid)
+        # Rows written before specs moved to their own table still carry them inline.
+        batch_ops = [OperationSpec.model_validate(specs.get(str(r["id"])) or r["spec"])
+                     for r in rows]
         batch = BatchRequest(
             name=row["name"], parallel_limit=row["parallel_limit"],
             rollback_enabled=row["rollback_enabled"], operations=batch_ops,

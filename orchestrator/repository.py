@@ -29,6 +29,10 @@ class Repository:
         return Insert("task", row)
 
     @staticmethod
+    def insert_task_spec(task_id: str, workflow_id: str, spec: dict[str, Any]) -> Write:
+        return Insert("task_spec", {"id": task_id, "workflow_id": workflow_id, "spec": spec})
+
+    @staticmethod
     def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
         return Merge("task", task_id, patch)
 
@@ -91,6 +95,19 @@ class Repository:
             "SELECT * FROM task WHERE workflow_id IN $wids ORDER BY workflow_id, index",
             {"wids": workflow_ids},
         )
+
+    async def specs_of(self, workflow_id: str) -> dict[str, dict[str, Any]]:
+        """Operation specs of a workflow's tasks, by task id."""
+        rows = await self.store.query(
+            "SELECT id, spec FROM task_spec WHERE workflow_id = $wid", {"wid": workflow_id}
+        )
+        return {str(r["id"]): r["spec"] for r in rows}
+
+    async def specs_by_ids(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        rows = await self.store.query(
+            "SELECT id, spec FROM $ids", {"ids": [RecordID("task_spec", t) for t in task_ids]}
+        )
+        return {str(r["id"]): r["spec"] for r in rows}
 
     async def task(self, task_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})

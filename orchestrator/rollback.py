@@ -80,7 +80,8 @@ class RollbackService:
                     "cannot roll back operations of a running workflow; cancel it first",
                     details={"running_workflows": running},
                 )
-            tasks = [_task_from_row(self.engine, r) for r in rows]
+            specs = await self.repo.specs_by_ids([str(r["id"]) for r in rows])
+            tasks = [_task_from_row(self.engine, r, specs.get(str(r["id"])) or r["spec"]) for r in rows]
             scope["workflow_ids"] = workflow_ids
             result = await self._run(rollback_order(tasks), scope, workflow_ids)
             summary = _summary(result)
@@ -206,8 +207,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in ("rollback_id", "operations_executed", "operations_failed")}
 
 
-def _task_from_row(engine: Engine, row: dict[str, Any]) -> TaskState:
-    spec = OperationSpec.model_validate(row["spec"])
+def _task_from_row(engine: Engine, row: dict[str, Any], spec_doc: dict[str, Any]) -> TaskState:
+    spec = OperationSpec.model_validate(spec_doc)
     t = engine._task_state(str(row["workflow_id"]), str(row["id"]), int(row["index"]), spec)
     t.status = TaskStatus(row["status"])
     t.attempt = int(row.get("attempt") or 0)

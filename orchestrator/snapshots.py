@@ -1,8 +1,8 @@
 """Snapshots of a workflow's state at its milestones, and state rebuilt from the journal.
 
 A snapshot is compact: status counts, progress, the journal position, and only
-the operations that matter to the milestone (all of them when submitted and
-finished, the failed one at a failure). So the total size stays linear in the
+the operations the counts cannot name (those that failed, were cancelled or
+rolled back). So the total size stays linear in the
 number of operations, and any state in between is rebuilt by replaying the
 journal up to a position (:func:`state_at`).
 """
@@ -16,6 +16,9 @@ from orchestrator.journal import Journal, utcnow
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from shared.store import Write
+
+
+_IMPLIED = {"Pending", "Completed"}
 
 
 class Snapshots:
@@ -50,8 +53,10 @@ class Snapshots:
             "counts": counts,
             "total_operations": len(wf.tasks),
             "progress": wf.progress,
+            # Only what the counts cannot say: which operations did not (yet) complete.
             "operations": {
-                t.name: ("Failed" if t is failed else str(t.status)) for t in tasks
+                t.name: status for t in tasks
+                if (status := "Failed" if t is failed else str(t.status)) not in _IMPLIED
             },
         }
         if failed is not None:

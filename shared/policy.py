@@ -32,6 +32,9 @@ from shared.security_repos import PolicyRepository
 from shared.store import Write
 
 log = logging.getLogger(__name__)
+# pycasbin prints its model at INFO for every enforcer it builds; this module builds one
+# per reload and per conditional decision plan.
+logging.getLogger("casbin").setLevel(logging.WARNING)
 
 EFFECTS = ("allow", "deny")
 # What a condition may read: root -> attributes.

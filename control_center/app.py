@@ -54,6 +54,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LOGIN] = LoginService(store, settings, security, hasher, users, mfa, sessions, bus)
     app[POLICIES] = PolicyService(security, bus)
     await users.bootstrap_admin(settings.admin_password)
+    await sessions.purge_expired()
     yield
 
 

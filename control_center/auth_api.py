@@ -26,9 +26,12 @@ TAGS = ("auth",)
 async def current_user(request: web.Request) -> User:
     """The stored user behind the request's token."""
     try:
-        return await request.app[USERS].get(principal_of(request).user_id)
+        user = await request.app[USERS].get(principal_of(request).user_id)
     except NotFound:
         raise Unauthorized("the user of this token no longer exists") from None
+    if not user.enabled:
+        raise Unauthorized("this account is disabled")
+    return user
 
 
 @api.route("POST", "/auth/login", public=True, resource="auth", action="login",

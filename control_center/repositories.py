@@ -119,6 +119,13 @@ class SessionRepository:
     def merge(self, session_id: str, patch: dict[str, Any]) -> Write:
         return Merge("session", session_id, patch)
 
+    def purge_expired(self, now: datetime) -> list[Write]:
+        """Sessions and refresh tokens nobody can use any more."""
+        return [
+            Stmt("DELETE refresh_token WHERE expires_at <= $now RETURN NONE", {"now": now}),
+            Stmt("DELETE session WHERE expires_at <= $now RETURN NONE", {"now": now}),
+        ]
+
     def delete_for_user(self, user_id: str) -> list[Write]:
         return [
             Stmt("DELETE refresh_token WHERE user_id = $user RETURN NONE", {"user": user_id}),

@@ -136,6 +136,9 @@ class SessionService:
                 ended += 1
         return ended
 
+    async def purge_expired(self) -> None:
+        await self.repo.store.write(*self.repo.purge_expired(utcnow()))
+
     async def forget_user(self, user_id: str) -> None:
         await self.revoke_all(user_id, reason="user_deleted")
         await self.repo.store.write(*self.repo.delete_for_user(user_id))

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shared.auth import Principal
-from shared.errors import Unauthorized
+from shared.errors import StoreError, Unauthorized
 from shared.security_repos import KeyRepository, RevocationRepository
 from shared.settings import Settings
 
@@ -35,6 +35,7 @@ CACHE_MAX_ENTRIES = 20_000
 KEY_RELOAD_MIN_INTERVAL_S = 5.0
 CLOCK_SKEW_S = 5
 MFA_SETUP_SCOPE = "mfa_setup"
+PRUNE_ABOVE = 10_000  # denylist entries before expired ones are dropped
 REQUIRED_CLAIMS = ["iss", "aud", "sub", "jti", "iat", "exp"]
 
 
@@ -106,7 +107,7 @@ class KeyRing:
             try:
                 await repo.store.write(repo.insert(key.kid, key.to_row()))
                 log.info("generated the JWT signing key", extra={"kid": key.kid})
-            except Exception:  # another process created one first: use theirs
+            except StoreError:  # another process created one first: use theirs
                 log.info("another process created the JWT signing key first")
             rows = await repo.all()
         self.keys = {str(r["id"]): SigningKey.from_row(r) for r in rows}
@@ -142,6 +143,7 @@ class Revocations:
     async def load(self, repo: RevocationRepository) -> None:
         self._repo = repo
         now = utcnow()
+        await repo.store.write(repo.purge_expired(now))
         self._apply(await repo.active(now))
         self._synced_at = now
 
@@ -174,6 +176,8 @@ class Revocations:
             row["sid"] = sid
         await self._repo.store.write(self._repo.insert(row))
         self._apply([row])
+        if len(self.jtis) + len(self.sids) > PRUNE_ABOVE:
+            self.prune()
 
     def is_revoked(self, jti: str | None, sid: str | None) -> bool:
         return (jti is not None and jti in self.jtis) or (sid is not None and sid in self.sids)

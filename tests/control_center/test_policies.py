@@ -275,3 +275,21 @@ async def test_another_process_picks_up_changes(services: Services) -> None:
             await other.tokens.verify(data["token"])
     finally:
         await other.stop()
+
+
+async def test_every_route_declares_its_permission_in_openapi(services: Services) -> None:
+    public = {"/health", "/metrics", "/openapi.json", "/auth/login", "/auth/refresh",
+              "/.well-known/jwks.json"}
+    for client in (services.cc, services.orch):
+        resp = await client.get("/openapi.json")
+        doc = await resp.json()
+        for path, ops in doc["paths"].items():
+            for method, op in ops.items():
+                if path in public or op.get("security") == []:
+                    continue
+                assert "x-permission" in op, (method, path)
+    resp = await services.cc.get("/openapi.json")
+    paths = (await resp.json())["paths"]
+    assert paths["/users"]["post"]["x-permission"] == {"resource": "users", "action": "create"}
+    params = {p["name"] for p in paths["/audit/logs"]["get"]["parameters"]}
+    assert {"user_id", "action", "resource", "from", "to", "limit", "offset"} <= params

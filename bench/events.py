@@ -43,7 +43,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from orchestrator.app import create_app  # noqa: E402
-from shared.events import EventBus  # noqa: E402
+from shared.events import Event, EventBus  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
 from shared.store import Store  # noqa: E402
 from shared.webhooks.dispatcher import Dispatcher  # noqa: E402
@@ -80,86 +80,74 @@ def settings(**kw: Any) -> Settings:
 
 
 class _Subscriber(asyncio.Protocol):
-    """A lean WebSocket reader: stamps each frame on arrival, parses only its timestamp.
+    """A lean WebSocket reader: stamps each chunk on arrival and parses it afterwards.
 
-    aiohttp's client costs tens of microseconds per message; with a hundred
-    sockets in one process the measurement would be of this process falling
-    behind, not of the server.
+    Parsing while a hundred sockets deliver would measure this process's own
+    queue (the last socket of a round waits for the other 99 to be parsed),
+    not the server; so only the arrival time is taken on the way in.
     """
 
-    def __init__(self, sink: list[float], done: asyncio.Future[None], expect_batches: int) -> None:
-        self.sink = sink
-        self.done = done
-        self.buffer = b""
-        self.handshake = False
-        self.expect = expect_batches
-        self.finished = 0
-        self.first = 0.0
-        self.last = 0.0
+    def __init__(self) -> None:
+        self.chunks: list[tuple[float, bytes]] = []
         self.transport: asyncio.Transport | None = None
-        self.upgraded: asyncio.Future[None] = done.get_loop().create_future()
+        self.upgraded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        now = time.time()
-        buf = self.buffer + data
-        if not self.handshake:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = buf
-                return
-            assert buf.startswith(b"HTTP/1.1 101"), buf[:200]
-            self.handshake = True
+        self.chunks.append((time.time(), data))
+        if not self.upgraded.done() and b"\r\n\r\n" in b"".join(c for _, c in self.chunks):
             self.upgraded.set_result(None)
-            buf = buf[end + 4:]
-        pos = 0
+
+    def delays(self) -> tuple[list[float], float, float]:
+        """Each event's delay (arrival minus its timestamp), first and last arrival."""
+        out: list[float] = []
+        buf = b""
+        arrivals: list[tuple[int, float]] = []  # (offset in buf where a chunk starts, time)
+        for at, chunk in self.chunks:
+            arrivals.append((len(buf), at))
+            buf += chunk
+        head = buf.index(b"\r\n\r\n") + 4
+        assert buf.startswith(b"HTTP/1.1 101"), buf[:200]
+        pos, chunk_index = head, 0
+        first = last = 0.0
         while len(buf) - pos >= 2:
-            size = buf[pos + 1] & 0x7F
-            head = 2
+            size, start = buf[pos + 1] & 0x7F, pos + 2
             if size == 126:
-                if len(buf) - pos < 4:
-                    break
-                size = int.from_bytes(buf[pos + 2:pos + 4], "big")
-                head = 4
+                size, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
             elif size == 127:
-                if len(buf) - pos < 10:
-                    break
-                size = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                head = 10
-            if len(buf) - pos < head + size:
+                size, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+            end = start + size
+            if end > len(buf):
                 break
-            payload = buf[pos + head:pos + head + size]
-            pos += head + size
+            # The frame arrived with the chunk that held its last byte.
+            while chunk_index + 1 < len(arrivals) and arrivals[chunk_index + 1][0] < end:
+                chunk_index += 1
+            at = arrivals[chunk_index][1]
+            payload = buf[start:end]
+            pos = end
             i = payload.find(b'"timestamp":"')
             if i < 0 or not payload.startswith(b'{"id"'):
                 continue  # welcome and other control messages
-            ts = payload[i + 13:payload.index(b'"', i + 13)].decode()
-            self.sink.append(now - parse_ts(ts))
-            self.first = self.first or now
-            self.last = now
-            if b'"BatchStatusChanged"' in payload and (
-                    b'"status":"Completed"' in payload or b'"status":"Failed"' in payload):
-                self.finished += 1
-                if self.finished >= self.expect and not self.done.done():
-                    self.done.set_result(None)
-        self.buffer = buf[pos:]
+            stamp = payload[i + 13:payload.index(b'"', i + 13)].decode()
+            out.append(at - parse_ts(stamp))
+            first = first or at
+            last = at
+        return out, first, last
 
 
-async def subscribers_main(url: str, count: int, expect_batches: int) -> None:
-    """Connect ``count`` sockets; record each event's delay; report when the batch ends."""
+async def subscribers_main(url: str, count: int) -> None:
+    """Connect ``count`` sockets; when told (a line on stdin), report each event's delay."""
     loop = asyncio.get_running_loop()
     parsed = aiohttp.client.URL(url)
-    delays: list[float] = []
     subs: list[_Subscriber] = []
     for n in range(count):
-        done: asyncio.Future[None] = loop.create_future()
-        transport, proto = await loop.create_connection(
-            lambda done=done: _Subscriber(delays, done, expect_batches), parsed.host, parsed.port)
+        _, proto = await loop.create_connection(_Subscriber, parsed.host, parsed.port)
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write((
+        assert proto.transport is not None
+        proto.transport.write((
             f"GET {parsed.path_qs} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
@@ -168,12 +156,17 @@ async def subscribers_main(url: str, count: int, expect_batches: int) -> None:
             await asyncio.sleep(0.01)
     await asyncio.wait_for(asyncio.gather(*(s.upgraded for s in subs)), 60)
     print("READY", flush=True)
-    await asyncio.wait_for(asyncio.gather(*(s.done for s in subs)), 600)
+    await loop.run_in_executor(None, sys.stdin.readline)
     for s in subs:
         if s.transport is not None:
             s.transport.close()
-    first = min(s.first for s in subs)
-    last = max(s.last for s in subs)
+    delays: list[float] = []
+    first, last = float("inf"), 0.0
+    for s in subs:
+        got, a, b = s.delays()
+        delays.extend(got)
+        if got:
+            first, last = min(first, a), max(last, b)
     print(json.dumps({
         "received": len(delays), "p50_ms": pct(delays, 50) * 1000,
         "p99_ms": pct(delays, 99) * 1000, "max_ms": max(delays) * 1000 if delays else 0.0,
@@ -206,42 +199,56 @@ def consumer_main(port: int) -> None:
 # -- the benchmark ------------------------------------------------------------------------------
 
 
-async def run_batch(client: aiohttp.ClientSession, base: str, operations: int) -> float:
+async def run_batch(client: aiohttp.ClientSession, base: str, operations: int,
+                    bus: EventBus) -> float:
+    """Submit a batch; the time until its final transition is published (a bus listener,
+    so that polling the API does not load the server being measured)."""
     ops = [{"id": f"op{i}", "type": "server_batch", "provider": "local",
             "simulate": {"latency_s": 0}} for i in range(operations)]
     body = {"name": "bench", "parallel_limit": 50, "operations": ops}
-    started = time.perf_counter()
-    async with client.post(f"{base}/batch/execute", json=body) as resp:
-        doc = await resp.json()
-        assert resp.status == 201, doc
-    batch_id = doc["data"]["batch_id"]
-    while True:
-        async with client.get(f"{base}/batch/operations/{batch_id}") as resp:
-            status = (await resp.json())["data"]["status"]
-        if status in ("Completed", "Failed", "Cancelled"):
-            assert status == "Completed", status
-            return time.perf_counter() - started
-        await asyncio.sleep(0.01)
+    finished: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    batch_id = ""
+
+    def listen(event: Event) -> None:
+        if (event.event_type == "BatchStatusChanged" and event.data.get("batch_id") == batch_id
+                and event.data.get("status") in ("Completed", "Failed", "Cancelled")
+                and not finished.done()):
+            finished.set_result(time.perf_counter())
+
+    bus.add_listener(listen)
+    try:
+        started = time.perf_counter()
+        async with client.post(f"{base}/batch/execute", json=body) as resp:
+            doc = await resp.json()
+            assert resp.status == 201, doc
+        batch_id = doc["data"]["batch_id"]
+        ended = await asyncio.wait_for(finished, 300)
+    finally:
+        bus.remove_listener(listen)
+    return ended - started
 
 
 async def _watched_batch(client: aiohttp.ClientSession, base: str, port: int,
-                         subscribers: int, operations: int) -> tuple[float, dict[str, Any]]:
+                         subscribers: int, operations: int, bus: EventBus,
+                         ) -> tuple[float, dict[str, Any]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--_subscribers", str(subscribers),
-        "--_url", f"ws://{HOST}:{port}/ws", stdout=subprocess.PIPE,
+        "--_url", f"ws://{HOST}:{port}/ws", stdout=subprocess.PIPE, stdin=subprocess.PIPE,
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
     assert line.strip() == b"READY", line
-    seconds = await run_batch(client, base, operations)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    seconds = await run_batch(client, base, operations, bus)
+    await asyncio.sleep(1.0)  # let the last frames arrive
+    out, _ = await asyncio.wait_for(proc.communicate(b"done\n"), 120)
     return seconds, json.loads(out.decode().strip().splitlines()[-1])
 
 
 async def bench_streams(subscribers: int, operations: int, rounds: int) -> dict[str, Any]:
     """Alternate batches without and with subscribers; compare medians."""
     port = free_port()
-    app = create_app(settings(event_retention_count=1000))
+    bus = EventBus(retention_count=1000)
+    app = create_app(settings(), bus=bus)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, HOST, port).start()
@@ -251,10 +258,11 @@ async def bench_streams(subscribers: int, operations: int, rounds: int) -> dict[
     stats: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession() as client:
-            await run_batch(client, base, 100)  # warm up
+            await run_batch(client, base, 100, bus)  # warm up
             for _ in range(rounds):
-                alone.append(await run_batch(client, base, operations))
-                seconds, got = await _watched_batch(client, base, port, subscribers, operations)
+                alone.append(await run_batch(client, base, operations, bus))
+                seconds, got = await _watched_batch(client, base, port, subscribers, operations,
+                                                    bus)
                 watched.append(seconds)
                 stats.append(got)
     finally:
@@ -380,10 +388,9 @@ if __name__ == "__main__":
     parser.add_argument("--_subscribers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_url", help=argparse.SUPPRESS)
     parser.add_argument("--_consumer", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--_batches", type=int, default=1, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns._subscribers:
-        asyncio.run(subscribers_main(ns._url, ns._subscribers, ns._batches))
+        asyncio.run(subscribers_main(ns._url, ns._subscribers))
     elif ns._consumer:
         consumer_main(ns._consumer)
     else:

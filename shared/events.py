@@ -63,6 +63,18 @@ EVENT_KINDS: dict[str, str] = {
 }
 
 
+# What ``metadata`` carries by default: the fields a consumer routes on, as in the
+# seed's example (``{"task_id", "status"}``), not a second copy of ``data``.
+METADATA_KEYS = ("workflow_id", "batch_id", "task_id", "operation_id", "status", "kind",
+                 "checkpoint_id", "rollback_id", "user_id", "username", "policy_id",
+                 "webhook_id", "seq")
+
+
+def routing_metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """The default ``metadata`` of an event: the routing fields of its data."""
+    return {k: data[k] for k in METADATA_KEYS if data.get(k) is not None}
+
+
 def register_event_kind(event_type: str, kind: str) -> None:
     """Declare the stream kind of an event type (before it is first published)."""
     EVENT_KINDS[event_type] = kind
@@ -202,7 +214,7 @@ class EventBus:
         event = Event(
             event_type=event_type,
             data=data,
-            metadata=metadata if metadata is not None else dict(data),
+            metadata=metadata if metadata is not None else routing_metadata(data),
             timestamp=utc_timestamp(),
             id=next(self._ids),
         )

@@ -118,18 +118,15 @@ class Stream:
             return False
         return self.workflow_id is None or event.workflow_id == self.workflow_id
 
-    def offer(self, event: Event) -> bool:
-        """Queue an event this stream takes; drop the stream when it is too far behind."""
-        if self.stop.is_set() or not self.accept(event):
-            return False
-        if len(self.pending) >= self.maxsize:
+    def enqueue(self, events: list[Event]) -> None:
+        """Hold events back (the client is behind); drop the stream when it is too far behind."""
+        if len(self.pending) + len(events) > self.maxsize:
             self.end(CLOSE_TOO_SLOW, (
                 f"too slow: over {self.maxsize} events queued; reconnect with "
                 "?since=<id of the last event you received>"))
             self.pending.clear()
-            return False
-        self.pending.append(event)
-        return True
+            return
+        self.pending.extend(events)
 
     def end(self, code: int, reason: str) -> None:
         if not self.stop.is_set():
@@ -137,12 +134,35 @@ class Stream:
             self.stop.set()
 
 
+class _Group:
+    """The events of one flush that streams with the same filter take, framed once."""
+
+    __slots__ = ("_frames", "events")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self._frames: bytes | None = None
+
+    @property
+    def frames(self) -> bytes:
+        if self._frames is None:
+            self._frames = b"".join(e.ws_frame for e in self.events)
+        return self._frames
+
+
 class Broadcaster:
-    """Routes bus events to an app's open streams and writes them out in batches."""
+    """Routes bus events to an app's open streams and writes them out in batches.
+
+    Publishing only appends the event to the current window. The flush then
+    filters the window once per distinct filter (kinds, workflow) and writes
+    the same bytes to every WebSocket with that filter that is keeping up; a
+    socket whose buffer is full keeps its events in its own bounded queue.
+    """
 
     def __init__(self, write_buffer_limit: int) -> None:
         self.streams: weakref.WeakSet[Stream] = weakref.WeakSet()
         self.write_buffer_limit = max(16_384, write_buffer_limit)
+        self._window: list[Event] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def add(self, stream: Stream) -> None:
@@ -153,10 +173,8 @@ class Broadcaster:
 
     def on_event(self, event: Event) -> None:
         """The bus listener: runs inside ``publish``, so it only appends."""
-        queued = False
-        for stream in self.streams:
-            queued = stream.offer(event) or queued
-        if queued:
+        if self.streams:
+            self._window.append(event)
             self._schedule(FLUSH_DELAY_S)
 
     def _schedule(self, delay_s: float) -> None:
@@ -164,26 +182,48 @@ class Broadcaster:
             self._timer = asyncio.get_running_loop().call_later(delay_s, self.flush)
 
     def flush(self) -> None:
-        """Write what each stream has queued: one write per WebSocket, a wake-up per SSE."""
+        """Write the window: one write per WebSocket, a wake-up per SSE stream."""
         self._timer = None
+        window, self._window = self._window, []
+        groups: dict[tuple[tuple[str, ...], str | None], _Group] = {}
         blocked = False
         for stream in list(self.streams):
-            if not stream.pending:
+            if stream.stop.is_set():
+                stream.pending.clear()
                 continue
-            if stream.socket is None:
+            key = (stream.kinds, stream.workflow_id)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group([e for e in window if stream.accept(e)])
+            if not group.events and not stream.pending:
+                continue
+            events = group.events
+            if events and events[0].id <= stream.last_sent:
+                # Joined during this window: its replay already covered these.
+                events = [e for e in events if e.id > stream.last_sent]
+            sock = stream.socket
+            if sock is None:  # SSE: its own task writes
+                stream.enqueue(events)
                 stream.ready.set()
                 continue
-            sock = stream.socket
-            if sock.is_closing() or stream.stop.is_set():
+            if sock.is_closing():
                 stream.pending.clear()
                 continue
             if sock.get_write_buffer_size() > self.write_buffer_limit:
-                blocked = True  # the client is not reading; its queue grows until 4408
+                stream.enqueue(events)  # not reading: the queue grows until 4408
+                blocked = True
                 continue
-            batch = stream.pending
-            stream.pending = deque()
-            sock.write(b"".join(e.ws_frame for e in batch))
-            stream.last_sent = batch[-1].id
+            if stream.pending or events is not group.events:
+                stream.enqueue(events)  # a backlog from before goes first
+                if stream.stop.is_set() or not stream.pending:
+                    continue
+                backlog = stream.pending
+                stream.pending = deque()
+                sock.write(b"".join(e.ws_frame for e in backlog))
+                stream.last_sent = backlog[-1].id
+            else:
+                sock.write(group.frames)
+                stream.last_sent = events[-1].id
         if blocked:
             self._schedule(BLOCKED_RETRY_S)
 
@@ -435,8 +475,8 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
     opening = _opening(stream, bus, denied, len(replay), gap, query.since)
     transport.write(b"".join([*(websocket_text_frame(m.encode()) for m in opening),
                               *(e.ws_frame for e in replay)]))
-    if replay:
-        stream.last_sent = replay[-1].id
+    # The live part starts after everything published so far (the replay covered it).
+    stream.last_sent = bus.last_id
     request.app[BROADCASTER].add(stream)
     untrack = _track(request, stream)
 
@@ -558,6 +598,7 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
     stream = Stream("sse", principal, allowed, query.workflow_id, maxsize=settings.ws_queue_size)
     replay, gap = bus.replay(since, stream.accept)
     opening = _opening(stream, bus, denied, len(replay), gap, since)
+    stream.last_sent = bus.last_id  # the live part starts here; the replay covers the rest
     request.app[BROADCASTER].add(stream)
     untrack = _track(request, stream)
 
@@ -597,7 +638,6 @@ async def _sse_pump(
             await resp.send(message, event="welcome" if i == 0 else "gap")
         if replay:
             await resp.write(b"".join(e.sse_frame for e in replay))
-            stream.last_sent = replay[-1].id
         while not stream.stop.is_set():
             await stream.ready.wait()
             stream.ready.clear()

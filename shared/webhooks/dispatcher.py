@@ -230,8 +230,19 @@ class Dispatcher:
         )
 
     async def _work(self, webhook_id: str) -> None:
+        # The outcome of one delivery is written while the next one is sent (at most one
+        # write in flight, in order); the queue is re-read only once it has landed.
+        outstanding: asyncio.Future[list[Any]] | None = None
+
+        async def settle() -> None:
+            nonlocal outstanding
+            if outstanding is not None:
+                done, outstanding = outstanding, None
+                await done
+
         try:
             while not self._stopping:
+                await settle()
                 self._recheck.discard(webhook_id)
                 webhook = self.subscriptions.get(webhook_id)
                 if webhook is None or not webhook.enabled:
@@ -249,7 +260,10 @@ class Dispatcher:
                     current = self.subscriptions.get(webhook_id)
                     if current is None or not current.enabled:
                         return
-                    if not await self._deliver(current, row):
+                    go_on, writes = await self._deliver(current, row)
+                    await settle()
+                    outstanding = asyncio.ensure_future(self.store.write(*writes))
+                    if not go_on:
                         return  # retry later; the rest wait behind it, in order
         except asyncio.CancelledError:
             raise
@@ -257,6 +271,9 @@ class Dispatcher:
             log.exception("webhook worker failed", extra={"webhook_id": webhook_id})
             self._due_at(time.time() + self.settings.webhook_poll_s)
         finally:
+            if outstanding is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(outstanding)
             self._workers.pop(webhook_id, None)
             if self._touched:
                 self._wake.set()
@@ -267,8 +284,9 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _deliver(self, webhook: Webhook, row: dict[str, Any]) -> bool:
-        """One attempt. True when the webhook may go on to its next delivery."""
+    async def _deliver(self, webhook: Webhook, row: dict[str, Any]) -> tuple[bool, list[Write]]:
+        """One attempt: whether the webhook may go on to its next delivery, and the
+        writes that record the outcome."""
         assert self._session is not None
         delivery_id = str(row["id"])
         attempt = int(row.get("attempts") or 0) + 1
@@ -339,8 +357,7 @@ class Dispatcher:
             self._due_at(due)
             go_on = False
         writes.insert(0, WebhookRepository.patch_delivery(delivery_id, patch))
-        await self.store.write(*writes)
-        return go_on
+        return go_on, writes
 
     def _count_failure(self, webhook: Webhook, now_dt: datetime) -> list[Write]:
         failures = webhook.consecutive_failures + 1

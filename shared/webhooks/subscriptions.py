@@ -115,11 +115,27 @@ class Subscriptions:
         self.repo = repo
         self.by_id: dict[str, Webhook] = {}
         self.loaded_at = 0.0
+        self._generation = 0
+        self._changed_at: dict[str, int] = {}  # id -> generation of its last local change
 
     async def load(self) -> None:
+        """Reload from the store, keeping what changed here while the query ran."""
+        started = self._generation
         rows = await self.repo.all_webhooks()
-        self.by_id = {str(r["id"]): Webhook.from_row(r) for r in rows}
+        loaded = {str(r["id"]): Webhook.from_row(r) for r in rows}
+        for webhook_id, generation in self._changed_at.items():
+            if generation > started:  # newer than what the query could have seen
+                if webhook_id in self.by_id:
+                    loaded[webhook_id] = self.by_id[webhook_id]
+                else:
+                    loaded.pop(webhook_id, None)
+        self.by_id = loaded
+        self._changed_at = {k: g for k, g in self._changed_at.items() if g > started}
         self.loaded_at = time.monotonic()
+
+    def _touch(self, webhook_id: str) -> None:
+        self._generation += 1
+        self._changed_at[webhook_id] = self._generation
 
     def targets(self, name: str) -> list[Webhook]:
         """The subscriptions that take an event name right now."""
@@ -129,7 +145,9 @@ class Subscriptions:
         return self.by_id.get(webhook_id)
 
     def put(self, webhook: Webhook) -> None:
+        """A change made here (the dispatcher's own bookkeeping), ahead of the store."""
         self.by_id[webhook.id] = webhook
+        self._touch(webhook.id)
 
     def apply(self, event: Event) -> str | None:
         """Apply a ``WebhookChanged`` event's routing at once; the id it touched."""
@@ -139,6 +157,7 @@ class Subscriptions:
         webhook_id = str(data.get("webhook_id") or "")
         if not webhook_id:
             return None
+        self._touch(webhook_id)
         if data.get("action") == "deleted":
             self.by_id.pop(webhook_id, None)
             return webhook_id

@@ -17,7 +17,6 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from shared.store import Write
 
-
 _IMPLIED = {"Pending", "Completed"}
 
 

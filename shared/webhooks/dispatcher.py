@@ -7,8 +7,9 @@ retried on the schedule in ``webhook_retry_schedule_s`` with jitter, and the
 webhook's later deliveries wait behind it; when the schedule is spent the
 delivery is marked failed and the next one goes. After
 ``webhook_failure_threshold`` failed deliveries in a row the webhook is
-disabled (its deliveries keep waiting, nothing is dropped) until someone
-enables it again.
+paused: events still queue for it but nothing is sent until someone enables
+it again (``PUT /webhooks/{id} {"enabled": true}``). Deliveries still waiting
+after ``webhook_log_retention_s`` are marked failed (expired).
 
 Delivery is at least once: every attempt's outcome is written after the
 answer, so a crash in between sends that message again after the restart,
@@ -18,7 +19,10 @@ Work is found three ways: the bus (an event that webhooks carry was just
 committed), a ``WebhookChanged`` event (test, redelivery, re-enabling), and a
 poll every ``webhook_poll_s`` that also finds retries that came due and work
 queued by another process. Run one dispatcher per process that runs the
-orchestrator.
+orchestrator. Against a SurrealDB server, where several orchestrators may run,
+a worker first takes a lease on its webhook (a compare-and-set on the
+webhook's row, renewed while it works), so each webhook's deliveries stay in
+order; the embedded store has a single process and needs none.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,12 +65,23 @@ from shared.webhooks.urlguard import connector_kwargs, parse_target
 log = logging.getLogger(__name__)
 
 WORKER_BATCH = 200  # deliveries a worker reads at a time
+LEASE_TTL_S = 15.0  # a crashed replica's webhooks are taken over after this
 RESPONSE_EXCERPT_BYTES = 1024  # of each answer, kept in the attempt log
 PRUNE_EVERY_S = 3600.0
 
 
 def _now_dt() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _Outcome:
+    """What one attempt changes: the writes, and the webhook's new state if it changed."""
+
+    writes: list[Write]
+    go_on: bool = True  # the webhook may go on to its next delivery
+    webhook: Webhook | None = None
+    paused: bool = False
 
 
 class Dispatcher:
@@ -91,7 +109,12 @@ class Dispatcher:
         self._last_prune = time.monotonic()
         self._stopping = False
         self._refresh: asyncio.Task[None] | None = None
+        self._reloading: set[str] = set()
         self.delivered = 0
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # One process owns an embedded store (it is locked); a server may have replicas.
+        self.use_leases = settings.resolved_db_url.startswith(("ws://", "wss://", "http://",
+                                                               "https://"))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -145,6 +168,7 @@ class Dispatcher:
             touched = self.subscriptions.apply(event)
             if touched:
                 self.wake(touched)
+                self._reloading.add(touched)
             self._schedule_refresh()
             return
         name = webhook_event_name(event.event_type, event.data)
@@ -159,10 +183,13 @@ class Dispatcher:
             self._refresh = asyncio.create_task(self._reload(), name="webhook-refresh")
 
     async def _reload(self) -> None:
+        touched, self._reloading = self._reloading, set()
         try:
             await self.subscriptions.load()
         except ProvisioningError:
             log.warning("could not reload webhook subscriptions", exc_info=True)
+        # A webhook created a moment ago has its secret only now: look at it again.
+        self.wake(*touched)
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -194,8 +221,9 @@ class Dispatcher:
             self._last_poll = now
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
-            await self.store.write(*WebhookRepository.prune(
-                wall - self.settings.webhook_log_retention_s))
+            cutoff = wall - self.settings.webhook_log_retention_s
+            await self.store.write(WebhookRepository.expire_pending(cutoff),
+                                   *WebhookRepository.prune(cutoff))
         touched, self._touched = self._touched, set()
         for webhook_id in sorted(touched):
             self._start_worker(webhook_id)
@@ -220,7 +248,7 @@ class Dispatcher:
             self._recheck.add(webhook_id)  # it reads its queue again before it stops
             return
         webhook = self.subscriptions.get(webhook_id)
-        if webhook is None or not webhook.enabled or not webhook.secret:
+        if webhook is None or not webhook.deliverable:
             return
         if len(self._workers) >= max(1, self.settings.webhook_concurrency):
             self._touched.add(webhook_id)  # picked up when a worker finishes
@@ -240,30 +268,46 @@ class Dispatcher:
                 done, outstanding = outstanding, None
                 await done
 
+        leased_until = 0.0
         try:
             while not self._stopping:
                 await settle()
                 self._recheck.discard(webhook_id)
                 webhook = self.subscriptions.get(webhook_id)
-                if webhook is None or not webhook.enabled:
+                if webhook is None or not webhook.deliverable:
                     return
                 rows = await self.repo.pending_for(webhook_id, WORKER_BATCH)
                 if not rows:
                     if webhook_id in self._recheck:
                         continue
                     return
+                if self.use_leases and leased_until - time.time() < LEASE_TTL_S / 2:
+                    leased_until = await self._lease(webhook_id)
+                    if not leased_until:
+                        return  # another replica is delivering this webhook
+                    continue  # read the queue again now that it is ours
                 for row in rows:
                     due = float(row.get("due_at") or 0.0)
                     if due > time.time():
                         self._due_at(due)
                         return
                     current = self.subscriptions.get(webhook_id)
-                    if current is None or not current.enabled:
+                    if current is None or not current.deliverable:
                         return
-                    go_on, writes = await self._deliver(current, row)
+                    if self.use_leases and leased_until - time.time() < LEASE_TTL_S / 2:
+                        break  # renew the lease before going on
+                    outcome = await self._deliver(current, row)
                     await settle()
-                    outstanding = asyncio.ensure_future(self.store.write(*writes))
-                    if not go_on:
+                    if outcome.webhook is None:
+                        outstanding = asyncio.ensure_future(self.store.write(*outcome.writes))
+                    else:
+                        # The webhook's own state changes: durable first, then believed here,
+                        # so a reload from the store can never bring back the old state.
+                        await self.store.write(*outcome.writes)
+                        self.subscriptions.put(outcome.webhook)
+                        if outcome.paused:
+                            self._announce_paused(outcome.webhook)
+                    if not outcome.go_on:
                         return  # retry later; the rest wait behind it, in order
         except asyncio.CancelledError:
             raise
@@ -274,9 +318,20 @@ class Dispatcher:
             if outstanding is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(outstanding)
+            if leased_until:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.write(
+                        WebhookRepository.release_lease(webhook_id, self.owner)))
             self._workers.pop(webhook_id, None)
             if self._touched:
                 self._wake.set()
+
+    async def _lease(self, webhook_id: str) -> float:
+        """Take or renew this process's lease on a webhook; 0 if another one holds it."""
+        until = time.time() + LEASE_TTL_S
+        [claimed] = await self.store.write(
+            WebhookRepository.claim_lease(webhook_id, self.owner, until, time.time()))
+        return until if claimed else 0.0
 
     def _due_at(self, due: float) -> None:
         self._next_due = due if not self._next_due else min(self._next_due, due)
@@ -284,9 +339,8 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def _deliver(self, webhook: Webhook, row: dict[str, Any]) -> tuple[bool, list[Write]]:
-        """One attempt: whether the webhook may go on to its next delivery, and the
-        writes that record the outcome."""
+    async def _deliver(self, webhook: Webhook, row: dict[str, Any]) -> _Outcome:
+        """One attempt, and what it changes."""
         assert self._session is not None
         delivery_id = str(row["id"])
         attempt = int(row.get("attempts") or 0) + 1
@@ -331,8 +385,8 @@ class Dispatcher:
             "attempts": attempt, "tries": tries, "last_status_code": status_code,
             "last_error": error, "last_latency_ms": latency_ms, "updated_at": now_dt,
         }
-        writes: list[Write] = [WebhookRepository.insert_attempt(attempt_row)]
-        go_on = True
+        outcome = _Outcome([WebhookRepository.insert_attempt(attempt_row)])
+        writes = outcome.writes
         if error is None:
             WEBHOOK_DELIVERIES.labels(DELIVERED).inc()
             self.delivered += 1
@@ -340,12 +394,12 @@ class Dispatcher:
             if webhook.consecutive_failures or webhook.last_success_at is None:
                 writes.append(WebhookRepository.patch_webhook(
                     webhook.id, {"consecutive_failures": 0, "last_success_at": now_dt}))
-                self.subscriptions.put(replace(webhook, consecutive_failures=0,
-                                               last_success_at=now_dt))
+                outcome.webhook = replace(webhook, consecutive_failures=0,
+                                          last_success_at=now_dt)
         elif tries >= len(self.schedule_s):
             WEBHOOK_DELIVERIES.labels(FAILED).inc()
             patch.update(status=FAILED)
-            writes.extend(self._count_failure(webhook, now_dt))
+            self._count_failure(webhook, now_dt, outcome)
             log.warning("webhook delivery failed for good", extra={
                 "webhook_id": webhook.id, "delivery_id": delivery_id, "error": error})
         else:
@@ -355,31 +409,29 @@ class Dispatcher:
             due = time.time() + max(0.0, delay)
             patch.update(status=PENDING, due_at=due)
             self._due_at(due)
-            go_on = False
+            outcome.go_on = False
         writes.insert(0, WebhookRepository.patch_delivery(delivery_id, patch))
-        return go_on, writes
+        return outcome
 
-    def _count_failure(self, webhook: Webhook, now_dt: datetime) -> list[Write]:
+    def _count_failure(self, webhook: Webhook, now_dt: datetime, outcome: _Outcome) -> None:
         failures = webhook.consecutive_failures + 1
         patch: dict[str, Any] = {"consecutive_failures": failures, "last_failure_at": now_dt}
-        disable = failures >= self.settings.webhook_failure_threshold
-        if disable:
-            reason = (f"disabled after {failures} failed deliveries in a row; fix the endpoint "
-                      "and enable the webhook again (its deliveries are kept)")
-            patch.update(enabled=False, disabled_reason=reason)
-        updated = replace(webhook, consecutive_failures=failures, last_failure_at=now_dt,
-                          enabled=webhook.enabled and not disable,
-                          disabled_reason=patch.get("disabled_reason", webhook.disabled_reason))
-        self.subscriptions.put(updated)
-        if disable:
-            log.warning("webhook disabled", extra={"webhook_id": webhook.id})
-            asyncio.get_running_loop().call_soon(self._announce_disabled, updated)
-        return [WebhookRepository.patch_webhook(webhook.id, patch)]
+        outcome.paused = failures >= self.settings.webhook_failure_threshold and not webhook.paused
+        if outcome.paused:
+            reason = (f"paused after {failures} failed deliveries in a row; events still queue. "
+                      "Fix the endpoint, then enable the webhook again to resume")
+            patch.update(paused=True, paused_reason=reason)
+            log.warning("webhook paused", extra={"webhook_id": webhook.id})
+        outcome.webhook = replace(
+            webhook, consecutive_failures=failures, last_failure_at=now_dt,
+            paused=webhook.paused or outcome.paused,
+            paused_reason=patch.get("paused_reason", webhook.paused_reason))
+        outcome.writes.append(WebhookRepository.patch_webhook(webhook.id, patch))
 
-    def _announce_disabled(self, webhook: Webhook) -> None:
-        self.bus.publish(CHANGED_EVENT, {"webhook_id": webhook.id, "action": "disabled",
+    def _announce_paused(self, webhook: Webhook) -> None:
+        self.bus.publish(CHANGED_EVENT, {"webhook_id": webhook.id, "action": "paused",
                                          "webhook": webhook.routing(),
-                                         "reason": webhook.disabled_reason})
+                                         "reason": webhook.paused_reason})
 
     # -- static configuration ---------------------------------------------------------------
 

@@ -65,6 +65,34 @@ class WebhookRepository:
         return Insert(ATTEMPT, row)
 
     @staticmethod
+    def claim_lease(webhook_id: str, owner: str, until: float, now: float) -> Write:
+        """Compare-and-set: the webhook's lease is free, expired or already ours."""
+        return Stmt(
+            "UPDATE type::thing('webhook', $id) SET lease_owner = $owner, lease_until = $until "
+            "WHERE lease_owner = NONE OR lease_owner = $owner OR lease_until < $now "
+            "RETURN VALUE record::id(id)",
+            {"id": webhook_id, "owner": owner, "until": until, "now": now},
+        )
+
+    @staticmethod
+    def release_lease(webhook_id: str, owner: str) -> Write:
+        return Stmt(
+            "UPDATE type::thing('webhook', $id) SET lease_owner = NONE, lease_until = NONE "
+            "WHERE lease_owner = $owner RETURN NONE",
+            {"id": webhook_id, "owner": owner},
+        )
+
+    @staticmethod
+    def expire_pending(before_epoch_s: float) -> Write:
+        """Deliveries that waited past the log's retention are given up on."""
+        return Stmt(
+            "UPDATE webhook_delivery SET status = 'failed', "
+            "last_error = 'expired: still undelivered when the delivery log retention ran out' "
+            "WHERE status = 'pending' AND created_epoch < $before RETURN NONE",
+            {"before": before_epoch_s},
+        )
+
+    @staticmethod
     def prune(before_epoch_s: float) -> list[Write]:
         """Forget finished deliveries (and their attempts) older than a cutoff."""
         return [

@@ -100,7 +100,8 @@ class WebhookService:
             "id": webhook_id, "url": target, "events": patterns, "description": description,
             "enabled": enabled, "secret": secret, "previous_secret": None,
             "previous_secret_expires_at": None, "source": SOURCE_API,
-            "consecutive_failures": 0, "disabled_reason": None, "created_at": now,
+            "consecutive_failures": 0, "disabled_reason": None, "paused": False,
+            "paused_reason": None, "created_at": now,
             "updated_at": now, "created_by": created_by, "last_success_at": None,
             "last_failure_at": None,
         }
@@ -123,8 +124,9 @@ class WebhookService:
             patch["description"] = change.description
         if change.enabled is not None:
             patch["enabled"] = change.enabled
-            if change.enabled:
-                patch.update(disabled_reason=None, consecutive_failures=0)
+            if change.enabled:  # also resumes a webhook paused after failures
+                patch.update(disabled_reason=None, paused=False, paused_reason=None,
+                             consecutive_failures=0)
         await self.store.write(WebhookRepository.patch_webhook(webhook_id, patch))
         updated = await self.get(webhook.id)
         self._announce(updated, "updated")

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 CHANGED_EVENT = "WebhookChanged"
 SOURCE_API, SOURCE_CONFIG = "api", "config"
+# ``WebhookChanged`` actions that only queue work (their routing may be stale).
+QUEUED_ACTIONS = frozenset({"test_queued", "redelivery_queued"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Webhook:
     source: str = SOURCE_API
     consecutive_failures: int = 0
     disabled_reason: str | None = None
+    paused: bool = False  # too many failures: deliveries queue up but are not sent
+    paused_reason: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     created_by: str | None = None
@@ -61,6 +65,8 @@ class Webhook:
             source=str(row.get("source") or SOURCE_API),
             consecutive_failures=int(row.get("consecutive_failures") or 0),
             disabled_reason=row.get("disabled_reason"),
+            paused=bool(row.get("paused", False)),
+            paused_reason=row.get("paused_reason"),
             created_at=row.get("created_at"),
             updated_at=row.get("updated_at"),
             created_by=row.get("created_by"),
@@ -69,7 +75,12 @@ class Webhook:
         )
 
     def wants(self, name: str) -> bool:
+        """Whether an event is queued for this webhook (a paused one still queues)."""
         return self.enabled and matches(self.events, name)
+
+    @property
+    def deliverable(self) -> bool:
+        return self.enabled and not self.paused and bool(self.secret)
 
     def signing_secrets(self, now: float | None = None) -> list[str]:
         """The current secret, then the previous one while its grace period lasts."""
@@ -91,6 +102,8 @@ class Webhook:
             "source": self.source,
             "consecutive_failures": self.consecutive_failures,
             "disabled_reason": self.disabled_reason,
+            "paused": self.paused,
+            "paused_reason": self.paused_reason,
             "previous_secret_expires_at": (
                 iso(datetime.fromtimestamp(grace, UTC))
                 if grace and grace > time.time() else None
@@ -105,7 +118,7 @@ class Webhook:
     def routing(self) -> dict[str, Any]:
         """What a ``WebhookChanged`` event carries so other registries can route at once."""
         return {"id": self.id, "url": self.url, "events": list(self.events),
-                "enabled": self.enabled}
+                "enabled": self.enabled, "paused": self.paused}
 
 
 class Subscriptions:
@@ -157,8 +170,11 @@ class Subscriptions:
         webhook_id = str(data.get("webhook_id") or "")
         if not webhook_id:
             return None
+        action = data.get("action")
+        if action in QUEUED_ACTIONS:
+            return webhook_id  # work to do, nothing about the webhook changed
         self._touch(webhook_id)
-        if data.get("action") == "deleted":
+        if action == "deleted":
             self.by_id.pop(webhook_id, None)
             return webhook_id
         routing = data.get("webhook") or {}
@@ -171,5 +187,6 @@ class Subscriptions:
             url=str(routing.get("url", known.url)),
             events=tuple(routing.get("events", known.events)),
             enabled=bool(routing.get("enabled", known.enabled)),
+            paused=bool(routing.get("paused", known.paused)),
         )
         return webhook_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -171,12 +172,12 @@ async def test_redeliver_sends_the_same_message_again(
     assert got[0].body == got[1].body
 
 
-async def test_exhausted_deliveries_fail_and_the_webhook_is_disabled_without_losing_any(
+async def test_exhausted_deliveries_fail_and_the_webhook_is_paused_without_losing_any(
     make_services: ServicesFactory, consumer: Consumer
 ) -> None:
     services = await make_services(webhook_retry_schedule_s="0,0.02",
                                    webhook_failure_threshold=2)
-    hook = await register(services.cc, consumer.url, ["webhook.test"])
+    hook = await register(services.cc, consumer.url, ["webhook.test", "batch.completed"])
     consumer.default = 503
     for _ in range(3):
         await services.cc.post(f"/webhooks/{hook['id']}/test")
@@ -185,28 +186,68 @@ async def test_exhausted_deliveries_fail_and_the_webhook_is_disabled_without_los
         while True:
             resp = await services.cc.get(f"/webhooks/{hook['id']}")
             view = (await resp.json())["data"]
-            if not view["enabled"]:
+            if view["paused"]:
                 break
             await asyncio.sleep(0.02)
-    assert view["consecutive_failures"] == 2
-    assert "disabled after 2 failed deliveries" in view["disabled_reason"]
-    rows = await deliveries(services, hook["id"])
-    assert sorted(r["status"] for r in rows) == ["failed", "failed", "pending"]
+    assert view["enabled"] and view["consecutive_failures"] == 2
+    assert "paused after 2 failed deliveries" in view["paused_reason"]
+    # Paused, events still queue for it; nothing more is sent.
+    batch_id = await submit(services.orch, ops(1))
+    await wait_final(services.orch, batch_id)
+    async with asyncio.timeout(10):
+        while True:
+            rows = await deliveries(services, hook["id"])
+            if len(rows) == 4:
+                break
+            await asyncio.sleep(0.02)
+    assert sorted(r["status"] for r in rows) == ["failed", "failed", "pending", "pending"]
+    assert len(consumer.received) == 4
 
     # Fixed and enabled again: what waited goes out; the failed ones can be redelivered.
     consumer.default = 200
     resp = await services.cc.put(f"/webhooks/{hook['id']}", json={"enabled": True})
-    assert resp.status == 200 and (await resp.json())["data"]["disabled_reason"] is None
-    await consumer.wait_for(lambda r: len(r) >= 5)
+    resumed = (await resp.json())["data"]
+    assert resp.status == 200 and not resumed["paused"] and resumed["paused_reason"] is None
+    got = await consumer.wait_for(has("batch.completed"))
+    assert events_of(got)[-2:] == ["webhook.test", "batch.completed"]  # in order
     for row in rows:
         if row["status"] == "failed":
             resp = await services.cc.post(
                 f"/webhooks/{hook['id']}/deliveries/{row['id']}/redeliver")
             assert resp.status == 202
-    got = await consumer.wait_for(lambda r: sum(x.headers.get("webhook-id") is not None
-                                                 for x in r) >= 7)
-    ids = {r.headers["webhook-id"] for r in got}
-    assert ids == {r["id"] for r in rows}
+    got = await consumer.wait_for(lambda r: len(r) >= 8)
+    assert {r.headers["webhook-id"] for r in got} == {r["id"] for r in rows}
+
+
+async def test_disabled_webhooks_queue_nothing(services: Services, consumer: Consumer) -> None:
+    hook = await register(services.cc, consumer.url, ["batch.completed"], enabled=False)
+    batch_id = await submit(services.orch, ops(1))
+    await wait_final(services.orch, batch_id)
+    assert await deliveries(services, hook["id"]) == []
+
+
+async def test_replicas_take_turns_through_a_lease(
+    services: Services, consumer: Consumer
+) -> None:
+    from shared.webhooks.dispatcher import DISPATCHER
+    from shared.webhooks.repository import WebhookRepository
+
+    dispatcher = services.orch.app[DISPATCHER]
+    dispatcher.use_leases = True  # as against a SurrealDB server with several orchestrators
+    hook = await register(services.cc, consumer.url, ["webhook.test"])
+    held_until = time.time() + 0.5
+    [claimed] = await services.store.write(
+        WebhookRepository.claim_lease(hook["id"], "another-replica", held_until, time.time()))
+    assert claimed
+    [refused] = await services.store.write(
+        WebhookRepository.claim_lease(hook["id"], dispatcher.owner, held_until, time.time()))
+    assert not refused
+    await services.cc.post(f"/webhooks/{hook['id']}/test")
+    await asyncio.sleep(0.3)
+    assert consumer.received == []  # the other replica holds the webhook
+    got = await consumer.wait_for(lambda r: len(r) >= 1)  # its lease ran out: taken over
+    assert time.time() >= held_until
+    assert json.loads(got[0].body)["event"] == "webhook.test"
 
 
 async def test_webhook_management_api(services: Services, consumer: Consumer) -> None:

@@ -77,7 +77,7 @@ async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Respo
     """Register a webhook; its ``whsec_`` secret is in this answer and nowhere else."""
     webhook, secret = await service(request).create(
         body.url, body.events, body.description, body.enabled, principal_of(request).username)
-    _audit(request, webhook_id=webhook.id, url=webhook.url)
+    _audit(request, webhook_id=webhook.id)
     return ok({**webhook.view(), "secret": secret}, status=201)
 
 

@@ -85,6 +85,7 @@ CLOSE_TIMEOUT_S = 2.0  # a peer that does not take the close frame in time is cu
 MAX_CLIENT_MESSAGE_BYTES = 16_384
 FLUSH_DELAY_S = 0.002  # events published within this window go out in one write
 BLOCKED_RETRY_S = 0.05  # how soon to try again a socket whose buffer was full
+SSE_SEND_TIMEOUT_S = 10.0  # aiohttp-sse aborts a client that takes no bytes for this long
 
 
 class StreamQuery(Model):
@@ -608,7 +609,7 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
     _limit_send_buffer(request, settings.ws_send_buffer_bytes)
     try:
         async with sse_response(request, ping_interval=settings.sse_ping_s,
-                                send_timeout=settings.webhook_timeout_s) as resp:
+                                send_timeout=SSE_SEND_TIMEOUT_S) as resp:
             pump = asyncio.create_task(_sse_pump(resp, stream, opening, replay))
             guard = asyncio.create_task(_guard(stream, reauth, settings.ws_heartbeat_s))
             ended = asyncio.create_task(stream.stop.wait())

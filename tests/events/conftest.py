@@ -51,21 +51,23 @@ ServicesFactory = Callable[..., Any]
 @pytest.fixture
 async def make_services(aiohttp_client: Any) -> AsyncIterator[ServicesFactory]:
     """Build both apps on one fresh store and bus, as ``provisioning up`` does."""
-    stores: list[Store] = []
+    made: list[Services] = []
 
     async def make(**overrides: Any) -> Services:
         settings = event_settings(**overrides)
         store = Store("mem://")
         await store.open()
-        stores.append(store)
         bus = EventBus(settings.event_retention_count, settings.event_retention_s)
         cc = await aiohttp_client(create_control_center(settings, store=store, bus=bus))
         orch = await aiohttp_client(create_orchestrator(settings, store=store, bus=bus))
-        return Services(orch, cc, bus, store, settings)
+        made.append(Services(orch, cc, bus, store, settings))
+        return made[-1]
 
     yield make
-    for store in stores:
-        await store.close()
+    for services in made:  # the apps stop (engine, dispatcher) before their store closes
+        await services.orch.close()
+        await services.cc.close()
+        await services.store.close()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ import socket
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,9 @@ class Stream:
     close_code: int = CLOSE_GOING_AWAY
     close_reason: str = ""
     last_sent: int = 0
+    # The request whose credentials stand for the stream (a renewed token replaces it).
+    auth_request: web.Request | None = None
+    requested: tuple[str, ...] = ()  # the kinds asked for; ``kinds`` is what is allowed
 
     def accept(self, event: Event) -> bool:
         if event.kind not in self.kinds:
@@ -379,10 +382,20 @@ def _opening(stream: Stream, bus: EventBus, denied: tuple[str, ...], replaying: 
     return out
 
 
-async def _guard(
-    stream: Stream, reauth: Callable[[], Awaitable[Principal]], heartbeat_s: float
-) -> None:
-    """End the stream when its token expires or stops checking out (every heartbeat)."""
+async def _recheck(stream: Stream, backend: AuthBackend) -> None:
+    """Authenticate and authorize the stream again: its token may have been revoked, its
+    user's roles or the policy may have changed. Raises ``Unauthorized`` or ``Forbidden``."""
+    assert stream.auth_request is not None
+    principal = await backend.authenticate(stream.auth_request)
+    allowed, _ = await allowed_kinds(backend, principal, stream.requested, stream.auth_request)
+    if not allowed:
+        raise Forbidden(f"no longer allowed to read any of: {', '.join(stream.requested)}")
+    stream.principal = principal
+    stream.kinds = allowed
+
+
+async def _guard(stream: Stream, backend: AuthBackend, heartbeat_s: float) -> None:
+    """End the stream when its token expires, and check it again every heartbeat."""
     while not stream.stop.is_set():
         timeout = heartbeat_s
         if stream.principal.expires_at is not None:
@@ -396,13 +409,13 @@ async def _guard(
             stream.end(CLOSE_UNAUTHORIZED, "token expired; reconnect with a fresh token")
             return
         try:
-            principal = await reauth()
+            await _recheck(stream, backend)
         except Unauthorized as exc:
             stream.end(CLOSE_UNAUTHORIZED, f"token no longer valid: {exc.message}"[:120])
             return
-        # A token renewed over the socket may outlive the one the stream opened with.
-        if (principal.expires_at or 0) >= (stream.principal.expires_at or 0):
-            stream.principal = principal
+        except Forbidden as exc:
+            stream.end(CLOSE_FORBIDDEN, exc.message[:120])
+            return
 
 
 def _track(request: web.Request, stream: Stream) -> Callable[[], None]:
@@ -470,7 +483,8 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
         return ws
     bus = request.app[BUS]
     stream = Stream("websocket", principal, allowed, query.workflow_id,
-                    maxsize=settings.ws_queue_size, socket=transport)  # type: ignore[arg-type]
+                    maxsize=settings.ws_queue_size, socket=transport,  # type: ignore[arg-type]
+                    auth_request=auth_request, requested=kinds)
     # Replay and join the live fan-out without yielding: nothing falls in between.
     replay, gap = bus.replay(query.since, stream.accept)
     opening = _opening(stream, bus, denied, len(replay), gap, query.since)
@@ -481,15 +495,12 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
     request.app[BROADCASTER].add(stream)
     untrack = _track(request, stream)
 
-    async def reauth() -> Principal:
-        return await backend.authenticate(auth_request)
-
-    guard = asyncio.create_task(_guard(stream, reauth, settings.ws_heartbeat_s))
+    guard = asyncio.create_task(_guard(stream, backend, settings.ws_heartbeat_s))
     closer = asyncio.create_task(_close_when_stopped(request, ws, stream))
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await _client_message(ws, stream, msg.data, backend, auth_request)
+                await _client_message(ws, stream, msg.data, backend, request)
             elif msg.type == WSMsgType.ERROR:
                 break
     finally:
@@ -544,8 +555,9 @@ async def _client_message(
     if kind == "ping":
         await ws.send_str(_control("pong", last_event_id=stream.last_sent))
     elif kind == "auth" and isinstance(doc, dict) and isinstance(doc.get("token"), str):
+        renewed = _with_token(request, doc["token"])
         try:
-            principal = await backend.authenticate(_with_token(request, doc["token"]))
+            principal = await backend.authenticate(renewed)
         except Unauthorized as exc:
             await ws.send_str(_control("error", code=CLOSE_UNAUTHORIZED, error=exc.message))
             return
@@ -554,6 +566,7 @@ async def _client_message(
                                        error="a stream's token can only be renewed for its user"))
             return
         stream.principal = principal
+        stream.auth_request = renewed
         await ws.send_str(_control("auth_ok", expires_at=principal.expires_at))
     else:
         await ws.send_str(_control("error", code=CLOSE_BAD_MESSAGE,
@@ -596,22 +609,20 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
                         details={"denied": list(denied)})
     since = _since(query, request.headers.get("Last-Event-ID"))
     bus = request.app[BUS]
-    stream = Stream("sse", principal, allowed, query.workflow_id, maxsize=settings.ws_queue_size)
+    stream = Stream("sse", principal, allowed, query.workflow_id, maxsize=settings.ws_queue_size,
+                    auth_request=request, requested=kinds)
     replay, gap = bus.replay(since, stream.accept)
     opening = _opening(stream, bus, denied, len(replay), gap, since)
     stream.last_sent = bus.last_id  # the live part starts here; the replay covers the rest
     request.app[BROADCASTER].add(stream)
     untrack = _track(request, stream)
 
-    async def reauth() -> Principal:
-        return await backend.authenticate(request)
-
     _limit_send_buffer(request, settings.ws_send_buffer_bytes)
     try:
         async with sse_response(request, ping_interval=settings.sse_ping_s,
                                 send_timeout=SSE_SEND_TIMEOUT_S) as resp:
             pump = asyncio.create_task(_sse_pump(resp, stream, opening, replay))
-            guard = asyncio.create_task(_guard(stream, reauth, settings.ws_heartbeat_s))
+            guard = asyncio.create_task(_guard(stream, backend, settings.ws_heartbeat_s))
             ended = asyncio.create_task(stream.stop.wait())
             lost = asyncio.create_task(resp.wait())  # ends when the client goes away
             try:

@@ -4,6 +4,7 @@ the ways to authenticate a WebSocket, and what ends a stream."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -162,3 +163,42 @@ async def test_sse_with_a_token_in_the_query(secured: Services) -> None:
     resp.close()
     resp = await secured.orch.get(f"/events?token={token(secured, 'viewer')}&events=rollback")
     assert resp.status == 403
+
+
+async def test_a_policy_change_reaches_open_streams_at_the_next_heartbeat(
+    make_services: ServicesFactory,
+) -> None:
+    services = await make_services(**AUTH, ws_heartbeat_s=0.2)
+    op_ws = await services.orch.ws_connect(f"/ws?token={token(services, 'operator')}")
+    assert (await first(op_ws))["events"] == ["task", "batch", "rollback", "system"]
+    viewer_ws = await services.orch.ws_connect(
+        f"/ws?token={token(services, 'viewer')}&events=task")
+    await first(viewer_ws)
+    seen: list[str] = []
+
+    async def read() -> None:  # keep reading: that is also what answers the heartbeat
+        async for msg in op_ws:
+            seen.append(json.loads(msg.data).get("event_type", ""))
+
+    reader = asyncio.create_task(read())
+    resp = await services.cc.post("/policies", headers={
+        "Authorization": f"Bearer {token(services, 'admin')}"}, json={
+        "name": "narrower", "rules": [
+            {"effect": "deny", "resource": "rollback", "action": "read", "roles": ["operator"]},
+            {"effect": "deny", "resource": "tasks", "action": "read", "roles": ["viewer"]},
+        ]})
+    assert resp.status == 201, await resp.text()
+
+    msg = await viewer_ws.receive(timeout=5)  # nothing it asked for is allowed any more
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4403
+    await asyncio.sleep(0.5)  # a heartbeat or two for the operator's stream too
+    services.bus.publish("CheckpointCreated", {"checkpoint_id": "c1"})
+    services.bus.publish("TaskStatusChanged", {"task_id": "t1", "status": "Running"})
+    async with asyncio.timeout(5):
+        while True:
+            if "TaskStatusChanged" in seen:
+                break
+            await asyncio.sleep(0.01)
+    assert "CheckpointCreated" not in seen  # rollback events are no longer for it
+    await op_ws.close()
+    await reader

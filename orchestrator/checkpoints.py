@@ -138,8 +138,10 @@ class Checkpoints:
                     event_data={"task_id": entity} if kind == "task" else {"batch_id": entity},
                     note=f"restored from checkpoint {checkpoint_id}",
                 ))
-            await self.engine.journal.commit(changes)
-            self.engine.bus.publish("StateRestored", {
-                "checkpoint_id": checkpoint_id, "records": len(changes),
-            })
+            restored = {"checkpoint_id": checkpoint_id, "records": len(changes)}
+            outbox = self.engine.journal.outbox
+            await self.engine.journal.commit(
+                changes, outbox("StateRestored", restored) if outbox is not None else None
+            )
+            self.engine.bus.publish("StateRestored", restored)
             return len(changes)

@@ -216,17 +216,19 @@ class Engine:
             }),
             self.snapshots.snapshot_write(wf, "submitted", seq, all_tasks=True),
         ]
-        event = {"workflow_id": wid, "batch_id": wid, "name": batch.name,
-                 "status": str(WorkflowStatus.RUNNING), "kind": kind,
-                 "operations": len(batch.operations)}
+        announcements = [
+            ("CheckpointCreated", {"checkpoint_id": checkpoint_id, "workflow_id": wid,
+                                   "auto": True, "name": f"before {kind} {batch.name}"}),
+            ("BatchStatusChanged", {"workflow_id": wid, "batch_id": wid, "name": batch.name,
+                                    "status": str(WorkflowStatus.RUNNING), "kind": kind,
+                                    "operations": len(batch.operations), "seq": seq}),
+        ]
         if self.journal.outbox is not None:
-            writes.extend(self.journal.outbox("BatchStatusChanged", event))
+            for event_type, data in announcements:
+                writes.extend(self.journal.outbox(event_type, data))
         await self.store.write(*writes)
-        self.bus.publish("CheckpointCreated", {
-            "checkpoint_id": checkpoint_id, "workflow_id": wid, "auto": True,
-            "name": f"before {kind} {batch.name}",
-        })
-        self.bus.publish("BatchStatusChanged", event)
+        for event_type, data in announcements:
+            self.bus.publish(event_type, data)
         self._launch(wf)
         return wf
 
@@ -646,7 +648,3 @@ class Engine:
 
     def is_running(self, workflow_id: str) -> bool:
         return workflow_id in self.runs
-
-    def live(self, workflow_id: str) -> WorkflowState | None:
-        run = self.runs.get(workflow_id)
-        return run.wf if run else None

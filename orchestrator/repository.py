@@ -4,7 +4,6 @@ checkpoints and rollbacks. Values are always bound; ids are addressed with
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from surrealdb import RecordID
@@ -58,6 +57,19 @@ class Repository:
 
     # -- reads --------------------------------------------------------------------
 
+    async def _page(
+        self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of a table (equality filters, fixed order) and the total that match."""
+        where, params = _where(filters)
+        params.update(limit=limit, offset=offset)
+        count, rows = await self.store.query_each(
+            f"SELECT count() AS n FROM {table} {where} GROUP ALL;"
+            f"SELECT * FROM {table} {where} ORDER BY {order} LIMIT $limit START $offset",
+            params,
+        )
+        return rows, int(count[0]["n"]) if count else 0
+
     async def last_journal_seq(self) -> int:
         rows = await self.store.query("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1")
         return int(rows[0]["seq"]) if rows else 0
@@ -71,14 +83,8 @@ class Repository:
     async def workflows(
         self, *, status: str | None, kind: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        where, params = _where({"status": status, "kind": kind})
-        params.update(limit=limit, offset=offset)
-        count, rows = await self.store.query_each(
-            f"SELECT count() AS n FROM workflow {where} GROUP ALL;"
-            f"SELECT * FROM workflow {where} ORDER BY created_at DESC, id LIMIT $limit START $offset",
-            params,
-        )
-        return rows, int(count[0]["n"]) if count else 0
+        return await self._page("workflow", {"status": status, "kind": kind},
+                                "created_at DESC, id", limit, offset)
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -116,14 +122,8 @@ class Repository:
     async def tasks(
         self, *, status: str | None, workflow_id: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        where, params = _where({"status": status, "workflow_id": workflow_id})
-        params.update(limit=limit, offset=offset)
-        count, rows = await self.store.query_each(
-            f"SELECT count() AS n FROM task {where} GROUP ALL;"
-            f"SELECT * FROM task {where} ORDER BY created_at DESC, index LIMIT $limit START $offset",
-            params,
-        )
-        return rows, int(count[0]["n"]) if count else 0
+        return await self._page("task", {"status": status, "workflow_id": workflow_id},
+                                "created_at DESC, index", limit, offset)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -172,12 +172,7 @@ class Repository:
         )
 
     async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        count, rows = await self.store.query_each(
-            "SELECT count() AS n FROM checkpoint GROUP ALL;"
-            "SELECT * FROM checkpoint ORDER BY seq DESC, created_at DESC LIMIT $limit START $offset",
-            {"limit": limit, "offset": offset},
-        )
-        return rows, int(count[0]["n"]) if count else 0
+        return await self._page("checkpoint", {}, "seq DESC, created_at DESC", limit, offset)
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
@@ -230,6 +225,3 @@ def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     params = {name: value for name, value in filters.items() if value is not None}
     return ("WHERE " + " AND ".join(parts)) if parts else "", params
 
-
-def as_datetime(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None

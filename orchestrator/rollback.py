@@ -21,7 +21,7 @@ from orchestrator.providers import OperationContext, OperationFailed
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import TaskStatus
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
@@ -217,7 +217,3 @@ def _task_from_row(engine: Engine, row: dict[str, Any], spec_doc: dict[str, Any]
     t.started_at, t.completed_at = row.get("started_at"), row.get("completed_at")
     return t
 
-
-def validate_request(req: RollbackRequest) -> None:
-    if req.operation_ids is not None and any(not i for i in req.operation_ids):
-        raise ValidationFailed("operation_ids must not contain empty strings")

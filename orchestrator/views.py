@@ -66,6 +66,7 @@ def batch_view(wf: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any
         "progress": progress_of(tasks),
         "error": wf.get("error"),
         "rollback": wf.get("rollback"),
+        "checkpoint_id": wf.get("checkpoint_id"),
         "operations": [operation_view(t) for t in tasks],
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -35,9 +35,6 @@ async def store() -> AsyncIterator[Store]:
     await s.open()
     yield s
     await s.close()
-
-
-OrchClient = TestClient  # type alias for readability in tests
 
 
 @pytest.fixture
@@ -92,5 +89,3 @@ def batch(*ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
     body.update(kw)
     return body
 
-
-Waiter = Callable[..., Awaitable[dict[str, Any]]]

@@ -154,10 +154,3 @@ class LocalProvider:
             await asyncio.sleep(step)
             await ctx.report(100.0 * (i + 1) / sim.progress_steps, message)
 
-    async def inventory(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The simulated cloud's current resources."""
-        if kind:
-            return await self.store.query(
-                "SELECT * FROM inventory WHERE kind = $kind ORDER BY name", {"kind": kind}
-            )
-        return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")

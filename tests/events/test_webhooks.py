@@ -387,3 +387,15 @@ async def test_metrics_are_exported(services: Services, consumer: Consumer) -> N
                  "webhook_delivery_seconds_bucket", "webhook_outbox_pending"):
         assert name in text, name
     assert 'webhook_deliveries_total{result="delivered"}' in text
+
+
+async def test_automatic_checkpoints_and_restores_are_delivered(
+    services: Services, consumer: Consumer
+) -> None:
+    await register(services.cc, consumer.url, ["checkpoint.created", "state.restored"])
+    batch_id = await submit(services.orch, ops(1))
+    done = await wait_final(services.orch, batch_id)
+    resp = await services.orch.post(f"/rollback/restore/{done['checkpoint_id']}")
+    assert resp.status == 200, await resp.text()
+    got = await consumer.wait_for(has("state.restored"))
+    assert events_of(got) == ["checkpoint.created", "state.restored"]

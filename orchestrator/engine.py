@@ -172,10 +172,6 @@ class Engine:
             wf.tasks[op.id] = state
             provider = self.registry.get(op.provider_name)
             command, args = provider.describe(op, op.provider_name)
-            # The spec lives apart from the task: tasks are rewritten on every
-            # transition and a small row makes that much cheaper.
-            task_rows.append(Repository.insert_task_spec(
-                state.id, wid, op.model_dump(mode="json", exclude_none=True)))
             task_rows.append(Repository.insert_task({
                 "id": state.id, "workflow_id": wid, "name": op.id, "index": index,
                 "type": str(op.type), "provider": op.provider_name,
@@ -200,6 +196,10 @@ class Engine:
             "created_at": now, "started_at": now, "completed_at": None, "error": None,
             "rollback": None, "checkpoint_id": checkpoint_id, "submitted_by": submitted_by,
             "operation_count": len(batch.operations), "updated_seq": seq, "submitted_seq": seq,
+            # The operations as submitted, kept with the workflow rather than on each task:
+            # task rows are rewritten on every transition and small ones are much cheaper.
+            "operations": [op.model_dump(mode="json", exclude_none=True)
+                           for op in batch.operations],
         }
         writes: list[Write] = [
             Repository.insert_workflow(wf_row),
@@ -262,10 +262,8 @@ class Engine:
     async def _resume(self, row: dict[str, Any]) -> None:
         wid = str(row["id"])
         rows = await self.repo.tasks_of(wid)
-        specs = await self.repo.specs_of(wid)
-        # Rows written before specs moved to their own table still carry them inline.
-        batch_ops = [OperationSpec.model_validate(specs.get(str(r["id"])) or r["spec"])
-                     for r in rows]
+        specs = {spec["id"]: spec for spec in row["operations"]}
+        batch_ops = [OperationSpec.model_validate(specs[r["name"]]) for r in rows]
         batch = BatchRequest(
             name=row["name"], parallel_limit=row["parallel_limit"],
             rollback_enabled=row["rollback_enabled"], operations=batch_ops,

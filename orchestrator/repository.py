@@ -28,10 +28,6 @@ class Repository:
         return Insert("task", row)
 
     @staticmethod
-    def insert_task_spec(task_id: str, workflow_id: str, spec: dict[str, Any]) -> Write:
-        return Insert("task_spec", {"id": task_id, "workflow_id": workflow_id, "spec": spec})
-
-    @staticmethod
     def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
         return Merge("task", task_id, patch)
 
@@ -58,14 +54,16 @@ class Repository:
     # -- reads --------------------------------------------------------------------
 
     async def _page(
-        self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int
+        self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int,
+        omit: str = "",
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of a table (equality filters, fixed order) and the total that match."""
         where, params = _where(filters)
         params.update(limit=limit, offset=offset)
+        fields = f"* OMIT {omit}" if omit else "*"
         count, rows = await self.store.query_each(
             f"SELECT count() AS n FROM {table} {where} GROUP ALL;"
-            f"SELECT * FROM {table} {where} ORDER BY {order} LIMIT $limit START $offset",
+            f"SELECT {fields} FROM {table} {where} ORDER BY {order} LIMIT $limit START $offset",
             params,
         )
         return rows, int(count[0]["n"]) if count else 0
@@ -76,7 +74,7 @@ class Repository:
 
     async def workflow(self, workflow_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
-            "SELECT * FROM type::thing('workflow', $id)", {"id": workflow_id}
+            "SELECT * OMIT operations FROM type::thing('workflow', $id)", {"id": workflow_id}
         )
         return rows[0] if rows else None
 
@@ -84,7 +82,7 @@ class Repository:
         self, *, status: str | None, kind: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         return await self._page("workflow", {"status": status, "kind": kind},
-                                "created_at DESC, id", limit, offset)
+                                "created_at DESC, id", limit, offset, omit="operations")
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -102,18 +100,15 @@ class Repository:
             {"wids": workflow_ids},
         )
 
-    async def specs_of(self, workflow_id: str) -> dict[str, dict[str, Any]]:
-        """Operation specs of a workflow's tasks, by task id."""
+    async def operation_specs(
+        self, workflow_ids: list[str]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The submitted operation specs of workflows, by (workflow id, operation id)."""
         rows = await self.store.query(
-            "SELECT id, spec FROM task_spec WHERE workflow_id = $wid", {"wid": workflow_id}
+            "SELECT id, operations FROM $ids",
+            {"ids": [RecordID("workflow", w) for w in workflow_ids]},
         )
-        return {str(r["id"]): r["spec"] for r in rows}
-
-    async def specs_by_ids(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
-        rows = await self.store.query(
-            "SELECT id, spec FROM $ids", {"ids": [RecordID("task_spec", t) for t in task_ids]}
-        )
-        return {str(r["id"]): r["spec"] for r in rows}
+        return {(str(r["id"]), op["id"]): op for r in rows for op in r["operations"]}
 
     async def task(self, task_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})

@@ -80,8 +80,9 @@ class RollbackService:
                     "cannot roll back operations of a running workflow; cancel it first",
                     details={"running_workflows": running},
                 )
-            specs = await self.repo.specs_by_ids([str(r["id"]) for r in rows])
-            tasks = [_task_from_row(self.engine, r, specs.get(str(r["id"])) or r["spec"]) for r in rows]
+            specs = await self.repo.operation_specs(workflow_ids)
+            tasks = [_task_from_row(self.engine, r, specs[(str(r["workflow_id"]), r["name"])])
+                     for r in rows]
             scope["workflow_ids"] = workflow_ids
             result = await self._run(rollback_order(tasks), scope, workflow_ids)
             summary = _summary(result)

@@ -554,11 +554,13 @@ class Engine:
             except OperationFailed as exc:
                 failure, output, retryable = exc.message, exc.output, exc.retryable
             else:
-                await running
+                # Queued behind Running, so it commits with it or after it; awaiting
+                # Running first would cost a commit per operation.
                 await self._transition(t, TaskStatus.COMPLETED, {
                     "output": result.output, "results": result.results,
                     "completed_at": utcnow(), "progress": 100.0,
                 })
+                await running  # long since resolved; surfaces a failed write
                 return
             await running
             if retryable and attempt < t.retry.max_attempts and not run.stopping:

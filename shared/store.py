@@ -249,6 +249,9 @@ class Store:
             first = await self._queue.get()
             if first is None:
                 break
+            # One turn of the loop lets every coroutine that is ready right now queue its
+            # write too, so they share this commit instead of each waiting for the next.
+            await asyncio.sleep(0)
             batch = [first]
             statements = len(first.stmts)
             while statements < self.write_batch_max and not self._queue.empty():

@@ -125,11 +125,13 @@ async def first_start_latency(samples: int) -> list[float]:
     from shared.settings import load_settings
 
     first_running: dict[str, float] = {}
+    arrived = asyncio.Event()
 
     def listener(event: Event) -> None:
         wid = event.data.get("workflow_id")
         if event.event_type == "TaskStatusChanged" and event.data.get("status") == "Running":
             first_running.setdefault(str(wid), time.perf_counter())
+            arrived.set()
 
     with tempfile.TemporaryDirectory() as tmp:
         bus = EventBus()
@@ -150,7 +152,8 @@ async def first_start_latency(samples: int) -> list[float]:
                     returned = time.perf_counter()
                 wid = doc["data"]["batch_id"]
                 while wid not in first_running:
-                    await asyncio.sleep(0.0005)
+                    arrived.clear()
+                    await arrived.wait()
                 out.append((first_running[wid] - returned) * 1000)
                 await asyncio.sleep(0.05)
         await runner.cleanup()

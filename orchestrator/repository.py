@@ -4,6 +4,7 @@ checkpoints and rollbacks. Values are always bound; ids are addressed with
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from surrealdb import RecordID
@@ -74,7 +75,7 @@ class Repository:
 
     async def workflow(self, workflow_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
-            "SELECT * OMIT operations FROM type::thing('workflow', $id)", {"id": workflow_id}
+            "SELECT * OMIT operations_json FROM type::thing('workflow', $id)", {"id": workflow_id}
         )
         return rows[0] if rows else None
 
@@ -82,7 +83,7 @@ class Repository:
         self, *, status: str | None, kind: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         return await self._page("workflow", {"status": status, "kind": kind},
-                                "created_at DESC, id", limit, offset, omit="operations")
+                                "created_at DESC, id", limit, offset, omit="operations_json")
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -105,10 +106,11 @@ class Repository:
     ) -> dict[tuple[str, str], dict[str, Any]]:
         """The submitted operation specs of workflows, by (workflow id, operation id)."""
         rows = await self.store.query(
-            "SELECT id, operations FROM $ids",
+            "SELECT id, operations_json FROM $ids",
             {"ids": [RecordID("workflow", w) for w in workflow_ids]},
         )
-        return {(str(r["id"]), op["id"]): op for r in rows for op in r["operations"]}
+        return {(str(r["id"]), op["id"]): op
+                for r in rows for op in json.loads(r["operations_json"])}
 
     async def task(self, task_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})

@@ -135,10 +135,16 @@ class Repository:
 
     async def completed_after(self, seq: int) -> list[dict[str, Any]]:
         """Tasks completed after a journal position, latest completion first."""
+        entries = await self.store.query(
+            f"SELECT entity FROM {_after(seq)} WHERE entity_kind = 'task' AND to = 'Completed'"
+        )
+        ids = list(dict.fromkeys(str(e["entity"]) for e in entries))
+        if not ids:
+            return []
         return await self.store.query(
-            "SELECT * FROM task WHERE status = 'Completed' AND completed_seq > $seq "
+            "SELECT * FROM $ids WHERE status = 'Completed' AND completed_seq > $seq "
             "ORDER BY completed_seq DESC",
-            {"seq": seq},
+            {"ids": [RecordID("task", t) for t in ids], "seq": seq},
         )
 
     async def snapshots(self, workflow_id: str) -> list[dict[str, Any]]:
@@ -158,14 +164,14 @@ class Repository:
 
     async def journal_after(self, seq: int) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT * FROM journal WHERE seq > $seq ORDER BY seq", {"seq": seq}
+            f"SELECT * FROM {_after(seq)} ORDER BY seq"
         )
 
     async def journal_upto(self, seq: int, entity_ids: list[str]) -> list[dict[str, Any]]:
         """Journal entries up to ``seq`` for the given entities, in order."""
         return await self.store.query(
-            "SELECT * FROM journal WHERE seq <= $seq AND entity IN $ids ORDER BY seq",
-            {"seq": seq, "ids": entity_ids},
+            f"SELECT * FROM {_upto(seq)} WHERE entity IN $ids ORDER BY seq",
+            {"ids": entity_ids},
         )
 
     async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -180,14 +186,12 @@ class Repository:
     async def task_transitions_upto(self, seq: int) -> list[dict[str, Any]]:
         """Every task transition up to a journal position, in order (entity and status)."""
         return await self.store.query(
-            "SELECT entity, to, seq FROM journal WHERE seq <= $seq AND entity_kind = 'task' "
-            "ORDER BY seq",
-            {"seq": seq},
+            f"SELECT entity, to, seq FROM {_upto(seq)} WHERE entity_kind = 'task' ORDER BY seq"
         )
 
     async def journal_count_upto(self, seq: int) -> int:
         rows = await self.store.query(
-            "SELECT count() AS n FROM journal WHERE seq <= $seq GROUP ALL", {"seq": seq}
+            f"SELECT count() AS n FROM {_upto(seq)} GROUP ALL"
         )
         return int(rows[0]["n"]) if rows else 0
 
@@ -215,6 +219,17 @@ class Repository:
             "SELECT value FROM type::thing('meta', $key)", {"key": key}
         )
         return rows[0]["value"] if rows else None
+
+
+# Journal rows are keyed by their position, so a range of positions is a range
+# scan of record ids, no index needed. SurrealQL ranges take no parameters; the
+# bounds are integers formatted here, never text from a request.
+def _after(seq: int) -> str:
+    return f"journal:{int(seq) + 1}.."
+
+
+def _upto(seq: int) -> str:
+    return f"journal:..={int(seq)}"
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

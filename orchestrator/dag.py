@@ -17,7 +17,7 @@ def build_graph(batch: BatchRequest) -> nx.DiGraph:
     for op in batch.operations:
         graph.add_node(op.id)
     for op in batch.operations:
-        for dep in op.dependency_refs():
+        for dep in op.dependency_refs:
             graph.add_edge(dep.id, op.id, kind=dep.kind)
     return graph
 
@@ -35,7 +35,7 @@ def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
                              "message": f"operation id {op_id!r} is used {n} times"})
     id_set = set(ids)
     for i, op in enumerate(batch.operations):
-        for dep in op.dependency_refs():
+        for dep in op.dependency_refs:
             if dep.id not in id_set:
                 problems.append({
                     "field": f"operations.{i}.dependencies", "operation": op.id,

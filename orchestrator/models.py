@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -91,8 +92,10 @@ class OperationSpec(Model):
             raise ValueError("a command operation needs `run`: the argv to execute")
         return self
 
+    @cached_property
     def dependency_refs(self) -> list[DependencyRef]:
-        """Dependencies as references, each named once (a hard mention wins over soft)."""
+        """Dependencies as references, each named once (a hard mention wins over soft).
+        Computed once: validation, the graph and the task rows all ask for it."""
         refs: dict[str, DependencyRef] = {}
         for d in self.dependencies:
             ref = d if isinstance(d, DependencyRef) else DependencyRef(id=d)

@@ -1,0 +1,52 @@
+"""Helpers shared by the batch API and scheduling tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tests.conftest import batch, submit, wait_batch
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def expect_error(resp: Any, status: int) -> dict[str, Any]:
+    doc = await resp.json()
+    assert resp.status == status, doc
+    assert doc["success"] is False
+    assert isinstance(doc["error"], str) and doc["error"]
+    assert isinstance(doc["code"], str)
+    return doc
+
+
+def fields_of(doc: dict[str, Any]) -> set[str]:
+    return {f["field"] for f in doc.get("details", {}).get("fields", [])}
+
+
+async def post_batch(client: Any, body: Any) -> Any:
+    return await client.post("/batch/execute", json=body)
+
+
+async def run(client: Any, *ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    data = await submit(client, batch(*ops, **kw))
+    return await wait_batch(client, data["batch_id"])
+
+
+def ops_by_id(b: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["id"]: o for o in b["operations"]}
+
+
+async def tasks_by_name(client: Any, workflow_id: str) -> dict[str, dict[str, Any]]:
+    resp = await client.get("/tasks", params={"workflow_id": workflow_id, "limit": "1000"})
+    assert resp.status == 200
+    return {t["name"]: t for t in (await resp.json())["data"]}
+
+
+async def nothing_recorded(client: Any) -> None:
+    for path in ("/batch/operations", "/tasks", "/rollback/checkpoints"):
+        resp = await client.get(path)
+        assert resp.status == 200
+        assert (await resp.json())["data"] == [], path
+        assert resp.headers["X-Total-Count"] == "0", path

@@ -148,20 +148,49 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     return username, password
 
 
-async def _login(args: argparse.Namespace) -> int:
+async def _login(args: argparse.Namespace, ask: Any = input) -> int:
+    """Log in, enrolling MFA in the terminal when the account must and has not yet."""
     username, password = await asyncio.to_thread(_credentials, args)
     body: dict[str, Any] = {"username": username, "password": password}
     if args.mfa_code:
         body["mfa_code"] = args.mfa_code
     async with Client(_control_center_url(args)) as client:
-        data = await client.call("POST", "/auth/login", body)
-    if data.get("mfa_setup_required"):
-        print("MFA enrolment is required: open the web UI or POST /auth/mfa/setup with the "
-              "setup token, then log in again with --mfa-code.")
-        return 1
+        try:
+            data = await client.call("POST", "/auth/login", body)
+        except ApiError as exc:
+            if not (isinstance(exc.details, dict) and exc.details.get("mfa_required")):
+                raise
+            body["mfa_code"] = (await asyncio.to_thread(ask, "MFA code: ")).strip()
+            data = await client.call("POST", "/auth/login", body)
+        if data.get("mfa_setup_required"):
+            code = await _enrol_mfa(args, data["setup_token"], ask)
+            if code is None:
+                return 1
+            body["mfa_code"] = code
+            data = await client.call("POST", "/auth/login", body)
     path = save_token(data)
     print(f"logged in as {data['user']['username']}; token saved to {path}")
     return 0
+
+
+async def _enrol_mfa(args: argparse.Namespace, setup_token: str, ask: Any) -> str | None:
+    """Show the TOTP secret as a QR code, confirm a code, print the backup codes.
+    Returns a fresh code to log in with."""
+    import segno
+
+    async with Client(_control_center_url(args), setup_token) as enrol:
+        setup = await enrol.call("POST", "/auth/mfa/setup", {})
+        print("This account must use MFA. Scan this code with an authenticator app")
+        segno.make(setup["otpauth_uri"], error="m").terminal(compact=True)
+        print(f"or enter the secret by hand: {setup['secret']}")
+        code = (await asyncio.to_thread(ask, "Code shown by the app: ")).strip()
+        enabled = await enrol.call("POST", "/auth/mfa/enable", {"code": code})
+    print("MFA enabled. Keep these single-use backup codes somewhere safe:")
+    for backup in enabled["backup_codes"]:
+        print(f"  {backup}")
+    # The code just used is spent (a TOTP code is accepted once): wait for the next one.
+    nxt = (await asyncio.to_thread(ask, "Next code shown by the app (to log in): ")).strip()
+    return nxt or None
 
 
 def build_parser() -> argparse.ArgumentParser:

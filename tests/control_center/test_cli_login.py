@@ -1,0 +1,73 @@
+"""``provisioning login`` walks the whole first-login journey in the terminal:
+password, MFA enrolment (QR code and secret shown, code confirmed, backup codes
+printed), then a login with a fresh code; the token is saved for later commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import pyotp
+import pytest
+
+from provisioning import cli, client
+from tests.control_center.conftest import ADMIN_PASSWORD, Services
+
+
+@pytest.fixture
+def token_file(monkeypatch, tmp_path):
+    path = tmp_path / "token.json"
+    monkeypatch.setattr(client, "TOKEN_FILE", path)
+    monkeypatch.setattr(cli, "save_token", lambda doc: (path.write_text(json.dumps(doc)), path)[1])
+    monkeypatch.setenv("PROVISIONING_PASSWORD", ADMIN_PASSWORD)
+    return path
+
+
+def args_for(services: Services, **kw) -> argparse.Namespace:
+    return argparse.Namespace(username="admin", mfa_code=None,
+                              control_center=str(services.cc.make_url("")).rstrip("/"), **kw)
+
+
+async def test_first_login_enrols_mfa_in_the_terminal(services: Services, token_file, capsys):
+    prompts: list[str] = []
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        out = capsys.readouterr().out
+        ask.printed += out  # type: ignore[attr-defined]
+        secret = re.search(r"secret by hand: (\w+)", ask.printed).group(1)  # type: ignore[attr-defined]
+        services.clock.step()
+        return pyotp.TOTP(secret).at(services.clock.now)
+
+    ask.printed = ""  # type: ignore[attr-defined]
+    assert await cli._login(args_for(services), ask=ask) == 0
+    printed = ask.printed + capsys.readouterr().out  # type: ignore[attr-defined]
+    assert prompts == ["Code shown by the app: ", "Next code shown by the app (to log in): "]
+    assert "MFA enabled" in printed
+    assert len(re.findall(r"^  \S+$", printed, re.M)) >= 10  # the backup codes
+    assert "logged in as admin" in printed
+    saved = json.loads(token_file.read_text())
+    resp = await services.orch.get("/tasks", headers={"Authorization": f"Bearer {saved['token']}"})
+    assert resp.status == 200
+
+    # Later logins ask for the code when none was given on the command line.
+    secret = re.search(r"secret by hand: (\w+)", printed).group(1)
+    later: list[str] = []
+
+    def ask_code(prompt: str) -> str:
+        later.append(prompt)
+        services.clock.step()
+        return pyotp.TOTP(secret).at(services.clock.now)
+
+    assert await cli._login(args_for(services), ask=ask_code) == 0
+    assert later == ["MFA code: "]
+
+
+async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, token_file,
+                                                        monkeypatch):
+    monkeypatch.setenv("PROVISIONING_PASSWORD", "not-the-password")
+    with pytest.raises(client.ApiError) as err:
+        await cli._login(args_for(services), ask=lambda p: pytest.fail(f"asked {p!r}"))
+    assert err.value.status == 401
+    assert not token_file.exists()

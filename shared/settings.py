@@ -46,6 +46,9 @@ class Settings:
     default_initial_delay_s: float = 1.0
     default_max_delay_s: float = 60.0
     output_limit_bytes: int = 65_536
+    # Server environment variables a command operation inherits beyond the basics
+    # (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER …), e.g. "AWS_PROFILE,KUBECONFIG".
+    command_env_passthrough: tuple[str, ...] = ()
     write_batch_max: int = 2_000
     auth_enabled: bool = True
     admin_password: str = ""

@@ -23,6 +23,9 @@ from orchestrator.providers.base import (
 )
 
 KILL_GRACE_S = 2.0
+# What a command inherits from the server's environment (plus LC_*); more by setting.
+BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
+            "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR")
 _PROGRESS = re.compile(rb"^::progress\s+(\d+(?:\.\d+)?)\s*(.*)$")
 
 
@@ -54,6 +57,7 @@ class CommandProvider:
 
     def __init__(self, env: ProviderEnv) -> None:
         self.output_limit_bytes = env.settings.output_limit_bytes
+        self.env_passthrough = frozenset(BASE_ENV) | frozenset(env.settings.command_env_passthrough)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         argv = spec.run or []
@@ -77,7 +81,10 @@ class CommandProvider:
         return await self._run(ctx, ctx.spec.undo, "undo")
 
     async def _run(self, ctx: OperationContext, argv: list[str], phase: str) -> OperationResult:
-        env = dict(os.environ)
+        # Only an allowlist of the server's environment: it holds secrets (admin
+        # password, tokens, database credentials) that a command must never see.
+        env = {k: v for k, v in os.environ.items()
+               if k in self.env_passthrough or k.startswith("LC_")}
         env.update(ctx.spec.env or {})
         env.update({
             "PROVISIONING_TASK_ID": ctx.task_id,
@@ -145,19 +152,32 @@ class CommandProvider:
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after a grace period."""
-    if proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
+    """SIGTERM the process group, then SIGKILL whatever is left after a grace period.
+
+    The group is signalled even when its leader has exited: a background child
+    (``x &``) keeps the group alive, and often our output pipe open too."""
+    try:
         os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # nobody left in the group
     try:
         await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
     except TimeoutError:
         pass
+    if _group_alive(proc.pid):
+        await asyncio.sleep(0.05)  # give the rest of the group a moment after SIGTERM
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _show(argv: list[str]) -> str:

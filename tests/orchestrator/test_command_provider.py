@@ -150,3 +150,30 @@ async def test_undo_runs_on_rollback(orch, tmp_path):
     result = (await resp.json())["data"]
     assert result["operations_executed"] == 1 and result["success"] is True
     assert not marker.exists()
+
+
+async def test_commands_do_not_inherit_the_servers_secrets(orch, monkeypatch):
+    monkeypatch.setenv("PROVISIONING_ADMIN_PASSWORD", "s3cret-admin-password")
+    monkeypatch.setenv("SOME_CLOUD_SECRET", "leak-me-not")
+    body = {"name": "cmd", "operations": [{
+        "id": "env", "type": "command", "run": ["env"], "env": {"GIVEN": "yes"},
+    }]}
+    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
+    output = done["operations"][0]["output"]
+    assert "s3cret-admin-password" not in output and "leak-me-not" not in output
+    assert "GIVEN=yes" in output and "PATH=" in output
+    assert "PROVISIONING_TASK_ID=" in output
+
+
+async def test_a_background_child_is_killed_when_its_leader_has_exited(orch, tmp_path):
+    pidfile = tmp_path / "pids"
+    # The shell exits at once; its background child keeps the group (and stdout) alive.
+    body = {"name": "cmd", "operations": [{
+        "id": "bg", "type": "command", "timeout": 0.5, "retry": {"max_attempts": 1},
+        "run": ["sh", "-c", f'sleep 60 & echo "$$ $!" > {pidfile}'],
+    }]}
+    data = await submit(orch, body)
+    pids = await _pids(pidfile)
+    done = await wait_batch(orch, data["batch_id"])
+    assert done["operations"][0]["status"] == "Failed"
+    assert await _gone(pids), f"processes still alive: {pids}"

@@ -300,9 +300,7 @@ class Engine:
                 ))
         self._link(wf, graph)
         if changes:
-            await self.journal.commit(changes)
-            for c in changes:
-                self._apply(wf.tasks[c.name], c)
+            await self._commit([(wf.tasks[c.name], c) for c in changes])
         if wf.status is WorkflowStatus.PENDING:
             await self._set_workflow(wf, WorkflowStatus.RUNNING, {"started_at": utcnow()})
         log.info("resuming workflow", extra={"workflow_id": wid, "operations": len(rows)})
@@ -343,15 +341,37 @@ class Engine:
         self, t: TaskState, to: TaskStatus, patch: dict[str, Any] | None = None,
         extra: list[Write] | None = None,
     ) -> None:
-        change = self._change(t, to, patch)
-        writes = self.journal.writes_for(change)
-        await self.store.write(*writes, *(extra or []))
-        self._apply(t, change)
-        self.bus.publish(change.event_type, Journal._event_data(change))
-        if t.final and change.from_status == TaskStatus.RUNNING:
-            TASKS_TOTAL.labels(str(to).lower()).inc()
-            if t.started_at is not None and t.completed_at is not None:
-                TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
+        await self._commit([(t, self._change(t, to, patch))], extra)
+
+    async def _commit(
+        self, changes: list[tuple[TaskState, Change]], extra: list[Write] | None = None
+    ) -> None:
+        """Persist task transitions, then mirror them in memory and announce them.
+
+        If the caller is cancelled while the write is in flight (a batch cancel), the
+        write still lands: it is mirrored and announced before the cancellation goes
+        on, so memory never disagrees with the record (and a Completed operation is
+        not then recorded Cancelled)."""
+        writes = [w for _, c in changes for w in self.journal.writes_for(c)]
+        future = self.store.enqueue(*writes, *(extra or []))
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._landed(changes)
+            raise
+        self._landed(changes)
+
+    def _landed(self, changes: list[tuple[TaskState, Change]]) -> None:
+        for t, change in changes:
+            self._apply(t, change)
+            self.bus.publish(change.event_type, Journal._event_data(change))
+            if t.final and change.from_status == TaskStatus.RUNNING:
+                TASKS_TOTAL.labels(change.to_status.lower()).inc()
+                if t.started_at is not None and t.completed_at is not None:
+                    TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
 
     def _transition_nowait(
         self, t: TaskState, to: TaskStatus, patch: dict[str, Any]
@@ -495,9 +515,7 @@ class Engine:
                     if nxt.waiting == 0:
                         released.append(nxt)
         if changes:
-            await self.journal.commit(changes)
-            for c in changes:
-                self._apply(tasks[c.name], c)
+            await self._commit([(tasks[c.name], c) for c in changes])
         return [r for r in released if r.status is TaskStatus.PENDING]
 
     async def _execute(self, run: _Run, t: TaskState) -> None:
@@ -572,6 +590,12 @@ class Engine:
                     "error": f"{failure}; retrying in {delay:g} s", "output": output,
                 })
                 await asyncio.sleep(delay)
+                if run.stopping:  # the batch stopped while this one waited to retry
+                    await self._transition(t, TaskStatus.CANCELLED, {
+                        "error": f"not retried: {run.stop_reason or 'the batch stopped'}",
+                        "completed_at": utcnow(),
+                    })
+                    return
                 continue
             await self._transition(t, TaskStatus.FAILED, {
                 "error": failure, "output": output, "completed_at": utcnow(),
@@ -592,9 +616,7 @@ class Engine:
             changes = [self._change(t, TaskStatus.CANCELLED, {"error": reason,
                                                              "completed_at": utcnow()})
                        for t in leftover]
-            await self.journal.commit(changes)
-            for c in changes:
-                self._apply(wf.tasks[c.name], c)
+            await self._commit([(wf.tasks[c.name], c) for c in changes])
         failed = [t for t in wf.tasks.values() if t.status is TaskStatus.FAILED]
         if run.cancel_requested:
             final = WorkflowStatus.CANCELLED

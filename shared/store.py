@@ -241,7 +241,9 @@ class Store:
         group commit cheap (one ``INSERT`` of 1,000 rows costs about as much as
         twenty single-row statements).
         """
-        return await self.enqueue(*stmts)
+        # Shielded: a cancelled caller must not cancel the future of a write that is
+        # queued and will commit anyway.
+        return await asyncio.shield(self.enqueue(*stmts))
 
     async def _write_loop(self) -> None:
         stop = False

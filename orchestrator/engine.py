@@ -97,12 +97,33 @@ class Engine:
 
     async def start(self) -> None:
         """Load the journal position and resume every workflow that was running."""
+        self._shutting_down = False
         await self.journal.load()
+        await self._sweep_interrupted_rollbacks()
         for row in await self.repo.active_workflows():
             try:
                 await self._resume(row)
             except Exception:
                 log.exception("could not resume workflow", extra={"workflow_id": row["id"]})
+
+    async def _sweep_interrupted_rollbacks(self) -> None:
+        """Undo attempts cut off by a stop (of finished workflows: running ones are handled
+        on resume) end Failed, so the operations can be rolled back again."""
+        rows = await self.repo.tasks_rolling_back()
+        changes = []
+        for row in rows:
+            if row.get("workflow_status") in ("Pending", "Running"):
+                continue
+            t = TaskState(id=str(row["id"]), workflow_id=str(row["workflow_id"]),
+                          name=row["name"], index=int(row["index"]),
+                          spec=OperationSpec(id=row["name"], type=row["type"]),
+                          provider=row["provider"], status=TaskStatus.ROLLING_BACK)
+            changes.append((t, self._change(t, TaskStatus.FAILED, {
+                "error": "rollback interrupted by a restart; roll it back again"
+            }, note="resumed")))
+        if changes:
+            await self._commit(changes)
+        await self.repo.close_interrupted_rollbacks()
 
     async def stop(self) -> None:
         """Stop driving workflows without marking them: a restart resumes them."""
@@ -458,9 +479,13 @@ class Engine:
         except asyncio.CancelledError:
             if not self._shutting_down:
                 raise
-        except Exception:
+        except Exception as exc:
             log.exception("workflow driver failed", extra={"workflow_id": wf.id})
             self.healthy = False
+            if wf.status not in FINAL_WORKFLOW:  # never leave it Running with no driver
+                with contextlib.suppress(Exception):
+                    await self._set_workflow(wf, WorkflowStatus.FAILED, {
+                        "error": f"internal error: {exc}", "completed_at": utcnow()})
         finally:
             if not self._shutting_down:
                 self.runs.pop(wf.id, None)

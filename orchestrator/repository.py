@@ -112,6 +112,19 @@ class Repository:
         return {(str(r["id"]), op["id"]): op
                 for r in rows for op in json.loads(r["operations_json"])}
 
+    async def tasks_rolling_back(self) -> list[dict[str, Any]]:
+        """Tasks left RollingBack, with their workflow's status (a scan: start-up only)."""
+        return await self.store.query(
+            "SELECT *, (SELECT VALUE status FROM ONLY type::thing('workflow', $parent.workflow_id))"
+            " AS workflow_status FROM task WHERE status = 'RollingBack'"
+        )
+
+    async def close_interrupted_rollbacks(self) -> None:
+        await self.store.write(Stmt(
+            "UPDATE rollback SET status = 'Interrupted', completed_at = time::now() "
+            "WHERE status = 'Running'"
+        ))
+
     async def task(self, task_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
         return rows[0] if rows else None

@@ -11,6 +11,7 @@ undo leaves it ``Failed`` with the reason.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from shared.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
+
+log = logging.getLogger(__name__)
 
 
 def rollback_order(tasks: list[TaskState]) -> list[TaskState]:
@@ -169,9 +172,14 @@ class RollbackService:
             try:
                 async with asyncio.timeout(t.timeout_s):
                     result = await provider.rollback(ctx)
-            except (OperationFailed, TimeoutError) as exc:
-                reason = exc.message if isinstance(exc, OperationFailed) else (
-                    f"timed out after {t.timeout_s:g} s")
+            except Exception as exc:  # a failed undo never strands the task in RollingBack
+                if isinstance(exc, OperationFailed):
+                    reason = exc.message
+                elif isinstance(exc, TimeoutError):
+                    reason = f"timed out after {t.timeout_s:g} s"
+                else:
+                    log.exception("rollback of an operation crashed", extra={"task_id": t.id})
+                    reason = f"internal error: {exc}"
                 failed += 1
                 failures.append({"operation_id": t.name, "task_id": t.id, "error": reason})
                 await engine._transition(t, TaskStatus.FAILED, {

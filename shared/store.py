@@ -35,6 +35,7 @@ from surrealdb import AsyncEmbeddedSurrealConnection, AsyncSurreal, Duration, Re
 from surrealdb.data.cbor import tag_decoder
 
 from shared.errors import StoreError, StoreLocked
+from shared.metrics import STORE_COMMITS
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,10 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+            while not self._queue.empty():  # queued after the stop: refuse, don't hang
+                late = self._queue.get_nowait()
+                if late is not None and not late.future.done():
+                    late.future.set_exception(StoreError("the store is closing"))
         if self._db is not None:
             with contextlib.suppress(Exception):
                 await self._db.close()
@@ -227,7 +232,7 @@ class Store:
 
         Writes are committed in queue order, so a later write never lands before
         an earlier one."""
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             raise StoreError("the store is not open")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(tuple(stmts), future))
@@ -263,7 +268,14 @@ class Store:
                     break
                 batch.append(nxt)
                 statements += len(nxt.stmts)
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # never let one bad batch stop every later write
+                log.exception("store writer failed a group commit")
+                failure = StoreError(f"database write failed: {exc}")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(failure)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         plan = _Plan()
@@ -281,6 +293,7 @@ class Store:
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
         if not failed:
             self.commits += 1
+            STORE_COMMITS.inc()
             self.statements_written += len(plan.statements)
             i = 0
             for pending in batch:

@@ -93,3 +93,49 @@ async def test_an_operation_waiting_to_retry_is_not_retried_once_the_batch_stopp
     assert tasks["a"]["status"] == "Cancelled"
     assert tasks["a"]["attempt"] == 1
     assert "not retried" in tasks["a"]["error"]
+
+
+class BrokenUndo(CancelAsItFinishes):
+    """Applies fine; its undo crashes with something no provider should raise."""
+
+    name = "broken"
+
+    async def apply(self, ctx: OperationContext) -> OperationResult:
+        return OperationResult(output="made")
+
+    async def rollback(self, ctx: OperationContext) -> OperationResult:
+        raise RuntimeError("plug-in bug")
+
+
+async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
+    engine: Engine,
+) -> None:
+    from orchestrator.models import RollbackRequest
+
+    engine.registry.providers["broken"] = BrokenUndo(engine)
+    wf = await engine.submit(BatchRequest.model_validate({"name": "b", "operations": [
+        {"id": "a", "type": "server_batch", "provider": "broken"}]}))
+    await finished(engine, wf.id)
+    assert engine.rollbacks is not None
+    result = await engine.rollbacks.execute(RollbackRequest(
+        operation_ids=["a"], workflow_id=wf.id))
+    assert result["operations_failed"] == 1 and result["success"] is False
+    task = (await engine.repo.tasks_of(wf.id))[0]
+    assert task["status"] == "Failed"
+    assert "internal error: plug-in bug" in task["error"]
+
+
+async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Engine) -> None:
+    from shared.store import Merge
+
+    wf = await engine.submit(BatchRequest.model_validate({"name": "b", "operations": [
+        {"id": "a", "type": "server_batch", "provider": "noop"}]}))
+    await finished(engine, wf.id)
+    task = (await engine.repo.tasks_of(wf.id))[0]
+    # As if the process died halfway through undoing it.
+    await engine.store.write(Merge("task", task["id"], {"status": "RollingBack"}))
+    await engine.stop()
+    await engine.start()
+    task = (await engine.repo.tasks_of(wf.id))[0]
+    assert task["status"] == "Failed"
+    assert "rollback interrupted" in task["error"]

@@ -8,7 +8,6 @@ Whatever did not exist yet, or was still in flight then, is recorded as
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ class Checkpoints:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.repo: Repository = engine.repo
-        self._lock = asyncio.Lock()
 
     async def create(self, req: CheckpointRequest) -> str:
         """A checkpoint at the current journal position."""
@@ -59,13 +57,13 @@ class Checkpoints:
 
     async def view(self, row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
         seq = int(row["seq"])
-        entries = await self.repo.journal_count_upto(seq)
         out = {
             "id": row["id"],
             "name": row["name"],
             "description": row.get("description"),
             "created_at": row["created_at"],
-            "size": human_size(entries * BYTES_PER_JOURNAL_ENTRY),
+            # Journal ids are positions, so the journal held ``seq`` entries then.
+            "size": human_size(seq * BYTES_PER_JOURNAL_ENTRY),
             "journal_seq": seq,
             "workflow_id": row.get("workflow_id"),
             "automatic": bool(row.get("auto")),
@@ -82,6 +80,13 @@ class Checkpoints:
             last[str(e["entity"])] = str(e["to"])
         return sum(1 for status in last.values() if status == str(TaskStatus.COMPLETED))
 
+    def _refuse_if_busy(self) -> None:
+        if self.engine.runs or self.engine.submitting:
+            raise Conflict(
+                "workflows are running; cancel them or wait before restoring",
+                details={"running_workflows": sorted(self.engine.runs)},
+            )
+
     async def get(self, checkpoint_id: str) -> dict[str, Any]:
         row = await self.repo.checkpoint(checkpoint_id)
         if row is None:
@@ -92,12 +97,8 @@ class Checkpoints:
         """Reset recorded state to the checkpoint; returns how many records changed."""
         cp = await self.get(checkpoint_id)
         seq = int(cp["seq"])
-        async with self._lock:
-            if self.engine.runs:
-                raise Conflict(
-                    "workflows are running; cancel them or wait before restoring",
-                    details={"running_workflows": sorted(self.engine.runs)},
-                )
+        async with self.engine.admin_lock:
+            self._refuse_if_busy()
             later = await self.repo.journal_after(seq)
             touched: dict[str, dict[str, Any]] = {}
             for e in later:
@@ -139,6 +140,9 @@ class Checkpoints:
                     note=f"restored from checkpoint {checkpoint_id}",
                 ))
             restored = {"checkpoint_id": checkpoint_id, "records": len(changes)}
+            # Checked again with no await before the commit is queued: a batch submitted
+            # while this read the journal must not be overwritten under its driver.
+            self._refuse_if_busy()
             outbox = self.engine.journal.outbox
             await self.engine.journal.commit(
                 changes, outbox("StateRestored", restored) if outbox is not None else None

@@ -87,6 +87,9 @@ class Engine:
             ProviderEnv(settings, store), settings.provider_map
         )
         self.runs: dict[str, _Run] = {}
+        # Rollbacks by request and restores rewrite recorded state: one at a time.
+        self.admin_lock = asyncio.Lock()
+        self.submitting = 0  # submissions between validation and launch
         self._shutting_down = False
         self.healthy = True
         self.started_at = time.time()
@@ -177,6 +180,16 @@ class Engine:
         task_id: str | None = None, submitted_by: str | None = None,
     ) -> WorkflowState:
         """Validate, record (workflow, tasks, checkpoint, first snapshot) and start a batch."""
+        self.submitting += 1
+        try:
+            return await self._submit(batch, kind, workflow_id, task_id, submitted_by)
+        finally:
+            self.submitting -= 1
+
+    async def _submit(
+        self, batch: BatchRequest, kind: str, workflow_id: str | None, task_id: str | None,
+        submitted_by: str | None,
+    ) -> WorkflowState:
         graph = self.validate(batch)
         wid = workflow_id or str(uuid.uuid4())
         now = utcnow()

@@ -186,7 +186,9 @@ class RollbackRequest(Model):
     checkpoint_id: str | None = None
     operation_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_OPERATIONS)
     workflow_id: str | None = Field(
-        None, description="scope operation ids (names) to one batch; task ids need no scope"
+        None,
+        description="with operation_ids: the batch whose operation ids (names) they are; with "
+        "checkpoint_id: undo only this batch's operations (otherwise every batch's)",
     )
 
     @model_validator(mode="after")

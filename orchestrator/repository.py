@@ -202,12 +202,6 @@ class Repository:
             f"SELECT entity, to, seq FROM {_upto(seq)} WHERE entity_kind = 'task' ORDER BY seq"
         )
 
-    async def journal_count_upto(self, seq: int) -> int:
-        rows = await self.store.query(
-            f"SELECT count() AS n FROM {_upto(seq)} GROUP ALL"
-        )
-        return int(rows[0]["n"]) if rows else 0
-
     async def rollbacks(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
 
@@ -226,13 +220,6 @@ class Repository:
 
     async def inventory(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
-
-    async def meta(self, key: str) -> Any:
-        rows = await self.store.query(
-            "SELECT value FROM type::thing('meta', $key)", {"key": key}
-        )
-        return rows[0]["value"] if rows else None
-
 
 # Journal rows are keyed by their position, so a range of positions is a range
 # scan of record ids, no index needed. SurrealQL ranges take no parameters; the

@@ -45,7 +45,6 @@ class RollbackService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.repo: Repository = engine.repo
-        self._lock = asyncio.Lock()
         engine.rollbacks = self
 
     # -- automatic -------------------------------------------------------------------
@@ -66,13 +65,16 @@ class RollbackService:
     # -- by request ---------------------------------------------------------------------
 
     async def execute(self, req: RollbackRequest) -> dict[str, Any]:
-        async with self._lock:
+        async with self.engine.admin_lock:  # one rollback or restore at a time
             if req.checkpoint_id is not None:
                 cp = await self.repo.checkpoint(req.checkpoint_id)
                 if cp is None:
                     raise NotFound(f"no checkpoint with id {req.checkpoint_id}")
                 rows = await self.repo.completed_after(int(cp["seq"]))
                 scope: dict[str, Any] = {"checkpoint_id": req.checkpoint_id}
+                if req.workflow_id is not None:  # only this workflow's operations
+                    rows = [r for r in rows if str(r["workflow_id"]) == req.workflow_id]
+                    scope["workflow_id"] = req.workflow_id
             else:
                 rows = await self._with_dependents(req)
                 scope = {"operation_ids": req.operation_ids}

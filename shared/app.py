@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,7 +23,12 @@ log = logging.getLogger(__name__)
 
 def open_store(settings: Settings) -> Store:
     """A store for the configured URL; the embedded file engine gets the directory lock."""
-    lock_dir = settings.data_dir.resolve() if settings.is_embedded_file_store else None
+    lock_dir = None
+    if settings.is_embedded_file_store:
+        # Lock the directory that holds the database actually opened, wherever the URL
+        # points, so two processes can never share one embedded store unknowingly.
+        url = settings.resolved_db_url
+        lock_dir = Path(url.split("://", 1)[1]).resolve().parent
     return Store(
         settings.resolved_db_url,
         namespace=settings.db_namespace,

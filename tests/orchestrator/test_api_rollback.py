@@ -629,3 +629,13 @@ async def test_cancelled_batch_is_not_rolled_back(orch):
     assert b["status"] == "Cancelled"
     assert b["rollback"] is None
     assert (await statuses(orch, wid))["net"] == "Completed"
+
+
+async def test_rollback_to_a_checkpoint_can_be_scoped_to_one_batch(orch):
+    cid = await checkpoint(orch, "before both")
+    first = await run(orch, servers("a"))
+    second = await run(orch, servers("b"))
+    result = await rollback(orch, {"checkpoint_id": cid, "workflow_id": first["batch_id"]})
+    assert result["operations_executed"] == 1
+    assert await statuses(orch, first["batch_id"]) == {"a": "RolledBack"}
+    assert await statuses(orch, second["batch_id"]) == {"b": "Completed"}

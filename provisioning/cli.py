@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from provisioning.client import ApiError, Client, save_token, saved_token
+from provisioning.client import ApiError, Client, refresh_saved_token, save_token, saved_token
 from shared.errors import ProvisioningError
 from shared.settings import load_settings
 
@@ -85,7 +85,14 @@ async def _client_command(args: argparse.Namespace) -> int:
     token = saved_token()
     if args.command == "login":
         return await _login(args)
-    async with Client(_orchestrator_url(args), token) as client:
+    refresher = None
+    if token and not os.environ.get("PROVISIONING_TOKEN"):
+        cc_url = _control_center_url(args)
+
+        async def refresher() -> str | None:
+            return await refresh_saved_token(cc_url)
+
+    async with Client(_orchestrator_url(args), token, refresher) as client:
         if args.command == "batch":
             if args.batch_command == "submit":
                 body = load_batch_file(args.file)

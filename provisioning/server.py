@@ -12,6 +12,7 @@ from aiohttp import web
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
+from shared.access_log import RedactingAccessLogger
 from shared.app import open_store
 from shared.events import EventBus
 from shared.logs import configure_logging
@@ -55,7 +56,8 @@ async def serve(settings: Settings, which: tuple[str, ...] = ("orchestrator", "c
 
 
 async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
+                           access_log=logging.getLogger("aiohttp.access"), shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -63,5 +65,5 @@ async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 
 def run(settings: Settings, which: tuple[str, ...]) -> None:
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     asyncio.run(serve(settings, which))

@@ -26,5 +26,10 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """``remote "METHOD target" status seconds``, with secrets redacted from the target."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %s %.4f', request.remote, request.method,
-                         redacted_target(request), response.status, time)
+        target = redacted_target(request)
+        self.logger.info(
+            '%s "%s %s" %s %.4f', request.remote, request.method, target, response.status, time,
+            extra={"remote": request.remote, "method": request.method, "target": target,
+                   "status": response.status, "duration_ms": round(time * 1000, 2),
+                   "request_id": response.headers.get("X-Request-ID")},
+        )

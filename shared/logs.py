@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "json", access_log: bool = True) -> None:
     """Install the JSON (or plain text) handler on the root logger, once."""
     root = logging.getLogger()
     root.setLevel(level.upper())
@@ -58,4 +58,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # One line per request (shared/access_log.py redacts ?token=); quiet unless asked.
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO if access_log else logging.WARNING)

@@ -37,6 +37,7 @@ class Settings:
     orchestrator_port: int = 9090
     control_center_port: int = 9080
     log_level: str = "INFO"
+    access_log: bool = True  # one JSON line per request, ?token= redacted
     log_format: str = "json"  # json | text
     provider_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_MAP))
     policies_dir: Path = PACKAGE_ROOT / "policies"

@@ -46,7 +46,7 @@ class WebhookRepository:
         return [
             Stmt("DELETE type::thing('webhook', $id)", {"id": webhook_id}),
             Stmt(
-                "UPDATE webhook_delivery SET status = 'cancelled', error = $why "
+                "UPDATE webhook_delivery SET status = 'cancelled', last_error = $why "
                 "WHERE webhook_id = $id AND status = 'pending' RETURN NONE",
                 {"id": webhook_id, "why": "the webhook was deleted"},
             ),

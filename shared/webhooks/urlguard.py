@@ -29,10 +29,25 @@ class AddressRefused(OSError):
     """A delivery target resolved only to addresses the guard refuses."""
 
 
+# IPv6 prefixes that carry an IPv4 address inside: NAT64 (well-known and local-use)
+# and the deprecated IPv4-compatible form. Through them an "IPv6" target can reach
+# an internal IPv4 host, so the embedded address is what gets judged.
+_EMBEDS_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::/96"),
+)
+
+
 def is_public(ip: IPAddress) -> bool:
-    """Globally routable unicast: not loopback, private, link-local, shared or reserved."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Globally routable unicast: not loopback, private, link-local, shared or reserved —
+    also for IPv4 addresses carried inside IPv6 (mapped, 6to4, NAT64, compatible)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and any(ip in net for net in _EMBEDS_IPV4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return embedded.is_global and not embedded.is_multicast
     return ip.is_global and not ip.is_multicast
 
 
@@ -54,6 +69,10 @@ def parse_target(url: str, *, allow_private: bool) -> URL:
     host = parsed.raw_host
     if not host:
         raise _refuse(url, "the URL has no host")
+    if parsed.user is not None or parsed.password is not None:
+        # Credentials in a URL end up shown and logged wherever the URL is.
+        raise _refuse(url.split("@", 1)[-1], "credentials in the URL are not accepted; "
+                      "consumers verify the signature instead")
     if allow_private:
         return parsed
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):

@@ -19,7 +19,6 @@ from tests.control_center.conftest import ADMIN_PASSWORD, Services
 def token_file(monkeypatch, tmp_path):
     path = tmp_path / "token.json"
     monkeypatch.setattr(client, "TOKEN_FILE", path)
-    monkeypatch.setattr(cli, "save_token", lambda doc: (path.write_text(json.dumps(doc)), path)[1])
     monkeypatch.setenv("PROVISIONING_PASSWORD", ADMIN_PASSWORD)
     return path
 
@@ -71,3 +70,32 @@ async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, tok
         await cli._login(args_for(services), ask=lambda p: pytest.fail(f"asked {p!r}"))
     assert err.value.status == 401
     assert not token_file.exists()
+
+
+async def test_an_expired_access_token_is_refreshed_once_and_saved(services: Services,
+                                                                  token_file, capsys,
+                                                                  monkeypatch):
+    def ask(prompt: str) -> str:
+        printed = capsys.readouterr().out
+        ask.seen += printed  # type: ignore[attr-defined]
+        secret = re.search(r"secret by hand: (\w+)", ask.seen).group(1)  # type: ignore[attr-defined]
+        services.clock.step()
+        return pyotp.TOTP(secret).at(services.clock.now)
+
+    ask.seen = ""  # type: ignore[attr-defined]
+    assert await cli._login(args_for(services), ask=ask) == 0
+    doc = json.loads(token_file.read_text())
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    # The access token has gone stale (here: replaced by garbage); the refresh token holds.
+    doc["token"] = "not-a-valid-token"
+    token_file.write_text(json.dumps(doc))
+    monkeypatch.delenv("PROVISIONING_TOKEN", raising=False)
+    monkeypatch.setenv("PROVISIONING_CONTROL_CENTER_URL",
+                       str(services.cc.make_url("")).rstrip("/"))
+    args = cli.build_parser().parse_args(
+        ["--url", str(services.orch.make_url("")).rstrip("/"), "tasks"])
+    capsys.readouterr()
+    assert await cli._client_command(args) == 0
+    saved = json.loads(token_file.read_text())
+    assert saved["token"] != "not-a-valid-token"
+    assert saved["refresh_token"] != doc["refresh_token"]  # rotated on use

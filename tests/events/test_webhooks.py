@@ -288,6 +288,10 @@ async def test_webhook_management_api(services: Services, consumer: Consumer) ->
     "http://10.1.2.3/hook", "http://192.168.0.10/hook", "http://169.254.169.254/latest",
     "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook", "http://localhost/hook",
     "https://100.64.0.1/hook", "not a url",
+    # IPv4 inside IPv6: 6to4, NAT64, IPv4-compatible
+    "http://[2002:7f00:1::]/hook", "http://[64:ff9b::a00:1]/hook", "http://[::7f00:1]/hook",
+    # credentials in the URL would be shown wherever the URL is
+    "https://user:secret@example.com/hook",
 ])
 async def test_private_and_non_http_targets_are_refused(
     make_services: ServicesFactory, url: str

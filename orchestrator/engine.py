@@ -280,6 +280,17 @@ class Engine:
             provider=op.provider_name, timeout_s=op.timeout or s.default_timeout_s, retry=retry,
         )
 
+    def task_from_row(self, row: dict[str, Any], spec: OperationSpec) -> TaskState:
+        """A task as recorded in the store, ready to schedule or roll back."""
+        t = self._task_state(str(row["workflow_id"]), str(row["id"]), int(row["index"]), spec)
+        t.status = TaskStatus(row["status"])
+        t.attempt = int(row.get("attempt") or 0)
+        t.progress = float(row.get("progress") or 0.0)
+        t.output, t.error, t.results = row.get("output"), row.get("error"), row.get("results")
+        t.created_at, t.started_at = row.get("created_at"), row.get("started_at")
+        t.completed_at, t.completed_seq = row.get("completed_at"), row.get("completed_seq")
+        return t
+
     @staticmethod
     def _link(wf: WorkflowState, graph: Any) -> None:
         for dep, dependent, data in graph.edges(data=True):
@@ -314,13 +325,7 @@ class Engine:
         )
         changes: list[Change] = []
         for r, op in zip(rows, batch_ops, strict=True):
-            t = self._task_state(wid, str(r["id"]), int(r["index"]), op)
-            t.status = TaskStatus(r["status"])
-            t.attempt = int(r.get("attempt") or 0)
-            t.progress = float(r.get("progress") or 0.0)
-            t.output, t.error, t.results = r.get("output"), r.get("error"), r.get("results")
-            t.created_at, t.started_at = r.get("created_at"), r.get("started_at")
-            t.completed_at, t.completed_seq = r.get("completed_at"), r.get("completed_seq")
+            t = self.task_from_row(r, op)
             wf.tasks[op.id] = t
             if t.status is TaskStatus.RUNNING:
                 # The attempt that was running counts; retry it if the policy allows.

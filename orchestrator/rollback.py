@@ -86,8 +86,9 @@ class RollbackService:
                     details={"running_workflows": running},
                 )
             specs = await self.repo.operation_specs(workflow_ids)
-            tasks = [_task_from_row(self.engine, r, specs[(str(r["workflow_id"]), r["name"])])
-                     for r in rows]
+            tasks = [self.engine.task_from_row(
+                r, OperationSpec.model_validate(specs[(str(r["workflow_id"]), r["name"])]))
+                for r in rows]
             scope["workflow_ids"] = workflow_ids
             result = await self._run(rollback_order(tasks), scope, workflow_ids)
             summary = _summary(result)
@@ -217,14 +218,4 @@ class RollbackService:
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in ("rollback_id", "operations_executed", "operations_failed")}
 
-
-def _task_from_row(engine: Engine, row: dict[str, Any], spec_doc: dict[str, Any]) -> TaskState:
-    spec = OperationSpec.model_validate(spec_doc)
-    t = engine._task_state(str(row["workflow_id"]), str(row["id"]), int(row["index"]), spec)
-    t.status = TaskStatus(row["status"])
-    t.attempt = int(row.get("attempt") or 0)
-    t.results = row.get("results")
-    t.completed_seq = row.get("completed_seq")
-    t.started_at, t.completed_at = row.get("started_at"), row.get("completed_at")
-    return t
 

@@ -2,9 +2,9 @@
 
 Publishers call :meth:`EventBus.publish` only after the change is persisted.
 The bus numbers events monotonically, keeps a bounded retention window for
-replay (``since``), and hands each subscriber its own bounded queue so a slow
-consumer can never block the engine: on overflow the subscription is marked
-overflowed and its owner decides what to do (close the socket, say why).
+replay (``since``), and calls synchronous listeners, which never block: the
+streams' broadcaster (shared/streams.py) gives each connection a bounded queue
+so a slow consumer cannot hold the engine up.
 
 Event ids start from the clock (microseconds since the epoch) rather than 1,
 so they keep growing across a restart: a client that reconnects with the id
@@ -14,7 +14,6 @@ and learns of a gap when its id is older than what is still retained.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -26,8 +25,6 @@ from functools import cached_property
 from typing import Any
 
 from shared.metrics import EVENTS_PUBLISHED
-
-DEFAULT_QUEUE_SIZE = 1000
 
 # Stream kinds: ``?events=task,batch,…`` filters on them, and each needs its own permission.
 TASK, BATCH, ROLLBACK, SYSTEM, SECURITY = "task", "batch", "rollback", "system", "security"
@@ -141,60 +138,15 @@ def websocket_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-class Subscription:
-    """A subscriber's bounded queue, with an optional filter.
-
-    ``offer`` never blocks: when the queue is full the subscription stops
-    taking events, sets ``overflowed`` and wakes whoever waits on
-    :meth:`wait_overflow`, so its owner can drop the consumer and tell it to
-    reconnect with the id of the last event it received.
-    """
-
-    def __init__(self, bus: EventBus, accept: Callable[[Event], bool], maxsize: int) -> None:
-        self.bus = bus
-        self.accept = accept
-        self.maxsize = maxsize
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
-        self.overflowed = False
-        self._overflow = asyncio.Event()
-        self.last_offered = 0
-
-    def offer(self, event: Event) -> None:
-        if self.overflowed or not self.accept(event):
-            return
-        try:
-            self.queue.put_nowait(event)
-            self.last_offered = event.id
-        except asyncio.QueueFull:
-            self.overflowed = True
-            self._overflow.set()
-
-    async def get(self) -> Event:
-        return await self.queue.get()
-
-    def drain(self) -> list[Event]:
-        """Everything queued right now, without waiting."""
-        out = []
-        while not self.queue.empty():
-            out.append(self.queue.get_nowait())
-        return out
-
-    async def wait_overflow(self) -> None:
-        await self._overflow.wait()
-
-    def close(self) -> None:
-        self.bus.unsubscribe(self)
-
-
 class EventBus:
-    """Monotonic ids, bounded retention, fan-out to bounded subscriber queues."""
+    """Monotonic ids, bounded retention, synchronous listeners (the streams' broadcaster,
+    the outbox wake-up); replay from the retention window."""
 
     def __init__(self, retention_count: int = 10_000, retention_s: float = 3600.0) -> None:
         # Ids start at the clock in microseconds so they grow across restarts (see above).
         self._ids = itertools.count(time.time_ns() // 1000)
         self._retained: deque[tuple[float, Event]] = deque(maxlen=max(1, retention_count))
         self.retention_s = retention_s
-        self._subs: list[Subscription] = []
         self._listeners: list[Callable[[Event], None]] = []
 
     @property
@@ -222,8 +174,6 @@ class EventBus:
         self._retained.append((now, event))
         self._expire(now)
         EVENTS_PUBLISHED.labels(event_type).inc()
-        for sub in self._subs:
-            sub.offer(event)
         for listener in self._listeners:
             listener(event)
         return event
@@ -231,34 +181,6 @@ class EventBus:
     def _expire(self, now: float) -> None:
         while self._retained and now - self._retained[0][0] > self.retention_s:
             self._retained.popleft()
-
-    def subscribe(
-        self,
-        accept: Callable[[Event], bool] | None = None,
-        *,
-        maxsize: int = DEFAULT_QUEUE_SIZE,
-    ) -> Subscription:
-        sub = Subscription(self, accept or (lambda _e: True), maxsize)
-        self._subs.append(sub)
-        return sub
-
-    def replay_and_subscribe(
-        self,
-        since: int | None,
-        accept: Callable[[Event], bool] | None = None,
-        *,
-        maxsize: int = DEFAULT_QUEUE_SIZE,
-    ) -> tuple[list[Event], Subscription, bool]:
-        """Retained events after ``since`` (filtered) and a subscription for what follows.
-
-        Both are taken without yielding to the loop, so nothing falls between
-        the replay and the live queue and nothing appears in both. The flag
-        says whether events after ``since`` may have been dropped from the
-        retention window already (the caller should tell its client).
-        """
-        sub = self.subscribe(accept, maxsize=maxsize)
-        replay, gap = self.replay(since, sub.accept)
-        return replay, sub, gap
 
     def replay(
         self, since: int | None, accept: Callable[[Event], bool] | None = None
@@ -271,10 +193,6 @@ class EventBus:
         gap = since > 0 and (oldest == 0 or since < oldest - 1) and since < self.last_id
         events = self.since(since)
         return ([e for e in events if accept(e)] if accept else events), gap
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        if sub in self._subs:
-            self._subs.remove(sub)
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """A synchronous callback for every event (metrics, outbox wake-ups)."""
@@ -290,7 +208,3 @@ class EventBus:
         if not self._retained or self._retained[-1][1].id <= event_id:
             return []
         return [e for _, e in self._retained if e.id > event_id]
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subs)

@@ -79,9 +79,6 @@ class PolicyRepository:
         count = await self.store.query("SELECT count() AS n FROM policy GROUP ALL")
         return rows, int(count[0]["n"]) if count else 0
 
-    async def enabled(self) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM policy WHERE enabled = true")
-
     async def versions(self, policy_id: str) -> list[dict[str, Any]]:
         return await self.store.query(
             "SELECT * FROM policy_version WHERE policy_id = $id ORDER BY revision DESC",

@@ -160,10 +160,8 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return  # nobody left in the group
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
-    except TimeoutError:
-        pass
     if _group_alive(proc.pid):
         await asyncio.sleep(0.05)  # give the rest of the group a moment after SIGTERM
     with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,7 @@ class NoopProvider:
     name = "noop"
 
     def __init__(self, env: ProviderEnv) -> None:
-        pass
+        """Needs nothing from its environment."""
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         return "noop", [spec.id]

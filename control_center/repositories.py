@@ -31,13 +31,11 @@ class UserRepository:
 
     async def page(self, *, role: str | None, enabled: bool | None, limit: int, offset: int,
                    ) -> tuple[list[dict[str, Any]], int]:
-        where = "WHERE ($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)"
-        params: dict[str, Any] = {"role": role, "enabled": enabled}
-        rows = await self.store.query(
-            f"SELECT * FROM user {where} ORDER BY created_at, id LIMIT $limit START $offset",
-            {**params, "limit": limit, "offset": offset})
-        count = await self.store.query(f"SELECT count() AS n FROM user {where} GROUP ALL", params)
-        return rows, int(count[0]["n"]) if count else 0
+        return await self.store.page(
+            "user", where="($role = NONE OR roles CONTAINS $role) "
+            "AND ($enabled = NONE OR enabled = $enabled)",
+            params={"role": role, "enabled": enabled}, order="created_at, id",
+            limit=limit, offset=offset)
 
     def create(self, user_id: str, row: dict[str, Any]) -> Write:
         return Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE",

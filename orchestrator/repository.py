@@ -60,14 +60,9 @@ class Repository:
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of a table (equality filters, fixed order) and the total that match."""
         where, params = _where(filters)
-        params.update(limit=limit, offset=offset)
-        fields = f"* OMIT {omit}" if omit else "*"
-        count, rows = await self.store.query_each(
-            f"SELECT count() AS n FROM {table} {where} GROUP ALL;"
-            f"SELECT {fields} FROM {table} {where} ORDER BY {order} LIMIT $limit START $offset",
-            params,
-        )
-        return rows, int(count[0]["n"]) if count else 0
+        return await self.store.page(table, where=where, params=params, order=order,
+                                     limit=limit, offset=offset,
+                                     fields=f"* OMIT {omit}" if omit else "*")
 
     async def last_journal_seq(self) -> int:
         rows = await self.store.query("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1")
@@ -235,5 +230,5 @@ def _upto(seq: int) -> str:
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     parts = [f"{name} = ${name}" for name, value in filters.items() if value is not None]
     params = {name: value for name, value in filters.items() if value is not None}
-    return ("WHERE " + " AND ".join(parts)) if parts else "", params
+    return " AND ".join(parts), params
 

@@ -73,11 +73,8 @@ class PolicyRepository:
         return rows[0] if rows else None
 
     async def page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        rows = await self.store.query(
-            "SELECT * FROM policy ORDER BY created_at, id LIMIT $limit START $offset",
-            {"limit": limit, "offset": offset})
-        count = await self.store.query("SELECT count() AS n FROM policy GROUP ALL")
-        return rows, int(count[0]["n"]) if count else 0
+        return await self.store.page("policy", order="created_at, id", limit=limit,
+                                     offset=offset)
 
     async def versions(self, policy_id: str) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -171,16 +168,13 @@ class AuditRepository:
     async def search(self, filters: dict[str, Any], limit: int, offset: int,
                      ) -> tuple[list[dict[str, Any]], int]:
         where, params = _audit_where(filters)
-        rows = await self.store.query(
-            f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT $limit START $offset",
-            {**params, "limit": limit, "offset": offset})
-        count = await self.store.query(f"SELECT count() AS n FROM audit {where} GROUP ALL",
-                                       params)
-        return rows, int(count[0]["n"]) if count else 0
+        return await self.store.page("audit", where=where,
+                                     params=params, order="seq DESC", limit=limit,
+                                     offset=offset)
 
 
 def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A WHERE clause over the seed's filters; a trailing ``*`` makes a prefix match."""
+    """Conditions over the seed's filters; a trailing ``*`` makes a prefix match."""
     clauses: list[str] = []
     params: dict[str, Any] = {}
     for name in ("user_id", "action", "resource", "result"):
@@ -199,4 +193,4 @@ def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if filters.get("to") is not None:
         clauses.append("timestamp <= $f_to")
         params["f_to"] = filters["to"]
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+    return " AND ".join(clauses), params

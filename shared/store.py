@@ -210,6 +210,23 @@ class Store:
             out.append(to_plain(item.get("result")))
         return out
 
+    async def page(
+        self, table: str, *, order: str, limit: int, offset: int, where: str = "",
+        params: dict[str, Any] | None = None, fields: str = "*",
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of rows and how many match in all, in one round trip.
+
+        ``table``, ``where``, ``order`` and ``fields`` are the caller's own SurrealQL
+        (never request text); every value goes in ``params``."""
+        clause = f"WHERE {where}" if where else ""
+        rows, count = await self.query_each(
+            f"SELECT {fields} FROM {table} {clause} ORDER BY {order} "
+            "LIMIT $page_limit START $page_offset;"
+            f"SELECT count() AS n FROM {table} {clause} GROUP ALL",
+            {**(params or {}), "page_limit": limit, "page_offset": offset},
+        )
+        return list(rows or []), int(count[0]["n"]) if count else 0
+
     async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         if self._db is None:
             raise StoreError("the store is not open")

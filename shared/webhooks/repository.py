@@ -120,12 +120,8 @@ class WebhookRepository:
         return await self.store.query("SELECT * FROM webhook ORDER BY created_at")
 
     async def webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        rows, count = await self.store.query_each(
-            "SELECT * FROM webhook ORDER BY created_at LIMIT $limit START $offset;"
-            "SELECT count() AS n FROM webhook GROUP ALL",
-            {"limit": limit, "offset": offset},
-        )
-        return list(rows or []), _count(count)
+        return await self.store.page("webhook", order="created_at", limit=limit,
+                                     offset=offset)
 
     async def pending_for(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         """A webhook's waiting deliveries, oldest first: the order they must go out in."""
@@ -146,14 +142,9 @@ class WebhookRepository:
         self, webhook_id: str, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         where = "webhook_id = $id" + (" AND status = $status" if status else "")
-        params = {"id": webhook_id, "status": status, "limit": limit, "offset": offset}
-        rows, count = await self.store.query_each(
-            f"SELECT * OMIT body FROM webhook_delivery WHERE {where} "
-            "ORDER BY seq DESC LIMIT $limit START $offset;"
-            f"SELECT count() AS n FROM webhook_delivery WHERE {where} GROUP ALL",
-            params,
-        )
-        return list(rows or []), _count(count)
+        return await self.store.page(
+            "webhook_delivery", where=where, params={"id": webhook_id, "status": status},
+            order="seq DESC", limit=limit, offset=offset, fields="* OMIT body")
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
@@ -167,7 +158,3 @@ class WebhookRepository:
             {"id": delivery_id},
         )
 
-
-def _count(result: Any) -> int:
-    rows = result if isinstance(result, list) else [result]
-    return int(rows[0]["n"]) if rows and rows[0] else 0

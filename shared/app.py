@@ -13,7 +13,7 @@ from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
 from shared.events import EventBus
 from shared.http import SERVICE_KEY, Api, request_context_middleware, version_middleware
 from shared.keys import BUS, SETTINGS, STORE
-from shared.ratelimit import RATE_LIMITS, rate_limit_middleware
+from shared.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
 from shared.security import SECURITY, security_for
 from shared.settings import Settings
 from shared.store import Store
@@ -55,8 +55,11 @@ def base_app(
     but changes are still audited.
     """
     security = security_for(settings, store)
-    middlewares = [request_context_middleware, version_middleware, audit_middleware,
-                   auth_middleware]
+    middlewares = [request_context_middleware, version_middleware, audit_middleware]
+    if settings.auth_enabled:
+        # Outside auth, so that refused credentials get rate-limit headers too.
+        middlewares.append(rate_limit_headers_middleware)
+    middlewares.append(auth_middleware)
     if settings.auth_enabled:
         middlewares.append(rate_limit_middleware)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)

@@ -24,7 +24,7 @@ from limits.storage import storage_from_string
 from shared.auth import PRINCIPAL
 from shared.client import client_ip
 from shared.errors import RateLimited
-from shared.http import SUBMITTED, add_response_headers, route_spec
+from shared.http import EXTRA_HEADERS, SUBMITTED, add_response_headers, route_spec
 from shared.keys import SETTINGS
 from shared.settings import Settings
 
@@ -125,6 +125,25 @@ def _refuse(bucket: str, decision: Decision, who: str) -> RateLimited:
         details={"limit": decision.limit, "bucket": bucket, "retry_after_s": retry_after,
                  "headers": headers},
     )
+
+
+@web.middleware
+async def rate_limit_headers_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """``X-RateLimit-*`` on every response. Where no limit was applied (public routes,
+    refused credentials) they describe the caller's address under the general limit,
+    without counting the request: a health check must never be throttled."""
+    try:
+        return await handler(request)
+    finally:
+        limits = request.app.get(RATE_LIMITS)
+        if ("X-RateLimit-Limit" not in request.get(EXTRA_HEADERS, {})
+                and limits is not None and limits.enabled(DEFAULT_BUCKET)):
+            ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
+            with contextlib.suppress(Exception):
+                decision = await limits.peek(DEFAULT_BUCKET, f"address:{ip}")
+                add_response_headers(request, decision.headers())
 
 
 @web.middleware

@@ -69,3 +69,16 @@ async def test_zero_disables_a_limit(services: Services) -> None:
     admin = await services.admin()
     resp = await services.orch.get("/tasks", headers=bearer(admin))
     assert resp.status == 200 and "X-RateLimit-Limit" not in resp.headers
+
+
+async def test_every_response_carries_rate_limit_headers(services: Services) -> None:
+    public = await services.orch.get("/health")
+    refused = await services.orch.get("/tasks")  # no credentials: 401
+    missing = await services.cc.get("/no/such/route")
+    for resp in (public, refused, missing):
+        assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(
+            resp.headers), (resp.status, dict(resp.headers))
+    assert refused.status == 401
+    # Unauthenticated requests are described, not counted: a health check is never throttled.
+    again = await services.orch.get("/health")
+    assert again.headers["X-RateLimit-Remaining"] == public.headers["X-RateLimit-Remaining"]

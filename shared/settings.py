@@ -6,12 +6,23 @@ Precedence: explicit keyword arguments > environment > TOML file > defaults.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_policies_dir() -> Path:
+    """The shipped Casbin model and policy: beside the packages in a checkout or an
+    editable install, under ``<prefix>/share/provisioning`` in a regular install."""
+    for candidate in (PACKAGE_ROOT / "policies",
+                      Path(sys.prefix) / "share" / "provisioning" / "policies"):
+        if (candidate / "model.conf").exists():
+            return candidate
+    return PACKAGE_ROOT / "policies"
 DEFAULT_PROVIDER_MAP = {
     "upcloud": "local",
     "aws": "local",
@@ -40,7 +51,7 @@ class Settings:
     access_log: bool = True  # one JSON line per request, ?token= redacted
     log_format: str = "json"  # json | text
     provider_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_MAP))
-    policies_dir: Path = PACKAGE_ROOT / "policies"
+    policies_dir: Path = field(default_factory=default_policies_dir)
     max_body_bytes: int = 1_048_576
     default_timeout_s: float = 300.0
     default_max_attempts: int = 3

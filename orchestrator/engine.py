@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.dag import generations, validate
@@ -56,13 +56,12 @@ class _Run:
 
     wf: WorkflowState
     driver: asyncio.Task[None] | None = None
-    running: dict[str, asyncio.Task[None]] | None = None
-    done: asyncio.Queue[str] | None = None
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    done: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     stopping: bool = False
     cancel_requested: bool = False
     finishing: bool = False  # past scheduling: rolling back and recording the outcome
     stop_reason: str | None = None
-    rollback_failed: list[str] | None = None
 
 
 class Engine:
@@ -133,7 +132,7 @@ class Engine:
         self._shutting_down = True
         tasks: list[asyncio.Task[None]] = []
         for run in self.runs.values():
-            tasks.extend((run.running or {}).values())
+            tasks.extend(run.running.values())
             if run.driver is not None:
                 tasks.append(run.driver)
         for t in tasks:
@@ -299,7 +298,7 @@ class Engine:
             wf.tasks[dep].dependents.append((dependent, kind))
 
     def _launch(self, wf: WorkflowState) -> None:
-        run = _Run(wf=wf, running={}, done=asyncio.Queue())
+        run = _Run(wf=wf)
         wf.recount()
         self.runs[wf.id] = run
         WORKFLOWS_ACTIVE.set(len(self.runs))
@@ -458,7 +457,6 @@ class Engine:
 
     async def _drive(self, run: _Run) -> None:
         wf = run.wf
-        assert run.running is not None and run.done is not None
         tasks = wf.tasks
         # Recompute readiness from what is recorded (fresh or resumed alike).
         skips: list[TaskState] = []
@@ -563,7 +561,6 @@ class Engine:
 
     async def _execute(self, run: _Run, t: TaskState) -> None:
         """Run one operation's attempts under its timeout and retry policy."""
-        assert run.done is not None
         try:
             await self._attempts(run, t)
         except asyncio.CancelledError:
@@ -709,7 +706,7 @@ class Engine:
         run.cancel_requested = True
         run.stopping = True
         run.stop_reason = "cancelled by request"
-        for task in list((run.running or {}).values()):
+        for task in list(run.running.values()):
             task.cancel()
         if run.driver is not None:
             await asyncio.shield(run.driver)

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.dag import generations, validate
 from orchestrator.journal import Change, Journal, OutboxHook, utcnow
@@ -44,6 +44,9 @@ from shared.events import EventBus
 from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
 from shared.settings import Settings
 from shared.store import Store, Write
+
+if TYPE_CHECKING:
+    from orchestrator.rollback import RollbackService
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,8 @@ class Engine:
         self._shutting_down = False
         self.healthy = True
         self.started_at = time.time()
-        # set by orchestrator.rollback to avoid an import cycle
-        self.rollbacks: Any = None
+        # set by RollbackService itself (rollback.py imports this module)
+        self.rollbacks: RollbackService | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 

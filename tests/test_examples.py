@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import submit, wait_batch
+from tests.orchestrator.api_helpers import data_of, rollback_order, ts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.is_file())
@@ -25,10 +25,6 @@ EXPECTED_STATUS = {
 WORKDIR = Path("/tmp/provisioning-example")
 
 
-def ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def load(path: Path) -> dict[str, Any]:
     text = path.read_text()
     if path.suffix == ".json":
@@ -39,24 +35,6 @@ def load(path: Path) -> dict[str, Any]:
         raise AssertionError(f"{path.name}: examples are JSON or YAML")
     assert isinstance(doc, dict)
     return doc
-
-
-async def data_of(client: Any, path: str, **params: Any) -> Any:
-    resp = await client.get(path, params={k: str(v) for k, v in params.items()})
-    doc = await resp.json()
-    assert resp.status == 200, doc
-    return doc["data"]
-
-
-async def rollback_order(client: Any, wid: str) -> list[str]:
-    latest = await data_of(client, f"/state/workflows/{wid}/state")
-    order: list[str] = []
-    for seq in range(1, latest["journal_seq"] + 1):
-        s = await data_of(client, f"/state/workflows/{wid}/state", seq=seq)
-        for name, o in s["operations"].items():
-            if o["status"] == "RollingBack" and name not in order:
-                order.append(name)
-    return order
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from orchestrator.app import create_app
 from shared.settings import load_settings
 from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.batch_helpers import (
+from tests.orchestrator.api_helpers import (
     expect_error,
     fields_of,
     nothing_recorded,

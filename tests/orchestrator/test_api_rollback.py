@@ -4,28 +4,16 @@ statistics, and the automatic rollback of a failed batch, through real HTTP."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import pytest
 
 from tests.conftest import batch, op, submit, wait_batch
+from tests.orchestrator.api_helpers import data_of, expect_error, rollback_order, run, ts
 
 RESULT_KEYS = {"rollback_id", "success", "operations_executed", "operations_failed", "duration"}
 SUMMARY_KEYS = {"rollback_id", "operations_executed", "operations_failed"}
 FAIL_ONCE = {"simulate": {"fail_always": True}, "retry": {"max_attempts": 1}}
-
-
-def ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def data_of(client: Any, path: str, **params: Any) -> Any:
-    resp = await client.get(path, params={k: str(v) for k, v in params.items()})
-    doc = await resp.json()
-    assert resp.status == 200, doc
-    assert doc["success"] is True
-    return doc["data"]
 
 
 async def post_ok(client: Any, path: str, body: Any = None, status: int = 200) -> Any:
@@ -34,20 +22,6 @@ async def post_ok(client: Any, path: str, body: Any = None, status: int = 200) -
     assert resp.status == status, doc
     assert doc["success"] is True
     return doc["data"]
-
-
-async def expect_error(resp: Any, status: int) -> dict[str, Any]:
-    doc = await resp.json()
-    assert resp.status == status, doc
-    assert doc["success"] is False and doc["error"]
-    return doc
-
-
-async def run(client: Any, *ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    data = await submit(client, batch(*ops, **kw))
-    done = await wait_batch(client, data["batch_id"])
-    done["checkpoint_id"] = data["checkpoint_id"]
-    return done
 
 
 async def checkpoint(client: Any, name: str, description: str | None = None) -> str:
@@ -75,18 +49,6 @@ async def statuses(client: Any, wid: str) -> dict[str, str]:
 
 async def inventory_names(client: Any) -> set[str]:
     return {i["name"] for i in await data_of(client, "/state/inventory")}
-
-
-async def rollback_order(client: Any, wid: str) -> list[str]:
-    """Operation names in the order they entered RollingBack, read back from the journal."""
-    latest = await data_of(client, f"/state/workflows/{wid}/state")
-    order: list[str] = []
-    for seq in range(1, latest["journal_seq"] + 1):
-        s = await data_of(client, f"/state/workflows/{wid}/state", seq=seq)
-        for name, o in s["operations"].items():
-            if o["status"] == "RollingBack" and name not in order:
-                order.append(name)
-    return order
 
 
 def servers(op_id: str, deps: list[Any] | None = None, **kw: Any) -> dict[str, Any]:

@@ -14,30 +14,7 @@ import pytest
 from orchestrator.app import create_app
 from shared.settings import load_settings
 from tests.conftest import batch, op, submit, wait_batch
-
-
-def ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def data_of(client: Any, path: str, **params: Any) -> Any:
-    resp = await client.get(path, params={k: str(v) for k, v in params.items()})
-    doc = await resp.json()
-    assert resp.status == 200, doc
-    assert doc["success"] is True
-    return doc["data"]
-
-
-async def expect_error(resp: Any, status: int) -> dict[str, Any]:
-    doc = await resp.json()
-    assert resp.status == status, doc
-    assert doc["success"] is False and doc["error"]
-    return doc
-
-
-async def run(client: Any, *ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    data = await submit(client, batch(*ops, **kw))
-    return await wait_batch(client, data["batch_id"])
+from tests.orchestrator.api_helpers import data_of, expect_error, run, ts
 
 
 def halfway_command(op_id: str, deps: list[str] | None = None) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import batch, op, submit, wait_batch
+from tests.conftest import batch, op, submit
+from tests.orchestrator.api_helpers import expect_error, fields_of, run
 
 TASK_KEYS = {
     "id", "name", "command", "args", "dependencies", "status", "created_at", "started_at",
@@ -30,23 +31,6 @@ async def get_tasks(client: Any, **params: Any) -> tuple[Any, list[dict[str, Any
     return resp, doc["data"]
 
 
-async def run_batch(client: Any, *ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    data = await submit(client, batch(*ops, **kw))
-    return await wait_batch(client, data["batch_id"])
-
-
-async def expect_error(resp: Any, status: int) -> dict[str, Any]:
-    doc = await resp.json()
-    assert resp.status == status, doc
-    assert doc["success"] is False
-    assert isinstance(doc["error"], str) and doc["error"]
-    return doc
-
-
-def fields_of(doc: dict[str, Any]) -> set[str]:
-    return {f["field"] for f in doc["details"]["fields"]}
-
-
 # -- list -------------------------------------------------------------------------------
 
 
@@ -60,7 +44,7 @@ async def test_tasks_empty_list_has_pagination_headers(orch):
 
 
 async def test_every_operation_of_a_batch_is_a_task(orch):
-    done = await run_batch(orch, op("a"), op("b", ["a"]), op("c", ["a", "b"]))
+    done = await run(orch, op("a"), op("b", ["a"]), op("c", ["a", "b"]))
     assert done["status"] == "Completed"
     _, tasks = await get_tasks(orch)
     assert len(tasks) == 3
@@ -82,7 +66,7 @@ async def test_every_operation_of_a_batch_is_a_task(orch):
 
 
 async def test_task_list_and_detail_agree(orch):
-    await run_batch(orch, op("a"), op("b"))
+    await run(orch, op("a"), op("b"))
     _, tasks = await get_tasks(orch)
     for t in tasks:
         resp = await orch.get(f"/tasks/{t['id']}")
@@ -93,7 +77,7 @@ async def test_task_list_and_detail_agree(orch):
 
 
 async def test_filter_by_status(orch):
-    await run_batch(
+    await run(
         orch,
         op("good"),
         op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1},
@@ -113,8 +97,8 @@ async def test_filter_by_status(orch):
 
 
 async def test_filter_by_workflow_id(orch):
-    first = await run_batch(orch, op("a"), op("b"))
-    second = await run_batch(orch, op("x"))
+    first = await run(orch, op("a"), op("b"))
+    second = await run(orch, op("x"))
     resp, tasks = await get_tasks(orch, workflow_id=first["batch_id"])
     assert sorted(t["name"] for t in tasks) == ["a", "b"]
     assert resp.headers["X-Total-Count"] == "2"
@@ -127,7 +111,7 @@ async def test_filter_by_workflow_id(orch):
 
 
 async def test_limit_offset_and_link_headers(orch):
-    await run_batch(orch, *(op(f"op{i}") for i in range(5)))
+    await run(orch, *(op(f"op{i}") for i in range(5)))
     _, everything = await get_tasks(orch)
     assert len(everything) == 5
     all_ids = [t["id"] for t in everything]
@@ -165,14 +149,14 @@ async def test_limit_offset_and_link_headers(orch):
 
 
 async def test_filters_survive_in_link_header(orch):
-    await run_batch(orch, *(op(f"op{i}") for i in range(3)))
+    await run(orch, *(op(f"op{i}") for i in range(3)))
     resp, page = await get_tasks(orch, status="Completed", limit=1)
     assert len(page) == 1
     assert "status=Completed" in resp.headers["Link"]
 
 
 async def test_limit_bounds(orch):
-    await run_batch(orch, op("a"))
+    await run(orch, op("a"))
     resp, data = await get_tasks(orch, limit=1000)
     assert resp.headers["X-Limit"] == "1000"
     assert len(data) == 1
@@ -209,7 +193,7 @@ async def test_unknown_query_parameter_is_422(orch):
 
 
 async def test_task_detail_shape_of_completed_task(orch):
-    done = await run_batch(orch, op("create_servers", server_configs=[
+    done = await run(orch, op("create_servers", server_configs=[
         {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
     ]))
     task_id = done["operations"][0]["task_id"]
@@ -237,7 +221,7 @@ async def test_task_detail_shape_of_completed_task(orch):
 
 
 async def test_task_detail_of_command_task(orch):
-    done = await run_batch(orch, {
+    done = await run(orch, {
         "id": "echo", "type": "command", "run": ["echo", "hello", "world"],
     })
     assert done["status"] == "Completed", done
@@ -249,7 +233,7 @@ async def test_task_detail_of_command_task(orch):
 
 
 async def test_task_detail_of_failed_task(orch):
-    done = await run_batch(
+    done = await run(
         orch, op("broken", simulate={"fail_always": True}, retry={"max_attempts": 2,
                                                                      "initial_delay_s": 0}))
     assert done["status"] == "Failed"
@@ -284,8 +268,8 @@ async def test_unknown_task_is_404(orch, task_id):
 
 
 async def test_tasks_of_newer_batches_come_first(orch):
-    await run_batch(orch, op("old1"), op("old2"))
-    await run_batch(orch, op("new1"))
+    await run(orch, op("old1"), op("old2"))
+    await run(orch, op("new1"))
     _, tasks = await get_tasks(orch)
     assert tasks[0]["name"] == "new1"
     assert sorted(t["name"] for t in tasks[1:]) == ["old1", "old2"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.batch_helpers import (
+from tests.orchestrator.api_helpers import (
     ops_by_id,
     run,
     tasks_by_name,

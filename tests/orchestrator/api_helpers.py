@@ -1,4 +1,4 @@
-"""Helpers shared by the batch API and scheduling tests."""
+"""Helpers shared by the orchestrator API tests."""
 
 from __future__ import annotations
 
@@ -50,3 +50,23 @@ async def nothing_recorded(client: Any) -> None:
         assert resp.status == 200
         assert (await resp.json())["data"] == [], path
         assert resp.headers["X-Total-Count"] == "0", path
+
+
+async def data_of(client: Any, path: str, **params: Any) -> Any:
+    """GET a route that must succeed; its ``data``."""
+    resp = await client.get(path, params={k: str(v) for k, v in params.items()})
+    doc = await resp.json()
+    assert resp.status == 200, doc
+    assert doc["success"] is True
+    return doc["data"]
+
+
+async def rollback_order(client: Any, wid: str) -> list[str]:
+    """Operation names in the order they entered RollingBack, from the journal."""
+    journal = await data_of(client, f"/state/workflows/{wid}/journal")
+    order: list[str] = []
+    for entry in journal:
+        if entry["entity_kind"] == "task" and entry["to"] == "RollingBack" \
+                and entry["name"] not in order:
+            order.append(entry["name"])
+    return order

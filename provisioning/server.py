@@ -31,6 +31,7 @@ async def serve(settings: Settings, which: tuple[str, ...] = ("orchestrator", "c
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # Event loops without signal support (Windows) raise; Ctrl-C still stops them.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:

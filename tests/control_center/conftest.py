@@ -11,7 +11,7 @@ registered, and after each test no captured log line may contain one.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,11 +182,9 @@ async def serve(app: web.Application) -> TestServer:
 
 
 @pytest.fixture
-async def shared_store() -> AsyncIterator[Store]:
-    store = Store("mem://")
-    await store.open()
-    yield store
-    await store.close()
+def shared_store(store: Store) -> Store:
+    """The one store both services of a test share (tests/conftest.py opens and closes it)."""
+    return store
 
 
 @pytest.fixture

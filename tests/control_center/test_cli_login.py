@@ -28,21 +28,31 @@ def args_for(services: Services, **kw) -> argparse.Namespace:
                               control_center=str(services.cc.make_url("")).rstrip("/"), **kw)
 
 
+class Authenticator:
+    """The user's authenticator app: reads the secret the CLI prints, answers its prompts
+    with the code of the next time step, and remembers what was asked and printed."""
+
+    def __init__(self, services: Services, capsys: pytest.CaptureFixture[str]) -> None:
+        self.services = services
+        self.capsys = capsys
+        self.printed = ""
+        self.prompts: list[str] = []
+        self.secret: str | None = None
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        self.printed += self.capsys.readouterr().out
+        if self.secret is None:
+            self.secret = re.search(r"secret by hand: (\w+)", self.printed).group(1)  # type: ignore[union-attr]
+        self.services.clock.step()
+        return pyotp.TOTP(self.secret).at(self.services.clock.now)
+
+
 async def test_first_login_enrols_mfa_in_the_terminal(services: Services, token_file, capsys):
-    prompts: list[str] = []
-
-    def ask(prompt: str) -> str:
-        prompts.append(prompt)
-        out = capsys.readouterr().out
-        ask.printed += out  # type: ignore[attr-defined]
-        secret = re.search(r"secret by hand: (\w+)", ask.printed).group(1)  # type: ignore[attr-defined]
-        services.clock.step()
-        return pyotp.TOTP(secret).at(services.clock.now)
-
-    ask.printed = ""  # type: ignore[attr-defined]
+    ask = Authenticator(services, capsys)
     assert await cli._login(args_for(services), ask=ask) == 0
-    printed = ask.printed + capsys.readouterr().out  # type: ignore[attr-defined]
-    assert prompts == ["Code shown by the app: ", "Next code shown by the app (to log in): "]
+    printed = ask.printed + capsys.readouterr().out
+    assert ask.prompts == ["Code shown by the app: ", "Next code shown by the app (to log in): "]
     assert "MFA enabled" in printed
     assert len(re.findall(r"^  \S+$", printed, re.M)) >= 10  # the backup codes
     assert "logged in as admin" in printed
@@ -51,16 +61,9 @@ async def test_first_login_enrols_mfa_in_the_terminal(services: Services, token_
     assert resp.status == 200
 
     # Later logins ask for the code when none was given on the command line.
-    secret = re.search(r"secret by hand: (\w+)", printed).group(1)
-    later: list[str] = []
-
-    def ask_code(prompt: str) -> str:
-        later.append(prompt)
-        services.clock.step()
-        return pyotp.TOTP(secret).at(services.clock.now)
-
-    assert await cli._login(args_for(services), ask=ask_code) == 0
-    assert later == ["MFA code: "]
+    ask.prompts.clear()
+    assert await cli._login(args_for(services), ask=ask) == 0
+    assert ask.prompts == ["MFA code: "]
 
 
 async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, token_file,
@@ -75,14 +78,7 @@ async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, tok
 async def test_an_expired_access_token_is_refreshed_once_and_saved(services: Services,
                                                                   token_file, capsys,
                                                                   monkeypatch):
-    def ask(prompt: str) -> str:
-        printed = capsys.readouterr().out
-        ask.seen += printed  # type: ignore[attr-defined]
-        secret = re.search(r"secret by hand: (\w+)", ask.seen).group(1)  # type: ignore[attr-defined]
-        services.clock.step()
-        return pyotp.TOTP(secret).at(services.clock.now)
-
-    ask.seen = ""  # type: ignore[attr-defined]
+    ask = Authenticator(services, capsys)
     assert await cli._login(args_for(services), ask=ask) == 0
     doc = json.loads(token_file.read_text())
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"

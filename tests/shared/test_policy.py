@@ -3,7 +3,6 @@ the store adapter under Casbin's own API, and memoised decisions."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import casbin
@@ -150,14 +149,6 @@ def test_fixed_decisions_are_memoised_and_conditional_ones_are_not() -> None:
     # a reload drops the memo
     engine.load_lines([])
     assert engine.plan(("viewer",), "tasks", "read").decision is False
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    s = Store("mem://")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_store_adapter_under_casbins_own_api(store: Store) -> None:

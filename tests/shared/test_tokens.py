@@ -3,7 +3,6 @@ created by one process and found by another."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import jwt
@@ -14,14 +13,6 @@ from shared.security_repos import KeyRepository, RevocationRepository
 from shared.settings import Settings, load_settings
 from shared.store import Store
 from shared.tokens import KeyRing, Revocations, TokenService, utcnow
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    s = Store("mem://")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

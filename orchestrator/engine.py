@@ -18,10 +18,13 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from orchestrator.dag import generations, validate
-from orchestrator.journal import Change, Journal, OutboxHook, utcnow
+from orchestrator.journal import JOURNAL, Change, Journal, OutboxHook, catch_up, utcnow
 from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
 from orchestrator.providers import (
     OperationContext,
@@ -43,12 +46,14 @@ from shared.errors import Conflict, NotFound
 from shared.events import EventBus
 from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
 from shared.settings import Settings
-from shared.store import Store, Write
+from shared.store import Append, Store, Write
 
 if TYPE_CHECKING:
     from orchestrator.rollback import RollbackService
 
 log = logging.getLogger(__name__)
+
+_OPERATIONS = TypeAdapter(list[OperationSpec])
 
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
 
@@ -104,6 +109,7 @@ class Engine:
         """Load the journal position and resume every workflow that was running."""
         self._shutting_down = False
         await self.journal.load()
+        await catch_up(self.store, self.repo, self.task_rows_of)
         await self._sweep_interrupted_rollbacks()
         for row in await self.repo.active_workflows():
             try:
@@ -202,29 +208,16 @@ class Engine:
         )
         ids = {op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
                for op in batch.operations}
+        seq = self.journal.next_seq()
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
             state = self._task_state(wid, ids[op.id], index, op)
             state.created_at = now
             wf.tasks[op.id] = state
-            provider = self.registry.get(op.provider_name)
-            command, args = provider.describe(op, op.provider_name)
-            task_rows.append(Repository.insert_task({
-                "id": state.id, "workflow_id": wid, "name": op.id, "index": index,
-                "type": str(op.type), "provider": op.provider_name,
-                "implementation": self.registry.resolve_name(op.provider_name),
-                "command": command, "args": args,
-                "dependencies": [ids[d.id] for d in op.dependency_refs],
-                "dependency_names": [d.id for d in op.dependency_refs],
-                "status": str(TaskStatus.PENDING), "attempt": 0, "progress": 0.0,
-                "max_attempts": state.retry.max_attempts, "timeout_s": state.timeout_s,
-                "created_at": now, "started_at": None, "completed_at": None,
-                "output": None, "error": None, "results": None,
-            }))
+            task_rows.append(Repository.create_task(self._task_row(state, ids, now), seq))
         self._link(wf, graph)
         checkpoint_id = str(uuid.uuid4())
         wf.checkpoint_id = checkpoint_id
-        seq = self.journal.next_seq()
         wf_row = {
             "id": wid, "name": batch.name, "version": batch.version, "kind": kind,
             "description": batch.description, "environment": batch.environment,
@@ -233,20 +226,20 @@ class Engine:
             "created_at": now, "started_at": now, "completed_at": None, "error": None,
             "rollback": None, "checkpoint_id": checkpoint_id, "submitted_by": submitted_by,
             "operation_count": len(batch.operations), "updated_seq": seq, "submitted_seq": seq,
-            # The operations as submitted, kept with the workflow rather than on each task
-            # (task rows are rewritten on every transition; small ones are much cheaper),
-            # as one JSON text: only resume and rollback read it, and a nested document
-            # of 5,000 operations cost the store 120 ms to insert.
-            "operations_json": json.dumps([op.model_dump(mode="json", exclude_none=True)
-                                           for op in batch.operations]),
+            # The operations as submitted and their task ids, as JSON text: only resume,
+            # rollback and catch-up read them, and a nested document of 5,000 operations
+            # cost the store 120 ms to insert. The task rows themselves are applied
+            # lazily (see journal.py); these are what rebuilds them after a crash.
+            "operations_json": _OPERATIONS.dump_json(batch.operations, exclude_none=True).decode(),
+            "task_ids_json": json.dumps([ids[op.id] for op in batch.operations]),
         }
         writes: list[Write] = [
             Repository.insert_workflow(wf_row),
             *task_rows,
-            Repository.append_journal({
-                "id": seq, "seq": seq, "at": now, "entity_kind": "workflow", "entity": wid,
+            Append(JOURNAL, seq, wid, {
+                "seq": seq, "at": now, "entity_kind": "workflow", "entity": wid,
                 "workflow_id": wid, "name": batch.name, "from": None,
-                "to": str(WorkflowStatus.RUNNING), "note": "submitted",
+                "to": str(WorkflowStatus.RUNNING), "note": "submitted", "patch": {},
             }),
             Repository.insert_checkpoint({
                 "id": checkpoint_id, "name": f"before {kind} {batch.name}",
@@ -281,6 +274,34 @@ class Engine:
             id=tid, workflow_id=wid, name=op.id, index=index, spec=op,
             provider=op.provider_name, timeout_s=op.timeout or s.default_timeout_s, retry=retry,
         )
+
+    def _task_row(self, t: TaskState, ids: dict[str, str], now: datetime) -> dict[str, Any]:
+        """A new task's row, as submission records it (and catch-up rebuilds it)."""
+        op = t.spec
+        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
+        refs = op.dependency_refs
+        return {
+            "id": t.id, "workflow_id": t.workflow_id, "name": op.id, "index": t.index,
+            "type": str(op.type), "provider": op.provider_name,
+            "implementation": self.registry.resolve_name(op.provider_name),
+            "command": command, "args": args,
+            "dependencies": [ids[d.id] for d in refs], "dependency_names": [d.id for d in refs],
+            "status": str(TaskStatus.PENDING), "attempt": 0, "progress": 0.0,
+            "max_attempts": t.retry.max_attempts, "timeout_s": t.timeout_s,
+            "created_at": now, "started_at": None, "completed_at": None,
+            "output": None, "error": None, "results": None,
+        }
+
+    def task_rows_of(self, workflow_row: dict[str, Any]) -> list[dict[str, Any]]:
+        """A recorded workflow's task rows as first submitted (for catch-up)."""
+        wid = str(workflow_row["id"])
+        specs = [OperationSpec.model_validate(op)
+                 for op in json.loads(workflow_row["operations_json"])]
+        ids = dict(zip((op.id for op in specs), json.loads(workflow_row["task_ids_json"]),
+                       strict=True))
+        return [self._task_row(self._task_state(wid, ids[op.id], index, op), ids,
+                               workflow_row["created_at"])
+                for index, op in enumerate(specs)]
 
     def task_from_row(self, row: dict[str, Any], spec: OperationSpec) -> TaskState:
         """A task as recorded in the store, ready to schedule or roll back."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from shared.store import Insert, Merge, Stmt, Store, Write
+from shared.store import Insert, Lazy, Merge, Stmt, Store, Write, log_entries
 
 
 class Repository:
@@ -25,8 +25,11 @@ class Repository:
         return Insert("workflow", row)
 
     @staticmethod
-    def insert_task(row: dict[str, Any]) -> Write:
-        return Insert("task", row)
+    def create_task(row: dict[str, Any], seq: int) -> Write:
+        """A task row, applied lazily: the journal entry at ``seq`` (its workflow's
+        submission) is what makes it recoverable."""
+        fields = dict(row)
+        return Lazy("task", str(fields.pop("id")), fields, seq, create=True)
 
     @staticmethod
     def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
@@ -35,10 +38,6 @@ class Repository:
     @staticmethod
     def patch_workflow(workflow_id: str, patch: dict[str, Any]) -> Write:
         return Merge("workflow", workflow_id, patch)
-
-    @staticmethod
-    def append_journal(row: dict[str, Any]) -> Write:
-        return Insert("journal", row)
 
     @staticmethod
     def insert_snapshot(row: dict[str, Any]) -> Write:
@@ -65,8 +64,30 @@ class Repository:
                                      fields=f"* OMIT {omit}" if omit else "*")
 
     async def last_journal_seq(self) -> int:
-        rows = await self.store.query("SELECT seq FROM journal ORDER BY seq DESC LIMIT 1")
-        return int(rows[0]["seq"]) if rows else 0
+        rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
+        return int(rows[0]) if rows else 0
+
+    async def _entries(
+        self, sql: str, params: dict[str, Any] | None = None, *,
+        after: int = 0, upto: int | None = None, workflow_id: str | None = None,
+        entities: set[str] | None = None, kind: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Journal entries from the rows ``sql`` selects, filtered, in order."""
+        out = []
+        for row in await self.store.query(sql, params):
+            for e in log_entries(row):
+                seq = int(e["seq"])
+                if seq <= after or (upto is not None and seq > upto):
+                    continue
+                if workflow_id is not None and e["workflow_id"] != workflow_id:
+                    continue
+                if entities is not None and str(e["entity"]) not in entities:
+                    continue
+                if kind is not None and e["entity_kind"] != kind:
+                    continue
+                out.append(e)
+        out.sort(key=lambda e: int(e["seq"]))
+        return out
 
     async def workflow(self, workflow_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
@@ -143,10 +164,9 @@ class Repository:
 
     async def completed_after(self, seq: int) -> list[dict[str, Any]]:
         """Tasks completed after a journal position, latest completion first."""
-        entries = await self.store.query(
-            f"SELECT entity FROM {_after(seq)} WHERE entity_kind = 'task' AND to = 'Completed'"
-        )
-        ids = list(dict.fromkeys(str(e["entity"]) for e in entries))
+        entries = await self.journal_after(seq)
+        ids = list(dict.fromkeys(str(e["entity"]) for e in entries
+                                 if e["entity_kind"] == "task" and e["to"] == "Completed"))
         if not ids:
             return []
         return await self.store.query(
@@ -161,26 +181,25 @@ class Repository:
         )
 
     async def journal_of(self, workflow_id: str, upto_seq: int | None = None) -> list[dict[str, Any]]:
-        if upto_seq is None:
-            return await self.store.query(
-                "SELECT * FROM journal WHERE workflow_id = $wid ORDER BY seq", {"wid": workflow_id}
-            )
-        return await self.store.query(
-            "SELECT * FROM journal WHERE workflow_id = $wid AND seq <= $upto ORDER BY seq",
-            {"wid": workflow_id, "upto": upto_seq},
+        """A workflow's journal entries (up to a position), in order: a range scan from
+        its submission, keeping the rows that hold any of its entries."""
+        rows = await self.store.query(
+            "SELECT VALUE submitted_seq FROM ONLY type::thing('workflow', $id)", {"id": workflow_id}
+        )
+        start = int(rows[0]) if rows and rows[0] is not None else 1
+        upto_clause = "" if upto_seq is None else " AND first <= $upto"
+        return await self._entries(
+            f"SELECT * FROM {_from(start)} WHERE keys CONTAINS $wid{upto_clause}",
+            {"wid": workflow_id, "upto": upto_seq}, upto=upto_seq, workflow_id=workflow_id,
         )
 
     async def journal_after(self, seq: int) -> list[dict[str, Any]]:
-        return await self.store.query(
-            f"SELECT * FROM {_after(seq)} ORDER BY seq"
-        )
+        return await self._entries(f"SELECT * FROM {_from(seq + 1)}", after=seq)
 
     async def journal_upto(self, seq: int, entity_ids: list[str]) -> list[dict[str, Any]]:
         """Journal entries up to ``seq`` for the given entities, in order."""
-        return await self.store.query(
-            f"SELECT * FROM {_upto(seq)} WHERE entity IN $ids ORDER BY seq",
-            {"ids": entity_ids},
-        )
+        return await self._entries("SELECT * FROM journal WHERE first <= $seq", {"seq": seq},
+                                   upto=seq, entities=set(entity_ids))
 
     async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return await self._page("checkpoint", {}, "seq DESC, created_at DESC", limit, offset)
@@ -192,10 +211,9 @@ class Repository:
         return rows[0] if rows else None
 
     async def task_transitions_upto(self, seq: int) -> list[dict[str, Any]]:
-        """Every task transition up to a journal position, in order (entity and status)."""
-        return await self.store.query(
-            f"SELECT entity, to, seq FROM {_upto(seq)} WHERE entity_kind = 'task' ORDER BY seq"
-        )
+        """Every task transition up to a journal position, in order."""
+        return await self._entries("SELECT * FROM journal WHERE first <= $seq", {"seq": seq},
+                                   upto=seq, kind="task")
 
     async def rollbacks(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
@@ -216,15 +234,12 @@ class Repository:
     async def inventory(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
 
-# Journal rows are keyed by their position, so a range of positions is a range
-# scan of record ids, no index needed. SurrealQL ranges take no parameters; the
-# bounds are integers formatted here, never text from a request.
-def _after(seq: int) -> str:
-    return f"journal:{int(seq) + 1}.."
-
-
-def _upto(seq: int) -> str:
-    return f"journal:..={int(seq)}"
+# A journal row holds the entries of one commit and is keyed by the last of their
+# positions, so the row holding position ``seq`` and every later one is a range
+# scan of record ids from ``seq``: no index needed. SurrealQL ranges take no
+# parameters; the bound is an integer formatted here, never text from a request.
+def _from(seq: int) -> str:
+    return f"journal:{int(seq)}.."
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -408,8 +408,9 @@ class Store:
                     await self._commit(batch)
                     self._last_write = asyncio.get_running_loop().time()
                 if stop:
-                    if self._lazy:
-                        await self._apply_lazy(list(self._lazy))
+                    while self._lazy:
+                        await self._apply_lazy(list(itertools.islice(self._lazy,
+                                                                     self.lazy_chunk)))
                 elif due or len(self._lazy) >= self.lazy_max:
                     await self._apply_lazy(self._due_rows())
             except Exception as exc:  # never let one bad batch stop every later write
@@ -515,12 +516,21 @@ class Store:
         return False
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        plan = _Plan()
         applying = self._must_apply(batch)
-        lazies: list[Lazy] = []
         if applying:
-            for (table, rid), row in self._lazy.items():
-                plan.add(_eager(table, rid, row.create, row.patch), own=False)
+            # In chunks before the batch (their log entries are durable already, so they
+            # need not share its transaction): one huge transaction costs the embedded
+            # engine far more memory than several small ones.
+            try:
+                while self._lazy:
+                    await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+            except StoreError as exc:
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                return
+        plan = _Plan()
+        lazies: list[Lazy] = []
         for pending in batch:
             for write in pending.stmts:
                 if isinstance(write, Lazy):
@@ -531,9 +541,8 @@ class Store:
                     write = _eager(write.table, write.id, write.create, write.patch)
                 plan.add(write)
         mark = 0
-        if applying and (self._lazy or lazies):
-            mark = max([self._lazy_applied, *(r.last_mark for r in self._lazy.values()),
-                        *(w.mark for w in lazies)])
+        if applying and lazies:
+            mark = max(self._lazy_applied, *(w.mark for w in lazies))
             plan.add(self.mark_write(mark), own=False)
         sql, params, slots = plan.build()
         try:
@@ -551,9 +560,6 @@ class Store:
             # Recorded before any future resolves: whoever wakes up and reads must
             # find these changes applied or pending, never neither.
             if applying:
-                self.lazy_rows_applied += len(self._lazy)
-                self._lazy.clear()
-                self._settled.clear()
                 self._lazy_applied = max(self._lazy_applied, mark)
             else:
                 for lazy in lazies:

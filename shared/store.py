@@ -219,6 +219,7 @@ class Store:
         self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
         self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
         self._lazy_applied = 0  # every lazy change up to this mark is in the store
+        self._lazy_high = 0  # the highest mark of any lazy change taken in
         self._tick: asyncio.TimerHandle | None = None
         self._last_write = 0.0  # loop time the writer last committed other work
         self.commits = 0
@@ -239,7 +240,7 @@ class Store:
             await self._db.use(self.namespace, self.database)
             self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
             await self._migrate()
-            self._lazy_applied = await self.lazy_mark()
+            self._lazy_applied = self._lazy_high = await self.lazy_mark()
         except BaseException:
             await self.close()
             raise
@@ -381,7 +382,9 @@ class Store:
         stop = False
         while not stop:
             first = await self._queue.get()
-            if first is None:
+            if first is None:  # stop, after applying what is pending
+                while self._lazy:
+                    await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
                 break
             # One turn of the loop lets every coroutine that is ready right now queue its
             # write too, so they share this commit instead of each waiting for the next.
@@ -463,10 +466,7 @@ class Store:
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
         left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
-        if left:
-            mark = min(left) - 1
-        else:
-            mark = max(self._lazy[key].last_mark for key in keys)
+        mark = min(left) - 1 if left else self._lazy_high
         mark = max(mark, self._lazy_applied)
         plan.add(self.mark_write(mark), own=False)
         sql, params, _ = plan.build()
@@ -483,6 +483,7 @@ class Store:
         self.lazy_rows_applied += len(keys)
 
     def _fold_lazy(self, lazy: Lazy) -> None:
+        self._lazy_high = max(self._lazy_high, lazy.mark)
         key = (lazy.table, lazy.id)
         row = self._lazy.get(key)
         if row is None:
@@ -542,7 +543,7 @@ class Store:
                 plan.add(write)
         mark = 0
         if applying and lazies:
-            mark = max(self._lazy_applied, *(w.mark for w in lazies))
+            mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
             plan.add(self.mark_write(mark), own=False)
         sql, params, slots = plan.build()
         try:
@@ -561,6 +562,7 @@ class Store:
             # find these changes applied or pending, never neither.
             if applying:
                 self._lazy_applied = max(self._lazy_applied, mark)
+                self._lazy_high = max(self._lazy_high, mark)
             else:
                 for lazy in lazies:
                     self._fold_lazy(lazy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -55,6 +56,12 @@ log = logging.getLogger(__name__)
 
 _OPERATIONS = TypeAdapter(list[OperationSpec])
 
+
+@functools.cache
+def _tasks_total(status: str) -> Any:
+    """The ``orchestrator_tasks_total`` child of a status (looked up once, not per task)."""
+    return TASKS_TOTAL.labels(status.lower())
+
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
 
 
@@ -94,6 +101,11 @@ class Engine:
             ProviderEnv(settings, store), settings.provider_map
         )
         self.runs: dict[str, _Run] = {}
+        self.default_retry = RetryPolicy(  # shared by every operation without its own
+            max_attempts=settings.default_max_attempts,
+            initial_delay_s=settings.default_initial_delay_s,
+            max_delay_s=settings.default_max_delay_s,
+        )
         # Rollbacks by request and restores rewrite recorded state: one at a time.
         self.admin_lock = asyncio.Lock()
         self.submitting = 0  # submissions between validation and launch
@@ -198,7 +210,7 @@ class Engine:
         self, batch: BatchRequest, kind: str, workflow_id: str | None, task_id: str | None,
         submitted_by: str | None,
     ) -> WorkflowState:
-        graph = self.validate(batch)
+        self.validate(batch)
         wid = workflow_id or str(uuid.uuid4())
         now = utcnow()
         wf = WorkflowState(
@@ -215,7 +227,7 @@ class Engine:
             state.created_at = now
             wf.tasks[op.id] = state
             task_rows.append(Repository.create_task(self._task_row(state, ids, now), seq))
-        self._link(wf, graph)
+        self._link(wf)
         checkpoint_id = str(uuid.uuid4())
         wf.checkpoint_id = checkpoint_id
         wf_row = {
@@ -265,14 +277,10 @@ class Engine:
         return wf
 
     def _task_state(self, wid: str, tid: str, index: int, op: OperationSpec) -> TaskState:
-        s = self.settings
-        retry = op.retry or RetryPolicy(
-            max_attempts=s.default_max_attempts, initial_delay_s=s.default_initial_delay_s,
-            max_delay_s=s.default_max_delay_s,
-        )
         return TaskState(
             id=tid, workflow_id=wid, name=op.id, index=index, spec=op,
-            provider=op.provider_name, timeout_s=op.timeout or s.default_timeout_s, retry=retry,
+            provider=op.provider_name, timeout_s=op.timeout or self.settings.default_timeout_s,
+            retry=op.retry or self.default_retry,
         )
 
     def _task_row(self, t: TaskState, ids: dict[str, str], now: datetime) -> dict[str, Any]:
@@ -315,11 +323,13 @@ class Engine:
         return t
 
     @staticmethod
-    def _link(wf: WorkflowState, graph: Any) -> None:
-        for dep, dependent, data in graph.edges(data=True):
-            kind = data.get("kind", "hard")
-            wf.tasks[dependent].deps.append((dep, kind))
-            wf.tasks[dep].dependents.append((dependent, kind))
+    def _link(wf: WorkflowState) -> None:
+        """Wire dependencies both ways (the batch is validated: every reference exists)."""
+        tasks = wf.tasks
+        for t in tasks.values():
+            for ref in t.spec.dependency_refs:
+                t.deps.append((ref.id, ref.kind))
+                tasks[ref.id].dependents.append((t.name, ref.kind))
 
     def _launch(self, wf: WorkflowState) -> None:
         run = _Run(wf=wf)
@@ -339,7 +349,7 @@ class Engine:
             name=row["name"], parallel_limit=row["parallel_limit"],
             rollback_enabled=row["rollback_enabled"], operations=batch_ops,
         )
-        graph = self.validate(batch)
+        self.validate(batch)
         wf = WorkflowState(
             id=wid, name=row["name"], kind=row.get("kind", "batch"),
             status=WorkflowStatus(row["status"]), parallel_limit=row["parallel_limit"],
@@ -360,7 +370,7 @@ class Engine:
                     t, TaskStatus.FAILED, {"error": "rollback interrupted by a restart"},
                     note="resumed",
                 ))
-        self._link(wf, graph)
+        self._link(wf)
         if changes:
             await self._commit([(wf.tasks[c.name], c) for c in changes])
         if wf.status is WorkflowStatus.PENDING:
@@ -431,7 +441,7 @@ class Engine:
             self._apply(t, change)
             self.bus.publish(change.event_type, Journal._event_data(change))
             if t.final and change.from_status == TaskStatus.RUNNING:
-                TASKS_TOTAL.labels(change.to_status.lower()).inc()
+                _tasks_total(change.to_status).inc()
                 if t.started_at is not None and t.completed_at is not None:
                     TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from shared.http import Model, PageQuery
 
 SUPPORTED_STORAGE_BACKENDS = ("surrealdb",)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
 MAX_OPERATIONS = 10_000
 
 
@@ -98,7 +100,12 @@ class OperationSpec(Model):
         Computed once: validation, the graph and the task rows all ask for it."""
         refs: dict[str, DependencyRef] = {}
         for d in self.dependencies:
-            ref = d if isinstance(d, DependencyRef) else DependencyRef(id=d)
+            if isinstance(d, DependencyRef):
+                ref = d
+            elif _ID.fullmatch(d):  # valid: skip re-validating thousands of plain ids
+                ref = DependencyRef.model_construct(id=d, kind="hard")
+            else:
+                ref = DependencyRef(id=d)  # raises the validation error
             if ref.id not in refs or ref.kind == "hard":
                 refs[ref.id] = ref
         return list(refs.values())

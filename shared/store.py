@@ -383,8 +383,7 @@ class Store:
         while not stop:
             first = await self._queue.get()
             if first is None:  # stop, after applying what is pending
-                while self._lazy:
-                    await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+                await self._apply_all_at_close()
                 break
             # One turn of the loop lets every coroutine that is ready right now queue its
             # write too, so they share this commit instead of each waiting for the next.
@@ -411,9 +410,7 @@ class Store:
                     await self._commit(batch)
                     self._last_write = asyncio.get_running_loop().time()
                 if stop:
-                    while self._lazy:
-                        await self._apply_lazy(list(itertools.islice(self._lazy,
-                                                                     self.lazy_chunk)))
+                    await self._apply_all_at_close()
                 elif due or len(self._lazy) >= self.lazy_max:
                     await self._apply_lazy(self._due_rows())
             except Exception as exc:  # never let one bad batch stop every later write
@@ -423,6 +420,16 @@ class Store:
                     if not pending.future.done():
                         pending.future.set_exception(failure)
             self._schedule_lazy()
+
+    async def _apply_all_at_close(self) -> None:
+        """Apply every pending row before stopping; if the store refuses, say so and stop
+        anyway (the journal holds those changes: the next start re-applies them)."""
+        try:
+            while self._lazy:
+                await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+        except Exception:
+            log.exception("could not apply pending rows at close; the next start will",
+                          extra={"rows": len(self._lazy)})
 
     def _schedule_lazy(self) -> None:
         """Queue a tick for when lazy rows are due: once the writer has had no other work

@@ -35,6 +35,8 @@ def open_store(settings: Settings) -> Store:
         database=settings.db_database,
         lock_dir=lock_dir,
         write_batch_max=settings.write_batch_max,
+        lazy_delay_s=settings.row_apply_idle_s,
+        lazy_max_age_s=settings.row_apply_max_age_s,
     )
 
 

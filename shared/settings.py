@@ -62,6 +62,10 @@ class Settings:
     # (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER …), e.g. "AWS_PROFILE,KUBECONFIG".
     command_env_passthrough: tuple[str, ...] = ()
     write_batch_max: int = 2_000
+    # Task and workflow rows are applied lazily from the journal (see shared/store.py):
+    # once the writer has been idle this long, and at the latest at this age.
+    row_apply_idle_s: float = 0.02
+    row_apply_max_age_s: float = 1.0
     auth_enabled: bool = True
     admin_password: str = ""
     rate_limit_auth: str = "5/minute"

@@ -95,8 +95,8 @@ class Lazy:
     """A change to a row that a durable log already records (at position ``mark``).
 
     It need not be written with its own commit: the writer keeps lazy changes
-    coalesced per row and applies them later, in bulk, but always before any read
-    and before any other write to the same table, so nobody ever observes the
+    coalesced per row and applies them later, in bulk, but always before any read,
+    any statement and any merge into the same row, so nobody ever observes the
     difference. Each application records the position up to which every lazy
     change is applied (:meth:`Store.lazy_mark`); after a crash the log's owner
     re-applies its entries after that position. ``create`` rows are new
@@ -479,8 +479,12 @@ class Store:
         sql, params, _ = plan.build()
         raw = await self._raw(sql, params)
         if len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw):
-            reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"), "?")
-            raise StoreError(f"database refused lazy changes: {reason}")
+            if len(keys) > 1:  # find the row at fault: apply them one by one
+                for key in keys:
+                    await self._apply_lazy([key])
+                return
+            self._refuse_lazy(keys[0], raw)
+            return
         self.commits += 1
         STORE_COMMITS.inc()
         for key in keys:
@@ -488,6 +492,16 @@ class Store:
             self._settled.pop(key, None)
         self._lazy_applied = mark
         self.lazy_rows_applied += len(keys)
+
+    def _refuse_lazy(self, key: tuple[str, str], raw: list[dict[str, Any]]) -> None:
+        """Drop a row change the store will never take (it would otherwise block every
+        later read). The journal still records it; the error says which row."""
+        reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"
+                       and "not executed" not in str(r.get("result"))), "unknown error")
+        log.error("the store refused a lazily applied row; its change stays in the log only",
+                  extra={"table": key[0], "row": key[1], "reason": reason})
+        del self._lazy[key]
+        self._settled.pop(key, None)
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -553,6 +567,13 @@ class Store:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
             plan.add(self.mark_write(mark), own=False)
         sql, params, slots = plan.build()
+        if not plan.statements:  # lazy changes only: nothing to send
+            for lazy in lazies:
+                self._fold_lazy(lazy)
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_result([None] * len(pending.stmts))
+            return
         try:
             raw = await self._raw(sql, params)
         except StoreError as exc:

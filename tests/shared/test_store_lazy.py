@@ -389,12 +389,6 @@ async def test_close_applies_pending_rows_and_a_restart_finds_them(tmp_path: Pat
         assert await row(again, "r") == {"id": "r", "a": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store bug (17e2f74): on an idle close the writer applies pending rows outside "
-    "its try; a refused row ends the writer with StoreError, close() re-raises it "
-    "before closing the engine and releasing the directory lock",
-)
 async def test_close_releases_the_directory_even_if_a_pending_row_cannot_be_applied(
     tmp_path: Path,
 ) -> None:
@@ -479,3 +473,16 @@ async def test_a_failed_write_does_not_lose_a_lazy_change_queued_in_the_same_com
 
         assert await s.query("SELECT * FROM t") == [{"id": "good", "a": 1}]
         assert await s.lazy_mark() == 6
+
+
+async def test_a_row_the_store_refuses_is_dropped_and_does_not_block_reads_or_neighbours() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Insert("t", {"id": "taken", "a": 0}))
+        await s.write(Lazy("t", "fine", {"a": 1}, 4, create=True),
+                      Lazy("t", "taken", {"a": 2}, 5, create=True))  # exists: refused
+        assert s.lazy_pending == 2
+
+        rows = await s.query("SELECT * FROM t ORDER BY id")
+        assert rows == [{"id": "fine", "a": 1}, {"id": "taken", "a": 0}]
+        assert s.lazy_pending == 0
+        assert await s.query("SELECT VALUE a FROM t:fine") == [1]  # and reads keep working

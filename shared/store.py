@@ -32,7 +32,6 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +267,9 @@ class Store:
             self._lock.release()
 
     async def _migrate(self) -> None:
-        await _apply_migrations(self)
+        from shared.schema import apply_migrations  # it needs this module's Store
+
+        await apply_migrations(self)
 
     # -- reads ---------------------------------------------------------------
 
@@ -767,45 +768,3 @@ def iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
     return str(value)
-
-
-MIGRATIONS_TABLE = "schema_migration"
-
-
-async def _applied(store: Store) -> set[str]:
-    rows = await store.query(f"SELECT version FROM {MIGRATIONS_TABLE}")
-    return {str(r["version"]) for r in rows}
-
-
-def migration_files() -> list[tuple[str, str]]:
-    """Every ``NNNN_name.surql`` shipped in ``shared/migrations``, in order."""
-    folder = resources.files("shared") / "migrations"
-    files = sorted(
-        (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".surql")
-    )
-    return files
-
-
-async def _apply_migrations(store: Store) -> None:
-    await store.write(Stmt(f"DEFINE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} SCHEMALESS"))
-    done = await _applied(store)
-    for name, text in migration_files():
-        version = name.split("_", 1)[0]
-        if version in done:
-            continue
-        log.info("applying migration", extra={"migration": name})
-        statements = [s.strip() for s in _split_statements(text) if s.strip()]
-        await store.write(
-            *(Stmt(s) for s in statements),
-            Stmt(
-                f"CREATE {MIGRATIONS_TABLE} SET version = $v, name = $n, applied_at = time::now()",
-                {"v": version, "n": name},
-            ),
-        )
-
-
-def _split_statements(text: str) -> list[str]:
-    """Split a migration on ``;`` at line ends, ignoring ``--`` comment lines."""
-    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
-    return [s.strip().rstrip(";") for s in "\n".join(lines).split(";\n")]
-

@@ -55,9 +55,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ADMIN_PASSWORD = "bench-admin-password"
 VIEWER_PASSWORD = "bench-viewer-password"
 GOAL_US = 150.0
-BATCH = {"name": "bench", "operations": [
-    {"id": f"op{i}", "type": "server_batch", "provider": "local",
-     "simulate": {"latency_s": 0}} for i in range(10)]}
+BATCH = {
+    "name": "bench",
+    "operations": [
+        {"id": f"op{i}", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}
+        for i in range(10)
+    ],
+}
 
 
 def free_port() -> int:
@@ -67,9 +71,16 @@ def free_port() -> int:
 
 
 def bench_settings(auth: bool, **overrides: Any) -> Settings:
-    return load_settings(db_url="mem://", auth_enabled=auth, admin_password=ADMIN_PASSWORD,
-                         rate_limit_auth="0", rate_limit_default="0", rate_limit_batch="0",
-                         log_level="WARNING", **overrides)
+    return load_settings(
+        db_url="mem://",
+        auth_enabled=auth,
+        admin_password=ADMIN_PASSWORD,
+        rate_limit_auth="0",
+        rate_limit_default="0",
+        rate_limit_batch="0",
+        log_level="WARNING",
+        **overrides,
+    )
 
 
 # -- the server process ----------------------------------------------------------------
@@ -81,16 +92,17 @@ async def serve(auth: bool, port: int, cc_port: int) -> None:
     await store.open()
     bus = EventBus()
     runners = []
-    for app, p in ((create_control_center(settings, store=store, bus=bus), cc_port),
-                   (create_orchestrator(settings, store=store, bus=bus), port)):
+    for app, p in (
+        (create_control_center(settings, store=store, bus=bus), cc_port),
+        (create_orchestrator(settings, store=store, bus=bus), port),
+    ):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, HOST, p).start()
         runners.append(runner)
     cc_app = runners[0].app
     assert cc_app is not None
-    await cc_app[USERS].create(username="viewer", email=None, password=VIEWER_PASSWORD,
-                               roles=["viewer"])
+    await cc_app[USERS].create(username="viewer", email=None, password=VIEWER_PASSWORD, roles=["viewer"])
     print("READY", flush=True)
     await asyncio.Event().wait()
 
@@ -109,9 +121,20 @@ class Server:
 
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "on" if self.auth else "off",
-             "--port", str(self.port), "--cc-port", str(self.cc_port)],
-            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                "on" if self.auth else "off",
+                "--port",
+                str(self.port),
+                "--cc-port",
+                str(self.cc_port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "READY" not in line:
@@ -141,16 +164,21 @@ class Server:
 
 async def login(session: aiohttp.ClientSession, server: Server) -> tuple[str, float]:
     started = time.perf_counter()
-    async with session.post(f"{server.cc_url}/auth/login", json={
-            "username": "viewer", "password": VIEWER_PASSWORD}) as resp:
+    async with session.post(
+        f"{server.cc_url}/auth/login", json={"username": "viewer", "password": VIEWER_PASSWORD}
+    ) as resp:
         doc = await resp.json()
     elapsed = time.perf_counter() - started
     assert resp.status == 200, doc
     return str(doc["data"]["token"]), elapsed
 
 
-async def hammer(server: Server, seconds: float, concurrency: int, logins: int,
-                 ) -> dict[str, Any]:
+async def hammer(
+    server: Server,
+    seconds: float,
+    concurrency: int,
+    logins: int,
+) -> dict[str, Any]:
     headers: dict[str, str] = {}
     login_ms: list[float] = []
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -181,8 +209,12 @@ async def hammer(server: Server, seconds: float, concurrency: int, logins: int,
         started, cpu_before = time.perf_counter(), server.cpu_s()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed, cpu = time.perf_counter() - started, server.cpu_s() - cpu_before
-    result: dict[str, Any] = {"requests": count, "seconds": elapsed, "rps": count / elapsed,
-                              "server_cpu_us_per_request": cpu / count * 1e6}
+    result: dict[str, Any] = {
+        "requests": count,
+        "seconds": elapsed,
+        "rps": count / elapsed,
+        "server_cpu_us_per_request": cpu / count * 1e6,
+    }
     if login_ms:
         result["login_times_ms"] = login_ms
     return result
@@ -192,21 +224,26 @@ async def admin_submit(session: aiohttp.ClientSession, server: Server) -> None:
     """With auth on, a batch needs a submitter who may: the admin, after MFA enrolment."""
     import pyotp
 
-    async with session.post(f"{server.cc_url}/auth/login", json={
-            "username": "admin", "password": ADMIN_PASSWORD}) as resp:
+    async with session.post(
+        f"{server.cc_url}/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+    ) as resp:
         setup = (await resp.json())["data"]["setup_token"]
     auth = {"Authorization": f"Bearer {setup}"}
     async with session.post(f"{server.cc_url}/auth/mfa/setup", headers=auth) as resp:
         secret = (await resp.json())["data"]["secret"]
     totp = pyotp.TOTP(secret)
-    async with session.post(f"{server.cc_url}/auth/mfa/enable", headers=auth,
-                            json={"code": totp.at(time.time() - 30)}) as resp:
+    async with session.post(
+        f"{server.cc_url}/auth/mfa/enable", headers=auth, json={"code": totp.at(time.time() - 30)}
+    ) as resp:
         assert resp.status == 200, await resp.text()
-    async with session.post(f"{server.cc_url}/auth/login", json={
-            "username": "admin", "password": ADMIN_PASSWORD, "mfa_code": totp.now()}) as resp:
+    async with session.post(
+        f"{server.cc_url}/auth/login",
+        json={"username": "admin", "password": ADMIN_PASSWORD, "mfa_code": totp.now()},
+    ) as resp:
         token = str((await resp.json())["data"]["token"])
-    async with session.post(f"{server.url}/batch/execute", json=BATCH,
-                            headers={"Authorization": f"Bearer {token}"}) as resp:
+    async with session.post(
+        f"{server.url}/batch/execute", json=BATCH, headers={"Authorization": f"Bearer {token}"}
+    ) as resp:
         assert resp.status == 201, await resp.text()
 
 
@@ -227,11 +264,13 @@ async def in_process(n: int) -> dict[str, float]:
     security = Security(settings)
     await security.start(store)
     try:
-        issued = security.tokens.issue(user_id="u1", username="viewer", roles=["viewer"],
-                                       amr=["pwd"], session_id="s1")
+        issued = security.tokens.issue(
+            user_id="u1", username="viewer", roles=["viewer"], amr=["pwd"], session_id="s1"
+        )
         app = web.Application()
-        request = make_mocked_request("GET", "/tasks?limit=1", app=app,
-                                      headers={"Authorization": f"Bearer {issued.token}"})
+        request = make_mocked_request(
+            "GET", "/tasks?limit=1", app=app, headers={"Authorization": f"Bearer {issued.token}"}
+        )
         backend = security.backend
 
         async def path() -> None:
@@ -252,18 +291,23 @@ async def in_process(n: int) -> dict[str, float]:
         subjects = subjects_of(principal)
         context = await condition_context(request, principal, frozenset(), settings)
         engine = security.policy
-        enforce_us = per_call_us(lambda: engine.enforce(subjects, "tasks", "read", context),
-                                 max(1, n // 100))
-        dev = security.tokens.issue(user_id="u2", username="dev", roles=["developer"],
-                                    amr=["pwd"], session_id="s2")
+        enforce_us = per_call_us(lambda: engine.enforce(subjects, "tasks", "read", context), max(1, n // 100))
+        dev = security.tokens.issue(
+            user_id="u2", username="dev", roles=["developer"], amr=["pwd"], session_id="s2"
+        )
         dev_principal = await security.tokens.verify(dev.token)
         dev_context = await condition_context(request, dev_principal, frozenset(), settings)
         dev_context["batch"]["check_mode"] = True
         dev_subjects = subjects_of(dev_principal)
         conditional_us = per_call_us(
-            lambda: engine.decide(dev_subjects, "batch", "execute", dev_context), n // 10)
-        return {"auth_path_warm_us": warm_us, "eddsa_verify_us": decode_us,
-                "casbin_full_enforce_us": enforce_us, "conditional_decision_us": conditional_us}
+            lambda: engine.decide(dev_subjects, "batch", "execute", dev_context), n // 10
+        )
+        return {
+            "auth_path_warm_us": warm_us,
+            "eddsa_verify_us": decode_us,
+            "casbin_full_enforce_us": enforce_us,
+            "conditional_decision_us": conditional_us,
+        }
     finally:
         await security.stop()
         await store.close()
@@ -285,8 +329,7 @@ async def login_in_process(n: int) -> dict[str, float]:
 
 def merged_logins(results: list[dict[str, Any]]) -> dict[str, float]:
     times = [t for r in results for t in r["login_times_ms"]]
-    return {"p50": statistics.median(times), "min": min(times), "max": max(times),
-            "n": len(times)}
+    return {"p50": statistics.median(times), "min": min(times), "max": max(times), "n": len(times)}
 
 
 def main() -> None:
@@ -311,44 +354,59 @@ def main() -> None:
     for _ in range(args.rounds):
         for mode in ("off", "on"):
             with Server(auth=mode == "on") as server:
-                rounds[mode].append(
-                    asyncio.run(hammer(server, args.seconds, args.concurrency, args.logins)))
-    runs = {mode: sorted(rs, key=lambda r: r["server_cpu_us_per_request"])[len(rs) // 2]
-            for mode, rs in rounds.items()}
+                rounds[mode].append(asyncio.run(hammer(server, args.seconds, args.concurrency, args.logins)))
+    runs = {
+        mode: sorted(rs, key=lambda r: r["server_cpu_us_per_request"])[len(rs) // 2]
+        for mode, rs in rounds.items()
+    }
     runs["on"]["login_ms"] = merged_logins(rounds["on"])
     micro = asyncio.run(in_process(args.calls))
     argon = asyncio.run(login_in_process(max(3, args.logins)))
     off_us = runs["off"]["server_cpu_us_per_request"]
     on_us = runs["on"]["server_cpu_us_per_request"]
     settings = Settings()
-    print(f"\nGET /tasks?limit=1, {args.concurrency} clients for {args.seconds:g} s, "
-          f"orchestrator in its own process (median of {args.rounds} rounds)")
+    print(
+        f"\nGET /tasks?limit=1, {args.concurrency} clients for {args.seconds:g} s, "
+        f"orchestrator in its own process (median of {args.rounds} rounds)"
+    )
     print(f"  {'hook':<28}{'req/s':>10}{'server CPU µs/req':>20}")
     print(f"  {'admit everyone':<28}{runs['off']['rps']:>10.0f}{off_us:>20.0f}")
     print(f"  {'JWT + Casbin (viewer)':<28}{runs['on']['rps']:>10.0f}{on_us:>20.0f}")
-    print(f"  auth path over HTTP: {on_us - off_us:+.0f} µs of server CPU per request "
-          f"(goal < {GOAL_US:.0f} µs)")
+    print(
+        f"  auth path over HTTP: {on_us - off_us:+.0f} µs of server CPU per request (goal < {GOAL_US:.0f} µs)"
+    )
     print("\nIn process, per call")
     print(f"  auth path (cached token, memoised decision) {micro['auth_path_warm_us']:8.1f} µs")
     print(f"  EdDSA verify (what the cache saves)         {micro['eddsa_verify_us']:8.1f} µs")
-    print(f"  Casbin enforce, default policy, no memo     "
-          f"{micro['casbin_full_enforce_us']:8.1f} µs")
-    print(f"  conditional rule (developer check mode)     "
-          f"{micro['conditional_decision_us']:8.1f} µs")
+    print(f"  Casbin enforce, default policy, no memo     {micro['casbin_full_enforce_us']:8.1f} µs")
+    print(f"  conditional rule (developer check mode)     {micro['conditional_decision_us']:8.1f} µs")
     login_ms = runs["on"]["login_ms"]
-    print(f"\nLogin (argon2id t={settings.argon2_time_cost}, m={settings.argon2_memory_kib} KiB, "
-          f"p={settings.argon2_parallelism})")
-    print(f"  POST /auth/login over HTTP: p50 {login_ms['p50']:.0f} ms "
-          f"(min {login_ms['min']:.0f}, max {login_ms['max']:.0f}, n={login_ms['n']})")
+    print(
+        f"\nLogin (argon2id t={settings.argon2_time_cost}, m={settings.argon2_memory_kib} KiB, "
+        f"p={settings.argon2_parallelism})"
+    )
+    print(
+        f"  POST /auth/login over HTTP: p50 {login_ms['p50']:.0f} ms "
+        f"(min {login_ms['min']:.0f}, max {login_ms['max']:.0f}, n={login_ms['n']})"
+    )
     print(f"  argon2id verify alone:      p50 {argon['argon2_verify_ms_p50']:.0f} ms")
     doc = {
-        "http": runs, "auth_path_http_us": on_us - off_us, "in_process": micro,
-        "argon2": {"time_cost": settings.argon2_time_cost,
-                   "memory_kib": settings.argon2_memory_kib,
-                   "parallelism": settings.argon2_parallelism, **argon},
-        "goal_us": GOAL_US, "concurrency": args.concurrency, "seconds": args.seconds,
-        "rounds": {mode: [{"rps": r["rps"], "cpu_us": r["server_cpu_us_per_request"]}
-                          for r in rs] for mode, rs in rounds.items()},
+        "http": runs,
+        "auth_path_http_us": on_us - off_us,
+        "in_process": micro,
+        "argon2": {
+            "time_cost": settings.argon2_time_cost,
+            "memory_kib": settings.argon2_memory_kib,
+            "parallelism": settings.argon2_parallelism,
+            **argon,
+        },
+        "goal_us": GOAL_US,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "rounds": {
+            mode: [{"rps": r["rps"], "cpu_us": r["server_cpu_us_per_request"]} for r in rs]
+            for mode, rs in rounds.items()
+        },
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2))

@@ -93,11 +93,16 @@ async def run_engine(n: int, limit: int) -> dict[str, Any]:
         await store.open()
         engine = Engine(load_settings(data_dir=tmp), store, EventBus())
         await engine.start()
-        batch = BatchRequest(name="bench", parallel_limit=limit, operations=[
-            OperationSpec.model_validate({"id": name, "type": "server_batch",
-                                          "provider": "noop", "dependencies": deps})
-            for name, deps in layered_dag(n)
-        ])
+        batch = BatchRequest(
+            name="bench",
+            parallel_limit=limit,
+            operations=[
+                OperationSpec.model_validate(
+                    {"id": name, "type": "server_batch", "provider": "noop", "dependencies": deps}
+                )
+                for name, deps in layered_dag(n)
+            ],
+        )
         started = time.perf_counter()
         wf = await engine.submit(batch)
         submitted = time.perf_counter()
@@ -116,9 +121,14 @@ async def run_engine(n: int, limit: int) -> dict[str, Any]:
         commits = store.commits
         await engine.stop()
         await store.close()
-    return {"seconds": elapsed, "submit_s": submitted - started, "commits": commits,
-            "journal_rows": journal[0]["n"] if journal else 0, "applied_s": applied,
-            "rows_pending_at_end": pending}
+    return {
+        "seconds": elapsed,
+        "submit_s": submitted - started,
+        "commits": commits,
+        "journal_rows": journal[0]["n"] if journal else 0,
+        "applied_s": applied,
+        "rows_pending_at_end": pending,
+    }
 
 
 async def first_start_latency(samples: int) -> list[float]:
@@ -152,8 +162,11 @@ async def first_start_latency(samples: int) -> list[float]:
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         out: list[float] = []
-        body = {"name": "latency", "parallel_limit": 5, "operations": [
-            {"id": f"op{i}", "type": "server_batch", "provider": "noop"} for i in range(10)]}
+        body = {
+            "name": "latency",
+            "parallel_limit": 5,
+            "operations": [{"id": f"op{i}", "type": "server_batch", "provider": "noop"} for i in range(10)],
+        }
         async with aiohttp.ClientSession() as session:
             for _ in range(samples):
                 async with session.post(f"http://127.0.0.1:{port}/batch/execute", json=body) as r:
@@ -189,15 +202,19 @@ def main() -> None:
         return
     sizes = [1000] if args.quick else [1000, 5000]
     rows = []
-    print(f"{'scheduler':<10} {'N':>6} {'limit':>6} {'ops/s':>10} {'seconds':>8} "
-          f"{'submit s':>9} {'run ops/s':>10} {'commits':>8} {'rows ops/s':>11} "
-          f"{'peak RSS MB':>12}")
+    print(
+        f"{'scheduler':<10} {'N':>6} {'limit':>6} {'ops/s':>10} {'seconds':>8} "
+        f"{'submit s':>9} {'run ops/s':>10} {'commits':>8} {'rows ops/s':>11} "
+        f"{'peak RSS MB':>12}"
+    )
     for n in sizes:
         for limit in (5, 50):
             for kind in ("memory", "durable"):
                 res = subprocess.run(
                     [sys.executable, __file__, "--child", kind, str(n), str(limit)],
-                    capture_output=True, text=True, check=True,
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
                 doc = json.loads(res.stdout.strip().splitlines()[-1])
                 ops_s = n / doc["seconds"]
@@ -205,26 +222,40 @@ def main() -> None:
                 run_s = n / (doc["seconds"] - doc.get("submit_s", 0.0))
                 # Until every task row is applied too (the journal had it all earlier).
                 rows_s = n / doc.get("applied_s", doc["seconds"])
-                row = {"scheduler": kind, "n": n, "parallel_limit": limit,
-                       "ops_per_s": round(ops_s), "run_ops_per_s": round(run_s),
-                       "rows_applied_ops_per_s": round(rows_s), **doc}
+                row = {
+                    "scheduler": kind,
+                    "n": n,
+                    "parallel_limit": limit,
+                    "ops_per_s": round(ops_s),
+                    "run_ops_per_s": round(run_s),
+                    "rows_applied_ops_per_s": round(rows_s),
+                    **doc,
+                }
                 rows.append(row)
                 submit_s = f"{doc['submit_s']:.3f}" if "submit_s" in doc else "-"
-                print(f"{kind:<10} {n:>6} {limit:>6} {ops_s:>10.0f} {doc['seconds']:>8.3f} "
-                      f"{submit_s:>9} {run_s:>10.0f} {doc.get('commits', '-'):>8} "
-                      f"{rows_s:>11.0f} {doc['peak_rss_mb']:>12.1f}", flush=True)
+                print(
+                    f"{kind:<10} {n:>6} {limit:>6} {ops_s:>10.0f} {doc['seconds']:>8.3f} "
+                    f"{submit_s:>9} {run_s:>10.0f} {doc.get('commits', '-'):>8} "
+                    f"{rows_s:>11.0f} {doc['peak_rss_mb']:>12.1f}",
+                    flush=True,
+                )
     lat = asyncio.run(first_start_latency(20 if args.quick else 50))
     waits = sorted(max(0.0, x) for x in lat)
     p50 = statistics.median(waits)
     p99 = waits[max(0, int(len(waits) * 0.99) - 1)]
     before = sum(1 for x in lat if x <= 0)
-    print(f"\nPOST /batch/execute returned -> first operation Running: "
-          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} samples; {before} already "
-          f"running when the response arrived)")
+    print(
+        f"\nPOST /batch/execute returned -> first operation Running: "
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms ({len(lat)} samples; {before} already "
+        f"running when the response arrived)"
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "engine.json"
-    out.write_text(json.dumps({"runs": rows, "first_start_latency_ms": {
-        "p50": p50, "p99": p99, "samples": lat}}, indent=2))
+    out.write_text(
+        json.dumps(
+            {"runs": rows, "first_start_latency_ms": {"p50": p50, "p99": p99, "samples": lat}}, indent=2
+        )
+    )
     print(f"wrote {out}")
 
 

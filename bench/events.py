@@ -73,8 +73,9 @@ def parse_ts(ts: str) -> float:
 
 
 def settings(**kw: Any) -> Settings:
-    return load_settings(db_url="mem://", auth_enabled=False, webhooks_allow_private=True,
-                         log_level="WARNING", **kw)
+    return load_settings(
+        db_url="mem://", auth_enabled=False, webhooks_allow_private=True, log_level="WARNING", **kw
+    )
 
 
 # -- subscriber process --------------------------------------------------------------------
@@ -117,9 +118,9 @@ class _Subscriber(asyncio.Protocol):
         while len(buf) - pos >= 2:
             size, start = buf[pos + 1] & 0x7F, pos + 2
             if size == 126:
-                size, start = int.from_bytes(buf[pos + 2:pos + 4], "big"), pos + 4
+                size, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
             elif size == 127:
-                size, start = int.from_bytes(buf[pos + 2:pos + 10], "big"), pos + 10
+                size, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), pos + 10
             end = start + size
             if end > len(buf):
                 break
@@ -132,7 +133,7 @@ class _Subscriber(asyncio.Protocol):
             i = payload.find(b'"timestamp":"')
             if i < 0 or not payload.startswith(b'{"id"'):
                 continue  # welcome and other control messages
-            stamp = payload[i + 13:payload.index(b'"', i + 13)].decode()
+            stamp = payload[i + 13 : payload.index(b'"', i + 13)].decode()
             out.append(at - parse_ts(stamp))
             first = first or at
             last = at
@@ -148,10 +149,13 @@ async def subscribers_main(url: str, count: int) -> None:
         _, proto = await loop.create_connection(_Subscriber, parsed.host, parsed.port)
         key = base64.b64encode(os.urandom(16)).decode()
         assert proto.transport is not None
-        proto.transport.write((
-            f"GET {parsed.path_qs} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        proto.transport.write(
+            (
+                f"GET {parsed.path_qs} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
+                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         subs.append(proto)
         if n % 20 == 19:
             await asyncio.sleep(0.01)
@@ -168,11 +172,18 @@ async def subscribers_main(url: str, count: int) -> None:
         delays.extend(got)
         if got:
             first, last = min(first, a), max(last, b)
-    print(json.dumps({
-        "received": len(delays), "p50_ms": pct(delays, 50) * 1000,
-        "p99_ms": pct(delays, 99) * 1000, "max_ms": max(delays) * 1000 if delays else 0.0,
-        "events_per_s": len(delays) / (last - first) if last > first else 0.0,
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "received": len(delays),
+                "p50_ms": pct(delays, 50) * 1000,
+                "p99_ms": pct(delays, 99) * 1000,
+                "max_ms": max(delays) * 1000 if delays else 0.0,
+                "events_per_s": len(delays) / (last - first) if last > first else 0.0,
+            }
+        ),
+        flush=True,
+    )
 
 
 # -- consumer process ------------------------------------------------------------------------
@@ -193,27 +204,30 @@ def consumer_main(port: int) -> None:
     app = web.Application()
     app.router.add_post("/hook/{n}", hook)
     app.router.add_get("/stats", stats)
-    web.run_app(app, host=HOST, port=port, print=lambda *_: print("READY", flush=True),
-                access_log=None)
+    web.run_app(app, host=HOST, port=port, print=lambda *_: print("READY", flush=True), access_log=None)
 
 
 # -- the benchmark ------------------------------------------------------------------------------
 
 
-async def run_batch(client: aiohttp.ClientSession, base: str, operations: int,
-                    bus: EventBus) -> float:
+async def run_batch(client: aiohttp.ClientSession, base: str, operations: int, bus: EventBus) -> float:
     """Submit a batch; the time until its final transition is published (a bus listener,
     so that polling the API does not load the server being measured)."""
-    ops = [{"id": f"op{i}", "type": "server_batch", "provider": "local",
-            "simulate": {"latency_s": 0}} for i in range(operations)]
+    ops = [
+        {"id": f"op{i}", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}
+        for i in range(operations)
+    ]
     body = {"name": "bench", "parallel_limit": 50, "operations": ops}
     finished: asyncio.Future[float] = asyncio.get_running_loop().create_future()
     batch_id = ""
 
     def listen(event: Event) -> None:
-        if (event.event_type == "BatchStatusChanged" and event.data.get("batch_id") == batch_id
-                and event.data.get("status") in ("Completed", "Failed", "Cancelled")
-                and not finished.done()):
+        if (
+            event.event_type == "BatchStatusChanged"
+            and event.data.get("batch_id") == batch_id
+            and event.data.get("status") in ("Completed", "Failed", "Cancelled")
+            and not finished.done()
+        ):
             finished.set_result(time.perf_counter())
 
     bus.add_listener(listen)
@@ -229,12 +243,23 @@ async def run_batch(client: aiohttp.ClientSession, base: str, operations: int,
     return ended - started
 
 
-async def _watched_batch(client: aiohttp.ClientSession, base: str, port: int,
-                         subscribers: int, operations: int, bus: EventBus,
-                         ) -> tuple[float, dict[str, Any]]:
+async def _watched_batch(
+    client: aiohttp.ClientSession,
+    base: str,
+    port: int,
+    subscribers: int,
+    operations: int,
+    bus: EventBus,
+) -> tuple[float, dict[str, Any]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--_subscribers", str(subscribers),
-        "--_url", f"ws://{HOST}:{port}/ws", stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+        sys.executable,
+        __file__,
+        "--_subscribers",
+        str(subscribers),
+        "--_url",
+        f"ws://{HOST}:{port}/ws",
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -262,8 +287,7 @@ async def bench_streams(subscribers: int, operations: int, rounds: int) -> dict[
             await run_batch(client, base, 100, bus)  # warm up
             for _ in range(rounds):
                 alone.append(await run_batch(client, base, operations, bus))
-                seconds, got = await _watched_batch(client, base, port, subscribers, operations,
-                                                    bus)
+                seconds, got = await _watched_batch(client, base, port, subscribers, operations, bus)
                 watched.append(seconds)
                 stats.append(got)
     finally:
@@ -296,18 +320,31 @@ async def bench_webhooks(deliveries: int, webhooks: int, port: int) -> dict[str,
     repo = WebhookRepository(store)
     try:
         ids = [f"wh_bench{i}" for i in range(webhooks)]
-        await store.write(*(WebhookRepository.insert_webhook({
-            "id": wid, "url": f"http://{HOST}:{port}/hook/{i}", "events": ["*"],
-            "enabled": True, "secret": new_secret(), "source": "api",
-            "consecutive_failures": 0, "description": "bench",
-        }) for i, wid in enumerate(ids)))
+        await store.write(
+            *(
+                WebhookRepository.insert_webhook(
+                    {
+                        "id": wid,
+                        "url": f"http://{HOST}:{port}/hook/{i}",
+                        "events": ["*"],
+                        "enabled": True,
+                        "secret": new_secret(),
+                        "source": "api",
+                        "consecutive_failures": 0,
+                        "description": "bench",
+                    }
+                )
+                for i, wid in enumerate(ids)
+            )
+        )
         rows = []
         for n in range(deliveries):
             body = payload("task.completed", {"task_id": f"t{n}", "status": "Completed"})
-            rows.append(WebhookRepository.insert_delivery(
-                delivery_row(ids[n % webhooks], "task.completed", body)))
+            rows.append(
+                WebhookRepository.insert_delivery(delivery_row(ids[n % webhooks], "task.completed", body))
+            )
         for i in range(0, len(rows), 1000):
-            await store.write(*rows[i:i + 1000])
+            await store.write(*rows[i : i + 1000])
         async with aiohttp.ClientSession() as client:
             async with client.get(f"http://{HOST}:{port}/stats") as resp:
                 before = (await resp.json())["count"]
@@ -329,8 +366,11 @@ async def bench_webhooks(deliveries: int, webhooks: int, port: int) -> dict[str,
     finally:
         await store.close()
     return {
-        "deliveries": deliveries, "webhooks": webhooks, "seconds": round(elapsed, 2),
-        "deliveries_per_s": round(deliveries / elapsed, 1), "consumer_received": received,
+        "deliveries": deliveries,
+        "webhooks": webhooks,
+        "seconds": round(elapsed, 2),
+        "deliveries_per_s": round(deliveries / elapsed, 1),
+        "consumer_received": received,
         "still_pending": sum(int(r["pending"]) for r in left),
     }
 
@@ -342,7 +382,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if not args.skip_webhooks:
         port = free_port()
         consumer = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--_consumer", str(port), stdout=subprocess.PIPE)
+            sys.executable, __file__, "--_consumer", str(port), stdout=subprocess.PIPE
+        )
         try:
             assert consumer.stdout is not None
             line = await asyncio.wait_for(consumer.stdout.readline(), 30)
@@ -360,8 +401,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> None:
     s = results.get("streams")
     if s:
-        print(f"\nWebSocket fan-out: {s['subscribers']} subscribers, batch of "
-              f"{s['operations']} no-op operations")
+        print(
+            f"\nWebSocket fan-out: {s['subscribers']} subscribers, batch of "
+            f"{s['operations']} no-op operations"
+        )
         print(f"  {'delay p50':<28}{s['delay_p50_ms']:>10.2f} ms")
         print(f"  {'delay p99 (median round)':<28}{s['delay_p99_ms']:>10.2f} ms   (goal < 50 ms)")
         rounds = ", ".join(f"{x:.1f}" for x in s["delay_p99_ms_by_round"])
@@ -370,11 +413,12 @@ def report(results: dict[str, Any]) -> None:
         print(f"  {'events delivered (all runs)':<28}{s['events_received']:>10d}")
         print(f"  {'events/s delivered':<28}{s['events_per_s']:>10.0f}")
         print(f"  {'batch ops/s, no subscriber':<28}{s['ops_per_s_without']:>10.1f}")
-        print(f"  {'batch ops/s, subscribers':<28}{s['ops_per_s_with']:>10.1f}   "
-              f"({s['throughput_change_pct']:+.1f}%, goal within 20%)")
+        print(
+            f"  {'batch ops/s, subscribers':<28}{s['ops_per_s_with']:>10.1f}   "
+            f"({s['throughput_change_pct']:+.1f}%, goal within 20%)"
+        )
     for w in results.get("webhooks", []):
-        print(f"\nWebhook dispatch: {w['deliveries']} queued deliveries over {w['webhooks']} "
-              f"webhook(s)")
+        print(f"\nWebhook dispatch: {w['deliveries']} queued deliveries over {w['webhooks']} webhook(s)")
         print(f"  {'deliveries/s':<28}{w['deliveries_per_s']:>10.1f}   (goal >= 500)")
         print(f"  {'seconds':<28}{w['seconds']:>10.2f}")
         print(f"  {'consumer received':<28}{w['consumer_received']:>10d}")

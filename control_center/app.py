@@ -66,8 +66,7 @@ def create_app(
     auth: AuthBackend | None = None,
 ) -> web.Application:
     """The control center application; opens its own store unless one is shared."""
-    app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus,
-                   auth=auth)
+    app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus, auth=auth)
     app.cleanup_ctx.append(services_ctx)
     install_streams(app, events_api.CONFIG)
     return app

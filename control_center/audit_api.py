@@ -16,8 +16,22 @@ from shared.http import REQUEST_ID, Api, ok, paginated
 api = Api()
 TAGS = ("audit",)
 EXPORT_PAGE = 1000
-COLUMNS = ("id", "seq", "timestamp", "user_id", "username", "action", "resource", "result",
-           "details", "ip", "request_id", "service", "prev_hash", "hash")
+COLUMNS = (
+    "id",
+    "seq",
+    "timestamp",
+    "user_id",
+    "username",
+    "action",
+    "resource",
+    "result",
+    "details",
+    "ip",
+    "request_id",
+    "service",
+    "prev_hash",
+    "hash",
+)
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 
 
@@ -29,7 +43,9 @@ def record_view(row: dict[str, Any]) -> dict[str, Any]:
 
 def _filters(query: AuditQuery) -> dict[str, Any]:
     return {
-        "user_id": query.user_id, "action": query.action, "resource": query.resource,
+        "user_id": query.user_id,
+        "action": query.action,
+        "resource": query.resource,
         "result": query.result,
         "from": timestamp_of(query.from_) if query.from_ else None,
         "to": timestamp_of(query.to) if query.to else None,
@@ -43,21 +59,21 @@ async def audit_logs(request: web.Request, query: AuditQuery) -> web.StreamRespo
     filters = _filters(query)
     if query.format == "json":
         rows, total = await log.search(filters, query.limit, query.offset)
-        return paginated(request, [record_view(r) for r in rows], total, query.limit,
-                         query.offset)
+        return paginated(request, [record_view(r) for r in rows], total, query.limit, query.offset)
     return await _export(request, query, filters)
 
 
-async def _export(request: web.Request, query: AuditQuery,
-                  filters: dict[str, Any]) -> web.StreamResponse:
+async def _export(request: web.Request, query: AuditQuery, filters: dict[str, Any]) -> web.StreamResponse:
     """Stream every match (or ``limit`` of them, if given) in pages."""
     log = request.app[AUDIT]
     wanted = query.limit if "limit" in request.query else None
-    response = web.StreamResponse(headers={
-        "Content-Type": CONTENT_TYPES[query.format],
-        "Content-Disposition": f'attachment; filename="audit.{query.format}"',
-        "X-Request-ID": request.get(REQUEST_ID, ""),
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": CONTENT_TYPES[query.format],
+            "Content-Disposition": f'attachment; filename="audit.{query.format}"',
+            "X-Request-ID": request.get(REQUEST_ID, ""),
+        }
+    )
     await response.prepare(request)
     if query.format == "csv":
         await response.write(_csv_line(COLUMNS))
@@ -70,8 +86,12 @@ async def _export(request: web.Request, query: AuditQuery,
             if query.format == "ndjson":
                 await response.write(json.dumps(view, separators=(",", ":")).encode() + b"\n")
             else:
-                values = [json.dumps(view["details"], separators=(",", ":")) if c == "details"
-                          else ("" if view[c] is None else str(view[c])) for c in COLUMNS]
+                values = [
+                    json.dumps(view["details"], separators=(",", ":"))
+                    if c == "details"
+                    else ("" if view[c] is None else str(view[c]))
+                    for c in COLUMNS
+                ]
                 await response.write(_csv_line(values))
         sent += len(rows)
         offset += len(rows)

@@ -34,18 +34,19 @@ async def current_user(request: web.Request) -> User:
     return user
 
 
-@api.route("POST", "/auth/login", public=True, resource="auth", action="login",
-           body=LoginRequest, tags=TAGS)
+@api.route("POST", "/auth/login", public=True, resource="auth", action="login", body=LoginRequest, tags=TAGS)
 async def login(request: web.Request, body: LoginRequest) -> web.Response:
     """Log in: tokens, or a setup token while MFA enrolment is pending."""
     ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
-    result = await request.app[LOGIN].login(request, ip=ip, username=body.username,
-                                            password=body.password, mfa_code=body.mfa_code)
+    result = await request.app[LOGIN].login(
+        request, ip=ip, username=body.username, password=body.password, mfa_code=body.mfa_code
+    )
     return ok(result.to_json())
 
 
-@api.route("POST", "/auth/refresh", public=True, resource="auth", action="refresh",
-           body=RefreshRequest, tags=TAGS)
+@api.route(
+    "POST", "/auth/refresh", public=True, resource="auth", action="refresh", body=RefreshRequest, tags=TAGS
+)
 async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
     """A new access token, from a refresh token (rotated) or the current access token."""
     security = request.app[SECURITY]
@@ -54,18 +55,29 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
         try:
             rotation = await sessions.rotate(body.refresh_token)
         except RefreshTokenReused as exc:
-            await audit_event(request, "auth.refresh_token_reused",
-                              f"sessions/{exc.details.get('session_id')}", "denied",
-                              details={"session_id": exc.details.get("session_id")})
+            await audit_event(
+                request,
+                "auth.refresh_token_reused",
+                f"sessions/{exc.details.get('session_id')}",
+                "denied",
+                details={"session_id": exc.details.get("session_id")},
+            )
             raise
         session = rotation.session
         user = await _usable_user(request, session["user_id"], session["id"])
-        issued = security.tokens.issue(user_id=user.id, username=user.username,
-                                       roles=user.roles, amr=list(session.get("amr", ["pwd"])),
-                                       session_id=session["id"])
-        data: dict[str, Any] = {"token": issued.token, "expires_at": issued.expires_at,
-                                "refresh_token": rotation.refresh_token,
-                                "refresh_expires_at": rotation.refresh_expires_at}
+        issued = security.tokens.issue(
+            user_id=user.id,
+            username=user.username,
+            roles=user.roles,
+            amr=list(session.get("amr", ["pwd"])),
+            session_id=session["id"],
+        )
+        data: dict[str, Any] = {
+            "token": issued.token,
+            "expires_at": issued.expires_at,
+            "refresh_token": rotation.refresh_token,
+            "refresh_expires_at": rotation.refresh_expires_at,
+        }
     else:
         assert body.token is not None
         claims = await security.tokens.decode(body.token)
@@ -76,16 +88,26 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
             raise Unauthorized("the token has been revoked")
         session = await sessions.active(sid)
         user = await _usable_user(request, claims["sub"], sid)
-        issued = security.tokens.issue(user_id=user.id, username=user.username,
-                                       roles=user.roles, amr=list(claims.get("amr", ["pwd"])),
-                                       session_id=session["id"])
+        issued = security.tokens.issue(
+            user_id=user.id,
+            username=user.username,
+            roles=user.roles,
+            amr=list(claims.get("amr", ["pwd"])),
+            session_id=session["id"],
+        )
         # The presented token is replaced, not joined: it stops working now.
         await sessions.revoke_token(claims["jti"], float(claims["exp"]))
         await sessions.touch(session["id"])
         data = {"token": issued.token, "expires_at": issued.expires_at}
-    await audit_event(request, "auth.refresh", f"sessions/{session['id']}", "success",
-                      user_id=user.id, username=user.username,
-                      details={"with": "refresh_token" if body.refresh_token else "token"})
+    await audit_event(
+        request,
+        "auth.refresh",
+        f"sessions/{session['id']}",
+        "success",
+        user_id=user.id,
+        username=user.username,
+        details={"with": "refresh_token" if body.refresh_token else "token"},
+    )
     return ok(data)
 
 
@@ -120,27 +142,22 @@ async def mfa_setup(request: web.Request) -> web.Response:
     user = await current_user(request)
     enrolment = await request.app[MFA].setup(user)
     await audit_event(request, "auth.mfa_setup", f"users/{user.id}", "success")
-    return ok({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri,
-               "qr_svg": enrolment.qr_svg})
+    return ok({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg})
 
 
-@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaCode,
-           tags=TAGS)
+@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaCode, tags=TAGS)
 async def mfa_enable(request: web.Request, body: MfaCode) -> web.Response:
     """Finish enrolment with a first code; returns 10 single-use backup codes, once."""
     user = await current_user(request)
     codes = await request.app[MFA].enable(user, body.code)
     principal = principal_of(request)
-    if principal.claims.get("scope") == MFA_SETUP_SCOPE and principal.token_id \
-            and principal.expires_at:
+    if principal.claims.get("scope") == MFA_SETUP_SCOPE and principal.token_id and principal.expires_at:
         await request.app[SESSIONS].revoke_token(principal.token_id, principal.expires_at)
     await audit_event(request, "auth.mfa_enabled", f"users/{user.id}", "success")
-    return ok({"backup_codes": codes,
-               "message": "MFA is enabled; log in again with mfa_code"})
+    return ok({"backup_codes": codes, "message": "MFA is enabled; log in again with mfa_code"})
 
 
-@api.route("POST", "/auth/mfa/disable", resource="profile", action="mfa", body=MfaDisable,
-           tags=TAGS)
+@api.route("POST", "/auth/mfa/disable", resource="profile", action="mfa", body=MfaDisable, tags=TAGS)
 async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     """Turn MFA off (password and a current code); required roles enrol again at login."""
     user = await current_user(request)
@@ -149,8 +166,7 @@ async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     return ok("MFA disabled")
 
 
-@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaCode,
-           tags=TAGS)
+@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaCode, tags=TAGS)
 async def mfa_backup_codes(request: web.Request, body: MfaCode) -> web.Response:
     """Replace the backup codes (a current code proves the device); the old ones stop working."""
     user = await current_user(request)
@@ -159,8 +175,7 @@ async def mfa_backup_codes(request: web.Request, body: MfaCode) -> web.Response:
     return ok({"backup_codes": codes})
 
 
-@api.route("GET", "/.well-known/jwks.json", public=True, resource="auth", action="jwks",
-           tags=TAGS)
+@api.route("GET", "/.well-known/jwks.json", public=True, resource="auth", action="jwks", tags=TAGS)
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify access tokens (RFC 7517), for services elsewhere."""
     doc = request.app[SECURITY].keys.jwks()

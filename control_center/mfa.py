@@ -49,7 +49,7 @@ def new_backup_codes() -> list[str]:
     codes = []
     for _ in range(BACKUP_CODE_COUNT):
         raw = base64.b32encode(secrets.token_bytes(BACKUP_CODE_BYTES)).decode().lower()
-        codes.append("-".join(raw[i:i + 4] for i in range(0, len(raw), 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, len(raw), 4)))
     return codes
 
 
@@ -81,8 +81,14 @@ class Enrolment:
 class MfaService:
     """Enrolment, codes at login, disabling, backup codes, and an admin's reset."""
 
-    def __init__(self, store: Store, settings: Settings, hasher: PasswordHasher,
-                 sessions: SessionService, bus: EventBus) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        bus: EventBus,
+    ) -> None:
         self.repo = UserRepository(store)
         self.settings = settings
         self.hasher = hasher
@@ -98,8 +104,7 @@ class MfaService:
         if user.mfa_enabled:
             raise Conflict("MFA is already enabled; disable it first to enrol a new device")
         secret = pyotp.random_base32()
-        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username,
-                                                  issuer_name=self.settings.mfa_issuer)
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=self.settings.mfa_issuer)
         await self.repo.store.write(self.repo.merge(user.id, {"mfa_pending_secret": secret}))
         return Enrolment(secret, uri, qr_svg(uri))
 
@@ -111,20 +116,27 @@ class MfaService:
             raise Conflict("start with POST /auth/mfa/setup")
         step = matching_step(user.mfa_pending_secret, code, self.clock())
         if step is None:
-            raise ValidationFailed("code: not the current code of the authenticator app",
-                                   details={"fields": [{"field": "code", "type": "invalid",
-                                                        "message": "wrong code"}]})
+            raise ValidationFailed(
+                "code: not the current code of the authenticator app",
+                details={"fields": [{"field": "code", "type": "invalid", "message": "wrong code"}]},
+            )
         codes = new_backup_codes()
         await self.repo.store.write(
-            self.repo.merge(user.id, {
-                "mfa_enabled": True, "mfa_secret": user.mfa_pending_secret,
-                "mfa_last_step": step, "backup_codes": [hash_backup_code(c) for c in codes],
-                "mfa_enabled_at": utcnow(),
-            }),
+            self.repo.merge(
+                user.id,
+                {
+                    "mfa_enabled": True,
+                    "mfa_secret": user.mfa_pending_secret,
+                    "mfa_last_step": step,
+                    "backup_codes": [hash_backup_code(c) for c in codes],
+                    "mfa_enabled_at": utcnow(),
+                },
+            ),
             self.repo.unset(user.id, ["mfa_pending_secret"]),
         )
-        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
-                                         "change": "mfa_enabled"})
+        self.bus.publish(
+            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_enabled"}
+        )
         return codes
 
     async def consume(self, user: User, code: str) -> str | None:
@@ -146,12 +158,15 @@ class MfaService:
     async def disable(self, user: User, password: str, code: str) -> None:
         if not user.mfa_enabled:
             raise Conflict("MFA is not enabled")
-        if not await self.hasher.verify(password, user.password_hash) \
-                or await self.consume(user, code) is None:
+        if (
+            not await self.hasher.verify(password, user.password_hash)
+            or await self.consume(user, code) is None
+        ):
             raise Unauthorized("the password or the code is not correct")
         await self._clear(user)
-        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
-                                         "change": "mfa_disabled"})
+        self.bus.publish(
+            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_disabled"}
+        )
 
     async def regenerate_backup_codes(self, user: User, code: str) -> list[str]:
         if not user.mfa_enabled:
@@ -159,16 +174,18 @@ class MfaService:
         if await self.consume(user, code) is None:
             raise Unauthorized("the code is not correct")
         codes = new_backup_codes()
-        await self.repo.store.write(self.repo.merge(
-            user.id, {"backup_codes": [hash_backup_code(c) for c in codes]}))
+        await self.repo.store.write(
+            self.repo.merge(user.id, {"backup_codes": [hash_backup_code(c) for c in codes]})
+        )
         return codes
 
     async def reset(self, user: User) -> None:
         """An admin's reset (a lost device): MFA off, sessions ended; enrol again at login."""
         await self._clear(user)
         await self.sessions.revoke_all(user.id, reason="mfa_reset")
-        self.bus.publish("UserChanged", {"user_id": user.id, "username": user.username,
-                                         "change": "mfa_reset"})
+        self.bus.publish(
+            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_reset"}
+        )
 
     async def _clear(self, user: User) -> None:
         await self.repo.store.write(

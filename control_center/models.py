@@ -20,8 +20,7 @@ class LoginRequest(Model):
 
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
-    mfa_code: str | None = Field(None, max_length=64,
-                                 description="a TOTP code, or one of the backup codes")
+    mfa_code: str | None = Field(None, max_length=64, description="a TOTP code, or one of the backup codes")
 
 
 class RefreshRequest(Model):
@@ -81,15 +80,22 @@ class RuleModel(Model):
     """One rule: ``{effect, resource, action[], condition}`` as in the seed, plus ``roles``."""
 
     effect: Literal["Allow", "Deny", "allow", "deny"]
-    resource: str = Field(min_length=1, max_length=128,
-                          description="a resource, 'name:pattern' (servers:*) or *")
+    resource: str = Field(
+        min_length=1, max_length=128, description="a resource, 'name:pattern' (servers:*) or *"
+    )
     action: list[str] | str = Field(description="one action or a list; * for any")
-    condition: str | None = Field(None, max_length=500, description=(
-        "a safe expression over user.{id,username,role,roles,mfa}, "
-        "request.{ip,method,path,service}, time.{hour,minute,weekday,date}, "
-        "batch.{environment,check_mode,name}"))
-    roles: list[str] | None = Field(None, max_length=50,
-                                    description="whom the rule is about; everyone if absent")
+    condition: str | None = Field(
+        None,
+        max_length=500,
+        description=(
+            "a safe expression over user.{id,username,role,roles,mfa}, "
+            "request.{ip,method,path,service}, time.{hour,minute,weekday,date}, "
+            "batch.{environment,check_mode,name}"
+        ),
+    )
+    roles: list[str] | None = Field(
+        None, max_length=50, description="whom the rule is about; everyone if absent"
+    )
 
 
 class CreatePolicy(Model):

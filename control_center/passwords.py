@@ -38,8 +38,15 @@ class PasswordHasher:
         if len(password) < self.min_length:
             raise ValidationFailed(
                 f"{field}: a password has at least {self.min_length} characters",
-                details={"fields": [{"field": field, "type": "too_short",
-                                     "message": f"at least {self.min_length} characters"}]},
+                details={
+                    "fields": [
+                        {
+                            "field": field,
+                            "type": "too_short",
+                            "message": f"at least {self.min_length} characters",
+                        }
+                    ]
+                },
             )
 
     async def hash(self, password: str) -> str:

@@ -45,12 +45,17 @@ def next_version(version: str) -> str:
 
 def policy_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "version": row["version"],
+        "id": row["id"],
+        "name": row["name"],
+        "version": row["version"],
         "description": row.get("description"),
         "rules": [Rule.from_doc(r).to_doc() for r in row.get("rules", [])],
-        "enabled": bool(row.get("enabled", True)), "revision": row.get("revision", 1),
-        "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
-        "created_by": row.get("created_by"), "updated_by": row.get("updated_by"),
+        "enabled": bool(row.get("enabled", True)),
+        "revision": row.get("revision", 1),
+        "created_at": iso(row.get("created_at")),
+        "updated_at": iso(row.get("updated_at")),
+        "created_by": row.get("created_by"),
+        "updated_by": row.get("updated_by"),
     }
 
 
@@ -75,8 +80,11 @@ def rules_from(docs: list[dict[str, Any]]) -> list[Rule]:
     try:
         compile_rules(rules)
     except ConditionError as exc:
-        raise ValidationFailed(f"invalid policy: {exc}", details={"fields": [
-            {"field": str(exc).split(":", 1)[0], "type": "invalid_rule", "message": str(exc)}]},
+        raise ValidationFailed(
+            f"invalid policy: {exc}",
+            details={
+                "fields": [{"field": str(exc).split(":", 1)[0], "type": "invalid_rule", "message": str(exc)}]
+            },
         ) from None
     return rules
 
@@ -103,49 +111,81 @@ class PolicyService:
         await self.get(policy_id)
         return await self.repo.versions(policy_id)
 
-    async def create(self, request: web.Request, actor: Principal, *, name: str, version: str,
-                     description: str | None, rules: list[Rule], enabled: bool,
-                     ) -> dict[str, Any]:
+    async def create(
+        self,
+        request: web.Request,
+        actor: Principal,
+        *,
+        name: str,
+        version: str,
+        description: str | None,
+        rules: list[Rule],
+        enabled: bool,
+    ) -> dict[str, Any]:
         if await self.repo.by_name(name) is not None:
             raise Conflict(f"a policy named {name!r} already exists")
         policy_id = uuid.uuid4().hex
         await self._keeps_control(request, actor, policy_id, rules if enabled else [])
         now = utcnow()
-        row = {"name": name, "version": version, "description": description,
-               "rules": [r.to_doc() for r in rules], "enabled": enabled, "revision": 1,
-               "created_at": now, "updated_at": now, "created_by": actor.username}
-        await self._write(policy_writes(self.repo, policy_id, _no_none(row), rules, create=True),
-                          name)
+        row = {
+            "name": name,
+            "version": version,
+            "description": description,
+            "rules": [r.to_doc() for r in rules],
+            "enabled": enabled,
+            "revision": 1,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": actor.username,
+        }
+        await self._write(policy_writes(self.repo, policy_id, _no_none(row), rules, create=True), name)
         await self._changed(policy_id, "created")
         return await self.get(policy_id)
 
-    async def update(self, request: web.Request, actor: Principal, policy_id: str,
-                     changes: PolicyChanges) -> dict[str, Any]:
+    async def update(
+        self, request: web.Request, actor: Principal, policy_id: str, changes: PolicyChanges
+    ) -> dict[str, Any]:
         current = await self.get(policy_id)
-        if changes.name is not None and changes.name != current["name"] \
-                and await self.repo.by_name(changes.name) is not None:
+        if (
+            changes.name is not None
+            and changes.name != current["name"]
+            and await self.repo.by_name(changes.name) is not None
+        ):
             raise Conflict(f"a policy named {changes.name!r} already exists")
-        rules = changes.rules if changes.rules is not None else [
-            Rule.from_doc(d) for d in current.get("rules", [])]
+        rules = (
+            changes.rules
+            if changes.rules is not None
+            else [Rule.from_doc(d) for d in current.get("rules", [])]
+        )
         enabled = changes.enabled if changes.enabled is not None else current.get("enabled", True)
         await self._keeps_control(request, actor, policy_id, rules if enabled else [])
         row = {k: v for k, v in current.items() if k != "id"}
-        row.update({
-            "name": changes.name or current["name"],
-            "version": changes.version or next_version(current["version"]),
-            "rules": [r.to_doc() for r in rules], "enabled": enabled,
-            "revision": int(current.get("revision", 1)) + 1, "updated_at": utcnow(),
-            "updated_by": actor.username,
-        })
+        row.update(
+            {
+                "name": changes.name or current["name"],
+                "version": changes.version or next_version(current["version"]),
+                "rules": [r.to_doc() for r in rules],
+                "enabled": enabled,
+                "revision": int(current.get("revision", 1)) + 1,
+                "updated_at": utcnow(),
+                "updated_by": actor.username,
+            }
+        )
         if changes.description is not None:
             row["description"] = changes.description
-        await self._write(policy_writes(self.repo, policy_id, _no_none(row), rules, create=False,
-                                        previous=current), row["name"])
+        await self._write(
+            policy_writes(self.repo, policy_id, _no_none(row), rules, create=False, previous=current),
+            row["name"],
+        )
         await self._changed(policy_id, "updated")
         return await self.get(policy_id)
 
-    async def delete(self, request: web.Request, actor: Principal, policy_id: str,
-                     ) -> dict[str, Any]:
+    async def delete(
+        self,
+        request: web.Request,
+        actor: Principal,
+        policy_id: str,
+    ) -> dict[str, Any]:
         current = await self.get(policy_id)
         await self._keeps_control(request, actor, policy_id, [])
         await self.repo.store.write(*self.repo.delete(policy_id), self.repo.bump_revision())
@@ -162,24 +202,32 @@ class PolicyService:
 
     async def _changed(self, policy_id: str, change: str) -> None:
         await self.security.reload_policy()
-        self.bus.publish("PolicyChanged", {"policy_id": policy_id, "change": change,
-                                           "revision": self.security.policy.revision})
+        self.bus.publish(
+            "PolicyChanged",
+            {"policy_id": policy_id, "change": change, "revision": self.security.policy.revision},
+        )
 
-    async def _keeps_control(self, request: web.Request, actor: Principal, policy_id: str,
-                             rules: list[Rule]) -> None:
+    async def _keeps_control(
+        self, request: web.Request, actor: Principal, policy_id: str, rules: list[Rule]
+    ) -> None:
         """409 if, after this change, the author could no longer update policies."""
         if actor is ANONYMOUS:
             return
-        others = [Line.from_values([str(r.get(f"v{i}", "")) for i in range(5)])
-                  for r in await self.repo.lines() if r.get("policy_id") != policy_id]
+        others = [
+            Line.from_values([str(r.get(f"v{i}", "")) for i in range(5)])
+            for r in await self.repo.lines()
+            if r.get("policy_id") != policy_id
+        ]
         candidate = PolicyEngine(self.security.policy.model_text)
         candidate.load_lines([*others, *compile_rules(rules)])
         subjects = subjects_of(actor)
         context = await condition_context(request, actor, frozenset(), self.security.settings)
         if not candidate.decide(subjects, "policies", "update", context):
-            raise Conflict("this change would take away your own right to manage policies "
-                           "(policies:update); nobody could undo it",
-                           details={"rule": "keep_policy_control"})
+            raise Conflict(
+                "this change would take away your own right to manage policies "
+                "(policies:update); nobody could undo it",
+                details={"rule": "keep_policy_control"},
+            )
 
 
 def _no_none(row: dict[str, Any]) -> dict[str, Any]:

@@ -21,16 +21,22 @@ async def list_policies(request: web.Request, query: PageQuery) -> web.Response:
     return paginated(request, [policy_view(r) for r in rows], total, query.limit, query.offset)
 
 
-@api.route("POST", "/policies", resource="policies", action="create", body=CreatePolicy,
-           tags=TAGS, status=201)
+@api.route(
+    "POST", "/policies", resource="policies", action="create", body=CreatePolicy, tags=TAGS, status=201
+)
 async def create_policy(request: web.Request, body: CreatePolicy) -> web.Response:
     """Create a policy; it applies from the next request on."""
     rules = rules_from([r.model_dump() for r in body.rules])
     row = await request.app[POLICIES].create(
-        request, principal_of(request), name=body.name, version=body.version,
-        description=body.description, rules=rules, enabled=body.enabled)
-    request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"],
-                              "version": row["version"]}
+        request,
+        principal_of(request),
+        name=body.name,
+        version=body.version,
+        description=body.description,
+        rules=rules,
+        enabled=body.enabled,
+    )
+    request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"], "version": row["version"]}
     return ok({"id": row["id"], "name": row["name"], "version": row["version"]}, status=201)
 
 
@@ -46,23 +52,22 @@ async def policy_versions(request: web.Request) -> web.Response:
     return ok([version_view(r) for r in rows])
 
 
-@api.route("PUT", "/policies/{id}", resource="policies", action="update", body=UpdatePolicy,
-           tags=TAGS)
+@api.route("PUT", "/policies/{id}", resource="policies", action="update", body=UpdatePolicy, tags=TAGS)
 async def update_policy(request: web.Request, body: UpdatePolicy) -> web.Response:
     """Change a policy; the previous version is kept and the change applies at once."""
     rules = rules_from([r.model_dump() for r in body.rules]) if body.rules is not None else None
-    changes = PolicyChanges(name=body.name, version=body.version, description=body.description,
-                            rules=rules, enabled=body.enabled)
-    row = await request.app[POLICIES].update(request, principal_of(request),
-                                             request.match_info["id"], changes)
-    request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"],
-                              "version": row["version"]}
+    changes = PolicyChanges(
+        name=body.name, version=body.version, description=body.description, rules=rules, enabled=body.enabled
+    )
+    row = await request.app[POLICIES].update(
+        request, principal_of(request), request.match_info["id"], changes
+    )
+    request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"], "version": row["version"]}
     return ok("Policy updated successfully")
 
 
 @api.route("DELETE", "/policies/{id}", resource="policies", action="delete", tags=TAGS)
 async def delete_policy(request: web.Request) -> web.Response:
-    row = await request.app[POLICIES].delete(request, principal_of(request),
-                                             request.match_info["id"])
+    row = await request.app[POLICIES].delete(request, principal_of(request), request.match_info["id"])
     request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"]}
     return ok("Policy deleted successfully")

@@ -21,25 +21,32 @@ class UserRepository:
         return rows[0] if rows else None
 
     async def by_username(self, username: str) -> dict[str, Any] | None:
-        rows = await self.store.query("SELECT * FROM user WHERE username = $name",
-                                      {"name": username})
+        rows = await self.store.query("SELECT * FROM user WHERE username = $name", {"name": username})
         return rows[0] if rows else None
 
     async def count(self) -> int:
         rows = await self.store.query("SELECT count() AS n FROM user GROUP ALL")
         return int(rows[0]["n"]) if rows else 0
 
-    async def page(self, *, role: str | None, enabled: bool | None, limit: int, offset: int,
-                   ) -> tuple[list[dict[str, Any]], int]:
+    async def page(
+        self,
+        *,
+        role: str | None,
+        enabled: bool | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
         return await self.store.page(
-            "user", where="($role = NONE OR roles CONTAINS $role) "
-            "AND ($enabled = NONE OR enabled = $enabled)",
-            params={"role": role, "enabled": enabled}, order="created_at, id",
-            limit=limit, offset=offset)
+            "user",
+            where="($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)",
+            params={"role": role, "enabled": enabled},
+            order="created_at, id",
+            limit=limit,
+            offset=offset,
+        )
 
     def create(self, user_id: str, row: dict[str, Any]) -> Write:
-        return Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE",
-                    {"id": user_id, "row": row})
+        return Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE", {"id": user_id, "row": row})
 
     def merge(self, user_id: str, patch: dict[str, Any]) -> Write:
         return Merge("user", user_id, patch)
@@ -47,8 +54,7 @@ class UserRepository:
     def unset(self, user_id: str, fields: list[str]) -> Write:
         """Remove fields (a merge cannot: the store drops NONE values)."""
         assignments = ", ".join(f"{f} = NONE" for f in fields)
-        return Stmt(f"UPDATE type::thing('user', $id) SET {assignments} RETURN NONE",
-                    {"id": user_id})
+        return Stmt(f"UPDATE type::thing('user', $id) SET {assignments} RETURN NONE", {"id": user_id})
 
     def delete(self, user_id: str) -> Write:
         return Stmt("DELETE type::thing('user', $id) RETURN NONE", {"id": user_id})
@@ -62,24 +68,32 @@ class UserRepository:
         return Stmt(
             "IF count(SELECT id FROM user WHERE enabled = true AND roles CONTAINS $admin "
             f"AND id != type::thing('user', $id)) = 0 {{ THROW '{LAST_ADMIN}' }}",
-            {"id": user_id, "admin": ADMIN_ROLE})
+            {"id": user_id, "admin": ADMIN_ROLE},
+        )
 
     def add_failure(self, user_id: str) -> Write:
-        return Stmt("UPDATE type::thing('user', $id) SET failed_logins = (failed_logins OR 0) + 1 "
-                    "RETURN failed_logins", {"id": user_id})
+        return Stmt(
+            "UPDATE type::thing('user', $id) SET failed_logins = (failed_logins OR 0) + 1 "
+            "RETURN failed_logins",
+            {"id": user_id},
+        )
 
     def use_totp_step(self, user_id: str, step: int) -> Write:
         """Compare-and-set: only a time step later than the last one used is accepted."""
-        return Stmt("UPDATE type::thing('user', $id) SET mfa_last_step = $step "
-                    "WHERE mfa_last_step = NONE OR mfa_last_step < $step RETURN id",
-                    {"id": user_id, "step": step})
+        return Stmt(
+            "UPDATE type::thing('user', $id) SET mfa_last_step = $step "
+            "WHERE mfa_last_step = NONE OR mfa_last_step < $step RETURN id",
+            {"id": user_id, "step": step},
+        )
 
     def use_backup_code(self, user_id: str, code_hash: str) -> Write:
         """Compare-and-set: a backup code is removed as it is used, once."""
-        return Stmt("UPDATE type::thing('user', $id) "
-                    "SET backup_codes = array::complement(backup_codes, [$code]) "
-                    "WHERE backup_codes CONTAINS $code RETURN id",
-                    {"id": user_id, "code": code_hash})
+        return Stmt(
+            "UPDATE type::thing('user', $id) "
+            "SET backup_codes = array::complement(backup_codes, [$code]) "
+            "WHERE backup_codes CONTAINS $code RETURN id",
+            {"id": user_id, "code": code_hash},
+        )
 
 
 class SessionRepository:
@@ -89,19 +103,18 @@ class SessionRepository:
         self.store = store
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
-        rows = await self.store.query("SELECT * FROM type::thing('session', $id)",
-                                      {"id": session_id})
+        rows = await self.store.query("SELECT * FROM type::thing('session', $id)", {"id": session_id})
         return rows[0] if rows else None
 
     async def refresh_token(self, token_hash: str) -> dict[str, Any] | None:
-        rows = await self.store.query("SELECT * FROM type::thing('refresh_token', $id)",
-                                      {"id": token_hash})
+        rows = await self.store.query("SELECT * FROM type::thing('refresh_token', $id)", {"id": token_hash})
         return rows[0] if rows else None
 
     async def open_for_user(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT * FROM session WHERE user_id = $user AND revoked_at = NONE "
-            "AND expires_at > $now", {"user": user_id, "now": now})
+            "SELECT * FROM session WHERE user_id = $user AND revoked_at = NONE AND expires_at > $now",
+            {"user": user_id, "now": now},
+        )
 
     def create(self, row: dict[str, Any]) -> Write:
         return Insert("session", row)
@@ -111,8 +124,10 @@ class SessionRepository:
 
     def use_refresh_token(self, token_hash: str, now: datetime) -> Write:
         """Compare-and-set: a refresh token is spent once; a second use finds nothing."""
-        return Stmt("UPDATE type::thing('refresh_token', $id) SET used_at = $now "
-                    "WHERE used_at = NONE RETURN id", {"id": token_hash, "now": now})
+        return Stmt(
+            "UPDATE type::thing('refresh_token', $id) SET used_at = $now WHERE used_at = NONE RETURN id",
+            {"id": token_hash, "now": now},
+        )
 
     def merge(self, session_id: str, patch: dict[str, Any]) -> Write:
         return Merge("session", session_id, patch)

@@ -59,23 +59,46 @@ class SessionService:
         self.security = security
         self.settings = settings
 
-    def _new_refresh(self, session_id: str, user_id: str, now: datetime,
-                     ) -> tuple[str, datetime, dict[str, Any]]:
+    def _new_refresh(
+        self,
+        session_id: str,
+        user_id: str,
+        now: datetime,
+    ) -> tuple[str, datetime, dict[str, Any]]:
         token = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
         expires = now + timedelta(seconds=self.settings.refresh_token_ttl_s)
-        row = {"id": hash_refresh_token(token), "session_id": session_id, "user_id": user_id,
-               "created_at": now, "expires_at": expires}
+        row = {
+            "id": hash_refresh_token(token),
+            "session_id": session_id,
+            "user_id": user_id,
+            "created_at": now,
+            "expires_at": expires,
+        }
         return token, expires, row
 
-    async def open(self, user_id: str, amr: list[str], ip: str, user_agent: str,
-                   ) -> OpenedSession:
+    async def open(
+        self,
+        user_id: str,
+        amr: list[str],
+        ip: str,
+        user_agent: str,
+    ) -> OpenedSession:
         now = utcnow()
         session_id = uuid.uuid4().hex
         token, expires, refresh_row = self._new_refresh(session_id, user_id, now)
         await self.repo.store.write(
-            self.repo.create({"id": session_id, "user_id": user_id, "amr": amr,
-                              "created_at": now, "last_used_at": now, "expires_at": expires,
-                              "ip": ip, "user_agent": user_agent[:200]}),
+            self.repo.create(
+                {
+                    "id": session_id,
+                    "user_id": user_id,
+                    "amr": amr,
+                    "created_at": now,
+                    "last_used_at": now,
+                    "expires_at": expires,
+                    "ip": ip,
+                    "user_agent": user_agent[:200],
+                }
+            ),
             self.repo.add_refresh_token(refresh_row),
         )
         return OpenedSession(session_id, token, expires)
@@ -83,8 +106,7 @@ class SessionService:
     async def active(self, session_id: str | None) -> dict[str, Any]:
         """The session if it is neither revoked nor expired, else ``Unauthorized``."""
         session = await self.repo.get(session_id) if session_id else None
-        if session is None or session.get("revoked_at") is not None \
-                or session["expires_at"] <= utcnow():
+        if session is None or session.get("revoked_at") is not None or session["expires_at"] <= utcnow():
             raise Unauthorized("the session has ended; log in again")
         return session
 
@@ -99,7 +121,8 @@ class SessionService:
             await self.revoke(row["session_id"], reason="refresh_token_reused")
             raise RefreshTokenReused(
                 "this refresh token was already used; the session has been revoked",
-                details={"session_id": row["session_id"]})
+                details={"session_id": row["session_id"]},
+            )
         if row["expires_at"] <= now:
             raise Unauthorized("the refresh token has expired; log in again")
         session = await self.active(row["session_id"])
@@ -113,7 +136,8 @@ class SessionService:
             await self.revoke(session["id"], reason="refresh_token_reused")
             raise RefreshTokenReused(
                 "this refresh token was already used; the session has been revoked",
-                details={"session_id": session["id"]})
+                details={"session_id": session["id"]},
+            )
         return Rotation(session, token, expires)
 
     async def touch(self, session_id: str) -> None:
@@ -123,7 +147,8 @@ class SessionService:
         """End a session: refresh refused, and its access tokens denylisted."""
         now = utcnow()
         await self.repo.store.write(
-            self.repo.merge(session_id, {"revoked_at": now, "revoked_reason": reason}))
+            self.repo.merge(session_id, {"revoked_at": now, "revoked_reason": reason})
+        )
         await self.security.revoke(until=self._access_horizon(now), sid=session_id)
 
     async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> int:

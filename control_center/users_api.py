@@ -20,19 +20,22 @@ TAGS = ("users",)
 async def list_users(request: web.Request, query: UserQuery) -> web.Response:
     """Users, oldest first; filter by ``role`` and ``enabled``."""
     users, total = await request.app[USERS].page(
-        role=query.role, enabled=query.enabled, limit=query.limit, offset=query.offset)
+        role=query.role, enabled=query.enabled, limit=query.limit, offset=query.offset
+    )
     return paginated(request, [u.view() for u in users], total, query.limit, query.offset)
 
 
-@api.route("POST", "/users", resource="users", action="create", body=CreateUser, tags=TAGS,
-           status=201)
+@api.route("POST", "/users", resource="users", action="create", body=CreateUser, tags=TAGS, status=201)
 async def create_user(request: web.Request, body: CreateUser) -> web.Response:
     """Create a user (password of at least the minimum length)."""
     user = await request.app[USERS].create(
-        username=body.username, email=body.email, password=body.password,
-        roles=[str(r) for r in body.roles], enabled=body.enabled)
-    request[AUDIT_DETAILS] = {"user_id": user.id, "username": user.username,
-                              "roles": list(user.roles)}
+        username=body.username,
+        email=body.email,
+        password=body.password,
+        roles=[str(r) for r in body.roles],
+        enabled=body.enabled,
+    )
+    request[AUDIT_DETAILS] = {"user_id": user.id, "username": user.username, "roles": list(user.roles)}
     return ok({**user.summary(), "enabled": user.enabled}, status=201)
 
 
@@ -43,14 +46,14 @@ async def get_me(request: web.Request) -> web.Response:
     return ok(user.view())
 
 
-@api.route("POST", "/users/me/password", resource="profile", action="update",
-           body=PasswordChange, tags=TAGS)
+@api.route("POST", "/users/me/password", resource="profile", action="update", body=PasswordChange, tags=TAGS)
 async def change_my_password(request: web.Request, body: PasswordChange) -> web.Response:
     """Change one's own password; the caller's other sessions end."""
     user = await current_user(request)
     sid = principal_of(request).claims.get("sid")
-    await request.app[USERS].change_own_password(user.id, body.current_password,
-                                                 body.new_password, keep_session=sid)
+    await request.app[USERS].change_own_password(
+        user.id, body.current_password, body.new_password, keep_session=sid
+    )
     await audit_event(request, "users.password_changed", f"users/{user.id}", "success")
     return ok("Password changed")
 
@@ -66,12 +69,17 @@ async def update_user(request: web.Request, body: UpdateUser) -> web.Response:
     """Change email, roles, enabled or (an admin's reset) the password."""
     user_id = request.match_info["id"]
     changes = UserChanges(
-        email=body.email, roles=[str(r) for r in body.roles] if body.roles is not None else None,
-        enabled=body.enabled, password=body.password)
+        email=body.email,
+        roles=[str(r) for r in body.roles] if body.roles is not None else None,
+        enabled=body.enabled,
+        password=body.password,
+    )
     await request.app[USERS].update(user_id, changes)
-    request[AUDIT_DETAILS] = {"user_id": user_id, "fields": sorted(
-        body.model_dump(exclude_unset=True, exclude={"password"}))
-        + (["password"] if body.password is not None else [])}
+    request[AUDIT_DETAILS] = {
+        "user_id": user_id,
+        "fields": sorted(body.model_dump(exclude_unset=True, exclude={"password"}))
+        + (["password"] if body.password is not None else []),
+    }
     return ok("User updated successfully")
 
 
@@ -87,6 +95,11 @@ async def reset_user_mfa(request: web.Request) -> web.Response:
     """An admin turns a user's MFA off (a lost device); they enrol again at next login."""
     user = await request.app[USERS].get(request.match_info["id"])
     await request.app[MFA].reset(user)
-    await audit_event(request, "users.mfa_reset", f"users/{user.id}", "success",
-                      details={"target_user_id": user.id, "target_username": user.username})
+    await audit_event(
+        request,
+        "users.mfa_reset",
+        f"users/{user.id}",
+        "success",
+        details={"target_user_id": user.id, "target_username": user.username},
+    )
     return ok("MFA reset; the user enrols again at the next login")

@@ -27,8 +27,7 @@ class WebhookCreate(Model):
     """``POST /webhooks``."""
 
     url: str = Field(min_length=1, max_length=2048, description="http(s) endpoint")
-    events: list[str] = Field(min_length=1, max_length=64,
-                              description="event names, family.* or *")
+    events: list[str] = Field(min_length=1, max_length=64, description="event names, family.* or *")
     description: str = Field("", max_length=500)
     enabled: bool = True
 
@@ -46,7 +45,6 @@ class DeliveryQuery(PageQuery):
     """``GET /webhooks/{id}/deliveries``: newest first, optionally by status."""
 
     status: Literal["pending", "delivered", "failed", "cancelled"] | None = None
-
 
 
 def service(request: web.Request) -> WebhookService:
@@ -71,12 +69,14 @@ async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
     return paginated(request, items, total, query.limit, query.offset)
 
 
-@api.route("POST", "/webhooks", resource="webhooks", action="create", body=WebhookCreate,
-           tags=TAGS, status=201)
+@api.route(
+    "POST", "/webhooks", resource="webhooks", action="create", body=WebhookCreate, tags=TAGS, status=201
+)
 async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Response:
     """Register a webhook; its ``whsec_`` secret is in this answer and nowhere else."""
     webhook, secret = await service(request).create(
-        body.url, body.events, body.description, body.enabled, principal_of(request).username)
+        body.url, body.events, body.description, body.enabled, principal_of(request).username
+    )
     _audit(request, webhook_id=webhook.id)
     return ok({**webhook.view(), "secret": secret}, status=201)
 
@@ -87,13 +87,14 @@ async def get_webhook(request: web.Request) -> web.Response:
     return ok((await service(request).get(request.match_info["id"])).view())
 
 
-@api.route("PUT", "/webhooks/{id}", resource="webhooks", action="update", body=WebhookUpdate,
-           tags=TAGS)
+@api.route("PUT", "/webhooks/{id}", resource="webhooks", action="update", body=WebhookUpdate, tags=TAGS)
 async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
     """Change a webhook's url, events, description, or switch it on and off."""
     webhook_id = request.match_info["id"]
-    updated = await service(request).update(webhook_id, WebhookChange(
-        url=body.url, events=body.events, description=body.description, enabled=body.enabled))
+    updated = await service(request).update(
+        webhook_id,
+        WebhookChange(url=body.url, events=body.events, description=body.description, enabled=body.enabled),
+    )
     _audit(request, webhook_id=webhook_id)
     return ok(updated.view())
 
@@ -107,8 +108,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     return ok({"id": webhook_id, "deleted": True})
 
 
-@api.route("POST", "/webhooks/{id}/rotate-secret", resource="webhooks", action="update",
-           tags=TAGS)
+@api.route("POST", "/webhooks/{id}/rotate-secret", resource="webhooks", action="update", tags=TAGS)
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret, returned once; the old one keeps signing during the grace period."""
     webhook_id = request.match_info["id"]
@@ -117,8 +117,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return ok({**webhook.view(), "secret": secret})
 
 
-@api.route("POST", "/webhooks/{id}/test", resource="webhooks", action="update", tags=TAGS,
-           status=202)
+@api.route("POST", "/webhooks/{id}/test", resource="webhooks", action="update", tags=TAGS, status=202)
 async def send_test(request: web.Request) -> web.Response:
     """Queue a ``webhook.test`` delivery; follow it in ``/deliveries``."""
     webhook_id = request.match_info["id"]
@@ -127,25 +126,31 @@ async def send_test(request: web.Request) -> web.Response:
     return ok(delivery, status=202)
 
 
-@api.route("GET", "/webhooks/{id}/deliveries", resource="webhooks", action="read",
-           query=DeliveryQuery, tags=TAGS)
+@api.route(
+    "GET", "/webhooks/{id}/deliveries", resource="webhooks", action="read", query=DeliveryQuery, tags=TAGS
+)
 async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Response:
     """A webhook's deliveries, newest first: status code, attempt, latency, error."""
     items, total = await service(request).deliveries(
-        request.match_info["id"], query.status, query.limit, query.offset)
+        request.match_info["id"], query.status, query.limit, query.offset
+    )
     return paginated(request, items, total, query.limit, query.offset)
 
 
-@api.route("GET", "/webhooks/{id}/deliveries/{delivery_id}", resource="webhooks",
-           action="read", tags=TAGS)
+@api.route("GET", "/webhooks/{id}/deliveries/{delivery_id}", resource="webhooks", action="read", tags=TAGS)
 async def get_delivery(request: web.Request) -> web.Response:
     """One delivery with its payload and every attempt."""
-    return ok(await service(request).delivery(
-        request.match_info["id"], request.match_info["delivery_id"]))
+    return ok(await service(request).delivery(request.match_info["id"], request.match_info["delivery_id"]))
 
 
-@api.route("POST", "/webhooks/{id}/deliveries/{delivery_id}/redeliver", resource="webhooks",
-           action="update", tags=TAGS, status=202)
+@api.route(
+    "POST",
+    "/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+    resource="webhooks",
+    action="update",
+    tags=TAGS,
+    status=202,
+)
 async def redeliver(request: web.Request) -> web.Response:
     """Send a delivery again (same ``webhook-id``), after what is already waiting."""
     webhook_id, delivery_id = request.match_info["id"], request.match_info["delivery_id"]

@@ -46,8 +46,7 @@ def create_app(
     outbox: OutboxHook | None = None,
 ) -> web.Application:
     """The orchestrator; opens its own store unless one is shared, and resumes workflows."""
-    app = base_app(settings, service="orchestrator", api=build_api(), store=store, bus=bus,
-                   auth=auth)
+    app = base_app(settings, service="orchestrator", api=build_api(), store=store, bus=bus, auth=auth)
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         hook = outbox if outbox is not None else app[DISPATCHER].outbox

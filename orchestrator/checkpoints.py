@@ -44,14 +44,21 @@ class Checkpoints:
         cid = str(uuid.uuid4())
         seq = self.engine.journal.last_seq
         await self.engine.journal.persist_and_publish(
-            [Repository.insert_checkpoint({
-                "id": cid, "name": req.name, "description": req.description,
-                "workflow_id": req.workflow_id, "seq": seq, "auto": False,
-                "created_at": utcnow(),
-            })],
+            [
+                Repository.insert_checkpoint(
+                    {
+                        "id": cid,
+                        "name": req.name,
+                        "description": req.description,
+                        "workflow_id": req.workflow_id,
+                        "seq": seq,
+                        "auto": False,
+                        "created_at": utcnow(),
+                    }
+                )
+            ],
             "CheckpointCreated",
-            {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id,
-             "auto": False},
+            {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id, "auto": False},
         )
         return cid
 
@@ -108,8 +115,9 @@ class Checkpoints:
             wanted = set(touched) | {str(e["workflow_id"]) for e in touched.values()}
             before = await self.repo.journal_upto(seq, sorted(wanted))
             then: dict[str, str] = {str(e["entity"]): str(e["to"]) for e in before}
-            completed_at_seq = {str(e["entity"]): int(e["seq"]) for e in before
-                                if e["to"] == str(TaskStatus.COMPLETED)}
+            completed_at_seq = {
+                str(e["entity"]): int(e["seq"]) for e in before if e["to"] == str(TaskStatus.COMPLETED)
+            }
             changes: list[Change] = []
             submitted: dict[str, bool] = {}
             for entity, last in touched.items():
@@ -118,8 +126,7 @@ class Checkpoints:
                 if kind == "task":
                     if wid not in submitted:
                         submitted[wid] = wid in then
-                    status = then.get(entity, str(TaskStatus.PENDING) if submitted[wid]
-                                      else None)
+                    status = then.get(entity, str(TaskStatus.PENDING) if submitted[wid] else None)
                     if status is None or TaskStatus(status) not in FINAL_TASK:
                         status = str(TaskStatus.CANCELLED)
                 else:
@@ -132,13 +139,20 @@ class Checkpoints:
                 if kind == "task" and status == str(TaskStatus.COMPLETED):
                     patch["undone_seq"] = None
                     patch["completed_seq"] = completed_at_seq.get(entity)
-                changes.append(Change(
-                    entity=kind, id=entity, workflow_id=wid, name=str(last["name"]),
-                    from_status=str(last["to"]), to_status=status, patch=patch,
-                    event_type="TaskStatusChanged" if kind == "task" else "BatchStatusChanged",
-                    event_data={"task_id": entity} if kind == "task" else {"batch_id": entity},
-                    note=f"restored from checkpoint {checkpoint_id}",
-                ))
+                changes.append(
+                    Change(
+                        entity=kind,
+                        id=entity,
+                        workflow_id=wid,
+                        name=str(last["name"]),
+                        from_status=str(last["to"]),
+                        to_status=status,
+                        patch=patch,
+                        event_type="TaskStatusChanged" if kind == "task" else "BatchStatusChanged",
+                        event_data={"task_id": entity} if kind == "task" else {"batch_id": entity},
+                        note=f"restored from checkpoint {checkpoint_id}",
+                    )
+                )
             restored = {"checkpoint_id": checkpoint_id, "records": len(changes)}
             # Checked again with no await before the commit is queued: a batch submitted
             # while this read the journal must not be overwritten under its driver.

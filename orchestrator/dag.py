@@ -31,26 +31,40 @@ def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
     ids = [op.id for op in batch.operations]
     for op_id, n in Counter(ids).items():
         if n > 1:
-            problems.append({"field": "operations", "operation": op_id,
-                             "message": f"operation id {op_id!r} is used {n} times"})
+            problems.append(
+                {
+                    "field": "operations",
+                    "operation": op_id,
+                    "message": f"operation id {op_id!r} is used {n} times",
+                }
+            )
     id_set = set(ids)
     for i, op in enumerate(batch.operations):
         for dep in op.dependency_refs:
             if dep.id not in id_set:
-                problems.append({
-                    "field": f"operations.{i}.dependencies", "operation": op.id,
-                    "message": f"operation {op.id!r} depends on unknown operation {dep.id!r}",
-                })
+                problems.append(
+                    {
+                        "field": f"operations.{i}.dependencies",
+                        "operation": op.id,
+                        "message": f"operation {op.id!r} depends on unknown operation {dep.id!r}",
+                    }
+                )
             elif dep.id == op.id:
-                problems.append({
-                    "field": f"operations.{i}.dependencies", "operation": op.id,
-                    "message": f"operation {op.id!r} depends on itself",
-                })
+                problems.append(
+                    {
+                        "field": f"operations.{i}.dependencies",
+                        "operation": op.id,
+                        "message": f"operation {op.id!r} depends on itself",
+                    }
+                )
         if not known_provider(op.provider_name):
-            problems.append({
-                "field": f"operations.{i}.provider", "operation": op.id,
-                "message": f"unknown provider {op.provider_name!r} for operation {op.id!r}",
-            })
+            problems.append(
+                {
+                    "field": f"operations.{i}.provider",
+                    "operation": op.id,
+                    "message": f"unknown provider {op.provider_name!r} for operation {op.id!r}",
+                }
+            )
     if problems:
         raise ValidationFailed(_summary(problems), details={"fields": problems})
     graph = build_graph(batch)
@@ -61,9 +75,9 @@ def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
     cycle = nx.find_cycle(graph)
     path = [edge[0] for edge in cycle] + [cycle[0][0]]
     message = "dependency cycle: " + " -> ".join(path)
-    raise ValidationFailed(message, details={"cycle": path, "fields": [
-        {"field": "operations", "message": message}
-    ]})
+    raise ValidationFailed(
+        message, details={"cycle": path, "fields": [{"field": "operations", "message": message}]}
+    )
 
 
 def generations(graph: nx.DiGraph, order: list[str]) -> list[list[str]]:

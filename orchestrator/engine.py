@@ -62,6 +62,7 @@ def _tasks_total(status: str) -> Any:
     """The ``orchestrator_tasks_total`` child of a status (looked up once, not per task)."""
     return TASKS_TOTAL.labels(status.lower())
 
+
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
 
 
@@ -97,9 +98,7 @@ class Engine:
         self.repo = Repository(store)
         self.journal = Journal(store, bus, outbox)
         self.snapshots = Snapshots(self.repo, self.journal)
-        self.registry = registry or ProviderRegistry(
-            ProviderEnv(settings, store), settings.provider_map
-        )
+        self.registry = registry or ProviderRegistry(ProviderEnv(settings, store), settings.provider_map)
         self.runs: dict[str, _Run] = {}
         self.default_retry = RetryPolicy(  # shared by every operation without its own
             max_attempts=settings.default_max_attempts,
@@ -137,13 +136,26 @@ class Engine:
         for row in rows:
             if row.get("workflow_status") in ("Pending", "Running"):
                 continue
-            t = TaskState(id=str(row["id"]), workflow_id=str(row["workflow_id"]),
-                          name=row["name"], index=int(row["index"]),
-                          spec=OperationSpec(id=row["name"], type=row["type"]),
-                          provider=row["provider"], status=TaskStatus.ROLLING_BACK)
-            changes.append((t, self._change(t, TaskStatus.FAILED, {
-                "error": "rollback interrupted by a restart; roll it back again"
-            }, note="resumed")))
+            t = TaskState(
+                id=str(row["id"]),
+                workflow_id=str(row["workflow_id"]),
+                name=row["name"],
+                index=int(row["index"]),
+                spec=OperationSpec(id=row["name"], type=row["type"]),
+                provider=row["provider"],
+                status=TaskStatus.ROLLING_BACK,
+            )
+            changes.append(
+                (
+                    t,
+                    self._change(
+                        t,
+                        TaskStatus.FAILED,
+                        {"error": "rollback interrupted by a restart; roll it back again"},
+                        note="resumed",
+                    ),
+                )
+            )
         if changes:
             await self._commit(changes)
         await self.repo.close_interrupted_rollbacks()
@@ -177,16 +189,18 @@ class Engine:
         for op in batch.operations:
             provider = self.registry.get(op.provider_name)
             command, args = provider.describe(op, op.provider_name)
-            ops.append({
-                "id": op.id,
-                "type": str(op.type),
-                "provider": op.provider_name,
-                "implementation": self.registry.resolve_name(op.provider_name),
-                "dependencies": [d.model_dump() for d in op.dependency_refs],
-                "command": command,
-                "args": args,
-                "would": provider.check(op, op.provider_name),
-            })
+            ops.append(
+                {
+                    "id": op.id,
+                    "type": str(op.type),
+                    "provider": op.provider_name,
+                    "implementation": self.registry.resolve_name(op.provider_name),
+                    "dependencies": [d.model_dump() for d in op.dependency_refs],
+                    "command": command,
+                    "args": args,
+                    "would": provider.check(op, op.provider_name),
+                }
+            )
         return {
             "name": batch.name,
             "parallel_limit": batch.parallel_limit,
@@ -196,8 +210,13 @@ class Engine:
         }
 
     async def submit(
-        self, batch: BatchRequest, *, kind: str = "batch", workflow_id: str | None = None,
-        task_id: str | None = None, submitted_by: str | None = None,
+        self,
+        batch: BatchRequest,
+        *,
+        kind: str = "batch",
+        workflow_id: str | None = None,
+        task_id: str | None = None,
+        submitted_by: str | None = None,
     ) -> WorkflowState:
         """Validate, record (workflow, tasks, checkpoint, first snapshot) and start a batch."""
         self.submitting += 1
@@ -207,19 +226,30 @@ class Engine:
             self.submitting -= 1
 
     async def _submit(
-        self, batch: BatchRequest, kind: str, workflow_id: str | None, task_id: str | None,
+        self,
+        batch: BatchRequest,
+        kind: str,
+        workflow_id: str | None,
+        task_id: str | None,
         submitted_by: str | None,
     ) -> WorkflowState:
         self.validate(batch)
         wid = workflow_id or str(uuid.uuid4())
         now = utcnow()
         wf = WorkflowState(
-            id=wid, name=batch.name, kind=kind, status=WorkflowStatus.RUNNING,
-            parallel_limit=batch.parallel_limit, rollback_enabled=batch.rollback_enabled,
-            created_at=now, started_at=now,
+            id=wid,
+            name=batch.name,
+            kind=kind,
+            status=WorkflowStatus.RUNNING,
+            parallel_limit=batch.parallel_limit,
+            rollback_enabled=batch.rollback_enabled,
+            created_at=now,
+            started_at=now,
         )
-        ids = {op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
-               for op in batch.operations}
+        ids = {
+            op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
+            for op in batch.operations
+        }
         seq = self.journal.next_seq()
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
@@ -231,13 +261,26 @@ class Engine:
         checkpoint_id = str(uuid.uuid4())
         wf.checkpoint_id = checkpoint_id
         wf_row = {
-            "id": wid, "name": batch.name, "version": batch.version, "kind": kind,
-            "description": batch.description, "environment": batch.environment,
-            "storage_backend": batch.storage_backend, "parallel_limit": batch.parallel_limit,
-            "rollback_enabled": batch.rollback_enabled, "status": str(WorkflowStatus.RUNNING),
-            "created_at": now, "started_at": now, "completed_at": None, "error": None,
-            "rollback": None, "checkpoint_id": checkpoint_id, "submitted_by": submitted_by,
-            "operation_count": len(batch.operations), "updated_seq": seq, "submitted_seq": seq,
+            "id": wid,
+            "name": batch.name,
+            "version": batch.version,
+            "kind": kind,
+            "description": batch.description,
+            "environment": batch.environment,
+            "storage_backend": batch.storage_backend,
+            "parallel_limit": batch.parallel_limit,
+            "rollback_enabled": batch.rollback_enabled,
+            "status": str(WorkflowStatus.RUNNING),
+            "created_at": now,
+            "started_at": now,
+            "completed_at": None,
+            "error": None,
+            "rollback": None,
+            "checkpoint_id": checkpoint_id,
+            "submitted_by": submitted_by,
+            "operation_count": len(batch.operations),
+            "updated_seq": seq,
+            "submitted_seq": seq,
             # The operations as submitted and their task ids, as JSON text: only resume,
             # rollback and catch-up read them, and a nested document of 5,000 operations
             # cost the store 120 ms to insert. The task rows themselves are applied
@@ -248,24 +291,58 @@ class Engine:
         writes: list[Write] = [
             Repository.insert_workflow(wf_row),
             *task_rows,
-            Append(JOURNAL, seq, wid, {
-                "seq": seq, "at": now, "entity_kind": "workflow", "entity": wid,
-                "workflow_id": wid, "name": batch.name, "from": None,
-                "to": str(WorkflowStatus.RUNNING), "note": "submitted", "patch": {},
-            }),
-            Repository.insert_checkpoint({
-                "id": checkpoint_id, "name": f"before {kind} {batch.name}",
-                "description": f"automatic checkpoint before workflow {wid}",
-                "workflow_id": wid, "seq": seq - 1, "auto": True, "created_at": now,
-            }),
+            Append(
+                JOURNAL,
+                seq,
+                wid,
+                {
+                    "seq": seq,
+                    "at": now,
+                    "entity_kind": "workflow",
+                    "entity": wid,
+                    "workflow_id": wid,
+                    "name": batch.name,
+                    "from": None,
+                    "to": str(WorkflowStatus.RUNNING),
+                    "note": "submitted",
+                    "patch": {},
+                },
+            ),
+            Repository.insert_checkpoint(
+                {
+                    "id": checkpoint_id,
+                    "name": f"before {kind} {batch.name}",
+                    "description": f"automatic checkpoint before workflow {wid}",
+                    "workflow_id": wid,
+                    "seq": seq - 1,
+                    "auto": True,
+                    "created_at": now,
+                }
+            ),
             self.snapshots.snapshot_write(wf, "submitted", seq, all_tasks=True),
         ]
         announcements = [
-            ("CheckpointCreated", {"checkpoint_id": checkpoint_id, "workflow_id": wid,
-                                   "auto": True, "name": f"before {kind} {batch.name}"}),
-            ("BatchStatusChanged", {"workflow_id": wid, "batch_id": wid, "name": batch.name,
-                                    "status": str(WorkflowStatus.RUNNING), "kind": kind,
-                                    "operations": len(batch.operations), "seq": seq}),
+            (
+                "CheckpointCreated",
+                {
+                    "checkpoint_id": checkpoint_id,
+                    "workflow_id": wid,
+                    "auto": True,
+                    "name": f"before {kind} {batch.name}",
+                },
+            ),
+            (
+                "BatchStatusChanged",
+                {
+                    "workflow_id": wid,
+                    "batch_id": wid,
+                    "name": batch.name,
+                    "status": str(WorkflowStatus.RUNNING),
+                    "kind": kind,
+                    "operations": len(batch.operations),
+                    "seq": seq,
+                },
+            ),
         ]
         if self.journal.outbox is not None:
             for event_type, data in announcements:
@@ -278,8 +355,13 @@ class Engine:
 
     def _task_state(self, wid: str, tid: str, index: int, op: OperationSpec) -> TaskState:
         return TaskState(
-            id=tid, workflow_id=wid, name=op.id, index=index, spec=op,
-            provider=op.provider_name, timeout_s=op.timeout or self.settings.default_timeout_s,
+            id=tid,
+            workflow_id=wid,
+            name=op.id,
+            index=index,
+            spec=op,
+            provider=op.provider_name,
+            timeout_s=op.timeout or self.settings.default_timeout_s,
             retry=op.retry or self.default_retry,
         )
 
@@ -289,27 +371,39 @@ class Engine:
         command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
         refs = op.dependency_refs
         return {
-            "id": t.id, "workflow_id": t.workflow_id, "name": op.id, "index": t.index,
-            "type": str(op.type), "provider": op.provider_name,
+            "id": t.id,
+            "workflow_id": t.workflow_id,
+            "name": op.id,
+            "index": t.index,
+            "type": str(op.type),
+            "provider": op.provider_name,
             "implementation": self.registry.resolve_name(op.provider_name),
-            "command": command, "args": args,
-            "dependencies": [ids[d.id] for d in refs], "dependency_names": [d.id for d in refs],
-            "status": str(TaskStatus.PENDING), "attempt": 0, "progress": 0.0,
-            "max_attempts": t.retry.max_attempts, "timeout_s": t.timeout_s,
-            "created_at": now, "started_at": None, "completed_at": None,
-            "output": None, "error": None, "results": None,
+            "command": command,
+            "args": args,
+            "dependencies": [ids[d.id] for d in refs],
+            "dependency_names": [d.id for d in refs],
+            "status": str(TaskStatus.PENDING),
+            "attempt": 0,
+            "progress": 0.0,
+            "max_attempts": t.retry.max_attempts,
+            "timeout_s": t.timeout_s,
+            "created_at": now,
+            "started_at": None,
+            "completed_at": None,
+            "output": None,
+            "error": None,
+            "results": None,
         }
 
     def task_rows_of(self, workflow_row: dict[str, Any]) -> list[dict[str, Any]]:
         """A recorded workflow's task rows as first submitted (for catch-up)."""
         wid = str(workflow_row["id"])
-        specs = [OperationSpec.model_validate(op)
-                 for op in json.loads(workflow_row["operations_json"])]
-        ids = dict(zip((op.id for op in specs), json.loads(workflow_row["task_ids_json"]),
-                       strict=True))
-        return [self._task_row(self._task_state(wid, ids[op.id], index, op), ids,
-                               workflow_row["created_at"])
-                for index, op in enumerate(specs)]
+        specs = [OperationSpec.model_validate(op) for op in json.loads(workflow_row["operations_json"])]
+        ids = dict(zip((op.id for op in specs), json.loads(workflow_row["task_ids_json"]), strict=True))
+        return [
+            self._task_row(self._task_state(wid, ids[op.id], index, op), ids, workflow_row["created_at"])
+            for index, op in enumerate(specs)
+        ]
 
     def task_from_row(self, row: dict[str, Any], spec: OperationSpec) -> TaskState:
         """A task as recorded in the store, ready to schedule or roll back."""
@@ -346,15 +440,22 @@ class Engine:
         specs = {spec["id"]: spec for spec in json.loads(row["operations_json"])}
         batch_ops = [OperationSpec.model_validate(specs[r["name"]]) for r in rows]
         batch = BatchRequest(
-            name=row["name"], parallel_limit=row["parallel_limit"],
-            rollback_enabled=row["rollback_enabled"], operations=batch_ops,
+            name=row["name"],
+            parallel_limit=row["parallel_limit"],
+            rollback_enabled=row["rollback_enabled"],
+            operations=batch_ops,
         )
         self.validate(batch)
         wf = WorkflowState(
-            id=wid, name=row["name"], kind=row.get("kind", "batch"),
-            status=WorkflowStatus(row["status"]), parallel_limit=row["parallel_limit"],
-            rollback_enabled=row["rollback_enabled"], created_at=row.get("created_at"),
-            started_at=row.get("started_at"), checkpoint_id=row.get("checkpoint_id"),
+            id=wid,
+            name=row["name"],
+            kind=row.get("kind", "batch"),
+            status=WorkflowStatus(row["status"]),
+            parallel_limit=row["parallel_limit"],
+            rollback_enabled=row["rollback_enabled"],
+            created_at=row.get("created_at"),
+            started_at=row.get("started_at"),
+            checkpoint_id=row.get("checkpoint_id"),
         )
         changes: list[Change] = []
         for r, op in zip(rows, batch_ops, strict=True):
@@ -362,14 +463,17 @@ class Engine:
             wf.tasks[op.id] = t
             if t.status is TaskStatus.RUNNING:
                 # The attempt that was running counts; retry it if the policy allows.
-                to = (TaskStatus.PENDING if t.attempt < t.retry.max_attempts
-                      else TaskStatus.FAILED)
+                to = TaskStatus.PENDING if t.attempt < t.retry.max_attempts else TaskStatus.FAILED
                 changes.append(self._change(t, to, {"error": INTERRUPTED}, note="resumed"))
             elif t.status is TaskStatus.ROLLING_BACK:
-                changes.append(self._change(
-                    t, TaskStatus.FAILED, {"error": "rollback interrupted by a restart"},
-                    note="resumed",
-                ))
+                changes.append(
+                    self._change(
+                        t,
+                        TaskStatus.FAILED,
+                        {"error": "rollback interrupted by a restart"},
+                        note="resumed",
+                    )
+                )
         self._link(wf)
         if changes:
             await self._commit([(wf.tasks[c.name], c) for c in changes])
@@ -381,7 +485,10 @@ class Engine:
     # -- transitions ----------------------------------------------------------------------
 
     def _change(
-        self, t: TaskState, to: TaskStatus, patch: dict[str, Any] | None = None,
+        self,
+        t: TaskState,
+        to: TaskStatus,
+        patch: dict[str, Any] | None = None,
         note: str | None = None,
     ) -> Change:
         check_task_transition(t.status, to)
@@ -391,9 +498,16 @@ class Engine:
         if to is TaskStatus.COMPLETED:
             data["output"] = patch.get("output")
         return Change(
-            entity="task", id=t.id, workflow_id=t.workflow_id, name=t.name,
-            from_status=str(t.status), to_status=str(to), patch=patch,
-            event_type="TaskStatusChanged", event_data=data, note=note,
+            entity="task",
+            id=t.id,
+            workflow_id=t.workflow_id,
+            name=t.name,
+            from_status=str(t.status),
+            to_status=str(to),
+            patch=patch,
+            event_type="TaskStatusChanged",
+            event_data=data,
+            note=note,
         )
 
     def _apply(self, t: TaskState, change: Change) -> None:
@@ -410,7 +524,10 @@ class Engine:
             t.completed_seq = change.seq
 
     async def _transition(
-        self, t: TaskState, to: TaskStatus, patch: dict[str, Any] | None = None,
+        self,
+        t: TaskState,
+        to: TaskStatus,
+        patch: dict[str, Any] | None = None,
         extra: list[Write] | None = None,
     ) -> None:
         await self._commit([(t, self._change(t, to, patch))], extra)
@@ -461,7 +578,10 @@ class Engine:
         return future
 
     async def _set_workflow(
-        self, wf: WorkflowState, to: WorkflowStatus, patch: dict[str, Any] | None = None,
+        self,
+        wf: WorkflowState,
+        to: WorkflowStatus,
+        patch: dict[str, Any] | None = None,
         extra: list[Write] | None = None,
     ) -> None:
         check_workflow_transition(wf.status, to)
@@ -469,9 +589,15 @@ class Engine:
         if patch:
             data.update({k: v for k, v in patch.items() if k in ("error", "rollback")})
         change = Change(
-            entity="workflow", id=wf.id, workflow_id=wf.id, name=wf.name,
-            from_status=str(wf.status), to_status=str(to), patch=dict(patch or {}),
-            event_type="BatchStatusChanged", event_data=data,
+            entity="workflow",
+            id=wf.id,
+            workflow_id=wf.id,
+            name=wf.name,
+            from_status=str(wf.status),
+            to_status=str(to),
+            patch=dict(patch or {}),
+            event_type="BatchStatusChanged",
+            event_data=data,
         )
         await self.journal.commit([change], extra)
         wf.status = to
@@ -483,8 +609,13 @@ class Engine:
         await self.journal.persist_and_publish(
             [Repository.patch_task(t.id, {"progress": t.progress, "message": message})],
             "OperationProgress",
-            {"workflow_id": t.workflow_id, "task_id": t.id, "operation_id": t.name,
-             "progress": t.progress, "message": message},
+            {
+                "workflow_id": t.workflow_id,
+                "task_id": t.id,
+                "operation_id": t.name,
+                "progress": t.progress,
+                "message": message,
+            },
         )
 
     # -- scheduling -------------------------------------------------------------------------
@@ -506,12 +637,10 @@ class Engine:
                         skips.append(t)
         if skips:
             await self._skip_cascade(run, skips)
-        if any(t.status is TaskStatus.FAILED and t.spec.on_failure != "continue"
-               for t in tasks.values()):
+        if any(t.status is TaskStatus.FAILED and t.spec.on_failure != "continue" for t in tasks.values()):
             run.stopping = True
             run.stop_reason = "an operation failed"
-        ready = deque(t for t in tasks.values()
-                      if t.status is TaskStatus.PENDING and t.waiting == 0)
+        ready = deque(t for t in tasks.values() if t.status is TaskStatus.PENDING and t.waiting == 0)
         limit = wf.parallel_limit
         try:
             while True:
@@ -534,8 +663,11 @@ class Engine:
             self.healthy = False
             if wf.status not in FINAL_WORKFLOW:  # never leave it Running with no driver
                 with contextlib.suppress(Exception):
-                    await self._set_workflow(wf, WorkflowStatus.FAILED, {
-                        "error": f"internal error: {exc}", "completed_at": utcnow()})
+                    await self._set_workflow(
+                        wf,
+                        WorkflowStatus.FAILED,
+                        {"error": f"internal error: {exc}", "completed_at": utcnow()},
+                    )
         finally:
             if not self._shutting_down:
                 self.runs.pop(wf.id, None)
@@ -574,13 +706,25 @@ class Engine:
             if d.name in seen or d.status is not TaskStatus.PENDING:
                 continue
             seen.add(d.name)
-            blocker = next((dep for dep, kind in d.deps if (kind == "hard"
-                            and tasks[dep].final and tasks[dep].status is not TaskStatus.COMPLETED)
-                            or dep in seen), d.deps[0][0] if d.deps else "?")
-            changes.append(self._change(d, TaskStatus.CANCELLED, {
-                "error": f"skipped: dependency {blocker!r} did not complete",
-                "completed_at": utcnow(),
-            }))
+            blocker = next(
+                (
+                    dep
+                    for dep, kind in d.deps
+                    if (kind == "hard" and tasks[dep].final and tasks[dep].status is not TaskStatus.COMPLETED)
+                    or dep in seen
+                ),
+                d.deps[0][0] if d.deps else "?",
+            )
+            changes.append(
+                self._change(
+                    d,
+                    TaskStatus.CANCELLED,
+                    {
+                        "error": f"skipped: dependency {blocker!r} did not complete",
+                        "completed_at": utcnow(),
+                    },
+                )
+            )
             for name, kind in d.dependents:
                 nxt = tasks[name]
                 if kind == "hard":
@@ -605,15 +749,25 @@ class Engine:
             if current is not None:
                 current.uncancel()
             if not t.final:
-                await self._transition(t, TaskStatus.CANCELLED, {
-                    "error": "cancelled by request", "completed_at": utcnow(),
-                })
+                await self._transition(
+                    t,
+                    TaskStatus.CANCELLED,
+                    {
+                        "error": "cancelled by request",
+                        "completed_at": utcnow(),
+                    },
+                )
         except Exception as exc:  # a bug, not a provider failure: fail the operation
             log.exception("operation crashed", extra={"task_id": t.id})
             if not t.final and t.status is TaskStatus.RUNNING:
-                await self._transition(t, TaskStatus.FAILED, {
-                    "error": f"internal error: {exc}", "completed_at": utcnow(),
-                })
+                await self._transition(
+                    t,
+                    TaskStatus.FAILED,
+                    {
+                        "error": f"internal error: {exc}",
+                        "completed_at": utcnow(),
+                    },
+                )
         finally:
             if not self._shutting_down:
                 run.done.put_nowait(t.name)
@@ -626,17 +780,30 @@ class Engine:
             # commit lands leaves the task Pending, which resume runs again anyway. The
             # Running event still goes out only once durable, and the outcome is
             # recorded only after it (writes commit in order).
-            running = self._transition_nowait(t, TaskStatus.RUNNING, {
-                "attempt": attempt, "started_at": utcnow(), "completed_at": None,
-                "error": None, "progress": 0.0,
-            })
+            running = self._transition_nowait(
+                t,
+                TaskStatus.RUNNING,
+                {
+                    "attempt": attempt,
+                    "started_at": utcnow(),
+                    "completed_at": None,
+                    "error": None,
+                    "progress": 0.0,
+                },
+            )
 
             async def report(percent: float, message: str, _t: TaskState = t) -> None:
                 await self.report_progress(_t, percent, message)
 
             ctx = OperationContext(
-                task_id=t.id, workflow_id=t.workflow_id, name=t.name, spec=t.spec,
-                provider=t.provider, attempt=attempt, timeout_s=t.timeout_s, report=report,
+                task_id=t.id,
+                workflow_id=t.workflow_id,
+                name=t.name,
+                spec=t.spec,
+                provider=t.provider,
+                attempt=attempt,
+                timeout_s=t.timeout_s,
+                report=report,
             )
             failure: str
             output: str | None = None
@@ -651,32 +818,59 @@ class Engine:
             else:
                 # Queued behind Running, so it commits with it or after it; awaiting
                 # Running first would cost a commit per operation.
-                await self._transition(t, TaskStatus.COMPLETED, {
-                    "output": result.output, "results": result.results,
-                    "completed_at": utcnow(), "progress": 100.0,
-                })
+                await self._transition(
+                    t,
+                    TaskStatus.COMPLETED,
+                    {
+                        "output": result.output,
+                        "results": result.results,
+                        "completed_at": utcnow(),
+                        "progress": 100.0,
+                    },
+                )
                 await running  # long since resolved; surfaces a failed write
                 return
             await running
             if retryable and attempt < t.retry.max_attempts and not run.stopping:
                 delay = t.retry.delay_s(attempt)
-                await self._transition(t, TaskStatus.PENDING, {
-                    "error": f"{failure}; retrying in {delay:g} s", "output": output,
-                })
+                await self._transition(
+                    t,
+                    TaskStatus.PENDING,
+                    {
+                        "error": f"{failure}; retrying in {delay:g} s",
+                        "output": output,
+                    },
+                )
                 await asyncio.sleep(delay)
                 if run.stopping:  # the batch stopped while this one waited to retry
-                    await self._transition(t, TaskStatus.CANCELLED, {
-                        "error": f"not retried: {run.stop_reason or 'the batch stopped'}",
-                        "completed_at": utcnow(),
-                    })
+                    await self._transition(
+                        t,
+                        TaskStatus.CANCELLED,
+                        {
+                            "error": f"not retried: {run.stop_reason or 'the batch stopped'}",
+                            "completed_at": utcnow(),
+                        },
+                    )
                     return
                 continue
-            await self._transition(t, TaskStatus.FAILED, {
-                "error": failure, "output": output, "completed_at": utcnow(),
-            }, extra=[self.snapshots.snapshot_write(
-                run.wf, f"operation {t.name} failed", self.journal.last_seq + 1,
-                changed=[t], failed=t,
-            )])
+            await self._transition(
+                t,
+                TaskStatus.FAILED,
+                {
+                    "error": failure,
+                    "output": output,
+                    "completed_at": utcnow(),
+                },
+                extra=[
+                    self.snapshots.snapshot_write(
+                        run.wf,
+                        f"operation {t.name} failed",
+                        self.journal.last_seq + 1,
+                        changed=[t],
+                        failed=t,
+                    )
+                ],
+            )
             return
 
     async def _finish(self, run: _Run) -> None:
@@ -685,11 +879,15 @@ class Engine:
         run.finishing = True
         leftover = [t for t in wf.tasks.values() if t.status is TaskStatus.PENDING]
         if leftover:
-            reason = ("cancelled by request" if run.cancel_requested
-                      else f"not started: {run.stop_reason or 'the batch stopped'}")
-            changes = [self._change(t, TaskStatus.CANCELLED, {"error": reason,
-                                                             "completed_at": utcnow()})
-                       for t in leftover]
+            reason = (
+                "cancelled by request"
+                if run.cancel_requested
+                else f"not started: {run.stop_reason or 'the batch stopped'}"
+            )
+            changes = [
+                self._change(t, TaskStatus.CANCELLED, {"error": reason, "completed_at": utcnow()})
+                for t in leftover
+            ]
             await self._commit([(wf.tasks[c.name], c) for c in changes])
         failed = [t for t in wf.tasks.values() if t.status is TaskStatus.FAILED]
         if run.cancel_requested:
@@ -702,8 +900,12 @@ class Engine:
         if failed:
             patch["error"] = "; ".join(f"{t.name}: {t.error}" for t in failed[:5])
         stop_failures = [t for t in failed if t.spec.on_failure != "continue"]
-        if final is WorkflowStatus.FAILED and wf.rollback_enabled and stop_failures \
-                and self.rollbacks is not None:
+        if (
+            final is WorkflowStatus.FAILED
+            and wf.rollback_enabled
+            and stop_failures
+            and self.rollbacks is not None
+        ):
             include_failed = [t.id for t in stop_failures if t.spec.on_failure == "rollback"]
             summary = await self.rollbacks.rollback_workflow(wf, include_failed=include_failed)
             wf.rollback = summary
@@ -711,7 +913,10 @@ class Engine:
         if wf.started_at is not None:
             patch["duration_s"] = (patch["completed_at"] - wf.started_at).total_seconds()
         snap = self.snapshots.snapshot_write(
-            wf, "finished", self.journal.last_seq + 1, changed=list(wf.tasks.values()),
+            wf,
+            "finished",
+            self.journal.last_seq + 1,
+            changed=list(wf.tasks.values()),
             final_status=str(final),
         )
         await self._set_workflow(wf, final, patch, extra=[snap])
@@ -726,8 +931,8 @@ class Engine:
             if row is None:
                 raise NotFound(f"no batch or workflow with id {workflow_id}")
             raise Conflict(
-                f"workflow {workflow_id} is already {row['status']}; only a running one can be "
-                "cancelled", details={"status": row["status"]},
+                f"workflow {workflow_id} is already {row['status']}; only a running one can be cancelled",
+                details={"status": row["status"]},
             )
         if run.cancel_requested or run.wf.status in FINAL_WORKFLOW:
             raise Conflict(f"workflow {workflow_id} is already being cancelled")

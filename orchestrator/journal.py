@@ -125,9 +125,7 @@ class Journal:
             if change.event_type:
                 self.bus.publish(change.event_type, self._event_data(change))
 
-    async def persist_and_publish(
-        self, writes: list[Write], event_type: str, data: dict[str, Any]
-    ) -> None:
+    async def persist_and_publish(self, writes: list[Write], event_type: str, data: dict[str, Any]) -> None:
         """For things that are not transitions (progress, checkpoints): write, then announce."""
         extra = self.outbox(event_type, data) if self.outbox is not None else []
         await self.store.write(*writes, *extra)
@@ -167,9 +165,9 @@ async def catch_up(
         workflows = await store.query(
             "SELECT * FROM $ids", {"ids": [RecordID("workflow", w) for w in submitted]}
         )
-        existing = set(await store.query(
-            "SELECT VALUE id FROM task WHERE workflow_id IN $wids", {"wids": submitted}
-        ))
+        existing = set(
+            await store.query("SELECT VALUE id FROM task WHERE workflow_id IN $wids", {"wids": submitted})
+        )
         for wf in workflows:
             for row in task_rows_of(wf):
                 if row["id"] not in existing:

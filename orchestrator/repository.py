@@ -54,23 +54,40 @@ class Repository:
     # -- reads --------------------------------------------------------------------
 
     async def _page(
-        self, table: str, filters: dict[str, Any], order: str, limit: int, offset: int,
+        self,
+        table: str,
+        filters: dict[str, Any],
+        order: str,
+        limit: int,
+        offset: int,
         omit: str = "",
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of a table (equality filters, fixed order) and the total that match."""
         where, params = _where(filters)
-        return await self.store.page(table, where=where, params=params, order=order,
-                                     limit=limit, offset=offset,
-                                     fields=f"* OMIT {omit}" if omit else "*")
+        return await self.store.page(
+            table,
+            where=where,
+            params=params,
+            order=order,
+            limit=limit,
+            offset=offset,
+            fields=f"* OMIT {omit}" if omit else "*",
+        )
 
     async def last_journal_seq(self) -> int:
         rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
         return int(rows[0]) if rows else 0
 
     async def _entries(
-        self, sql: str, params: dict[str, Any] | None = None, *,
-        after: int = 0, upto: int | None = None, workflow_id: str | None = None,
-        entities: set[str] | None = None, kind: str | None = None,
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        after: int = 0,
+        upto: int | None = None,
+        workflow_id: str | None = None,
+        entities: set[str] | None = None,
+        kind: str | None = None,
     ) -> list[dict[str, Any]]:
         """Journal entries from the rows ``sql`` selects, filtered, in order."""
         out = []
@@ -98,8 +115,14 @@ class Repository:
     async def workflows(
         self, *, status: str | None, kind: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page("workflow", {"status": status, "kind": kind},
-                                "created_at DESC, id", limit, offset, omit="operations_json")
+        return await self._page(
+            "workflow",
+            {"status": status, "kind": kind},
+            "created_at DESC, id",
+            limit,
+            offset,
+            omit="operations_json",
+        )
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -117,16 +140,13 @@ class Repository:
             {"wids": workflow_ids},
         )
 
-    async def operation_specs(
-        self, workflow_ids: list[str]
-    ) -> dict[tuple[str, str], dict[str, Any]]:
+    async def operation_specs(self, workflow_ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
         """The submitted operation specs of workflows, by (workflow id, operation id)."""
         rows = await self.store.query(
             "SELECT id, operations_json FROM $ids",
             {"ids": [RecordID("workflow", w) for w in workflow_ids]},
         )
-        return {(str(r["id"]), op["id"]): op
-                for r in rows for op in json.loads(r["operations_json"])}
+        return {(str(r["id"]), op["id"]): op for r in rows for op in json.loads(r["operations_json"])}
 
     async def tasks_rolling_back(self) -> list[dict[str, Any]]:
         """Tasks left RollingBack, with their workflow's status (a scan: start-up only)."""
@@ -136,10 +156,12 @@ class Repository:
         )
 
     async def close_interrupted_rollbacks(self) -> None:
-        await self.store.write(Stmt(
-            "UPDATE rollback SET status = 'Interrupted', completed_at = time::now() "
-            "WHERE status = 'Running'"
-        ))
+        await self.store.write(
+            Stmt(
+                "UPDATE rollback SET status = 'Interrupted', completed_at = time::now() "
+                "WHERE status = 'Running'"
+            )
+        )
 
     async def task(self, task_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
@@ -148,13 +170,12 @@ class Repository:
     async def tasks(
         self, *, status: str | None, workflow_id: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page("task", {"status": status, "workflow_id": workflow_id},
-                                "created_at DESC, index", limit, offset)
+        return await self._page(
+            "task", {"status": status, "workflow_id": workflow_id}, "created_at DESC, index", limit, offset
+        )
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query(
-            "SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]}
-        )
+        return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]})
 
     async def tasks_by_names(self, workflow_id: str, names: list[str]) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -165,8 +186,11 @@ class Repository:
     async def completed_after(self, seq: int) -> list[dict[str, Any]]:
         """Tasks completed after a journal position, latest completion first."""
         entries = await self.journal_after(seq)
-        ids = list(dict.fromkeys(str(e["entity"]) for e in entries
-                                 if e["entity_kind"] == "task" and e["to"] == "Completed"))
+        ids = list(
+            dict.fromkeys(
+                str(e["entity"]) for e in entries if e["entity_kind"] == "task" and e["to"] == "Completed"
+            )
+        )
         if not ids:
             return []
         return await self.store.query(
@@ -190,7 +214,9 @@ class Repository:
         upto_clause = "" if upto_seq is None else " AND first <= $upto"
         return await self._entries(
             f"SELECT * FROM {_from(start)} WHERE keys CONTAINS $wid{upto_clause}",
-            {"wid": workflow_id, "upto": upto_seq}, upto=upto_seq, workflow_id=workflow_id,
+            {"wid": workflow_id, "upto": upto_seq},
+            upto=upto_seq,
+            workflow_id=workflow_id,
         )
 
     async def journal_after(self, seq: int) -> list[dict[str, Any]]:
@@ -198,22 +224,22 @@ class Repository:
 
     async def journal_upto(self, seq: int, entity_ids: list[str]) -> list[dict[str, Any]]:
         """Journal entries up to ``seq`` for the given entities, in order."""
-        return await self._entries("SELECT * FROM journal WHERE first <= $seq", {"seq": seq},
-                                   upto=seq, entities=set(entity_ids))
+        return await self._entries(
+            "SELECT * FROM journal WHERE first <= $seq", {"seq": seq}, upto=seq, entities=set(entity_ids)
+        )
 
     async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         return await self._page("checkpoint", {}, "seq DESC, created_at DESC", limit, offset)
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
-        rows = await self.store.query(
-            "SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id}
-        )
+        rows = await self.store.query("SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id})
         return rows[0] if rows else None
 
     async def task_transitions_upto(self, seq: int) -> list[dict[str, Any]]:
         """Every task transition up to a journal position, in order."""
-        return await self._entries("SELECT * FROM journal WHERE first <= $seq", {"seq": seq},
-                                   upto=seq, kind="task")
+        return await self._entries(
+            "SELECT * FROM journal WHERE first <= $seq", {"seq": seq}, upto=seq, kind="task"
+        )
 
     async def rollbacks(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
@@ -234,6 +260,7 @@ class Repository:
     async def inventory(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
 
+
 # A journal row holds the entries of one commit and is keyed by the last of their
 # positions, so the row holding position ``seq`` and every later one is a range
 # scan of record ids from ``seq``: no index needed. SurrealQL ranges take no
@@ -246,4 +273,3 @@ def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     parts = [f"{name} = ${name}" for name, value in filters.items() if value is not None]
     params = {name: value for name, value in filters.items() if value is not None}
     return " AND ".join(parts), params
-

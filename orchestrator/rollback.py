@@ -37,8 +37,7 @@ def rollback_order(tasks: list[TaskState]) -> list[TaskState]:
     later; reverse completion order is therefore a reverse dependency order.
     Ties (never completed, e.g. a failed operation) go first.
     """
-    return sorted(tasks, key=lambda t: -(t.completed_seq if t.completed_seq is not None
-                                         else 1 << 62))
+    return sorted(tasks, key=lambda t: -(t.completed_seq if t.completed_seq is not None else 1 << 62))
 
 
 class RollbackService:
@@ -54,12 +53,12 @@ class RollbackService:
     ) -> dict[str, Any]:
         """Roll back a failed batch's completed operations (called by its driver)."""
         include = set(include_failed or [])
-        targets = [t for t in wf.tasks.values()
-                   if t.status is TaskStatus.COMPLETED
-                   or (t.status is TaskStatus.FAILED and t.id in include)]
-        result = await self._run(
-            rollback_order(targets), {"workflow_id": wf.id, "automatic": True}, [wf.id]
-        )
+        targets = [
+            t
+            for t in wf.tasks.values()
+            if t.status is TaskStatus.COMPLETED or (t.status is TaskStatus.FAILED and t.id in include)
+        ]
+        result = await self._run(rollback_order(targets), {"workflow_id": wf.id, "automatic": True}, [wf.id])
         return _summary(result)
 
     # -- by request ---------------------------------------------------------------------
@@ -86,15 +85,18 @@ class RollbackService:
                     details={"running_workflows": running},
                 )
             specs = await self.repo.operation_specs(workflow_ids)
-            tasks = [self.engine.task_from_row(
-                r, OperationSpec.model_validate(specs[(str(r["workflow_id"]), r["name"])]))
-                for r in rows]
+            tasks = [
+                self.engine.task_from_row(
+                    r, OperationSpec.model_validate(specs[(str(r["workflow_id"]), r["name"])])
+                )
+                for r in rows
+            ]
             scope["workflow_ids"] = workflow_ids
             result = await self._run(rollback_order(tasks), scope, workflow_ids)
             summary = _summary(result)
-            await self.engine.store.write(*(
-                Repository.patch_workflow(w, {"rollback": summary}) for w in workflow_ids
-            ))
+            await self.engine.store.write(
+                *(Repository.patch_workflow(w, {"rollback": summary}) for w in workflow_ids)
+            )
             return result
 
     async def _with_dependents(self, req: RollbackRequest) -> list[dict[str, Any]]:
@@ -110,7 +112,8 @@ class RollbackService:
         missing = sorted(set(ids) - {str(r[key]) for r in found})
         if missing:
             raise NotFound(
-                "unknown operation ids: " + ", ".join(missing)
+                "unknown operation ids: "
+                + ", ".join(missing)
                 + ("" if req.workflow_id else " (give task ids, or operation ids with workflow_id)"),
                 details={"missing": missing},
             )
@@ -135,8 +138,9 @@ class RollbackService:
                 if row["status"] == str(TaskStatus.COMPLETED):
                     chosen[str(row["id"])] = row
         if not chosen:
-            raise Conflict("none of these operations is Completed: nothing to roll back",
-                           details={"operation_ids": ids})
+            raise Conflict(
+                "none of these operations is Completed: nothing to roll back", details={"operation_ids": ids}
+            )
         return list(chosen.values())
 
     # -- the work ---------------------------------------------------------------------------
@@ -148,15 +152,27 @@ class RollbackService:
         rollback_id = str(uuid.uuid4())
         started = time.monotonic()
         started_at = utcnow()
-        start_event = {"rollback_id": rollback_id, "operations": len(ordered),
-                       "workflow_id": workflow_ids[0] if len(workflow_ids) == 1 else None,
-                       **scope}
+        start_event = {
+            "rollback_id": rollback_id,
+            "operations": len(ordered),
+            "workflow_id": workflow_ids[0] if len(workflow_ids) == 1 else None,
+            **scope,
+        }
         await engine.journal.persist_and_publish(
-            [Repository.upsert_rollback(rollback_id, {
-                "started_at": started_at, "status": "Running", "operations": len(ordered),
-                **scope, "workflow_ids": workflow_ids,
-            })],
-            "RollbackStarted", start_event,
+            [
+                Repository.upsert_rollback(
+                    rollback_id,
+                    {
+                        "started_at": started_at,
+                        "status": "Running",
+                        "operations": len(ordered),
+                        **scope,
+                        "workflow_ids": workflow_ids,
+                    },
+                )
+            ],
+            "RollbackStarted",
+            start_event,
         )
         executed = failed = 0
         failures: list[dict[str, str]] = []
@@ -168,8 +184,14 @@ class RollbackService:
                 await engine.report_progress(_t, percent, message)
 
             ctx = OperationContext(
-                task_id=t.id, workflow_id=t.workflow_id, name=t.name, spec=t.spec,
-                provider=t.provider, attempt=t.attempt, timeout_s=t.timeout_s, report=report,
+                task_id=t.id,
+                workflow_id=t.workflow_id,
+                name=t.name,
+                spec=t.spec,
+                provider=t.provider,
+                attempt=t.attempt,
+                timeout_s=t.timeout_s,
+                report=report,
                 previous_results=t.results or {},
             )
             try:
@@ -185,15 +207,24 @@ class RollbackService:
                     reason = f"internal error: {exc}"
                 failed += 1
                 failures.append({"operation_id": t.name, "task_id": t.id, "error": reason})
-                await engine._transition(t, TaskStatus.FAILED, {
-                    "error": f"rollback failed: {reason}",
-                })
+                await engine._transition(
+                    t,
+                    TaskStatus.FAILED,
+                    {
+                        "error": f"rollback failed: {reason}",
+                    },
+                )
                 continue
             executed += 1
-            await engine._transition(t, TaskStatus.ROLLED_BACK, {
-                "rollback_output": result.output, "rolled_back_at": utcnow(),
-                "undone_seq": engine.journal.last_seq + 1,
-            })
+            await engine._transition(
+                t,
+                TaskStatus.ROLLED_BACK,
+                {
+                    "rollback_output": result.output,
+                    "rolled_back_at": utcnow(),
+                    "undone_seq": engine.journal.last_seq + 1,
+                },
+            )
         duration = round(time.monotonic() - started, 3)
         result_doc = {
             "rollback_id": rollback_id,
@@ -205,17 +236,21 @@ class RollbackService:
         if failures:
             result_doc["failures"] = failures
         await engine.journal.persist_and_publish(
-            [Repository.upsert_rollback(rollback_id, {
-                "completed_at": utcnow(), "status": "Completed" if failed == 0 else "Failed",
-                **result_doc,
-            })],
-            "RollbackCompleted", {**result_doc, "workflow_ids": workflow_ids,
-                                  "workflow_id": start_event["workflow_id"]},
+            [
+                Repository.upsert_rollback(
+                    rollback_id,
+                    {
+                        "completed_at": utcnow(),
+                        "status": "Completed" if failed == 0 else "Failed",
+                        **result_doc,
+                    },
+                )
+            ],
+            "RollbackCompleted",
+            {**result_doc, "workflow_ids": workflow_ids, "workflow_id": start_event["workflow_id"]},
         )
         return result_doc
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in ("rollback_id", "operations_executed", "operations_failed")}
-
-

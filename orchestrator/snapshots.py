@@ -54,7 +54,8 @@ class Snapshots:
             "progress": wf.progress,
             # Only what the counts cannot say: which operations did not (yet) complete.
             "operations": {
-                t.name: status for t in tasks
+                t.name: status
+                for t in tasks
                 if (status := "Failed" if t is failed else str(t.status)) not in _IMPLIED
             },
         }
@@ -63,10 +64,16 @@ class Snapshots:
         if wf.rollback:
             details["rollback"] = wf.rollback
         state = (final_status or str(wf.status)).lower()
-        return Repository.insert_snapshot({
-            "id": str(uuid.uuid4()), "workflow_id": wf.id, "seq": seq, "timestamp": utcnow(),
-            "state": state, "details": details,
-        })
+        return Repository.insert_snapshot(
+            {
+                "id": str(uuid.uuid4()),
+                "workflow_id": wf.id,
+                "seq": seq,
+                "timestamp": utcnow(),
+                "state": state,
+                "details": details,
+            }
+        )
 
 
 def view(row: dict[str, Any]) -> dict[str, Any]:
@@ -92,14 +99,21 @@ async def state_at(repo: Repository, workflow_id: str, seq: int | None) -> dict[
             continue
         previous = tasks.get(e["name"], {})
         attempt = e.get("attempt")
-        tasks[e["name"]] = {"task_id": e["entity"], "status": e["to"],
-                            "attempt": attempt if attempt is not None else previous.get("attempt", 0)}
+        tasks[e["name"]] = {
+            "task_id": e["entity"],
+            "status": e["to"],
+            "attempt": attempt if attempt is not None else previous.get("attempt", 0),
+        }
     if workflow_status is not None:
         for row in await repo.tasks_of(workflow_id):
-            tasks.setdefault(row["name"], {"task_id": row["id"], "status": "Pending",
-                                           "attempt": 0})
+            tasks.setdefault(row["name"], {"task_id": row["id"], "status": "Pending", "attempt": 0})
     counts: dict[str, int] = {}
     for t in tasks.values():
         counts[t["status"]] = counts.get(t["status"], 0) + 1
-    return {"workflow_id": workflow_id, "journal_seq": last, "status": workflow_status,
-            "counts": counts, "operations": tasks}
+    return {
+        "workflow_id": workflow_id,
+        "journal_seq": last,
+        "status": workflow_status,
+        "counts": counts,
+        "operations": tasks,
+    }

@@ -75,8 +75,7 @@ def progress_of(tasks: list[dict[str, Any]]) -> float:
     if not tasks:
         return 100.0
     done = {str(s) for s in FINAL_TASK}
-    total = sum(100.0 if t["status"] in done else float(t.get("progress") or 0.0)
-                for t in tasks)
+    total = sum(100.0 if t["status"] in done else float(t.get("progress") or 0.0) for t in tasks)
     return round(total / len(tasks), 2)
 
 
@@ -88,7 +87,8 @@ def workflow_progress(wf: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[s
     durations = [
         (t["completed_at"] - t["started_at"]).total_seconds()
         for t in finished
-        if t.get("completed_at") is not None and t.get("started_at") is not None
+        if t.get("completed_at") is not None
+        and t.get("started_at") is not None
         and hasattr(t["completed_at"], "__sub__")
     ]
     remaining = len(tasks) - len(finished)

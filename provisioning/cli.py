@@ -66,11 +66,15 @@ async def watch(client: Client, batch_id: str, out: Any = None) -> str:
             if seen.get(op["id"]) != key:
                 seen[op["id"]] = key
                 extra = f"  {op['error']}" if op.get("error") and op["status"] != "Running" else ""
-                print(f"  {op['id']:<32} {op['status']:<12} {_bar(float(op['progress']))}{extra}",
-                      file=out, flush=True)
+                print(
+                    f"  {op['id']:<32} {op['status']:<12} {_bar(float(op['progress']))}{extra}",
+                    file=out,
+                    flush=True,
+                )
         if batch["status"] in FINAL:
-            print(f"batch {batch_id}: {batch['status']} {_bar(float(batch['progress']))}",
-                  file=out, flush=True)
+            print(
+                f"batch {batch_id}: {batch['status']} {_bar(float(batch['progress']))}", file=out, flush=True
+            )
             if batch.get("rollback"):
                 print(f"rollback: {json.dumps(batch['rollback'])}", file=out, flush=True)
             return str(batch["status"])
@@ -110,8 +114,10 @@ async def _client_command(args: argparse.Namespace) -> int:
             if args.batch_command == "list":
                 rows = await client.call("GET", "/batch/operations", params={"limit": args.limit})
                 for b in rows:
-                    print(f"{b['batch_id']}  {b['status']:<10} {b['progress']:6.1f}%  "
-                          f"{len(b['operations']):4d} ops  {b['name']}")
+                    print(
+                        f"{b['batch_id']}  {b['status']:<10} {b['progress']:6.1f}%  "
+                        f"{len(b['operations']):4d} ops  {b['name']}"
+                    )
                 return 0
             if args.batch_command == "status":
                 _print(await client.call("GET", f"/batch/operations/{args.id}"))
@@ -131,15 +137,19 @@ async def _client_command(args: argparse.Namespace) -> int:
         if args.command == "rollback":
             sub = args.rollback_command
             if sub == "checkpoint":
-                cid = await client.call("POST", "/rollback/checkpoints",
-                                        {"name": args.name, "description": args.description})
+                cid = await client.call(
+                    "POST", "/rollback/checkpoints", {"name": args.name, "description": args.description}
+                )
                 print(cid)
             elif sub == "checkpoints":
                 for c in await client.call("GET", "/rollback/checkpoints"):
                     print(f"{c['id']}  {c['created_at']}  {c['name']}")
             elif sub == "execute":
-                body = ({"checkpoint_id": args.checkpoint} if args.checkpoint else
-                        {"operation_ids": args.operations, "workflow_id": args.workflow})
+                body = (
+                    {"checkpoint_id": args.checkpoint}
+                    if args.checkpoint
+                    else {"operation_ids": args.operations, "workflow_id": args.workflow}
+                )
                 _print(await client.call("POST", "/rollback/execute", body))
             elif sub == "restore":
                 print(await client.call("POST", f"/rollback/restore/{args.id}"))
@@ -250,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("up", "orchestrator", "control-center"):
         from provisioning.server import run
 
-        which = {"up": ("orchestrator", "control_center"), "orchestrator": ("orchestrator",),
-                 "control-center": ("control_center",)}[args.command]
+        which = {
+            "up": ("orchestrator", "control_center"),
+            "orchestrator": ("orchestrator",),
+            "control-center": ("control_center",),
+        }[args.command]
         try:
             run(load_settings(args.config), which)
         except ProvisioningError as exc:

@@ -10,8 +10,7 @@ from typing import Any
 
 import aiohttp
 
-TOKEN_FILE = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "provisioning" \
-    / "token.json"
+TOKEN_FILE = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "provisioning" / "token.json"
 
 
 class ApiError(Exception):
@@ -73,8 +72,7 @@ Refresher = Callable[[], Awaitable[str | None]]
 
 
 class Client:
-    def __init__(self, base_url: str, token: str | None = None,
-                 refresher: Refresher | None = None) -> None:
+    def __init__(self, base_url: str, token: str | None = None, refresher: Refresher | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.refresher = refresher  # called once on a 401 (an access token lasts 15 min)
@@ -89,8 +87,9 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.session.close()
 
-    async def call(self, method: str, path: str, body: Any = None,
-                   params: dict[str, Any] | None = None) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
         try:
             return await self._call(method, path, body, params)
         except ApiError as exc:
@@ -103,11 +102,8 @@ class Client:
             self.session.headers["Authorization"] = f"Bearer {token}"
             return await self._call(method, path, body, params)
 
-    async def _call(self, method: str, path: str, body: Any,
-                    params: dict[str, Any] | None) -> Any:
-        async with self.session.request(
-            method, self.base_url + path, json=body, params=params
-        ) as resp:
+    async def _call(self, method: str, path: str, body: Any, params: dict[str, Any] | None) -> Any:
+        async with self.session.request(method, self.base_url + path, json=body, params=params) as resp:
             try:
                 doc = await resp.json(content_type=None)
             except ValueError:

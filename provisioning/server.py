@@ -21,8 +21,11 @@ from shared.settings import Settings
 log = logging.getLogger("provisioning")
 
 
-async def serve(settings: Settings, which: tuple[str, ...] = ("orchestrator", "control_center"),
-                ready: Callable[[], None] | None = None) -> None:
+async def serve(
+    settings: Settings,
+    which: tuple[str, ...] = ("orchestrator", "control_center"),
+    ready: Callable[[], None] | None = None,
+) -> None:
     """Start the chosen services on one store and one event bus; stop on SIGINT/SIGTERM."""
     store = open_store(settings)
     await store.open()
@@ -39,13 +42,17 @@ async def serve(settings: Settings, which: tuple[str, ...] = ("orchestrator", "c
         if "control_center" in which:
             app = create_control_center(settings, store=store, bus=bus)
             runners.append(await _start(app, settings.host, settings.control_center_port))
-            log.info("control center listening",
-                     extra={"url": f"http://{settings.host}:{settings.control_center_port}"})
+            log.info(
+                "control center listening",
+                extra={"url": f"http://{settings.host}:{settings.control_center_port}"},
+            )
         if "orchestrator" in which:
             app = create_orchestrator(settings, store=store, bus=bus)
             runners.append(await _start(app, settings.host, settings.orchestrator_port))
-            log.info("orchestrator listening",
-                     extra={"url": f"http://{settings.host}:{settings.orchestrator_port}"})
+            log.info(
+                "orchestrator listening",
+                extra={"url": f"http://{settings.host}:{settings.orchestrator_port}"},
+            )
         if ready is not None:
             ready()
         await stop.wait()
@@ -57,8 +64,12 @@ async def serve(settings: Settings, which: tuple[str, ...] = ("orchestrator", "c
 
 
 async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger,
-                           access_log=logging.getLogger("aiohttp.access"), shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app,
+        access_log_class=RedactingAccessLogger,
+        access_log=logging.getLogger("aiohttp.access"),
+        shutdown_timeout=5.0,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -28,8 +28,18 @@ class RedactingAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         target = redacted_target(request)
         self.logger.info(
-            '%s "%s %s" %s %.4f', request.remote, request.method, target, response.status, time,
-            extra={"remote": request.remote, "method": request.method, "target": target,
-                   "status": response.status, "duration_ms": round(time * 1000, 2),
-                   "request_id": response.headers.get("X-Request-ID")},
+            '%s "%s %s" %s %.4f',
+            request.remote,
+            request.method,
+            target,
+            response.status,
+            time,
+            extra={
+                "remote": request.remote,
+                "method": request.method,
+                "target": target,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 2),
+                "request_id": response.headers.get("X-Request-ID"),
+            },
         )

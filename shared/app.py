@@ -83,6 +83,7 @@ def base_app(
     if store is not None:
         app[STORE] = store
     else:
+
         async def store_ctx(app: web.Application) -> AsyncIterator[None]:
             own = open_store(settings)
             await own.open()

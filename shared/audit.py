@@ -43,8 +43,21 @@ VERIFY_PAGE = 1000
 AUDITED = web.RequestKey("audited", bool)
 # Extra facts a handler wants on the middleware's record (ids it created, …).
 AUDIT_DETAILS = web.RequestKey("audit_details", dict[str, Any])
-HASHED_FIELDS = ("id", "seq", "timestamp", "user_id", "username", "action", "resource",
-                 "result", "details", "ip", "request_id", "service", "prev_hash")
+HASHED_FIELDS = (
+    "id",
+    "seq",
+    "timestamp",
+    "user_id",
+    "username",
+    "action",
+    "resource",
+    "result",
+    "details",
+    "ip",
+    "request_id",
+    "service",
+    "prev_hash",
+)
 
 
 def timestamp_now() -> str:
@@ -67,8 +80,7 @@ def _drop_none(value: Any) -> Any:
 
 def canonical(record: dict[str, Any]) -> bytes:
     body = _drop_none({k: record.get(k) for k in HASHED_FIELDS})
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def chain_hash(prev_hash: str, record: dict[str, Any]) -> str:
@@ -150,11 +162,19 @@ class AuditLog:
             seq += 1
             entry = pending.entry
             row: dict[str, Any] = {
-                "id": uuid.uuid4().hex, "seq": seq, "timestamp": timestamp_now(),
-                "user_id": entry.user_id, "username": entry.username, "action": entry.action,
-                "resource": entry.resource, "result": entry.result,
-                "details": redact(entry.details), "ip": entry.ip,
-                "request_id": entry.request_id, "service": entry.service, "prev_hash": prev,
+                "id": uuid.uuid4().hex,
+                "seq": seq,
+                "timestamp": timestamp_now(),
+                "user_id": entry.user_id,
+                "username": entry.username,
+                "action": entry.action,
+                "resource": entry.resource,
+                "result": entry.result,
+                "details": redact(entry.details),
+                "ip": entry.ip,
+                "request_id": entry.request_id,
+                "service": entry.service,
+                "prev_hash": prev,
             }
             row = _drop_none(row)
             row["hash"] = prev = chain_hash(prev, row)
@@ -199,21 +219,27 @@ class AuditLog:
                 elif chain_hash(prev_hash, row) != row.get("hash"):
                     reason = "the record's content does not match its hash"
                 if reason is not None:
-                    return {"valid": False, "records": count, "broken_at": row["id"],
-                            "reason": reason}
+                    return {"valid": False, "records": count, "broken_at": row["id"], "reason": reason}
                 prev_hash, prev_seq, last_id = row["hash"], prev_seq + 1, row["id"]
                 count += 1
             if len(page) < VERIFY_PAGE:
                 break
         head_seq, head_hash = await self.repo.head()
         if head_seq != prev_seq or head_hash != prev_hash:
-            return {"valid": False, "records": count, "broken_at": last_id,
-                    "reason": f"the chain's head is record {head_seq}; records after "
-                              f"{prev_seq} are missing"}
+            return {
+                "valid": False,
+                "records": count,
+                "broken_at": last_id,
+                "reason": f"the chain's head is record {head_seq}; records after {prev_seq} are missing",
+            }
         return {"valid": True, "records": count}
 
-    async def search(self, filters: dict[str, Any], limit: int, offset: int,
-                     ) -> tuple[list[dict[str, Any]], int]:
+    async def search(
+        self,
+        filters: dict[str, Any],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
         assert self.repo is not None
         return await self.repo.search(filters, limit, offset)
 
@@ -221,28 +247,47 @@ class AuditLog:
 AUDIT = web.AppKey("audit_log", AuditLog)
 
 
-def entry_for(request: web.Request, action: str, resource: str, result: str, *,
-              details: dict[str, Any] | None = None, user_id: str | None = None,
-              username: str | None = None) -> AuditEntry:
+def entry_for(
+    request: web.Request,
+    action: str,
+    resource: str,
+    result: str,
+    *,
+    details: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    username: str | None = None,
+) -> AuditEntry:
     """An entry about this request; the caller defaults to the authenticated principal."""
     principal = request.get(PRINCIPAL)
     if principal is not None and user_id is None:
         user_id, username = principal.user_id, principal.username
     settings = request.app[SETTINGS]
     return AuditEntry(
-        action=action, resource=resource, result=result, user_id=user_id, username=username,
-        details=details or {}, ip=client_ip(request, settings.trusted_proxies),
-        request_id=request.get(REQUEST_ID), service=request.app.get(SERVICE_KEY),
+        action=action,
+        resource=resource,
+        result=result,
+        user_id=user_id,
+        username=username,
+        details=details or {},
+        ip=client_ip(request, settings.trusted_proxies),
+        request_id=request.get(REQUEST_ID),
+        service=request.app.get(SERVICE_KEY),
     )
 
 
-async def audit_event(request: web.Request, action: str, resource: str, result: str, *,
-                      details: dict[str, Any] | None = None, user_id: str | None = None,
-                      username: str | None = None) -> None:
+async def audit_event(
+    request: web.Request,
+    action: str,
+    resource: str,
+    result: str,
+    *,
+    details: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    username: str | None = None,
+) -> None:
     """Record a security event about this request (and keep the middleware from repeating it)."""
     request[AUDITED] = True
-    entry = entry_for(request, action, resource, result, details=details, user_id=user_id,
-                      username=username)
+    entry = entry_for(request, action, resource, result, details=details, user_id=user_id, username=username)
     await request.app[AUDIT].record(entry)
 
 
@@ -281,16 +326,16 @@ async def audit_middleware(
             await _record_request(request, spec.resource, spec.action, status)
 
 
-async def _record_request(request: web.Request, resource: str | None, action: str | None,
-                          status: int) -> None:
+async def _record_request(
+    request: web.Request, resource: str | None, action: str | None, status: int
+) -> None:
     if resource and action:
         name = f"{resource}.{action}"
     else:
         name = request.path.strip("/").replace("/", ".") or "root"
     details: dict[str, Any] = {"method": request.method, "status": status}
     details.update(request.get(AUDIT_DETAILS, {}))
-    entry = entry_for(request, name, request.path.lstrip("/"), result_of(status),
-                      details=details)
+    entry = entry_for(request, name, request.path.lstrip("/"), result_of(status), details=details)
     try:
         await request.app[AUDIT].record(entry)
     except Exception as exc:  # the change is done; a lost record is logged, not raised

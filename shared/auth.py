@@ -42,9 +42,7 @@ class AuthBackend(Protocol):
         """Return the caller or raise ``Unauthorized``."""
         ...
 
-    async def authorize(
-        self, principal: Principal, resource: str, action: str, request: web.Request
-    ) -> None:
+    async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
         """Return if allowed, else raise ``Forbidden`` naming the missing permission."""
         ...
 
@@ -55,9 +53,7 @@ class OpenAccess:
     async def authenticate(self, request: web.Request) -> Principal:
         return ANONYMOUS
 
-    async def authorize(
-        self, principal: Principal, resource: str, action: str, request: web.Request
-    ) -> None:
+    async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
         return None
 
 

@@ -63,9 +63,21 @@ EVENT_KINDS: dict[str, str] = {
 
 # What ``metadata`` carries by default: the fields a consumer routes on, as in the
 # seed's example (``{"task_id", "status"}``), not a second copy of ``data``.
-METADATA_KEYS = ("workflow_id", "batch_id", "task_id", "operation_id", "status", "kind",
-                 "checkpoint_id", "rollback_id", "user_id", "username", "policy_id",
-                 "webhook_id", "seq")
+METADATA_KEYS = (
+    "workflow_id",
+    "batch_id",
+    "task_id",
+    "operation_id",
+    "status",
+    "kind",
+    "checkpoint_id",
+    "rollback_id",
+    "user_id",
+    "username",
+    "policy_id",
+    "webhook_id",
+    "seq",
+)
 
 
 @functools.cache
@@ -166,9 +178,7 @@ class EventBus:
         self._expire(time.monotonic())
         return self._retained[0][1].id if self._retained else 0
 
-    def publish(
-        self, event_type: str, data: dict[str, Any], metadata: dict[str, Any] | None = None
-    ) -> Event:
+    def publish(self, event_type: str, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> Event:
         """Number, retain and fan out an event. Never blocks."""
         event = Event(
             event_type=event_type,

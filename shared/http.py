@@ -107,8 +107,17 @@ class Api:
                 return await fn(request, *args)
 
             spec = RouteSpec(
-                method, path, handler, resource, action, body, query, public,
-                summary or (fn.__doc__ or "").strip().split("\n")[0], tuple(tags), status,
+                method,
+                path,
+                handler,
+                resource,
+                action,
+                body,
+                query,
+                public,
+                summary or (fn.__doc__ or "").strip().split("\n")[0],
+                tuple(tags),
+                status,
             )
             setattr(handler, SPEC_ATTR, spec)
             handler.__name__ = fn.__name__
@@ -151,9 +160,7 @@ def _default(value: Any) -> Any:
 
 def ok(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """The success envelope."""
-    return web.json_response(
-        {"success": True, "data": data}, status=status, headers=headers, dumps=_dumps
-    )
+    return web.json_response({"success": True, "data": data}, status=status, headers=headers, dumps=_dumps)
 
 
 def error_response(
@@ -166,9 +173,7 @@ def error_response(
     return web.json_response(body, status=status, dumps=_dumps)
 
 
-def paginated(
-    request: web.Request, items: list[Any], total: int, limit: int, offset: int
-) -> web.Response:
+def paginated(request: web.Request, items: list[Any], total: int, limit: int, offset: int) -> web.Response:
     """A list response with ``X-Total-Count``, ``X-Limit``, ``X-Offset`` and ``Link``."""
     headers = {"X-Total-Count": str(total), "X-Limit": str(limit), "X-Offset": str(offset)}
     links = []
@@ -203,8 +208,11 @@ def validation_failed(exc: ValidationError, where: str) -> ValidationFailed:
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse and validate a JSON body: 415/400 for what is not JSON, 422 naming bad fields."""
     ctype = request.content_type
-    if request.can_read_body and ctype not in ("application/json", "application/octet-stream", "") \
-            and not ctype.endswith("+json"):
+    if (
+        request.can_read_body
+        and ctype not in ("application/json", "application/octet-stream", "")
+        and not ctype.endswith("+json")
+    ):
         raise UnsupportedMediaType(f"send the body as application/json, not {ctype}")
     try:
         raw = await request.read()
@@ -277,7 +285,8 @@ async def request_context_middleware(
             response.headers.update(exc.details.get("headers", {}))
     except web.HTTPRequestEntityTooLarge:
         response = error_response(
-            413, f"request body is larger than the limit of {request.client_max_size} bytes",
+            413,
+            f"request body is larger than the limit of {request.client_max_size} bytes",
             "payload_too_large",
         )
     except web.HTTPException as exc:
@@ -291,7 +300,8 @@ async def request_context_middleware(
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
         response = error_response(
-            500, f"internal error; quote request id {request_id} when reporting it",
+            500,
+            f"internal error; quote request id {request_id} when reporting it",
             "internal_error",
         )
     response.headers["X-Request-ID"] = request_id
@@ -359,18 +369,22 @@ def openapi_document(api: Api, title: str, version: str = "1.0.0") -> dict[str, 
         if spec.query is not None:
             qschema = spec.query.model_json_schema()
             for name, prop in qschema.get("properties", {}).items():
-                params.append({
-                    "name": name, "in": "query",
-                    "required": name in qschema.get("required", []), "schema": prop,
-                })
+                params.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in qschema.get("required", []),
+                        "schema": prop,
+                    }
+                )
         if params:
             op["parameters"] = params
         if spec.body is not None:
             op["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{spec.body.__name__}"}
-                }},
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{spec.body.__name__}"}}
+                },
             }
         if spec.public:
             op["security"] = []
@@ -380,8 +394,10 @@ def openapi_document(api: Api, title: str, version: str = "1.0.0") -> dict[str, 
     schemas["Error"] = {
         "type": "object",
         "properties": {
-            "success": {"const": False}, "error": {"type": "string"},
-            "code": {"type": "string"}, "details": {"type": "object"},
+            "success": {"const": False},
+            "error": {"type": "string"},
+            "code": {"type": "string"},
+            "details": {"type": "object"},
         },
         "required": ["success", "error", "code"],
     }

@@ -30,7 +30,8 @@ WEBSOCKET_CONNECTIONS = Gauge(
     "websocket_connections", "Open event streams (WebSocket and SSE)", ["service", "transport"]
 )
 WEBHOOK_DELIVERIES = Counter(
-    "webhook_deliveries", "Webhook delivery attempts by result (delivered, retrying, failed)",
+    "webhook_deliveries",
+    "Webhook delivery attempts by result (delivered, retrying, failed)",
     ["result"],
 )  # exported as webhook_deliveries_total
 WEBHOOK_DELIVERY_SECONDS = Histogram(

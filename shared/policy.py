@@ -47,8 +47,13 @@ CONTEXT_FIELDS: dict[str, frozenset[str]] = {
 # Casbin's own matching functions a condition may call.
 CONDITION_FUNCTIONS = frozenset({"ipMatch", "regexMatch", "keyMatch", "globMatch"})
 LITERAL_NAMES: dict[str, Any] = {
-    "true": True, "false": False, "null": None, "none": None,
-    "True": True, "False": False, "None": None,
+    "true": True,
+    "false": False,
+    "null": None,
+    "none": None,
+    "True": True,
+    "False": False,
+    "None": None,
 }
 CONTEXT_NAME = "r_ctx"
 MAX_CONDITION_LENGTH = 500
@@ -59,9 +64,28 @@ _RESOURCE = re.compile(r"^(\*|[a-z][a-z0-9_-]*(:[A-Za-z0-9_.*/-]+)?)$")
 _ACTION = re.compile(r"^(\*|[a-z][a-z0-9_]*)$")
 _SUBJECT = re.compile(r"^(\*|[a-z][a-z0-9_-]*|user:[A-Za-z0-9_.@-]+)$")
 _ALLOWED_NODES = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare,
-    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
-    ast.Attribute, ast.Name, ast.Load, ast.Constant, ast.List, ast.Tuple, ast.Call,
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.Attribute,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Call,
 )
 
 
@@ -94,27 +118,33 @@ class _Compiler(ast.NodeTransformer):
         if node.id in LITERAL_NAMES:
             return ast.copy_location(ast.Constant(LITERAL_NAMES[node.id]), node)
         if node.id in CONTEXT_FIELDS:
-            raise ConditionError(f"name a field of {node.id!r}, e.g. {node.id}."
-                                 f"{sorted(CONTEXT_FIELDS[node.id])[0]}")
-        raise ConditionError(f"unknown name {node.id!r}; conditions read "
-                             + ", ".join(f"{r}.*" for r in CONTEXT_FIELDS))
+            raise ConditionError(
+                f"name a field of {node.id!r}, e.g. {node.id}.{sorted(CONTEXT_FIELDS[node.id])[0]}"
+            )
+        raise ConditionError(
+            f"unknown name {node.id!r}; conditions read " + ", ".join(f"{r}.*" for r in CONTEXT_FIELDS)
+        )
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         root = node.value
         if not isinstance(root, ast.Name) or root.id not in CONTEXT_FIELDS:
-            raise ConditionError("attributes are read as <root>.<field>, with root one of "
-                                 + ", ".join(CONTEXT_FIELDS))
+            raise ConditionError(
+                "attributes are read as <root>.<field>, with root one of " + ", ".join(CONTEXT_FIELDS)
+            )
         if node.attr not in CONTEXT_FIELDS[root.id]:
-            raise ConditionError(f"{root.id}.{node.attr} is not known; {root.id} has "
-                                 + ", ".join(sorted(CONTEXT_FIELDS[root.id])))
+            raise ConditionError(
+                f"{root.id}.{node.attr} is not known; {root.id} has "
+                + ", ".join(sorted(CONTEXT_FIELDS[root.id]))
+            )
         self.roots.add(root.id)
         ctx = ast.Attribute(ast.Name(CONTEXT_NAME, ast.Load()), root.id, ast.Load())
         return ast.copy_location(ast.Attribute(ctx, node.attr, ast.Load()), node)
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         if not isinstance(node.func, ast.Name) or node.func.id not in CONDITION_FUNCTIONS:
-            raise ConditionError("only these functions may be called: "
-                                 + ", ".join(sorted(CONDITION_FUNCTIONS)))
+            raise ConditionError(
+                "only these functions may be called: " + ", ".join(sorted(CONDITION_FUNCTIONS))
+            )
         if node.keywords:
             raise ConditionError("function arguments are positional")
         node.args = [self.visit(a) for a in node.args]
@@ -175,8 +205,10 @@ class Rule:
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "effect": self.effect.capitalize(), "resource": self.resource,
-            "action": list(self.actions), "condition": self.condition,
+            "effect": self.effect.capitalize(),
+            "resource": self.resource,
+            "action": list(self.actions),
+            "condition": self.condition,
         }
         if self.subjects != ("*",):
             doc["roles"] = list(self.subjects)
@@ -224,8 +256,9 @@ def compile_rule(rule: Rule, where: str = "rule") -> list[Line]:
     if rule.effect not in EFFECTS:
         raise ConditionError(f"{where}: effect must be Allow or Deny, not {rule.effect!r}")
     if not _RESOURCE.match(rule.resource):
-        raise ConditionError(f"{where}: resource {rule.resource!r} is not a name, "
-                             "'name:pattern' (e.g. servers:*) or *")
+        raise ConditionError(
+            f"{where}: resource {rule.resource!r} is not a name, 'name:pattern' (e.g. servers:*) or *"
+        )
     if not rule.actions:
         raise ConditionError(f"{where}: name at least one action")
     for act in rule.actions:
@@ -238,8 +271,11 @@ def compile_rule(rule: Rule, where: str = "rule") -> list[Line]:
         cond = compile_condition(rule.condition)
     except ConditionError as exc:
         raise ConditionError(f"{where}: condition: {exc}") from None
-    return [Line(sub, rule.resource, act, cond, rule.effect, roots_of(cond))
-            for sub in rule.subjects for act in rule.actions]
+    return [
+        Line(sub, rule.resource, act, cond, rule.effect, roots_of(cond))
+        for sub in rule.subjects
+        for act in rule.actions
+    ]
 
 
 def compile_rules(rules: Iterable[Rule]) -> list[Line]:
@@ -261,12 +297,14 @@ def read_default_rules(policies_dir: Path) -> list[Rule]:
             if not row or row[0].strip().startswith("#"):
                 continue
             if row[0].strip() != "p" or len(row) != 6:
-                raise ValueError(f"policy.csv: expected 'p, subject, resource, action, "
-                                 f"condition, effect', got {row}")
+                raise ValueError(
+                    f"policy.csv: expected 'p, subject, resource, action, condition, effect', got {row}"
+                )
             _, sub, obj, act, cond, eft = (c.strip() for c in row)
             grouped.setdefault((sub, obj, cond, eft.lower()), []).append(act)
-    rules = [Rule(eft, obj, tuple(acts), cond or None, (sub,))
-             for (sub, obj, cond, eft), acts in grouped.items()]
+    rules = [
+        Rule(eft, obj, tuple(acts), cond or None, (sub,)) for (sub, obj, cond, eft), acts in grouped.items()
+    ]
     compile_rules(rules)  # fail at start, not at the first request
     return rules
 
@@ -311,9 +349,11 @@ class StoreAdapter(AsyncAdapter):  # type: ignore[misc]
 
     async def save_policy(self, model: Any) -> bool:
         writes: list[Write] = [self.repo.delete_all_lines()]
-        rows = [line_row(ADAPTER_POLICY_ID, i, ptype, rule)
-                for ptype, assertion in model.model.get("p", {}).items()
-                for i, rule in enumerate(assertion.policy)]
+        rows = [
+            line_row(ADAPTER_POLICY_ID, i, ptype, rule)
+            for ptype, assertion in model.model.get("p", {}).items()
+            for i, rule in enumerate(assertion.policy)
+        ]
         writes.extend(self.repo.insert_lines(rows))
         writes.append(self.repo.bump_revision())
         await self.repo.store.write(*writes)
@@ -321,20 +361,20 @@ class StoreAdapter(AsyncAdapter):  # type: ignore[misc]
 
     async def add_policy(self, sec: str, ptype: str, rule: list[str]) -> bool:
         await self.repo.store.write(
-            *self.repo.insert_lines([line_row(ADAPTER_POLICY_ID, 0, ptype, rule)]),
-            self.repo.bump_revision())
+            *self.repo.insert_lines([line_row(ADAPTER_POLICY_ID, 0, ptype, rule)]), self.repo.bump_revision()
+        )
         return True
 
     async def remove_policy(self, sec: str, ptype: str, rule: list[str]) -> bool:
-        await self.repo.store.write(self.repo.delete_matching(ptype, 0, rule),
-                                    self.repo.bump_revision())
+        await self.repo.store.write(self.repo.delete_matching(ptype, 0, rule), self.repo.bump_revision())
         return True
 
-    async def remove_filtered_policy(self, sec: str, ptype: str, field_index: int,
-                                     *field_values: str) -> bool:
+    async def remove_filtered_policy(
+        self, sec: str, ptype: str, field_index: int, *field_values: str
+    ) -> bool:
         await self.repo.store.write(
-            self.repo.delete_matching(ptype, field_index, list(field_values)),
-            self.repo.bump_revision())
+            self.repo.delete_matching(ptype, field_index, list(field_values)), self.repo.bump_revision()
+        )
         return True
 
 
@@ -410,11 +450,16 @@ class PolicyEngine:
         found = self._plans.get(key)
         if found is not None:
             return found
-        applicable = [ln for ln in self._lines
-                      if subject_match(subjects, ln.sub) and resource_match(resource, ln.obj)
-                      and action_match(action, ln.act)]
+        applicable = [
+            ln
+            for ln in self._lines
+            if subject_match(subjects, ln.sub)
+            and resource_match(resource, ln.obj)
+            and action_match(action, ln.act)
+        ]
         if any(ln.eft == "deny" and not ln.conditional for ln in applicable) or not any(
-                ln.eft == "allow" for ln in applicable):
+            ln.eft == "allow" for ln in applicable
+        ):
             plan = Plan(False)
         elif not any(ln.conditional for ln in applicable):
             plan = Plan(True)
@@ -427,13 +472,11 @@ class PolicyEngine:
         self._plans[key] = plan
         return plan
 
-    def enforce(self, subjects: tuple[str, ...], resource: str, action: str,
-                context: dict[str, Any]) -> bool:
+    def enforce(self, subjects: tuple[str, ...], resource: str, action: str, context: dict[str, Any]) -> bool:
         """Casbin's answer for a request with its condition context."""
         return bool(self._enforcer.enforce(subjects, resource, action, context))
 
-    def decide(self, subjects: tuple[str, ...], resource: str, action: str,
-               context: dict[str, Any]) -> bool:
+    def decide(self, subjects: tuple[str, ...], resource: str, action: str, context: dict[str, Any]) -> bool:
         plan = self.plan(subjects, resource, action)
         if plan.decision is not None:
             return plan.decision
@@ -441,15 +484,28 @@ class PolicyEngine:
 
     def conditions_for(self, subjects: tuple[str, ...], resource: str, action: str) -> list[str]:
         """The conditions of allow lines that would grant this, for a helpful refusal."""
-        return sorted({ln.cond.replace(f"{CONTEXT_NAME}.", "") for ln in self._lines
-                       if ln.conditional and ln.eft == "allow"
-                       and subject_match(subjects, ln.sub) and resource_match(resource, ln.obj)
-                       and action_match(action, ln.act)})
+        return sorted(
+            {
+                ln.cond.replace(f"{CONTEXT_NAME}.", "")
+                for ln in self._lines
+                if ln.conditional
+                and ln.eft == "allow"
+                and subject_match(subjects, ln.sub)
+                and resource_match(resource, ln.obj)
+                and action_match(action, ln.act)
+            }
+        )
 
 
-def policy_writes(repo: PolicyRepository, policy_id: str, row: dict[str, Any],
-                  rules: list[Rule], *, create: bool,
-                  previous: dict[str, Any] | None = None) -> list[Write]:
+def policy_writes(
+    repo: PolicyRepository,
+    policy_id: str,
+    row: dict[str, Any],
+    rules: list[Rule],
+    *,
+    create: bool,
+    previous: dict[str, Any] | None = None,
+) -> list[Write]:
     """One transaction: the document (keeping ``previous`` as a version), its compiled
     lines (none while it is disabled) and the revision every service watches."""
     lines = compile_rules(rules) if row.get("enabled", True) else []
@@ -459,7 +515,6 @@ def policy_writes(repo: PolicyRepository, policy_id: str, row: dict[str, Any],
         writes.append(repo.keep_version({**kept, "policy_id": policy_id}))
     writes.append(repo.create(policy_id, row) if create else repo.replace(policy_id, row))
     writes.append(repo.delete_lines(policy_id))
-    writes.extend(repo.insert_lines(
-        [line_row(policy_id, i, "p", ln.values) for i, ln in enumerate(lines)]))
+    writes.extend(repo.insert_lines([line_row(policy_id, i, "p", ln.values) for i, ln in enumerate(lines)]))
     writes.append(repo.bump_revision())
     return writes

@@ -76,8 +76,10 @@ class RateLimits:
     def open(self) -> None:
         storage = storage_from_string(self.storage_uri)
         if not isinstance(storage, Storage):
-            raise ValueError(f"rate limit storage {self.storage_uri!r} is not an async storage; "
-                             "use async+memory:// or async+redis://…")
+            raise ValueError(
+                f"rate limit storage {self.storage_uri!r} is not an async storage; "
+                "use async+memory:// or async+redis://…"
+            )
         self._storage = storage
         self._limiter = MovingWindowRateLimiter(storage)
 
@@ -122,8 +124,7 @@ def _refuse(bucket: str, decision: Decision, who: str) -> RateLimited:
     return RateLimited(
         f"rate limit exceeded: at most {decision.limit} {bucket} requests per window for "
         f"this {who}; retry in {retry_after} s",
-        details={"limit": decision.limit, "bucket": bucket, "retry_after_s": retry_after,
-                 "headers": headers},
+        details={"limit": decision.limit, "bucket": bucket, "retry_after_s": retry_after, "headers": headers},
     )
 
 
@@ -138,8 +139,11 @@ async def rate_limit_headers_middleware(
         return await handler(request)
     finally:
         limits = request.app.get(RATE_LIMITS)
-        if ("X-RateLimit-Limit" not in request.get(EXTRA_HEADERS, {})
-                and limits is not None and limits.enabled(DEFAULT_BUCKET)):
+        if (
+            "X-RateLimit-Limit" not in request.get(EXTRA_HEADERS, {})
+            and limits is not None
+            and limits.enabled(DEFAULT_BUCKET)
+        ):
             ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
             with contextlib.suppress(Exception):
                 decision = await limits.peek(DEFAULT_BUCKET, f"address:{ip}")

@@ -48,4 +48,3 @@ def _split_statements(text: str) -> list[str]:
     """Split a migration on ``;`` at line ends, ignoring ``--`` comment lines."""
     lines = [ln for ln in text.splitlines() if not ln.strip().startswith("--")]
     return [s.strip().rstrip(";") for s in "\n".join(lines).split(";\n")]
-

@@ -115,8 +115,7 @@ class Security:
         """After a policy change was persisted: the next request uses it."""
         await self.policy.load(self.policies)
 
-    async def revoke(self, *, until: datetime, jti: str | None = None,
-                     sid: str | None = None) -> None:
+    async def revoke(self, *, until: datetime, jti: str | None = None, sid: str | None = None) -> None:
         await self.revocations.revoke(until=until, jti=jti, sid=sid)
         if jti:
             self.tokens.forget(jti)
@@ -129,9 +128,14 @@ async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> Non
     rules = read_default_rules(settings.policies_dir)
     now = utcnow()
     row = {
-        "name": "default", "version": "1.0.0", "revision": 1, "enabled": True,
+        "name": "default",
+        "version": "1.0.0",
+        "revision": 1,
+        "enabled": True,
         "description": "the defaults shipped in policies/policy.csv",
-        "rules": [r.to_doc() for r in rules], "created_at": now, "updated_at": now,
+        "rules": [r.to_doc() for r in rules],
+        "created_at": now,
+        "updated_at": now,
         "created_by": "system",
     }
     try:
@@ -167,37 +171,39 @@ class SecurityBackend:
         token = bearer_token(request)
         if token is None:
             add_response_headers(request, {"WWW-Authenticate": 'Bearer realm="provisioning"'})
-            raise Unauthorized("authentication required: send Authorization: Bearer <token> "
-                               "(POST /auth/login on the control center issues one)")
+            raise Unauthorized(
+                "authentication required: send Authorization: Bearer <token> "
+                "(POST /auth/login on the control center issues one)"
+            )
         try:
             return await self.security.tokens.verify(token)
         except Unauthorized:
-            add_response_headers(request, {
-                "WWW-Authenticate": 'Bearer realm="provisioning", error="invalid_token"'})
+            add_response_headers(
+                request, {"WWW-Authenticate": 'Bearer realm="provisioning", error="invalid_token"'}
+            )
             raise
 
-    async def authorize(
-        self, principal: Principal, resource: str, action: str, request: web.Request
-    ) -> None:
-        if principal.claims.get("scope") == MFA_SETUP_SCOPE \
-                and (resource, action) not in MFA_SETUP_ROUTES:
-            raise Forbidden("this token is good only for MFA enrolment: POST /auth/mfa/setup, "
-                            "then POST /auth/mfa/enable, then log in again",
-                            details={"resource": resource, "action": action})
+    async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
+        if principal.claims.get("scope") == MFA_SETUP_SCOPE and (resource, action) not in MFA_SETUP_ROUTES:
+            raise Forbidden(
+                "this token is good only for MFA enrolment: POST /auth/mfa/setup, "
+                "then POST /auth/mfa/enable, then log in again",
+                details={"resource": resource, "action": action},
+            )
         engine = self.security.policy
         subjects = subjects_of(principal)
         plan = engine.plan(subjects, resource, action)
         if plan.decision is True:
             return
         if plan.decision is None:
-            context = await condition_context(request, principal, plan.roots,
-                                              self.security.settings)
+            context = await condition_context(request, principal, plan.roots, self.security.settings)
             if engine.decide(subjects, resource, action, context):
                 return
-        details: dict[str, Any] = {"resource": resource, "action": action,
-                                   "roles": list(principal.roles)}
-        message = (f"permission denied: {resource}:{action} is not granted to "
-                   f"{principal.username} (roles: {', '.join(principal.roles) or 'none'})")
+        details: dict[str, Any] = {"resource": resource, "action": action, "roles": list(principal.roles)}
+        message = (
+            f"permission denied: {resource}:{action} is not granted to "
+            f"{principal.username} (roles: {', '.join(principal.roles) or 'none'})"
+        )
         conditions = engine.conditions_for(subjects, resource, action)
         if conditions:
             details["allowed_when"] = conditions
@@ -223,22 +229,31 @@ def bearer_token(request: web.Request) -> str | None:
     return None
 
 
-async def condition_context(request: web.Request, principal: Principal,
-                            roots: frozenset[str], settings: Settings) -> dict[str, Any]:
+async def condition_context(
+    request: web.Request, principal: Principal, roots: frozenset[str], settings: Settings
+) -> dict[str, Any]:
     """What a policy condition may read about this request."""
     now = datetime.now(UTC)
     context: dict[str, Any] = {
         "user": {
-            "id": principal.user_id, "username": principal.username,
-            "role": RoleSet(principal.roles), "roles": list(principal.roles),
+            "id": principal.user_id,
+            "username": principal.username,
+            "role": RoleSet(principal.roles),
+            "roles": list(principal.roles),
             "mfa": principal.mfa,
         },
         "request": {
-            "ip": client_ip(request, settings.trusted_proxies), "method": request.method,
-            "path": request.path, "service": request.app.get(SERVICE_KEY),
+            "ip": client_ip(request, settings.trusted_proxies),
+            "method": request.method,
+            "path": request.path,
+            "service": request.app.get(SERVICE_KEY),
         },
-        "time": {"hour": now.hour, "minute": now.minute, "weekday": now.weekday(),
-                 "date": now.date().isoformat()},
+        "time": {
+            "hour": now.hour,
+            "minute": now.minute,
+            "weekday": now.weekday(),
+            "date": now.date().isoformat(),
+        },
         "batch": {"environment": None, "check_mode": False, "name": None},
     }
     if "batch" in roots:

@@ -29,8 +29,7 @@ class KeyRepository:
         return await self.store.query("SELECT * FROM jwt_key ORDER BY created_at, id")
 
     def insert(self, kid: str, row: dict[str, Any]) -> Write:
-        return Stmt("CREATE type::thing('jwt_key', $kid) CONTENT $row RETURN NONE",
-                    {"kid": kid, "row": row})
+        return Stmt("CREATE type::thing('jwt_key', $kid) CONTENT $row RETURN NONE", {"kid": kid, "row": row})
 
 
 class RevocationRepository:
@@ -44,13 +43,15 @@ class RevocationRepository:
 
     async def active(self, now: datetime) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT jti, sid, expires_at, created_at FROM token_revocation "
-            "WHERE expires_at > $now", {"now": now})
+            "SELECT jti, sid, expires_at, created_at FROM token_revocation WHERE expires_at > $now",
+            {"now": now},
+        )
 
     async def created_since(self, since: datetime) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT jti, sid, expires_at, created_at FROM token_revocation "
-            "WHERE created_at >= $since", {"since": since})
+            "SELECT jti, sid, expires_at, created_at FROM token_revocation WHERE created_at >= $since",
+            {"since": since},
+        )
 
     def purge_expired(self, now: datetime) -> Write:
         return Stmt("DELETE token_revocation WHERE expires_at <= $now RETURN NONE", {"now": now})
@@ -73,33 +74,35 @@ class PolicyRepository:
         return rows[0] if rows else None
 
     async def page(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self.store.page("policy", order="created_at, id", limit=limit,
-                                     offset=offset)
+        return await self.store.page("policy", order="created_at, id", limit=limit, offset=offset)
 
     async def versions(self, policy_id: str) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT * FROM policy_version WHERE policy_id = $id ORDER BY revision DESC",
-            {"id": policy_id})
+            "SELECT * FROM policy_version WHERE policy_id = $id ORDER BY revision DESC", {"id": policy_id}
+        )
 
     async def lines(self) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT ptype, v0, v1, v2, v3, v4, v5, policy_id, seq FROM casbin_rule "
-            "ORDER BY policy_id, seq")
+            "SELECT ptype, v0, v1, v2, v3, v4, v5, policy_id, seq FROM casbin_rule ORDER BY policy_id, seq"
+        )
 
     async def revision(self) -> int:
         rows = await self.store.query(
-            "SELECT revision FROM type::thing('policy_state', $id)", {"id": POLICY_STATE_ID})
+            "SELECT revision FROM type::thing('policy_state', $id)", {"id": POLICY_STATE_ID}
+        )
         return int(rows[0].get("revision", 0)) if rows else 0
 
     # -- writes ----------------------------------------------------------------
 
     def create(self, policy_id: str, row: dict[str, Any]) -> Write:
-        return Stmt("CREATE type::thing('policy', $id) CONTENT $row RETURN NONE",
-                    {"id": policy_id, "row": row})
+        return Stmt(
+            "CREATE type::thing('policy', $id) CONTENT $row RETURN NONE", {"id": policy_id, "row": row}
+        )
 
     def replace(self, policy_id: str, row: dict[str, Any]) -> Write:
-        return Stmt("UPDATE type::thing('policy', $id) CONTENT $row RETURN NONE",
-                    {"id": policy_id, "row": row})
+        return Stmt(
+            "UPDATE type::thing('policy', $id) CONTENT $row RETURN NONE", {"id": policy_id, "row": row}
+        )
 
     def delete(self, policy_id: str) -> list[Write]:
         return [
@@ -133,8 +136,9 @@ class PolicyRepository:
 
     def bump_revision(self) -> Write:
         return Stmt(
-            "UPSERT type::thing('policy_state', $id) SET revision = (revision OR 0) + 1 "
-            "RETURN NONE", {"id": POLICY_STATE_ID})
+            "UPSERT type::thing('policy_state', $id) SET revision = (revision OR 0) + 1 RETURN NONE",
+            {"id": POLICY_STATE_ID},
+        )
 
 
 class AuditRepository:
@@ -145,32 +149,38 @@ class AuditRepository:
 
     async def head(self) -> tuple[int, str]:
         rows = await self.store.query(
-            "SELECT seq, hash FROM type::thing('audit_head', $id)", {"id": AUDIT_HEAD_ID})
+            "SELECT seq, hash FROM type::thing('audit_head', $id)", {"id": AUDIT_HEAD_ID}
+        )
         if not rows:
             return 0, ""
         return int(rows[0]["seq"]), str(rows[0]["hash"])
 
-    def append(self, prev_seq: int, head_seq: int, head_hash: str,
-               rows: list[dict[str, Any]]) -> list[Write]:
+    def append(self, prev_seq: int, head_seq: int, head_hash: str, rows: list[dict[str, Any]]) -> list[Write]:
         """Move the head from ``prev_seq`` and insert ``rows``, or throw if it moved."""
         guard = Stmt(
             "IF array::len((UPSERT type::thing('audit_head', $id) SET seq = $seq, hash = $hash "
             "WHERE (seq OR 0) = $prev RETURN AFTER)) = 0 "
             f"{{ THROW '{AUDIT_HEAD_MOVED}' }}",
-            {"id": AUDIT_HEAD_ID, "seq": head_seq, "hash": head_hash, "prev": prev_seq})
+            {"id": AUDIT_HEAD_ID, "seq": head_seq, "hash": head_hash, "prev": prev_seq},
+        )
         return [guard, *(Insert("audit", row) for row in rows)]
 
     async def walk(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
         return await self.store.query(
             "SELECT * FROM audit WHERE seq > $after ORDER BY seq LIMIT $limit",
-            {"after": after_seq, "limit": limit})
+            {"after": after_seq, "limit": limit},
+        )
 
-    async def search(self, filters: dict[str, Any], limit: int, offset: int,
-                     ) -> tuple[list[dict[str, Any]], int]:
+    async def search(
+        self,
+        filters: dict[str, Any],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
         where, params = _audit_where(filters)
-        return await self.store.page("audit", where=where,
-                                     params=params, order="seq DESC", limit=limit,
-                                     offset=offset)
+        return await self.store.page(
+            "audit", where=where, params=params, order="seq DESC", limit=limit, offset=offset
+        )
 
 
 def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

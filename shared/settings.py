@@ -18,11 +18,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 def default_policies_dir() -> Path:
     """The shipped Casbin model and policy: beside the packages in a checkout or an
     editable install, under ``<prefix>/share/provisioning`` in a regular install."""
-    for candidate in (PACKAGE_ROOT / "policies",
-                      Path(sys.prefix) / "share" / "provisioning" / "policies"):
+    for candidate in (PACKAGE_ROOT / "policies", Path(sys.prefix) / "share" / "provisioning" / "policies"):
         if (candidate / "model.conf").exists():
             return candidate
     return PACKAGE_ROOT / "policies"
+
+
 DEFAULT_PROVIDER_MAP = {
     "upcloud": "local",
     "aws": "local",

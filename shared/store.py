@@ -231,9 +231,7 @@ class Store:
             self._lock.acquire()
         try:
             if self.url.startswith("surrealkv://"):
-                Path(self.url.removeprefix("surrealkv://")).parent.mkdir(
-                    parents=True, exist_ok=True
-                )
+                Path(self.url.removeprefix("surrealkv://")).parent.mkdir(parents=True, exist_ok=True)
             self._db = AsyncSurreal(self.url)
             await self._db.connect()
             await self._db.use(self.namespace, self.database)
@@ -297,8 +295,15 @@ class Store:
         return out
 
     async def page(
-        self, table: str, *, order: str, limit: int, offset: int, where: str = "",
-        params: dict[str, Any] | None = None, fields: str = "*",
+        self,
+        table: str,
+        *,
+        order: str,
+        limit: int,
+        offset: int,
+        where: str = "",
+        params: dict[str, Any] | None = None,
+        fields: str = "*",
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of rows and how many match in all, in one round trip.
 
@@ -364,8 +369,9 @@ class Store:
     @staticmethod
     def mark_write(seq: int) -> Stmt:
         """Record that every lazy change up to ``seq`` is applied (for a log's replay)."""
-        return Stmt("UPSERT $lazy_mark SET seq = $lazy_seq RETURN NONE",
-                    {"lazy_mark": LAZY_MARK, "lazy_seq": seq})
+        return Stmt(
+            "UPSERT $lazy_mark SET seq = $lazy_seq RETURN NONE", {"lazy_mark": LAZY_MARK, "lazy_seq": seq}
+        )
 
     async def write(self, *stmts: Write) -> list[Any]:
         """Queue writes to commit atomically; return each one's result once durable.
@@ -429,8 +435,9 @@ class Store:
             while self._lazy:
                 await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
         except Exception:
-            log.exception("could not apply pending rows at close; the next start will",
-                          extra={"rows": len(self._lazy)})
+            log.exception(
+                "could not apply pending rows at close; the next start will", extra={"rows": len(self._lazy)}
+            )
 
     def _schedule_lazy(self) -> None:
         """Queue a tick for when lazy rows are due: once the writer has had no other work
@@ -497,10 +504,18 @@ class Store:
     def _refuse_lazy(self, key: tuple[str, str], raw: list[dict[str, Any]]) -> None:
         """Drop a row change the store will never take (it would otherwise block every
         later read). The journal still records it; the error says which row."""
-        reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"
-                       and "not executed" not in str(r.get("result"))), "unknown error")
-        log.error("the store refused a lazily applied row; its change stays in the log only",
-                  extra={"table": key[0], "row": key[1], "reason": reason})
+        reason = next(
+            (
+                str(r.get("result"))
+                for r in raw
+                if r.get("status") != "OK" and "not executed" not in str(r.get("result"))
+            ),
+            "unknown error",
+        )
+        log.error(
+            "the store refused a lazily applied row; its change stays in the log only",
+            extra={"table": key[0], "row": key[1], "reason": reason},
+        )
         del self._lazy[key]
         self._settled.pop(key, None)
 
@@ -606,9 +621,7 @@ class Store:
                     pending.future.set_result(results)
             return
         if len(batch) == 1:
-            reason = next(
-                (str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error"
-            )
+            reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error")
             if not batch[0].future.done():
                 batch[0].future.set_exception(StoreError(f"database refused the write: {reason}"))
             return
@@ -668,14 +681,15 @@ class _Plan:
 
     def _flush(self) -> None:
         for table, appends in self._appends.items():
-            self._inserts.setdefault(table, []).append({
-                "id": RecordID(table, appends[-1].seq),
-                "first": appends[0].seq,
-                "last": appends[-1].seq,
-                "keys": list(dict.fromkeys(a.key for a in appends)),
-                "entries": cbor2.dumps([a.entry for a in appends], default=_cbor_default,
-                                       timezone=UTC),
-            })
+            self._inserts.setdefault(table, []).append(
+                {
+                    "id": RecordID(table, appends[-1].seq),
+                    "first": appends[0].seq,
+                    "last": appends[-1].seq,
+                    "keys": list(dict.fromkeys(a.key for a in appends)),
+                    "entries": cbor2.dumps([a.entry for a in appends], default=_cbor_default, timezone=UTC),
+                }
+            )
         self._appends = {}
         # Inserts first: a later merge may patch a row inserted in the same run.
         for table, rows in self._inserts.items():
@@ -684,9 +698,7 @@ class _Plan:
             self.params[name] = rows
         for table, merges in self._merges.items():
             name = f"m{len(self.statements)}"
-            self.statements.append(
-                f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}"
-            )
+            self.statements.append(f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}")
             self.params[name] = [
                 {"id": RecordID(table, rid), "patch": patch} for rid, patch in merges.items()
             ]

@@ -125,9 +125,13 @@ class Stream:
     def enqueue(self, events: list[Event]) -> None:
         """Hold events back (the client is behind); drop the stream when it is too far behind."""
         if len(self.pending) + len(events) > self.maxsize:
-            self.end(CLOSE_TOO_SLOW, (
-                f"too slow: over {self.maxsize} events queued; reconnect with "
-                "?since=<id of the last event you received>"))
+            self.end(
+                CLOSE_TOO_SLOW,
+                (
+                    f"too slow: over {self.maxsize} events queued; reconnect with "
+                    "?since=<id of the last event you received>"
+                ),
+            )
             self.pending.clear()
             return
         self.pending.extend(events)
@@ -279,15 +283,28 @@ def stream_api(config: StreamConfig, *, ws_path: str = "/ws", sse_path: str = "/
 
     # Public for the middleware: the handler authenticates itself so a browser
     # can send its token as the first message instead of in the URL.
-    @api.route("GET", ws_path, public=True, resource=config.resource, action=config.action,
-               query=StreamQuery, tags=tags,
-               summary="Live events over WebSocket (?token=, or a first auth message)")
+    @api.route(
+        "GET",
+        ws_path,
+        public=True,
+        resource=config.resource,
+        action=config.action,
+        query=StreamQuery,
+        tags=tags,
+        summary="Live events over WebSocket (?token=, or a first auth message)",
+    )
     async def websocket(request: web.Request, query: StreamQuery) -> web.StreamResponse:
         return await websocket_stream(request, query)
 
-    @api.route("GET", sse_path, resource=config.resource, action=config.action,
-               query=StreamQuery, tags=tags,
-               summary="Live events as Server-Sent Events (resume with Last-Event-ID)")
+    @api.route(
+        "GET",
+        sse_path,
+        resource=config.resource,
+        action=config.action,
+        query=StreamQuery,
+        tags=tags,
+        summary="Live events as Server-Sent Events (resume with Last-Event-ID)",
+    )
     async def events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
         return await sse_stream(request, query)
 
@@ -305,10 +322,11 @@ def requested_kinds(raw: str | None, offered: tuple[str, ...]) -> tuple[str, ...
     unknown = [k for k in wanted if k not in offered]
     if unknown:
         raise ValidationFailed(
-            f"unknown event kinds: {', '.join(unknown)}; this service streams "
-            f"{', '.join(offered)}",
-            details={"fields": [{"field": "events", "message": "unknown kind",
-                                 "unknown": unknown}], "kinds": list(offered)},
+            f"unknown event kinds: {', '.join(unknown)}; this service streams {', '.join(offered)}",
+            details={
+                "fields": [{"field": "events", "message": "unknown kind", "unknown": unknown}],
+                "kinds": list(offered),
+            },
         )
     return wanted
 
@@ -366,19 +384,31 @@ def _control(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, default=str, separators=(",", ":"))
 
 
-def _opening(stream: Stream, bus: EventBus, denied: tuple[str, ...], replaying: int,
-             gap: bool, since: int | None) -> list[str]:
+def _opening(
+    stream: Stream, bus: EventBus, denied: tuple[str, ...], replaying: int, gap: bool, since: int | None
+) -> list[str]:
     """The control messages a stream starts with: who it is for, and any gap."""
-    out = [_control(
-        "welcome", user=stream.principal.username, events=list(stream.kinds),
-        denied=list(denied), workflow_id=stream.workflow_id, last_event_id=bus.last_id,
-        replaying=replaying,
-    )]
+    out = [
+        _control(
+            "welcome",
+            user=stream.principal.username,
+            events=list(stream.kinds),
+            denied=list(denied),
+            workflow_id=stream.workflow_id,
+            last_event_id=bus.last_id,
+            replaying=replaying,
+        )
+    ]
     if gap:
-        out.append(_control(
-            "gap", since=since, oldest_event_id=bus.oldest_id,
-            message="events after your id are no longer retained; reload the state you need "
-                    "from the REST API"))
+        out.append(
+            _control(
+                "gap",
+                since=since,
+                oldest_event_id=bus.oldest_id,
+                message="events after your id are no longer retained; reload the state you need "
+                "from the REST API",
+            )
+        )
     return out
 
 
@@ -458,8 +488,9 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
             raise  # a bad token is refused before the upgrade, as an HTTP 401
     if principal is not None:
         await backend.authorize(principal, config.resource, config.action, request)
-    ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, compress=False,
-                               max_msg_size=MAX_CLIENT_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(
+        heartbeat=settings.ws_heartbeat_s, compress=False, max_msg_size=MAX_CLIENT_MESSAGE_BYTES
+    )
     _limit_send_buffer(request, settings.ws_send_buffer_bytes)
     await ws.prepare(request)
     if principal is None:
@@ -475,21 +506,28 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
     request[PRINCIPAL] = principal
     allowed, denied = await allowed_kinds(backend, principal, kinds, auth_request)
     if not allowed:
-        await _close(request, ws, CLOSE_FORBIDDEN,
-                     f"not allowed to read any of: {', '.join(kinds)}")
+        await _close(request, ws, CLOSE_FORBIDDEN, f"not allowed to read any of: {', '.join(kinds)}")
         return ws
     transport = request.transport
     if transport is None or transport.is_closing():
         return ws
     bus = request.app[BUS]
-    stream = Stream("websocket", principal, allowed, query.workflow_id,
-                    maxsize=settings.ws_queue_size, socket=transport,  # type: ignore[arg-type]
-                    auth_request=auth_request, requested=kinds)
+    stream = Stream(
+        "websocket",
+        principal,
+        allowed,
+        query.workflow_id,
+        maxsize=settings.ws_queue_size,
+        socket=transport,  # type: ignore[arg-type]
+        auth_request=auth_request,
+        requested=kinds,
+    )
     # Replay and join the live fan-out without yielding: nothing falls in between.
     replay, gap = bus.replay(query.since, stream.accept)
     opening = _opening(stream, bus, denied, len(replay), gap, query.since)
-    transport.write(b"".join([*(websocket_text_frame(m.encode()) for m in opening),
-                              *(e.ws_frame for e in replay)]))
+    transport.write(
+        b"".join([*(websocket_text_frame(m.encode()) for m in opening), *(e.ws_frame for e in replay)])
+    )
     # The live part starts after everything published so far (the replay covered it).
     stream.last_sent = bus.last_id
     request.app[BROADCASTER].add(stream)
@@ -519,8 +557,9 @@ async def _first_message_auth(
     try:
         msg = await ws.receive(timeout=timeout_s)
     except TimeoutError:
-        await _close(request, ws, CLOSE_UNAUTHORIZED,
-                     f'send {{"type": "auth", "token": …}} within {timeout_s:g} s')
+        await _close(
+            request, ws, CLOSE_UNAUTHORIZED, f'send {{"type": "auth", "token": …}} within {timeout_s:g} s'
+        )
         return None
     token = None
     if msg.type == WSMsgType.TEXT:
@@ -529,9 +568,12 @@ async def _first_message_auth(
             if doc.get("type") == "auth":
                 token = doc.get("token")
     if not isinstance(token, str) or not token:
-        await _close(request, ws, CLOSE_UNAUTHORIZED,
-                     'authentication required: the first message must be {"type": "auth", '
-                     '"token": …}')
+        await _close(
+            request,
+            ws,
+            CLOSE_UNAUTHORIZED,
+            'authentication required: the first message must be {"type": "auth", "token": …}',
+        )
         return None
     auth_request = _with_token(request, token)
     try:
@@ -543,7 +585,10 @@ async def _first_message_auth(
 
 
 async def _client_message(
-    ws: web.WebSocketResponse, stream: Stream, text: str, backend: AuthBackend,
+    ws: web.WebSocketResponse,
+    stream: Stream,
+    text: str,
+    backend: AuthBackend,
     request: web.Request,
 ) -> None:
     """``ping``, and ``auth`` with a fresh token to keep a stream past its token's expiry."""
@@ -562,21 +607,26 @@ async def _client_message(
             await ws.send_str(_control("error", code=CLOSE_UNAUTHORIZED, error=exc.message))
             return
         if principal.user_id != stream.principal.user_id:
-            await ws.send_str(_control("error", code=CLOSE_FORBIDDEN,
-                                       error="a stream's token can only be renewed for its user"))
+            await ws.send_str(
+                _control(
+                    "error", code=CLOSE_FORBIDDEN, error="a stream's token can only be renewed for its user"
+                )
+            )
             return
         stream.principal = principal
         stream.auth_request = renewed
         await ws.send_str(_control("auth_ok", expires_at=principal.expires_at))
     else:
-        await ws.send_str(_control("error", code=CLOSE_BAD_MESSAGE,
-                                   error='unknown message; send {"type": "ping"} or '
-                                         '{"type": "auth", "token": …}'))
+        await ws.send_str(
+            _control(
+                "error",
+                code=CLOSE_BAD_MESSAGE,
+                error='unknown message; send {"type": "ping"} or {"type": "auth", "token": …}',
+            )
+        )
 
 
-async def _close_when_stopped(
-    request: web.Request, ws: web.WebSocketResponse, stream: Stream
-) -> None:
+async def _close_when_stopped(request: web.Request, ws: web.WebSocketResponse, stream: Stream) -> None:
     await stream.stop.wait()
     if not ws.closed:
         await _close(request, ws, stream.close_code, stream.close_reason)
@@ -605,12 +655,18 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
     kinds = requested_kinds(query.events, config.kinds)
     allowed, denied = await allowed_kinds(backend, principal, kinds, request)
     if not allowed:
-        raise Forbidden(f"not allowed to read any of: {', '.join(kinds)}",
-                        details={"denied": list(denied)})
+        raise Forbidden(f"not allowed to read any of: {', '.join(kinds)}", details={"denied": list(denied)})
     since = _since(query, request.headers.get("Last-Event-ID"))
     bus = request.app[BUS]
-    stream = Stream("sse", principal, allowed, query.workflow_id, maxsize=settings.ws_queue_size,
-                    auth_request=request, requested=kinds)
+    stream = Stream(
+        "sse",
+        principal,
+        allowed,
+        query.workflow_id,
+        maxsize=settings.ws_queue_size,
+        auth_request=request,
+        requested=kinds,
+    )
     replay, gap = bus.replay(since, stream.accept)
     opening = _opening(stream, bus, denied, len(replay), gap, since)
     stream.last_sent = bus.last_id  # the live part starts here; the replay covers the rest
@@ -619,8 +675,9 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
 
     _limit_send_buffer(request, settings.ws_send_buffer_bytes)
     try:
-        async with sse_response(request, ping_interval=settings.sse_ping_s,
-                                send_timeout=SSE_SEND_TIMEOUT_S) as resp:
+        async with sse_response(
+            request, ping_interval=settings.sse_ping_s, send_timeout=SSE_SEND_TIMEOUT_S
+        ) as resp:
             pump = asyncio.create_task(_sse_pump(resp, stream, opening, replay))
             guard = asyncio.create_task(_guard(stream, backend, settings.ws_heartbeat_s))
             ended = asyncio.create_task(stream.stop.wait())
@@ -630,9 +687,10 @@ async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResp
                 if stream.stop.is_set():
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                            await resp.send(_control("close", code=stream.close_code,
-                                                     reason=stream.close_reason),
-                                            event="close")
+                            await resp.send(
+                                _control("close", code=stream.close_code, reason=stream.close_reason),
+                                event="close",
+                            )
             finally:
                 await _stop_tasks(pump, guard, ended, lost)
     finally:

@@ -77,7 +77,8 @@ class SigningKey:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             ).decode(),
             "private_pem": self.private_key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             ).decode(),
             "alg": ALGORITHM,
@@ -165,8 +166,7 @@ class Revocations:
             if row.get("sid"):
                 self.sids[str(row["sid"])] = until
 
-    async def revoke(self, *, until: datetime, jti: str | None = None,
-                     sid: str | None = None) -> None:
+    async def revoke(self, *, until: datetime, jti: str | None = None, sid: str | None = None) -> None:
         """Persist, then apply: a token or a whole session is refused from now on."""
         assert self._repo is not None, "revocations are not loaded"
         row: dict[str, Any] = {"expires_at": until, "created_at": utcnow()}
@@ -238,8 +238,9 @@ class TokenService:
             claims["sid"] = session_id
         if scope:
             claims["scope"] = scope
-        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM,
-                           headers={"kid": key.kid, "typ": "JWT"})
+        token = jwt.encode(
+            claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "JWT"}
+        )
         return IssuedToken(token, jti, datetime.fromtimestamp(claims["exp"], UTC), claims)
 
     async def verify(self, token: str) -> Principal:
@@ -276,8 +277,11 @@ class TokenService:
             raise Unauthorized("the token was signed with an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key.public_key, algorithms=[ALGORITHM],
-                audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
+                token,
+                key.public_key,
+                algorithms=[ALGORITHM],
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
                 leeway=CLOCK_SKEW_S,
                 options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
@@ -297,8 +301,9 @@ class TokenService:
 
     def _evict(self) -> None:
         now = time.time()
-        self._cache = {t: p for t, p in self._cache.items()
-                       if p.expires_at is not None and p.expires_at > now}
+        self._cache = {
+            t: p for t, p in self._cache.items() if p.expires_at is not None and p.expires_at > now
+        }
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._cache.clear()
 

@@ -23,8 +23,11 @@ def settings(tmp_path: Any) -> Settings:
     """Settings on a fresh in-memory SurrealDB with authentication off (the orchestrator's
     own suites); fast retries so failure paths do not wait."""
     return load_settings(
-        db_url="mem://", data_dir=tmp_path, auth_enabled=False,
-        default_initial_delay_s=0.01, default_max_delay_s=0.05,
+        db_url="mem://",
+        data_dir=tmp_path,
+        auth_enabled=False,
+        default_initial_delay_s=0.01,
+        default_max_delay_s=0.05,
         webhooks_allow_private=True,
     )
 
@@ -47,8 +50,12 @@ def engine_of(client: TestClient) -> Engine:
     return client.app[ENGINE]
 
 
-async def wait_batch(client: TestClient, batch_id: str, timeout_s: float = 20.0,
-                     until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+async def wait_batch(
+    client: TestClient,
+    batch_id: str,
+    timeout_s: float = 20.0,
+    until: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
     """Poll ``/batch/operations/{id}`` until the batch is final (or ``until`` holds)."""
     done = until or (lambda b: b["status"] in FINAL)
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -74,8 +81,11 @@ async def submit(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
 def op(op_id: str, deps: list[Any] | None = None, **kw: Any) -> dict[str, Any]:
     """A no-latency simulated operation for tests."""
     spec: dict[str, Any] = {
-        "id": op_id, "type": "server_batch", "provider": "local",
-        "dependencies": deps or [], "simulate": {"latency_s": 0},
+        "id": op_id,
+        "type": "server_batch",
+        "provider": "local",
+        "dependencies": deps or [],
+        "simulate": {"latency_s": 0},
     }
     sim = kw.pop("simulate", None)
     if sim:
@@ -88,4 +98,3 @@ def batch(*ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "test", "parallel_limit": 5, "operations": list(ops)}
     body.update(kw)
     return body
-

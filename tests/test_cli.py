@@ -62,18 +62,28 @@ def batch_file(tmp_path: Path, body: dict[str, Any], name: str = "batch.json") -
     return str(path)
 
 
-FAST = {"name": "fast", "parallel_limit": 2, "operations": [
-    {"id": "one", "type": "server_batch", "servers": ["s1"], "simulate": {"latency_s": 0}},
-    {"id": "two", "type": "server_batch", "servers": ["s2"], "dependencies": ["one"],
-     "simulate": {"latency_s": 0}},
-]}
+FAST = {
+    "name": "fast",
+    "parallel_limit": 2,
+    "operations": [
+        {"id": "one", "type": "server_batch", "servers": ["s1"], "simulate": {"latency_s": 0}},
+        {
+            "id": "two",
+            "type": "server_batch",
+            "servers": ["s2"],
+            "dependencies": ["one"],
+            "simulate": {"latency_s": 0},
+        },
+    ],
+}
 
 
 async def test_watch_prints_to_the_current_stdout(url, capsys):
     """What ``batch submit --watch`` prints goes to whatever ``sys.stdout`` is when it runs
     (a redirect, a pipe set up by an embedding program, capsys), like every other line."""
-    rc = await cli_main("--url", url, "batch", "submit",
-                        str(EXAMPLES / "multi_cloud_deployment.json"), "--watch")
+    rc = await cli_main(
+        "--url", url, "batch", "submit", str(EXAMPLES / "multi_cloud_deployment.json"), "--watch"
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "submitted (2 operations)" in out
@@ -82,8 +92,9 @@ async def test_watch_prints_to_the_current_stdout(url, capsys):
 
 
 async def test_batch_submit_watch_follows_to_completion(url, http, capsys, monkeypatch):
-    rc = await cli_main("--url", url, "batch", "submit",
-                        str(EXAMPLES / "multi_cloud_deployment.json"), "--watch")
+    rc = await cli_main(
+        "--url", url, "batch", "submit", str(EXAMPLES / "multi_cloud_deployment.json"), "--watch"
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     m = re.search(r"batch (\S+) submitted \(2 operations\)", out)
@@ -96,10 +107,8 @@ async def test_batch_submit_watch_follows_to_completion(url, http, capsys, monke
     assert b["status"] == "Completed"
 
 
-async def test_batch_submit_watch_of_failing_yaml_exits_1_and_shows_rollback(
-        url, http, capsys, monkeypatch):
-    rc = await cli_main("--url", url, "batch", "submit",
-                        str(EXAMPLES / "failing_rollback.yaml"), "--watch")
+async def test_batch_submit_watch_of_failing_yaml_exits_1_and_shows_rollback(url, http, capsys, monkeypatch):
+    rc = await cli_main("--url", url, "batch", "submit", str(EXAMPLES / "failing_rollback.yaml"), "--watch")
     out = capsys.readouterr().out
     assert rc == 1, out
     bid = re.search(r"batch (\S+) submitted \(4 operations\)", out).group(1)
@@ -122,8 +131,9 @@ async def test_batch_submit_without_watch_returns_at_once(url, http, capsys, tmp
 
 
 async def test_batch_submit_check_prints_plan_and_records_nothing(url, http, capsys):
-    rc = await cli_main("--url", url, "batch", "submit",
-                        str(EXAMPLES / "multi_cloud_deployment.json"), "--check")
+    rc = await cli_main(
+        "--url", url, "batch", "submit", str(EXAMPLES / "multi_cloud_deployment.json"), "--check"
+    )
     out = capsys.readouterr().out
     assert rc == 0
     plan = json.loads(out)["plan"]
@@ -132,10 +142,13 @@ async def test_batch_submit_check_prints_plan_and_records_nothing(url, http, cap
 
 
 async def test_batch_submit_invalid_file_reports_the_api_error(url, http, capsys, tmp_path):
-    bad = {"name": "loop", "operations": [
-        {"id": "a", "type": "server_batch", "dependencies": ["b"]},
-        {"id": "b", "type": "server_batch", "dependencies": ["a"]},
-    ]}
+    bad = {
+        "name": "loop",
+        "operations": [
+            {"id": "a", "type": "server_batch", "dependencies": ["b"]},
+            {"id": "b", "type": "server_batch", "dependencies": ["a"]},
+        ],
+    }
     rc = await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, bad))
     captured = capsys.readouterr()
     assert rc == 1
@@ -177,9 +190,12 @@ async def test_batch_status_of_unknown_batch_exits_1(url, capsys):
 
 
 async def test_batch_cancel(url, http, capsys, tmp_path):
-    slow = {"name": "slow", "operations": [
-        {"id": "wait", "type": "server_batch", "simulate": {"latency_s": 30}},
-    ]}
+    slow = {
+        "name": "slow",
+        "operations": [
+            {"id": "wait", "type": "server_batch", "simulate": {"latency_s": 30}},
+        ],
+    }
     assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, slow)) == 0
     bid = re.search(r"batch (\S+) submitted", capsys.readouterr().out).group(1)
     await wait_batch(http, bid, until=lambda b: b["operations"][0]["status"] == "Running")
@@ -191,8 +207,7 @@ async def test_batch_cancel(url, http, capsys, tmp_path):
 
 
 async def test_tasks_command(url, capsys, tmp_path, monkeypatch):
-    assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST),
-                          "--watch") == 0
+    assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST), "--watch") == 0
     capsys.readouterr()
     assert await cli_main("--url", url, "tasks", "--status", "Completed") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -202,8 +217,15 @@ async def test_tasks_command(url, capsys, tmp_path, monkeypatch):
 
 
 async def test_rollback_checkpoint_and_friends(url, http, capsys, tmp_path, monkeypatch):
-    rc = await cli_main("--url", url, "rollback", "checkpoint", "before_major_update",
-                        "--description", "Checkpoint before deploying v2.0.0")
+    rc = await cli_main(
+        "--url",
+        url,
+        "rollback",
+        "checkpoint",
+        "before_major_update",
+        "--description",
+        "Checkpoint before deploying v2.0.0",
+    )
     assert rc == 0
     cid = capsys.readouterr().out.strip()
     cp = await data_of(http, f"/rollback/checkpoints/{cid}")
@@ -214,20 +236,17 @@ async def test_rollback_checkpoint_and_friends(url, http, capsys, tmp_path, monk
     out = capsys.readouterr().out
     assert cid in out and "before_major_update" in out
 
-    assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST),
-                          "--watch") == 0
+    assert await cli_main("--url", url, "batch", "submit", batch_file(tmp_path, FAST), "--watch") == 0
     bid = re.search(r"batch (\S+) submitted", capsys.readouterr().out).group(1)
 
-    rc = await cli_main("--url", url, "rollback", "execute", "--operations", "two",
-                        "--workflow", bid)
+    rc = await cli_main("--url", url, "rollback", "execute", "--operations", "two", "--workflow", bid)
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     assert result["success"] is True and result["operations_executed"] == 1
     assert await cli_main("--url", url, "rollback", "execute", "--checkpoint", cid) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["operations_executed"] == 1  # only "one" was still Completed
-    statuses = {o["id"]: o["status"]
-                for o in (await data_of(http, f"/batch/operations/{bid}"))["operations"]}
+    statuses = {o["id"]: o["status"] for o in (await data_of(http, f"/batch/operations/{bid}"))["operations"]}
     assert statuses == {"one": "RolledBack", "two": "RolledBack"}
 
     assert await cli_main("--url", url, "rollback", "stats") == 0

@@ -68,7 +68,8 @@ async def test_multi_cloud_deployment_completes_simulated(orch):
     data = await submit(orch, body)
     assert data["status"] == "Running"
     assert [(o["id"], o["status"], o["progress"]) for o in data["operations"]] == [
-        ("upcloud_servers", "Pending", 0.0), ("aws_taskservs", "Pending", 0.0),
+        ("upcloud_servers", "Pending", 0.0),
+        ("aws_taskservs", "Pending", 0.0),
     ]
     done = await wait_batch(orch, data["batch_id"])
     assert done["status"] == EXPECTED_STATUS["multi_cloud_deployment.json"]
@@ -83,8 +84,13 @@ async def test_multi_cloud_deployment_completes_simulated(orch):
     progress = await data_of(orch, f"/state/workflows/{data['batch_id']}/progress")
     assert progress["progress"] == 100.0
     inv = {(i["kind"], i["name"]) for i in await data_of(orch, "/state/inventory")}
-    assert inv == {("server", "web-01"), ("server", "web-02"), ("taskserv", "kubernetes"),
-                   ("taskserv", "cilium"), ("taskserv", "containerd")}
+    assert inv == {
+        ("server", "web-01"),
+        ("server", "web-02"),
+        ("taskserv", "kubernetes"),
+        ("taskserv", "cilium"),
+        ("taskserv", "containerd"),
+    }
     # upcloud and aws are mapped to the built-in simulated provider by default
     resp = await orch.post("/batch/execute", json={**body, "check_mode": True})
     plan = (await resp.json())["data"]["plan"]

@@ -29,8 +29,15 @@ api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"
 
 
-@api.route("POST", "/batch/execute", resource="batch", action="execute", body=BatchRequest,
-           tags=("batch",), status=201)
+@api.route(
+    "POST",
+    "/batch/execute",
+    resource="batch",
+    action="execute",
+    body=BatchRequest,
+    tags=("batch",),
+    status=201,
+)
 async def execute_batch(request: web.Request, body: BatchRequest) -> web.Response:
     """Validate and start a batch (or, with ``check_mode``, return its plan)."""
     engine = request.app[ENGINE]
@@ -38,27 +45,27 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
         return ok({"check_mode": True, "plan": engine.plan(body)})
     wf = await engine.submit(body, submitted_by=principal_of(request).username)
     request[SUBMITTED] = True
-    return ok({
-        "batch_id": wf.id,
-        "status": str(WorkflowStatus.RUNNING),
-        "checkpoint_id": wf.checkpoint_id,
-        "operations": [
-            {"id": t.name, "task_id": t.id, "status": "Pending", "progress": 0.0}
-            for t in wf.tasks.values()
-        ],
-    }, status=201)
+    return ok(
+        {
+            "batch_id": wf.id,
+            "status": str(WorkflowStatus.RUNNING),
+            "checkpoint_id": wf.checkpoint_id,
+            "operations": [
+                {"id": t.name, "task_id": t.id, "status": "Pending", "progress": 0.0}
+                for t in wf.tasks.values()
+            ],
+        },
+        status=201,
+    )
 
 
-@api.route("GET", "/batch/operations", resource="batch", action="read", query=BatchListQuery,
-           tags=("batch",))
+@api.route("GET", "/batch/operations", resource="batch", action="read", query=BatchListQuery, tags=("batch",))
 async def list_batches(request: web.Request, query: BatchListQuery) -> web.Response:
     """Every batch, newest first, with its operations."""
     if query.status is not None and query.status not in [str(s) for s in WorkflowStatus]:
         raise ValidationFailed(f"unknown status {query.status!r}")
     repo = request.app[ENGINE].repo
-    rows, total = await repo.workflows(
-        status=query.status, kind=None, limit=query.limit, offset=query.offset
-    )
+    rows, total = await repo.workflows(status=query.status, kind=None, limit=query.limit, offset=query.offset)
     tasks = await repo.tasks_of_many([r["id"] for r in rows]) if rows else []
     by_wf: dict[str, list[dict[str, Any]]] = {}
     for t in tasks:
@@ -78,8 +85,7 @@ async def get_batch(request: web.Request) -> web.Response:
     return ok(batch_view(wf, await repo.tasks_of(wid)))
 
 
-@api.route("POST", "/batch/operations/{id}/cancel", resource="batch", action="cancel",
-           tags=("batch",))
+@api.route("POST", "/batch/operations/{id}/cancel", resource="batch", action="cancel", tags=("batch",))
 async def cancel_batch(request: web.Request) -> web.Response:
     """Stop scheduling, kill running operations, mark the batch Cancelled (409 if finished)."""
     await request.app[ENGINE].cancel(request.match_info["id"])
@@ -90,16 +96,17 @@ async def cancel_batch(request: web.Request) -> web.Response:
 
 
 def _one_op_batch(name: str, common: WorkflowCommon, op: dict[str, Any]) -> BatchRequest:
-    spec = OperationSpec.model_validate({
-        "provider": common.provider or DEFAULT_WORKFLOW_PROVIDER,
-        "infra": common.infra,
-        "settings": common.settings,
-        "simulate": common.simulate.model_dump() if common.simulate else None,
-        "params": {"wait": common.wait},
-        **op,
-    })
-    return BatchRequest(name=name, operations=[spec], check_mode=common.check_mode,
-                        parallel_limit=1)
+    spec = OperationSpec.model_validate(
+        {
+            "provider": common.provider or DEFAULT_WORKFLOW_PROVIDER,
+            "infra": common.infra,
+            "settings": common.settings,
+            "simulate": common.simulate.model_dump() if common.simulate else None,
+            "params": {"wait": common.wait},
+            **op,
+        }
+    )
+    return BatchRequest(name=name, operations=[spec], check_mode=common.check_mode, parallel_limit=1)
 
 
 async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> web.Response:
@@ -107,41 +114,80 @@ async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> w
     if batch.check_mode:
         return ok({"check_mode": True, "plan": engine.plan(batch)})
     wid = str(uuid.uuid4())
-    await engine.submit(batch, kind=kind, workflow_id=wid, task_id=wid,
-                        submitted_by=principal_of(request).username)
+    await engine.submit(
+        batch, kind=kind, workflow_id=wid, task_id=wid, submitted_by=principal_of(request).username
+    )
     request[SUBMITTED] = True
     return ok(wid, status=201)
 
 
-@api.route("POST", "/workflows/servers/create", resource="workflows", action="create",
-           body=ServerWorkflowRequest, tags=("workflows",), status=201)
+@api.route(
+    "POST",
+    "/workflows/servers/create",
+    resource="workflows",
+    action="create",
+    body=ServerWorkflowRequest,
+    tags=("workflows",),
+    status=201,
+)
 async def create_servers(request: web.Request, body: ServerWorkflowRequest) -> web.Response:
     """Create servers for an infrastructure: a one-operation batch; returns the task id."""
     servers = body.servers or [ServerConfig(name=f"{body.infra}-server-01")]
-    batch = _one_op_batch(f"servers_create_{body.infra}", body, {
-        "id": "create_servers", "type": OperationType.SERVER_BATCH,
-        "server_configs": [s.model_dump() for s in servers],
-    })
+    batch = _one_op_batch(
+        f"servers_create_{body.infra}",
+        body,
+        {
+            "id": "create_servers",
+            "type": OperationType.SERVER_BATCH,
+            "server_configs": [s.model_dump() for s in servers],
+        },
+    )
     return await _submit_one(request, "servers", batch)
 
 
-@api.route("POST", "/workflows/taskserv/create", resource="workflows", action="create",
-           body=TaskservWorkflowRequest, tags=("workflows",), status=201)
+@api.route(
+    "POST",
+    "/workflows/taskserv/create",
+    resource="workflows",
+    action="create",
+    body=TaskservWorkflowRequest,
+    tags=("workflows",),
+    status=201,
+)
 async def create_taskserv(request: web.Request, body: TaskservWorkflowRequest) -> web.Response:
     """Install (or update, delete) a task service such as kubernetes; returns the task id."""
-    batch = _one_op_batch(f"taskserv_{body.operation}_{body.taskserv}", body, {
-        "id": f"{body.operation}_{body.taskserv}", "type": OperationType.TASKSERV_BATCH,
-        "taskservs": [body.taskserv], "operation": body.operation,
-    })
+    batch = _one_op_batch(
+        f"taskserv_{body.operation}_{body.taskserv}",
+        body,
+        {
+            "id": f"{body.operation}_{body.taskserv}",
+            "type": OperationType.TASKSERV_BATCH,
+            "taskservs": [body.taskserv],
+            "operation": body.operation,
+        },
+    )
     return await _submit_one(request, "taskserv", batch)
 
 
-@api.route("POST", "/workflows/cluster/create", resource="workflows", action="create",
-           body=ClusterWorkflowRequest, tags=("workflows",), status=201)
+@api.route(
+    "POST",
+    "/workflows/cluster/create",
+    resource="workflows",
+    action="create",
+    body=ClusterWorkflowRequest,
+    tags=("workflows",),
+    status=201,
+)
 async def create_cluster(request: web.Request, body: ClusterWorkflowRequest) -> web.Response:
     """Build (or update, delete) a cluster; returns the task id."""
-    batch = _one_op_batch(f"cluster_{body.operation}_{body.cluster_type}", body, {
-        "id": f"{body.operation}_{body.cluster_type}", "type": OperationType.CLUSTER_BATCH,
-        "cluster_type": body.cluster_type, "operation": body.operation,
-    })
+    batch = _one_op_batch(
+        f"cluster_{body.operation}_{body.cluster_type}",
+        body,
+        {
+            "id": f"{body.operation}_{body.cluster_type}",
+            "type": OperationType.CLUSTER_BATCH,
+            "cluster_type": body.cluster_type,
+            "operation": body.operation,
+        },
+    )
     return await _submit_one(request, "cluster", batch)

@@ -11,40 +11,51 @@ from shared.http import Api, PageQuery, ok, paginated
 api = Api()
 
 
-@api.route("POST", "/rollback/checkpoints", resource="rollback", action="create",
-           body=CheckpointRequest, tags=("rollback",), status=201)
+@api.route(
+    "POST",
+    "/rollback/checkpoints",
+    resource="rollback",
+    action="create",
+    body=CheckpointRequest,
+    tags=("rollback",),
+    status=201,
+)
 async def create_checkpoint(request: web.Request, body: CheckpointRequest) -> web.Response:
     """A named checkpoint at the current point of the journal."""
     return ok(await request.app[CHECKPOINTS].create(body), status=201)
 
 
-@api.route("GET", "/rollback/checkpoints", resource="rollback", action="read",
-           query=PageQuery, tags=("rollback",))
+@api.route(
+    "GET", "/rollback/checkpoints", resource="rollback", action="read", query=PageQuery, tags=("rollback",)
+)
 async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Response:
     """Checkpoints, newest first."""
     cps = request.app[CHECKPOINTS]
     rows, total = await cps.repo.checkpoints(query.limit, query.offset)
-    return paginated(request, [await cps.view(r) for r in rows], total, query.limit,
-                     query.offset)
+    return paginated(request, [await cps.view(r) for r in rows], total, query.limit, query.offset)
 
 
-@api.route("GET", "/rollback/checkpoints/{id}", resource="rollback", action="read",
-           tags=("rollback",))
+@api.route("GET", "/rollback/checkpoints/{id}", resource="rollback", action="read", tags=("rollback",))
 async def get_checkpoint(request: web.Request) -> web.Response:
     """One checkpoint, with how many operations stood completed at it."""
     cps = request.app[CHECKPOINTS]
     return ok(await cps.view(await cps.get(request.match_info["id"]), detail=True))
 
 
-@api.route("POST", "/rollback/execute", resource="rollback", action="rollback",
-           body=RollbackRequest, tags=("rollback",))
+@api.route(
+    "POST",
+    "/rollback/execute",
+    resource="rollback",
+    action="rollback",
+    body=RollbackRequest,
+    tags=("rollback",),
+)
 async def execute_rollback(request: web.Request, body: RollbackRequest) -> web.Response:
     """Undo operations completed after a checkpoint, or given operations and dependents."""
     return ok(await request.app[ROLLBACKS].execute(body))
 
 
-@api.route("POST", "/rollback/restore/{id}", resource="rollback", action="rollback",
-           tags=("rollback",))
+@api.route("POST", "/rollback/restore/{id}", resource="rollback", action="rollback", tags=("rollback",))
 async def restore_checkpoint(request: web.Request) -> web.Response:
     """Reset recorded state to a checkpoint without running any provider."""
     cid = request.match_info["id"]
@@ -52,8 +63,7 @@ async def restore_checkpoint(request: web.Request) -> web.Response:
     return ok(f"State restored from checkpoint {cid}")
 
 
-@api.route("GET", "/rollback/statistics", resource="rollback", action="read",
-           tags=("rollback",))
+@api.route("GET", "/rollback/statistics", resource="rollback", action="read", tags=("rollback",))
 async def rollback_statistics(request: web.Request) -> web.Response:
     """Checkpoints, rollbacks, success rate and mean rollback time."""
     repo = request.app[ENGINE].repo
@@ -61,9 +71,11 @@ async def rollback_statistics(request: web.Request) -> web.Response:
     rollbacks = [r for r in await repo.rollbacks() if r.get("completed_at") is not None]
     ok_count = sum(1 for r in rollbacks if r.get("success"))
     durations = [float(r.get("duration") or 0) for r in rollbacks]
-    return ok({
-        "total_checkpoints": total_cps,
-        "total_rollbacks": len(rollbacks),
-        "success_rate": round(ok_count / len(rollbacks) * 100, 1) if rollbacks else 100.0,
-        "average_rollback_time": round(sum(durations) / len(durations), 3) if durations else 0.0,
-    })
+    return ok(
+        {
+            "total_checkpoints": total_cps,
+            "total_rollbacks": len(rollbacks),
+            "success_rate": round(ok_count / len(rollbacks) * 100, 1) if rollbacks else 100.0,
+            "average_rollback_time": round(sum(durations) / len(durations), 3) if durations else 0.0,
+        }
+    )

@@ -35,8 +35,7 @@ async def _workflow(request: web.Request) -> dict[str, object]:
     return wf
 
 
-@api.route("GET", "/state/workflows/{id}/progress", resource="state", action="read",
-           tags=("state",))
+@api.route("GET", "/state/workflows/{id}/progress", resource="state", action="read", tags=("state",))
 async def get_progress(request: web.Request) -> web.Response:
     """Real-time progress of a workflow."""
     wf = await _workflow(request)
@@ -44,8 +43,7 @@ async def get_progress(request: web.Request) -> web.Response:
     return ok(workflow_progress(wf, tasks))
 
 
-@api.route("GET", "/state/workflows/{id}/snapshots", resource="state", action="read",
-           tags=("state",))
+@api.route("GET", "/state/workflows/{id}/snapshots", resource="state", action="read", tags=("state",))
 async def get_snapshots(request: web.Request) -> web.Response:
     """Snapshots at the workflow's milestones (submitted, failures, finished)."""
     wf = await _workflow(request)
@@ -53,26 +51,36 @@ async def get_snapshots(request: web.Request) -> web.Response:
     return ok([view(r) for r in rows])
 
 
-@api.route("GET", "/state/workflows/{id}/state", resource="state", action="read",
-           query=StateQuery, tags=("state",))
+@api.route(
+    "GET", "/state/workflows/{id}/state", resource="state", action="read", query=StateQuery, tags=("state",)
+)
 async def get_state_at(request: web.Request, query: StateQuery) -> web.Response:
     """The workflow's recorded state at any journal position, rebuilt from the journal."""
     wf = await _workflow(request)
     return ok(await state_at(request.app[ENGINE].repo, str(wf["id"]), query.seq))
 
 
-@api.route("GET", "/state/workflows/{id}/journal", resource="state", action="read",
-           tags=("state",))
+@api.route("GET", "/state/workflows/{id}/journal", resource="state", action="read", tags=("state",))
 async def get_journal(request: web.Request) -> web.Response:
     """Every recorded transition of a workflow and its operations, in order."""
     wf = await _workflow(request)
     rows = await request.app[ENGINE].repo.journal_of(str(wf["id"]))
-    return ok([
-        {"seq": r["seq"], "at": r["at"], "entity_kind": r["entity_kind"], "entity_id": r["entity"],
-         "name": r["name"], "from": r.get("from"), "to": r["to"], "attempt": r.get("attempt"),
-         "note": r.get("note")}
-        for r in rows
-    ])
+    return ok(
+        [
+            {
+                "seq": r["seq"],
+                "at": r["at"],
+                "entity_kind": r["entity_kind"],
+                "entity_id": r["entity"],
+                "name": r["name"],
+                "from": r.get("from"),
+                "to": r["to"],
+                "attempt": r.get("attempt"),
+                "note": r.get("note"),
+            }
+            for r in rows
+        ]
+    )
 
 
 def _disk_percent(path: Path) -> float:
@@ -107,18 +115,20 @@ async def get_system_metrics(request: web.Request) -> web.Response:
     by = stats["by_status"]
     settings = request.app[SETTINGS]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return ok({
-        "total_workflows": sum(by.values()),
-        "active_workflows": by.get("Running", 0) + by.get("Pending", 0),
-        "completed_workflows": by.get("Completed", 0),
-        "failed_workflows": by.get("Failed", 0),
-        "cancelled_workflows": by.get("Cancelled", 0),
-        "system_load": {
-            "cpu_usage": round(os.getloadavg()[0] / (os.cpu_count() or 1) * 100, 1),
-            "memory_usage": round(rss_mb, 1),
-            "disk_usage": _disk_percent(settings.data_dir),
-        },
-    })
+    return ok(
+        {
+            "total_workflows": sum(by.values()),
+            "active_workflows": by.get("Running", 0) + by.get("Pending", 0),
+            "completed_workflows": by.get("Completed", 0),
+            "failed_workflows": by.get("Failed", 0),
+            "cancelled_workflows": by.get("Cancelled", 0),
+            "system_load": {
+                "cpu_usage": round(os.getloadavg()[0] / (os.cpu_count() or 1) * 100, 1),
+                "memory_usage": round(rss_mb, 1),
+                "disk_usage": _disk_percent(settings.data_dir),
+            },
+        }
+    )
 
 
 @api.route("GET", "/state/system/health", resource="state", action="read", tags=("state",))
@@ -132,10 +142,12 @@ async def get_system_health(request: web.Request) -> web.Response:
         storage = "Unhealthy"
     coordinator = "Healthy" if engine.healthy else "Degraded"
     components = {"storage": storage, "batch_coordinator": coordinator, "monitoring": "Healthy"}
-    overall = "Healthy" if all(v == "Healthy" for v in components.values()) else (
-        "Unhealthy" if storage != "Healthy" else "Degraded")
-    return ok({"overall_status": overall, "components": components,
-               "last_check": datetime.now(UTC)})
+    overall = (
+        "Healthy"
+        if all(v == "Healthy" for v in components.values())
+        else ("Unhealthy" if storage != "Healthy" else "Degraded")
+    )
+    return ok({"overall_status": overall, "components": components, "last_check": datetime.now(UTC)})
 
 
 @api.route("GET", "/state/statistics", resource="state", action="read", tags=("state",))
@@ -143,12 +155,14 @@ async def get_statistics(request: web.Request) -> web.Response:
     """State manager statistics."""
     stats = await request.app[ENGINE].repo.workflow_stats()
     settings = request.app[SETTINGS]
-    return ok({
-        "total_workflows": sum(stats["by_status"].values()),
-        "active_snapshots": stats["snapshots"],
-        "storage_usage": _storage_usage(settings),
-        "average_workflow_duration": round(stats["mean_duration_s"], 3),
-    })
+    return ok(
+        {
+            "total_workflows": sum(stats["by_status"].values()),
+            "active_snapshots": stats["snapshots"],
+            "storage_usage": _storage_usage(settings),
+            "average_workflow_duration": round(stats["mean_duration_s"], 3),
+        }
+    )
 
 
 @api.route("GET", "/state/inventory", resource="state", action="read", tags=("state",))

@@ -25,7 +25,9 @@ async def list_tasks(request: web.Request, query: TaskQuery) -> web.Response:
         )
     repo = request.app[ENGINE].repo
     rows, total = await repo.tasks(
-        status=query.status, workflow_id=query.workflow_id, limit=query.limit,
+        status=query.status,
+        workflow_id=query.workflow_id,
+        limit=query.limit,
         offset=query.offset,
     )
     return paginated(request, [task_view(r) for r in rows], total, query.limit, query.offset)

@@ -24,8 +24,20 @@ from orchestrator.providers.base import (
 
 KILL_GRACE_S = 2.0
 # What a command inherits from the server's environment (plus LC_*); more by setting.
-BASE_ENV = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
-            "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR")
+BASE_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 _PROGRESS = re.compile(rb"^::progress\s+(\d+(?:\.\d+)?)\s*(.*)$")
 
 
@@ -76,22 +88,22 @@ class CommandProvider:
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
         if not ctx.spec.undo:
-            return OperationResult(output="no undo command: nothing to roll back",
-                                   results={"undo": None})
+            return OperationResult(output="no undo command: nothing to roll back", results={"undo": None})
         return await self._run(ctx, ctx.spec.undo, "undo")
 
     async def _run(self, ctx: OperationContext, argv: list[str], phase: str) -> OperationResult:
         # Only an allowlist of the server's environment: it holds secrets (admin
         # password, tokens, database credentials) that a command must never see.
-        env = {k: v for k, v in os.environ.items()
-               if k in self.env_passthrough or k.startswith("LC_")}
+        env = {k: v for k, v in os.environ.items() if k in self.env_passthrough or k.startswith("LC_")}
         env.update(ctx.spec.env or {})
-        env.update({
-            "PROVISIONING_TASK_ID": ctx.task_id,
-            "PROVISIONING_WORKFLOW_ID": ctx.workflow_id,
-            "PROVISIONING_OPERATION": ctx.name,
-            "PROVISIONING_ATTEMPT": str(ctx.attempt),
-        })
+        env.update(
+            {
+                "PROVISIONING_TASK_ID": ctx.task_id,
+                "PROVISIONING_WORKFLOW_ID": ctx.workflow_id,
+                "PROVISIONING_OPERATION": ctx.name,
+                "PROVISIONING_ATTEMPT": str(ctx.attempt),
+            }
+        )
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -133,9 +145,7 @@ class CommandProvider:
         while chunk := await stream.read(65536):
             cap.add(chunk)
 
-    async def _pump_stdout(
-        self, stream: asyncio.StreamReader, cap: _Capture, ctx: OperationContext
-    ) -> None:
+    async def _pump_stdout(self, stream: asyncio.StreamReader, cap: _Capture, ctx: OperationContext) -> None:
         while True:
             try:
                 line = await stream.readline()

@@ -35,8 +35,7 @@ def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
         return "server", [{"name": n} for n in names]
     if spec.type is OperationType.TASKSERV_BATCH:
         return "taskserv", [
-            {"name": t, "servers": spec.servers or [], "infra": spec.infra}
-            for t in (spec.taskservs or [])
+            {"name": t, "servers": spec.servers or [], "infra": spec.infra} for t in (spec.taskservs or [])
         ]
     if spec.type is OperationType.CLUSTER_BATCH:
         names = spec.clusters or [spec.cluster_type or spec.id]
@@ -63,7 +62,9 @@ class LocalProvider:
         kind, items = _items(spec)
         verb = spec.operation
         return f"provisioning {kind}s {verb}", [
-            f"--provider={provider}", *(i["name"] for i in items), "--simulated"
+            f"--provider={provider}",
+            *(i["name"] for i in items),
+            "--simulated",
         ]
 
     def check(self, spec: OperationSpec, provider: str) -> str:
@@ -85,34 +86,52 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        before = {str(r["id"]): r for r in await self.store.query(
-            "SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]}
-        )}
+        before = {
+            str(r["id"]): r
+            for r in await self.store.query(
+                "SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]}
+            )
+        }
         previous = {k: _strip(before.get(k)) for k in keys}
         if ctx.spec.operation == "delete":
-            await self.store.write(*(
-                Stmt("DELETE type::thing('inventory', $key)", {"key": f"{kind}/{n}"})
-                for n in names
-            ))
+            await self.store.write(
+                *(Stmt("DELETE type::thing('inventory', $key)", {"key": f"{kind}/{n}"}) for n in names)
+            )
         else:
-            await self.store.write(*(
-                Stmt(
-                    "UPSERT type::thing('inventory', $key) CONTENT $row",
-                    {"key": f"{kind}/{item['name']}", "row": {
-                        "kind": kind, "name": item["name"], "provider": ctx.provider,
-                        "attributes": item, "task_id": ctx.task_id,
-                        "workflow_id": ctx.workflow_id, "state": "running",
-                        "simulated": True, "updated_at": now,
-                    }},
+            await self.store.write(
+                *(
+                    Stmt(
+                        "UPSERT type::thing('inventory', $key) CONTENT $row",
+                        {
+                            "key": f"{kind}/{item['name']}",
+                            "row": {
+                                "kind": kind,
+                                "name": item["name"],
+                                "provider": ctx.provider,
+                                "attributes": item,
+                                "task_id": ctx.task_id,
+                                "workflow_id": ctx.workflow_id,
+                                "state": "running",
+                                "simulated": True,
+                                "updated_at": now,
+                            },
+                        },
+                    )
+                    for item in items
                 )
-                for item in items
-            ))
+            )
         verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
         summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
         return OperationResult(
             output=summary,
-            results={"simulated": True, "provider": ctx.provider, "kind": kind,
-                     verb: names, "attempt": ctx.attempt, "previous": previous},
+            results={
+                "simulated": True,
+                "provider": ctx.provider,
+                "kind": kind,
+                verb: names,
+                "attempt": ctx.attempt,
+                "previous": previous,
+            },
         )
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
@@ -124,9 +143,7 @@ class LocalProvider:
         previous = ctx.previous_results.get("previous")
         if not isinstance(previous, dict):
             # Applied before this provider recorded prior state: remove what it made.
-            await self.store.write(Stmt(
-                "DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}
-            ))
+            await self.store.write(Stmt("DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}))
             previous = {}
         writes = []
         removed, restored = [], []
@@ -136,13 +153,16 @@ class LocalProvider:
                 writes.append(Stmt("DELETE type::thing('inventory', $key)", {"key": key}))
             else:
                 restored.append(key.split("/", 1)[1])
-                writes.append(Stmt("UPSERT type::thing('inventory', $key) CONTENT $row",
-                                   {"key": key, "row": row}))
+                writes.append(
+                    Stmt("UPSERT type::thing('inventory', $key) CONTENT $row", {"key": key, "row": row})
+                )
         if writes:
             await self.store.write(*writes)
         return OperationResult(
-            output=(f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
-                    f"(simulated): removed {len(removed)}, restored {len(restored)}"),
+            output=(
+                f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
+                f"(simulated): removed {len(removed)}, restored {len(restored)}"
+            ),
             results={"simulated": True, "removed": removed, "restored": restored},
         )
 
@@ -153,4 +173,3 @@ class LocalProvider:
         for i in range(sim.progress_steps):
             await asyncio.sleep(step)
             await ctx.report(100.0 * (i + 1) / sim.progress_steps, message)
-

@@ -47,7 +47,5 @@ class ProviderRegistry:
         return self.providers[impl]
 
     def known_names(self) -> list[str]:
-        names = set(self.providers) | {
-            k for k, v in self.provider_map.items() if v in self.providers
-        }
+        names = set(self.providers) | {k for k, v in self.provider_map.items() if v in self.providers}
         return sorted(names)

@@ -15,8 +15,7 @@ from shared.errors import ValidationFailed
 
 TEST_EVENT = "webhook.test"
 
-_TASK = ("pending", "running", "completed", "failed", "cancelled", "rolling_back",
-         "rolled_back", "progress")
+_TASK = ("pending", "running", "completed", "failed", "cancelled", "rolling_back", "rolled_back", "progress")
 _BATCH = ("pending", "running", "completed", "failed", "cancelled")
 EVENT_NAMES: tuple[str, ...] = (
     *(f"task.{s}" for s in _TASK),
@@ -71,8 +70,9 @@ def validate_patterns(events: Iterable[str]) -> list[str]:
     unknown: list[str] = []
     for raw in events:
         pattern = raw.strip().lower()
-        known = (pattern == "*" or pattern in EVENT_NAMES
-                 or (pattern.endswith(".*") and pattern[:-2] in _FAMILIES))
+        known = (
+            pattern == "*" or pattern in EVENT_NAMES or (pattern.endswith(".*") and pattern[:-2] in _FAMILIES)
+        )
         if not known:
             unknown.append(raw)
         elif pattern not in out:
@@ -81,8 +81,10 @@ def validate_patterns(events: Iterable[str]) -> list[str]:
         raise ValidationFailed(
             f"unknown webhook events: {', '.join(unknown)}; use names such as "
             "task.completed, batch.failed, rollback.completed, a family such as task.*, or *",
-            details={"fields": [{"field": "events", "message": "unknown event",
-                                 "unknown": unknown}], "known": list(EVENT_NAMES)},
+            details={
+                "fields": [{"field": "events", "message": "unknown event", "unknown": unknown}],
+                "known": list(EVENT_NAMES),
+            },
         )
     if not out:
         raise ValidationFailed(

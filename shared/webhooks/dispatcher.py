@@ -88,7 +88,10 @@ class Dispatcher:
     """Delivers webhooks for one process; start it once, from the orchestrator app."""
 
     def __init__(
-        self, settings: Settings, store: Store, bus: EventBus,
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
         subscriptions: Subscriptions | None = None,
     ) -> None:
         self.settings = settings
@@ -113,8 +116,7 @@ class Dispatcher:
         self.delivered = 0
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # One process owns an embedded store (it is locked); a server may have replicas.
-        self.use_leases = settings.resolved_db_url.startswith(("ws://", "wss://", "http://",
-                                                               "https://"))
+        self.use_leases = settings.resolved_db_url.startswith(("ws://", "wss://", "http://", "https://"))
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -215,15 +217,15 @@ class Dispatcher:
         wall = time.time()
         if now - self.subscriptions.loaded_at >= self.settings.webhook_refresh_s:
             await self.subscriptions.load()
-        if (now - self._last_poll >= self.settings.webhook_poll_s
-                or (self._next_due and wall >= self._next_due)):
+        if now - self._last_poll >= self.settings.webhook_poll_s or (
+            self._next_due and wall >= self._next_due
+        ):
             await self._poll(wall)
             self._last_poll = now
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             cutoff = wall - self.settings.webhook_log_retention_s
-            await self.store.write(WebhookRepository.expire_pending(cutoff),
-                                   *WebhookRepository.prune(cutoff))
+            await self.store.write(WebhookRepository.expire_pending(cutoff), *WebhookRepository.prune(cutoff))
         touched, self._touched = self._touched, set()
         for webhook_id in sorted(touched):
             self._start_worker(webhook_id)
@@ -253,9 +255,7 @@ class Dispatcher:
         if len(self._workers) >= max(1, self.settings.webhook_concurrency):
             self._touched.add(webhook_id)  # picked up when a worker finishes
             return
-        self._workers[webhook_id] = asyncio.create_task(
-            self._work(webhook_id), name=f"webhook-{webhook_id}"
-        )
+        self._workers[webhook_id] = asyncio.create_task(self._work(webhook_id), name=f"webhook-{webhook_id}")
 
     async def _work(self, webhook_id: str) -> None:
         # The outcome of one delivery is written while the next one is sent (at most one
@@ -320,8 +320,9 @@ class Dispatcher:
                     await asyncio.shield(outstanding)
             if leased_until:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self.store.write(
-                        WebhookRepository.release_lease(webhook_id, self.owner)))
+                    await asyncio.shield(
+                        self.store.write(WebhookRepository.release_lease(webhook_id, self.owner))
+                    )
             self._workers.pop(webhook_id, None)
             if self._touched:
                 self._wake.set()
@@ -330,7 +331,8 @@ class Dispatcher:
         """Take or renew this process's lease on a webhook; 0 if another one holds it."""
         until = time.time() + LEASE_TTL_S
         [claimed] = await self.store.write(
-            WebhookRepository.claim_lease(webhook_id, self.owner, until, time.time()))
+            WebhookRepository.claim_lease(webhook_id, self.owner, until, time.time())
+        )
         return until if claimed else 0.0
 
     def _due_at(self, due: float) -> None:
@@ -382,8 +384,12 @@ class Dispatcher:
             "response": excerpt[:RESPONSE_EXCERPT_BYTES].decode(errors="replace"),
         }
         patch: dict[str, Any] = {
-            "attempts": attempt, "tries": tries, "last_status_code": status_code,
-            "last_error": error, "last_latency_ms": latency_ms, "updated_at": now_dt,
+            "attempts": attempt,
+            "tries": tries,
+            "last_status_code": status_code,
+            "last_error": error,
+            "last_latency_ms": latency_ms,
+            "updated_at": now_dt,
         }
         outcome = _Outcome([WebhookRepository.insert_attempt(attempt_row)])
         writes = outcome.writes
@@ -392,20 +398,25 @@ class Dispatcher:
             self.delivered += 1
             patch.update(status=DELIVERED, delivered_at=now_dt)
             if webhook.consecutive_failures or webhook.last_success_at is None:
-                writes.append(WebhookRepository.patch_webhook(
-                    webhook.id, {"consecutive_failures": 0, "last_success_at": now_dt}))
-                outcome.webhook = replace(webhook, consecutive_failures=0,
-                                          last_success_at=now_dt)
+                writes.append(
+                    WebhookRepository.patch_webhook(
+                        webhook.id, {"consecutive_failures": 0, "last_success_at": now_dt}
+                    )
+                )
+                outcome.webhook = replace(webhook, consecutive_failures=0, last_success_at=now_dt)
         elif tries >= len(self.schedule_s):
             WEBHOOK_DELIVERIES.labels(FAILED).inc()
             patch.update(status=FAILED)
             self._count_failure(webhook, now_dt, outcome)
-            log.warning("webhook delivery failed for good", extra={
-                "webhook_id": webhook.id, "delivery_id": delivery_id, "error": error})
+            log.warning(
+                "webhook delivery failed for good",
+                extra={"webhook_id": webhook.id, "delivery_id": delivery_id, "error": error},
+            )
         else:
             WEBHOOK_DELIVERIES.labels("retrying").inc()
-            delay = self.schedule_s[tries] * (1 + random.uniform(
-                -self.settings.webhook_jitter, self.settings.webhook_jitter))
+            delay = self.schedule_s[tries] * (
+                1 + random.uniform(-self.settings.webhook_jitter, self.settings.webhook_jitter)
+            )
             due = time.time() + max(0.0, delay)
             patch.update(status=PENDING, due_at=due)
             self._due_at(due)
@@ -418,20 +429,31 @@ class Dispatcher:
         patch: dict[str, Any] = {"consecutive_failures": failures, "last_failure_at": now_dt}
         outcome.paused = failures >= self.settings.webhook_failure_threshold and not webhook.paused
         if outcome.paused:
-            reason = (f"paused after {failures} failed deliveries in a row; events still queue. "
-                      "Fix the endpoint, then enable the webhook again to resume")
+            reason = (
+                f"paused after {failures} failed deliveries in a row; events still queue. "
+                "Fix the endpoint, then enable the webhook again to resume"
+            )
             patch.update(paused=True, paused_reason=reason)
             log.warning("webhook paused", extra={"webhook_id": webhook.id})
         outcome.webhook = replace(
-            webhook, consecutive_failures=failures, last_failure_at=now_dt,
+            webhook,
+            consecutive_failures=failures,
+            last_failure_at=now_dt,
             paused=webhook.paused or outcome.paused,
-            paused_reason=patch.get("paused_reason", webhook.paused_reason))
+            paused_reason=patch.get("paused_reason", webhook.paused_reason),
+        )
         outcome.writes.append(WebhookRepository.patch_webhook(webhook.id, patch))
 
     def _announce_paused(self, webhook: Webhook) -> None:
-        self.bus.publish(CHANGED_EVENT, {"webhook_id": webhook.id, "action": "paused",
-                                         "webhook": webhook.routing(),
-                                         "reason": webhook.paused_reason})
+        self.bus.publish(
+            CHANGED_EVENT,
+            {
+                "webhook_id": webhook.id,
+                "action": "paused",
+                "webhook": webhook.routing(),
+                "reason": webhook.paused_reason,
+            },
+        )
 
     # -- static configuration ---------------------------------------------------------------
 
@@ -454,7 +476,10 @@ class Dispatcher:
             known = self.subscriptions.get(webhook_id)
             secret = str(endpoint.get("secret") or (known.secret if known else "") or new_secret())
             row: dict[str, Any] = {
-                "url": url, "events": events, "secret": secret, "source": SOURCE_CONFIG,
+                "url": url,
+                "events": events,
+                "secret": secret,
+                "source": SOURCE_CONFIG,
                 "description": str(endpoint.get("description") or "from the configuration"),
                 "updated_at": now_dt,
             }
@@ -465,9 +490,15 @@ class Dispatcher:
             writes.append(WebhookRepository.upsert_webhook(webhook_id, row))
         for webhook in self.subscriptions.by_id.values():
             if webhook.source == SOURCE_CONFIG and webhook.id not in wanted and webhook.enabled:
-                writes.append(WebhookRepository.patch_webhook(webhook.id, {
-                    "enabled": False, "disabled_reason": "removed from the configuration",
-                }))
+                writes.append(
+                    WebhookRepository.patch_webhook(
+                        webhook.id,
+                        {
+                            "enabled": False,
+                            "disabled_reason": "removed from the configuration",
+                        },
+                    )
+                )
         if writes:
             await self.store.write(*writes)
 

@@ -50,8 +50,9 @@ def payload(name: str, data: dict[str, Any], timestamp: str | None = None) -> st
     return json.dumps(doc, default=str, separators=(",", ":"))
 
 
-def delivery_row(webhook_id: str, name: str, body: str, *, msg_id: str | None = None,
-                 **extra: Any) -> dict[str, Any]:
+def delivery_row(
+    webhook_id: str, name: str, body: str, *, msg_id: str | None = None, **extra: Any
+) -> dict[str, Any]:
     """A new pending delivery, due now."""
     now = time.time()
     row: dict[str, Any] = {
@@ -91,5 +92,4 @@ class Outbox:
             return []
         body = payload(name, data)
         self.rows_built += len(targets)
-        return [WebhookRepository.insert_delivery(delivery_row(w.id, name, body))
-                for w in targets]
+        return [WebhookRepository.insert_delivery(delivery_row(w.id, name, body)) for w in targets]

@@ -37,8 +37,9 @@ class WebhookRepository:
 
     @staticmethod
     def upsert_webhook(webhook_id: str, row: dict[str, Any]) -> Write:
-        return Stmt("UPSERT type::thing('webhook', $id) MERGE $row RETURN NONE",
-                    {"id": webhook_id, "row": row})
+        return Stmt(
+            "UPSERT type::thing('webhook', $id) MERGE $row RETURN NONE", {"id": webhook_id, "row": row}
+        )
 
     @staticmethod
     def delete_webhook(webhook_id: str) -> list[Write]:
@@ -111,17 +112,14 @@ class WebhookRepository:
     # -- reads -------------------------------------------------------------------------
 
     async def webhook(self, webhook_id: str) -> dict[str, Any] | None:
-        rows = await self.store.query(
-            "SELECT * FROM type::thing('webhook', $id)", {"id": webhook_id}
-        )
+        rows = await self.store.query("SELECT * FROM type::thing('webhook', $id)", {"id": webhook_id})
         return rows[0] if rows else None
 
     async def all_webhooks(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM webhook ORDER BY created_at")
 
     async def webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self.store.page("webhook", order="created_at", limit=limit,
-                                     offset=offset)
+        return await self.store.page("webhook", order="created_at", limit=limit, offset=offset)
 
     async def pending_for(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         """A webhook's waiting deliveries, oldest first: the order they must go out in."""
@@ -143,8 +141,14 @@ class WebhookRepository:
     ) -> tuple[list[dict[str, Any]], int]:
         where = "webhook_id = $id" + (" AND status = $status" if status else "")
         return await self.store.page(
-            "webhook_delivery", where=where, params={"id": webhook_id, "status": status},
-            order="seq DESC", limit=limit, offset=offset, fields="* OMIT body")
+            "webhook_delivery",
+            where=where,
+            params={"id": webhook_id, "status": status},
+            order="seq DESC",
+            limit=limit,
+            offset=offset,
+            fields="* OMIT body",
+        )
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(
@@ -157,4 +161,3 @@ class WebhookRepository:
             "SELECT * FROM webhook_attempt WHERE delivery_id = $id ORDER BY attempt",
             {"id": delivery_id},
         )
-

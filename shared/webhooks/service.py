@@ -36,8 +36,7 @@ class WebhookChange:
     enabled: bool | None = None
 
 
-def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None
-                  ) -> dict[str, Any]:
+def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A delivery as the API shows it."""
     out: dict[str, Any] = {
         "id": str(row["id"]),
@@ -52,7 +51,8 @@ def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = N
         "delivered_at": iso(row.get("delivered_at")),
         "next_attempt_at": (
             iso(datetime.fromtimestamp(float(row["due_at"]), UTC))
-            if row.get("status") == PENDING and row.get("due_at") else None
+            if row.get("status") == PENDING and row.get("due_at")
+            else None
         ),
         "redelivered_from": row.get("redelivered_from"),
     }
@@ -60,9 +60,14 @@ def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = N
         out["payload"] = json.loads(row["body"])
     if attempts is not None:
         out["attempts"] = [
-            {"attempt": a.get("attempt"), "at": iso(a.get("at")),
-             "status_code": a.get("status_code"), "latency_ms": a.get("latency_ms"),
-             "error": a.get("error"), "response": a.get("response")}
+            {
+                "attempt": a.get("attempt"),
+                "at": iso(a.get("at")),
+                "status_code": a.get("status_code"),
+                "latency_ms": a.get("latency_ms"),
+                "error": a.get("error"),
+                "response": a.get("response"),
+            }
             for a in attempts
         ]
     return out
@@ -97,12 +102,23 @@ class WebhookService:
         now = datetime.now(UTC)
         webhook_id = f"wh_{uuid.uuid4().hex[:20]}"
         row = {
-            "id": webhook_id, "url": target, "events": patterns, "description": description,
-            "enabled": enabled, "secret": secret, "previous_secret": None,
-            "previous_secret_expires_at": None, "source": SOURCE_API,
-            "consecutive_failures": 0, "disabled_reason": None, "paused": False,
-            "paused_reason": None, "created_at": now,
-            "updated_at": now, "created_by": created_by, "last_success_at": None,
+            "id": webhook_id,
+            "url": target,
+            "events": patterns,
+            "description": description,
+            "enabled": enabled,
+            "secret": secret,
+            "previous_secret": None,
+            "previous_secret_expires_at": None,
+            "source": SOURCE_API,
+            "consecutive_failures": 0,
+            "disabled_reason": None,
+            "paused": False,
+            "paused_reason": None,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": created_by,
+            "last_success_at": None,
             "last_failure_at": None,
         }
         await self.store.write(WebhookRepository.insert_webhook(row))
@@ -117,7 +133,8 @@ class WebhookService:
         patch: dict[str, Any] = {"updated_at": datetime.now(UTC)}
         if change.url is not None:
             patch["url"] = await validate_target(
-                change.url, allow_private=self.settings.webhooks_allow_private)
+                change.url, allow_private=self.settings.webhooks_allow_private
+            )
         if change.events is not None:
             patch["events"] = validate_patterns(change.events)
         if change.description is not None:
@@ -125,8 +142,7 @@ class WebhookService:
         if change.enabled is not None:
             patch["enabled"] = change.enabled
             if change.enabled:  # also resumes a webhook paused after failures
-                patch.update(disabled_reason=None, paused=False, paused_reason=None,
-                             consecutive_failures=0)
+                patch.update(disabled_reason=None, paused=False, paused_reason=None, consecutive_failures=0)
         await self.store.write(WebhookRepository.patch_webhook(webhook_id, patch))
         updated = await self.get(webhook.id)
         self._announce(updated, "updated")
@@ -142,10 +158,17 @@ class WebhookService:
         webhook = await self._editable(webhook_id)
         secret = new_secret()
         grace_until = time.time() + self.settings.webhook_rotation_grace_s
-        await self.store.write(WebhookRepository.patch_webhook(webhook.id, {
-            "secret": secret, "previous_secret": webhook.secret,
-            "previous_secret_expires_at": grace_until, "updated_at": datetime.now(UTC),
-        }))
+        await self.store.write(
+            WebhookRepository.patch_webhook(
+                webhook.id,
+                {
+                    "secret": secret,
+                    "previous_secret": webhook.secret,
+                    "previous_secret_expires_at": grace_until,
+                    "updated_at": datetime.now(UTC),
+                },
+            )
+        )
         updated = await self.get(webhook.id)
         self._announce(updated, "secret_rotated")
         return updated, secret
@@ -153,11 +176,14 @@ class WebhookService:
     async def send_test(self, webhook_id: str, requested_by: str) -> dict[str, Any]:
         """Queue a ``webhook.test`` delivery, whatever events the webhook takes."""
         webhook = await self.get(webhook_id)
-        body = payload(TEST_EVENT, {
-            "webhook_id": webhook.id,
-            "message": "test delivery from provisioning",
-            "requested_by": requested_by,
-        })
+        body = payload(
+            TEST_EVENT,
+            {
+                "webhook_id": webhook.id,
+                "message": "test delivery from provisioning",
+                "requested_by": requested_by,
+            },
+        )
         row = delivery_row(webhook.id, TEST_EVENT, body)
         await self.store.write(WebhookRepository.insert_delivery(row))
         self._announce(webhook, "test_queued", delivery_id=row["id"])
@@ -179,11 +205,14 @@ class WebhookService:
         webhook = await self.get(webhook_id)
         row = await self._delivery(webhook_id, delivery_id)
         if row.get("status") == PENDING:
-            raise Conflict(f"delivery {delivery_id} is still waiting to go out",
-                           details={"status": PENDING})
+            raise Conflict(f"delivery {delivery_id} is still waiting to go out", details={"status": PENDING})
         patch: dict[str, Any] = {
-            "status": PENDING, "tries": 0, "due_at": time.time(), "seq": next_seq(),
-            "redelivered_at": datetime.now(UTC), "updated_at": datetime.now(UTC),
+            "status": PENDING,
+            "tries": 0,
+            "due_at": time.time(),
+            "seq": next_seq(),
+            "redelivered_at": datetime.now(UTC),
+            "updated_at": datetime.now(UTC),
         }
         writes: list[Write] = [WebhookRepository.patch_delivery(delivery_id, patch)]
         await self.store.write(*writes)
@@ -209,6 +238,12 @@ class WebhookService:
         return row
 
     def _announce(self, webhook: Webhook, action: str, **extra: Any) -> None:
-        self.bus.publish(CHANGED_EVENT, {
-            "webhook_id": webhook.id, "action": action, "webhook": webhook.routing(), **extra,
-        })
+        self.bus.publish(
+            CHANGED_EVENT,
+            {
+                "webhook_id": webhook.id,
+                "action": action,
+                "webhook": webhook.routing(),
+                **extra,
+            },
+        )

@@ -45,7 +45,7 @@ def secret_key(secret: str) -> bytes:
     """The HMAC key of a secret: ``whsec_`` base64 decoded, otherwise its UTF-8 bytes."""
     if secret.startswith(SECRET_PREFIX):
         try:
-            return base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+            return base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except binascii.Error as exc:
             raise ValueError("a whsec_ secret must be base64 after the prefix") from exc
     if not secret:
@@ -92,17 +92,13 @@ def verify_webhook(
     stamp = lower.get("webhook-timestamp")
     signature = lower.get("webhook-signature")
     if not (msg_id and stamp and signature):
-        raise WebhookVerificationError(
-            "missing webhook-id, webhook-timestamp or webhook-signature header"
-        )
+        raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature header")
     try:
         ts = int(stamp)
     except ValueError:
         raise WebhookVerificationError("webhook-timestamp is not unix seconds") from None
     if abs(time.time() - ts) > tolerance_s:
-        raise WebhookVerificationError(
-            f"webhook-timestamp is more than {tolerance_s:g} s away from now"
-        )
+        raise WebhookVerificationError(f"webhook-timestamp is more than {tolerance_s:g} s away from now")
     expected = Webhook(secret_key(secret)).sign(msg_id, datetime.fromtimestamp(ts, UTC), text)
     expected_sig = expected.split(",", 1)[1].encode()
     for candidate in signature.split(" "):

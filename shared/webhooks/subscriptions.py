@@ -105,8 +105,7 @@ class Webhook:
             "paused": self.paused,
             "paused_reason": self.paused_reason,
             "previous_secret_expires_at": (
-                iso(datetime.fromtimestamp(grace, UTC))
-                if grace and grace > time.time() else None
+                iso(datetime.fromtimestamp(grace, UTC)) if grace and grace > time.time() else None
             ),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
@@ -117,8 +116,13 @@ class Webhook:
 
     def routing(self) -> dict[str, Any]:
         """What a ``WebhookChanged`` event carries so other registries can route at once."""
-        return {"id": self.id, "url": self.url, "events": list(self.events),
-                "enabled": self.enabled, "paused": self.paused}
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": list(self.events),
+            "enabled": self.enabled,
+            "paused": self.paused,
+        }
 
 
 class Subscriptions:

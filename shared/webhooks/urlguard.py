@@ -71,8 +71,10 @@ def parse_target(url: str, *, allow_private: bool) -> URL:
         raise _refuse(url, "the URL has no host")
     if parsed.user is not None or parsed.password is not None:
         # Credentials in a URL end up shown and logged wherever the URL is.
-        raise _refuse(url.split("@", 1)[-1], "credentials in the URL are not accepted; "
-                      "consumers verify the signature instead")
+        raise _refuse(
+            url.split("@", 1)[-1],
+            "credentials in the URL are not accepted; consumers verify the signature instead",
+        )
     if allow_private:
         return parsed
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):

@@ -69,10 +69,16 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture, secrets: Secrets) -> It
 
 def cc_settings(tmp_path: Any, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "db_url": "mem://", "data_dir": tmp_path, "auth_enabled": True,
-        "admin_password": ADMIN_PASSWORD, "rate_limit_auth": "1000/minute",
-        "rate_limit_default": "10000/minute", "rate_limit_batch": "1000/minute",
-        "auth_sync_s": 0, "default_initial_delay_s": 0.01, "default_max_delay_s": 0.05,
+        "db_url": "mem://",
+        "data_dir": tmp_path,
+        "auth_enabled": True,
+        "admin_password": ADMIN_PASSWORD,
+        "rate_limit_auth": "1000/minute",
+        "rate_limit_default": "10000/minute",
+        "rate_limit_batch": "1000/minute",
+        "auth_sync_s": 0,
+        "default_initial_delay_s": 0.01,
+        "default_max_delay_s": 0.05,
         **FAST_ARGON2,
     }
     values.update(overrides)
@@ -110,8 +116,12 @@ class Services:
         self.secrets.add(code)
         return code
 
-    async def login(self, username: str, password: str, mfa_code: str | None = None,
-                    ) -> tuple[int, dict[str, Any]]:
+    async def login(
+        self,
+        username: str,
+        password: str,
+        mfa_code: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"username": username, "password": password}
         if mfa_code is not None:
             body["mfa_code"] = mfa_code
@@ -119,8 +129,7 @@ class Services:
         doc: dict[str, Any] = await resp.json()
         data = doc.get("data") or {}
         if isinstance(data, dict):
-            self.secrets.add(data.get("token"), data.get("refresh_token"),
-                             data.get("setup_token"))
+            self.secrets.add(data.get("token"), data.get("refresh_token"), data.get("setup_token"))
         return resp.status, doc
 
     async def enrol(self, username: str, password: str) -> list[str]:
@@ -134,8 +143,9 @@ class Services:
         assert resp.status == 200, enrolment
         self.totp_secrets[username] = enrolment["secret"]
         self.secrets.add(enrolment["secret"])
-        resp = await self.cc.post("/auth/mfa/enable", json={"code": self.code(username)},
-                                  headers=bearer(setup))
+        resp = await self.cc.post(
+            "/auth/mfa/enable", json={"code": self.code(username)}, headers=bearer(setup)
+        )
         doc = await resp.json()
         assert resp.status == 200, doc
         codes: list[str] = doc["data"]["backup_codes"]
@@ -157,13 +167,24 @@ class Services:
     async def admin(self) -> str:
         return str((await self.token("admin", ADMIN_PASSWORD))["token"])
 
-    async def user(self, username: str, *roles: str, admin_token: str | None = None,
-                   ) -> tuple[str, str]:
+    async def user(
+        self,
+        username: str,
+        *roles: str,
+        admin_token: str | None = None,
+    ) -> tuple[str, str]:
         """Create a user with these roles and log them in: (user id, access token)."""
         admin_token = admin_token or await self.admin()
-        resp = await self.cc.post("/users", headers=bearer(admin_token), json={
-            "username": username, "email": f"{username}@example.com",
-            "password": USER_PASSWORD, "roles": list(roles)})
+        resp = await self.cc.post(
+            "/users",
+            headers=bearer(admin_token),
+            json={
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": USER_PASSWORD,
+                "roles": list(roles),
+            },
+        )
         doc = await resp.json()
         assert resp.status == 201, doc
         data = await self.token(username, USER_PASSWORD)
@@ -194,15 +215,18 @@ def settings_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def services(shared_store: Store, aiohttp_client: Any, tmp_path: Any, secrets: Secrets,
-                   settings_overrides: dict[str, Any]) -> Services:
+async def services(
+    shared_store: Store,
+    aiohttp_client: Any,
+    tmp_path: Any,
+    secrets: Secrets,
+    settings_overrides: dict[str, Any],
+) -> Services:
     # The store comes first so that it closes after the apps stop.
     settings = cc_settings(tmp_path, **settings_overrides)
     bus = EventBus()
-    cc = await aiohttp_client(await serve(create_control_center(settings, store=shared_store,
-                                                                bus=bus)))
-    orch = await aiohttp_client(await serve(create_orchestrator(settings, store=shared_store,
-                                                                bus=bus)))
+    cc = await aiohttp_client(await serve(create_control_center(settings, store=shared_store, bus=bus)))
+    orch = await aiohttp_client(await serve(create_orchestrator(settings, store=shared_store, bus=bus)))
     clock = Clock(1_800_000_000.0)
     cc.app[MFA].clock = clock
     return Services(cc, orch, shared_store, clock, secrets)

@@ -12,8 +12,10 @@ from typing import Any
 from shared.audit import AUDIT, AuditEntry, canonical
 from tests.control_center.conftest import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
-BATCH = {"name": "audited", "operations": [
-    {"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}]}
+BATCH = {
+    "name": "audited",
+    "operations": [{"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}],
+}
 
 
 async def logs(services: Services, token: str, **params: Any) -> tuple[list[dict[str, Any]], Any]:
@@ -23,15 +25,16 @@ async def logs(services: Services, token: str, **params: Any) -> tuple[list[dict
     return doc["data"], resp.headers
 
 
-async def test_changes_and_security_events_on_both_services_are_recorded(
-        services: Services) -> None:
+async def test_changes_and_security_events_on_both_services_are_recorded(services: Services) -> None:
     admin = await services.admin()
     resp = await services.orch.post("/batch/execute", json=BATCH, headers=bearer(admin))
     assert resp.status == 201
     batch_id = (await resp.json())["data"]["batch_id"]
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "viewer1", "password": USER_PASSWORD, "roles": ["viewer"]},
-        )
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "viewer1", "password": USER_PASSWORD, "roles": ["viewer"]},
+    )
     assert resp.status == 201
     status, _ = await services.login("viewer1", "wrong-password-123")
     assert status == 401
@@ -98,28 +101,28 @@ async def test_filters(services: Services) -> None:
     assert len(later) + len(earlier) == len(everything) + 1
     page, headers = await logs(services, admin, limit=2, offset=1)
     assert len(page) == 2 and headers["X-Offset"] == "1" and 'rel="next"' in headers["Link"]
-    resp = await services.cc.get("/audit/logs", params={"from": "yesterday"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get("/audit/logs", params={"from": "yesterday"}, headers=bearer(admin))
     assert resp.status == 422
 
 
 async def test_exports(services: Services) -> None:
     admin = await services.admin()
     records, _ = await logs(services, admin, limit=1000)
-    resp = await services.cc.get("/audit/logs", params={"format": "ndjson"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get("/audit/logs", params={"format": "ndjson"}, headers=bearer(admin))
     assert resp.status == 200 and resp.content_type == "application/x-ndjson"
     assert resp.headers["X-Request-ID"]
     lines = [json.loads(line) for line in (await resp.text()).splitlines()]
     assert [r["id"] for r in lines] == [r["id"] for r in records]
-    resp = await services.cc.get("/audit/logs", params={"format": "csv", "action": "auth.*"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get(
+        "/audit/logs", params={"format": "csv", "action": "auth.*"}, headers=bearer(admin)
+    )
     assert resp.status == 200 and resp.content_type == "text/csv"
     rows = list(csv.DictReader(io.StringIO(await resp.text())))
     assert rows and all(r["action"].startswith("auth.") for r in rows)
     assert isinstance(json.loads(rows[0]["details"]), dict)
-    resp = await services.cc.get("/audit/logs", params={"format": "ndjson", "limit": 2},
-                                 headers=bearer(admin))
+    resp = await services.cc.get(
+        "/audit/logs", params={"format": "ndjson", "limit": 2}, headers=bearer(admin)
+    )
     assert len((await resp.text()).splitlines()) == 2
 
 
@@ -153,6 +156,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
     ordered = sorted(records, key=lambda r: r["seq"])
     victim = ordered[2]
     from shared.store import Stmt
+
     await services.store.write(Stmt("DELETE type::thing('audit', $id)", {"id": victim["id"]}))
     result = await verify(services, admin)
     assert result["valid"] is False and result["broken_at"] == ordered[3]["id"]
@@ -165,6 +169,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
 
 def _edit(record_id: str, patch: dict[str, Any]) -> Any:
     from shared.store import Merge
+
     return Merge("audit", record_id, patch)
 
 
@@ -172,9 +177,12 @@ async def test_chain_keeps_order_under_concurrent_appends(services: Services) ->
     import asyncio
 
     log = services.cc.app[AUDIT]
-    await asyncio.gather(*(log.record(AuditEntry(action="test.burst", resource=f"r/{i}",
-                                                 result="success", details={"i": i}))
-                           for i in range(200)))
+    await asyncio.gather(
+        *(
+            log.record(AuditEntry(action="test.burst", resource=f"r/{i}", result="success", details={"i": i}))
+            for i in range(200)
+        )
+    )
     admin = await services.admin()
     result = await verify(services, admin)
     assert result["valid"] is True and result["records"] >= 200
@@ -184,8 +192,11 @@ async def test_no_secret_reaches_the_audit_log(services: Services) -> None:
     admin_data = await services.token("admin", ADMIN_PASSWORD)
     admin = admin_data["token"]
     await services.user("viewer1", "viewer", admin_token=admin)
-    await services.cc.post("/users/me/password", headers=bearer(admin), json={
-        "current_password": ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD})
+    await services.cc.post(
+        "/users/me/password",
+        headers=bearer(admin),
+        json={"current_password": ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD},
+    )
     await services.cc.post("/auth/refresh", json={"refresh_token": admin_data["refresh_token"]})
     rows = await services.store.query("SELECT * FROM audit")
     text = "\n".join(canonical(r).decode() for r in rows)

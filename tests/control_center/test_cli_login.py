@@ -24,8 +24,9 @@ def token_file(monkeypatch, tmp_path):
 
 
 def args_for(services: Services, **kw) -> argparse.Namespace:
-    return argparse.Namespace(username="admin", mfa_code=None,
-                              control_center=str(services.cc.make_url("")).rstrip("/"), **kw)
+    return argparse.Namespace(
+        username="admin", mfa_code=None, control_center=str(services.cc.make_url("")).rstrip("/"), **kw
+    )
 
 
 class Authenticator:
@@ -66,8 +67,7 @@ async def test_first_login_enrols_mfa_in_the_terminal(services: Services, token_
     assert ask.prompts == ["MFA code: "]
 
 
-async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, token_file,
-                                                        monkeypatch):
+async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, token_file, monkeypatch):
     monkeypatch.setenv("PROVISIONING_PASSWORD", "not-the-password")
     with pytest.raises(client.ApiError) as err:
         await cli._login(args_for(services), ask=lambda p: pytest.fail(f"asked {p!r}"))
@@ -75,9 +75,9 @@ async def test_a_wrong_password_is_an_error_not_a_prompt(services: Services, tok
     assert not token_file.exists()
 
 
-async def test_an_expired_access_token_is_refreshed_once_and_saved(services: Services,
-                                                                  token_file, capsys,
-                                                                  monkeypatch):
+async def test_an_expired_access_token_is_refreshed_once_and_saved(
+    services: Services, token_file, capsys, monkeypatch
+):
     ask = Authenticator(services, capsys)
     assert await cli._login(args_for(services), ask=ask) == 0
     doc = json.loads(token_file.read_text())
@@ -86,10 +86,8 @@ async def test_an_expired_access_token_is_refreshed_once_and_saved(services: Ser
     doc["token"] = "not-a-valid-token"
     token_file.write_text(json.dumps(doc))
     monkeypatch.delenv("PROVISIONING_TOKEN", raising=False)
-    monkeypatch.setenv("PROVISIONING_CONTROL_CENTER_URL",
-                       str(services.cc.make_url("")).rstrip("/"))
-    args = cli.build_parser().parse_args(
-        ["--url", str(services.orch.make_url("")).rstrip("/"), "tasks"])
+    monkeypatch.setenv("PROVISIONING_CONTROL_CENTER_URL", str(services.cc.make_url("")).rstrip("/"))
+    args = cli.build_parser().parse_args(["--url", str(services.orch.make_url("")).rstrip("/"), "tasks"])
     capsys.readouterr()
     assert await cli._client_command(args) == 0
     saved = json.loads(token_file.read_text())

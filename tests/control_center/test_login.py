@@ -33,11 +33,11 @@ async def test_full_login_journey_for_admin(services: Services) -> None:
     assert f"secret={enrolment['secret']}" in enrolment["otpauth_uri"]
     assert enrolment["qr_svg"].startswith("<svg")
     services.totp_secrets["admin"] = enrolment["secret"]
-    resp = await services.cc.post("/auth/mfa/enable", json={"code": "000000"},
-                                  headers=bearer(setup))
+    resp = await services.cc.post("/auth/mfa/enable", json={"code": "000000"}, headers=bearer(setup))
     assert resp.status == 422
-    resp = await services.cc.post("/auth/mfa/enable", json={"code": services.code("admin")},
-                                  headers=bearer(setup))
+    resp = await services.cc.post(
+        "/auth/mfa/enable", json={"code": services.code("admin")}, headers=bearer(setup)
+    )
     assert resp.status == 200, await resp.text()
     codes = (await resp.json())["data"]["backup_codes"]
     services.secrets.add(codes)
@@ -123,8 +123,9 @@ async def test_backup_code_works_once(services: Services) -> None:
 async def test_regenerated_backup_codes_replace_the_old_ones(services: Services) -> None:
     old = await services.enrol("admin", ADMIN_PASSWORD)
     token = (await services.token("admin", ADMIN_PASSWORD))["token"]
-    resp = await services.cc.post("/auth/mfa/backup-codes", json={"code": services.code("admin")},
-                                  headers=bearer(token))
+    resp = await services.cc.post(
+        "/auth/mfa/backup-codes", json={"code": services.code("admin")}, headers=bearer(token)
+    )
     assert resp.status == 200, await resp.text()
     new = (await resp.json())["data"]["backup_codes"]
     services.secrets.add(new)
@@ -143,17 +144,24 @@ async def test_disable_mfa_needs_password_and_code(services: Services) -> None:
     enrolment = (await resp.json())["data"]
     services.totp_secrets["dev"] = enrolment["secret"]
     services.secrets.add(enrolment["secret"])
-    resp = await services.cc.post("/auth/mfa/enable", json={"code": services.code("dev")},
-                                  headers=bearer(token))
+    resp = await services.cc.post(
+        "/auth/mfa/enable", json={"code": services.code("dev")}, headers=bearer(token)
+    )
     assert resp.status == 200
     services.secrets.add((await resp.json())["data"]["backup_codes"])
     status, doc = await services.login("dev", USER_PASSWORD)
     assert status == 401 and doc["code"] == "mfa_required"
-    resp = await services.cc.post("/auth/mfa/disable", headers=bearer(token), json={
-        "password": "not-the-password", "code": services.code("dev")})
+    resp = await services.cc.post(
+        "/auth/mfa/disable",
+        headers=bearer(token),
+        json={"password": "not-the-password", "code": services.code("dev")},
+    )
     assert resp.status == 401
-    resp = await services.cc.post("/auth/mfa/disable", headers=bearer(token), json={
-        "password": USER_PASSWORD, "code": services.code("dev")})
+    resp = await services.cc.post(
+        "/auth/mfa/disable",
+        headers=bearer(token),
+        json={"password": USER_PASSWORD, "code": services.code("dev")},
+    )
     assert resp.status == 200, await resp.text()
     status, doc = await services.login("dev", USER_PASSWORD)
     assert status == 200 and doc["data"]["token"]
@@ -166,8 +174,11 @@ async def test_refusals_do_not_tell_whether_the_user_exists(services: Services) 
     wrong = await services.login("viewer1", "wrong-password-123")
     assert unknown[0] == wrong[0] == 401
     assert unknown[1] == wrong[1]
-    resp = await services.cc.put(f"/users/{(await _user_id(services, admin, 'viewer1'))}",
-                                 json={"enabled": False}, headers=bearer(admin))
+    resp = await services.cc.put(
+        f"/users/{(await _user_id(services, admin, 'viewer1'))}",
+        json={"enabled": False},
+        headers=bearer(admin),
+    )
     assert resp.status == 200
     disabled = await services.login("viewer1", USER_PASSWORD)
     assert disabled == unknown
@@ -195,8 +206,7 @@ async def test_lockout_after_consecutive_failures(services: Services) -> None:
     resp = await services.cc.get("/users", params={"role": "viewer"}, headers=bearer(admin))
     ops = (await resp.json())["data"][0]
     assert ops["locked_until"] is not None
-    resp = await services.cc.get("/audit/logs", params={"action": "auth.lockout"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get("/audit/logs", params={"action": "auth.lockout"}, headers=bearer(admin))
     [event] = (await resp.json())["data"]
     assert event["user_id"] == ops["id"] and event["details"]["failures"] == 3
     await asyncio.sleep(0.6)
@@ -223,8 +233,9 @@ async def test_auth_rate_limit_per_address(services: Services) -> None:
     assert resp.status == 200
 
 
-async def test_the_log_guard_sees_the_services_logs(services: Services,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_log_guard_sees_the_services_logs(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     # the autouse guard checks every captured line for secrets; make sure there are lines
     await services.token("admin", ADMIN_PASSWORD)
     await services.login("admin", "wrong-password-123")

@@ -11,8 +11,10 @@ import pytest
 from shared.security import SECURITY, Security
 from tests.control_center.conftest import Services, bearer
 
-BATCH = {"name": "matrix", "operations": [
-    {"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}]}
+BATCH = {
+    "name": "matrix",
+    "operations": [{"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}],
+}
 ROLES = ("admin", "operator", "developer", "viewer", "auditor")
 ALL = set(ROLES)
 READERS = {"admin", "operator", "developer", "viewer"}
@@ -24,12 +26,15 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, set[str]]] = [
     ("orch", "GET", "/state/statistics", None, READERS),
     ("orch", "GET", "/rollback/checkpoints", None, {"admin", "operator", "developer"}),
     ("orch", "POST", "/batch/execute", BATCH, {"admin", "operator"}),
-    ("orch", "POST", "/batch/execute", {**BATCH, "check_mode": True},
-     {"admin", "operator", "developer"}),
-    ("orch", "POST", "/workflows/servers/create", {"infra": "x", "check_mode": True},
-     {"admin", "operator", "developer"}),
-    ("orch", "POST", "/workflows/servers/create", {"infra": "x", "check_mode": False},
-     {"admin", "operator"}),
+    ("orch", "POST", "/batch/execute", {**BATCH, "check_mode": True}, {"admin", "operator", "developer"}),
+    (
+        "orch",
+        "POST",
+        "/workflows/servers/create",
+        {"infra": "x", "check_mode": True},
+        {"admin", "operator", "developer"},
+    ),
+    ("orch", "POST", "/workflows/servers/create", {"infra": "x", "check_mode": False}, {"admin", "operator"}),
     ("orch", "POST", "/batch/operations/nope/cancel", None, {"admin", "operator"}),
     ("orch", "POST", "/rollback/checkpoints", {"name": "cp"}, {"admin", "operator"}),
     ("orch", "POST", "/rollback/execute", {"checkpoint_id": "nope"}, {"admin", "operator"}),
@@ -52,8 +57,9 @@ async def tokens_for_roles(services: Services) -> dict[str, str]:
     return tokens
 
 
-async def call(services: Services, service: str, method: str, path: str,
-               body: dict[str, Any] | None, token: str) -> tuple[int, dict[str, Any]]:
+async def call(
+    services: Services, service: str, method: str, path: str, body: dict[str, Any] | None, token: str
+) -> tuple[int, dict[str, Any]]:
     client = services.orch if service == "orch" else services.cc
     kwargs: dict[str, Any] = {"headers": bearer(token)}
     if body is not None:
@@ -81,8 +87,7 @@ async def test_default_roles_against_the_route_matrix(services: Services) -> Non
 
 async def test_a_refusal_names_the_missing_permission(services: Services) -> None:
     tokens = await tokens_for_roles(services)
-    status, doc = await call(services, "orch", "POST", "/batch/execute", BATCH,
-                             tokens["developer"])
+    status, doc = await call(services, "orch", "POST", "/batch/execute", BATCH, tokens["developer"])
     assert status == 403
     assert "batch:execute" in doc["error"]
     assert doc["details"]["resource"] == "batch" and doc["details"]["action"] == "execute"
@@ -98,28 +103,38 @@ async def test_the_default_policy_is_a_document(services: Services) -> None:
     [default] = doc["data"]
     assert default["name"] == "default" and default["enabled"] is True
     assert default["version"] == "1.0.0"
-    assert {"effect": "Allow", "resource": "*", "action": ["*"], "condition": None,
-            "roles": ["admin"]} in default["rules"]
+    assert {
+        "effect": "Allow",
+        "resource": "*",
+        "action": ["*"],
+        "condition": None,
+        "roles": ["admin"],
+    } in default["rules"]
 
 
-async def create_policy(services: Services, admin: str, body: dict[str, Any],
-                        status: int = 201) -> dict[str, Any]:
+async def create_policy(
+    services: Services, admin: str, body: dict[str, Any], status: int = 201
+) -> dict[str, Any]:
     resp = await services.cc.post("/policies", json=body, headers=bearer(admin))
     doc: dict[str, Any] = await resp.json()
     assert resp.status == status, doc
     return doc
 
 
-async def test_deny_overrides_allow_and_changes_apply_without_restart(
-        services: Services) -> None:
+async def test_deny_overrides_allow_and_changes_apply_without_restart(services: Services) -> None:
     admin = await services.admin()
     _, viewer = await services.user("viewer1", "viewer", admin_token=admin)
     resp = await services.orch.get("/tasks", headers=bearer(viewer))
     assert resp.status == 200
-    doc = await create_policy(services, admin, {
-        "name": "no_tasks_for_viewers", "version": "1.0.0",
-        "rules": [{"effect": "Deny", "resource": "tasks", "action": ["read"],
-                   "roles": ["viewer"]}]})
+    doc = await create_policy(
+        services,
+        admin,
+        {
+            "name": "no_tasks_for_viewers",
+            "version": "1.0.0",
+            "rules": [{"effect": "Deny", "resource": "tasks", "action": ["read"], "roles": ["viewer"]}],
+        },
+    )
     data = doc["data"]
     assert set(data) == {"id", "name", "version"}
     # the very next request, on the other service too
@@ -128,18 +143,22 @@ async def test_deny_overrides_allow_and_changes_apply_without_restart(
     resp = await services.orch.get("/batch/operations", headers=bearer(viewer))
     assert resp.status == 200
     # an explicit Allow does not beat the Deny
-    await create_policy(services, admin, {"name": "allow_tasks", "rules": [
-        {"effect": "Allow", "resource": "tasks", "action": "read", "roles": ["viewer"]}]})
+    await create_policy(
+        services,
+        admin,
+        {
+            "name": "allow_tasks",
+            "rules": [{"effect": "Allow", "resource": "tasks", "action": "read", "roles": ["viewer"]}],
+        },
+    )
     resp = await services.orch.get("/tasks", headers=bearer(viewer))
     assert resp.status == 403
     # disabling the deny policy lifts it; deleting it too
-    resp = await services.cc.put(f"/policies/{data['id']}", json={"enabled": False},
-                                 headers=bearer(admin))
+    resp = await services.cc.put(f"/policies/{data['id']}", json={"enabled": False}, headers=bearer(admin))
     assert resp.status == 200 and (await resp.json())["data"] == "Policy updated successfully"
     resp = await services.orch.get("/tasks", headers=bearer(viewer))
     assert resp.status == 200
-    resp = await services.cc.put(f"/policies/{data['id']}", json={"enabled": True},
-                                 headers=bearer(admin))
+    resp = await services.cc.put(f"/policies/{data['id']}", json={"enabled": True}, headers=bearer(admin))
     resp = await services.orch.get("/tasks", headers=bearer(viewer))
     assert resp.status == 403
     resp = await services.cc.delete(f"/policies/{data['id']}", headers=bearer(admin))
@@ -152,9 +171,22 @@ async def test_deny_overrides_allow_and_changes_apply_without_restart(
 
 async def test_condition_on_mfa(services: Services) -> None:
     admin = await services.admin()
-    await create_policy(services, admin, {"name": "audit_with_mfa", "rules": [
-        {"effect": "Allow", "resource": "audit", "action": ["read"],
-         "condition": "user.mfa == true", "roles": ["viewer"]}]})
+    await create_policy(
+        services,
+        admin,
+        {
+            "name": "audit_with_mfa",
+            "rules": [
+                {
+                    "effect": "Allow",
+                    "resource": "audit",
+                    "action": ["read"],
+                    "condition": "user.mfa == true",
+                    "roles": ["viewer"],
+                }
+            ],
+        },
+    )
     _, viewer = await services.user("viewer1", "viewer", admin_token=admin)
     resp = await services.cc.get("/audit/logs", headers=bearer(viewer))
     doc = await resp.json()
@@ -164,8 +196,9 @@ async def test_condition_on_mfa(services: Services) -> None:
     resp = await services.cc.post("/auth/mfa/setup", headers=bearer(viewer))
     services.totp_secrets["viewer1"] = (await resp.json())["data"]["secret"]
     services.secrets.add(services.totp_secrets["viewer1"])
-    resp = await services.cc.post("/auth/mfa/enable", json={"code": services.code("viewer1")},
-                                  headers=bearer(viewer))
+    resp = await services.cc.post(
+        "/auth/mfa/enable", json={"code": services.code("viewer1")}, headers=bearer(viewer)
+    )
     services.secrets.add((await resp.json())["data"]["backup_codes"])
     with_mfa = (await services.token("viewer1", "user-password-for-tests"))["token"]
     resp = await services.cc.get("/audit/logs", headers=bearer(with_mfa))
@@ -175,14 +208,29 @@ async def test_condition_on_mfa(services: Services) -> None:
 async def test_conditions_over_request_and_role(services: Services) -> None:
     admin = await services.admin()
     _, auditor = await services.user("aud", "auditor", admin_token=admin)
-    await create_policy(services, admin, {"name": "local_auditors", "rules": [
-        {"effect": "Allow", "resource": "tasks", "action": ["read"],
-         "condition": "user.role == 'auditor' && ipMatch(request.ip, '127.0.0.0/8')"},
-        {"effect": "Deny", "resource": "state", "action": ["read"],
-         "condition": "time.hour >= 0 and request.method == 'GET'",
-         "roles": ["auditor"]},
-        {"effect": "Allow", "resource": "state", "action": ["read"], "roles": ["auditor"]},
-    ]})
+    await create_policy(
+        services,
+        admin,
+        {
+            "name": "local_auditors",
+            "rules": [
+                {
+                    "effect": "Allow",
+                    "resource": "tasks",
+                    "action": ["read"],
+                    "condition": "user.role == 'auditor' && ipMatch(request.ip, '127.0.0.0/8')",
+                },
+                {
+                    "effect": "Deny",
+                    "resource": "state",
+                    "action": ["read"],
+                    "condition": "time.hour >= 0 and request.method == 'GET'",
+                    "roles": ["auditor"],
+                },
+                {"effect": "Allow", "resource": "state", "action": ["read"], "roles": ["auditor"]},
+            ],
+        },
+    )
     resp = await services.orch.get("/tasks", headers=bearer(auditor))
     assert resp.status == 200
     resp = await services.orch.get("/state/statistics", headers=bearer(auditor))
@@ -191,14 +239,30 @@ async def test_conditions_over_request_and_role(services: Services) -> None:
 
 async def test_seed_example_and_invalid_rules(services: Services) -> None:
     admin = await services.admin()
-    await create_policy(services, admin, {"name": "new_policy", "version": "1.0.0", "rules": [
-        {"effect": "Allow", "resource": "servers:*", "action": ["create", "read"],
-         "condition": "user.role == 'admin'"}]})
+    await create_policy(
+        services,
+        admin,
+        {
+            "name": "new_policy",
+            "version": "1.0.0",
+            "rules": [
+                {
+                    "effect": "Allow",
+                    "resource": "servers:*",
+                    "action": ["create", "read"],
+                    "condition": "user.role == 'admin'",
+                }
+            ],
+        },
+    )
     bad_rules = [
-        {"effect": "Allow", "resource": "tasks", "action": ["read"],
-         "condition": "__import__('os').system('true')"},
-        {"effect": "Allow", "resource": "tasks", "action": ["read"],
-         "condition": "user.__class__"},
+        {
+            "effect": "Allow",
+            "resource": "tasks",
+            "action": ["read"],
+            "condition": "__import__('os').system('true')",
+        },
+        {"effect": "Allow", "resource": "tasks", "action": ["read"], "condition": "user.__class__"},
         {"effect": "Allow", "resource": "tasks", "action": ["read"], "condition": "user.role =="},
         {"effect": "Allow", "resource": "tasks", "action": ["read"], "condition": "secret.key"},
         {"effect": "Allow", "resource": "Tasks Everywhere", "action": ["read"]},
@@ -206,24 +270,34 @@ async def test_seed_example_and_invalid_rules(services: Services) -> None:
         {"effect": "Maybe", "resource": "tasks", "action": ["read"]},
     ]
     for i, rule in enumerate(bad_rules):
-        doc = await create_policy(services, admin, {"name": f"bad{i}", "rules": [rule]},
-                                  status=422)
+        doc = await create_policy(services, admin, {"name": f"bad{i}", "rules": [rule]}, status=422)
         assert doc["code"] == "validation_failed"
     await create_policy(services, admin, {"name": "new_policy", "rules": []}, status=409)
 
 
 async def test_update_keeps_previous_versions(services: Services) -> None:
     admin = await services.admin()
-    doc = await create_policy(services, admin, {"name": "p", "rules": [
-        {"effect": "Allow", "resource": "tasks", "action": ["read"], "roles": ["auditor"]}]})
+    doc = await create_policy(
+        services,
+        admin,
+        {
+            "name": "p",
+            "rules": [{"effect": "Allow", "resource": "tasks", "action": ["read"], "roles": ["auditor"]}],
+        },
+    )
     pid = doc["data"]["id"]
-    resp = await services.cc.put(f"/policies/{pid}", headers=bearer(admin), json={
-        "name": "updated_policy",
-        "rules": [{"effect": "Allow", "resource": "state", "action": ["read"],
-                   "roles": ["auditor"]}]})
+    resp = await services.cc.put(
+        f"/policies/{pid}",
+        headers=bearer(admin),
+        json={
+            "name": "updated_policy",
+            "rules": [{"effect": "Allow", "resource": "state", "action": ["read"], "roles": ["auditor"]}],
+        },
+    )
     assert resp.status == 200
-    resp = await services.cc.put(f"/policies/{pid}", headers=bearer(admin),
-                                 json={"version": "2.0.0", "description": "explicit"})
+    resp = await services.cc.put(
+        f"/policies/{pid}", headers=bearer(admin), json={"version": "2.0.0", "description": "explicit"}
+    )
     resp = await services.cc.get(f"/policies/{pid}", headers=bearer(admin))
     current = (await resp.json())["data"]
     assert current["name"] == "updated_policy" and current["version"] == "2.0.0"
@@ -237,14 +311,16 @@ async def test_update_keeps_previous_versions(services: Services) -> None:
 
 async def test_a_change_that_locks_out_its_author_is_refused(services: Services) -> None:
     admin = await services.admin()
-    doc = await create_policy(services, admin, {"name": "oops", "rules": [
-        {"effect": "Deny", "resource": "*", "action": ["*"], "roles": ["admin"]}]},
-        status=409)
+    doc = await create_policy(
+        services,
+        admin,
+        {"name": "oops", "rules": [{"effect": "Deny", "resource": "*", "action": ["*"], "roles": ["admin"]}]},
+        status=409,
+    )
     assert doc["details"]["rule"] == "keep_policy_control"
     resp = await services.cc.get("/policies", headers=bearer(admin))
     default = (await resp.json())["data"][0]
-    resp = await services.cc.put(f"/policies/{default['id']}", json={"enabled": False},
-                                 headers=bearer(admin))
+    resp = await services.cc.put(f"/policies/{default['id']}", json={"enabled": False}, headers=bearer(admin))
     assert resp.status == 409
     resp = await services.cc.delete(f"/policies/{default['id']}", headers=bearer(admin))
     assert resp.status == 409
@@ -261,8 +337,14 @@ async def test_another_process_picks_up_changes(services: Services) -> None:
     await other.start(services.store)
     try:
         assert other.policy.decide(("viewer",), "tasks", "read", {})
-        await create_policy(services, admin, {"name": "deny", "rules": [
-            {"effect": "Deny", "resource": "tasks", "action": ["read"], "roles": ["viewer"]}]})
+        await create_policy(
+            services,
+            admin,
+            {
+                "name": "deny",
+                "rules": [{"effect": "Deny", "resource": "tasks", "action": ["read"], "roles": ["viewer"]}],
+            },
+        )
         data = await services.token("admin", "admin-password-for-tests")
         resp = await services.cc.post("/auth/logout", headers=bearer(data["token"]))
         assert resp.status == 200
@@ -271,6 +353,7 @@ async def test_another_process_picks_up_changes(services: Services) -> None:
         principal_jti = data["token"]
         assert principal_jti  # the logout reached the other process's denylist
         from shared.errors import Unauthorized
+
         with pytest.raises(Unauthorized):
             await other.tokens.verify(data["token"])
     finally:
@@ -278,8 +361,14 @@ async def test_another_process_picks_up_changes(services: Services) -> None:
 
 
 async def test_every_route_declares_its_permission_in_openapi(services: Services) -> None:
-    public = {"/health", "/metrics", "/openapi.json", "/auth/login", "/auth/refresh",
-              "/.well-known/jwks.json"}
+    public = {
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/auth/login",
+        "/auth/refresh",
+        "/.well-known/jwks.json",
+    }
     for client in (services.cc, services.orch):
         resp = await client.get("/openapi.json")
         doc = await resp.json()

@@ -7,8 +7,10 @@ import pytest
 from shared.ratelimit import parse_limit
 from tests.control_center.conftest import Services, bearer
 
-BATCH = {"name": "limited", "operations": [
-    {"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}]}
+BATCH = {
+    "name": "limited",
+    "operations": [{"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}],
+}
 
 
 def test_limit_notation() -> None:
@@ -46,14 +48,16 @@ async def test_accepted_submissions_are_limited(services: Services) -> None:
     admin = await services.admin()
     _, op = await services.user("op", "operator", admin_token=admin)
     # a plan (check mode) and a refused body are not submissions
-    resp = await services.orch.post("/batch/execute", json={**BATCH, "check_mode": True},
-                                    headers=bearer(op))
+    resp = await services.orch.post("/batch/execute", json={**BATCH, "check_mode": True}, headers=bearer(op))
     assert resp.status == 200
     resp = await services.orch.post("/batch/execute", json={"name": "x"}, headers=bearer(op))
     assert resp.status == 422
     statuses = []
-    for path, body in (("/batch/execute", BATCH), ("/workflows/servers/create", {"infra": "a"}),
-                       ("/batch/execute", BATCH)):
+    for path, body in (
+        ("/batch/execute", BATCH),
+        ("/workflows/servers/create", {"infra": "a"}),
+        ("/batch/execute", BATCH),
+    ):
         resp = await services.orch.post(path, json=body, headers=bearer(op))
         statuses.append(resp.status)
     assert statuses[:2] == [201, 201] and statuses[2] == 429
@@ -76,8 +80,10 @@ async def test_every_response_carries_rate_limit_headers(services: Services) -> 
     refused = await services.orch.get("/tasks")  # no credentials: 401
     missing = await services.cc.get("/no/such/route")
     for resp in (public, refused, missing):
-        assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(
-            resp.headers), (resp.status, dict(resp.headers))
+        assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(resp.headers), (
+            resp.status,
+            dict(resp.headers),
+        )
     assert refused.status == 401
     # Unauthenticated requests are described, not counted: a health check is never throttled.
     again = await services.orch.get("/health")

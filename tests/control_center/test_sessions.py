@@ -60,8 +60,9 @@ async def test_reusing_a_spent_refresh_token_revokes_the_session(services: Servi
         assert resp.status == 401
     # a new login still works, and the reuse was audited
     fresh = (await services.token("admin", ADMIN_PASSWORD))["token"]
-    resp = await services.cc.get("/audit/logs", params={"action": "auth.refresh_token_reused"},
-                                 headers=bearer(fresh))
+    resp = await services.cc.get(
+        "/audit/logs", params={"action": "auth.refresh_token_reused"}, headers=bearer(fresh)
+    )
     [event] = (await resp.json())["data"]
     assert event["result"] == "denied"
 

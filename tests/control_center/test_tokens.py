@@ -84,8 +84,13 @@ async def test_the_key_pair_is_kept_in_the_store(services: Services) -> None:
 async def test_expired_token_is_refused(services: Services) -> None:
     await services.admin()
     issued = security(services).tokens.issue(
-        user_id="u", username="admin", roles=["admin"], amr=["pwd", "otp"], session_id=None,
-        now=utcnow() - timedelta(hours=1))
+        user_id="u",
+        username="admin",
+        roles=["admin"],
+        amr=["pwd", "otp"],
+        session_id=None,
+        now=utcnow() - timedelta(hours=1),
+    )
     services.secrets.add(issued.token)
     await refused_by_both(services, issued.token)
     resp = await services.orch.get("/tasks", headers=bearer(issued.token))
@@ -119,13 +124,16 @@ async def test_hs256_signed_with_the_public_key_is_refused(services: Services) -
     token = await services.admin()
     claims = jwt.decode(token, options={"verify_signature": False})
     key = security(services).keys.signing_key
-    pem = key.public_key.public_bytes(serialization.Encoding.PEM,
-                                      serialization.PublicFormat.SubjectPublicKeyInfo)
-    raw = key.public_key.public_bytes(serialization.Encoding.Raw,
-                                      serialization.PublicFormat.Raw)
+    pem = key.public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    raw = key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     for secret in (pem, raw):
-        confused = forge({"alg": "HS256", "typ": "JWT", "kid": key.kid}, claims,
-                         lambda m, s=secret: hmac.new(s, m, hashlib.sha256).digest())
+        confused = forge(
+            {"alg": "HS256", "typ": "JWT", "kid": key.kid},
+            claims,
+            lambda m, s=secret: hmac.new(s, m, hashlib.sha256).digest(),
+        )
         await refused_by_both(services, confused)
 
 
@@ -167,6 +175,5 @@ async def test_query_token_is_accepted_for_reads_only(services: Services) -> Non
     token = await services.admin()
     resp = await services.orch.get("/tasks", params={"token": token})
     assert resp.status == 200
-    resp = await services.orch.post("/rollback/checkpoints", params={"token": token},
-                                    json={"name": "x"})
+    resp = await services.orch.post("/rollback/checkpoints", params={"token": token}, json={"name": "x"})
     assert resp.status == 401

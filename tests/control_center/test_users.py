@@ -27,9 +27,17 @@ async def json_of(resp: Any, status: int) -> Any:
 
 async def test_create_list_update_delete_in_the_seed_shapes(services: Services) -> None:
     admin = await services.admin()
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "newuser", "email": "newuser@example.com", "password": USER_PASSWORD,
-        "roles": ["operator"], "enabled": True})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={
+            "username": "newuser",
+            "email": "newuser@example.com",
+            "password": USER_PASSWORD,
+            "roles": ["operator"],
+            "enabled": True,
+        },
+    )
     doc = await json_of(resp, 201)
     created = doc["data"]
     assert set(created) == {"id", "username", "email", "roles", "enabled"}
@@ -44,8 +52,11 @@ async def test_create_list_update_delete_in_the_seed_shapes(services: Services) 
     assert {"id", "username", "email", "roles", "enabled", "created_at", "last_login"} <= set(row)
     assert row["last_login"] is None and row["created_at"].endswith("Z")
 
-    resp = await services.cc.put(f"/users/{uid}", headers=bearer(admin), json={
-        "email": "updated@example.com", "roles": ["admin", "operator"], "enabled": False})
+    resp = await services.cc.put(
+        f"/users/{uid}",
+        headers=bearer(admin),
+        json={"email": "updated@example.com", "roles": ["admin", "operator"], "enabled": False},
+    )
     assert (await json_of(resp, 200))["data"] == "User updated successfully"
     resp = await services.cc.get(f"/users/{uid}", headers=bearer(admin))
     row = (await json_of(resp, 200))["data"]
@@ -56,25 +67,26 @@ async def test_create_list_update_delete_in_the_seed_shapes(services: Services) 
     assert (await json_of(resp, 200))["data"] == "User deleted successfully"
     for method in ("get", "put", "delete"):
         kwargs: dict[str, Any] = {"json": {"enabled": True}} if method == "put" else {}
-        resp = await getattr(services.cc, method)(f"/users/{uid}", headers=bearer(admin),
-                                                  **kwargs)
+        resp = await getattr(services.cc, method)(f"/users/{uid}", headers=bearer(admin), **kwargs)
         assert resp.status == 404
 
 
 async def test_filters_and_pagination(services: Services) -> None:
     admin = await services.admin()
     for i, role in enumerate(["viewer", "viewer", "developer", "auditor"]):
-        resp = await services.cc.post("/users", headers=bearer(admin), json={
-            "username": f"u{i}", "password": USER_PASSWORD, "roles": [role],
-            "enabled": i != 1})
+        resp = await services.cc.post(
+            "/users",
+            headers=bearer(admin),
+            json={"username": f"u{i}", "password": USER_PASSWORD, "roles": [role], "enabled": i != 1},
+        )
         await json_of(resp, 201)
     resp = await services.cc.get("/users", params={"role": "viewer"}, headers=bearer(admin))
     assert [u["username"] for u in (await json_of(resp, 200))["data"]] == ["u0", "u1"]
-    resp = await services.cc.get("/users", params={"role": "viewer", "enabled": "false"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get(
+        "/users", params={"role": "viewer", "enabled": "false"}, headers=bearer(admin)
+    )
     assert [u["username"] for u in (await json_of(resp, 200))["data"]] == ["u1"]
-    resp = await services.cc.get("/users", params={"limit": 2, "offset": 1},
-                                 headers=bearer(admin))
+    resp = await services.cc.get("/users", params={"limit": 2, "offset": 1}, headers=bearer(admin))
     doc = await json_of(resp, 200)
     assert [u["username"] for u in doc["data"]] == ["u0", "u1"]
     assert resp.headers["X-Total-Count"] == "5"
@@ -85,19 +97,31 @@ async def test_filters_and_pagination(services: Services) -> None:
 
 async def test_validation_and_conflicts(services: Services) -> None:
     admin = await services.admin()
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "short", "password": "elevenchars", "roles": ["viewer"]})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "short", "password": "elevenchars", "roles": ["viewer"]},
+    )
     doc = await json_of(resp, 422)
     assert doc["details"]["fields"][0]["field"] == "password"
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "x", "password": USER_PASSWORD, "roles": ["emperor"]})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "x", "password": USER_PASSWORD, "roles": ["emperor"]},
+    )
     doc = await json_of(resp, 422)
     assert doc["details"]["fields"][0]["field"].startswith("roles")
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "admin", "password": USER_PASSWORD, "roles": ["viewer"]})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "admin", "password": USER_PASSWORD, "roles": ["viewer"]},
+    )
     await json_of(resp, 409)
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "bad name", "password": USER_PASSWORD, "roles": ["viewer"]})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "bad name", "password": USER_PASSWORD, "roles": ["viewer"]},
+    )
     await json_of(resp, 422)
 
 
@@ -105,18 +129,19 @@ async def test_the_last_enabled_admin_stays(services: Services) -> None:
     admin = await services.admin()
     resp = await services.cc.get("/users/me", headers=bearer(admin))
     me = (await json_of(resp, 200))["data"]["id"]
-    for method, body in (("put", {"roles": ["viewer"]}), ("put", {"enabled": False}),
-                         ("delete", None)):
+    for method, body in (("put", {"roles": ["viewer"]}), ("put", {"enabled": False}), ("delete", None)):
         kwargs = {"json": body} if body else {}
         resp = await getattr(services.cc, method)(f"/users/{me}", headers=bearer(admin), **kwargs)
         doc = await json_of(resp, 409)
         assert "last enabled admin" in doc["error"]
     # with a second admin the first may step down
-    resp = await services.cc.post("/users", headers=bearer(admin), json={
-        "username": "admin2", "password": USER_PASSWORD, "roles": ["admin"]})
+    resp = await services.cc.post(
+        "/users",
+        headers=bearer(admin),
+        json={"username": "admin2", "password": USER_PASSWORD, "roles": ["admin"]},
+    )
     await json_of(resp, 201)
-    resp = await services.cc.put(f"/users/{me}", headers=bearer(admin),
-                                 json={"roles": ["viewer"]})
+    resp = await services.cc.put(f"/users/{me}", headers=bearer(admin), json={"roles": ["viewer"]})
     await json_of(resp, 200)
 
 
@@ -138,12 +163,10 @@ async def test_disabling_or_deleting_a_user_ends_their_sessions(services: Servic
         assert resp.status == 401
 
 
-async def test_role_change_ends_sessions_and_takes_effect_at_next_login(
-        services: Services) -> None:
+async def test_role_change_ends_sessions_and_takes_effect_at_next_login(services: Services) -> None:
     admin = await services.admin()
     uid, token = await services.user("dev", "developer", admin_token=admin)
-    resp = await services.cc.put(f"/users/{uid}", headers=bearer(admin),
-                                 json={"roles": ["auditor"]})
+    resp = await services.cc.put(f"/users/{uid}", headers=bearer(admin), json={"roles": ["auditor"]})
     await json_of(resp, 200)
     resp = await services.cc.get("/audit/logs", headers=bearer(token))
     assert resp.status == 401
@@ -158,14 +181,23 @@ async def test_change_own_password(services: Services) -> None:
     other = (await services.token("viewer1", USER_PASSWORD))["token"]
     new_password = "a-brand-new-password"
     services.secrets.add(new_password)
-    resp = await services.cc.post("/users/me/password", headers=bearer(token), json={
-        "current_password": "wrong-password-1", "new_password": new_password})
+    resp = await services.cc.post(
+        "/users/me/password",
+        headers=bearer(token),
+        json={"current_password": "wrong-password-1", "new_password": new_password},
+    )
     await json_of(resp, 401)
-    resp = await services.cc.post("/users/me/password", headers=bearer(token), json={
-        "current_password": USER_PASSWORD, "new_password": "short"})
+    resp = await services.cc.post(
+        "/users/me/password",
+        headers=bearer(token),
+        json={"current_password": USER_PASSWORD, "new_password": "short"},
+    )
     await json_of(resp, 422)
-    resp = await services.cc.post("/users/me/password", headers=bearer(token), json={
-        "current_password": USER_PASSWORD, "new_password": new_password})
+    resp = await services.cc.post(
+        "/users/me/password",
+        headers=bearer(token),
+        json={"current_password": USER_PASSWORD, "new_password": new_password},
+    )
     await json_of(resp, 200)
     # this session goes on, the other one ended
     resp = await services.cc.get("/users/me", headers=bearer(token))
@@ -187,8 +219,7 @@ async def test_admin_resets_a_users_mfa(services: Services) -> None:
     assert resp.status == 401
     status, doc = await services.login("op", USER_PASSWORD)
     assert status == 200 and doc["data"]["mfa_setup_required"] is True
-    resp = await services.cc.get("/audit/logs", params={"action": "users.mfa_reset"},
-                                 headers=bearer(admin))
+    resp = await services.cc.get("/audit/logs", params={"action": "users.mfa_reset"}, headers=bearer(admin))
     [event] = (await json_of(resp, 200))["data"]
     assert event["details"]["target_user_id"] == uid
     # not for just anyone
@@ -198,8 +229,8 @@ async def test_admin_resets_a_users_mfa(services: Services) -> None:
 
 
 async def test_first_start_generates_and_prints_the_admin_password(
-        aiohttp_client: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str],
-        secrets: Secrets) -> None:
+    aiohttp_client: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str], secrets: Secrets
+) -> None:
     settings = cc_settings(tmp_path, admin_password="", db_url="mem://")
     client = await aiohttp_client(create_control_center(settings))
     printed = capsys.readouterr().err

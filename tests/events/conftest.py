@@ -25,10 +25,16 @@ FAST_RETRY = "0,0.05,0.05,0.05,0.05,0.05"
 def event_settings(**overrides: Any) -> Settings:
     """mem:// store, auth off, private targets allowed, fast retries and polling."""
     values: dict[str, Any] = {
-        "db_url": "mem://", "auth_enabled": False, "webhooks_allow_private": True,
-        "webhook_retry_schedule_s": FAST_RETRY, "webhook_jitter": 0.0,
-        "webhook_poll_s": 0.05, "webhook_refresh_s": 0.2, "webhook_timeout_s": 5.0,
-        "default_initial_delay_s": 0.01, "default_max_delay_s": 0.05,
+        "db_url": "mem://",
+        "auth_enabled": False,
+        "webhooks_allow_private": True,
+        "webhook_retry_schedule_s": FAST_RETRY,
+        "webhook_jitter": 0.0,
+        "webhook_poll_s": 0.05,
+        "webhook_refresh_s": 0.2,
+        "webhook_timeout_s": 5.0,
+        "default_initial_delay_s": 0.01,
+        "default_max_delay_s": 0.05,
     }
     values.update(overrides)
     return load_settings(**values)
@@ -100,8 +106,9 @@ class Consumer:
         status = self.script.popleft() if self.script else self.default
         return web.Response(status=status, body=self.reply)
 
-    async def wait_for(self, predicate: Callable[[list[Received]], bool],
-                       timeout_s: float = 15.0) -> list[Received]:
+    async def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout_s: float = 15.0
+    ) -> list[Received]:
         """Wait until the requests received so far satisfy ``predicate``."""
         async with asyncio.timeout(timeout_s):
             while not predicate(self.received):
@@ -120,8 +127,7 @@ async def consumer(aiohttp_server: Any) -> Consumer:
     return hook
 
 
-async def register(cc: TestClient, url: str, events: list[str] | None = None,
-                   **extra: Any) -> dict[str, Any]:
+async def register(cc: TestClient, url: str, events: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     """``POST /webhooks`` on the control center; returns the created webhook with its secret."""
     resp = await cc.post("/webhooks", json={"url": url, "events": events or ["*"], **extra})
     doc = await resp.json()
@@ -132,13 +138,14 @@ async def register(cc: TestClient, url: str, events: list[str] | None = None,
 
 def ops(n: int, prefix: str = "op", **simulate: Any) -> list[dict[str, Any]]:
     sim = {"latency_s": 0, **simulate}
-    return [{"id": f"{prefix}{i}", "type": "server_batch", "provider": "local",
-             "simulate": dict(sim)} for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "type": "server_batch", "provider": "local", "simulate": dict(sim)}
+        for i in range(n)
+    ]
 
 
 async def submit(orch: TestClient, operations: list[dict[str, Any]], **kw: Any) -> str:
-    body: dict[str, Any] = {"name": "events-test", "parallel_limit": 10,
-                            "operations": operations, **kw}
+    body: dict[str, Any] = {"name": "events-test", "parallel_limit": 10, "operations": operations, **kw}
     resp = await orch.post("/batch/execute", json=body)
     doc = await resp.json()
     assert resp.status == 201, doc

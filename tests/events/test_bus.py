@@ -57,16 +57,19 @@ def test_event_kinds_and_forms() -> None:
         assert frame[0] == 0x81 and frame.endswith(b"x" * size)
 
 
-@pytest.mark.parametrize(("event_type", "data", "name"), [
-    ("TaskStatusChanged", {"status": "Completed"}, "task.completed"),
-    ("TaskStatusChanged", {"status": "RollingBack"}, "task.rolling_back"),
-    ("BatchStatusChanged", {"status": "Failed"}, "batch.failed"),
-    ("OperationProgress", {"progress": 50}, "task.progress"),
-    ("RollbackCompleted", {"success": True}, "rollback.completed"),
-    ("RollbackCompleted", {"success": False}, "rollback.failed"),
-    ("CheckpointCreated", {}, "checkpoint.created"),
-    ("UserLogin", {}, None),
-])
+@pytest.mark.parametrize(
+    ("event_type", "data", "name"),
+    [
+        ("TaskStatusChanged", {"status": "Completed"}, "task.completed"),
+        ("TaskStatusChanged", {"status": "RollingBack"}, "task.rolling_back"),
+        ("BatchStatusChanged", {"status": "Failed"}, "batch.failed"),
+        ("OperationProgress", {"progress": 50}, "task.progress"),
+        ("RollbackCompleted", {"success": True}, "rollback.completed"),
+        ("RollbackCompleted", {"success": False}, "rollback.failed"),
+        ("CheckpointCreated", {}, "checkpoint.created"),
+        ("UserLogin", {}, None),
+    ],
+)
 def test_webhook_names(event_type: str, data: dict[str, object], name: str | None) -> None:
     assert webhook_event_name(event_type, data) == name
 
@@ -75,8 +78,7 @@ def test_patterns() -> None:
     assert matches(["task.*"], "task.failed")
     assert matches(["*"], "rollback.completed")
     assert not matches(["task.completed"], "task.failed")
-    assert validate_patterns(["Task.Completed", "task.completed", "batch.*"]) == [
-        "task.completed", "batch.*"]
+    assert validate_patterns(["Task.Completed", "task.completed", "batch.*"]) == ["task.completed", "batch.*"]
     with pytest.raises(ValidationFailed):
         validate_patterns(["task.exploded"])
     with pytest.raises(ValidationFailed):
@@ -105,12 +107,24 @@ def test_signing_round_trip_and_keys() -> None:
         verify_webhook(secret, {"webhook-id": "msg_1"}, body)
 
 
-@pytest.mark.parametrize(("address", "public"), [
-    ("8.8.8.8", True), ("2001:4860:4860::8888", True), ("127.0.0.1", False),
-    ("10.0.0.1", False), ("172.16.5.4", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("100.64.0.1", False), ("::1", False), ("fe80::1", False),
-    ("::ffff:10.0.0.1", False), ("0.0.0.0", False), ("224.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.0.0.1", False),
+        ("172.16.5.4", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.1", False),
+    ],
+)
 def test_address_guard(address: str, public: bool) -> None:
     import ipaddress
 
@@ -120,7 +134,6 @@ def test_address_guard(address: str, public: bool) -> None:
 def test_url_syntax_guard() -> None:
     assert str(parse_target("https://hooks.example.com/x", allow_private=False))
     assert str(parse_target("http://127.0.0.1:8080/x", allow_private=True))
-    for bad in ("gopher://example.com", "http:///nohost", "https://10.0.0.1/",
-                "https://db.internal/hook"):
+    for bad in ("gopher://example.com", "http:///nohost", "https://10.0.0.1/", "https://db.internal/hook"):
         with pytest.raises(ValidationFailed):
             parse_target(bad, allow_private=False)

@@ -15,18 +15,23 @@ from shared.security import SECURITY
 from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_final
 
 AUTH = {
-    "auth_enabled": True, "admin_password": "admin-password-for-events",
-    "rate_limit_auth": "1000/minute", "rate_limit_default": "10000/minute",
-    "rate_limit_batch": "1000/minute", "auth_sync_s": 0,
-    "argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1,
+    "auth_enabled": True,
+    "admin_password": "admin-password-for-events",
+    "rate_limit_auth": "1000/minute",
+    "rate_limit_default": "10000/minute",
+    "rate_limit_batch": "1000/minute",
+    "auth_sync_s": 0,
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 8,
+    "argon2_parallelism": 1,
 }
 
 
 def token(services: Services, role: str, ttl_s: int | None = None) -> str:
     """A token signed by the control center's key, for a user with one role."""
     issued = services.cc.app[SECURITY].tokens.issue(
-        user_id=f"u-{role}", username=role, roles=[role], amr=["pwd", "otp"],
-        session_id=None, ttl_s=ttl_s)
+        user_id=f"u-{role}", username=role, roles=[role], amr=["pwd", "otp"], session_id=None, ttl_s=ttl_s
+    )
     return issued.token
 
 
@@ -49,8 +54,7 @@ async def kinds_until_done(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
             if "event_type" not in doc:
                 continue
             seen.append(doc["event_type"])
-            if doc["event_type"] == "BatchStatusChanged" and doc["data"]["status"] in (
-                    "Completed", "Failed"):
+            if doc["event_type"] == "BatchStatusChanged" and doc["data"]["status"] in ("Completed", "Failed"):
                 return seen
 
 
@@ -59,15 +63,13 @@ async def test_two_roles_see_different_events(secured: Services) -> None:
     op_ws = await secured.orch.ws_connect(f"/ws?token={operator}")
     op_hello = await first(op_ws)
     assert op_hello["user"] == "operator" and op_hello["denied"] == []
-    viewer_ws = await secured.orch.ws_connect(
-        "/ws", headers={"Authorization": f"Bearer {viewer}"})
+    viewer_ws = await secured.orch.ws_connect("/ws", headers={"Authorization": f"Bearer {viewer}"})
     viewer_hello = await first(viewer_ws)
     assert viewer_hello["events"] == ["task", "batch", "system"]
     assert viewer_hello["denied"] == ["rollback"]  # viewers may not read rollback
 
     secured.orch.session.headers["Authorization"] = f"Bearer {operator}"
-    bad = {**ops(1, "bad", fail_always=True)[0], "dependencies": ["op0"],
-           "retry": {"max_attempts": 1}}
+    bad = {**ops(1, "bad", fail_always=True)[0], "dependencies": ["op0"], "retry": {"max_attempts": 1}}
     batch_id = await submit(secured.orch, [*ops(1), bad], rollback_enabled=True)
     await wait_final(secured.orch, batch_id)
 
@@ -131,11 +133,11 @@ async def test_a_revoked_token_ends_the_stream_at_the_next_heartbeat(
 ) -> None:
     services = await make_services(**AUTH, ws_heartbeat_s=0.3)
     issued = services.cc.app[SECURITY].tokens.issue(
-        user_id="u1", username="op", roles=["operator"], amr=["pwd", "otp"], session_id=None)
+        user_id="u1", username="op", roles=["operator"], amr=["pwd", "otp"], session_id=None
+    )
     ws = await services.orch.ws_connect(f"/ws?token={issued.token}")
     await first(ws)
-    await services.cc.app[SECURITY].revoke(
-        until=datetime.now(UTC) + timedelta(hours=1), jti=issued.jti)
+    await services.cc.app[SECURITY].revoke(until=datetime.now(UTC) + timedelta(hours=1), jti=issued.jti)
     msg = await ws.receive(timeout=5)
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401
 
@@ -171,8 +173,7 @@ async def test_a_policy_change_reaches_open_streams_at_the_next_heartbeat(
     services = await make_services(**AUTH, ws_heartbeat_s=0.2)
     op_ws = await services.orch.ws_connect(f"/ws?token={token(services, 'operator')}")
     assert (await first(op_ws))["events"] == ["task", "batch", "rollback", "system"]
-    viewer_ws = await services.orch.ws_connect(
-        f"/ws?token={token(services, 'viewer')}&events=task")
+    viewer_ws = await services.orch.ws_connect(f"/ws?token={token(services, 'viewer')}&events=task")
     await first(viewer_ws)
     seen: list[str] = []
 
@@ -181,12 +182,17 @@ async def test_a_policy_change_reaches_open_streams_at_the_next_heartbeat(
             seen.append(json.loads(msg.data).get("event_type", ""))
 
     reader = asyncio.create_task(read())
-    resp = await services.cc.post("/policies", headers={
-        "Authorization": f"Bearer {token(services, 'admin')}"}, json={
-        "name": "narrower", "rules": [
-            {"effect": "deny", "resource": "rollback", "action": "read", "roles": ["operator"]},
-            {"effect": "deny", "resource": "tasks", "action": "read", "roles": ["viewer"]},
-        ]})
+    resp = await services.cc.post(
+        "/policies",
+        headers={"Authorization": f"Bearer {token(services, 'admin')}"},
+        json={
+            "name": "narrower",
+            "rules": [
+                {"effect": "deny", "resource": "rollback", "action": "read", "roles": ["operator"]},
+                {"effect": "deny", "resource": "tasks", "action": "read", "roles": ["viewer"]},
+            ],
+        },
+    )
     assert resp.status == 201, await resp.text()
 
     msg = await viewer_ws.receive(timeout=5)  # nothing it asked for is allowed any more

@@ -34,8 +34,12 @@ async def welcome(ws: aiohttp.ClientWebSocketResponse) -> Doc:
     return doc
 
 
-async def collect(ws: aiohttp.ClientWebSocketResponse, until_batch_done: int = 1,
-                  limit: int | None = None, timeout_s: float = 20.0) -> list[Doc]:
+async def collect(
+    ws: aiohttp.ClientWebSocketResponse,
+    until_batch_done: int = 1,
+    limit: int | None = None,
+    timeout_s: float = 20.0,
+) -> list[Doc]:
     """Events (control messages skipped) until ``until_batch_done`` batches finished."""
     out: list[Doc] = []
     finished = 0
@@ -48,7 +52,10 @@ async def collect(ws: aiohttp.ClientWebSocketResponse, until_batch_done: int = 1
             if limit is not None and len(out) >= limit:
                 return out
             if doc["event_type"] == "BatchStatusChanged" and doc["data"]["status"] in (
-                    "Completed", "Failed", "Cancelled"):
+                "Completed",
+                "Failed",
+                "Cancelled",
+            ):
                 finished += 1
                 if finished >= until_batch_done:
                     return out
@@ -151,9 +158,13 @@ def _stalled_client(port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         head += sock.recv(1)
@@ -186,8 +197,10 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_batch_goes_on(
                     break
                 await asyncio.sleep(0.01)
         stalled_stream = next(
-            s for s in broadcaster.streams
-            if s.socket is not None and s.socket.get_extra_info("peername")[1] == local_port)
+            s
+            for s in broadcaster.streams
+            if s.socket is not None and s.socket.get_extra_info("peername")[1] == local_port
+        )
         batch_id = await submit(services.orch, ops(500), parallel_limit=20)
         batch = await wait_final(services.orch, batch_id, timeout_s=45)
         assert batch["status"] == "Completed"
@@ -198,8 +211,10 @@ async def test_a_client_that_stops_reading_is_dropped_and_the_batch_goes_on(
         async with asyncio.timeout(10):
             while True:
                 events = [json.loads(m) for m in received]
-                if any(d.get("event_type") == "BatchStatusChanged"
-                       and d["data"]["status"] == "Completed" for d in events):
+                if any(
+                    d.get("event_type") == "BatchStatusChanged" and d["data"]["status"] == "Completed"
+                    for d in events
+                ):
                     break
                 await asyncio.sleep(0.02)
         assert stalled_stream.last_sent < events[-1]["id"]
@@ -259,8 +274,7 @@ async def test_sse_streams_with_ids_and_resumes_with_last_event_id(services: Ser
 
     # A browser reconnecting sends the last id it saw; nothing after it is missed.
     cut = got[2][0]
-    again = await services.orch.get("/events?events=task,batch",
-                                    headers={"Last-Event-ID": cut})
+    again = await services.orch.get("/events?events=task,batch", headers={"Last-Event-ID": cut})
     rest = await _sse_events(again, expected - 3)
     again.close()
     assert [i for i, _ in rest] == [i for i, _ in got[3:]]

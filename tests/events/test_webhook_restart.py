@@ -31,20 +31,26 @@ def _free_port() -> int:
 
 def _start(tmp_path: Path, port: int, config: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env.update({
-        "PROVISIONING_CONFIG": str(config),
-        "PROVISIONING_DATA_DIR": str(tmp_path / "data"),
-        "PROVISIONING_ORCHESTRATOR_PORT": str(port),
-        "PROVISIONING_AUTH_ENABLED": "false",
-        "PROVISIONING_WEBHOOKS_ALLOW_PRIVATE": "true",
-        "PROVISIONING_WEBHOOK_RETRY_SCHEDULE_S": ",".join(["0"] + [str(RETRY_EVERY_S)] * RETRIES),
-        "PROVISIONING_WEBHOOK_JITTER": "0",
-        "PROVISIONING_WEBHOOK_POLL_S": "0.1",
-        "PROVISIONING_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "PROVISIONING_CONFIG": str(config),
+            "PROVISIONING_DATA_DIR": str(tmp_path / "data"),
+            "PROVISIONING_ORCHESTRATOR_PORT": str(port),
+            "PROVISIONING_AUTH_ENABLED": "false",
+            "PROVISIONING_WEBHOOKS_ALLOW_PRIVATE": "true",
+            "PROVISIONING_WEBHOOK_RETRY_SCHEDULE_S": ",".join(["0"] + [str(RETRY_EVERY_S)] * RETRIES),
+            "PROVISIONING_WEBHOOK_JITTER": "0",
+            "PROVISIONING_WEBHOOK_POLL_S": "0.1",
+            "PROVISIONING_LOG_LEVEL": "WARNING",
+        }
+    )
     with (tmp_path / "server.log").open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "provisioning", "orchestrator"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "provisioning", "orchestrator"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def _json(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Any:
@@ -75,16 +81,14 @@ async def test_deliveries_survive_a_kill_and_restart_none_missing_none_out_of_or
         f'secret = "{secret}" }},\n]\n'
     )
     base = f"http://127.0.0.1:{port}"
-    body = {"name": "crash", "parallel_limit": 3,
-            "operations": ops(12, latency_s=0.25, progress_steps=1)}
+    body = {"name": "crash", "parallel_limit": 3, "operations": ops(12, latency_s=0.25, progress_steps=1)}
     consumer = Consumer()
     proc = _start(tmp_path, port, config)
     runner: web.AppRunner | None = None
     try:
         async with aiohttp.ClientSession() as session:
             await _wait_up(session, base)
-            batch_id = (await _json(session, "POST", base + "/batch/execute", json=body))[
-                "batch_id"]
+            batch_id = (await _json(session, "POST", base + "/batch/execute", json=body))["batch_id"]
             async with asyncio.timeout(30):  # kill with some done and some running
                 while True:
                     batch = await _json(session, "GET", f"{base}/batch/operations/{batch_id}")
@@ -104,8 +108,8 @@ async def test_deliveries_survive_a_kill_and_restart_none_missing_none_out_of_or
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", hook_port).start()
             got = await consumer.wait_for(
-                lambda r: any(json.loads(x.body)["event"] == "batch.completed" for x in r),
-                timeout_s=45)
+                lambda r: any(json.loads(x.body)["event"] == "batch.completed" for x in r), timeout_s=45
+            )
             journal = await _json(session, "GET", f"{base}/state/workflows/{batch_id}/journal")
     finally:
         proc.send_signal(signal.SIGTERM)

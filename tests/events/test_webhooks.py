@@ -40,12 +40,13 @@ async def deliveries(services: Services, webhook_id: str, **params: Any) -> list
     return items
 
 
-async def test_batch_events_arrive_signed_in_the_seed_format(
-    services: Services, consumer: Consumer
-) -> None:
-    hook = await register(services.cc, consumer.url,
-                          ["task.completed", "task.failed", "batch.completed", "batch.failed"],
-                          description="ci")
+async def test_batch_events_arrive_signed_in_the_seed_format(services: Services, consumer: Consumer) -> None:
+    hook = await register(
+        services.cc,
+        consumer.url,
+        ["task.completed", "task.failed", "batch.completed", "batch.failed"],
+        description="ci",
+    )
     assert hook["secret"].startswith("whsec_")
     batch_id = await submit(services.orch, ops(3))
     await wait_final(services.orch, batch_id)
@@ -152,20 +153,16 @@ async def test_grace_period_ends(make_services: ServicesFactory, consumer: Consu
         verify_webhook(hook["secret"], request.headers, request.body)
 
 
-async def test_redeliver_sends_the_same_message_again(
-    services: Services, consumer: Consumer
-) -> None:
+async def test_redeliver_sends_the_same_message_again(services: Services, consumer: Consumer) -> None:
     hook = await register(services.cc, consumer.url, ["webhook.test"])
     resp = await services.cc.post(f"/webhooks/{hook['id']}/test")
     delivery_id = (await resp.json())["data"]["id"]
     await consumer.wait_for(lambda r: len(r) >= 1)
-    resp = await services.cc.post(
-        f"/webhooks/{hook['id']}/deliveries/{delivery_id}/redeliver")
+    resp = await services.cc.post(f"/webhooks/{hook['id']}/deliveries/{delivery_id}/redeliver")
     # Still being recorded as delivered, or already: either way it goes out again.
     if resp.status == 409:
         await consumer.wait_for(lambda r: len(r) >= 1)
-        resp = await services.cc.post(
-            f"/webhooks/{hook['id']}/deliveries/{delivery_id}/redeliver")
+        resp = await services.cc.post(f"/webhooks/{hook['id']}/deliveries/{delivery_id}/redeliver")
     assert resp.status == 202, await resp.text()
     got = await consumer.wait_for(lambda r: len(r) >= 2)
     assert got[0].headers["webhook-id"] == got[1].headers["webhook-id"] == delivery_id
@@ -175,8 +172,7 @@ async def test_redeliver_sends_the_same_message_again(
 async def test_exhausted_deliveries_fail_and_the_webhook_is_paused_without_losing_any(
     make_services: ServicesFactory, consumer: Consumer
 ) -> None:
-    services = await make_services(webhook_retry_schedule_s="0,0.02",
-                                   webhook_failure_threshold=2)
+    services = await make_services(webhook_retry_schedule_s="0,0.02", webhook_failure_threshold=2)
     hook = await register(services.cc, consumer.url, ["webhook.test", "batch.completed"])
     consumer.default = 503
     for _ in range(3):
@@ -212,8 +208,7 @@ async def test_exhausted_deliveries_fail_and_the_webhook_is_paused_without_losin
     assert events_of(got)[-2:] == ["webhook.test", "batch.completed"]  # in order
     for row in rows:
         if row["status"] == "failed":
-            resp = await services.cc.post(
-                f"/webhooks/{hook['id']}/deliveries/{row['id']}/redeliver")
+            resp = await services.cc.post(f"/webhooks/{hook['id']}/deliveries/{row['id']}/redeliver")
             assert resp.status == 202
     got = await consumer.wait_for(lambda r: len(r) >= 8)
     assert {r.headers["webhook-id"] for r in got} == {r["id"] for r in rows}
@@ -226,9 +221,7 @@ async def test_disabled_webhooks_queue_nothing(services: Services, consumer: Con
     assert await deliveries(services, hook["id"]) == []
 
 
-async def test_replicas_take_turns_through_a_lease(
-    services: Services, consumer: Consumer
-) -> None:
+async def test_replicas_take_turns_through_a_lease(services: Services, consumer: Consumer) -> None:
     from shared.webhooks.dispatcher import DISPATCHER
     from shared.webhooks.repository import WebhookRepository
 
@@ -237,10 +230,12 @@ async def test_replicas_take_turns_through_a_lease(
     hook = await register(services.cc, consumer.url, ["webhook.test"])
     held_until = time.time() + 0.5
     [claimed] = await services.store.write(
-        WebhookRepository.claim_lease(hook["id"], "another-replica", held_until, time.time()))
+        WebhookRepository.claim_lease(hook["id"], "another-replica", held_until, time.time())
+    )
     assert claimed
     [refused] = await services.store.write(
-        WebhookRepository.claim_lease(hook["id"], dispatcher.owner, held_until, time.time()))
+        WebhookRepository.claim_lease(hook["id"], dispatcher.owner, held_until, time.time())
+    )
     assert not refused
     await services.cc.post(f"/webhooks/{hook['id']}/test")
     await asyncio.sleep(0.3)
@@ -259,8 +254,9 @@ async def test_webhook_management_api(services: Services, consumer: Consumer) ->
     assert [w["id"] for w in listed] == [hook["id"]]
     assert "secret" not in listed[0]
 
-    resp = await cc.put(f"/webhooks/{hook['id']}",
-                        json={"events": ["batch.completed", "rollback.*"], "description": "x"})
+    resp = await cc.put(
+        f"/webhooks/{hook['id']}", json={"events": ["batch.completed", "rollback.*"], "description": "x"}
+    )
     assert resp.status == 200
     assert (await resp.json())["data"]["events"] == ["batch.completed", "rollback.*"]
 
@@ -283,19 +279,29 @@ async def test_webhook_management_api(services: Services, consumer: Consumer) ->
     assert resp.status == 404
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://example.com/hook", "file:///etc/passwd", "http://127.0.0.1:9/hook",
-    "http://10.1.2.3/hook", "http://192.168.0.10/hook", "http://169.254.169.254/latest",
-    "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook", "http://localhost/hook",
-    "https://100.64.0.1/hook", "not a url",
-    # IPv4 inside IPv6: 6to4, NAT64, IPv4-compatible
-    "http://[2002:7f00:1::]/hook", "http://[64:ff9b::a00:1]/hook", "http://[::7f00:1]/hook",
-    # credentials in the URL would be shown wherever the URL is
-    "https://user:secret@example.com/hook",
-])
-async def test_private_and_non_http_targets_are_refused(
-    make_services: ServicesFactory, url: str
-) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://localhost/hook",
+        "https://100.64.0.1/hook",
+        "not a url",
+        # IPv4 inside IPv6: 6to4, NAT64, IPv4-compatible
+        "http://[2002:7f00:1::]/hook",
+        "http://[64:ff9b::a00:1]/hook",
+        "http://[::7f00:1]/hook",
+        # credentials in the URL would be shown wherever the URL is
+        "https://user:secret@example.com/hook",
+    ],
+)
+async def test_private_and_non_http_targets_are_refused(make_services: ServicesFactory, url: str) -> None:
     services = await make_services(webhooks_allow_private=False)
     resp = await services.cc.post("/webhooks", json={"url": url, "events": ["*"]})
     doc = await resp.json()
@@ -310,16 +316,24 @@ async def test_private_targets_are_allowed_when_configured(services: Services) -
 async def test_a_target_that_turned_private_is_not_sent_to(
     make_services: ServicesFactory, consumer: Consumer
 ) -> None:
-    services = await make_services(webhooks_allow_private=False,
-                                   webhook_retry_schedule_s="0")
+    services = await make_services(webhooks_allow_private=False, webhook_retry_schedule_s="0")
     # Registered while private targets were allowed (say, by another configuration).
     from shared.webhooks.repository import WebhookRepository
     from shared.webhooks.signing import new_secret
 
-    await services.store.write(WebhookRepository.insert_webhook({
-        "id": "wh_private", "url": consumer.url, "events": ["*"], "enabled": True,
-        "secret": new_secret(), "source": "api", "consecutive_failures": 0,
-    }))
+    await services.store.write(
+        WebhookRepository.insert_webhook(
+            {
+                "id": "wh_private",
+                "url": consumer.url,
+                "events": ["*"],
+                "enabled": True,
+                "secret": new_secret(),
+                "source": "api",
+                "consecutive_failures": 0,
+            }
+        )
+    )
     await services.cc.post("/webhooks/wh_private/test")
     async with asyncio.timeout(10):
         while True:
@@ -350,12 +364,10 @@ async def test_large_answers_are_read_only_up_to_the_cap(
     assert len(detail["attempts"][0]["response"]) <= 1000
 
 
-async def test_static_configuration_endpoints(
-    make_services: ServicesFactory, consumer: Consumer
-) -> None:
-    services = await make_services(webhook_endpoints=(
-        {"url": consumer.url, "events": ["batch.completed"], "secret": "webhook-secret"},
-    ))
+async def test_static_configuration_endpoints(make_services: ServicesFactory, consumer: Consumer) -> None:
+    services = await make_services(
+        webhook_endpoints=({"url": consumer.url, "events": ["batch.completed"], "secret": "webhook-secret"},)
+    )
     resp = await services.cc.get("/webhooks")
     [hook] = (await resp.json())["data"]
     assert hook["source"] == "config" and hook["events"] == ["batch.completed"]
@@ -365,15 +377,13 @@ async def test_static_configuration_endpoints(
     await wait_final(services.orch, batch_id)
     [request] = await consumer.wait_for(has("batch.completed"))
     # A plain secret from the configuration keys the HMACs with its own bytes.
-    assert verify_webhook("webhook-secret", request.headers, request.body)["event"] == \
-        "batch.completed"
+    assert verify_webhook("webhook-secret", request.headers, request.body)["event"] == "batch.completed"
     assert request.headers["X-Signature-256"] == signature_256("webhook-secret", request.body)
 
 
 async def test_rollback_events_are_delivered(services: Services, consumer: Consumer) -> None:
     await register(services.cc, consumer.url, ["rollback.*", "batch.failed"])
-    failing = {**ops(1, "bad", fail_always=True)[0], "dependencies": ["op0"],
-               "retry": {"max_attempts": 1}}
+    failing = {**ops(1, "bad", fail_always=True)[0], "dependencies": ["op0"], "retry": {"max_attempts": 1}}
     batch_id = await submit(services.orch, [*ops(1), failing], rollback_enabled=True)
     await wait_final(services.orch, batch_id)
     got = await consumer.wait_for(has("rollback.completed"))
@@ -387,8 +397,13 @@ async def test_metrics_are_exported(services: Services, consumer: Consumer) -> N
     await consumer.wait_for(lambda r: len(r) >= 1)
     resp = await services.orch.get("/metrics")
     text = await resp.text()
-    for name in ("events_published_total", "websocket_connections", "webhook_deliveries_total",
-                 "webhook_delivery_seconds_bucket", "webhook_outbox_pending"):
+    for name in (
+        "events_published_total",
+        "websocket_connections",
+        "webhook_deliveries_total",
+        "webhook_delivery_seconds_bucket",
+        "webhook_outbox_pending",
+    ):
         assert name in text, name
     assert 'webhook_deliveries_total{result="delivered"}' in text
 

@@ -66,7 +66,6 @@ async def rollback_order(client: Any, wid: str) -> list[str]:
     journal = await data_of(client, f"/state/workflows/{wid}/journal")
     order: list[str] = []
     for entry in journal:
-        if entry["entity_kind"] == "task" and entry["to"] == "RollingBack" \
-                and entry["name"] not in order:
+        if entry["entity_kind"] == "task" and entry["to"] == "RollingBack" and entry["name"] not in order:
             order.append(entry["name"])
     return order

@@ -67,7 +67,8 @@ async def test_execute_returns_201_in_the_seed_shape(orch):
     uuid.UUID(data["batch_id"])
     assert data["status"] == "Running"
     assert [(o["id"], o["status"], o["progress"]) for o in data["operations"]] == [
-        ("upcloud_servers", "Pending", 0.0), ("aws_taskservs", "Pending", 0.0),
+        ("upcloud_servers", "Pending", 0.0),
+        ("aws_taskservs", "Pending", 0.0),
     ]
     for o in data["operations"]:
         uuid.UUID(o["task_id"])
@@ -109,15 +110,20 @@ async def test_all_operation_types_run(orch):
     )
     assert done["status"] == "Completed", done
     kinds = {o["id"]: (o["results"] or {}).get("kind") for o in done["operations"]}
-    assert kinds == {"servers": "server", "taskservs": "taskserv", "cluster": "cluster",
-                     "cmd": None}
+    assert kinds == {"servers": "server", "taskservs": "taskserv", "cluster": "cluster", "cmd": None}
     assert ops_by_id(done)["cmd"]["results"]["exit_code"] == 0
 
 
 async def test_batch_accepts_yaml_like_minimal_body_with_defaults(orch):
-    resp = await post_batch(orch, {"name": "minimal", "operations": [
-        {"id": "only", "type": "server_batch", "simulate": {"latency_s": 0}},
-    ]})
+    resp = await post_batch(
+        orch,
+        {
+            "name": "minimal",
+            "operations": [
+                {"id": "only", "type": "server_batch", "simulate": {"latency_s": 0}},
+            ],
+        },
+    )
     assert resp.status == 201, await resp.text()
     bid = (await resp.json())["data"]["batch_id"]
     done = await wait_batch(orch, bid)
@@ -151,10 +157,17 @@ async def test_check_mode_returns_plan_and_records_nothing(orch):
 
 
 async def test_check_mode_plan_generations_of_a_diamond(orch):
-    resp = await post_batch(orch, batch(
-        op("root"), op("left", ["root"]), op("right", ["root"]), op("join", ["left", "right"]),
-        op("lonely"), check_mode=True,
-    ))
+    resp = await post_batch(
+        orch,
+        batch(
+            op("root"),
+            op("left", ["root"]),
+            op("right", ["root"]),
+            op("join", ["left", "right"]),
+            op("lonely"),
+            check_mode=True,
+        ),
+    )
     plan = (await resp.json())["data"]["plan"]
     assert plan["generations"] == [["root", "lonely"], ["left", "right"], ["join"]]
     await nothing_recorded(orch)
@@ -162,11 +175,18 @@ async def test_check_mode_plan_generations_of_a_diamond(orch):
 
 async def test_check_mode_of_command_says_what_it_would_run(orch, tmp_path):
     marker = tmp_path / "must-not-exist"
-    resp = await post_batch(orch, batch(
-        {"id": "touch", "type": "command", "run": ["touch", str(marker)],
-         "undo": ["rm", "-f", str(marker)]},
-        check_mode=True,
-    ))
+    resp = await post_batch(
+        orch,
+        batch(
+            {
+                "id": "touch",
+                "type": "command",
+                "run": ["touch", str(marker)],
+                "undo": ["rm", "-f", str(marker)],
+            },
+            check_mode=True,
+        ),
+    )
     plan = (await resp.json())["data"]["plan"]
     would = plan["operations"][0]["would"]
     assert f"touch {marker}" in would and "undo" in would
@@ -186,8 +206,9 @@ async def test_check_mode_still_validates(orch):
 
 
 async def test_malformed_json_is_400(orch):
-    resp = await orch.post("/batch/execute", data=b'{"name": "x", "operations": [',
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(
+        "/batch/execute", data=b'{"name": "x", "operations": [', headers={"Content-Type": "application/json"}
+    )
     doc = await expect_error(resp, 400)
     assert doc["code"] == "bad_request"
     assert "JSON" in doc["error"]
@@ -196,35 +217,39 @@ async def test_malformed_json_is_400(orch):
 
 @pytest.mark.parametrize("body", [[1, 2], "batch", 42, None, [SEED_BATCH]])
 async def test_body_that_is_not_an_object_is_400(orch, body):
-    resp = await orch.post("/batch/execute", data=json.dumps(body),
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(
+        "/batch/execute", data=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
     doc = await expect_error(resp, 400)
     assert "object" in doc["error"]
 
 
 async def test_body_that_is_not_json_content_type_is_rejected(orch):
-    resp = await orch.post("/batch/execute", data="name=x",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = await orch.post(
+        "/batch/execute", data="name=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     doc = await expect_error(resp, 415)
     assert "application/json" in doc["error"]
 
 
 async def test_empty_body_names_the_missing_fields(orch):
-    resp = await orch.post("/batch/execute", data=b"",
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post("/batch/execute", data=b"", headers={"Content-Type": "application/json"})
     doc = await expect_error(resp, 422)
     assert {"name", "operations"} <= fields_of(doc)
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({"name": 5}, "name"),
-    ({"parallel_limit": "five"}, "parallel_limit"),
-    ({"rollback_enabled": "perhaps"}, "rollback_enabled"),
-    ({"check_mode": [True]}, "check_mode"),
-    ({"operations": "all of them"}, "operations"),
-    ({"operations": []}, "operations"),
-    ({"version": ["1"]}, "version"),
-])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"name": 5}, "name"),
+        ({"parallel_limit": "five"}, "parallel_limit"),
+        ({"rollback_enabled": "perhaps"}, "rollback_enabled"),
+        ({"check_mode": [True]}, "check_mode"),
+        ({"operations": "all of them"}, "operations"),
+        ({"operations": []}, "operations"),
+        ({"version": ["1"]}, "version"),
+    ],
+)
 async def test_wrong_top_level_types_are_422_naming_the_field(orch, patch, field):
     doc = await expect_error(await post_batch(orch, {**SEED_BATCH, **patch}), 422)
     assert doc["code"] == "validation_failed"
@@ -233,19 +258,22 @@ async def test_wrong_top_level_types_are_422_naming_the_field(orch, patch, field
     await nothing_recorded(orch)
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({"id": 7}, "operations.0.id"),
-    ({"id": "has spaces"}, "operations.0.id"),
-    ({"dependencies": "a"}, "operations.0.dependencies"),
-    ({"timeout": "soon"}, "operations.0.timeout"),
-    ({"timeout": 0}, "operations.0.timeout"),
-    ({"timeout": -5}, "operations.0.timeout"),
-    ({"retry": {"max_attempts": 0}}, "operations.0.retry.max_attempts"),
-    ({"retry": {"max_attempts": "many"}}, "operations.0.retry.max_attempts"),
-    ({"simulate": {"latency_s": "slow"}}, "operations.0.simulate.latency_s"),
-    ({"on_failure": "explode"}, "operations.0.on_failure"),
-    ({"server_configs": [{"plan": "big"}]}, "operations.0.server_configs.0.name"),
-])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"id": 7}, "operations.0.id"),
+        ({"id": "has spaces"}, "operations.0.id"),
+        ({"dependencies": "a"}, "operations.0.dependencies"),
+        ({"timeout": "soon"}, "operations.0.timeout"),
+        ({"timeout": 0}, "operations.0.timeout"),
+        ({"timeout": -5}, "operations.0.timeout"),
+        ({"retry": {"max_attempts": 0}}, "operations.0.retry.max_attempts"),
+        ({"retry": {"max_attempts": "many"}}, "operations.0.retry.max_attempts"),
+        ({"simulate": {"latency_s": "slow"}}, "operations.0.simulate.latency_s"),
+        ({"on_failure": "explode"}, "operations.0.on_failure"),
+        ({"server_configs": [{"plan": "big"}]}, "operations.0.server_configs.0.name"),
+    ],
+)
 async def test_wrong_operation_types_are_422_naming_the_field(orch, patch, field):
     body = batch(op("a", **patch))
     doc = await expect_error(await post_batch(orch, body), 422)
@@ -254,12 +282,16 @@ async def test_wrong_operation_types_are_422_naming_the_field(orch, patch, field
 
 
 async def test_every_bad_field_is_reported(orch):
-    body = {"name": "", "parallel_limit": 0, "operations": [
-        {"id": "a", "type": "warp_drive"}, {"id": "b", "type": "server_batch", "timeout": -1},
-    ]}
+    body = {
+        "name": "",
+        "parallel_limit": 0,
+        "operations": [
+            {"id": "a", "type": "warp_drive"},
+            {"id": "b", "type": "server_batch", "timeout": -1},
+        ],
+    }
     doc = await expect_error(await post_batch(orch, body), 422)
-    assert {"name", "parallel_limit", "operations.0.type", "operations.1.timeout"} <= \
-        fields_of(doc)
+    assert {"name", "parallel_limit", "operations.0.type", "operations.1.timeout"} <= fields_of(doc)
 
 
 async def test_duplicate_ids_are_422(orch):
@@ -303,8 +335,7 @@ async def test_two_node_cycle_is_422_naming_the_path(orch):
 
 
 async def test_longer_cycle_is_422_naming_every_step(orch):
-    body = batch(op("start"), op("x", ["start", "z"]), op("y", ["x"]), op("z", ["y"]),
-                 op("tail", ["z"]))
+    body = batch(op("start"), op("x", ["start", "z"]), op("y", ["x"]), op("z", ["y"]), op("tail", ["z"]))
     doc = await expect_error(await post_batch(orch, body), 422)
     match = re.search(r"(\w+) -> (\w+) -> (\w+) -> (\w+)", doc["error"])
     assert match is not None, doc["error"]
@@ -334,9 +365,7 @@ async def test_parallel_limit_out_of_range_is_422(orch, limit):
 
 
 async def test_unsupported_storage_backend_says_which_are_supported(orch):
-    doc = await expect_error(
-        await post_batch(orch, {**SEED_BATCH, "storage_backend": "filesystem"}), 422
-    )
+    doc = await expect_error(await post_batch(orch, {**SEED_BATCH, "storage_backend": "filesystem"}), 422)
     assert "storage_backend" in fields_of(doc)
     assert "filesystem" in doc["error"]
     assert "surrealdb" in doc["error"]
@@ -344,9 +373,7 @@ async def test_unsupported_storage_backend_says_which_are_supported(orch):
 
 
 async def test_command_operation_without_run_is_422(orch):
-    doc = await expect_error(
-        await post_batch(orch, batch({"id": "migrate", "type": "command"})), 422
-    )
+    doc = await expect_error(await post_batch(orch, batch({"id": "migrate", "type": "command"})), 422)
     assert "run" in doc["error"]
     assert any(f.startswith("operations.0") for f in fields_of(doc))
     doc = await expect_error(
@@ -367,8 +394,9 @@ async def test_unknown_operation_field_is_422(orch):
 
 async def test_oversized_body_is_413_in_the_envelope(orch):
     big = json.dumps({**SEED_BATCH, "description": "x" * (1024 * 1024 + 100)}).encode()
-    resp = await orch.post("/batch/execute", data=io.BytesIO(big),
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(
+        "/batch/execute", data=io.BytesIO(big), headers={"Content-Type": "application/json"}
+    )
     doc = await expect_error(resp, 413)
     assert doc["code"] == "payload_too_large"
     assert "1048576" in doc["error"]
@@ -376,8 +404,7 @@ async def test_oversized_body_is_413_in_the_envelope(orch):
 
 
 async def test_body_limit_follows_settings(aiohttp_client, tmp_path):
-    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False,
-                             max_body_bytes=2048)
+    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False, max_body_bytes=2048)
     client = await aiohttp_client(create_app(settings))
     small = batch(op("a"))
     assert len(json.dumps(small)) < 2048
@@ -437,9 +464,14 @@ async def test_list_batches_filter_by_status(orch):
     assert [r["batch_id"] for r in (await resp.json())["data"]] == [good["batch_id"]]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"limit": "5000"}, "limit"), ({"limit": "many"}, "limit"), ({"offset": "-3"}, "offset"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"limit": "5000"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"offset": "-3"}, "offset"),
+    ],
+)
 async def test_list_batches_bad_query_is_422(orch, params, field):
     doc = await expect_error(await orch.get("/batch/operations", params=params), 422)
     assert field in fields_of(doc)
@@ -468,10 +500,15 @@ def running(name: str) -> Any:
 
 
 async def test_cancel_running_batch(orch):
-    data = await submit(orch, batch(
-        op("slow", simulate={"latency_s": 30}), op("after", ["slow"]),
-        op("queued", simulate={"latency_s": 30}), parallel_limit=1,
-    ))
+    data = await submit(
+        orch,
+        batch(
+            op("slow", simulate={"latency_s": 30}),
+            op("after", ["slow"]),
+            op("queued", simulate={"latency_s": 30}),
+            parallel_limit=1,
+        ),
+    )
     bid = data["batch_id"]
     await wait_batch(orch, bid, until=running("slow"))
     resp = await orch.post(f"/batch/operations/{bid}/cancel")
@@ -493,9 +530,17 @@ async def test_cancel_running_batch(orch):
 
 
 async def test_cancel_kills_a_running_command(orch):
-    data = await submit(orch, batch({
-        "id": "sleeper", "type": "command", "run": ["sleep", "30"], "timeout": 60,
-    }))
+    data = await submit(
+        orch,
+        batch(
+            {
+                "id": "sleeper",
+                "type": "command",
+                "run": ["sleep", "30"],
+                "timeout": 60,
+            }
+        ),
+    )
     bid = data["batch_id"]
     tid = data["operations"][0]["task_id"]
     pid = None
@@ -552,21 +597,34 @@ async def test_cancel_is_post_only(orch):
 # -- single-purpose workflows -------------------------------------------------------------
 
 
-SEED_SERVERS = {"infra": "production", "settings": "config.ncl", "check_mode": False,
-                "wait": True}
-SEED_TASKSERV = {"operation": "create", "taskserv": "kubernetes", "infra": "production",
-                 "settings": "config.ncl", "check_mode": False, "wait": True}
-SEED_CLUSTER = {"operation": "create", "cluster_type": "buildkit", "infra": "production",
-                "settings": "config.ncl", "check_mode": False, "wait": True}
+SEED_SERVERS = {"infra": "production", "settings": "config.ncl", "check_mode": False, "wait": True}
+SEED_TASKSERV = {
+    "operation": "create",
+    "taskserv": "kubernetes",
+    "infra": "production",
+    "settings": "config.ncl",
+    "check_mode": False,
+    "wait": True,
+}
+SEED_CLUSTER = {
+    "operation": "create",
+    "cluster_type": "buildkit",
+    "infra": "production",
+    "settings": "config.ncl",
+    "check_mode": False,
+    "wait": True,
+}
 
 
-@pytest.mark.parametrize("path, body, name, kind", [
-    ("/workflows/servers/create", SEED_SERVERS, "create_servers", "server"),
-    ("/workflows/taskserv/create", SEED_TASKSERV, "create_kubernetes", "taskserv"),
-    ("/workflows/cluster/create", SEED_CLUSTER, "create_buildkit", "cluster"),
-])
-async def test_single_purpose_workflow_returns_task_and_workflow_id(orch, path, body, name,
-                                                                     kind):
+@pytest.mark.parametrize(
+    "path, body, name, kind",
+    [
+        ("/workflows/servers/create", SEED_SERVERS, "create_servers", "server"),
+        ("/workflows/taskserv/create", SEED_TASKSERV, "create_kubernetes", "taskserv"),
+        ("/workflows/cluster/create", SEED_CLUSTER, "create_buildkit", "cluster"),
+    ],
+)
+async def test_single_purpose_workflow_returns_task_and_workflow_id(orch, path, body, name, kind):
     resp = await orch.post(path, json=body)
     doc = await resp.json()
     assert resp.status == 201, doc
@@ -601,11 +659,14 @@ async def test_single_purpose_workflow_returns_task_and_workflow_id(orch, path, 
 
 
 async def test_servers_workflow_with_explicit_servers(orch):
-    resp = await orch.post("/workflows/servers/create", json={
-        "infra": "staging", "servers": [{"name": "db-01", "plan": "2xCPU-4 GB"},
-                                        {"name": "db-02"}],
-        "simulate": {"latency_s": 0},
-    })
+    resp = await orch.post(
+        "/workflows/servers/create",
+        json={
+            "infra": "staging",
+            "servers": [{"name": "db-01", "plan": "2xCPU-4 GB"}, {"name": "db-02"}],
+            "simulate": {"latency_s": 0},
+        },
+    )
     assert resp.status == 201, await resp.text()
     wid = (await resp.json())["data"]
     done = await wait_batch(orch, wid)
@@ -613,14 +674,16 @@ async def test_servers_workflow_with_explicit_servers(orch):
 
 
 async def test_taskserv_workflow_delete_removes_from_inventory(orch):
-    create = await orch.post("/workflows/taskserv/create",
-                             json={**SEED_TASKSERV, "simulate": {"latency_s": 0}})
+    create = await orch.post(
+        "/workflows/taskserv/create", json={**SEED_TASKSERV, "simulate": {"latency_s": 0}}
+    )
     await wait_batch(orch, (await create.json())["data"])
     inv = (await (await orch.get("/state/inventory")).json())["data"]
     assert [i["name"] for i in inv] == ["kubernetes"]
-    delete = await orch.post("/workflows/taskserv/create",
-                             json={**SEED_TASKSERV, "operation": "delete",
-                                   "simulate": {"latency_s": 0}})
+    delete = await orch.post(
+        "/workflows/taskserv/create",
+        json={**SEED_TASKSERV, "operation": "delete", "simulate": {"latency_s": 0}},
+    )
     assert delete.status == 201
     wid = (await delete.json())["data"]
     done = await wait_batch(orch, wid)
@@ -630,11 +693,14 @@ async def test_taskserv_workflow_delete_removes_from_inventory(orch):
     assert (await (await orch.get("/state/inventory")).json())["data"] == []
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/workflows/servers/create", SEED_SERVERS),
-    ("/workflows/taskserv/create", SEED_TASKSERV),
-    ("/workflows/cluster/create", SEED_CLUSTER),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/workflows/servers/create", SEED_SERVERS),
+        ("/workflows/taskserv/create", SEED_TASKSERV),
+        ("/workflows/cluster/create", SEED_CLUSTER),
+    ],
+)
 async def test_single_purpose_check_mode_records_nothing(orch, path, body):
     resp = await orch.post(path, json={**body, "check_mode": True})
     doc = await resp.json()
@@ -645,33 +711,40 @@ async def test_single_purpose_check_mode_records_nothing(orch, path, body):
     await nothing_recorded(orch)
 
 
-@pytest.mark.parametrize("path, body, field", [
-    ("/workflows/servers/create", {}, "infra"),
-    ("/workflows/servers/create", {"infra": ""}, "infra"),
-    ("/workflows/servers/create", {"infra": 3}, "infra"),
-    ("/workflows/servers/create", {**SEED_SERVERS, "check_mode": "maybe"}, "check_mode"),
-    ("/workflows/servers/create", {**SEED_SERVERS, "wait": {}}, "wait"),
-    ("/workflows/servers/create", {**SEED_SERVERS, "servers": [{}]}, "servers.0.name"),
-    ("/workflows/servers/create", {**SEED_SERVERS, "flavour": "x"}, "flavour"),
-    ("/workflows/taskserv/create", {"infra": "production"}, "taskserv"),
-    ("/workflows/taskserv/create", {**SEED_TASKSERV, "operation": "destroy"}, "operation"),
-    ("/workflows/taskserv/create", {**SEED_TASKSERV, "taskserv": ["kubernetes"]}, "taskserv"),
-    ("/workflows/cluster/create", {"infra": "production"}, "cluster_type"),
-    ("/workflows/cluster/create", {**SEED_CLUSTER, "operation": 1}, "operation"),
-    ("/workflows/cluster/create", {**SEED_CLUSTER, "infra": None}, "infra"),
-])
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/workflows/servers/create", {}, "infra"),
+        ("/workflows/servers/create", {"infra": ""}, "infra"),
+        ("/workflows/servers/create", {"infra": 3}, "infra"),
+        ("/workflows/servers/create", {**SEED_SERVERS, "check_mode": "maybe"}, "check_mode"),
+        ("/workflows/servers/create", {**SEED_SERVERS, "wait": {}}, "wait"),
+        ("/workflows/servers/create", {**SEED_SERVERS, "servers": [{}]}, "servers.0.name"),
+        ("/workflows/servers/create", {**SEED_SERVERS, "flavour": "x"}, "flavour"),
+        ("/workflows/taskserv/create", {"infra": "production"}, "taskserv"),
+        ("/workflows/taskserv/create", {**SEED_TASKSERV, "operation": "destroy"}, "operation"),
+        ("/workflows/taskserv/create", {**SEED_TASKSERV, "taskserv": ["kubernetes"]}, "taskserv"),
+        ("/workflows/cluster/create", {"infra": "production"}, "cluster_type"),
+        ("/workflows/cluster/create", {**SEED_CLUSTER, "operation": 1}, "operation"),
+        ("/workflows/cluster/create", {**SEED_CLUSTER, "infra": None}, "infra"),
+    ],
+)
 async def test_single_purpose_bad_bodies_are_422(orch, path, body, field):
     doc = await expect_error(await orch.post(path, json=body), 422)
     assert field in fields_of(doc), doc
     await nothing_recorded(orch)
 
 
-@pytest.mark.parametrize("path", [
-    "/workflows/servers/create", "/workflows/taskserv/create", "/workflows/cluster/create",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/workflows/servers/create",
+        "/workflows/taskserv/create",
+        "/workflows/cluster/create",
+    ],
+)
 async def test_single_purpose_malformed_json_is_400(orch, path):
-    resp = await orch.post(path, data=b"{infra: production}",
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(path, data=b"{infra: production}", headers={"Content-Type": "application/json"})
     await expect_error(resp, 400)
 
 

@@ -82,8 +82,7 @@ async def test_checkpoint_description_is_optional(orch):
 
 async def test_operations_count_is_what_stood_completed_at_the_checkpoint(orch):
     before = await checkpoint(orch, "before")
-    done = await run(orch, servers("a"), servers("b", ["a"]),
-                     op("c", **FAIL_ONCE, on_failure="continue"))
+    done = await run(orch, servers("a"), servers("b", ["a"]), op("c", **FAIL_ONCE, on_failure="continue"))
     after = await checkpoint(orch, "after")
     assert (await data_of(orch, f"/rollback/checkpoints/{before}"))["operations_count"] == 0
     assert (await data_of(orch, f"/rollback/checkpoints/{after}"))["operations_count"] == 2
@@ -136,8 +135,7 @@ async def test_checkpoints_at_the_same_journal_position_list_newest_first(orch):
 
 async def test_checkpoint_bound_to_a_workflow(orch):
     done = await run(orch, op("a"))
-    resp = await orch.post("/rollback/checkpoints",
-                           json={"name": "pinned", "workflow_id": done["batch_id"]})
+    resp = await orch.post("/rollback/checkpoints", json={"name": "pinned", "workflow_id": done["batch_id"]})
     assert resp.status == 201
     cid = (await resp.json())["data"]
     assert (await data_of(orch, f"/rollback/checkpoints/{cid}"))["workflow_id"] == done["batch_id"]
@@ -147,10 +145,16 @@ async def test_checkpoint_bound_to_a_workflow(orch):
     assert "ghost" in doc["error"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({}, "name"), ({"name": ""}, "name"), ({"name": 3}, "name"),
-    ({"name": "x", "description": ["a"]}, "description"), ({"name": "x", "size": 1}, "size"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": 3}, "name"),
+        ({"name": "x", "description": ["a"]}, "description"),
+        ({"name": "x", "size": 1}, "size"),
+    ],
+)
 async def test_bad_checkpoint_body_is_422(orch, body, field):
     doc = await expect_error(await orch.post("/rollback/checkpoints", json=body), 422)
     assert field in {f["field"] for f in doc["details"]["fields"]}
@@ -158,8 +162,9 @@ async def test_bad_checkpoint_body_is_422(orch, body, field):
 
 
 async def test_malformed_checkpoint_body_is_400(orch):
-    resp = await orch.post("/rollback/checkpoints", data=b"{name",
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(
+        "/rollback/checkpoints", data=b"{name", headers={"Content-Type": "application/json"}
+    )
     await expect_error(resp, 400)
 
 
@@ -173,8 +178,14 @@ async def test_unknown_checkpoint_is_404(orch):
 
 async def test_rollback_to_checkpoint_undoes_later_operations_dependents_first(orch):
     cid = await checkpoint(orch, "clean slate")
-    done = await run(orch, servers("net"), servers("app", ["net"]), servers("db", ["app"]),
-                     servers("side"), parallel_limit=1)
+    done = await run(
+        orch,
+        servers("net"),
+        servers("app", ["net"]),
+        servers("db", ["app"]),
+        servers("side"),
+        parallel_limit=1,
+    )
     assert done["status"] == "Completed"
     assert await inventory_names(orch) == {"net-srv", "app-srv", "db-srv", "side-srv"}
     result = await rollback(orch, {"checkpoint_id": cid})
@@ -223,9 +234,7 @@ async def test_rollback_to_latest_checkpoint_does_nothing(orch):
 
 
 async def test_rollback_unknown_checkpoint_is_404(orch):
-    doc = await expect_error(
-        await orch.post("/rollback/execute", json={"checkpoint_id": "ghost"}), 404
-    )
+    doc = await expect_error(await orch.post("/rollback/execute", json={"checkpoint_id": "ghost"}), 404)
     assert "ghost" in doc["error"]
 
 
@@ -233,15 +242,19 @@ async def test_rollback_unknown_checkpoint_is_404(orch):
 
 
 async def test_rollback_by_task_ids_takes_completed_dependents_first(orch):
-    done = await run(orch, servers("a"), servers("b", ["a"]), servers("c", ["b"]),
-                     servers("d"), parallel_limit=1)
+    done = await run(
+        orch, servers("a"), servers("b", ["a"]), servers("c", ["b"]), servers("d"), parallel_limit=1
+    )
     task_a = next(o["task_id"] for o in done["operations"] if o["id"] == "a")
     result = await rollback(orch, {"operation_ids": [task_a]})
     assert result["operations_executed"] == 3
     assert result["operations_failed"] == 0
     assert result["success"] is True
     assert await statuses(orch, done["batch_id"]) == {
-        "a": "RolledBack", "b": "RolledBack", "c": "RolledBack", "d": "Completed",
+        "a": "RolledBack",
+        "b": "RolledBack",
+        "c": "RolledBack",
+        "d": "Completed",
     }
     assert await inventory_names(orch) == {"d-srv"}
     assert await rollback_order(orch, done["batch_id"]) == ["c", "b", "a"]
@@ -252,7 +265,9 @@ async def test_rollback_by_operation_names_with_workflow_id(orch):
     result = await rollback(orch, {"operation_ids": ["b"], "workflow_id": done["batch_id"]})
     assert result["operations_executed"] == 1
     assert await statuses(orch, done["batch_id"]) == {
-        "a": "Completed", "b": "RolledBack", "c": "Completed",
+        "a": "Completed",
+        "b": "RolledBack",
+        "c": "Completed",
     }
     assert await inventory_names(orch) == {"a-srv", "c-srv"}
 
@@ -269,28 +284,47 @@ async def test_rollback_across_two_batches_by_task_ids(orch):
 
 async def test_rollback_names_without_workflow_id_are_unknown(orch):
     await run(orch, servers("a"))
-    doc = await expect_error(await orch.post("/rollback/execute",
-                                             json={"operation_ids": ["a"]}), 404)
+    doc = await expect_error(await orch.post("/rollback/execute", json={"operation_ids": ["a"]}), 404)
     assert "a" in doc["details"]["missing"]
     assert "workflow_id" in doc["error"]
 
 
 async def test_rollback_unknown_operation_ids_are_404(orch):
     done = await run(orch, servers("a"))
-    doc = await expect_error(await orch.post("/rollback/execute", json={
-        "operation_ids": ["a", "ghost"], "workflow_id": done["batch_id"],
-    }), 404)
+    doc = await expect_error(
+        await orch.post(
+            "/rollback/execute",
+            json={
+                "operation_ids": ["a", "ghost"],
+                "workflow_id": done["batch_id"],
+            },
+        ),
+        404,
+    )
     assert doc["details"]["missing"] == ["ghost"]
     assert await statuses(orch, done["batch_id"]) == {"a": "Completed"}
-    doc = await expect_error(await orch.post("/rollback/execute", json={
-        "operation_ids": [str(uuid.uuid4())],
-    }), 404)
+    doc = await expect_error(
+        await orch.post(
+            "/rollback/execute",
+            json={
+                "operation_ids": [str(uuid.uuid4())],
+            },
+        ),
+        404,
+    )
 
 
 async def test_rollback_with_unknown_workflow_is_404(orch):
-    doc = await expect_error(await orch.post("/rollback/execute", json={
-        "operation_ids": ["a"], "workflow_id": "ghost-workflow",
-    }), 404)
+    doc = await expect_error(
+        await orch.post(
+            "/rollback/execute",
+            json={
+                "operation_ids": ["a"],
+                "workflow_id": "ghost-workflow",
+            },
+        ),
+        404,
+    )
     assert "ghost-workflow" in doc["error"]
 
 
@@ -303,14 +337,25 @@ async def test_rolling_back_twice_is_409(orch):
 
 
 async def test_rollback_of_a_running_workflow_is_409(orch):
-    data = await submit(orch, batch(servers("done_first"),
-                                    op("slow", ["done_first"], simulate={"latency_s": 30})))
+    data = await submit(
+        orch, batch(servers("done_first"), op("slow", ["done_first"], simulate={"latency_s": 30}))
+    )
     wid = data["batch_id"]
-    await wait_batch(orch, wid, until=lambda b: any(
-        o["id"] == "slow" and o["status"] == "Running" for o in b["operations"]))
-    doc = await expect_error(await orch.post("/rollback/execute", json={
-        "operation_ids": ["done_first"], "workflow_id": wid,
-    }), 409)
+    await wait_batch(
+        orch,
+        wid,
+        until=lambda b: any(o["id"] == "slow" and o["status"] == "Running" for o in b["operations"]),
+    )
+    doc = await expect_error(
+        await orch.post(
+            "/rollback/execute",
+            json={
+                "operation_ids": ["done_first"],
+                "workflow_id": wid,
+            },
+        ),
+        409,
+    )
     assert wid in doc["details"]["running_workflows"]
     assert (await orch.post(f"/batch/operations/{wid}/cancel")).status == 200
     assert (await statuses(orch, wid))["done_first"] == "Completed"
@@ -318,15 +363,18 @@ async def test_rollback_of_a_running_workflow_is_409(orch):
     assert result["operations_executed"] == 1
 
 
-@pytest.mark.parametrize("body", [
-    {},
-    {"workflow_id": "x"},
-    {"checkpoint_id": "c", "operation_ids": ["a"]},
-    {"operation_ids": []},
-    {"operation_ids": "a"},
-    {"checkpoint_id": 5},
-    {"checkpoint_id": "c", "dry_run": True},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"workflow_id": "x"},
+        {"checkpoint_id": "c", "operation_ids": ["a"]},
+        {"operation_ids": []},
+        {"operation_ids": "a"},
+        {"checkpoint_id": 5},
+        {"checkpoint_id": "c", "dry_run": True},
+    ],
+)
 async def test_bad_rollback_request_is_422(orch, body):
     doc = await expect_error(await orch.post("/rollback/execute", json=body), 422)
     assert doc["code"] == "validation_failed"
@@ -355,24 +403,34 @@ async def test_failed_undo_is_reported(orch):
 
 async def test_command_operations_run_their_undo(orch, tmp_path):
     target = tmp_path / "made-by-batch"
-    done = await run(orch, {
-        "id": "make", "type": "command", "run": ["mkdir", str(target)],
-        "undo": ["rmdir", str(target)],
-    }, {"id": "noundo", "type": "command", "run": ["true"], "dependencies": ["make"]})
+    done = await run(
+        orch,
+        {
+            "id": "make",
+            "type": "command",
+            "run": ["mkdir", str(target)],
+            "undo": ["rmdir", str(target)],
+        },
+        {"id": "noundo", "type": "command", "run": ["true"], "dependencies": ["make"]},
+    )
     assert done["status"] == "Completed"
     assert target.is_dir()
     result = await rollback(orch, {"checkpoint_id": done["checkpoint_id"]})
     assert result["operations_executed"] == 2
     assert not target.exists()
-    assert await statuses(orch, done["batch_id"]) == {"make": "RolledBack",
-                                                      "noundo": "RolledBack"}
+    assert await statuses(orch, done["batch_id"]) == {"make": "RolledBack", "noundo": "RolledBack"}
 
 
 async def taskserv_workflow(client: Any, operation: str) -> str:
-    resp = await client.post("/workflows/taskserv/create", json={
-        "infra": "prod", "taskserv": "kubernetes", "operation": operation,
-        "simulate": {"latency_s": 0},
-    })
+    resp = await client.post(
+        "/workflows/taskserv/create",
+        json={
+            "infra": "prod",
+            "taskserv": "kubernetes",
+            "operation": operation,
+            "simulate": {"latency_s": 0},
+        },
+    )
     assert resp.status == 201, await resp.text()
     wid: str = (await resp.json())["data"]
     assert (await wait_batch(client, wid))["status"] == "Completed"
@@ -449,8 +507,7 @@ async def test_restore_twice_changes_nothing_the_second_time(orch):
     await rollback(orch, {"checkpoint_id": done["checkpoint_id"]})
     await post_ok(orch, f"/rollback/restore/{after}")
     first = await data_of(orch, f"/state/workflows/{wid}/state")
-    assert await post_ok(orch, f"/rollback/restore/{after}") == \
-        f"State restored from checkpoint {after}"
+    assert await post_ok(orch, f"/rollback/restore/{after}") == f"State restored from checkpoint {after}"
     second = await data_of(orch, f"/state/workflows/{wid}/state")
     assert second == first
     assert await statuses(orch, wid) == {"a": "Completed"}
@@ -499,8 +556,12 @@ async def test_restore_while_running_is_409(orch):
 
 async def test_rollback_statistics(orch):
     stats = await data_of(orch, "/rollback/statistics")
-    assert stats == {"total_checkpoints": 0, "total_rollbacks": 0, "success_rate": 100.0,
-                     "average_rollback_time": 0.0}
+    assert stats == {
+        "total_checkpoints": 0,
+        "total_rollbacks": 0,
+        "success_rate": 100.0,
+        "average_rollback_time": 0.0,
+    }
     good = await run(orch, servers("a"))
     await rollback(orch, {"checkpoint_id": good["checkpoint_id"]})
     stats = await data_of(orch, "/rollback/statistics")
@@ -522,9 +583,14 @@ async def test_rollback_statistics(orch):
 
 
 async def test_failed_batch_with_rollback_enabled_rolls_back(orch):
-    done = await run(orch, servers("net"), servers("app", ["net"]),
-                     servers("db", ["app"], **FAIL_ONCE), servers("mon", ["db"]),
-                     rollback_enabled=True)
+    done = await run(
+        orch,
+        servers("net"),
+        servers("app", ["net"]),
+        servers("db", ["app"], **FAIL_ONCE),
+        servers("mon", ["db"]),
+        rollback_enabled=True,
+    )
     assert done["status"] == "Failed"
     rb = done["rollback"]
     assert set(rb) == SUMMARY_KEYS
@@ -532,7 +598,10 @@ async def test_failed_batch_with_rollback_enabled_rolls_back(orch):
     assert rb["operations_executed"] == 2
     assert rb["operations_failed"] == 0
     assert await statuses(orch, done["batch_id"]) == {
-        "net": "RolledBack", "app": "RolledBack", "db": "Failed", "mon": "Cancelled",
+        "net": "RolledBack",
+        "app": "RolledBack",
+        "db": "Failed",
+        "mon": "Cancelled",
     }
     assert await inventory_names(orch) == set()
     assert await rollback_order(orch, done["batch_id"]) == ["app", "net"]
@@ -543,9 +612,12 @@ async def test_failed_batch_with_rollback_enabled_rolls_back(orch):
 
 
 async def test_on_failure_rollback_also_undoes_the_failed_operation(orch):
-    done = await run(orch, servers("net"), servers("db", ["net"], **FAIL_ONCE,
-                                                   on_failure="rollback"),
-                     rollback_enabled=True)
+    done = await run(
+        orch,
+        servers("net"),
+        servers("db", ["net"], **FAIL_ONCE, on_failure="rollback"),
+        rollback_enabled=True,
+    )
     assert done["status"] == "Failed"
     assert done["rollback"]["operations_executed"] == 2
     assert await statuses(orch, done["batch_id"]) == {"net": "RolledBack", "db": "RolledBack"}
@@ -561,16 +633,21 @@ async def test_no_automatic_rollback_without_rollback_enabled(orch):
 
 
 async def test_continue_failures_do_not_trigger_rollback(orch):
-    done = await run(orch, servers("net"), servers("extra", **FAIL_ONCE, on_failure="continue"),
-                     rollback_enabled=True)
+    done = await run(
+        orch, servers("net"), servers("extra", **FAIL_ONCE, on_failure="continue"), rollback_enabled=True
+    )
     assert done["status"] == "Failed"
     assert done["rollback"] is None
     assert (await statuses(orch, done["batch_id"]))["net"] == "Completed"
 
 
 async def test_automatic_rollback_reports_failed_undos(orch):
-    done = await run(orch, servers("net", simulate={"fail_rollback": True}),
-                     servers("db", ["net"], **FAIL_ONCE), rollback_enabled=True)
+    done = await run(
+        orch,
+        servers("net", simulate={"fail_rollback": True}),
+        servers("db", ["net"], **FAIL_ONCE),
+        rollback_enabled=True,
+    )
     assert done["status"] == "Failed"
     assert done["rollback"]["operations_executed"] == 0
     assert done["rollback"]["operations_failed"] == 1
@@ -580,12 +657,15 @@ async def test_automatic_rollback_reports_failed_undos(orch):
 
 
 async def test_cancelled_batch_is_not_rolled_back(orch):
-    data = await submit(orch, batch(servers("net"), op("slow", ["net"],
-                                                       simulate={"latency_s": 30}),
-                                    rollback_enabled=True))
+    data = await submit(
+        orch, batch(servers("net"), op("slow", ["net"], simulate={"latency_s": 30}), rollback_enabled=True)
+    )
     wid = data["batch_id"]
-    await wait_batch(orch, wid, until=lambda b: any(
-        o["id"] == "slow" and o["status"] == "Running" for o in b["operations"]))
+    await wait_batch(
+        orch,
+        wid,
+        until=lambda b: any(o["id"] == "slow" and o["status"] == "Running" for o in b["operations"]),
+    )
     assert (await orch.post(f"/batch/operations/{wid}/cancel")).status == 200
     b = await data_of(orch, f"/batch/operations/{wid}")
     assert b["status"] == "Cancelled"

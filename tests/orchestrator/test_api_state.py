@@ -19,8 +19,12 @@ from tests.orchestrator.api_helpers import data_of, expect_error, run, ts
 
 def halfway_command(op_id: str, deps: list[str] | None = None) -> dict[str, Any]:
     """A command that reports 50 % and then sleeps until cancelled."""
-    return {"id": op_id, "type": "command", "dependencies": deps or [],
-            "run": ["sh", "-c", "echo '::progress 50 halfway there'; exec sleep 30"]}
+    return {
+        "id": op_id,
+        "type": "command",
+        "dependencies": deps or [],
+        "run": ["sh", "-c", "echo '::progress 50 halfway there'; exec sleep 30"],
+    }
 
 
 # -- progress ---------------------------------------------------------------------------
@@ -29,8 +33,14 @@ def halfway_command(op_id: str, deps: list[str] | None = None) -> dict[str, Any]
 async def test_progress_of_a_finished_workflow(orch):
     done = await run(orch, op("a"), op("b", ["a"]), op("c", ["b"]))
     p = await data_of(orch, f"/state/workflows/{done['batch_id']}/progress")
-    assert {"workflow_id", "progress", "current_step", "total_steps", "completed_steps",
-            "estimated_time_remaining"} <= set(p)
+    assert {
+        "workflow_id",
+        "progress",
+        "current_step",
+        "total_steps",
+        "completed_steps",
+        "estimated_time_remaining",
+    } <= set(p)
     assert p["workflow_id"] == done["batch_id"]
     assert p["progress"] == 100.0
     assert p["total_steps"] == 3
@@ -40,8 +50,9 @@ async def test_progress_of_a_finished_workflow(orch):
 
 
 async def test_progress_while_running(orch):
-    data = await submit(orch, batch(op("first"), halfway_command("second", ["first"]),
-                                    op("third", ["second"])))
+    data = await submit(
+        orch, batch(op("first"), halfway_command("second", ["first"]), op("third", ["second"]))
+    )
     wid = data["batch_id"]
     deadline = asyncio.get_running_loop().time() + 20
     while True:
@@ -98,7 +109,8 @@ async def test_snapshots_submitted_and_finished(orch):
 
 async def test_failure_snapshot_on_a_failing_operation(orch):
     done = await run(
-        orch, op("ok"),
+        orch,
+        op("ok"),
         op("bad", ["ok"], simulate={"fail_always": True}, retry={"max_attempts": 1}),
     )
     assert done["status"] == "Failed"
@@ -117,16 +129,19 @@ async def test_failure_snapshot_on_a_failing_operation(orch):
 async def test_one_failure_snapshot_per_failed_operation(orch):
     done = await run(
         orch,
-        op("bad1", simulate={"fail_always": True}, retry={"max_attempts": 2,
-                                                           "initial_delay_s": 0},
-           on_failure="continue"),
-        op("bad2", simulate={"fail_always": True}, retry={"max_attempts": 1},
-           on_failure="continue"),
+        op(
+            "bad1",
+            simulate={"fail_always": True},
+            retry={"max_attempts": 2, "initial_delay_s": 0},
+            on_failure="continue",
+        ),
+        op("bad2", simulate={"fail_always": True}, retry={"max_attempts": 1}, on_failure="continue"),
         op("fine"),
     )
     snaps = await data_of(orch, f"/state/workflows/{done['batch_id']}/snapshots")
-    failures = sorted(s["details"]["failed_operation"]["id"] for s in snaps
-                      if "failed_operation" in s["details"])
+    failures = sorted(
+        s["details"]["failed_operation"]["id"] for s in snaps if "failed_operation" in s["details"]
+    )
     # a retried attempt is not a failure of the operation; only the final one is
     assert failures == ["bad1", "bad2"]
 
@@ -150,7 +165,9 @@ async def test_snapshots_of_unknown_workflow_is_404(orch):
 
 async def test_state_rebuilt_from_the_journal_matches_snapshots(orch):
     done = await run(
-        orch, op("a"), op("b", ["a"]),
+        orch,
+        op("a"),
+        op("b", ["a"]),
         op("c", ["a"], simulate={"fail_always": True}, retry={"max_attempts": 1}),
     )
     wid = done["batch_id"]
@@ -168,8 +185,10 @@ async def test_state_rebuilt_from_the_journal_matches_snapshots(orch):
     assert {n: o["status"] for n, o in latest["operations"].items()} == {
         o["id"]: o["status"] for o in done["operations"]
     }
-    assert latest["counts"] == {"Completed": 1, "Failed": 1, "Cancelled": 1} or \
-        latest["counts"] == {"Completed": 2, "Failed": 1}
+    assert latest["counts"] == {"Completed": 1, "Failed": 1, "Cancelled": 1} or latest["counts"] == {
+        "Completed": 2,
+        "Failed": 1,
+    }
     tasks = {o["id"]: o["task_id"] for o in done["operations"]}
     assert {n: o["task_id"] for n, o in latest["operations"].items()} == tasks
 
@@ -210,8 +229,9 @@ async def test_state_after_the_end_is_the_latest(orch):
 
 
 async def test_state_carries_attempt_forward(orch):
-    done = await run(orch, op("flaky", simulate={"fail_attempts": 1},
-                              retry={"max_attempts": 3, "initial_delay_s": 0}))
+    done = await run(
+        orch, op("flaky", simulate={"fail_attempts": 1}, retry={"max_attempts": 3, "initial_delay_s": 0})
+    )
     assert done["operations"][0]["attempt"] == 2
     latest = await data_of(orch, f"/state/workflows/{done['batch_id']}/state")
     assert latest["operations"]["flaky"]["status"] == "Completed"
@@ -268,8 +288,7 @@ async def test_system_health(orch):
     before = datetime.now(UTC) - timedelta(seconds=5)
     h = await data_of(orch, "/state/system/health")
     assert h["overall_status"] == "Healthy"
-    assert h["components"] == {"storage": "Healthy", "batch_coordinator": "Healthy",
-                               "monitoring": "Healthy"}
+    assert h["components"] == {"storage": "Healthy", "batch_coordinator": "Healthy", "monitoring": "Healthy"}
     assert ts(h["last_check"]) >= before
     assert h["last_check"].endswith("Z")
 
@@ -312,20 +331,34 @@ async def test_inventory_is_empty_at_first(orch):
 async def test_simulated_resources_appear_after_a_batch(orch):
     done = await run(
         orch,
-        op("servers", provider="upcloud", server_configs=[
-            {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
-            {"name": "web-02", "plan": "1xCPU-2 GB", "zone": "us-nyc1"},
-        ]),
-        op("taskservs", ["servers"], type="taskserv_batch", provider="aws",
-           taskservs=["kubernetes", "cilium"]),
+        op(
+            "servers",
+            provider="upcloud",
+            server_configs=[
+                {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
+                {"name": "web-02", "plan": "1xCPU-2 GB", "zone": "us-nyc1"},
+            ],
+        ),
+        op(
+            "taskservs",
+            ["servers"],
+            type="taskserv_batch",
+            provider="aws",
+            taskservs=["kubernetes", "cilium"],
+        ),
         op("cluster", ["taskservs"], type="cluster_batch", cluster_type="buildkit"),
     )
     assert done["status"] == "Completed"
     tasks = {o["id"]: o["task_id"] for o in done["operations"]}
     inv = await data_of(orch, "/state/inventory")
     got = {(i["kind"], i["name"]): i for i in inv}
-    assert set(got) == {("server", "web-01"), ("server", "web-02"), ("taskserv", "kubernetes"),
-                        ("taskserv", "cilium"), ("cluster", "buildkit")}
+    assert set(got) == {
+        ("server", "web-01"),
+        ("server", "web-02"),
+        ("taskserv", "kubernetes"),
+        ("taskserv", "cilium"),
+        ("cluster", "buildkit"),
+    }
     for item in inv:
         assert item["simulated"] is True
         assert item["workflow_id"] == done["batch_id"]
@@ -337,9 +370,7 @@ async def test_simulated_resources_appear_after_a_batch(orch):
 
 
 async def test_failed_or_check_mode_operations_add_nothing_to_inventory(orch):
-    resp = await orch.post("/batch/execute", json=batch(op("planned", servers=["p1"]),
-                                                        check_mode=True))
+    resp = await orch.post("/batch/execute", json=batch(op("planned", servers=["p1"]), check_mode=True))
     assert resp.status in (200, 201)
-    await run(orch, op("broken", servers=["b1"], simulate={"fail_always": True},
-                       retry={"max_attempts": 1}))
+    await run(orch, op("broken", servers=["b1"], simulate={"fail_always": True}, retry={"max_attempts": 1}))
     assert await data_of(orch, "/state/inventory") == []

@@ -12,8 +12,17 @@ from tests.conftest import batch, op, submit
 from tests.orchestrator.api_helpers import expect_error, fields_of, run
 
 TASK_KEYS = {
-    "id", "name", "command", "args", "dependencies", "status", "created_at", "started_at",
-    "completed_at", "output", "error",
+    "id",
+    "name",
+    "command",
+    "args",
+    "dependencies",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "output",
+    "error",
 }
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -60,9 +69,7 @@ async def test_every_operation_of_a_batch_is_a_task(orch):
     assert by_name["b"]["dependencies"] == [by_name["a"]["id"]]
     assert set(by_name["c"]["dependencies"]) == {by_name["a"]["id"], by_name["b"]["id"]}
     # the task ids are the ones the batch reports
-    assert {o["id"]: o["task_id"] for o in done["operations"]} == {
-        n: t["id"] for n, t in by_name.items()
-    }
+    assert {o["id"]: o["task_id"] for o in done["operations"]} == {n: t["id"] for n, t in by_name.items()}
 
 
 async def test_task_list_and_detail_agree(orch):
@@ -80,8 +87,7 @@ async def test_filter_by_status(orch):
     await run(
         orch,
         op("good"),
-        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1},
-           on_failure="continue"),
+        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}, on_failure="continue"),
         op("after_bad", ["bad"]),
     )
     _, completed = await get_tasks(orch, status="Completed")
@@ -162,14 +168,17 @@ async def test_limit_bounds(orch):
     assert len(data) == 1
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"limit": "1001"}, "limit"),
-    ({"limit": "0"}, "limit"),
-    ({"limit": "ten"}, "limit"),
-    ({"limit": "1.5"}, "limit"),
-    ({"offset": "-1"}, "offset"),
-    ({"offset": "x"}, "offset"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "1.5"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"offset": "x"}, "offset"),
+    ],
+)
 async def test_bad_pagination_is_422_naming_the_field(orch, params, field):
     doc = await expect_error(await orch.get("/tasks", params=params), 422)
     assert doc["code"] == "validation_failed"
@@ -193,9 +202,15 @@ async def test_unknown_query_parameter_is_422(orch):
 
 
 async def test_task_detail_shape_of_completed_task(orch):
-    done = await run(orch, op("create_servers", server_configs=[
-        {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
-    ]))
+    done = await run(
+        orch,
+        op(
+            "create_servers",
+            server_configs=[
+                {"name": "web-01", "plan": "1xCPU-2 GB", "zone": "de-fra1"},
+            ],
+        ),
+    )
     task_id = done["operations"][0]["task_id"]
     resp = await orch.get(f"/tasks/{task_id}")
     doc = await resp.json()
@@ -211,7 +226,9 @@ async def test_task_detail_shape_of_completed_task(orch):
     assert "web-01" in t["args"]
     assert t["dependencies"] == []
     created, started, completed = (
-        parse_ts(t["created_at"]), parse_ts(t["started_at"]), parse_ts(t["completed_at"])
+        parse_ts(t["created_at"]),
+        parse_ts(t["started_at"]),
+        parse_ts(t["completed_at"]),
     )
     assert created <= started <= completed
     assert isinstance(t["output"], str) and "web-01" in t["output"]
@@ -221,9 +238,14 @@ async def test_task_detail_shape_of_completed_task(orch):
 
 
 async def test_task_detail_of_command_task(orch):
-    done = await run(orch, {
-        "id": "echo", "type": "command", "run": ["echo", "hello", "world"],
-    })
+    done = await run(
+        orch,
+        {
+            "id": "echo",
+            "type": "command",
+            "run": ["echo", "hello", "world"],
+        },
+    )
     assert done["status"] == "Completed", done
     t = (await (await orch.get(f"/tasks/{done['operations'][0]['task_id']}")).json())["data"]
     assert t["command"] == "echo"
@@ -234,8 +256,8 @@ async def test_task_detail_of_command_task(orch):
 
 async def test_task_detail_of_failed_task(orch):
     done = await run(
-        orch, op("broken", simulate={"fail_always": True}, retry={"max_attempts": 2,
-                                                                     "initial_delay_s": 0}))
+        orch, op("broken", simulate={"fail_always": True}, retry={"max_attempts": 2, "initial_delay_s": 0})
+    )
     assert done["status"] == "Failed"
     t = (await (await orch.get(f"/tasks/{done['operations'][0]['task_id']}")).json())["data"]
     assert t["status"] == "Failed"
@@ -245,9 +267,13 @@ async def test_task_detail_of_failed_task(orch):
 
 
 async def test_task_of_pending_operation_has_null_timestamps(orch):
-    data = await submit(orch, batch(
-        op("slow", simulate={"latency_s": 30}), op("later", ["slow"]),
-    ))
+    data = await submit(
+        orch,
+        batch(
+            op("slow", simulate={"latency_s": 30}),
+            op("later", ["slow"]),
+        ),
+    )
     later = next(o for o in data["operations"] if o["id"] == "later")
     t = (await (await orch.get(f"/tasks/{later['task_id']}")).json())["data"]
     assert t["status"] == "Pending"

@@ -27,8 +27,9 @@ def slow_store(path: Path) -> Store:
 
 
 def settings_for(path: Path) -> Settings:
-    return load_settings(data_dir=path, auth_enabled=False, default_initial_delay_s=0.01,
-                         default_max_delay_s=0.05)
+    return load_settings(
+        data_dir=path, auth_enabled=False, default_initial_delay_s=0.01, default_max_delay_s=0.05
+    )
 
 
 async def crash(engine: Engine, store: Store) -> int:
@@ -72,8 +73,13 @@ async def start(path: Path) -> tuple[Engine, Store]:
 async def running(engine: Engine, wid: str, name: str) -> None:
     """Until operation ``name`` of workflow ``wid`` is Running."""
     started = asyncio.Event()
-    engine.bus.add_listener(lambda e: started.set() if (
-        e.data.get("operation_id") == name and e.data.get("status") == "Running") else None)
+    engine.bus.add_listener(
+        lambda e: (
+            started.set()
+            if (e.data.get("operation_id") == name and e.data.get("status") == "Running")
+            else None
+        )
+    )
     if engine.runs[wid].wf.tasks[name].status != "Running":
         await asyncio.wait_for(started.wait(), 10)
 
@@ -83,8 +89,11 @@ def chain(n: int, slow: int | None = None) -> BatchRequest:
     nor a command: they read the store or report progress, which applies the rows.)"""
     ops: list[dict[str, Any]] = []
     for i in range(n):
-        op: dict[str, Any] = {"id": f"op{i}", "type": "server_batch",
-                              "provider": "slow" if i == slow else "noop"}
+        op: dict[str, Any] = {
+            "id": f"op{i}",
+            "type": "server_batch",
+            "provider": "slow" if i == slow else "noop",
+        }
         if i:
             op["dependencies"] = [f"op{i - 1}"]
         ops.append(op)
@@ -134,15 +143,19 @@ async def test_a_running_workflow_resumes_from_rows_rebuilt_from_the_journal(
         await running(engine, wf.id, "op2")
         tasks = {t["name"]: t for t in await engine.repo.tasks_of(wf.id)}
         assert [tasks[f"op{i}"]["status"] for i in range(5)] == [
-            "Completed", "Completed", "Running", "Pending", "Pending"]
+            "Completed",
+            "Completed",
+            "Running",
+            "Pending",
+            "Pending",
+        ]
         assert tasks["op0"]["completed_seq"] < tasks["op1"]["completed_seq"]
         assert tasks["op2"]["attempt"] == 2
         # no need to wait out the 30 s attempt: cancel it and look at the record
         await engine.cancel(wf.id)
         assert run.driver is not None and run.driver.done()
         journal = await engine.repo.journal_of(wf.id)
-        completed = [e["name"] for e in journal
-                     if e["entity_kind"] == "task" and e["to"] == "Completed"]
+        completed = [e["name"] for e in journal if e["entity_kind"] == "task" and e["to"] == "Completed"]
         assert completed == ["op0", "op1"]  # each once: completed ones never ran again
         resumed = [e for e in journal if e.get("note") == "resumed"]
         assert [e["name"] for e in resumed] == ["op2"]

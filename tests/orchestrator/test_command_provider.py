@@ -41,10 +41,17 @@ async def _gone(pids: list[int]) -> bool:
 
 
 async def test_runs_argv_without_shell_and_captures_output(orch, tmp_path):
-    body = {"name": "cmd", "operations": [{
-        "id": "echo", "type": "command",
-        "run": ["echo", "$HOME; rm -rf /"], "env": {"X": "1"},
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "echo",
+                "type": "command",
+                "run": ["echo", "$HOME; rm -rf /"],
+                "env": {"X": "1"},
+            }
+        ],
+    }
     done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
     op = done["operations"][0]
     assert op["status"] == "Completed"
@@ -53,10 +60,17 @@ async def test_runs_argv_without_shell_and_captures_output(orch, tmp_path):
 
 
 async def test_failing_command_reports_exit_status_and_stderr(orch):
-    body = {"name": "cmd", "operations": [{
-        "id": "fail", "type": "command", "retry": {"max_attempts": 2, "initial_delay_s": 0},
-        "run": [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "fail",
+                "type": "command",
+                "retry": {"max_attempts": 2, "initial_delay_s": 0},
+                "run": [sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"],
+            }
+        ],
+    }
     done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
     op = done["operations"][0]
     assert op["status"] == "Failed"
@@ -65,9 +79,16 @@ async def test_failing_command_reports_exit_status_and_stderr(orch):
 
 
 async def test_missing_program_fails_without_retry(orch):
-    body = {"name": "cmd", "operations": [{
-        "id": "nope", "type": "command", "run": ["/nonexistent/tool", "x"],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "nope",
+                "type": "command",
+                "run": ["/nonexistent/tool", "x"],
+            }
+        ],
+    }
     done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
     assert done["operations"][0]["status"] == "Failed"
     assert done["operations"][0]["attempt"] == 1
@@ -76,10 +97,16 @@ async def test_missing_program_fails_without_retry(orch):
 
 async def test_output_capture_is_bounded(orch, settings):
     limit = settings.output_limit_bytes
-    body = {"name": "cmd", "operations": [{
-        "id": "loud", "type": "command",
-        "run": [sys.executable, "-c", f"print('x' * {limit * 4})"],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "loud",
+                "type": "command",
+                "run": [sys.executable, "-c", f"print('x' * {limit * 4})"],
+            }
+        ],
+    }
     done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
     output = done["operations"][0]["output"]
     assert len(output) < limit + 200
@@ -87,14 +114,22 @@ async def test_output_capture_is_bounded(orch, settings):
 
 
 async def test_progress_lines_are_reported(orch):
-    body = {"name": "cmd", "operations": [{
-        "id": "p", "type": "command",
-        "run": ["sh", "-c", "echo '::progress 40 halfway there'; sleep 0.5; echo done"],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "p",
+                "type": "command",
+                "run": ["sh", "-c", "echo '::progress 40 halfway there'; sleep 0.5; echo done"],
+            }
+        ],
+    }
     data = await submit(orch, body)
-    seen = await wait_batch(orch, data["batch_id"],
-                            until=lambda b: b["operations"][0]["progress"] == 40.0
-                            or b["status"] != "Running")
+    seen = await wait_batch(
+        orch,
+        data["batch_id"],
+        until=lambda b: b["operations"][0]["progress"] == 40.0 or b["status"] != "Running",
+    )
     assert seen["operations"][0]["progress"] == 40.0
     resp = await orch.get(f"/tasks/{data['operations'][0]['task_id']}")
     assert (await resp.json())["data"]["message"] == "halfway there"
@@ -104,10 +139,18 @@ async def test_progress_lines_are_reported(orch):
 
 async def test_timeout_kills_the_whole_process_group(orch, tmp_path):
     pidfile = tmp_path / "pids"
-    body = {"name": "cmd", "operations": [{
-        "id": "slow", "type": "command", "run": spawner(pidfile), "timeout": 0.5,
-        "retry": {"max_attempts": 1},
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "slow",
+                "type": "command",
+                "run": spawner(pidfile),
+                "timeout": 0.5,
+                "retry": {"max_attempts": 1},
+            }
+        ],
+    }
     data = await submit(orch, body)
     pids = await _pids(pidfile)
     done = await wait_batch(orch, data["batch_id"])
@@ -118,10 +161,13 @@ async def test_timeout_kills_the_whole_process_group(orch, tmp_path):
 
 async def test_cancel_kills_running_processes(orch, tmp_path):
     pidfile = tmp_path / "pids"
-    body = {"name": "cmd", "operations": [
-        {"id": "slow", "type": "command", "run": spawner(pidfile)},
-        {"id": "after", "type": "command", "run": ["true"], "dependencies": ["slow"]},
-    ]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {"id": "slow", "type": "command", "run": spawner(pidfile)},
+            {"id": "after", "type": "command", "run": ["true"], "dependencies": ["slow"]},
+        ],
+    }
     data = await submit(orch, body)
     pids = await _pids(pidfile)
     assert all(alive(p) for p in pids)
@@ -138,15 +184,23 @@ async def test_cancel_kills_running_processes(orch, tmp_path):
 
 async def test_undo_runs_on_rollback(orch, tmp_path):
     marker = tmp_path / "made"
-    body = {"name": "cmd", "operations": [{
-        "id": "touch", "type": "command", "run": ["touch", str(marker)],
-        "undo": ["rm", "-f", str(marker)],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "touch",
+                "type": "command",
+                "run": ["touch", str(marker)],
+                "undo": ["rm", "-f", str(marker)],
+            }
+        ],
+    }
     data = await submit(orch, body)
     await wait_batch(orch, data["batch_id"])
     assert marker.exists()
-    resp = await orch.post("/rollback/execute", json={
-        "operation_ids": ["touch"], "workflow_id": data["batch_id"]})
+    resp = await orch.post(
+        "/rollback/execute", json={"operation_ids": ["touch"], "workflow_id": data["batch_id"]}
+    )
     result = (await resp.json())["data"]
     assert result["operations_executed"] == 1 and result["success"] is True
     assert not marker.exists()
@@ -155,9 +209,17 @@ async def test_undo_runs_on_rollback(orch, tmp_path):
 async def test_commands_do_not_inherit_the_servers_secrets(orch, monkeypatch):
     monkeypatch.setenv("PROVISIONING_ADMIN_PASSWORD", "s3cret-admin-password")
     monkeypatch.setenv("SOME_CLOUD_SECRET", "leak-me-not")
-    body = {"name": "cmd", "operations": [{
-        "id": "env", "type": "command", "run": ["env"], "env": {"GIVEN": "yes"},
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "env",
+                "type": "command",
+                "run": ["env"],
+                "env": {"GIVEN": "yes"},
+            }
+        ],
+    }
     done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
     output = done["operations"][0]["output"]
     assert "s3cret-admin-password" not in output and "leak-me-not" not in output
@@ -168,10 +230,18 @@ async def test_commands_do_not_inherit_the_servers_secrets(orch, monkeypatch):
 async def test_a_background_child_is_killed_when_its_leader_has_exited(orch, tmp_path):
     pidfile = tmp_path / "pids"
     # The shell exits at once; its background child keeps the group (and stdout) alive.
-    body = {"name": "cmd", "operations": [{
-        "id": "bg", "type": "command", "timeout": 0.5, "retry": {"max_attempts": 1},
-        "run": ["sh", "-c", f'sleep 60 & echo "$$ $!" > {pidfile}'],
-    }]}
+    body = {
+        "name": "cmd",
+        "operations": [
+            {
+                "id": "bg",
+                "type": "command",
+                "timeout": 0.5,
+                "retry": {"max_attempts": 1},
+                "run": ["sh", "-c", f'sleep 60 & echo "$$ $!" > {pidfile}'],
+            }
+        ],
+    }
     data = await submit(orch, body)
     pids = await _pids(pidfile)
     done = await wait_batch(orch, data["batch_id"])

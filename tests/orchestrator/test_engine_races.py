@@ -62,13 +62,15 @@ async def test_a_cancel_during_the_outcome_write_keeps_the_outcome(engine: Engin
     seen: list[tuple[str, Any]] = []
     engine.bus.add_listener(lambda e: seen.append((e.event_type, e.data.get("status"))))
     engine.registry.providers["racy"] = CancelAsItFinishes(engine)
-    wf = await engine.submit(BatchRequest.model_validate({"name": "b", "operations": [
-        {"id": "a", "type": "server_batch", "provider": "racy"}]}))
+    wf = await engine.submit(
+        BatchRequest.model_validate(
+            {"name": "b", "operations": [{"id": "a", "type": "server_batch", "provider": "racy"}]}
+        )
+    )
     await finished(engine, wf.id)
     task = (await engine.repo.tasks_of(wf.id))[0]
     assert task["status"] == "Completed"
-    moves = [(e["from"], e["to"]) for e in await engine.repo.journal_of(wf.id)
-             if e["entity_kind"] == "task"]
+    moves = [(e["from"], e["to"]) for e in await engine.repo.journal_of(wf.id) if e["entity_kind"] == "task"]
     assert moves == [("Pending", "Running"), ("Running", "Completed")]
     assert ("TaskStatusChanged", "Cancelled") not in seen
 
@@ -78,15 +80,30 @@ async def test_an_operation_waiting_to_retry_is_not_retried_once_the_batch_stopp
 ) -> None:
     events: list[Event] = []
     engine.bus.add_listener(events.append)
-    wf = await engine.submit(BatchRequest.model_validate({
-        "name": "b", "parallel_limit": 2, "operations": [
-            {"id": "a", "type": "server_batch", "provider": "local",
-             "simulate": {"latency_s": 0.01, "progress_steps": 1, "fail_attempts": 1},
-             "retry": {"max_attempts": 3, "initial_delay_s": 0.5}},
-            {"id": "b", "type": "server_batch", "provider": "local",
-             "simulate": {"latency_s": 0.1, "progress_steps": 1, "fail_always": True},
-             "retry": {"max_attempts": 1}},
-        ]}))
+    wf = await engine.submit(
+        BatchRequest.model_validate(
+            {
+                "name": "b",
+                "parallel_limit": 2,
+                "operations": [
+                    {
+                        "id": "a",
+                        "type": "server_batch",
+                        "provider": "local",
+                        "simulate": {"latency_s": 0.01, "progress_steps": 1, "fail_attempts": 1},
+                        "retry": {"max_attempts": 3, "initial_delay_s": 0.5},
+                    },
+                    {
+                        "id": "b",
+                        "type": "server_batch",
+                        "provider": "local",
+                        "simulate": {"latency_s": 0.1, "progress_steps": 1, "fail_always": True},
+                        "retry": {"max_attempts": 1},
+                    },
+                ],
+            }
+        )
+    )
     await finished(engine, wf.id)
     tasks = {t["name"]: t for t in await engine.repo.tasks_of(wf.id)}
     assert tasks["b"]["status"] == "Failed"
@@ -113,12 +130,14 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
     from orchestrator.models import RollbackRequest
 
     engine.registry.providers["broken"] = BrokenUndo(engine)
-    wf = await engine.submit(BatchRequest.model_validate({"name": "b", "operations": [
-        {"id": "a", "type": "server_batch", "provider": "broken"}]}))
+    wf = await engine.submit(
+        BatchRequest.model_validate(
+            {"name": "b", "operations": [{"id": "a", "type": "server_batch", "provider": "broken"}]}
+        )
+    )
     await finished(engine, wf.id)
     assert engine.rollbacks is not None
-    result = await engine.rollbacks.execute(RollbackRequest(
-        operation_ids=["a"], workflow_id=wf.id))
+    result = await engine.rollbacks.execute(RollbackRequest(operation_ids=["a"], workflow_id=wf.id))
     assert result["operations_failed"] == 1 and result["success"] is False
     task = (await engine.repo.tasks_of(wf.id))[0]
     assert task["status"] == "Failed"
@@ -128,8 +147,11 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
 async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Engine) -> None:
     from shared.store import Merge
 
-    wf = await engine.submit(BatchRequest.model_validate({"name": "b", "operations": [
-        {"id": "a", "type": "server_batch", "provider": "noop"}]}))
+    wf = await engine.submit(
+        BatchRequest.model_validate(
+            {"name": "b", "operations": [{"id": "a", "type": "server_batch", "provider": "noop"}]}
+        )
+    )
     await finished(engine, wf.id)
     task = (await engine.repo.tasks_of(wf.id))[0]
     # As if the process died halfway through undoing it.

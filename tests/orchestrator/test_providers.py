@@ -27,8 +27,7 @@ class EchoProvider:
         return f"echo {spec.id}"
 
     async def apply(self, ctx: OperationContext) -> OperationResult:
-        return OperationResult(output=f"echo {ctx.name} via {ctx.provider}",
-                               results={"plugin": True})
+        return OperationResult(output=f"echo {ctx.name} via {ctx.provider}", results={"plugin": True})
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
         return OperationResult(output="un-echo")
@@ -43,8 +42,11 @@ def test_builtins_and_the_default_map(store):
 
 
 def test_entry_point_plugins_load_and_can_be_mapped(store, monkeypatch):
-    ep = EntryPoint(name="echo", value="tests.orchestrator.test_providers:EchoProvider",
-                    group=registry_module.ENTRY_POINT_GROUP)
+    ep = EntryPoint(
+        name="echo",
+        value="tests.orchestrator.test_providers:EchoProvider",
+        group=registry_module.ENTRY_POINT_GROUP,
+    )
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep])
     reg = ProviderRegistry(ProviderEnv(load_settings(), store), {"hetzner": "echo"})
     assert isinstance(reg.providers["echo"], EchoProvider)
@@ -53,27 +55,32 @@ def test_entry_point_plugins_load_and_can_be_mapped(store, monkeypatch):
 
 
 def test_a_broken_plugin_is_skipped(store, monkeypatch):
-    ep = EntryPoint(name="broken", value="tests.orchestrator.no_such_module:Nope",
-                    group=registry_module.ENTRY_POINT_GROUP)
+    ep = EntryPoint(
+        name="broken", value="tests.orchestrator.no_such_module:Nope", group=registry_module.ENTRY_POINT_GROUP
+    )
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep])
     reg = ProviderRegistry(ProviderEnv(load_settings(), store), {})
     assert "broken" not in reg.providers
     assert "local" in reg.providers
 
 
-async def test_a_batch_runs_on_a_plugin_through_the_provider_map(aiohttp_client, settings,
-                                                               monkeypatch):
+async def test_a_batch_runs_on_a_plugin_through_the_provider_map(aiohttp_client, settings, monkeypatch):
     from dataclasses import replace
 
     from orchestrator.app import create_app
 
-    ep = EntryPoint(name="echo", value="tests.orchestrator.test_providers:EchoProvider",
-                    group=registry_module.ENTRY_POINT_GROUP)
+    ep = EntryPoint(
+        name="echo",
+        value="tests.orchestrator.test_providers:EchoProvider",
+        group=registry_module.ENTRY_POINT_GROUP,
+    )
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep])
     settings = replace(settings, provider_map={**settings.provider_map, "hetzner": "echo"})
     client = await aiohttp_client(create_app(settings))
-    data = await submit(client, {"name": "plug", "operations": [
-        {"id": "hello", "type": "server_batch", "provider": "hetzner"}]})
+    data = await submit(
+        client,
+        {"name": "plug", "operations": [{"id": "hello", "type": "server_batch", "provider": "hetzner"}]},
+    )
     done = await wait_batch(client, data["batch_id"])
     assert done["operations"][0]["output"] == "echo hello via hetzner"
     assert done["operations"][0]["results"] == {"plugin": True}

@@ -26,16 +26,20 @@ def _free_port() -> int:
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env.update({
-        "PROVISIONING_DATA_DIR": str(data_dir),
-        "PROVISIONING_ORCHESTRATOR_PORT": str(port),
-        "PROVISIONING_AUTH_ENABLED": "false",
-        "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.05",
-    })
+    env.update(
+        {
+            "PROVISIONING_DATA_DIR": str(data_dir),
+            "PROVISIONING_ORCHESTRATOR_PORT": str(port),
+            "PROVISIONING_AUTH_ENABLED": "false",
+            "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.05",
+        }
+    )
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "provisioning", "orchestrator"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -58,13 +62,19 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(tmp_p
     marks = tmp_path / "marks.txt"
     ops = []
     for i in range(N_OPS):
-        ops.append({
-            "id": f"step{i:02d}", "type": "command",
-            "run": [sys.executable, "-c",
-                    f"import time; time.sleep(0.3); open({str(marks)!r}, 'a').write('step{i:02d}\\n')"],
-            # two layers: the second half depends on the first operation of the first half
-            "dependencies": [] if i < N_OPS // 2 else [f"step{i - N_OPS // 2:02d}"],
-        })
+        ops.append(
+            {
+                "id": f"step{i:02d}",
+                "type": "command",
+                "run": [
+                    sys.executable,
+                    "-c",
+                    f"import time; time.sleep(0.3); open({str(marks)!r}, 'a').write('step{i:02d}\\n')",
+                ],
+                # two layers: the second half depends on the first operation of the first half
+                "dependencies": [] if i < N_OPS // 2 else [f"step{i - N_OPS // 2:02d}"],
+            }
+        )
     body = {"name": "resume", "parallel_limit": 3, "operations": ops}
     port = _free_port()
     base = f"http://127.0.0.1:{port}"

@@ -116,15 +116,26 @@ async def _scenario(case: dict[str, Any]) -> tuple[Tracker, dict[str, Any]]:
     engine.registry.providers["probe"] = probe
     await engine.start()
     try:
-        ops = [OperationSpec.model_validate({
-            "id": name, "type": "server_batch", "provider": "probe",
-            "dependencies": [{"id": d, "kind": k} for d, k in case["deps"][name]],
-            "on_failure": case["on_failure"][name],
-        }) for name in case["names"]]
-        wf = await engine.submit(BatchRequest(
-            name="prop", parallel_limit=case["parallel_limit"],
-            rollback_enabled=case["rollback_enabled"], operations=ops,
-        ))
+        ops = [
+            OperationSpec.model_validate(
+                {
+                    "id": name,
+                    "type": "server_batch",
+                    "provider": "probe",
+                    "dependencies": [{"id": d, "kind": k} for d, k in case["deps"][name]],
+                    "on_failure": case["on_failure"][name],
+                }
+            )
+            for name in case["names"]
+        ]
+        wf = await engine.submit(
+            BatchRequest(
+                name="prop",
+                parallel_limit=case["parallel_limit"],
+                rollback_enabled=case["rollback_enabled"],
+                operations=ops,
+            )
+        )
         run = engine.runs.get(wf.id)
         if run is not None and run.driver is not None:
             await asyncio.wait_for(asyncio.shield(run.driver), 30)
@@ -144,8 +155,7 @@ def test_scheduler_invariants_hold_on_random_dags(case: dict[str, Any]) -> None:
     assert tracker.peak <= case["parallel_limit"]
     tasks = recorded["tasks"]
     finals = {str(s) for s in FINAL_TASK}
-    assert all(t["status"] in finals for t in tasks.values()), {
-        n: t["status"] for n, t in tasks.items()}
+    assert all(t["status"] in finals for t in tasks.values()), {n: t["status"] for n, t in tasks.items()}
     # Nothing ran twice, and nothing ran whose hard dependency did not complete.
     assert len(tracker.started) == len(set(tracker.started))
     wf_status = recorded["workflow"]["status"]
@@ -159,8 +169,7 @@ def test_scheduler_invariants_hold_on_random_dags(case: dict[str, Any]) -> None:
 @given(case=dags())
 def test_rollback_runs_in_reverse_dependency_order(case: dict[str, Any]) -> None:
     # Make one failure stop the batch so the automatic rollback runs.
-    case = dict(case, rollback_enabled=True,
-                on_failure={n: "fail" for n in case["names"]})
+    case = dict(case, rollback_enabled=True, on_failure={n: "fail" for n in case["names"]})
     tracker, recorded = asyncio.run(_scenario(case))
     assert tracker.violations == []
     position = {name: i for i, name in enumerate(tracker.undone)}
@@ -168,7 +177,8 @@ def test_rollback_runs_in_reverse_dependency_order(case: dict[str, Any]) -> None
         for dep, _kind in deps:
             if name in position and dep in position:
                 assert position[name] < position[dep], (
-                    f"{dep} undone before its dependent {name}: {tracker.undone}")
+                    f"{dep} undone before its dependent {name}: {tracker.undone}"
+                )
     tasks = recorded["tasks"]
     if case["failing"] & set(tracker.started):
         # Everything that had completed was rolled back.

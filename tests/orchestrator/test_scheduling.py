@@ -58,20 +58,24 @@ async def test_parallel_limit_one_runs_in_submission_order(orch):
 
 
 async def test_hard_dependencies_complete_before_dependents_start(orch):
-    done = await run(orch, op("root"), op("left", ["root"]), op("right", ["root"]),
-                     op("join", ["left", "right"]), parallel_limit=4)
+    done = await run(
+        orch,
+        op("root"),
+        op("left", ["root"]),
+        op("right", ["root"]),
+        op("join", ["left", "right"]),
+        parallel_limit=4,
+    )
     assert done["status"] == "Completed"
     o = ops_by_id(done)
-    for dep, dependent in [("root", "left"), ("root", "right"), ("left", "join"),
-                           ("right", "join")]:
+    for dep, dependent in [("root", "left"), ("root", "right"), ("left", "join"), ("right", "join")]:
         assert ts(o[dependent]["started_at"]) >= ts(o[dep]["completed_at"])
 
 
 async def test_hard_dependency_failure_cancels_dependents_soft_ones_run(orch):
     done = await run(
         orch,
-        op("base", simulate={"fail_always": True}, retry={"max_attempts": 1},
-           on_failure="continue"),
+        op("base", simulate={"fail_always": True}, retry={"max_attempts": 1}, on_failure="continue"),
         op("needs_base", ["base"]),
         op("needs_needs_base", ["needs_base"]),
         op("after_base", [{"id": "base", "kind": "soft"}]),
@@ -90,7 +94,8 @@ async def test_hard_dependency_failure_cancels_dependents_soft_ones_run(orch):
 
 async def test_soft_dependency_waits_for_completion_too(orch):
     done = await run(
-        orch, op("first", simulate={"latency_s": 0.05, "progress_steps": 1}),
+        orch,
+        op("first", simulate={"latency_s": 0.05, "progress_steps": 1}),
         op("second", [{"id": "first", "kind": "soft"}]),
     )
     assert done["status"] == "Completed"
@@ -99,8 +104,9 @@ async def test_soft_dependency_waits_for_completion_too(orch):
 
 
 async def test_retry_until_success_counts_attempts(orch):
-    done = await run(orch, op("flaky", simulate={"fail_attempts": 2},
-                              retry={"max_attempts": 3, "initial_delay_s": 0.01}))
+    done = await run(
+        orch, op("flaky", simulate={"fail_attempts": 2}, retry={"max_attempts": 3, "initial_delay_s": 0.01})
+    )
     assert done["status"] == "Completed"
     flaky = ops_by_id(done)["flaky"]
     assert flaky["attempt"] == 3
@@ -112,13 +118,13 @@ async def test_retry_until_success_counts_attempts(orch):
     states = await journal_states(orch, done["batch_id"])
     seen = [s["operations"]["flaky"]["status"] for s in states]
     collapsed = [x for i, x in enumerate(seen) if i == 0 or seen[i - 1] != x]
-    assert collapsed == ["Pending", "Running", "Pending", "Running", "Pending", "Running",
-                         "Completed"]
+    assert collapsed == ["Pending", "Running", "Pending", "Running", "Pending", "Running", "Completed"]
 
 
 async def test_retry_exhausted_fails_with_last_attempt(orch):
-    done = await run(orch, op("flaky", simulate={"fail_attempts": 5},
-                              retry={"max_attempts": 2, "initial_delay_s": 0.01}))
+    done = await run(
+        orch, op("flaky", simulate={"fail_attempts": 5}, retry={"max_attempts": 2, "initial_delay_s": 0.01})
+    )
     assert done["status"] == "Failed"
     flaky = ops_by_id(done)["flaky"]
     assert flaky["status"] == "Failed"
@@ -131,7 +137,8 @@ async def test_on_failure_fail_stops_new_work(orch):
     done = await run(
         orch,
         op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}),
-        op("independent1"), op("independent2"),
+        op("independent1"),
+        op("independent2"),
         parallel_limit=1,
     )
     assert done["status"] == "Failed"
@@ -147,10 +154,10 @@ async def test_on_failure_fail_stops_new_work(orch):
 async def test_on_failure_continue_lets_independent_branches_finish(orch):
     done = await run(
         orch,
-        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1},
-           on_failure="continue"),
+        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}, on_failure="continue"),
         op("needs_bad", ["bad"]),
-        op("independent1"), op("independent2", ["independent1"]),
+        op("independent1"),
+        op("independent2", ["independent1"]),
         parallel_limit=1,
     )
     assert done["status"] == "Failed"
@@ -175,8 +182,7 @@ async def test_on_failure_fail_lets_running_operations_finish(orch):
 
 
 async def test_per_operation_timeout_fails_a_slow_operation(orch):
-    done = await run(orch, op("slow", timeout=0.2, simulate={"latency_s": 30},
-                              retry={"max_attempts": 1}))
+    done = await run(orch, op("slow", timeout=0.2, simulate={"latency_s": 30}, retry={"max_attempts": 1}))
     assert done["status"] == "Failed"
     slow = ops_by_id(done)["slow"]
     assert slow["status"] == "Failed"
@@ -184,8 +190,10 @@ async def test_per_operation_timeout_fails_a_slow_operation(orch):
 
 
 async def test_timeout_is_retried_under_the_policy(orch):
-    done = await run(orch, op("slow", timeout=0.1, simulate={"latency_s": 30},
-                              retry={"max_attempts": 2, "initial_delay_s": 0}))
+    done = await run(
+        orch,
+        op("slow", timeout=0.1, simulate={"latency_s": 30}, retry={"max_attempts": 2, "initial_delay_s": 0}),
+    )
     slow = ops_by_id(done)["slow"]
     assert slow["status"] == "Failed"
     assert slow["attempt"] == 2
@@ -193,17 +201,31 @@ async def test_timeout_is_retried_under_the_policy(orch):
 
 
 async def test_command_timeout_kills_the_process(orch):
-    done = await run(orch, {"id": "sleeper", "type": "command", "run": ["sleep", "30"],
-                            "timeout": 0.3, "retry": {"max_attempts": 1}})
+    done = await run(
+        orch,
+        {
+            "id": "sleeper",
+            "type": "command",
+            "run": ["sleep", "30"],
+            "timeout": 0.3,
+            "retry": {"max_attempts": 1},
+        },
+    )
     sleeper = ops_by_id(done)["sleeper"]
     assert sleeper["status"] == "Failed"
     assert "timed out" in sleeper["error"]
 
 
 async def test_failing_command_reports_exit_status(orch):
-    done = await run(orch, {"id": "boom", "type": "command",
-                            "run": ["sh", "-c", "echo partial; echo oops >&2; exit 3"],
-                            "retry": {"max_attempts": 1}})
+    done = await run(
+        orch,
+        {
+            "id": "boom",
+            "type": "command",
+            "run": ["sh", "-c", "echo partial; echo oops >&2; exit 3"],
+            "retry": {"max_attempts": 1},
+        },
+    )
     boom = ops_by_id(done)["boom"]
     assert boom["status"] == "Failed"
     assert "status 3" in boom["error"] and "oops" in boom["error"]
@@ -214,14 +236,16 @@ async def test_cancel_during_automatic_rollback_is_honest(orch):
     """A cancel that arrives while a failed batch rolls itself back either is refused (409),
     or succeeds and the batch ends Cancelled; it never says "Operation cancelled" about a
     batch that then ends Failed."""
-    data = await submit(orch, batch(
-        op("slow_undo", simulate={"latency_s": 0.5, "progress_steps": 1}),
-        op("bad", ["slow_undo"], simulate={"fail_always": True}, retry={"max_attempts": 1}),
-        rollback_enabled=True,
-    ))
+    data = await submit(
+        orch,
+        batch(
+            op("slow_undo", simulate={"latency_s": 0.5, "progress_steps": 1}),
+            op("bad", ["slow_undo"], simulate={"fail_always": True}, retry={"max_attempts": 1}),
+            rollback_enabled=True,
+        ),
+    )
     bid = data["batch_id"]
-    await wait_batch(orch, bid, until=lambda b: any(o["status"] == "RollingBack"
-                                                    for o in b["operations"]))
+    await wait_batch(orch, bid, until=lambda b: any(o["status"] == "RollingBack" for o in b["operations"]))
     resp = await orch.post(f"/batch/operations/{bid}/cancel")
     doc = await resp.json()
     final = await wait_batch(orch, bid)
@@ -238,8 +262,7 @@ async def test_layered_batch_respects_every_dependency(orch):
     ops = []
     for layer in range(layers):
         for i in range(width):
-            deps = [] if layer == 0 else sorted({f"L{layer - 1}_{i}",
-                                                 f"L{layer - 1}_{(i * 7 + 3) % width}"})
+            deps = [] if layer == 0 else sorted({f"L{layer - 1}_{i}", f"L{layer - 1}_{(i * 7 + 3) % width}"})
             ops.append(op(f"L{layer}_{i}", deps))
     done = await run(orch, *ops, parallel_limit=16)
     assert done["status"] == "Completed"
@@ -254,11 +277,16 @@ async def test_layered_batch_respects_every_dependency(orch):
 
 
 async def test_cancel_while_an_operation_waits_to_retry(orch):
-    data = await submit(orch, batch(op("flaky", simulate={"fail_attempts": 5},
-                                       retry={"max_attempts": 5, "initial_delay_s": 30})))
+    data = await submit(
+        orch,
+        batch(op("flaky", simulate={"fail_attempts": 5}, retry={"max_attempts": 5, "initial_delay_s": 30})),
+    )
     bid = data["batch_id"]
-    await wait_batch(orch, bid, until=lambda b: b["operations"][0]["attempt"] == 1
-                     and b["operations"][0]["status"] == "Pending")
+    await wait_batch(
+        orch,
+        bid,
+        until=lambda b: b["operations"][0]["attempt"] == 1 and b["operations"][0]["status"] == "Pending",
+    )
     resp = await orch.post(f"/batch/operations/{bid}/cancel")
     assert resp.status == 200
     final = await wait_batch(orch, bid)

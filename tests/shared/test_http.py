@@ -84,7 +84,8 @@ async def test_resource_404_envelope(orch):
 async def test_validation_errors_name_fields(orch):
     doc = await expect_envelope_error(
         await orch.post("/batch/execute", json={"name": "x", "operations": [{"id": "a"}]}),
-        422, "validation_failed",
+        422,
+        "validation_failed",
     )
     fields = doc["details"]["fields"]
     assert all({"field", "message"} <= set(f) for f in fields)
@@ -92,8 +93,9 @@ async def test_validation_errors_name_fields(orch):
 
 
 async def test_malformed_json_is_400_envelope(orch):
-    resp = await orch.post("/rollback/checkpoints", data=b"\xff\xfe{",
-                           headers={"Content-Type": "application/json"})
+    resp = await orch.post(
+        "/rollback/checkpoints", data=b"\xff\xfe{", headers={"Content-Type": "application/json"}
+    )
     await expect_envelope_error(resp, 400, "bad_request")
 
 
@@ -144,9 +146,7 @@ async def test_v1_and_plain_json_are_accepted(orch, accept):
 
 
 async def test_other_versions_are_406(orch):
-    doc = await expect_envelope_error(
-        await orch.get("/tasks", headers={"Accept": V2}), 406, "not_acceptable"
-    )
+    doc = await expect_envelope_error(await orch.get("/tasks", headers={"Accept": V2}), 406, "not_acceptable")
     assert "v2" in doc["error"] and "v1" in doc["error"]
     assert doc["details"]["supported"] == ["v1"]
 
@@ -196,16 +196,28 @@ async def test_openapi_lists_every_route(orch):
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert routes == documented
     seed = {
-        ("get", "/health"), ("get", "/tasks"), ("get", "/tasks/{id}"),
-        ("post", "/workflows/servers/create"), ("post", "/workflows/taskserv/create"),
-        ("post", "/workflows/cluster/create"), ("post", "/batch/execute"),
-        ("get", "/batch/operations"), ("get", "/batch/operations/{id}"),
-        ("post", "/batch/operations/{id}/cancel"), ("get", "/state/workflows/{id}/progress"),
-        ("get", "/state/workflows/{id}/snapshots"), ("get", "/state/system/metrics"),
-        ("get", "/state/system/health"), ("get", "/state/statistics"),
-        ("post", "/rollback/checkpoints"), ("get", "/rollback/checkpoints"),
-        ("get", "/rollback/checkpoints/{id}"), ("post", "/rollback/execute"),
-        ("post", "/rollback/restore/{id}"), ("get", "/rollback/statistics"), ("get", "/metrics"),
+        ("get", "/health"),
+        ("get", "/tasks"),
+        ("get", "/tasks/{id}"),
+        ("post", "/workflows/servers/create"),
+        ("post", "/workflows/taskserv/create"),
+        ("post", "/workflows/cluster/create"),
+        ("post", "/batch/execute"),
+        ("get", "/batch/operations"),
+        ("get", "/batch/operations/{id}"),
+        ("post", "/batch/operations/{id}/cancel"),
+        ("get", "/state/workflows/{id}/progress"),
+        ("get", "/state/workflows/{id}/snapshots"),
+        ("get", "/state/system/metrics"),
+        ("get", "/state/system/health"),
+        ("get", "/state/statistics"),
+        ("post", "/rollback/checkpoints"),
+        ("get", "/rollback/checkpoints"),
+        ("get", "/rollback/checkpoints/{id}"),
+        ("post", "/rollback/execute"),
+        ("post", "/rollback/restore/{id}"),
+        ("get", "/rollback/statistics"),
+        ("get", "/metrics"),
     }
     assert seed <= documented
 
@@ -229,8 +241,11 @@ async def test_openapi_request_schemas(orch):
         ref = op_doc["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         schema = schemas[ref.rsplit("/", 1)[1]]
         assert props <= set(schema["properties"]), (path, set(schema["properties"]))
-    batch_schema = schemas[doc["paths"]["/batch/execute"]["post"]["requestBody"]["content"]
-                           ["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    batch_schema = schemas[
+        doc["paths"]["/batch/execute"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].rsplit("/", 1)[1]
+    ]
     assert {"name", "operations"} <= set(batch_schema["required"])
     # GET routes have no body; list routes document their query parameters
     assert "requestBody" not in doc["paths"]["/tasks"]["get"]
@@ -239,8 +254,7 @@ async def test_openapi_request_schemas(orch):
     assert all(p["in"] == "query" for p in params.values())
     assert params["limit"]["schema"]["maximum"] == 1000
     path_params = doc["paths"]["/tasks/{id}"]["get"]["parameters"]
-    assert path_params == [{"name": "id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}]
+    assert path_params == [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
 async def test_openapi_marks_public_routes(orch):
@@ -269,43 +283,63 @@ async def test_metrics_count_requests_by_route_template(orch):
     text, after = await scrape(orch)
     assert "# TYPE http_requests_total counter" in text
     labels = {"service": "orchestrator", "route": "/tasks/{id}", "method": "GET", "status": "404"}
-    assert sample(after, "http_requests_total", **labels) - \
-        sample(before, "http_requests_total", **labels) == 3
+    assert (
+        sample(after, "http_requests_total", **labels) - sample(before, "http_requests_total", **labels) == 3
+    )
     assert "some-unknown-id" not in text  # ids never become label values
-    unmatched = {"service": "orchestrator", "route": "unmatched", "method": "GET",
-                 "status": "404"}
-    assert sample(after, "http_requests_total", **unmatched) - \
-        sample(before, "http_requests_total", **unmatched) == 1
+    unmatched = {"service": "orchestrator", "route": "unmatched", "method": "GET", "status": "404"}
+    assert (
+        sample(after, "http_requests_total", **unmatched) - sample(before, "http_requests_total", **unmatched)
+        == 1
+    )
     latency = {"service": "orchestrator", "route": "/tasks/{id}", "method": "GET"}
-    assert sample(after, "http_request_duration_seconds_count", **latency) - \
-        sample(before, "http_request_duration_seconds_count", **latency) == 3
+    assert (
+        sample(after, "http_request_duration_seconds_count", **latency)
+        - sample(before, "http_request_duration_seconds_count", **latency)
+        == 3
+    )
 
 
 async def test_metrics_expose_task_counts_and_durations_after_a_batch(orch):
     _, before = await scrape(orch)
-    data = await submit(orch, batch(
-        op("a"), op("b", ["a"]), op("c"),
-        op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1},
-           on_failure="continue"),
-    ))
+    data = await submit(
+        orch,
+        batch(
+            op("a"),
+            op("b", ["a"]),
+            op("c"),
+            op("bad", simulate={"fail_always": True}, retry={"max_attempts": 1}, on_failure="continue"),
+        ),
+    )
     done = await wait_batch(orch, data["batch_id"])
     assert done["status"] == "Failed"
     text, after = await scrape(orch)
     assert "# TYPE orchestrator_tasks_total counter" in text
     assert "# TYPE orchestrator_task_duration_seconds histogram" in text
-    assert sample(after, "orchestrator_tasks_total", status="completed") - \
-        sample(before, "orchestrator_tasks_total", status="completed") == 3
-    assert sample(after, "orchestrator_tasks_total", status="failed") - \
-        sample(before, "orchestrator_tasks_total", status="failed") == 1
-    assert sample(after, "orchestrator_task_duration_seconds_count") - \
-        sample(before, "orchestrator_task_duration_seconds_count") == 4
-    assert sample(after, "orchestrator_task_duration_seconds_bucket", le="+Inf") == \
+    assert (
+        sample(after, "orchestrator_tasks_total", status="completed")
+        - sample(before, "orchestrator_tasks_total", status="completed")
+        == 3
+    )
+    assert (
+        sample(after, "orchestrator_tasks_total", status="failed")
+        - sample(before, "orchestrator_tasks_total", status="failed")
+        == 1
+    )
+    assert (
         sample(after, "orchestrator_task_duration_seconds_count")
+        - sample(before, "orchestrator_task_duration_seconds_count")
+        == 4
+    )
+    assert sample(after, "orchestrator_task_duration_seconds_bucket", le="+Inf") == sample(
+        after, "orchestrator_task_duration_seconds_count"
+    )
     assert re.search(r'^orchestrator_task_duration_seconds_bucket\{le="10\.0"\} ', text, re.M)
-    submitted = {"service": "orchestrator", "route": "/batch/execute", "method": "POST",
-                 "status": "201"}
-    assert sample(after, "http_requests_total", **submitted) - \
-        sample(before, "http_requests_total", **submitted) == 1
+    submitted = {"service": "orchestrator", "route": "/batch/execute", "method": "POST", "status": "201"}
+    assert (
+        sample(after, "http_requests_total", **submitted) - sample(before, "http_requests_total", **submitted)
+        == 1
+    )
 
 
 # -- public routes and the auth hook --------------------------------------------------------
@@ -317,8 +351,7 @@ class DenyEveryone:
     async def authenticate(self, request: web.Request) -> Principal:
         raise Unauthorized("no credentials")
 
-    async def authorize(self, principal: Principal, resource: str, action: str,
-                        request: web.Request) -> None:
+    async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
         raise Forbidden("never")
 
 
@@ -328,8 +361,7 @@ class ReadOnly:
     async def authenticate(self, request: web.Request) -> Principal:
         return Principal(user_id="u1", username="viewer", roles=("viewer",))
 
-    async def authorize(self, principal: Principal, resource: str, action: str,
-                        request: web.Request) -> None:
+    async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
         if action != "read":
             raise Forbidden(f"missing permission {resource}:{action}")
 
@@ -345,9 +377,14 @@ async def test_health_metrics_and_openapi_are_public(aiohttp_client, settings):
 
 async def test_other_routes_go_through_the_auth_hook(aiohttp_client, settings):
     client = await aiohttp_client(create_app(settings, auth=DenyEveryone()))
-    for method, path in [("GET", "/tasks"), ("GET", "/batch/operations"),
-                         ("POST", "/batch/execute"), ("GET", "/state/system/health"),
-                         ("GET", "/rollback/statistics"), ("POST", "/workflows/servers/create")]:
+    for method, path in [
+        ("GET", "/tasks"),
+        ("GET", "/batch/operations"),
+        ("POST", "/batch/execute"),
+        ("GET", "/state/system/health"),
+        ("GET", "/rollback/statistics"),
+        ("POST", "/workflows/servers/create"),
+    ]:
         resp = await client.request(method, path, json={})
         doc = await expect_envelope_error(resp, 401, "unauthorized")
         assert doc["error"] == "no credentials"
@@ -360,20 +397,18 @@ async def test_auth_hook_sees_resource_and_action(aiohttp_client, settings):
         await client.post("/batch/execute", json=batch(op("a"))), 403, "forbidden"
     )
     assert "batch:execute" in doc["error"]
-    doc = await expect_envelope_error(
-        await client.post("/rollback/checkpoints", json={"name": "x"}), 403
-    )
+    doc = await expect_envelope_error(await client.post("/rollback/checkpoints", json={"name": "x"}), 403)
     assert "rollback:create" in doc["error"]
     assert (await (await client.get("/batch/operations")).json())["data"] == []
 
 
 async def test_oversized_body_is_413_envelope_with_request_id(aiohttp_client, tmp_path):
-    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False,
-                             max_body_bytes=1024)
+    settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False, max_body_bytes=1024)
     client = await aiohttp_client(create_app(settings))
     body = json.dumps({"name": "x" * 2000, "operations": []})
-    resp = await client.post("/batch/execute", data=body, headers={
-        "Content-Type": "application/json", "X-Request-ID": "big-1"})
+    resp = await client.post(
+        "/batch/execute", data=body, headers={"Content-Type": "application/json", "X-Request-ID": "big-1"}
+    )
     doc = await expect_envelope_error(resp, 413, "payload_too_large")
     assert "1024" in doc["error"]
     assert resp.headers["X-Request-ID"] == "big-1"

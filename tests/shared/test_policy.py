@@ -31,8 +31,7 @@ MODEL = read_model(POLICIES)
 
 def ctx(**parts: dict[str, Any]) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "user": {"id": "u", "username": "u", "role": RoleSet(("viewer",)), "roles": ["viewer"],
-                 "mfa": False},
+        "user": {"id": "u", "username": "u", "role": RoleSet(("viewer",)), "roles": ["viewer"], "mfa": False},
         "request": {"ip": "10.1.2.3", "method": "GET", "path": "/", "service": "orchestrator"},
         "time": {"hour": 12, "minute": 0, "weekday": 0, "date": "2026-01-05"},
         "batch": {"environment": None, "check_mode": False, "name": None},
@@ -42,42 +41,47 @@ def ctx(**parts: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
-@pytest.mark.parametrize(("source", "compiled"), [
-    (None, "True"),
-    ("", "True"),
-    ("user.mfa == true", "r_ctx.user.mfa == True"),
-    ("user.role == 'admin' && !user.mfa", "r_ctx.user.role == 'admin' and (not r_ctx.user.mfa)"),
-    ("batch.environment != 'prod' || user.mfa",
-     "r_ctx.batch.environment != 'prod' or r_ctx.user.mfa"),
-    ("ipMatch(request.ip, '10.0.0.0/8')", "ipMatch(r_ctx.request.ip, '10.0.0.0/8')"),
-    ("time.hour >= 8 and time.hour < 18", "r_ctx.time.hour >= 8 and r_ctx.time.hour < 18"),
-    ("'ops' in user.roles", "'ops' in r_ctx.user.roles"),
-    ("request.path == 'a&&b!'", "r_ctx.request.path == 'a&&b!'"),
-    ("batch.environment == null", "r_ctx.batch.environment == None"),
-])
+@pytest.mark.parametrize(
+    ("source", "compiled"),
+    [
+        (None, "True"),
+        ("", "True"),
+        ("user.mfa == true", "r_ctx.user.mfa == True"),
+        ("user.role == 'admin' && !user.mfa", "r_ctx.user.role == 'admin' and (not r_ctx.user.mfa)"),
+        ("batch.environment != 'prod' || user.mfa", "r_ctx.batch.environment != 'prod' or r_ctx.user.mfa"),
+        ("ipMatch(request.ip, '10.0.0.0/8')", "ipMatch(r_ctx.request.ip, '10.0.0.0/8')"),
+        ("time.hour >= 8 and time.hour < 18", "r_ctx.time.hour >= 8 and r_ctx.time.hour < 18"),
+        ("'ops' in user.roles", "'ops' in r_ctx.user.roles"),
+        ("request.path == 'a&&b!'", "r_ctx.request.path == 'a&&b!'"),
+        ("batch.environment == null", "r_ctx.batch.environment == None"),
+    ],
+)
 def test_conditions_compile(source: str | None, compiled: str) -> None:
     assert compile_condition(source) == compiled
 
 
-@pytest.mark.parametrize("source", [
-    "__import__('os').system('id')",
-    "user.__class__.__mro__",
-    "user.password",
-    "open('/etc/passwd')",
-    "eval('1')",
-    "x",
-    "user",
-    "(lambda: 1)()",
-    "[r for r in user.roles]",
-    "user.role.upper()",
-    "1 if user.mfa else 0",
-    "user.mfa = True",
-    "ipMatch(request.ip, cidr='10.0.0.0/8')",
-    "user.roles[0] == 'admin'",
-    "f'{user.id}'",
-    "'a' * 10000000",
-    "x" * 600,
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "__import__('os').system('id')",
+        "user.__class__.__mro__",
+        "user.password",
+        "open('/etc/passwd')",
+        "eval('1')",
+        "x",
+        "user",
+        "(lambda: 1)()",
+        "[r for r in user.roles]",
+        "user.role.upper()",
+        "1 if user.mfa else 0",
+        "user.mfa = True",
+        "ipMatch(request.ip, cidr='10.0.0.0/8')",
+        "user.roles[0] == 'admin'",
+        "f'{user.id}'",
+        "'a' * 10000000",
+        "x" * 600,
+    ],
+)
 def test_conditions_outside_the_language_are_refused(source: str) -> None:
     with pytest.raises(ConditionError):
         compile_condition(source)
@@ -89,11 +93,18 @@ def test_role_set_compares_as_any_role() -> None:
     assert roles in ["viewer", "operator"]
 
 
-@pytest.mark.parametrize(("resource", "pattern", "matches"), [
-    ("tasks", "tasks", True), ("tasks", "*", True), ("tasks", "task", False),
-    ("servers:web-01", "servers:*", True), ("servers", "servers:*", True),
-    ("serversx", "servers:*", False), ("servers:web-01", "servers:web-*", True),
-])
+@pytest.mark.parametrize(
+    ("resource", "pattern", "matches"),
+    [
+        ("tasks", "tasks", True),
+        ("tasks", "*", True),
+        ("tasks", "task", False),
+        ("servers:web-01", "servers:*", True),
+        ("servers", "servers:*", True),
+        ("serversx", "servers:*", False),
+        ("servers:web-01", "servers:web-*", True),
+    ],
+)
 def test_resource_patterns(resource: str, pattern: str, matches: bool) -> None:
     assert resource_match(resource, pattern) is matches
 
@@ -104,12 +115,19 @@ def test_default_policy_file() -> None:
     assert Line("admin", "*", "*", "True", "allow") in lines
     conditional = [ln for ln in lines if ln.conditional]
     assert {(ln.sub, ln.obj, ln.act) for ln in conditional} == {
-        ("developer", "batch", "execute"), ("developer", "workflows", "create")}
+        ("developer", "batch", "execute"),
+        ("developer", "workflows", "create"),
+    }
 
 
 def test_rule_documents_round_trip() -> None:
-    doc = {"effect": "Deny", "resource": "servers:*", "action": ["create", "read"],
-           "condition": "user.role == 'admin'", "roles": ["operator"]}
+    doc = {
+        "effect": "Deny",
+        "resource": "servers:*",
+        "action": ["create", "read"],
+        "condition": "user.role == 'admin'",
+        "roles": ["operator"],
+    }
     assert Rule.from_doc(doc).to_doc() == doc
     seed = {"effect": "Allow", "resource": "tasks", "action": "read", "condition": None}
     assert Rule.from_doc(seed).to_doc() == {**seed, "action": ["read"]}
@@ -155,9 +173,11 @@ async def test_store_adapter_under_casbins_own_api(store: Store) -> None:
     repo = PolicyRepository(store)
     adapter = StoreAdapter(repo)
     enforcer = casbin.AsyncEnforcer(casbin.AsyncEnforcer.new_model(text=MODEL), adapter)
-    for name, fn in (("subjectMatch", lambda s, p: p == "*" or p in s),
-                     ("resourceMatch", lambda r, p: p in ("*", r)),
-                     ("actionMatch", lambda a, p: p in ("*", a))):
+    for name, fn in (
+        ("subjectMatch", lambda s, p: p == "*" or p in s),
+        ("resourceMatch", lambda r, p: p in ("*", r)),
+        ("actionMatch", lambda a, p: p in ("*", a)),
+    ):
         enforcer.add_function(name, fn)
     await enforcer.add_policy("viewer", "tasks", "read", "True", "allow")
     await enforcer.add_policy("viewer", "state", "read", "True", "allow")
@@ -176,5 +196,7 @@ async def test_store_adapter_under_casbins_own_api(store: Store) -> None:
     await enforcer.save_policy()
     await fresh.load(repo)
     assert [ln.values for ln in fresh.lines] == [
-        ["viewer", "state", "read", "True", "allow"], ["x", "y", "z", "True", "allow"]]
+        ["viewer", "state", "read", "True", "allow"],
+        ["x", "y", "z", "True", "allow"],
+    ]
     assert fresh.revision == await repo.revision()

@@ -108,8 +108,14 @@ async def test_log_entries_round_trip_nested_values_and_aware_datetimes() -> Non
     plus_two = timezone(timedelta(hours=2))
     at = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=plus_two)
     utc_at = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-    entry = {"at": at, "utc": utc_at, "patch": {"status": "Running", "tries": [1, 2]},
-             "note": None, "ok": True, "ratio": 0.5}
+    entry = {
+        "at": at,
+        "utc": utc_at,
+        "patch": {"status": "Running", "tries": [1, 2]},
+        "note": None,
+        "ok": True,
+        "ratio": 0.5,
+    }
     async with opened() as s:
         await s.write(Append("t", 7, "k", entry))
         (r,) = await s.query("SELECT * FROM t")
@@ -271,8 +277,9 @@ async def test_a_statement_applies_pending_rows_first_so_it_sees_them() -> None:
 
 async def test_a_lazy_change_in_the_same_write_as_a_statement_is_applied_before_it() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
-        await s.write(Lazy("t", "a", {"n": 1}, 1, create=True),
-                      Stmt("UPDATE t SET touched = true RETURN NONE"))
+        await s.write(
+            Lazy("t", "a", {"n": 1}, 1, create=True), Stmt("UPDATE t SET touched = true RETURN NONE")
+        )
         assert s.lazy_pending == 0
         assert await s.lazy_mark() == 1
         assert await row(s, "a") == {"id": "a", "n": 1, "touched": True}
@@ -354,7 +361,8 @@ async def test_partial_application_stores_the_mark_before_the_oldest_pending_row
         assert s.lazy_rows_applied == 2
         assert await s.lazy_mark() >= 5  # never behind a row that is applied
         assert await s.query("SELECT * FROM t ORDER BY id") == [
-            {"id": "a", "n": 5}, {"id": "b", "n": 7},
+            {"id": "a", "n": 5},
+            {"id": "b", "n": 7},
         ]
 
 
@@ -478,8 +486,9 @@ async def test_a_failed_write_does_not_lose_a_lazy_change_queued_in_the_same_com
 async def test_a_row_the_store_refuses_is_dropped_and_does_not_block_reads_or_neighbours() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
         await s.write(Insert("t", {"id": "taken", "a": 0}))
-        await s.write(Lazy("t", "fine", {"a": 1}, 4, create=True),
-                      Lazy("t", "taken", {"a": 2}, 5, create=True))  # exists: refused
+        await s.write(
+            Lazy("t", "fine", {"a": 1}, 4, create=True), Lazy("t", "taken", {"a": 2}, 5, create=True)
+        )  # exists: refused
         assert s.lazy_pending == 2
 
         rows = await s.query("SELECT * FROM t ORDER BY id")

@@ -29,8 +29,9 @@ async def service(store: Store, settings: Settings, *, create: bool = True) -> T
 
 
 def issue(tokens: TokenService, **kw: object) -> tuple[str, str]:
-    issued = tokens.issue(user_id="u1", username="alice", roles=["viewer"], amr=["pwd"],
-                          session_id="s1", **kw)  # type: ignore[arg-type]
+    issued = tokens.issue(
+        user_id="u1", username="alice", roles=["viewer"], amr=["pwd"], session_id="s1", **kw
+    )  # type: ignore[arg-type]
     return issued.token, issued.jti
 
 
@@ -38,8 +39,7 @@ async def test_issue_and_verify(store: Store, settings: Settings) -> None:
     tokens = await service(store, settings)
     token, jti = issue(tokens)
     principal = await tokens.verify(token)
-    assert (principal.user_id, principal.username, principal.roles) == ("u1", "alice",
-                                                                         ("viewer",))
+    assert (principal.user_id, principal.username, principal.roles) == ("u1", "alice", ("viewer",))
     assert principal.mfa is False and principal.token_id == jti
     assert principal.claims["sid"] == "s1"
     assert await tokens.verify(token) is principal  # the cache answered
@@ -71,8 +71,7 @@ async def test_expired_tokens_leave_the_cache(store: Store, settings: Settings) 
         await tokens.verify(token)
 
 
-async def test_keys_made_by_one_process_verify_in_another(store: Store,
-                                                          settings: Settings) -> None:
+async def test_keys_made_by_one_process_verify_in_another(store: Store, settings: Settings) -> None:
     verifier = await service(store, settings, create=False)
     assert verifier.keys.keys == {}
     issuer = await service(store, settings)
@@ -82,13 +81,20 @@ async def test_keys_made_by_one_process_verify_in_another(store: Store,
     assert verifier.keys.jwks()["keys"][0]["kid"] == jwt.get_unverified_header(token)["kid"]
 
 
-async def test_tokens_without_the_required_claims_are_refused(store: Store,
-                                                              settings: Settings) -> None:
+async def test_tokens_without_the_required_claims_are_refused(store: Store, settings: Settings) -> None:
     tokens = await service(store, settings)
     key = tokens.keys.signing_key
     now = int(utcnow().timestamp())
-    base = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": "u", "jti": "j",
-            "iat": now, "exp": now + 60, "roles": ["admin"], "amr": ["pwd"]}
+    base = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "u",
+        "jti": "j",
+        "iat": now,
+        "exp": now + 60,
+        "roles": ["admin"],
+        "amr": ["pwd"],
+    }
     for missing in ("exp", "jti", "aud", "roles"):
         claims = {k: v for k, v in base.items() if k != missing}
         token = jwt.encode(claims, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})

@@ -110,6 +110,22 @@ class Settings:
     webhook_refresh_s: float = 5.0  # how often subscriptions are reloaded from the store
     webhook_concurrency: int = 64  # webhooks delivered to at once (each one in order)
     webhook_log_retention_s: float = 7 * 86_400.0
+    # -- command runner: who runs `command` operations, with what (issue 8) --
+
+    # -- secrets at rest and the data directory (issue 8) --
+
+    # -- request and input limits (issue 8) --
+
+    # -- audit (issue 8) --
+
+    # -- login, sessions, MFA and passwords (issue 8) --
+
+    # -- policy conditions (issue 8) --
+
+    # -- connections, metrics and webhooks hardening (issue 8) --
+
+    # -- API contract (issue 8) --
+
     config_file: Path | None = None
 
     @property

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from shared.audit import AUDIT, AuditEntry, canonical
-from tests.control_center.conftest import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
+from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 BATCH = {
     "name": "audited",

@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from provisioning import cli, client
-from tests.control_center.conftest import ADMIN_PASSWORD, Services
+from tests.helpers.services import ADMIN_PASSWORD, Services
 
 
 @pytest.fixture

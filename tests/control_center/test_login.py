@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyotp
 import pytest
 
-from tests.control_center.conftest import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
+from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 
 async def test_full_login_journey_for_admin(services: Services) -> None:

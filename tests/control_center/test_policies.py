@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.security import SECURITY, Security
-from tests.control_center.conftest import Services, bearer
+from tests.helpers.services import Services, bearer
 
 BATCH = {
     "name": "matrix",

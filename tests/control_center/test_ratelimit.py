@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.ratelimit import parse_limit
-from tests.control_center.conftest import Services, bearer
+from tests.helpers.services import Services, bearer
 
 BATCH = {
     "name": "limited",

@@ -7,7 +7,7 @@ from typing import Any
 
 import jwt
 
-from tests.control_center.conftest import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
+from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 
 async def refresh(services: Services, **body: str) -> tuple[int, dict[str, Any]]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.security import SECURITY, Security
 from shared.tokens import utcnow
-from tests.control_center.conftest import ADMIN_PASSWORD, Services, bearer
+from tests.helpers.services import ADMIN_PASSWORD, Services, bearer
 
 
 def b64(data: bytes) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from control_center.app import create_app as create_control_center
-from tests.control_center.conftest import (
+from tests.helpers.services import (
     ADMIN_PASSWORD,
     USER_PASSWORD,
     Secrets,

@@ -33,6 +33,7 @@ from orchestrator.providers import (
     ProviderEnv,
     ProviderRegistry,
 )
+from orchestrator.providers.base import ValidatesOperations
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
@@ -179,7 +180,13 @@ class Engine:
     # -- submission -------------------------------------------------------------------
 
     def validate(self, batch: BatchRequest) -> Any:
-        return validate(batch, lambda name: self.registry.resolve_name(name) is not None)
+        return validate(
+            batch, lambda name: self.registry.resolve_name(name) is not None, self._operation_problems
+        )
+
+    def _operation_problems(self, op: OperationSpec) -> list[tuple[str, str]]:
+        provider = self.registry.get(op.provider_name)  # known: checked just before
+        return provider.problems(op) if isinstance(provider, ValidatesOperations) else []
 
     def plan(self, batch: BatchRequest) -> dict[str, Any]:
         """What a batch would do, with no effects and nothing recorded (``check_mode``)."""

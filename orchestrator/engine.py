@@ -179,9 +179,13 @@ class Engine:
 
     # -- submission -------------------------------------------------------------------
 
-    def validate(self, batch: BatchRequest) -> Any:
+    def validate(self, batch: BatchRequest, *, providers_check: bool = True) -> Any:
+        """The graph, or 422. ``providers_check``: also ask each provider about its
+        operations (at submission; a resumed batch meets those checks when it runs)."""
         return validate(
-            batch, lambda name: self.registry.resolve_name(name) is not None, self._operation_problems
+            batch,
+            lambda name: self.registry.resolve_name(name) is not None,
+            self._operation_problems if providers_check else None,
         )
 
     def _operation_problems(self, op: OperationSpec) -> list[tuple[str, str]]:
@@ -452,7 +456,7 @@ class Engine:
             rollback_enabled=row["rollback_enabled"],
             operations=batch_ops,
         )
-        self.validate(batch)
+        self.validate(batch, providers_check=False)
         wf = WorkflowState(
             id=wid,
             name=row["name"],

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import networkx as nx
 
-from orchestrator.models import BatchRequest
+from orchestrator.models import BatchRequest, OperationSpec
 from shared.errors import ValidationFailed
 
 
@@ -22,10 +23,15 @@ def build_graph(batch: BatchRequest) -> nx.DiGraph:
     return graph
 
 
-def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
+def validate(
+    batch: BatchRequest,
+    known_provider: Any,
+    operation_problems: Callable[[OperationSpec], list[tuple[str, str]]] | None = None,
+) -> nx.DiGraph:
     """Unique ids, known dependencies and providers, no cycles; 422 naming every problem.
 
-    ``known_provider(name) -> bool`` says whether a provider name resolves.
+    ``known_provider(name) -> bool`` says whether a provider name resolves;
+    ``operation_problems(op)`` lists an operation's own ``(field, message)`` problems.
     """
     problems: list[dict[str, Any]] = []
     ids = [op.id for op in batch.operations]
@@ -65,6 +71,9 @@ def validate(batch: BatchRequest, known_provider: Any) -> nx.DiGraph:
                     "message": f"unknown provider {op.provider_name!r} for operation {op.id!r}",
                 }
             )
+        elif operation_problems is not None:
+            for name, message in operation_problems(op):
+                problems.append({"field": f"operations.{i}.{name}", "operation": op.id, "message": message})
     if problems:
         raise ValidationFailed(_summary(problems), details={"fields": problems})
     graph = build_graph(batch)

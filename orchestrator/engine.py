@@ -33,6 +33,7 @@ from orchestrator.providers import (
     ProviderEnv,
     ProviderRegistry,
 )
+from orchestrator.providers.base import ValidatesOperations
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
@@ -178,8 +179,18 @@ class Engine:
 
     # -- submission -------------------------------------------------------------------
 
-    def validate(self, batch: BatchRequest) -> Any:
-        return validate(batch, lambda name: self.registry.resolve_name(name) is not None)
+    def validate(self, batch: BatchRequest, *, providers_check: bool = True) -> Any:
+        """The graph, or 422. ``providers_check``: also ask each provider about its
+        operations (at submission; a resumed batch meets those checks when it runs)."""
+        return validate(
+            batch,
+            lambda name: self.registry.resolve_name(name) is not None,
+            self._operation_problems if providers_check else None,
+        )
+
+    def _operation_problems(self, op: OperationSpec) -> list[tuple[str, str]]:
+        provider = self.registry.get(op.provider_name)  # known: checked just before
+        return provider.problems(op) if isinstance(provider, ValidatesOperations) else []
 
     def plan(self, batch: BatchRequest) -> dict[str, Any]:
         """What a batch would do, with no effects and nothing recorded (``check_mode``)."""
@@ -445,7 +456,7 @@ class Engine:
             rollback_enabled=row["rollback_enabled"],
             operations=batch_ops,
         )
-        self.validate(batch)
+        self.validate(batch, providers_check=False)
         wf = WorkflowState(
             id=wid,
             name=row["name"],

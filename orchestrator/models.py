@@ -7,8 +7,10 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from orchestrator.command_runner import MAX_CWD_CHARS, MAX_ENV_KEYS, env_key_problem, env_value_problem
 from shared.http import Model, PageQuery
 
 SUPPORTED_STORAGE_BACKENDS = ("surrealdb",)
@@ -84,9 +86,48 @@ class OperationSpec(Model):
     # command
     run: list[str] | None = Field(None, min_length=1, max_length=1000)
     undo: list[str] | None = Field(None, min_length=1, max_length=1000)
-    env: dict[str, str] | None = None
-    cwd: str | None = None
+    env: dict[str, str] | None = Field(
+        None,
+        max_length=MAX_ENV_KEYS,
+        description="extra environment variables; keys that change how programs are loaded "
+        "or executed (LD_*, PYTHON*, PATH, BASH_ENV, …) are refused",
+    )
+    cwd: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_CWD_CHARS,
+        description="working directory: relative to the command work root, or an absolute "
+        "path inside it (symlinks resolved)",
+    )
     params: dict[str, Any] | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _safe_env(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        """Each refused key or value is reported at ``env.<key>``."""
+        if not value:
+            return value
+        errors: list[InitErrorDetails] = []
+        for key, val in value.items():
+            problem = env_key_problem(key) or env_value_problem(val)
+            if problem:
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("env_refused", "{reason}", {"reason": problem}),
+                        loc=(key,),
+                        input=key,  # never echo a value: it may be a secret
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data("env", errors)
+        return value
+
+    @field_validator("cwd")
+    @classmethod
+    def _plain_cwd(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 0x20 for c in value):
+            raise ValueError("cwd cannot contain control characters")
+        return value
 
     @model_validator(mode="after")
     def _command_needs_run(self) -> OperationSpec:

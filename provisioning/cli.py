@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start orchestrator and control center on one embedded store")
     sub.add_parser("orchestrator", help="start the orchestrator alone")
     sub.add_parser("control-center", help="start the control center alone")
+    doctor = sub.add_parser("doctor", help="check the host (runner user, work root, …); --fix repairs")
+    doctor.add_argument("--fix", action="store_true", help="repair what can be repaired (as root)")
 
     login = sub.add_parser("login", help="log in to the control center and save the token")
     login.add_argument("--username")
@@ -257,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":
+        from provisioning import doctor
+
+        return doctor.main(load_settings(args.config), args.fix)
     if args.command in ("up", "orchestrator", "control-center"):
         from provisioning.server import run
 

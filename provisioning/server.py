@@ -12,6 +12,7 @@ from aiohttp import web
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
+from orchestrator.command_runner import make_undumpable
 from shared.access_log import RedactingAccessLogger
 from shared.app import open_store
 from shared.events import EventBus
@@ -77,5 +78,7 @@ async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
 
 
 def run(settings: Settings, which: tuple[str, ...]) -> None:
+    # First: keep same-uid processes (commands when not root) out of /proc/<pid>/environ and mem.
+    make_undumpable()
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
     asyncio.run(serve(settings, which))

@@ -111,6 +111,13 @@ class Settings:
     webhook_concurrency: int = 64  # webhooks delivered to at once (each one in order)
     webhook_log_retention_s: float = 7 * 86_400.0
     # -- command runner: who runs `command` operations, with what (issue 8) --
+    # As root, each command runs as this unprivileged user and its group (created by
+    # `provisioning doctor --fix`); never as root unless allow_root_commands is true.
+    runner_user: str = "provisioning-runner"
+    allow_root_commands: bool = False
+    # Where commands run; an operation's cwd must lie inside. Empty: "<data_dir>-work",
+    # beside the data directory (created 0700, owned by the runner user, when missing).
+    command_work_root: str = ""
 
     # -- secrets at rest and the data directory (issue 8) --
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ EXPECTED_STATUS = {
     "local_commands.json": "Completed",
     "failing_rollback.yaml": "Failed",
 }
-WORKDIR = Path("/tmp/provisioning-example")
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -38,10 +35,9 @@ def load(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def clean_workdir() -> Iterator[Path]:
-    shutil.rmtree(WORKDIR, ignore_errors=True)
-    yield WORKDIR
-    shutil.rmtree(WORKDIR, ignore_errors=True)
+def example_dir(work_root: Path) -> Path:
+    """Where local_commands.json works: relative paths, inside the command work root."""
+    return work_root / "example"
 
 
 def test_every_example_has_an_expectation():
@@ -97,14 +93,14 @@ async def test_multi_cloud_deployment_completes_simulated(orch):
     assert {o["implementation"] for o in plan["operations"]} == {"local"}
 
 
-async def test_local_commands_run_for_real_and_roll_back(orch, clean_workdir):
+async def test_local_commands_run_for_real_and_roll_back(orch, example_dir):
     body = load(EXAMPLES / "local_commands.json")
     data = await submit(orch, body)
     done = await wait_batch(orch, data["batch_id"])
     assert done["status"] == EXPECTED_STATUS["local_commands.json"], done
     ops = {o["id"]: o for o in done["operations"]}
     assert {o["status"] for o in ops.values()} == {"Completed"}
-    site = clean_workdir / "site"
+    site = example_dir / "site"
     assert (site / "config.txt").read_text() == "env=staging\n"
     assert (site / "index.html").read_text() == "<h1>hello</h1>"
     assert "index written" in ops["write_index"]["output"]
@@ -121,7 +117,7 @@ async def test_local_commands_run_for_real_and_roll_back(orch, clean_workdir):
     assert result["success"] is True
     assert result["operations_executed"] == 4
     assert result["operations_failed"] == 0
-    assert not clean_workdir.exists()
+    assert not example_dir.exists()
     after = await data_of(orch, f"/batch/operations/{data['batch_id']}")
     assert {o["status"] for o in after["operations"]} == {"RolledBack"}
     order = await rollback_order(orch, data["batch_id"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.models import OperationSpec
 from shared.settings import Settings
@@ -70,4 +70,14 @@ class Provider(Protocol):
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         """The task's ``command`` and ``args`` as ``/tasks`` shows them."""
+        ...
+
+
+@runtime_checkable
+class ValidatesOperations(Protocol):
+    """A provider that also checks an operation at submission, before anything runs
+    (the ``command`` provider checks ``cwd`` against the work root)."""
+
+    def problems(self, spec: OperationSpec) -> list[tuple[str, str]]:
+        """``(field, message)`` for each problem, the field relative to the operation."""
         ...

@@ -401,8 +401,8 @@ async def test_failed_undo_is_reported(orch):
     assert await inventory_names(orch) == {"stubborn-srv"}
 
 
-async def test_command_operations_run_their_undo(orch, tmp_path):
-    target = tmp_path / "made-by-batch"
+async def test_command_operations_run_their_undo(orch, work_root):
+    target = work_root / "made-by-batch"
     done = await run(
         orch,
         {

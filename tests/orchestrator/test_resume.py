@@ -24,11 +24,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(data_dir: Path, work_root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         {
             "PROVISIONING_DATA_DIR": str(data_dir),
+            "PROVISIONING_COMMAND_WORK_ROOT": str(work_root),
             "PROVISIONING_ORCHESTRATOR_PORT": str(port),
             "PROVISIONING_AUTH_ENABLED": "false",
             "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.05",
@@ -58,8 +59,10 @@ async def _wait_up(session: aiohttp.ClientSession, base: str) -> None:
     raise AssertionError("orchestrator did not start")
 
 
-async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(tmp_path: Path) -> None:
-    marks = tmp_path / "marks.txt"
+async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(
+    tmp_path: Path, work_root: Path
+) -> None:
+    marks = work_root / "marks.txt"  # written by the commands: as root, the runner user
     ops = []
     for i in range(N_OPS):
         ops.append(
@@ -67,7 +70,7 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(tmp_p
                 "id": f"step{i:02d}",
                 "type": "command",
                 "run": [
-                    sys.executable,
+                    "python3",  # from PATH: the runner may not reach sys.executable
                     "-c",
                     f"import time; time.sleep(0.3); open({str(marks)!r}, 'a').write('step{i:02d}\\n')",
                 ],
@@ -79,7 +82,7 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(tmp_p
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    proc = _start(tmp_path / "data", port, log)
+    proc = _start(tmp_path / "data", work_root, port, log)
     async with aiohttp.ClientSession() as session:
         try:
             await _wait_up(session, base)
@@ -100,7 +103,7 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(tmp_p
             proc.wait(10)
         completed_before = {o["id"] for o in batch["operations"] if o["status"] == "Completed"}
 
-        proc = _start(tmp_path / "data", port, log)
+        proc = _start(tmp_path / "data", work_root, port, log)
         try:
             await _wait_up(session, base)
             for _ in range(600):

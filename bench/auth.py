@@ -52,8 +52,8 @@ from shared.store import Store  # noqa: E402
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results"
-ADMIN_PASSWORD = "bench-admin-password"
-VIEWER_PASSWORD = "bench-viewer-password"
+ADMIN_PASSWORD = "bench-first-boot-secret"
+VIEWER_PASSWORD = "bench-reader-secret-42"
 GOAL_US = 150.0
 BATCH = {
     "name": "bench",
@@ -229,11 +229,14 @@ async def admin_submit(session: aiohttp.ClientSession, server: Server) -> None:
     ) as resp:
         setup = (await resp.json())["data"]["setup_token"]
     auth = {"Authorization": f"Bearer {setup}"}
-    async with session.post(f"{server.cc_url}/auth/mfa/setup", headers=auth) as resp:
+    password = {"password": ADMIN_PASSWORD}
+    async with session.post(f"{server.cc_url}/auth/mfa/setup", headers=auth, json=password) as resp:
         secret = (await resp.json())["data"]["secret"]
     totp = pyotp.TOTP(secret)
     async with session.post(
-        f"{server.cc_url}/auth/mfa/enable", headers=auth, json={"code": totp.at(time.time() - 30)}
+        f"{server.cc_url}/auth/mfa/enable",
+        headers=auth,
+        json={**password, "code": totp.at(time.time() - 30)},
     ) as resp:
         assert resp.status == 200, await resp.text()
     async with session.post(

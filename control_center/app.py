@@ -44,7 +44,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the services on the open store, then make sure an admin exists."""
     settings, store, bus, security = app[SETTINGS], app[STORE], app[BUS], app[SECURITY]
     hasher = PasswordHasher(settings)
-    sessions = SessionService(store, security, settings)
+    sessions = SessionService(store, security, settings, bus)
     users = UserService(store, hasher, sessions, bus)
     mfa = MfaService(store, settings, hasher, sessions, bus)
     app[HASHER] = hasher
@@ -53,7 +53,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MFA] = mfa
     app[LOGIN] = LoginService(store, settings, security, hasher, users, mfa, sessions, bus)
     app[POLICIES] = PolicyService(security, bus)
-    await users.bootstrap_admin(settings.admin_password)
+    await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
     await sessions.purge_expired()
     yield
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
 
 from control_center.keys import LOGIN, MFA, SESSIONS, USERS
-from control_center.models import LoginRequest, MfaCode, MfaDisable, RefreshRequest
+from control_center.models import (
+    LoginRequest,
+    MfaBackupCodes,
+    MfaDisable,
+    MfaEnable,
+    MfaSetup,
+    RefreshRequest,
+)
 from control_center.sessions import RefreshTokenReused
 from control_center.users import User
 from shared.audit import audit_event
@@ -17,7 +25,7 @@ from shared.errors import NotFound, Unauthorized
 from shared.http import Api, ok
 from shared.keys import SETTINGS
 from shared.security import SECURITY
-from shared.tokens import MFA_SETUP_SCOPE
+from shared.tokens import MFA_SETUP_SCOPE, utcnow
 
 api = Api()
 TAGS = ("auth",)
@@ -48,7 +56,11 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
     "POST", "/auth/refresh", public=True, resource="auth", action="refresh", body=RefreshRequest, tags=TAGS
 )
 async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
-    """A new access token, from a refresh token (rotated) or the current access token."""
+    """A new access token, from a refresh token (rotated) or a still valid access token.
+
+    The access-token form (the seed's) never renews an expired token and never
+    issues one that outlives the session: the session's lifetime is set by the
+    refresh token, so renewing this way cannot keep a session alive forever."""
     security = request.app[SECURITY]
     sessions = request.app[SESSIONS]
     if body.refresh_token is not None:
@@ -84,16 +96,23 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
         sid = claims.get("sid")
         if claims.get("scope") == MFA_SETUP_SCOPE or not sid:
             raise Unauthorized("this token cannot be refreshed")
+        # decode() allows a few seconds of clock skew; renewal allows none.
+        if float(claims["exp"]) <= time.time():
+            raise Unauthorized("the token has expired; use the refresh token or log in again")
         if security.revocations.is_revoked(claims["jti"], sid):
             raise Unauthorized("the token has been revoked")
         session = await sessions.active(sid)
         user = await _usable_user(request, claims["sub"], sid)
+        left_s = int((session["expires_at"] - utcnow()).total_seconds())
+        if left_s < 1:
+            raise Unauthorized("the session has ended; log in again")
         issued = security.tokens.issue(
             user_id=user.id,
             username=user.username,
             roles=user.roles,
             amr=list(claims.get("amr", ["pwd"])),
             session_id=session["id"],
+            ttl_s=min(request.app[SETTINGS].access_token_ttl_s, left_s),
         )
         # The presented token is replaced, not joined: it stops working now.
         await sessions.revoke_token(claims["jti"], float(claims["exp"]))
@@ -117,7 +136,7 @@ async def _usable_user(request: web.Request, user_id: str, session_id: str) -> U
     except NotFound:
         user = None
     if user is None or not user.enabled:
-        await request.app[SESSIONS].revoke(session_id, reason="user_unavailable")
+        await request.app[SESSIONS].revoke(session_id, reason="user_unavailable", user_id=user_id)
         raise Unauthorized("the session has ended; log in again")
     return user
 
@@ -129,29 +148,45 @@ async def logout(request: web.Request) -> web.Response:
     sid = principal.claims.get("sid")
     sessions = request.app[SESSIONS]
     if sid:
-        await sessions.revoke(str(sid), reason="logout")
+        await sessions.revoke(str(sid), reason="logout", user_id=principal.user_id)
     if principal.token_id and principal.expires_at:
         await sessions.revoke_token(principal.token_id, principal.expires_at)
     await audit_event(request, "auth.logout", f"sessions/{sid}", "success")
     return ok("Successfully logged out")
 
 
-@api.route("POST", "/auth/mfa/setup", resource="profile", action="mfa_enrol", tags=TAGS)
-async def mfa_setup(request: web.Request) -> web.Response:
-    """Start TOTP enrolment: the secret, its otpauth URI and a QR code (SVG)."""
+def _with_setup_token(request: web.Request) -> bool:
+    return principal_of(request).claims.get("scope") == MFA_SETUP_SCOPE
+
+
+async def _reauthenticate(request: web.Request, user: User, password: str) -> None:
+    ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
+    await request.app[LOGIN].reauthenticate(request, user, ip=ip, password=password)
+
+
+@api.route("POST", "/auth/mfa/setup", resource="profile", action="mfa_enrol", body=MfaSetup, tags=TAGS)
+async def mfa_setup(request: web.Request, body: MfaSetup) -> web.Response:
+    """Start TOTP enrolment (the password again): the secret, its otpauth URI and a QR code (SVG).
+
+    An account that must use MFA enrols only with the setup token of a fresh login."""
     user = await current_user(request)
+    request.app[MFA].check_enrolment(user, with_setup_token=_with_setup_token(request))
+    await _reauthenticate(request, user, body.password)
     enrolment = await request.app[MFA].setup(user)
     await audit_event(request, "auth.mfa_setup", f"users/{user.id}", "success")
     return ok({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg})
 
 
-@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaCode, tags=TAGS)
-async def mfa_enable(request: web.Request, body: MfaCode) -> web.Response:
-    """Finish enrolment with a first code; returns 10 single-use backup codes, once."""
+@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaEnable, tags=TAGS)
+async def mfa_enable(request: web.Request, body: MfaEnable) -> web.Response:
+    """Finish enrolment with the password and a first code; returns 10 single-use backup codes, once."""
     user = await current_user(request)
+    with_setup_token = _with_setup_token(request)
+    request.app[MFA].check_enrolment(user, with_setup_token=with_setup_token)
+    await _reauthenticate(request, user, body.password)
     codes = await request.app[MFA].enable(user, body.code)
     principal = principal_of(request)
-    if principal.claims.get("scope") == MFA_SETUP_SCOPE and principal.token_id and principal.expires_at:
+    if with_setup_token and principal.token_id and principal.expires_at:
         await request.app[SESSIONS].revoke_token(principal.token_id, principal.expires_at)
     await audit_event(request, "auth.mfa_enabled", f"users/{user.id}", "success")
     return ok({"backup_codes": codes, "message": "MFA is enabled; log in again with mfa_code"})
@@ -161,15 +196,17 @@ async def mfa_enable(request: web.Request, body: MfaCode) -> web.Response:
 async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     """Turn MFA off (password and a current code); required roles enrol again at login."""
     user = await current_user(request)
-    await request.app[MFA].disable(user, body.password, body.code)
+    await _reauthenticate(request, user, body.password)
+    await request.app[MFA].disable(user, body.code)
     await audit_event(request, "auth.mfa_disabled", f"users/{user.id}", "success")
     return ok("MFA disabled")
 
 
-@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaCode, tags=TAGS)
-async def mfa_backup_codes(request: web.Request, body: MfaCode) -> web.Response:
-    """Replace the backup codes (a current code proves the device); the old ones stop working."""
+@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaBackupCodes, tags=TAGS)
+async def mfa_backup_codes(request: web.Request, body: MfaBackupCodes) -> web.Response:
+    """Replace the backup codes (password and a current code); the old ones stop working."""
     user = await current_user(request)
+    await _reauthenticate(request, user, body.password)
     codes = await request.app[MFA].regenerate_backup_codes(user, body.code)
     await audit_event(request, "auth.mfa_backup_codes", f"users/{user.id}", "success")
     return ok({"backup_codes": codes})

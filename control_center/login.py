@@ -1,14 +1,28 @@
 """Logging in: password, lockout, MFA, then a session and its tokens.
 
 A failed login never says whether the user exists, is locked or is disabled:
-every refusal is the same 401 and costs the same argon2 verify. Consecutive
-failures (wrong password or wrong code) lock the account for ``lockout_s``
-after ``lockout_threshold`` of them; a success resets the count. Every outcome
+every refusal is the same 401 and costs the same argon2 verify. Every outcome
 is audited and announced (``UserLogin``, ``LoginFailed``) after it is stored.
+
+Lockout. Consecutive failures (wrong password or wrong code) are counted per
+(account, client address): at ``lockout_threshold`` the account is locked for
+``lockout_s``, but only for that address, so whoever guesses from one address
+cannot lock the owner out everywhere. All addresses together lock the account
+everywhere only at ``lockout_account_threshold`` (much higher: a guesser with
+many addresses). The last enabled admin is never locked out when logging in
+from ``lockout_trusted_addresses`` (default: loopback), so the host can always
+recover. A success from an address clears that address's count and the
+account's.
+
+An unknown username may be a password typed into the wrong field: audit
+records and ``LoginFailed`` keep only its first two characters and a SHA-256
+prefix (:func:`masked_username`), never the text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,7 +34,7 @@ from control_center.mfa import MfaService
 from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
 from control_center.sessions import SessionService
-from control_center.users import User, UserService
+from control_center.users import Role, User, UserService
 from shared.audit import audit_event
 from shared.errors import Unauthorized
 from shared.events import EventBus
@@ -32,6 +46,33 @@ from shared.tokens import MFA_SETUP_SCOPE, utcnow
 log = logging.getLogger(__name__)
 
 LOGIN_REFUSED = "invalid username, password or MFA code"
+PASSWORD_REFUSED = "the password is not correct"
+MASK_PREFIX_CHARS = 2
+MASK_DIGEST_CHARS = 12
+
+
+def masked_username(username: str) -> str:
+    """What is kept of a username that matched no account: ``"ad…sha256:3f0c…"``.
+
+    Enough to tell repeated attempts apart and to recognise a mistyped name,
+    not enough to read a password someone typed into the username field."""
+    digest = hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:MASK_DIGEST_CHARS]
+    return f"{username[:MASK_PREFIX_CHARS]}…sha256:{digest}"
+
+
+def address_in(ip: str, networks: tuple[str, ...]) -> bool:
+    """Whether ``ip`` is one of ``networks`` (addresses or CIDRs); False for what is no address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for network in networks:
+        try:
+            if address in ipaddress.ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 class MfaRequired(Unauthorized):
@@ -93,18 +134,17 @@ class LoginService:
         self, request: web.Request, *, ip: str, username: str, password: str, mfa_code: str | None
     ) -> LoginResult:
         user = await self.users.find(username)
-        now = utcnow()
         if user is None:
             await self.hasher.waste_time(password)
-            await self._refuse(request, None, username, "unknown_user")
+            await self._refuse(request, None, masked_username(username), "unknown_user")
         assert user is not None
-        if user.locked(now):
+        if await self._locked(user, ip):
             await self.hasher.waste_time(password)
-            await self._refuse(request, user, username, "locked")
+            await self._refuse(request, user, user.username, "locked")
         if not await self.hasher.verify(password, user.password_hash):
-            await self._fail(request, user, "wrong_password")
+            await self._fail(request, user, ip, "wrong_password")
         if not user.enabled:
-            await self._refuse(request, user, username, "disabled")
+            await self._refuse(request, user, user.username, "disabled")
         if user.mfa_enabled:
             if not mfa_code:
                 await audit_event(
@@ -122,7 +162,7 @@ class LoginService:
                 )
             kind = await self.mfa.consume(user, mfa_code)
             if kind is None:
-                await self._fail(request, user, "wrong_mfa_code")
+                await self._fail(request, user, ip, "wrong_mfa_code")
             amr = ["pwd", "otp"]
             method = kind
         elif self.mfa.required_for(user):
@@ -130,6 +170,19 @@ class LoginService:
         else:
             amr, method = ["pwd"], "password"
         return await self._succeed(request, user, amr, str(method), ip, password)
+
+    async def reauthenticate(self, request: web.Request, user: User, *, ip: str, password: str) -> None:
+        """The account's password again, for a change that a stolen token must not make
+        (MFA enrolment, disabling, backup codes). Failures count towards the lockout."""
+        if await self._locked(user, ip):
+            await self.hasher.waste_time(password)
+            await self._refuse(
+                request, user, user.username, "locked", action="auth.reauthenticate", message=PASSWORD_REFUSED
+            )
+        if not await self.hasher.verify(password, user.password_hash):
+            await self._fail(
+                request, user, ip, "wrong_password", action="auth.reauthenticate", message=PASSWORD_REFUSED
+            )
 
     async def _enrolment(self, request: web.Request, user: User) -> LoginResult:
         issued = self.security.tokens.issue(
@@ -159,8 +212,11 @@ class LoginService:
             patch["password_hash"] = await self.hasher.hash(password)
             log.info("upgraded a password hash to the current argon2 parameters", extra={"user_id": user.id})
         opened = await self.sessions.open(user.id, amr, ip, request.headers.get("User-Agent", ""))
-        writes = [self.repo.merge(user.id, patch), self.repo.unset(user.id, ["locked_until"])]
-        await self.repo.store.write(*writes)
+        await self.repo.store.write(
+            self.repo.merge(user.id, patch),
+            self.repo.unset(user.id, ["locked_until"]),
+            self.repo.clear_address(user.id, ip),
+        )
         issued = self.security.tokens.issue(
             user_id=user.id, username=user.username, roles=user.roles, amr=amr, session_id=opened.session_id
         )
@@ -182,28 +238,80 @@ class LoginService:
             refresh_expires_at=opened.refresh_expires_at,
         )
 
-    async def _fail(self, request: web.Request, user: User, reason: str) -> None:
-        """A wrong secret for a real account: count it, lock at the threshold, refuse."""
-        [rows] = await self.repo.store.write(self.repo.add_failure(user.id))
-        failures = int(rows[0]["failed_logins"]) if rows else 0
+    async def _locked(self, user: User, ip: str) -> bool:
+        """Locked for this address, or everywhere; never the last admin on a trusted address."""
+        now = utcnow()
+        if not user.locked(now):
+            until = await self.repo.address_lock(user.id, ip)
+            if until is None or until <= now:
+                return False
+        return not await self._never_locked(user, ip)
+
+    async def _never_locked(self, user: User, ip: str) -> bool:
+        """The last enabled admin, from a trusted address: locking it would lock out the host."""
+        return (
+            user.enabled
+            and Role.ADMIN in user.roles
+            and address_in(ip, self.settings.lockout_trusted_addresses)
+            and await self.repo.enabled_admins() <= 1
+        )
+
+    async def _fail(
+        self,
+        request: web.Request,
+        user: User,
+        ip: str,
+        reason: str,
+        *,
+        action: str = "auth.login",
+        message: str = LOGIN_REFUSED,
+    ) -> None:
+        """A wrong secret for a real account: count it, lock at a threshold, refuse."""
+        now = utcnow()
+        window_start = now - timedelta(seconds=self.settings.lockout_s)
+        account_rows, address_rows, _ = await self.repo.store.write(
+            self.repo.add_failure(user.id),
+            self.repo.add_address_failure(user.id, ip, now, window_start),
+            self.repo.clear_stale_failures(user.id, now, window_start),
+        )
+        account_failures = int(account_rows[0]["failed_logins"]) if account_rows else 0
+        address_failures = int(address_rows[0]["failures"]) if address_rows else 0
+        until = now + timedelta(seconds=self.settings.lockout_s)
         threshold = self.settings.lockout_threshold
-        if threshold > 0 and failures >= threshold:
-            until = utcnow() + timedelta(seconds=self.settings.lockout_s)
+        if threshold > 0 and address_failures >= threshold:
+            await self.repo.store.write(self.repo.lock_address(user.id, ip, until))
+            await self._audit_lockout(request, user, "address", address_failures, until)
+        ceiling = self.settings.lockout_account_threshold
+        if ceiling > 0 and account_failures >= ceiling:
             await self.repo.store.write(self.repo.merge(user.id, {"locked_until": until, "failed_logins": 0}))
-            await audit_event(
-                request,
-                "auth.lockout",
-                f"users/{user.id}",
-                "success",
-                user_id=user.id,
-                username=user.username,
-                details={
-                    "failures": failures,
-                    "locked_until": until.isoformat(),
-                    "lockout_s": self.settings.lockout_s,
-                },
-            )
-        await self._refuse(request, user, user.username, reason, details={"consecutive_failures": failures})
+            await self._audit_lockout(request, user, "account", account_failures, until)
+        await self._refuse(
+            request,
+            user,
+            user.username,
+            reason,
+            details={"consecutive_failures": address_failures, "account_failures": account_failures},
+            action=action,
+            message=message,
+        )
+
+    async def _audit_lockout(
+        self, request: web.Request, user: User, scope: str, failures: int, until: datetime
+    ) -> None:
+        await audit_event(
+            request,
+            "auth.lockout",
+            f"users/{user.id}",
+            "success",
+            user_id=user.id,
+            username=user.username,
+            details={
+                "scope": scope,  # "address": for the client address only; "account": everywhere
+                "failures": failures,
+                "locked_until": until.isoformat(),
+                "lockout_s": self.settings.lockout_s,
+            },
+        )
 
     async def _refuse(
         self,
@@ -212,11 +320,16 @@ class LoginService:
         username: str,
         reason: str,
         details: dict[str, Any] | None = None,
+        *,
+        action: str = "auth.login",
+        message: str = LOGIN_REFUSED,
     ) -> None:
+        """Audit, announce and raise the 401. ``username`` is the account's name, or the
+        masked text of one that matched no account."""
         facts = {"reason": reason, "username": username, **(details or {})}
         await audit_event(
             request,
-            "auth.login",
+            action,
             f"users/{user.id}" if user else "users",
             "failure",
             user_id=user.id if user else None,
@@ -224,4 +337,4 @@ class LoginService:
             details=facts,
         )
         self.bus.publish("LoginFailed", {"username": username, "user_id": user.id if user else None})
-        raise Unauthorized(LOGIN_REFUSED)
+        raise Unauthorized(message)

@@ -5,6 +5,12 @@ step is stored and only a later one is accepted, so a code works once even
 inside its window (RFC 6238 §5.2). Backup codes: 10, random (80 bits each),
 stored as SHA-256 hashes and removed as they are used — a slow hash buys
 nothing for secrets this long, and login would pay it ten times.
+
+A stolen access token must not be enough to change a second factor: the
+routes re-check the password first (``LoginService.reauthenticate``), and
+disabling or new backup codes need a current code as well. An account that
+must use MFA (``mfa_required_roles``) and has none yet enrols only with the
+setup token of a fresh password login (:meth:`MfaService.check_enrolment`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
 from control_center.sessions import SessionService
 from control_center.users import User
-from shared.errors import Conflict, Unauthorized, ValidationFailed
+from shared.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from shared.events import EventBus
 from shared.settings import Settings
 from shared.store import Store
@@ -37,6 +43,8 @@ TOTP_STEP_S = 30
 TOTP_DRIFT_STEPS = 1
 BACKUP_CODE_COUNT = 10
 BACKUP_CODE_BYTES = 10  # 80 bits, 16 base32 characters
+QR_BORDER_MODULES = 4  # the quiet zone ISO/IEC 18004 asks for; scanners miss less on dark pages
+QR_SCALE = 4
 _TOTP_CODE = re.compile(r"^\d{6}$")
 
 
@@ -66,8 +74,17 @@ def matching_step(secret: str, code: str, now_s: float) -> int | None:
 
 
 def qr_svg(uri: str) -> str:
+    """The QR code as SVG: dark modules on an opaque white background, 4-module quiet zone."""
     buffer = io.BytesIO()
-    segno.make(uri, error="m").save(buffer, kind="svg", scale=4, xmldecl=False, border=2)
+    segno.make(uri, error="m").save(
+        buffer,
+        kind="svg",
+        scale=QR_SCALE,
+        xmldecl=False,
+        border=QR_BORDER_MODULES,
+        dark="black",
+        light="white",
+    )
     return buffer.getvalue().decode()
 
 
@@ -98,6 +115,18 @@ class MfaService:
 
     def required_for(self, user: User) -> bool:
         return user.mfa_enabled or any(r in self.settings.mfa_required_roles for r in user.roles)
+
+    def check_enrolment(self, user: User, *, with_setup_token: bool) -> None:
+        """Whether this kind of token may enrol this user: 409 if MFA is on already, 403
+        when an account that must use MFA tries with anything but a setup token."""
+        if user.mfa_enabled:
+            raise Conflict("MFA is already enabled; disable it first to enrol a new device")
+        if not with_setup_token and self.required_for(user):
+            raise Forbidden(
+                "this account must use MFA and enrols only with the setup_token of a fresh "
+                "password login: POST /auth/login, then POST /auth/mfa/setup with that token",
+                details={"mfa_setup_required": True},
+            )
 
     async def setup(self, user: User) -> Enrolment:
         """Start enrolment: a new secret, kept pending until a code proves the app has it."""
@@ -155,20 +184,19 @@ class MfaService:
         [won] = await self.repo.store.write(self.repo.use_backup_code(user.id, hashed))
         return "backup_code" if won else None
 
-    async def disable(self, user: User, password: str, code: str) -> None:
+    async def disable(self, user: User, code: str) -> None:
+        """Turn MFA off with a current code (the caller has checked the password)."""
         if not user.mfa_enabled:
             raise Conflict("MFA is not enabled")
-        if (
-            not await self.hasher.verify(password, user.password_hash)
-            or await self.consume(user, code) is None
-        ):
-            raise Unauthorized("the password or the code is not correct")
+        if await self.consume(user, code) is None:
+            raise Unauthorized("the code is not correct")
         await self._clear(user)
         self.bus.publish(
             "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_disabled"}
         )
 
     async def regenerate_backup_codes(self, user: User, code: str) -> list[str]:
+        """New backup codes for a current code (the caller has checked the password)."""
         if not user.mfa_enabled:
             raise Conflict("MFA is not enabled")
         if await self.consume(user, code) is None:

@@ -13,6 +13,10 @@ from shared.http import Model, PageQuery
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 MAX_SECRET_LENGTH = 1024
+PASSWORD_RULES = (
+    "at least password_min_length (default 12) characters, at least 4 different ones, not only "
+    "whitespace, not containing the username, not one of the 10,000 most common passwords"
+)
 
 
 class LoginRequest(Model):
@@ -27,7 +31,14 @@ class RefreshRequest(Model):
     """``POST /auth/refresh``: the refresh token, or (as in the seed) the current access token."""
 
     refresh_token: str | None = Field(None, min_length=1, max_length=MAX_SECRET_LENGTH)
-    token: str | None = Field(None, min_length=1, max_length=8192)
+    token: str | None = Field(
+        None,
+        min_length=1,
+        max_length=8192,
+        description=(
+            "a still valid access token of a session; the new one expires no later than the session"
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> RefreshRequest:
@@ -36,11 +47,29 @@ class RefreshRequest(Model):
         return self
 
 
-class MfaCode(Model):
-    code: str = Field(min_length=1, max_length=64)
+class MfaSetup(Model):
+    """``POST /auth/mfa/setup``: the account's password, in the same request as the token."""
+
+    password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
+
+
+class MfaEnable(Model):
+    """``POST /auth/mfa/enable``: the password again and the app's first code."""
+
+    password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
+    code: str = Field(min_length=1, max_length=64, description="the code the authenticator app shows")
 
 
 class MfaDisable(Model):
+    """``POST /auth/mfa/disable``: the password and a current code (TOTP or backup code)."""
+
+    password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
+    code: str = Field(min_length=1, max_length=64)
+
+
+class MfaBackupCodes(Model):
+    """``POST /auth/mfa/backup-codes``: the password and a current code (TOTP or backup code)."""
+
     password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
     code: str = Field(min_length=1, max_length=64)
 
@@ -48,9 +77,11 @@ class MfaDisable(Model):
 class CreateUser(Model):
     """``POST /users``."""
 
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: str = Field(
+        pattern=USERNAME_PATTERN, description="unique regardless of case: 'Admin' is taken when 'admin' is"
+    )
     email: str | None = Field(None, pattern=EMAIL_PATTERN, max_length=254)
-    password: str = Field(max_length=MAX_SECRET_LENGTH)
+    password: str = Field(max_length=MAX_SECRET_LENGTH, description=PASSWORD_RULES)
     roles: list[Role] = Field(min_length=1, max_length=5)
     enabled: bool = True
 
@@ -61,7 +92,7 @@ class UpdateUser(Model):
     email: str | None = Field(None, pattern=EMAIL_PATTERN, max_length=254)
     roles: list[Role] | None = Field(None, min_length=1, max_length=5)
     enabled: bool | None = None
-    password: str | None = Field(None, max_length=MAX_SECRET_LENGTH)
+    password: str | None = Field(None, max_length=MAX_SECRET_LENGTH, description=PASSWORD_RULES)
 
 
 class UserQuery(PageQuery):
@@ -73,7 +104,7 @@ class PasswordChange(Model):
     """``POST /users/me/password``."""
 
     current_password: str = Field(min_length=1, max_length=MAX_SECRET_LENGTH)
-    new_password: str = Field(max_length=MAX_SECRET_LENGTH)
+    new_password: str = Field(max_length=MAX_SECRET_LENGTH, description=PASSWORD_RULES)
 
 
 class RuleModel(Model):

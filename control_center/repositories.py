@@ -7,6 +7,12 @@ from typing import Any
 
 from shared.store import Insert, Merge, Stmt, Store, Write
 
+
+def username_key(username: str) -> str:
+    """What makes usernames unique: the name lowercased (``user_username_key`` index)."""
+    return username.lower()
+
+
 # Marker of the guard that keeps the last enabled admin (see ``last_admin_guard``).
 LAST_ADMIN = "last_enabled_admin"
 ADMIN_ROLE = "admin"
@@ -21,8 +27,26 @@ class UserRepository:
         return rows[0] if rows else None
 
     async def by_username(self, username: str) -> dict[str, Any] | None:
-        rows = await self.store.query("SELECT * FROM user WHERE username = $name", {"name": username})
+        """The user of this name regardless of case. An exact spelling wins: of the case
+        duplicates kept by migration 0010, each still logs in as it is written."""
+        rows: list[dict[str, Any]] = await self.store.query(
+            "SELECT * FROM user WHERE username_key = $key", {"key": username_key(username)}
+        )
+        if rows and rows[0]["username"] == username:
+            return rows[0]
+        exact: list[dict[str, Any]] = await self.store.query(
+            "SELECT * FROM user WHERE username = $name", {"name": username}
+        )
+        if exact:
+            return exact[0]
         return rows[0] if rows else None
+
+    async def enabled_admins(self) -> int:
+        rows = await self.store.query(
+            "SELECT count() AS n FROM user WHERE enabled = true AND roles CONTAINS $admin GROUP ALL",
+            {"admin": ADMIN_ROLE},
+        )
+        return int(rows[0]["n"]) if rows else 0
 
     async def count(self) -> int:
         rows = await self.store.query("SELECT count() AS n FROM user GROUP ALL")
@@ -72,11 +96,52 @@ class UserRepository:
         )
 
     def add_failure(self, user_id: str) -> Write:
+        """One more consecutive failure of the account, from any address."""
         return Stmt(
             "UPDATE type::thing('user', $id) SET failed_logins = (failed_logins OR 0) + 1 "
             "RETURN failed_logins",
             {"id": user_id},
         )
+
+    async def address_lock(self, user_id: str, ip: str) -> datetime | None:
+        """Until when the account is locked for this address, if it is."""
+        rows = await self.store.query(
+            "SELECT locked_until FROM type::thing('login_failure', [$user, $ip])", {"user": user_id, "ip": ip}
+        )
+        return rows[0].get("locked_until") if rows else None
+
+    def add_address_failure(self, user_id: str, ip: str, now: datetime, window_start: datetime) -> Write:
+        """One more failure from this address; a count older than the window starts again."""
+        return Stmt(
+            "UPSERT type::thing('login_failure', [$user, $ip]) SET user_id = $user, ip = $ip, "
+            "failures = IF updated_at != NONE AND updated_at > $window THEN failures + 1 ELSE 1 END, "
+            "updated_at = $now RETURN failures",
+            {"user": user_id, "ip": ip, "now": now, "window": window_start},
+        )
+
+    def lock_address(self, user_id: str, ip: str, until: datetime) -> Write:
+        return Stmt(
+            "UPDATE type::thing('login_failure', [$user, $ip]) SET locked_until = $until, failures = 0 "
+            "RETURN NONE",
+            {"user": user_id, "ip": ip, "until": until},
+        )
+
+    def clear_address(self, user_id: str, ip: str) -> Write:
+        return Stmt(
+            "DELETE type::thing('login_failure', [$user, $ip]) RETURN NONE", {"user": user_id, "ip": ip}
+        )
+
+    def clear_stale_failures(self, user_id: str, now: datetime, stale_before: datetime) -> Write:
+        """Forget addresses whose failures are out of the window and whose lock is over."""
+        return Stmt(
+            "DELETE login_failure WHERE user_id = $user AND updated_at < $stale "
+            "AND (locked_until = NONE OR locked_until < $now) RETURN NONE",
+            {"user": user_id, "stale": stale_before, "now": now},
+        )
+
+    def clear_failures(self, user_id: str) -> Write:
+        """Every address's count and lock (an admin re-enabled the account, or it is deleted)."""
+        return Stmt("DELETE login_failure WHERE user_id = $user RETURN NONE", {"user": user_id})
 
     def use_totp_step(self, user_id: str, step: int) -> Write:
         """Compare-and-set: only a time step later than the last one used is accepted."""

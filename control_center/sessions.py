@@ -5,7 +5,9 @@ SHA-256, valid for ``refresh_token_ttl_s`` and rotated on every use: the spent
 one is marked used and a new one is issued. Presenting a spent refresh token
 again means someone kept a copy, so the whole session is revoked (OAuth 2.0
 Security BCP, refresh token rotation). Revoking a session also denylists its
-id, which refuses every access token issued under it until they expire.
+id, which refuses every access token issued under it until they expire, and
+announces ``SessionRevoked`` on the bus: every open event stream of the
+session closes at once (shared/streams.py), not at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from control_center.repositories import SessionRepository
 from shared.errors import Unauthorized
+from shared.events import EventBus
 from shared.security import Security
 from shared.settings import Settings
 from shared.store import Store
@@ -54,10 +57,11 @@ class RefreshTokenReused(Unauthorized):
 
 
 class SessionService:
-    def __init__(self, store: Store, security: Security, settings: Settings) -> None:
+    def __init__(self, store: Store, security: Security, settings: Settings, bus: EventBus) -> None:
         self.repo = SessionRepository(store)
         self.security = security
         self.settings = settings
+        self.bus = bus
 
     def _new_refresh(
         self,
@@ -118,7 +122,7 @@ class SessionService:
         if row is None:
             raise Unauthorized("the refresh token is not valid")
         if row.get("used_at") is not None:
-            await self.revoke(row["session_id"], reason="refresh_token_reused")
+            await self.revoke(row["session_id"], reason="refresh_token_reused", user_id=row.get("user_id"))
             raise RefreshTokenReused(
                 "this refresh token was already used; the session has been revoked",
                 details={"session_id": row["session_id"]},
@@ -133,7 +137,7 @@ class SessionService:
             self.repo.merge(session["id"], {"last_used_at": now, "expires_at": expires}),
         )
         if not spent:  # a concurrent refresh spent it first: treat as reuse
-            await self.revoke(session["id"], reason="refresh_token_reused")
+            await self.revoke(session["id"], reason="refresh_token_reused", user_id=row.get("user_id"))
             raise RefreshTokenReused(
                 "this refresh token was already used; the session has been revoked",
                 details={"session_id": session["id"]},
@@ -143,13 +147,14 @@ class SessionService:
     async def touch(self, session_id: str) -> None:
         await self.repo.store.write(self.repo.merge(session_id, {"last_used_at": utcnow()}))
 
-    async def revoke(self, session_id: str, *, reason: str) -> None:
-        """End a session: refresh refused, and its access tokens denylisted."""
+    async def revoke(self, session_id: str, *, reason: str, user_id: str | None = None) -> None:
+        """End a session: refresh refused, its access tokens denylisted, its streams closed."""
         now = utcnow()
         await self.repo.store.write(
             self.repo.merge(session_id, {"revoked_at": now, "revoked_reason": reason})
         )
         await self.security.revoke(until=self._access_horizon(now), sid=session_id)
+        self.bus.publish("SessionRevoked", {"session_id": session_id, "user_id": user_id, "reason": reason})
 
     async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> int:
         """End every open session of a user (but ``keep``); returns how many."""
@@ -157,7 +162,7 @@ class SessionService:
         ended = 0
         for session in sessions:
             if session["id"] != keep:
-                await self.revoke(session["id"], reason=reason)
+                await self.revoke(session["id"], reason=reason, user_id=user_id)
                 ended += 1
         return ended
 

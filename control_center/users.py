@@ -1,25 +1,34 @@
 """Users: the record, the rules around changing one, and the first admin.
 
-Rules kept here: usernames are unique; passwords have a minimum length and are
-stored as argon2id hashes; the last enabled admin can be neither deleted, nor
+Rules kept here: usernames are unique regardless of case (``Admin`` cannot
+join ``admin``; a UNIQUE index on the lowercased name backs the check);
+passwords pass the policy of :mod:`control_center.passwords` and are stored
+as argon2id hashes; the last enabled admin can be neither deleted, nor
 disabled, nor demoted (checked inside the same transaction as the change);
-deleting, disabling or changing the roles of a user ends their sessions at once.
+deleting, disabling or changing the roles of a user ends their sessions at once
+(and the open event streams of those sessions, through ``SessionRevoked``).
+
+The first admin's generated password is shown once: on the terminal when
+stderr is one, else written to ``<data dir>/initial-admin-password`` (0600)
+and only that path is logged, since logs are kept and shipped.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from control_center.passwords import PasswordHasher, generate_password
-from control_center.repositories import LAST_ADMIN, UserRepository
+from control_center.repositories import LAST_ADMIN, UserRepository, username_key
 from control_center.sessions import SessionService
-from shared.errors import Conflict, NotFound, StoreError, Unauthorized
+from shared.errors import Conflict, NotFound, StoreError, Unauthorized, ValidationFailed
 from shared.events import EventBus
 from shared.store import Store, Write, iso
 from shared.tokens import utcnow
@@ -27,6 +36,7 @@ from shared.tokens import utcnow
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_ADMIN = "admin"
+INITIAL_PASSWORD_FILE = "initial-admin-password"
 
 
 class Role(StrEnum):
@@ -137,13 +147,17 @@ class UserService:
     async def create(
         self, *, username: str, email: str | None, password: str, roles: list[str], enabled: bool = True
     ) -> User:
-        self.hasher.check_policy(password)
+        self.hasher.check_policy(password, username=username)
         if await self.repo.by_username(username) is not None:
-            raise Conflict(f"a user named {username!r} already exists")
+            raise Conflict(
+                f"a user named {username!r} already exists (usernames are unique regardless of case)",
+                details={"fields": [{"field": "username", "type": "taken", "message": "already exists"}]},
+            )
         now = utcnow()
         user_id = uuid.uuid4().hex
         row = {
             "username": username,
+            "username_key": username_key(username),
             "email": email,
             "roles": sorted(set(roles)),
             "enabled": enabled,
@@ -158,7 +172,10 @@ class UserService:
                 self.repo.create(user_id, {k: v for k, v in row.items() if v is not None})
             )
         except StoreError as exc:  # the unique index caught a concurrent create
-            raise Conflict(f"a user named {username!r} already exists") from exc
+            raise Conflict(
+                f"a user named {username!r} already exists (usernames are unique regardless of case)",
+                details={"fields": [{"field": "username", "type": "taken", "message": "already exists"}]},
+            ) from exc
         user = await self.get(user_id)
         self.bus.publish("UserChanged", {"user_id": user_id, "username": username, "change": "created"})
         return user
@@ -173,7 +190,7 @@ class UserService:
         if changes.enabled is not None:
             patch["enabled"] = changes.enabled
         if changes.password is not None:
-            self.hasher.check_policy(changes.password)
+            self.hasher.check_policy(changes.password, username=user.username)
             patch["password_hash"] = await self.hasher.hash(changes.password)
         if changes.enabled is True:
             patch["failed_logins"] = 0
@@ -185,6 +202,7 @@ class UserService:
             writes.insert(0, self.repo.last_admin_guard(user_id))
         if changes.enabled is True:
             writes.append(self.repo.unset(user_id, ["locked_until"]))
+            writes.append(self.repo.clear_failures(user_id))
         await self._guarded(writes, "demote or disable")
         ends_sessions = (
             changes.enabled is False
@@ -201,18 +219,23 @@ class UserService:
                 "username": user.username,
                 "change": "updated",
                 "fields": sorted(k for k in patch if k != "updated_at" and k != "password_hash"),
+                # Streams of this user close at once (shared/streams.py).
+                "revoked": ends_sessions,
             },
         )
         return updated
 
     async def delete(self, user_id: str) -> User:
         user = await self.get(user_id)
-        writes: list[Write] = [self.repo.delete(user_id)]
+        writes: list[Write] = [self.repo.delete(user_id), self.repo.clear_failures(user_id)]
         if Role.ADMIN in user.roles and user.enabled:
             writes.insert(0, self.repo.last_admin_guard(user_id))
         await self._guarded(writes, "delete")
         await self.sessions.forget_user(user_id)
-        self.bus.publish("UserChanged", {"user_id": user_id, "username": user.username, "change": "deleted"})
+        self.bus.publish(
+            "UserChanged",
+            {"user_id": user_id, "username": user.username, "change": "deleted", "revoked": True},
+        )
         return user
 
     async def change_own_password(
@@ -221,7 +244,7 @@ class UserService:
         user = await self.get(user_id)
         if not await self.hasher.verify(current, user.password_hash):
             raise Unauthorized("the current password is not correct")
-        self.hasher.check_policy(new, field="new_password")
+        self.hasher.check_policy(new, username=user.username, field="new_password")
         await self.repo.store.write(
             self.repo.merge(user_id, {"password_hash": await self.hasher.hash(new), "updated_at": utcnow()})
         )
@@ -241,19 +264,49 @@ class UserService:
                 ) from exc
             raise
 
-    async def bootstrap_admin(self, password: str) -> str | None:
-        """With no users at all, create ``admin``; returns a generated password to show."""
+    async def bootstrap_admin(self, password: str, *, data_dir: Path | None = None) -> str | None:
+        """With no users at all, create ``admin``; returns the generated password, if any.
+
+        A generated password is shown once: printed when stderr is a terminal,
+        else written to ``<data_dir>/initial-admin-password`` (0600), of which only
+        the path is logged. A chosen one (``PROVISIONING_ADMIN_PASSWORD``) must pass
+        the password policy, or the service does not start.
+        """
         if await self.repo.count() > 0:
             return None
         generated = None
         if not password:
             password = generated = generate_password()
+        to_terminal = generated is not None and sys.stderr.isatty()
+        pending: Path | None = None
+        if generated is not None and not to_terminal:
+            # Written before the user exists, so a write that fails leaves no admin
+            # whose password nobody knows; published under its name only once it is.
+            pending = _write_secret_file(
+                Path(data_dir or "."), f".{INITIAL_PASSWORD_FILE}.{os.getpid()}", generated
+            )
         try:
             await self.create(username=BOOTSTRAP_ADMIN, email=None, password=password, roles=[Role.ADMIN])
         except Conflict:
+            if pending is not None:
+                pending.unlink(missing_ok=True)
             return None  # another process bootstrapped first
+        except ValidationFailed as exc:
+            if pending is not None:
+                pending.unlink(missing_ok=True)
+            raise ValidationFailed(
+                f"PROVISIONING_ADMIN_PASSWORD: {exc.message.split(': ', 1)[-1]}", details=exc.details
+            ) from None
         log.warning("created the first user, admin; it must enrol MFA at its first login")
-        if generated is not None:
+        if pending is not None:
+            final = pending.with_name(INITIAL_PASSWORD_FILE)
+            pending.replace(final)
+            log.warning(
+                "the first admin's password was generated and written to a file readable by this "
+                "user only; read it, log in, change it, and delete the file",
+                extra={"path": str(final.resolve())},
+            )
+        elif generated is not None:
             # Shown once, on the terminal only: logs are kept and shipped, a terminal is not.
             print(
                 f"\n  provisioning: first start, user 'admin' created with password: "
@@ -262,3 +315,14 @@ class UserService:
                 flush=True,
             )
         return generated
+
+
+def _write_secret_file(directory: Path, name: str, secret: str) -> Path:
+    """A new file readable by its owner only from its first byte (never a wider mode)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / name
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    return path

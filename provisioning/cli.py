@@ -180,7 +180,7 @@ async def _login(args: argparse.Namespace, ask: Any = input) -> int:
             body["mfa_code"] = (await asyncio.to_thread(ask, "MFA code: ")).strip()
             data = await client.call("POST", "/auth/login", body)
         if data.get("mfa_setup_required"):
-            code = await _enrol_mfa(args, data["setup_token"], ask)
+            code = await _enrol_mfa(args, data["setup_token"], password, ask)
             if code is None:
                 return 1
             body["mfa_code"] = code
@@ -190,18 +190,19 @@ async def _login(args: argparse.Namespace, ask: Any = input) -> int:
     return 0
 
 
-async def _enrol_mfa(args: argparse.Namespace, setup_token: str, ask: Any) -> str | None:
+async def _enrol_mfa(args: argparse.Namespace, setup_token: str, password: str, ask: Any) -> str | None:
     """Show the TOTP secret as a QR code, confirm a code, print the backup codes.
-    Returns a fresh code to log in with."""
+    Returns a fresh code to log in with. The server wants the password again with
+    each enrolment step (a token alone must not be enough to change the second factor)."""
     import segno
 
     async with Client(_control_center_url(args), setup_token) as enrol:
-        setup = await enrol.call("POST", "/auth/mfa/setup", {})
+        setup = await enrol.call("POST", "/auth/mfa/setup", {"password": password})
         print("This account must use MFA. Scan this code with an authenticator app")
         segno.make(setup["otpauth_uri"], error="m").terminal(compact=True)
         print(f"or enter the secret by hand: {setup['secret']}")
         code = (await asyncio.to_thread(ask, "Code shown by the app: ")).strip()
-        enabled = await enrol.call("POST", "/auth/mfa/enable", {"code": code})
+        enabled = await enrol.call("POST", "/auth/mfa/enable", {"password": password, "code": code})
     print("MFA enabled. Keep these single-use backup codes somewhere safe:")
     for backup in enabled["backup_codes"]:
         print(f"  {backup}")

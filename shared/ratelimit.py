@@ -1,4 +1,4 @@
-"""Rate limits: auth per IP, general per user, batch submissions per user.
+"""Rate limits: auth per IP, token refresh per IP, general per user, batch submissions per user.
 
 Moving windows from the ``limits`` library, so a shared storage
 (``PROVISIONING_RATE_LIMIT_STORAGE=async+redis://…``) can replace process
@@ -29,10 +29,14 @@ from shared.keys import SETTINGS
 from shared.settings import Settings
 
 AUTH_BUCKET = "auth"
+REFRESH_BUCKET = "refresh"
 DEFAULT_BUCKET = "default"
 BATCH_BUCKET = "batch"
 # Routes whose attempts count against the per-IP auth limit: (resource, action).
 AUTH_LIMITED = frozenset({("auth", "login"), ("profile", "mfa_enrol"), ("profile", "mfa")})
+# ``POST /auth/refresh``: public, so counted per address (its own bucket: clients refresh
+# far more often than people log in).
+REFRESH_LIMITED = frozenset({("auth", "refresh")})
 # Accepted submissions count against the batch limit.
 SUBMISSIONS = frozenset({("batch", "execute"), ("workflows", "create")})
 
@@ -61,11 +65,12 @@ class Decision:
 
 
 class RateLimits:
-    """The three limits of the seed over one storage."""
+    """The seed's three limits, and one on token refresh, over one storage."""
 
     def __init__(self, settings: Settings) -> None:
         self.items: dict[str, RateLimitItem | None] = {
             AUTH_BUCKET: parse_limit(settings.rate_limit_auth),
+            REFRESH_BUCKET: parse_limit(settings.rate_limit_refresh),
             DEFAULT_BUCKET: parse_limit(settings.rate_limit_default),
             BATCH_BUCKET: parse_limit(settings.rate_limit_batch),
         }
@@ -160,13 +165,14 @@ async def rate_limit_middleware(
         return await handler(request)
     limits = request.app[RATE_LIMITS]
     route = (spec.resource or "", spec.action or "")
-    if route in AUTH_LIMITED and limits.enabled(AUTH_BUCKET):
-        ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
-        decision = await limits.hit(AUTH_BUCKET, ip)
-        add_response_headers(request, decision.headers())
-        if not decision.allowed:
-            raise _refuse(AUTH_BUCKET, decision, "address")
-        return await handler(request)
+    for bucket, routes in ((AUTH_BUCKET, AUTH_LIMITED), (REFRESH_BUCKET, REFRESH_LIMITED)):
+        if route in routes and limits.enabled(bucket):
+            ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
+            decision = await limits.hit(bucket, ip)
+            add_response_headers(request, decision.headers())
+            if not decision.allowed:
+                raise _refuse(bucket, decision, "address")
+            return await handler(request)
     principal = request.get(PRINCIPAL)
     if spec.public or principal is None:
         return await handler(request)

@@ -215,18 +215,35 @@ def subjects_of(principal: Principal) -> tuple[str, ...]:
     return (*principal.roles, f"user:{principal.username}")
 
 
+# Marks the handlers of stream routes, the only ones that take ``?token=``.
+QUERY_TOKEN_ATTR = "__accepts_query_token__"
+
+
+def accept_query_token(handler: Any) -> None:
+    """Let a route's handler be authenticated by ``?token=`` (``GET /ws``, ``GET /events``):
+    browsers' WebSocket and EventSource cannot send an Authorization header."""
+    setattr(handler, QUERY_TOKEN_ATTR, True)
+
+
 def bearer_token(request: web.Request) -> str | None:
-    """``Authorization: Bearer …``; on GET also ``?token=`` (browsers' EventSource and
-    WebSocket cannot send headers)."""
+    """``Authorization: Bearer …``; on a stream route's GET also ``?token=``.
+
+    Anywhere else a token in the URL is refused (401): URLs end up in proxy
+    logs, browser history and Referer headers."""
     header = request.headers.get("Authorization")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != BEARER or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         return token.strip()
-    if request.method == "GET":
+    if "token" not in request.query:
+        return None
+    if request.method == "GET" and getattr(request.match_info.handler, QUERY_TOKEN_ATTR, False):
         return request.query.get("token") or None
-    return None
+    raise Unauthorized(
+        "?token= is accepted only on the event streams (GET /ws, GET /events); "
+        "send Authorization: Bearer <token>"
+    )
 
 
 async def condition_context(

@@ -126,6 +126,12 @@ class Settings:
     # -- audit (issue 8) --
 
     # -- login, sessions, MFA and passwords (issue 8) --
+    # Consecutive failed logins lock an account for one client address at
+    # ``lockout_threshold``; from all addresses together only at this many.
+    lockout_account_threshold: int = 100
+    # Addresses (or networks) from which the last enabled admin is never locked out.
+    lockout_trusted_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    rate_limit_refresh: str = "30/minute"  # POST /auth/refresh, per client address
 
     # -- policy conditions (issue 8) --
 

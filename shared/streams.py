@@ -6,6 +6,12 @@ Both transports work the same way:
   ``?token=``; a WebSocket may instead send ``{"type": "auth", "token": …}`` as
   its first message), and again on every heartbeat and when the token
   expires — the stream is closed (4401) once it no longer checks out;
+* a revocation closes the streams it concerns at once (4401), not at the next
+  heartbeat: the control center publishes ``SessionRevoked`` (logout, session
+  revoke, refresh-token reuse, a user disabled, deleted or given other roles)
+  and ``UserChanged`` with ``revoked``, and the broadcaster, a bus listener,
+  ends every stream of that session or user as the event is published.
+  ``?token=`` is accepted on these routes only (shared/security.py);
 * each event kind needs its own permission (``task`` events need
   ``tasks:read``, ``security`` events ``audit:read``, …), so subscribers see
   only what their policies let them read; ``?events=task,batch`` and
@@ -61,6 +67,7 @@ from shared.events import (
 from shared.http import SERVICE_KEY, Api, Model
 from shared.keys import BUS, SETTINGS
 from shared.metrics import WEBSOCKET_CONNECTIONS
+from shared.security import accept_query_token
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,9 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
 CLOSE_TIMEOUT_S = 2.0  # a peer that does not take the close frame in time is cut off
 MAX_CLIENT_MESSAGE_BYTES = 16_384
+# Events that end streams: a session's (``session_id``), or a user's (``revoked`` set).
+SESSION_REVOKED = "SessionRevoked"
+USER_CHANGED = "UserChanged"
 FLUSH_DELAY_S = 0.002  # events published within this window go out in one write
 BLOCKED_RETRY_S = 0.05  # how soon to try again a socket whose buffer was full
 SSE_SEND_TIMEOUT_S = 10.0  # aiohttp-sse aborts a client that takes no bytes for this long
@@ -180,10 +190,27 @@ class Broadcaster:
         self.streams.discard(stream)
 
     def on_event(self, event: Event) -> None:
-        """The bus listener: runs inside ``publish``, so it only appends."""
+        """The bus listener: runs inside ``publish``, so it only appends (and ends streams)."""
         if self.streams:
+            if event.event_type in (SESSION_REVOKED, USER_CHANGED):
+                self.revoke(event)
             self._window.append(event)
             self._schedule(FLUSH_DELAY_S)
+
+    def revoke(self, event: Event) -> None:
+        """End (4401) every stream whose credentials this event revoked."""
+        data = event.data
+        session_id = data.get("session_id") if event.event_type == SESSION_REVOKED else None
+        user_id = data.get("user_id") if event.event_type == USER_CHANGED and data.get("revoked") else None
+        if session_id is None and user_id is None:
+            return
+        for stream in list(self.streams):
+            principal = stream.principal
+            if (session_id is not None and principal.claims.get("sid") == session_id) or (
+                user_id is not None and principal.user_id == user_id
+            ):
+                reason = str(data.get("reason") or data.get("change") or "revoked")
+                stream.end(CLOSE_UNAUTHORIZED, f"credentials revoked ({reason}); log in again"[:120])
 
     def _schedule(self, delay_s: float) -> None:
         if self._timer is None:
@@ -308,6 +335,8 @@ def stream_api(config: StreamConfig, *, ws_path: str = "/ws", sse_path: str = "/
     async def events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
         return await sse_stream(request, query)
 
+    for spec in api.specs:
+        accept_query_token(spec.handler)
     return api
 
 

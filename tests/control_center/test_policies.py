@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.security import SECURITY, Security
-from tests.helpers.services import Services, bearer
+from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 BATCH = {
     "name": "matrix",
@@ -193,14 +193,16 @@ async def test_condition_on_mfa(services: Services) -> None:
     assert resp.status == 403
     assert doc["details"]["allowed_when"] == ["user.mfa == True"]
     # the same viewer after enrolling MFA and logging in with a code
-    resp = await services.cc.post("/auth/mfa/setup", headers=bearer(viewer))
+    resp = await services.cc.post("/auth/mfa/setup", json={"password": USER_PASSWORD}, headers=bearer(viewer))
     services.totp_secrets["viewer1"] = (await resp.json())["data"]["secret"]
     services.secrets.add(services.totp_secrets["viewer1"])
     resp = await services.cc.post(
-        "/auth/mfa/enable", json={"code": services.code("viewer1")}, headers=bearer(viewer)
+        "/auth/mfa/enable",
+        json={"password": USER_PASSWORD, "code": services.code("viewer1")},
+        headers=bearer(viewer),
     )
     services.secrets.add((await resp.json())["data"]["backup_codes"])
-    with_mfa = (await services.token("viewer1", "user-password-for-tests"))["token"]
+    with_mfa = (await services.token("viewer1", USER_PASSWORD))["token"]
     resp = await services.cc.get("/audit/logs", headers=bearer(with_mfa))
     assert resp.status == 200
 
@@ -345,7 +347,7 @@ async def test_another_process_picks_up_changes(services: Services) -> None:
                 "rules": [{"effect": "Deny", "resource": "tasks", "action": ["read"], "roles": ["viewer"]}],
             },
         )
-        data = await services.token("admin", "admin-password-for-tests")
+        data = await services.token("admin", ADMIN_PASSWORD)
         resp = await services.cc.post("/auth/logout", headers=bearer(data["token"]))
         assert resp.status == 200
         await other.sync()

@@ -171,9 +171,14 @@ async def test_revoked_token_is_refused_by_both(services: Services) -> None:
     assert (await resp.json())["error"] == "the token has been revoked"
 
 
-async def test_query_token_is_accepted_for_reads_only(services: Services) -> None:
+async def test_query_token_is_accepted_on_streams_only(services: Services) -> None:
     token = await services.admin()
     resp = await services.orch.get("/tasks", params={"token": token})
-    assert resp.status == 200
+    assert resp.status == 401
+    assert "only on the event streams" in (await resp.json())["error"]
     resp = await services.orch.post("/rollback/checkpoints", params={"token": token}, json={"name": "x"})
     assert resp.status == 401
+    resp = await services.orch.get("/events", params={"token": token})
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+    resp.close()

@@ -4,6 +4,7 @@ and the first start's admin."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -228,11 +229,18 @@ async def test_admin_resets_a_users_mfa(services: Services) -> None:
     await json_of(resp, 403)
 
 
-async def test_first_start_generates_and_prints_the_admin_password(
-    aiohttp_client: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str], secrets: Secrets
+async def test_first_start_prints_the_generated_admin_password_on_a_terminal(
+    aiohttp_client: Any,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    secrets: Secrets,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # stderr is a terminal (a person started the service): shown there once, no file
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     settings = cc_settings(tmp_path, admin_password="", db_url="mem://")
     client = await aiohttp_client(create_control_center(settings))
+    assert not (tmp_path / "initial-admin-password").exists()
     printed = capsys.readouterr().err
     assert "user 'admin' created with password:" in printed
     password = printed.split("password:")[1].split()[0]

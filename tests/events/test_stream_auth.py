@@ -16,7 +16,7 @@ from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_f
 
 AUTH = {
     "auth_enabled": True,
-    "admin_password": "admin-password-for-events",
+    "admin_password": "first-boot-secret-for-events",
     "rate_limit_auth": "1000/minute",
     "rate_limit_default": "10000/minute",
     "rate_limit_batch": "1000/minute",

@@ -29,7 +29,7 @@ from shared.logs import JsonFormatter
 from shared.settings import Settings, load_settings
 from shared.store import Store
 
-ADMIN_PASSWORD = "admin-password-for-tests"
+ADMIN_PASSWORD = "first-boot-secret-for-tests"  # a password may not contain the username
 USER_PASSWORD = "user-password-for-tests"
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
@@ -133,18 +133,21 @@ class Services:
         return resp.status, doc
 
     async def enrol(self, username: str, password: str) -> list[str]:
-        """Log in, enrol TOTP with the setup token; returns the backup codes."""
+        """Log in, enrol TOTP with the setup token (and the password, which each step
+        asks for again); returns the backup codes."""
         status, doc = await self.login(username, password)
         assert status == 200, doc
         assert doc["data"]["mfa_setup_required"] is True, doc
         setup = doc["data"]["setup_token"]
-        resp = await self.cc.post("/auth/mfa/setup", headers=bearer(setup))
+        resp = await self.cc.post("/auth/mfa/setup", json={"password": password}, headers=bearer(setup))
         enrolment = (await resp.json())["data"]
         assert resp.status == 200, enrolment
         self.totp_secrets[username] = enrolment["secret"]
         self.secrets.add(enrolment["secret"])
         resp = await self.cc.post(
-            "/auth/mfa/enable", json={"code": self.code(username)}, headers=bearer(setup)
+            "/auth/mfa/enable",
+            json={"password": password, "code": self.code(username)},
+            headers=bearer(setup),
         )
         doc = await resp.json()
         assert resp.status == 200, doc

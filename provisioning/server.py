@@ -17,6 +17,8 @@ from shared.access_log import RedactingAccessLogger
 from shared.app import open_store
 from shared.events import EventBus
 from shared.logs import configure_logging
+from shared.metrics import set_process_metrics_owner
+from shared.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 from shared.settings import Settings
 
 log = logging.getLogger("provisioning")
@@ -27,54 +29,66 @@ async def serve(
     which: tuple[str, ...] = ("orchestrator", "control_center"),
     ready: Callable[[], None] | None = None,
 ) -> None:
-    """Start the chosen services on one store and one event bus; stop on SIGINT/SIGTERM."""
+    """Start the chosen services on one store and one event bus; stop on SIGINT/SIGTERM.
+
+    Every listener shares one :class:`ConnectionGuard`: the connection cap and the
+    per-address limits hold for the process, whose descriptors both services share.
+    """
+    limits = ConnectionLimits.from_settings(settings)
+    guard = ConnectionGuard(limits)
+    # Process-wide metrics (process_*, python_*, engine, store, webhooks) on one port.
+    set_process_metrics_owner("orchestrator" if "orchestrator" in which else "control_center")
     store = open_store(settings)
     await store.open()
     bus = EventBus(settings.event_retention_count, settings.event_retention_s)
-    runners: list[web.AppRunner] = []
+    listeners: list[Listener] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         # Event loops without signal support (Windows) raise; Ctrl-C still stops them.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "connection limits",
+        extra={
+            "max_connections": limits.max_connections,
+            "max_connections_per_ip": limits.max_per_ip,
+            "header_timeout_s": limits.header_timeout_s,
+            "body_timeout_s": limits.body_timeout_s,
+            "idle_timeout_s": limits.idle_timeout_s,
+        },
+    )
     try:
-        # The control center first: it bootstraps keys and the admin the orchestrator trusts.
-        if "control_center" in which:
-            app = create_control_center(settings, store=store, bus=bus)
-            runners.append(await _start(app, settings.host, settings.control_center_port))
-            log.info(
-                "control center listening",
-                extra={"url": f"http://{settings.host}:{settings.control_center_port}"},
-            )
-        if "orchestrator" in which:
-            app = create_orchestrator(settings, store=store, bus=bus)
-            runners.append(await _start(app, settings.host, settings.orchestrator_port))
-            log.info(
-                "orchestrator listening",
-                extra={"url": f"http://{settings.host}:{settings.orchestrator_port}"},
-            )
-        if ready is not None:
-            ready()
-        await stop.wait()
-        log.info("shutting down")
+        with guard.installed(loop):
+            try:
+                # The control center first: it bootstraps keys and the admin the orchestrator trusts.
+                if "control_center" in which:
+                    app = create_control_center(settings, store=store, bus=bus)
+                    listeners.append(await _start(app, settings.host, settings.control_center_port, guard))
+                    log.info(
+                        "control center listening",
+                        extra={"url": f"http://{settings.host}:{settings.control_center_port}"},
+                    )
+                if "orchestrator" in which:
+                    app = create_orchestrator(settings, store=store, bus=bus)
+                    listeners.append(await _start(app, settings.host, settings.orchestrator_port, guard))
+                    log.info(
+                        "orchestrator listening",
+                        extra={"url": f"http://{settings.host}:{settings.orchestrator_port}"},
+                    )
+                if ready is not None:
+                    ready()
+                await stop.wait()
+                log.info("shutting down")
+            finally:
+                for listener in reversed(listeners):
+                    await listener.close()
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
         await store.close()
 
 
-async def _start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(
-        app,
-        access_log_class=RedactingAccessLogger,
-        access_log=logging.getLogger("aiohttp.access"),
-        shutdown_timeout=5.0,
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    return runner
+async def _start(app: web.Application, host: str, port: int, guard: ConnectionGuard) -> Listener:
+    return await listen(app, host, port, guard, access_log_class=RedactingAccessLogger)
 
 
 def run(settings: Settings, which: tuple[str, ...]) -> None:

@@ -415,6 +415,10 @@ def openapi_document(api: Api, title: str, version: str = "1.0.0") -> dict[str, 
 
 def add_standard_routes(api: Api, *, title: str, health: Callable[[web.Request], Any]) -> None:
     """``/health``, ``/metrics`` and ``/openapi.json``: public on every service."""
+    import hmac
+
+    from shared.errors import Unauthorized
+    from shared.keys import SETTINGS
     from shared.metrics import render
 
     @api.route("GET", "/health", public=True, summary="Liveness", tags=("monitoring",))
@@ -423,7 +427,17 @@ def add_standard_routes(api: Api, *, title: str, health: Callable[[web.Request],
 
     @api.route("GET", "/metrics", public=True, summary="Prometheus metrics", tags=("monitoring",))
     async def get_metrics(request: web.Request) -> web.Response:
-        body, ctype = render()
+        """This service's metrics; behind ``Authorization: Bearer <metrics_token>`` when one is set."""
+        settings = request.app.get(SETTINGS)
+        expected = settings.metrics_token if settings is not None else ""
+        if expected:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.encode()
+            ):
+                add_response_headers(request, {"WWW-Authenticate": 'Bearer realm="metrics"'})
+                raise Unauthorized("/metrics needs Authorization: Bearer <the metrics token>")
+        body, ctype = render(request.app.get(SERVICE_KEY, "app"))
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = ctype
         return resp

@@ -136,6 +136,15 @@ class Settings:
     # -- policy conditions (issue 8) --
 
     # -- connections, metrics and webhooks hardening (issue 8) --
+    # Connections (shared/serve.py); TOML [http] header_timeout_s …
+    http_header_timeout_s: float = 10.0  # a request's complete headers, from connect or its first byte
+    http_body_timeout_s: float = 60.0  # a request's whole body, from its headers
+    http_idle_timeout_s: float = 75.0  # keep-alive: an idle connection between requests is closed
+    http_max_connections_per_ip: int = 100  # open connections per client address (trusted_proxies exempt)
+    http_max_connections: int = 0  # open connections in all; 0: descriptor limit minus http_fd_reserve
+    http_fd_reserve: int = 512  # descriptors kept for the store, pipes, subprocesses, webhooks
+    http_accept_error_log_s: float = 10.0  # one log line per this for accept errors and refusals
+    metrics_token: str = ""  # set: /metrics needs "Authorization: Bearer <token>"
 
     # -- API contract (issue 8) --
 

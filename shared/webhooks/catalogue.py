@@ -15,8 +15,12 @@ from shared.errors import ValidationFailed
 
 TEST_EVENT = "webhook.test"
 
+# ``task.pending``: an operation goes back to Pending to be retried (after a failed
+# attempt, or an attempt a restart interrupted); operations are created Pending with
+# their batch, which ``batch.running`` announces. A batch is submitted straight into
+# Running and never returns to Pending, so there is no ``batch.pending``.
 _TASK = ("pending", "running", "completed", "failed", "cancelled", "rolling_back", "rolled_back", "progress")
-_BATCH = ("pending", "running", "completed", "failed", "cancelled")
+_BATCH = ("running", "completed", "failed", "cancelled")
 EVENT_NAMES: tuple[str, ...] = (
     *(f"task.{s}" for s in _TASK),
     *(f"batch.{s}" for s in _BATCH),
@@ -27,6 +31,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "state.restored",
     TEST_EVENT,
 )
+_KNOWN = frozenset(EVENT_NAMES)
 _FAMILIES = {name.split(".", 1)[0] for name in EVENT_NAMES}
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -37,7 +42,15 @@ def _status_name(status: Any) -> str:
 
 
 def webhook_event_name(event_type: str, data: dict[str, Any]) -> str | None:
-    """The webhook name of a bus event, or ``None`` for events webhooks do not carry."""
+    """The webhook name of a bus event, or ``None`` for events webhooks do not carry.
+
+    Only catalogued names come out: what is not in :data:`EVENT_NAMES` is never sent.
+    """
+    name = _event_name(event_type, data)
+    return name if name in _KNOWN else None
+
+
+def _event_name(event_type: str, data: dict[str, Any]) -> str | None:
     if event_type == "TaskStatusChanged":
         return f"task.{_status_name(data.get('status', ''))}"
     if event_type == "BatchStatusChanged":

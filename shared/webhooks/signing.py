@@ -2,10 +2,16 @@
 
 Headers: ``webhook-id`` (the idempotency key), ``webhook-timestamp`` (unix
 seconds), ``webhook-signature: v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``
-(several space-separated while an old secret is still in its grace period),
 and ``X-Signature-256: sha256=<hex HMAC-SHA256(key, body)>`` for GitHub-style
 consumers. The key is the secret's bytes: the base64 after ``whsec_`` decoded,
 or the UTF-8 of a plain secret from the ``[webhooks]`` configuration.
+
+While an old secret is in its grace period after a rotation, both headers carry
+one signature per secret, newest first, so a consumer holding either secret
+verifies: ``webhook-signature`` space-separated (the Standard Webhooks form),
+``X-Signature-256`` as an RFC 9110 list, ``sha256=<new>, sha256=<old>`` (what
+repeated header lines fold into). A verifier accepts a delivery when any value
+matches; outside a grace period each header holds exactly one value.
 """
 
 from __future__ import annotations
@@ -73,8 +79,25 @@ def sign_headers(
         "webhook-id": msg_id,
         "webhook-timestamp": str(ts),
         "webhook-signature": " ".join(signatures),
-        "X-Signature-256": signature_256(signing_secrets[0], body.encode()),
+        "X-Signature-256": ", ".join(signature_256(secret, body.encode()) for secret in signing_secrets),
     }
+
+
+def verify_signature_256(secret: str, headers: Mapping[str, str], body: bytes | str) -> None:
+    """Check ``X-Signature-256`` as a GitHub-style consumer should: any listed value may match.
+
+    Raises :class:`WebhookVerificationError` when the header is missing or no value
+    matches. (This header signs the body only: pair it with a check on
+    ``webhook-id`` against replays, or use :func:`verify_webhook`.)
+    """
+    raw = body.encode() if isinstance(body, str) else body
+    lower = {k.lower(): v for k, v in headers.items()}
+    header = lower.get("x-signature-256")
+    if not header:
+        raise WebhookVerificationError("missing X-Signature-256 header")
+    expected = signature_256(secret, raw).encode()
+    if not any(hmac.compare_digest(v.strip().encode(), expected) for v in header.split(",")):
+        raise WebhookVerificationError("no X-Signature-256 value matches the secret")
 
 
 def verify_webhook(

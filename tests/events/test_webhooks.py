@@ -134,7 +134,9 @@ async def test_secret_rotation_signs_with_both_during_the_grace_period(
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     assert verify_webhook(new_secret, request.headers, request.body)["event"] == "webhook.test"
     verify_webhook(hook["secret"], request.headers, request.body)  # old consumers still verify
-    assert request.headers["X-Signature-256"] == signature_256(new_secret, request.body)
+    assert request.headers["X-Signature-256"] == (
+        f"{signature_256(new_secret, request.body)}, {signature_256(hook['secret'], request.body)}"
+    )
 
     resp = await services.cc.get(f"/webhooks/{hook['id']}")
     assert "secret" not in (await resp.json())["data"]

@@ -119,7 +119,7 @@ def start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def test_provisioning_up_as_root_runs_commands_as_the_runner(tmp_path, command_work_base, work_root):
     """The whole product as deployed: `python3 -m provisioning up` as root with the admin
     password in its environment; a command tries the issue's attacks over real HTTP."""
-    password = "admin-" + secrets.token_hex(16)
+    password = "e2e-secret-" + secrets.token_hex(16)
     data = command_work_base / f"data-{uuid.uuid4().hex}"
     data.mkdir(mode=0o700)
     orch_port, cc_port = free_port(), free_port()

@@ -41,7 +41,7 @@ def up(tmp_path: Path) -> Iterator[tuple[int, int, Path]]:
             "PROVISIONING_HOST": HOST,
             "PROVISIONING_ORCHESTRATOR_PORT": str(orch_port),
             "PROVISIONING_CONTROL_CENTER_PORT": str(cc_port),
-            "PROVISIONING_ADMIN_PASSWORD": "admin-password-for-the-up-test",
+            "PROVISIONING_ADMIN_PASSWORD": "up-test-secret-4e1b9c",
             "PROVISIONING_HTTP_HEADER_TIMEOUT_S": "0.5",
             "PROVISIONING_HTTP_MAX_CONNECTIONS_PER_IP": "500",
             "PROVISIONING_LOG_LEVEL": "WARNING",

@@ -121,6 +121,10 @@ class Settings:
     # -- login, sessions, MFA and passwords (issue 8) --
 
     # -- policy conditions (issue 8) --
+    # Programs (argv[0] of `run`/`undo`, matched exactly) the shipped policy lets an
+    # operator run in operations: [commands] allow = ["terraform", "kubectl"] or
+    # PROVISIONING_COMMANDS_ALLOW=terraform,kubectl. Empty: only admins run commands.
+    commands_allow: tuple[str, ...] = ()
 
     # -- connections, metrics and webhooks hardening (issue 8) --
 

@@ -39,6 +39,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import re2
@@ -120,6 +121,17 @@ def fold(value: Any) -> Any:
     spaces …) dropped, trimmed, case-folded. Anything but a string is returned as is."""
     if not isinstance(value, str):
         return value
+    if len(value) > 256:
+        return _fold(value)
+    return _fold_cached(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold_cached(value: str) -> str:
+    return _fold(value)
+
+
+def _fold(value: str) -> str:
     text = unicodedata.normalize("NFKC", value)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return text.strip().casefold()
@@ -524,6 +536,19 @@ ABSENT: dict[tuple[str, str], Any] = {
 }
 
 
+def as_facts(context: Mapping[str, Any]) -> SimpleNamespace:
+    """A condition context as Casbin's evaluator reads it best. simpleeval checks every
+    value an expression touches for forbidden content, recursing into dicts and lists;
+    ``r_ctx`` as nested dicts would be walked whole at every ``r_ctx.root.fact``, as
+    namespaces only the fact read is."""
+    return SimpleNamespace(
+        **{
+            root: SimpleNamespace(**part) if isinstance(part, dict) else part
+            for root, part in context.items()
+        }
+    )
+
+
 def _context(values: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
     context: dict[str, dict[str, Any]] = {root: {} for root in CONTEXT_FIELDS}
     for (root, attr), value in values.items():
@@ -559,7 +584,7 @@ def check_on_samples(compiled: str) -> None:
     expression = CoreEnforcer._get_expression(compiled, dict(FUNCTIONS))
     for described, context in sample_contexts(fields_of(compiled)):
         try:
-            result = expression.eval({CONTEXT_NAME: context})
+            result = expression.eval({CONTEXT_NAME: as_facts(context)})
         except ConditionError:
             raise
         except Exception as exc:
@@ -632,9 +657,10 @@ NO_OPERATION = OperationFacts(None, None)
 
 
 def operations_of(doc: Any, path: str, allowed_programs: Iterable[str]) -> list[OperationFacts]:
-    """The operations a submission body asks for, as facts: every entry of
-    ``operations`` (``/batch/execute``), or the one a workflow route derives. Empty
-    for a body that has neither (the handler refuses malformed ones)."""
+    """The operations a submission body asks for, as facts, each distinct set once (the
+    first operation that has it names it): every entry of ``operations``
+    (``/batch/execute``), or the one a workflow route derives. Empty for a body that has
+    neither (the handler refuses malformed ones)."""
     allowed = frozenset(allowed_programs)
     if not isinstance(doc, dict):
         return []
@@ -652,46 +678,39 @@ def operations_of(doc: Any, path: str, allowed_programs: Iterable[str]) -> list[
     if not isinstance(operations, list):
         return []
     out: list[OperationFacts] = []
+    seen: set[tuple[Any, ...]] = set()
     for index, op in enumerate(operations):
         if not isinstance(op, dict):
             continue
-        out.extend(_operation_facts(index, op, allowed))
+        raw_type, raw_provider, env = op.get("type"), op.get("provider"), op.get("env")
+        raw_type = raw_type if isinstance(raw_type, str) else None
+        raw_provider = raw_provider if isinstance(raw_provider, str) and raw_provider else None
+        env_keys = tuple(sorted(env)) if isinstance(env, dict) else ()
+        programs: list[tuple[str | None, str | None]] = [
+            (name, argv[0])
+            for name in ("run", "undo")
+            if isinstance(argv := op.get(name), list) and argv and isinstance(argv[0], str)
+        ] or [(None, None)]
+        for argv_field, program in programs:
+            # cheap identity of the facts before any normalising: thousands of alike
+            # operations cost one set lookup each
+            key = (raw_type, raw_provider, program, env_keys)
+            if key in seen:
+                continue
+            seen.add(key)
+            op_type = fold(raw_type)
+            raw_id = op.get("id")
+            out.append(
+                OperationFacts(
+                    index,
+                    raw_id[:128] if isinstance(raw_id, str) else None,
+                    type=op_type,
+                    # OperationSpec.provider_name
+                    provider=fold(raw_provider) or ("command" if op_type == "command" else "local"),
+                    program=program,
+                    program_allowed=program is not None and program in allowed,
+                    env_keys=env_keys,
+                    argv_field=argv_field,
+                )
+            )
     return out
-
-
-def _operation_facts(index: int, op: dict[str, Any], allowed: frozenset[str]) -> list[OperationFacts]:
-    raw_type, raw_provider, raw_id = op.get("type"), op.get("provider"), op.get("id")
-    op_type = fold(raw_type) if isinstance(raw_type, str) else None
-    if isinstance(raw_provider, str) and raw_provider:
-        provider = fold(raw_provider)
-    else:  # OperationSpec.provider_name
-        provider = "command" if op_type == "command" else "local"
-    env = op.get("env")
-    env_keys = tuple(sorted(str(k) for k in env)) if isinstance(env, dict) else ()
-    base = OperationFacts(
-        index,
-        raw_id[:128] if isinstance(raw_id, str) else None,
-        type=op_type,
-        provider=provider,
-        env_keys=env_keys,
-    )
-    programs = [
-        (name, argv[0])
-        for name in ("run", "undo")
-        if isinstance(argv := op.get(name), list) and argv and isinstance(argv[0], str)
-    ]
-    if not programs:
-        return [base]
-    return [
-        OperationFacts(
-            base.index,
-            base.op_id,
-            type=base.type,
-            provider=base.provider,
-            program=program,
-            program_allowed=program in allowed,
-            env_keys=base.env_keys,
-            argv_field=name,
-        )
-        for name, program in programs
-    ]

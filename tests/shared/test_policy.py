@@ -8,7 +8,7 @@ from typing import Any
 import casbin
 import pytest
 
-from shared.conditions import display, recompile
+from shared.conditions import as_facts, display, recompile
 from shared.policy import (
     ConditionError,
     Line,
@@ -214,3 +214,30 @@ async def test_store_adapter_under_casbins_own_api(store: Store) -> None:
         ["x", "y", "z", "True", "allow"],
     ]
     assert fresh.revision == await repo.revision()
+
+
+def test_parsed_lines_answer_as_casbin_does() -> None:
+    engine = engine_with(
+        Rule("allow", "batch", ("execute",), "batch.check_mode == true", ("developer",)),
+        Rule("allow", "batch", ("execute",), "user.mfa && request.method == 'POST'"),
+        Rule("deny", "batch", ("execute",), "batch.environment == 'prod' && !user.mfa"),
+        Rule("deny", "batch", ("*",), "regexMatch(batch.name, '^x!')", ("developer",)),
+        Rule("allow", "batch", ("execute",), subjects=("admin",)),
+    )
+    for subjects in (("developer", "user:u"), ("viewer",), ("admin", "developer")):
+        plan = engine.plan(subjects, "batch", "execute")
+        assert plan.evaluator is not None and plan.enforcer is not None
+        for mfa in (True, False):
+            for env in ("prod", None):
+                for check_mode in (True, False):
+                    for name in ("x!y", "y", None):
+                        for method in ("POST", "GET"):
+                            facts = as_facts(
+                                ctx(
+                                    user={"mfa": mfa},
+                                    batch={"environment": env, "check_mode": check_mode, "name": name},
+                                    request={"method": method},
+                                )
+                            )
+                            expected = plan.enforcer.enforce(subjects, "batch", "execute", facts)
+                            assert plan.evaluator.enforce(subjects, "batch", "execute", facts) is expected

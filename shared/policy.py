@@ -430,7 +430,8 @@ class PolicyEngine:
         applicable = [
             ln
             for ln in self._lines
-            if subject_match(subjects, ln.sub)
+            if ln.cond != NEVER  # a line that failed closed as an Allow
+            and subject_match(subjects, ln.sub)
             and resource_match(resource, ln.obj)
             and action_match(action, ln.act)
         ]
@@ -471,6 +472,7 @@ class PolicyEngine:
                 display(ln.cond)
                 for ln in self._lines
                 if ln.conditional
+                and ln.cond != NEVER
                 and ln.eft == "allow"
                 and subject_match(subjects, ln.sub)
                 and resource_match(resource, ln.obj)

@@ -103,3 +103,21 @@ async def test_a_thousand_operation_batch_is_authorised_per_operation(services: 
     assert resp.status == 201, doc
     assert len(doc["data"]["operations"]) == 1000
     await services.orch.post(f"/batch/operations/{doc['data']['batch_id']}/cancel", headers=bearer(operator))
+
+
+@pytest.mark.parametrize("settings_overrides", [{"max_body_bytes": 4096}])
+async def test_a_body_too_large_for_the_facts_is_refused_before_any_decision(services: Services) -> None:
+    """The policy reads the body first; past the limit, reading it again would return
+    only its tail, a valid batch of its own. Refused whole (413), nothing runs."""
+    admin = await services.admin()
+    _, operator = await services.user("ops", "operator", admin_token=admin)
+    tail = b'{"name": "b", "operations": [{"id": "x", "type": "command", "run": ["sh", "-c", "id"]}]}'
+    resp = await services.orch.post(
+        "/batch/execute",
+        data=b" " * 8192 + tail,
+        headers={**bearer(operator), "Content-Type": "application/json"},
+    )
+    assert resp.status == 413, await resp.text()
+    assert (await resp.json())["code"] == "payload_too_large"
+    resp = await services.orch.get("/batch/operations", headers=bearer(operator))
+    assert (await resp.json())["data"] == []

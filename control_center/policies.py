@@ -9,7 +9,6 @@ mistake.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -25,22 +24,13 @@ from shared.policy import (
     PolicyEngine,
     Rule,
     compile_rules,
+    next_version,
     policy_writes,
 )
 from shared.security import Security, condition_context, subjects_of
 from shared.security_repos import PolicyRepository
 from shared.store import iso
 from shared.tokens import utcnow
-
-_SEMVER_TAIL = re.compile(r"^(.*?)(\d+)$")
-
-
-def next_version(version: str) -> str:
-    """``1.0.0`` -> ``1.0.1``; anything else gets ``.1`` appended."""
-    match = _SEMVER_TAIL.match(version)
-    if match is None:
-        return f"{version}.1"
-    return f"{match.group(1)}{int(match.group(2)) + 1}"
 
 
 def policy_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +65,8 @@ class PolicyChanges:
 
 
 def rules_from(docs: list[dict[str, Any]]) -> list[Rule]:
-    """Rules from request documents; 422 naming the bad rule and why."""
+    """Rules from request documents, each condition checked on the sample contexts;
+    422 naming the bad part (``rules.2.condition``) and why."""
     rules = [Rule.from_doc(d) for d in docs]
     try:
         compile_rules(rules)
@@ -83,7 +74,7 @@ def rules_from(docs: list[dict[str, Any]]) -> list[Rule]:
         raise ValidationFailed(
             f"invalid policy: {exc}",
             details={
-                "fields": [{"field": str(exc).split(":", 1)[0], "type": "invalid_rule", "message": str(exc)}]
+                "fields": [{"field": exc.field or "rules", "type": "invalid_rule", "message": str(exc)}]
             },
         ) from None
     return rules

@@ -5,19 +5,22 @@ condition, roles}], enabled}``. Each rule becomes Casbin lines ``(subject,
 resource, action, condition, effect)``: one per role and action. ``Deny``
 overrides ``Allow`` (``policies/model.conf``). Conditions are a small expression
 language over the request context (``user.role == 'admin' && user.mfa``),
-checked here against a whitelist of names and node types and compiled into the
-expression Casbin's ``eval()`` hands to simpleeval — Python's own ``eval`` is
-never used.
+compiled and checked by :mod:`shared.conditions` into the expression Casbin's
+``eval()`` hands to simpleeval — Python's own ``eval`` is never used.
 
 Casbin re-parses an ``eval()`` matcher for every line on every call (~100 µs),
 so :class:`PolicyEngine` memoises decisions for (subjects, resource, action)
-whenever no conditional line could apply, and evaluates only when one could.
+whenever no conditional line could apply, and evaluates only when one could —
+with the applicable lines' matchers parsed once (:class:`ParsedLines`). A
+condition that raises denies the request. Stored lines are compiled again by
+this release's compiler when loaded.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -26,8 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import casbin
+from casbin import util as casbin_util
+from casbin.effect import Effector, effect_to_bool
 from casbin.persist.adapters.asyncio import AsyncAdapter
 
+from shared.conditions import (
+    ALWAYS,
+    FUNCTIONS,
+    NEVER,
+    as_facts,
+    display,
+    fields_of,
+    recompile,
+)
+from shared.conditions import ConditionError as ConditionError
+from shared.conditions import RoleSet as RoleSet
+from shared.conditions import compile_condition as compile_condition
+from shared.conditions import roots_of as roots_of
 from shared.security_repos import PolicyRepository
 from shared.store import Write
 
@@ -37,157 +55,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("casbin").setLevel(logging.WARNING)
 
 EFFECTS = ("allow", "deny")
-# What a condition may read: root -> attributes.
-CONTEXT_FIELDS: dict[str, frozenset[str]] = {
-    "user": frozenset({"id", "username", "role", "roles", "mfa"}),
-    "request": frozenset({"ip", "method", "path", "service"}),
-    "time": frozenset({"hour", "minute", "weekday", "date"}),
-    "batch": frozenset({"environment", "check_mode", "name"}),
-}
-# Casbin's own matching functions a condition may call.
-CONDITION_FUNCTIONS = frozenset({"ipMatch", "regexMatch", "keyMatch", "globMatch"})
-LITERAL_NAMES: dict[str, Any] = {
-    "true": True,
-    "false": False,
-    "null": None,
-    "none": None,
-    "True": True,
-    "False": False,
-    "None": None,
-}
-CONTEXT_NAME = "r_ctx"
-MAX_CONDITION_LENGTH = 500
-ALWAYS = "True"
-_STRINGS = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
-_ROOTS_USED = re.compile(rf"\b{CONTEXT_NAME}\.(\w+)")
 _RESOURCE = re.compile(r"^(\*|[a-z][a-z0-9_-]*(:[A-Za-z0-9_.*/-]+)?)$")
 _ACTION = re.compile(r"^(\*|[a-z][a-z0-9_]*)$")
 _SUBJECT = re.compile(r"^(\*|[a-z][a-z0-9_-]*|user:[A-Za-z0-9_.@-]+)$")
-_ALLOWED_NODES = (
-    ast.Expression,
-    ast.BoolOp,
-    ast.And,
-    ast.Or,
-    ast.UnaryOp,
-    ast.Not,
-    ast.Compare,
-    ast.Eq,
-    ast.NotEq,
-    ast.Lt,
-    ast.LtE,
-    ast.Gt,
-    ast.GtE,
-    ast.In,
-    ast.NotIn,
-    ast.Attribute,
-    ast.Name,
-    ast.Load,
-    ast.Constant,
-    ast.List,
-    ast.Tuple,
-    ast.Call,
-)
-
-
-class ConditionError(ValueError):
-    """A condition that is not in the language (the message says what is wrong)."""
-
-
-# -- conditions -------------------------------------------------------------------
-
-
-def _normalise(source: str) -> str:
-    """``&&``/``||``/``!`` to Python's words, leaving string literals alone."""
-    parts = _STRINGS.split(source)
-    for i in range(0, len(parts), 2):
-        text = parts[i].replace("&&", " and ").replace("||", " or ")
-        parts[i] = re.sub(r"!(?!=)", " not ", text)
-    return "".join(parts)
-
-
-class _Compiler(ast.NodeTransformer):
-    def __init__(self) -> None:
-        self.roots: set[str] = set()
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        if not isinstance(node, _ALLOWED_NODES):
-            raise ConditionError(f"{type(node).__name__} is not allowed in a condition")
-        return super().generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in LITERAL_NAMES:
-            return ast.copy_location(ast.Constant(LITERAL_NAMES[node.id]), node)
-        if node.id in CONTEXT_FIELDS:
-            raise ConditionError(
-                f"name a field of {node.id!r}, e.g. {node.id}.{sorted(CONTEXT_FIELDS[node.id])[0]}"
-            )
-        raise ConditionError(
-            f"unknown name {node.id!r}; conditions read " + ", ".join(f"{r}.*" for r in CONTEXT_FIELDS)
-        )
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        root = node.value
-        if not isinstance(root, ast.Name) or root.id not in CONTEXT_FIELDS:
-            raise ConditionError(
-                "attributes are read as <root>.<field>, with root one of " + ", ".join(CONTEXT_FIELDS)
-            )
-        if node.attr not in CONTEXT_FIELDS[root.id]:
-            raise ConditionError(
-                f"{root.id}.{node.attr} is not known; {root.id} has "
-                + ", ".join(sorted(CONTEXT_FIELDS[root.id]))
-            )
-        self.roots.add(root.id)
-        ctx = ast.Attribute(ast.Name(CONTEXT_NAME, ast.Load()), root.id, ast.Load())
-        return ast.copy_location(ast.Attribute(ctx, node.attr, ast.Load()), node)
-
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        if not isinstance(node.func, ast.Name) or node.func.id not in CONDITION_FUNCTIONS:
-            raise ConditionError(
-                "only these functions may be called: " + ", ".join(sorted(CONDITION_FUNCTIONS))
-            )
-        if node.keywords:
-            raise ConditionError("function arguments are positional")
-        node.args = [self.visit(a) for a in node.args]
-        return node
-
-    def visit_Constant(self, node: ast.Constant) -> ast.AST:
-        if not isinstance(node.value, str | int | float | bool | type(None)):
-            raise ConditionError(f"literal {node.value!r} is not allowed")
-        return node
-
-
-def compile_condition(source: str | None) -> str:
-    """The Casbin ``eval()`` expression for a condition; ``True`` for none."""
-    if source is None or not source.strip():
-        return ALWAYS
-    if len(source) > MAX_CONDITION_LENGTH:
-        raise ConditionError(f"a condition is at most {MAX_CONDITION_LENGTH} characters")
-    try:
-        tree = ast.parse(_normalise(source).strip(), mode="eval")
-    except SyntaxError as exc:
-        raise ConditionError(f"not an expression: {exc.msg}") from None
-    compiled = _Compiler().visit(tree)
-    return ast.unparse(compiled)
-
-
-def roots_of(compiled: str) -> frozenset[str]:
-    """Which context parts (user, request, time, batch) a compiled condition reads."""
-    return frozenset(_ROOTS_USED.findall(compiled))
-
-
-class RoleSet(tuple[str, ...]):
-    """``user.role``: equal to any one of the caller's roles (``user.role == 'admin'``)."""
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):
-            return other in tuple(self)
-        return tuple(self) == other
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return tuple.__hash__(self)
 
 
 # -- rules and lines ------------------------------------------------------------------
@@ -236,11 +106,12 @@ class Line:
     cond: str
     eft: str
     roots: frozenset[str] = field(default=frozenset(), compare=False)
+    fields: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False)
 
     @classmethod
     def from_values(cls, values: list[str]) -> Line:
         sub, obj, act, cond, eft = values[:5]
-        return cls(sub, obj, act, cond, eft, roots_of(cond))
+        return cls(sub, obj, act, cond, eft, roots_of(cond), fields_of(cond))
 
     @property
     def values(self) -> list[str]:
@@ -252,27 +123,33 @@ class Line:
 
 
 def compile_rule(rule: Rule, where: str = "rule") -> list[Line]:
-    """Check a rule and turn it into Casbin lines (``ConditionError`` says what is wrong)."""
+    """Check a rule and turn it into Casbin lines. ``ConditionError`` says what is wrong
+    and its ``field`` which part (``rules.2.condition``)."""
     if rule.effect not in EFFECTS:
-        raise ConditionError(f"{where}: effect must be Allow or Deny, not {rule.effect!r}")
+        raise ConditionError(
+            f"{where}.effect: effect must be Allow or Deny, not {rule.effect!r}", f"{where}.effect"
+        )
     if not _RESOURCE.match(rule.resource):
         raise ConditionError(
-            f"{where}: resource {rule.resource!r} is not a name, 'name:pattern' (e.g. servers:*) or *"
+            f"{where}.resource: {rule.resource!r} is not a name, 'name:pattern' (e.g. servers:*) or *",
+            f"{where}.resource",
         )
     if not rule.actions:
-        raise ConditionError(f"{where}: name at least one action")
+        raise ConditionError(f"{where}.action: name at least one action", f"{where}.action")
     for act in rule.actions:
         if not _ACTION.match(act):
-            raise ConditionError(f"{where}: action {act!r} is not an action name or *")
+            raise ConditionError(f"{where}.action: {act!r} is not an action name or *", f"{where}.action")
     for sub in rule.subjects:
         if not _SUBJECT.match(sub):
-            raise ConditionError(f"{where}: role {sub!r} is not a role name, user:<name> or *")
+            raise ConditionError(
+                f"{where}.roles: {sub!r} is not a role name, user:<name> or *", f"{where}.roles"
+            )
     try:
         cond = compile_condition(rule.condition)
     except ConditionError as exc:
-        raise ConditionError(f"{where}: condition: {exc}") from None
+        raise ConditionError(f"{where}.condition: {exc}", f"{where}.condition") from None
     return [
-        Line(sub, rule.resource, act, cond, rule.effect, roots_of(cond))
+        Line(sub, rule.resource, act, cond, rule.effect, roots_of(cond), fields_of(cond))
         for sub in rule.subjects
         for act in rule.actions
     ]
@@ -281,8 +158,45 @@ def compile_rule(rule: Rule, where: str = "rule") -> list[Line]:
 def compile_rules(rules: Iterable[Rule]) -> list[Line]:
     lines: list[Line] = []
     for i, rule in enumerate(rules):
-        lines.extend(compile_rule(rule, f"rules[{i}]"))
+        lines.extend(compile_rule(rule, f"rules.{i}"))
     return lines
+
+
+def current_line(values: list[str]) -> Line:
+    """A stored line with its condition compiled by this release. A condition this
+    release refuses fails closed: an Allow never applies, a Deny always does."""
+    sub, obj, act, cond, eft = values[:5]
+    try:
+        cond = recompile(cond)
+    except ConditionError as exc:
+        log.warning(
+            "a stored policy condition is no longer accepted; the line fails closed",
+            extra={"condition": display(cond), "effect": eft, "error": str(exc)},
+        )
+        cond = NEVER if eft == "allow" else ALWAYS
+    return Line.from_values([sub, obj, act, cond, eft])
+
+
+# rules_fingerprint() of the default policies earlier releases shipped: a data directory
+# whose "default" document still holds one of them is given this release's at start.
+PREVIOUS_DEFAULT_FINGERPRINTS = frozenset(
+    {"680e2402398be360516f6c65df948b9186e20815b1f4b2ad98142e8cae4dfe0d"}  # before issue 8
+)
+_SEMVER_TAIL = re.compile(r"^(.*?)(\d+)$")
+
+
+def rules_fingerprint(rules: Iterable[Rule]) -> str:
+    """A digest of rules as documents, to recognise a policy nobody has edited."""
+    canonical = json.dumps([r.to_doc() for r in rules], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def next_version(version: str) -> str:
+    """``1.0.0`` -> ``1.0.1``; anything else gets ``.1`` appended."""
+    match = _SEMVER_TAIL.match(version)
+    if match is None:
+        return f"{version}.1"
+    return f"{match.group(1)}{int(match.group(2)) + 1}"
 
 
 def read_model(policies_dir: Path) -> str:
@@ -390,11 +304,74 @@ def line_row(policy_id: str, seq: int, ptype: str, values: list[str]) -> dict[st
 @dataclass(frozen=True)
 class Plan:
     """What a (subjects, resource, action) needs: a fixed answer, or the context parts
-    and an enforcer holding only the lines that can apply (Casbin's cost grows per line)."""
+    (and ``operation.*`` facts) the applicable conditions read and an enforcer holding
+    only the lines that can apply (Casbin's cost grows per line)."""
 
     decision: bool | None
     roots: frozenset[str] = frozenset()
     enforcer: Any = field(default=None, compare=False, repr=False)
+    operation_fields: frozenset[str] = frozenset()
+    evaluator: ParsedLines | None = field(default=None, compare=False, repr=False)
+
+
+class ParsedLines:
+    """Casbin's ``enforce`` over one enforcer's lines, each line's matcher parsed once.
+
+    With an ``eval()`` matcher pycasbin rewrites and parses the whole matcher again for
+    every line on every call (~50 µs a line); a batch is decided once per distinct set
+    of operation facts, thousands of times for a batch of different programs. This does
+    pycasbin's own rewriting (``escape_assertion``, ``replace_eval``, ``_get_expression``)
+    once per line and then pycasbin's loop with the model's effector, so it answers as
+    ``enforcer.enforce`` does (``tests/shared/test_policy.py`` compares the two)."""
+
+    def __init__(self, enforcer: casbin.AsyncEnforcer) -> None:
+        model = enforcer.get_model()
+        functions = enforcer.fm.get_functions()
+        matcher = model["m"]["m"].value
+        p_tokens = model["p"]["p"].tokens
+        rule_names = casbin_util.get_eval_value(matcher)
+        self.r_tokens = model["r"]["r"].tokens
+        self.effector = enforcer.eft
+        self.lines: list[tuple[dict[str, str], Any]] = []
+        for values in model["p"]["p"].policy:
+            p_params = dict(zip(p_tokens, values, strict=True))
+            rules = [casbin_util.escape_assertion(p_params[name]) for name in rule_names]
+            expression = casbin_util.replace_eval(matcher, rules) if rules else matcher
+            self.lines.append((p_params, enforcer._get_expression(expression, functions)))
+
+    @classmethod
+    def usable(cls, enforcer: casbin.AsyncEnforcer) -> bool:
+        """Role links (``g``) and a matcher without ``eval()`` are left to Casbin itself."""
+        model = enforcer.get_model()
+        return "g" not in model.keys() and bool(casbin_util.has_eval(model["m"]["m"].value))
+
+    def enforce(self, *rvals: Any) -> bool:
+        r_params = dict(zip(self.r_tokens, rvals, strict=True))
+        effects: set[int] = set()
+        for p_params, expression in self.lines:
+            result = expression.eval({**r_params, **p_params})
+            if isinstance(result, bool):
+                if not result:
+                    effects.add(Effector.INDETERMINATE)
+                    continue
+            elif isinstance(result, float):
+                if result == 0:
+                    effects.add(Effector.INDETERMINATE)
+                    continue
+            else:
+                raise RuntimeError("matcher result should be bool, int or float")
+            eft = p_params.get("p_eft")
+            if eft is None:
+                effects.add(Effector.ALLOW)
+            elif eft == "allow":
+                effects.add(Effector.ALLOW)
+            elif eft == "deny":
+                effects.add(Effector.DENY)
+            else:
+                effects.add(Effector.INDETERMINATE)
+            if self.effector.intermediate_effect(effects) != Effector.INDETERMINATE:
+                break
+        return bool(effect_to_bool(self.effector.final_effect(effects)))
 
 
 PlanKey = tuple[tuple[str, ...], str, str]
@@ -416,23 +393,23 @@ class PolicyEngine:
         enforcer.add_function("subjectMatch", subject_match)
         enforcer.add_function("resourceMatch", resource_match)
         enforcer.add_function("actionMatch", action_match)
+        for name, function in FUNCTIONS.items():  # RE2 instead of Casbin's backtracking re
+            enforcer.add_function(name, function)
         return enforcer
 
     async def load(self, repo: PolicyRepository) -> None:
-        """Read every line from the store into a new enforcer, then swap it in."""
+        """Read every line from the store (through Casbin's adapter), compile each
+        condition again with this release's compiler, and swap the result in."""
         revision = await repo.revision()
         enforcer = self._new_enforcer(StoreAdapter(repo))
         await enforcer.load_policy()
-        self._install(enforcer, revision)
+        self.load_lines([current_line(v) for v in enforcer.get_policy()], revision)
 
     def load_lines(self, lines: Iterable[Line], revision: int = 0) -> None:
         """Use these lines (a candidate policy set, or tests)."""
         enforcer = self._new_enforcer()
         for line in lines:
             enforcer.get_model().add_policy("p", "p", line.values)
-        self._install(enforcer, revision)
-
-    def _install(self, enforcer: casbin.AsyncEnforcer, revision: int) -> None:
         # Swapped, never mutated: a request in flight sees the old set or the new one.
         self._lines = [Line.from_values(v) for v in enforcer.get_policy()]
         self._enforcer = enforcer
@@ -453,7 +430,8 @@ class PolicyEngine:
         applicable = [
             ln
             for ln in self._lines
-            if subject_match(subjects, ln.sub)
+            if ln.cond != NEVER  # a line that failed closed as an Allow
+            and subject_match(subjects, ln.sub)
             and resource_match(resource, ln.obj)
             and action_match(action, ln.act)
         ]
@@ -465,36 +443,61 @@ class PolicyEngine:
             plan = Plan(True)
         else:
             roots: frozenset[str] = frozenset().union(*(ln.roots for ln in applicable))
+            operation_fields = frozenset(
+                attr for ln in applicable for root, attr in ln.fields if root == "operation"
+            )
             narrow = self._new_enforcer()
             for ln in applicable:
                 narrow.get_model().add_policy("p", "p", ln.values)
-            plan = Plan(None, roots, narrow)
+            evaluator = ParsedLines(narrow) if ParsedLines.usable(narrow) else None
+            plan = Plan(None, roots, narrow, operation_fields, evaluator)
         self._plans[key] = plan
         return plan
 
     def enforce(self, subjects: tuple[str, ...], resource: str, action: str, context: dict[str, Any]) -> bool:
-        """Casbin's answer for a request with its condition context."""
-        return bool(self._enforcer.enforce(subjects, resource, action, context))
+        """Casbin's answer for a request with its condition context (every line)."""
+        return _safely(self._enforcer, subjects, resource, action, context)
 
     def decide(self, subjects: tuple[str, ...], resource: str, action: str, context: dict[str, Any]) -> bool:
+        """The decision for a request; a condition that raises denies it (and is logged)."""
         plan = self.plan(subjects, resource, action)
         if plan.decision is not None:
             return plan.decision
-        return bool(plan.enforcer.enforce(subjects, resource, action, context))
+        return _safely(plan.evaluator or plan.enforcer, subjects, resource, action, context)
 
     def conditions_for(self, subjects: tuple[str, ...], resource: str, action: str) -> list[str]:
         """The conditions of allow lines that would grant this, for a helpful refusal."""
         return sorted(
             {
-                ln.cond.replace(f"{CONTEXT_NAME}.", "")
+                display(ln.cond)
                 for ln in self._lines
                 if ln.conditional
+                and ln.cond != NEVER
                 and ln.eft == "allow"
                 and subject_match(subjects, ln.sub)
                 and resource_match(resource, ln.obj)
                 and action_match(action, ln.act)
             }
         )
+
+
+def _safely(
+    enforcer: casbin.AsyncEnforcer | ParsedLines,
+    subjects: tuple[str, ...],
+    resource: str,
+    action: str,
+    context: dict[str, Any],
+) -> bool:
+    # Save-time checks make this rare (a fact longer than a pattern function reads, a
+    # stored line from an older release): the request is denied, never answered 500.
+    try:
+        return bool(enforcer.enforce(subjects, resource, action, as_facts(context)))
+    except Exception as exc:
+        log.warning(
+            "a policy condition failed; the request is denied",
+            extra={"resource": resource, "action": action, "error": f"{type(exc).__name__}: {exc}"},
+        )
+        return False
 
 
 def policy_writes(

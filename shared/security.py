@@ -25,10 +25,20 @@ from aiohttp import web
 from shared.audit import AuditLog
 from shared.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
 from shared.client import client_ip
-from shared.errors import Forbidden, StoreError, Unauthorized
+from shared.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
+from shared.errors import Forbidden, PayloadTooLarge, StoreError, Unauthorized
 from shared.http import SERVICE_KEY, add_response_headers
 from shared.keys import STORE
-from shared.policy import PolicyEngine, RoleSet, policy_writes, read_default_rules, read_model
+from shared.policy import (
+    PREVIOUS_DEFAULT_FINGERPRINTS,
+    PolicyEngine,
+    Rule,
+    next_version,
+    policy_writes,
+    read_default_rules,
+    read_model,
+    rules_fingerprint,
+)
 from shared.ratelimit import RateLimits
 from shared.security_repos import KeyRepository, PolicyRepository, RevocationRepository
 from shared.settings import Settings
@@ -41,6 +51,8 @@ DEFAULT_POLICY_ID = "default"
 # What a token limited to MFA enrolment may do.
 MFA_SETUP_ROUTES = frozenset({("profile", "mfa_enrol")})
 BEARER = "bearer"
+# Per-operation policy decisions between two yields to the event loop.
+OPERATION_DECISIONS_PER_YIELD = 64
 
 
 class Security:
@@ -122,8 +134,10 @@ class Security:
 
 
 async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> None:
-    """At first start, ``policies/policy.csv`` becomes the policy document ``default``."""
+    """At first start, ``policies/policy.csv`` becomes the policy document ``default``;
+    later, :func:`upgrade_default_policy`."""
     if await repo.revision() > 0:
+        await upgrade_default_policy(repo, settings)
         return
     rules = read_default_rules(settings.policies_dir)
     now = utcnow()
@@ -143,6 +157,42 @@ async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> Non
         log.info("loaded the default policy", extra={"rules": len(rules)})
     except StoreError:  # another process seeded it first
         log.info("the default policy was seeded by another process")
+
+
+async def upgrade_default_policy(repo: PolicyRepository, settings: Settings) -> None:
+    """A data directory whose ``default`` policy is still one an earlier release shipped
+    gets this release's (the old one kept as a version, like any change); an edited one is
+    left alone, with a warning if none of its rules looks at what operations run."""
+    current = await repo.get(DEFAULT_POLICY_ID)
+    if current is None:
+        return
+    stored = [Rule.from_doc(d) for d in current.get("rules", [])]
+    shipped = read_default_rules(settings.policies_dir)
+    fingerprint = rules_fingerprint(stored)
+    if fingerprint == rules_fingerprint(shipped):
+        return
+    if fingerprint not in PREVIOUS_DEFAULT_FINGERPRINTS:
+        if not any("operation." in (r.condition or "") for r in stored):
+            log.warning(
+                "the default policy was edited and none of its rules reads operation facts: "
+                "roles it lets submit batches can run any program; compare it with "
+                "policies/policy.csv (docs/security.md, Policy conditions)"
+            )
+        return
+    row = {k: v for k, v in current.items() if k != "id"}
+    row.update(
+        {
+            "rules": [r.to_doc() for r in shipped],
+            "version": next_version(str(current.get("version", "1.0.0"))),
+            "revision": int(current.get("revision", 1)) + 1,
+            "updated_at": utcnow(),
+            "updated_by": "system",
+        }
+    )
+    await repo.store.write(
+        *policy_writes(repo, DEFAULT_POLICY_ID, row, shipped, create=False, previous=current)
+    )
+    log.info("upgraded the default policy to this release's", extra={"version": row["version"]})
 
 
 _SHARED: weakref.WeakKeyDictionary[Store, Security] = weakref.WeakKeyDictionary()
@@ -195,15 +245,56 @@ class SecurityBackend:
         plan = engine.plan(subjects, resource, action)
         if plan.decision is True:
             return
+        refused: OperationFacts | None = None
         if plan.decision is None:
-            context = await condition_context(request, principal, plan.roots, self.security.settings)
-            if engine.decide(subjects, resource, action, context):
-                return
+            settings = self.security.settings
+            context = await condition_context(request, principal, plan.roots, settings)
+            if "operation" not in plan.roots:
+                if engine.decide(subjects, resource, action, context):
+                    return
+            else:
+                # Allowed only if allowed for every operation of the body: decided once per
+                # distinct set of the facts the conditions read, yielding now and then.
+                operations = operations_of(
+                    await submission(request), request.path, settings.commands_allow
+                ) or [NO_OPERATION]
+                decided: set[tuple[Any, ...]] = set()
+                for op in operations:
+                    key = op.key(plan.operation_fields)
+                    if key in decided:
+                        continue
+                    if not engine.decide(subjects, resource, action, {**context, "operation": op.facts()}):
+                        refused = op
+                        break
+                    decided.add(key)
+                    if len(decided) % OPERATION_DECISIONS_PER_YIELD == 0:
+                        await asyncio.sleep(0)
+                if refused is None:
+                    return
         details: dict[str, Any] = {"resource": resource, "action": action, "roles": list(principal.roles)}
         message = (
             f"permission denied: {resource}:{action} is not granted to "
             f"{principal.username} (roles: {', '.join(principal.roles) or 'none'})"
         )
+        if refused is not None and refused is not NO_OPERATION:
+            message += f" for {refused.describe()}"
+            details["operation"] = {
+                k: v
+                for k, v in {
+                    "id": refused.op_id,
+                    "index": refused.index,
+                    "type": refused.type,
+                    "provider": refused.provider,
+                    "program": refused.program,
+                }.items()
+                if v is not None
+            }
+            if refused.program is not None and not refused.program_allowed:
+                details["reason"] = (
+                    f"program {refused.program!r} is not in the command allowlist "
+                    f"([commands] allow: {', '.join(self.security.settings.commands_allow) or 'empty'})"
+                )
+                message += f"; {details['reason']}"
         conditions = engine.conditions_for(subjects, resource, action)
         if conditions:
             details["allowed_when"] = conditions
@@ -249,7 +340,9 @@ def bearer_token(request: web.Request) -> str | None:
 async def condition_context(
     request: web.Request, principal: Principal, roots: frozenset[str], settings: Settings
 ) -> dict[str, Any]:
-    """What a policy condition may read about this request."""
+    """What a policy condition may read about this request (docs/control-center.md,
+    "Policy documents", lists every fact and its normalisation). ``operation`` holds
+    the facts of no operation; :meth:`SecurityBackend.authorize` fills it per operation."""
     now = datetime.now(UTC)
     context: dict[str, Any] = {
         "user": {
@@ -272,6 +365,7 @@ async def condition_context(
             "date": now.date().isoformat(),
         },
         "batch": {"environment": None, "check_mode": False, "name": None},
+        "operation": NO_OPERATION.facts(),
     }
     if "batch" in roots:
         context["batch"] = await batch_facts(request)
@@ -279,19 +373,42 @@ async def condition_context(
 
 
 async def batch_facts(request: web.Request) -> dict[str, Any]:
-    """What a submission says about itself. The body stays cached for the handler."""
+    """What a submission says about itself. ``environment`` is normalised (NFKC, format
+    characters dropped, trimmed, case-folded: ``" Prod"`` is ``prod``); ``name`` is as sent."""
     facts: dict[str, Any] = {"environment": None, "check_mode": False, "name": None}
-    if not request.can_read_body:
-        return facts
-    try:
-        doc = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
-        return facts  # the handler answers 400
+    doc = await submission(request)
     if isinstance(doc, dict):
-        facts["environment"] = doc.get("environment")
+        environment, name = doc.get("environment"), doc.get("name")
+        facts["environment"] = fold(environment) if isinstance(environment, str) else None
         facts["check_mode"] = doc.get("check_mode") is True
-        facts["name"] = doc.get("name")
+        facts["name"] = name if isinstance(name, str) else None
     return facts
+
+
+_SUBMISSION = web.RequestKey("policy_submission", object)
+
+
+async def submission(request: web.Request) -> Any:
+    """The request's JSON body, parsed once for every fact (None without one or when it
+    is not JSON: the handler answers 400). The body stays cached for the handler."""
+    if _SUBMISSION in request:
+        return request[_SUBMISSION]
+    doc: Any = None
+    if request.can_read_body:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            # Never carry on without the facts: a second read would return the tail.
+            raise PayloadTooLarge(
+                f"request body is larger than the limit of {request.client_max_size} bytes",
+                details={"limit_bytes": request.client_max_size},
+            ) from exc
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            doc = None
+    request[_SUBMISSION] = doc
+    return doc
 
 
 async def principal_for_token(app: web.Application, token: str | None) -> Principal:

@@ -134,6 +134,10 @@ class Settings:
     rate_limit_refresh: str = "30/minute"  # POST /auth/refresh, per client address
 
     # -- policy conditions (issue 8) --
+    # Programs (argv[0] of `run`/`undo`, matched exactly) the shipped policy lets an
+    # operator run in operations: [commands] allow = ["terraform", "kubectl"] or
+    # PROVISIONING_COMMANDS_ALLOW=terraform,kubectl. Empty: only admins run commands.
+    commands_allow: tuple[str, ...] = ()
 
     # -- connections, metrics and webhooks hardening (issue 8) --
     # Connections (shared/serve.py); TOML [http] header_timeout_s …

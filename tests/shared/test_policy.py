@@ -8,6 +8,7 @@ from typing import Any
 import casbin
 import pytest
 
+from shared.conditions import as_facts, display, recompile
 from shared.policy import (
     ConditionError,
     Line,
@@ -42,22 +43,30 @@ def ctx(**parts: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("source", "compiled"),
+    ("source", "shown"),
     [
         (None, "True"),
         ("", "True"),
-        ("user.mfa == true", "r_ctx.user.mfa == True"),
-        ("user.role == 'admin' && !user.mfa", "r_ctx.user.role == 'admin' and (not r_ctx.user.mfa)"),
-        ("batch.environment != 'prod' || user.mfa", "r_ctx.batch.environment != 'prod' or r_ctx.user.mfa"),
-        ("ipMatch(request.ip, '10.0.0.0/8')", "ipMatch(r_ctx.request.ip, '10.0.0.0/8')"),
-        ("time.hour >= 8 and time.hour < 18", "r_ctx.time.hour >= 8 and r_ctx.time.hour < 18"),
-        ("'ops' in user.roles", "'ops' in r_ctx.user.roles"),
-        ("request.path == 'a&&b!'", "r_ctx.request.path == 'a&&b!'"),
-        ("batch.environment == null", "r_ctx.batch.environment == None"),
+        ("user.mfa == true", "user.mfa == True"),
+        ("user.role == 'admin' && !user.mfa", "user.role == 'admin' and (not user.mfa)"),
+        ("batch.environment != 'Prod ' || user.mfa", "batch.environment != 'prod' or user.mfa"),
+        ("ipMatch(request.ip, '10.0.0.0/8')", "ipMatch(request.ip, '10.0.0.0/8')"),
+        ("time.hour >= 8 and time.hour < 18", "time.hour >= 8 and time.hour < 18"),
+        ("'ops' in user.roles", "'ops' in user.roles"),
+        ("request.path == 'a&&b!'", "request.path == 'a&&b!'"),
+        ("batch.environment == null", "batch.environment == None"),
+        (
+            "operation.program == null || operation.program_allowed",
+            "operation.program == None or operation.program_allowed",
+        ),
     ],
 )
-def test_conditions_compile(source: str | None, compiled: str) -> None:
-    assert compile_condition(source) == compiled
+def test_conditions_compile(source: str | None, shown: str) -> None:
+    compiled = compile_condition(source)
+    assert display(compiled) == shown
+    # facts are read from Casbin's request context; no string literal is left for Casbin to rewrite
+    assert "'" not in compiled.replace("lit('", "").replace("')", "")
+    assert recompile(compiled) == compiled
 
 
 @pytest.mark.parametrize(
@@ -117,7 +126,12 @@ def test_default_policy_file() -> None:
     assert {(ln.sub, ln.obj, ln.act) for ln in conditional} == {
         ("developer", "batch", "execute"),
         ("developer", "workflows", "create"),
+        ("operator", "batch", "execute"),
     }
+    [operator] = [ln for ln in conditional if ln.sub == "operator"]
+    assert display(operator.cond) == (
+        "batch.check_mode == True or operation.program == None or operation.program_allowed"
+    )
 
 
 def test_rule_documents_round_trip() -> None:
@@ -200,3 +214,30 @@ async def test_store_adapter_under_casbins_own_api(store: Store) -> None:
         ["x", "y", "z", "True", "allow"],
     ]
     assert fresh.revision == await repo.revision()
+
+
+def test_parsed_lines_answer_as_casbin_does() -> None:
+    engine = engine_with(
+        Rule("allow", "batch", ("execute",), "batch.check_mode == true", ("developer",)),
+        Rule("allow", "batch", ("execute",), "user.mfa && request.method == 'POST'"),
+        Rule("deny", "batch", ("execute",), "batch.environment == 'prod' && !user.mfa"),
+        Rule("deny", "batch", ("*",), "regexMatch(batch.name, '^x!')", ("developer",)),
+        Rule("allow", "batch", ("execute",), subjects=("admin",)),
+    )
+    for subjects in (("developer", "user:u"), ("viewer",), ("admin", "developer")):
+        plan = engine.plan(subjects, "batch", "execute")
+        assert plan.evaluator is not None and plan.enforcer is not None
+        for mfa in (True, False):
+            for env in ("prod", None):
+                for check_mode in (True, False):
+                    for name in ("x!y", "y", None):
+                        for method in ("POST", "GET"):
+                            facts = as_facts(
+                                ctx(
+                                    user={"mfa": mfa},
+                                    batch={"environment": env, "check_mode": check_mode, "name": name},
+                                    request={"method": method},
+                                )
+                            )
+                            expected = plan.enforcer.enforce(subjects, "batch", "execute", facts)
+                            assert plan.evaluator.enforce(subjects, "batch", "execute", facts) is expected

@@ -346,11 +346,12 @@ class AuditLog:
         tally.first_seq = (await self.record(first))["seq"]
 
     async def _live(self, key: tuple[str | None, ...], now: float) -> _Tally | None:
+        """The tally of ``key``'s current window; an ended one is summarised first."""
         tally = self._tallies.get(key)
         if tally is not None and now - tally.started_s >= self.refusal_window_s:
             del self._tallies[key]
             await self._summarise(tally)
-            return None
+            return self._tallies.get(key)  # another refusal may have opened the next window meanwhile
         return tally
 
     async def flush_refusals(self, *, everything: bool = False) -> None:
@@ -384,7 +385,10 @@ class AuditLog:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(min(max(self.refusal_window_s / 4, 0.05), 5.0))
-            await self.flush_refusals()
+            try:
+                await self.flush_refusals()
+            except Exception:  # keep summarising later windows
+                log.exception("could not write the counts of coalesced refusals")
 
     async def search(
         self,

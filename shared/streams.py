@@ -488,6 +488,7 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
         if _has_credentials(request):
             raise  # a bad token is refused before the upgrade, as an HTTP 401
     if principal is not None:
+        request[PRINCIPAL] = principal  # a refusal is audited under the caller's name
         await backend.authorize(principal, config.resource, config.action, request)
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat_s, compress=False, max_msg_size=MAX_CLIENT_MESSAGE_BYTES

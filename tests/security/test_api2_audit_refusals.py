@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from shared.audit import AUDIT
 from shared.security import SECURITY
@@ -124,8 +125,11 @@ async def test_forbidden_answers_carry_the_username(services: Services) -> None:
     assert resp.status == 403
     resp = await services.orch.post("/batch/operations/x/cancel", headers=bearer(viewer))
     assert resp.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await services.cc.ws_connect("/ws", headers=bearer(viewer))  # the security stream is for auditors
+    assert refused.value.status == 403
     rows = await services.store.query("SELECT * FROM audit WHERE result = 'denied' ORDER BY seq")
-    assert len(rows) == 2
+    assert len(rows) == 3
     for row in rows:
         assert row["user_id"] == uid and row["username"] == "viewer1"
 

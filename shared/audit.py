@@ -312,7 +312,11 @@ class AuditLog:
             return broken
         if rows != head_seq:
             stray = await self.repo.stray(head_seq)
-            where = f"record {stray.get('seq')} (id {stray['id']})" if stray else "a row"
+            where = "a row"
+            if stray is not None:
+                seq = stray.get("seq")
+                where = f"record {seq}" if seq is not None else "a row without a seq"
+                where += f" (id {stray['id']})"
             return {
                 "valid": False,
                 "records": walk.count,

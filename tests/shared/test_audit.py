@@ -171,8 +171,8 @@ async def test_a_row_outside_the_chain(audit: AuditLog, store: Store) -> None:
     result = await audit.verify()
     assert result["valid"] is False and result["broken_at"] == "stray" and result["records"] == 20
     assert (
-        result["reason"]
-        == "the table holds 21 records but the chain has 20: record None (id stray) is not part of the chain"
+        result["reason"] == "the table holds 21 records but the chain has 20: "
+        "a row without a seq (id stray) is not part of the chain"
     )
 
 

@@ -67,12 +67,15 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
         try:
             rotation = await sessions.rotate(body.refresh_token)
         except RefreshTokenReused as exc:
+            owner = await _session_owner(request, exc.details.get("session_id"))
             await audit_event(
                 request,
                 "auth.refresh_token_reused",
                 f"sessions/{exc.details.get('session_id')}",
                 "denied",
                 details={"session_id": exc.details.get("session_id")},
+                user_id=owner.id if owner else None,
+                username=owner.username if owner else None,
             )
             raise
         session = rotation.session
@@ -94,13 +97,16 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
         assert body.token is not None
         claims = await security.tokens.decode(body.token)
         sid = claims.get("sid")
+        holder = (str(claims["sub"]), str(claims.get("username", claims["sub"])))  # signature checked
         if claims.get("scope") == MFA_SETUP_SCOPE or not sid:
-            raise Unauthorized("this token cannot be refreshed")
+            raise Unauthorized("this token cannot be refreshed", reason="not_refreshable", user=holder)
         # decode() allows a few seconds of clock skew; renewal allows none.
         if float(claims["exp"]) <= time.time():
-            raise Unauthorized("the token has expired; use the refresh token or log in again")
+            raise Unauthorized(
+                "the token has expired; use the refresh token or log in again", reason="expired", user=holder
+            )
         if security.revocations.is_revoked(claims["jti"], sid):
-            raise Unauthorized("the token has been revoked")
+            raise Unauthorized("the token has been revoked", reason="revoked", user=holder)
         session = await sessions.active(sid)
         user = await _usable_user(request, claims["sub"], sid)
         left_s = int((session["expires_at"] - utcnow()).total_seconds())
@@ -128,6 +134,15 @@ async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
         details={"with": "refresh_token" if body.refresh_token else "token"},
     )
     return ok(data)
+
+
+async def _session_owner(request: web.Request, session_id: Any) -> User | None:
+    """The user a session belongs to, for the audit record of its refresh token's reuse."""
+    session = await request.app[SESSIONS].repo.get(str(session_id)) if session_id else None
+    try:
+        return await request.app[USERS].get(session["user_id"]) if session else None
+    except NotFound:
+        return None
 
 
 async def _usable_user(request: web.Request, user_id: str, session_id: str) -> User:

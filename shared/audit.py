@@ -7,6 +7,11 @@ editing, inserting or deleting a record breaks the chain at that point and
 in order and writes each batch in one transaction guarded by a compare-and-set
 on the chain's head, so appenders in other processes cannot fork the chain:
 the loser re-reads the head and chains again.
+
+Refused authentications (401 without a principal) are coalesced: the first one
+from a client address for a reason is recorded at once, the rest of its window
+become one record with a count, so a flood of bad tokens cannot grow the table
+without limit. Every string a record copies from a request is bounded.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +31,7 @@ from aiohttp import web
 
 from shared.auth import PRINCIPAL
 from shared.client import client_ip
-from shared.errors import ProvisioningError, StoreError
+from shared.errors import ProvisioningError, StoreError, Unauthorized
 from shared.http import REQUEST_ID, SERVICE_KEY, route_spec
 from shared.keys import SETTINGS
 from shared.logs import redact
@@ -38,7 +43,16 @@ log = logging.getLogger(__name__)
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_MAX = 500
 HEAD_RETRIES = 10
-VERIFY_PAGE = 1000
+VERIFY_PAGE = 1000  # records per read of the verification walk
+REFUSAL_WINDOW_S = 60.0
+REFUSAL_KEYS = 1000  # (address, reason) pairs tracked per window; more fold into one per reason
+REFUSAL_ROUTES = 5  # distinct routes a coalesced record lists
+OVERFLOW = "*"  # the address of failures folded together past REFUSAL_KEYS
+# Bounds on what a record copies: a request cannot make a record big.
+FIELD_CHARS = 256
+DETAIL_CHARS = 256
+DETAIL_ITEMS = 32
+DETAIL_DEPTH = 4
 # Set by a handler that wrote its own, more specific audit record (login, MFA, …).
 AUDITED = web.RequestKey("audited", bool)
 # Extra facts a handler wants on the middleware's record (ids it created, …).
@@ -78,6 +92,38 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
+def clip(value: str, limit: int = FIELD_CHARS) -> str:
+    """At most ``limit`` characters, saying how many were cut."""
+    value = value.replace("\x00", "\ufffd")  # the store keeps NUL but cannot give it back
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}…(+{len(value) - limit} chars)"
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """``value`` with strings, lists, mappings and nesting cut to the audit bounds."""
+    if isinstance(value, str):
+        return clip(value, DETAIL_CHARS)
+    if isinstance(value, dict | list | tuple) and depth >= DETAIL_DEPTH:
+        return "…(nested deeper)"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {clip(str(k), 64): bounded(v, depth + 1) for k, v in items[:DETAIL_ITEMS]}
+        if len(items) > DETAIL_ITEMS:
+            out["…"] = f"{len(items) - DETAIL_ITEMS} more"
+        return out
+    if isinstance(value, list | tuple):
+        kept = [bounded(v, depth + 1) for v in value[:DETAIL_ITEMS]]
+        if len(value) > DETAIL_ITEMS:
+            kept.append(f"… {len(value) - DETAIL_ITEMS} more")
+        return kept
+    return value
+
+
+def _clip_optional(value: str | None) -> str | None:
+    return None if value is None else clip(value)
+
+
 def canonical(record: dict[str, Any]) -> bytes:
     body = _drop_none({k: record.get(k) for k in HASHED_FIELDS})
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
@@ -108,13 +154,36 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]]
 
 
+@dataclass
+class _Tally:
+    """Refusals coalesced into the record of the first one, for one window."""
+
+    entry: AuditEntry  # the first refusal, already recorded
+    started_s: float  # loop time of the first refusal
+    count: int = 0  # refusals after the first
+    first_seq: int | None = None  # the first one's record, once written
+    last_at: str = ""
+    routes: dict[str, None] = field(default_factory=dict)
+
+
 class AuditLog:
     """Appends entries in order through one task; verifies and searches the chain."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        verify_page: int = VERIFY_PAGE,
+        refusal_window_s: float = REFUSAL_WINDOW_S,
+        refusal_keys: int = REFUSAL_KEYS,
+    ) -> None:
         self.repo: AuditRepository | None = None
+        self.verify_page = verify_page
+        self.refusal_window_s = refusal_window_s
+        self.refusal_keys = refusal_keys
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._tallies: dict[tuple[str | None, ...], _Tally] = {}
         self._seq = 0
         self._hash = ""
 
@@ -123,10 +192,17 @@ class AuditLog:
         self._seq, self._hash = await self.repo.head()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name="audit-appender")
+        self._flusher = asyncio.create_task(self._flush_loop(), name="audit-refusals")
 
     async def stop(self) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued (and the counts of coalesced refusals), then stop."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
         if self._task is not None:
+            await self.flush_refusals(everything=True)
             await self._queue.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -139,6 +215,8 @@ class AuditLog:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(entry, future))
         return await future
+
+    # -- the appender ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         stop = False
@@ -165,15 +243,15 @@ class AuditLog:
                 "id": uuid.uuid4().hex,
                 "seq": seq,
                 "timestamp": timestamp_now(),
-                "user_id": entry.user_id,
-                "username": entry.username,
-                "action": entry.action,
-                "resource": entry.resource,
-                "result": entry.result,
-                "details": redact(entry.details),
-                "ip": entry.ip,
-                "request_id": entry.request_id,
-                "service": entry.service,
+                "user_id": _clip_optional(entry.user_id),
+                "username": _clip_optional(entry.username),
+                "action": clip(entry.action),
+                "resource": clip(entry.resource),
+                "result": clip(entry.result),
+                "details": bounded(redact(entry.details)),
+                "ip": _clip_optional(entry.ip),
+                "request_id": _clip_optional(entry.request_id),
+                "service": _clip_optional(entry.service),
                 "prev_hash": prev,
             }
             row = _drop_none(row)
@@ -204,35 +282,117 @@ class AuditLog:
             if not pending.future.done():
                 pending.future.set_exception(error)
 
-    async def verify(self) -> dict[str, Any]:
-        """Walk the chain from the start: ``{valid, records[, broken_at, reason]}``."""
+    # -- verification ------------------------------------------------------------------------
+
+    async def verify(self, page: int | None = None) -> dict[str, Any]:
+        """Walk the chain from record 1 to the head: ``{valid, records}``, or where it breaks
+        (``broken_at``: a record's id, ``broken_seq``, ``reason``).
+
+        The walk reads windows of ``page`` sequence numbers (``first <= seq < first + page``)
+        up to the head read at the start, so it cannot skip a record the store returns, and
+        holds one window in memory. A sequence number the window lacks is a deleted record;
+        one it holds that is not the next whole number is an inserted one; the head and the
+        table's row count, read together, catch records deleted after the last one walked
+        and rows outside the chain altogether."""
         assert self.repo is not None
-        prev_hash, prev_seq, count, last_id = "", 0, 0, None
-        while True:
-            page = await self.repo.walk(prev_seq, VERIFY_PAGE)
-            for row in page:
-                reason = None
-                if int(row.get("seq", -1)) != prev_seq + 1:
-                    reason = f"expected record {prev_seq + 1}, found {row.get('seq')}"
-                elif row.get("prev_hash", "") != prev_hash:
-                    reason = "prev_hash does not match the record before"
-                elif chain_hash(prev_hash, row) != row.get("hash"):
-                    reason = "the record's content does not match its hash"
-                if reason is not None:
-                    return {"valid": False, "records": count, "broken_at": row["id"], "reason": reason}
-                prev_hash, prev_seq, last_id = row["hash"], prev_seq + 1, row["id"]
-                count += 1
-            if len(page) < VERIFY_PAGE:
-                break
-        head_seq, head_hash = await self.repo.head()
-        if head_seq != prev_seq or head_hash != prev_hash:
+        size = max(1, page or self.verify_page)
+        head_seq, head_hash, rows = await self.repo.snapshot()
+        walk = _ChainWalk()
+        first = 1
+        while first <= head_seq:
+            end = min(first + size, head_seq + 1)
+            # One more than the window can hold whole: a stray row among them is then seen.
+            for row in await self.repo.window(first, end, end - first + 1):
+                broken = walk.step(row)
+                if broken is not None:
+                    return broken
+            first = end
+        broken = walk.finish(head_seq, head_hash)
+        if broken is not None:
+            return broken
+        if rows != head_seq:
+            stray = await self.repo.stray(head_seq)
+            where = "a row"
+            if stray is not None:
+                seq = stray.get("seq")
+                where = f"record {seq}" if seq is not None else "a row without a seq"
+                where += f" (id {stray['id']})"
             return {
                 "valid": False,
-                "records": count,
-                "broken_at": last_id,
-                "reason": f"the chain's head is record {head_seq}; records after {prev_seq} are missing",
+                "records": walk.count,
+                "broken_at": stray["id"] if stray else walk.last_id,
+                "broken_seq": stray.get("seq") if stray else None,
+                "reason": f"the table holds {rows} records but the chain has {head_seq}: "
+                f"{where} is not part of the chain",
             }
-        return {"valid": True, "records": count}
+        return {"valid": True, "records": walk.count}
+
+    # -- refused authentications -------------------------------------------------------------
+
+    async def refused(self, entry: AuditEntry, reason: str, route: str) -> None:
+        """Record a refused authentication, coalesced per (service, address, reason, user)
+        and window: the first at once, the others as one record with their count."""
+        now = asyncio.get_running_loop().time()
+        key: tuple[str | None, ...] = (entry.service, entry.ip, reason, entry.user_id)
+        tally = await self._live(key, now)
+        if tally is None and len(self._tallies) >= self.refusal_keys:
+            key = (entry.service, OVERFLOW, reason, None)
+            tally = await self._live(key, now)
+            entry = replace(entry, details={**entry.details, "overflow": True})
+        if tally is not None:
+            tally.count += 1
+            tally.last_at = timestamp_now()
+            if len(tally.routes) < REFUSAL_ROUTES:
+                tally.routes[route] = None
+            return
+        first = replace(entry, details={**entry.details, "count": 1, "window_s": self.refusal_window_s})
+        tally = self._tallies[key] = _Tally(first, now, routes={route: None})  # others count from now
+        tally.first_seq = (await self.record(first))["seq"]
+
+    async def _live(self, key: tuple[str | None, ...], now: float) -> _Tally | None:
+        """The tally of ``key``'s current window; an ended one is summarised first."""
+        tally = self._tallies.get(key)
+        if tally is not None and now - tally.started_s >= self.refusal_window_s:
+            del self._tallies[key]
+            await self._summarise(tally)
+            return self._tallies.get(key)  # another refusal may have opened the next window meanwhile
+        return tally
+
+    async def flush_refusals(self, *, everything: bool = False) -> None:
+        """Write the counts of windows that have ended (or of all, ``everything``)."""
+        now = asyncio.get_running_loop().time()
+        for key, tally in list(self._tallies.items()):
+            if everything or now - tally.started_s >= self.refusal_window_s:
+                if self._tallies.get(key) is tally:
+                    del self._tallies[key]
+                await self._summarise(tally)
+
+    async def _summarise(self, tally: _Tally) -> None:
+        if tally.count == 0:
+            return
+        first = tally.entry
+        details = {
+            "reason": first.details.get("reason"),
+            "count": tally.count,
+            "first_seq": tally.first_seq,
+            "last_at": tally.last_at,
+            "routes": list(tally.routes),
+            "window_s": self.refusal_window_s,
+        }
+        if first.details.get("overflow"):
+            details["overflow"] = True
+        try:
+            await self.record(replace(first, details=details, request_id=None))
+        except StoreError as exc:
+            log.error("could not audit coalesced refusals", extra={"count": tally.count, "error": str(exc)})
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(max(self.refusal_window_s / 4, 0.05), 5.0))
+            try:
+                await self.flush_refusals()
+            except Exception:  # keep summarising later windows
+                log.exception("could not write the counts of coalesced refusals")
 
     async def search(
         self,
@@ -242,6 +402,83 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], int]:
         assert self.repo is not None
         return await self.repo.search(filters, limit, offset)
+
+
+class _ChainWalk:
+    """The state of a verification walk: the last good record and the one before it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seq = 0
+        self.hash = ""
+        self.before_hash: str | None = None  # the hash of the record before the last good one
+        self.last_id: str | None = None
+
+    def _broken(self, row_id: Any, seq: Any, reason: str) -> dict[str, Any]:
+        return {
+            "valid": False,
+            "records": self.count,
+            "broken_at": row_id,
+            "broken_seq": seq,
+            "reason": reason,
+        }
+
+    def step(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """Check the next row the store returned; a report if it breaks the chain."""
+        expected = self.seq + 1
+        seq = row.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return self._broken(
+                row.get("id"),
+                seq,
+                f"record {seq} is not part of the chain: it lies between record "
+                f"{self.seq} and record {expected} (inserted)",
+            )
+        if seq != expected:
+            missing = (
+                f"record {expected} is" if seq == expected + 1 else f"records {expected} to {seq - 1} are"
+            )
+            return self._broken(
+                row.get("id"),
+                expected,
+                f"{missing} missing (deleted): record {seq} follows record {self.seq}",
+            )
+        prev_hash = row.get("prev_hash", "")
+        if prev_hash != self.hash:
+            if self.before_hash is not None and prev_hash == self.before_hash:
+                return self._broken(
+                    self.last_id,
+                    self.seq,
+                    f"record {self.seq} was inserted: record {seq} is chained to record {self.seq - 1}",
+                )
+            return self._broken(
+                row.get("id"),
+                seq,
+                f"record {seq} is not chained to record {self.seq}: one of them was altered",
+            )
+        if chain_hash(self.hash, row) != row.get("hash"):
+            return self._broken(
+                row.get("id"), seq, f"record {seq}'s content does not match its hash (edited)"
+            )
+        self.before_hash, self.hash = self.hash, str(row["hash"])
+        self.seq, self.last_id = seq, row.get("id")
+        self.count += 1
+        return None
+
+    def finish(self, head_seq: int, head_hash: str) -> dict[str, Any] | None:
+        """After the last window: did the walk reach the head?"""
+        if self.seq < head_seq:
+            missing = self.seq + 1
+            return self._broken(
+                self.last_id,
+                missing,
+                f"the chain's head is record {head_seq}; records after {self.seq} are missing",
+            )
+        if self.hash != head_hash:
+            return self._broken(
+                self.last_id, self.seq, f"record {self.seq}'s hash does not match the chain's head"
+            )
+        return None
 
 
 AUDIT = web.AppKey("audit_log", AuditLog)
@@ -305,25 +542,58 @@ def result_of(status: int) -> str:
 async def audit_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Record every mutating request on a declared route, and every refusal of a read."""
+    """Record every mutating request on a declared route, every refusal of a read (403),
+    and every refused authentication (401, coalesced per address and reason)."""
     spec = route_spec(request)
     if spec is None:
         return await handler(request)
     status = 500
+    error: Exception | None = None
     try:
         response = await handler(request)
         status = response.status
         return response
     except ProvisioningError as exc:
-        status = exc.status
+        status, error = exc.status, exc
         raise
     except web.HTTPException as exc:
-        status = exc.status
+        status, error = exc.status, exc
         raise
     finally:
-        mutating = request.method in MUTATING_METHODS
-        if (mutating or status == 403) and not request.get(AUDITED):
-            await _record_request(request, spec.resource, spec.action, status)
+        if not request.get(AUDITED):
+            if status == 401 and request.get(PRINCIPAL) is None:
+                await audit_refusal(request, error)
+            elif request.method in MUTATING_METHODS or status in (401, 403):
+                await _record_request(request, spec.resource, spec.action, status)
+
+
+async def audit_refusal(request: web.Request, error: Exception | None, *, channel: str = "http") -> None:
+    """Record a refused authentication of this request (a 401, a WebSocket's ``auth``
+    message with a bad token): who if the token said so, from where, on which route, why.
+    Coalesced (see :meth:`AuditLog.refused`); never raises."""
+    request[AUDITED] = True
+    reason = error.reason if isinstance(error, Unauthorized) else "unauthorized"
+    user = error.user if isinstance(error, Unauthorized) else None
+    spec = route_spec(request)
+    route = spec.path if spec is not None else clip(request.path)
+    details: dict[str, Any] = {"reason": reason, "method": request.method, "route": route, "channel": channel}
+    if isinstance(error, ProvisioningError):
+        details["message"] = error.message
+    entry = entry_for(
+        request,
+        "auth.refused",
+        request.path.lstrip("/") or "root",
+        "denied",
+        details=details,
+        user_id=user[0] if user else None,
+        username=user[1] if user else None,
+    )
+    try:
+        await request.app[AUDIT].refused(entry, reason, route)
+    except Exception as exc:  # the refusal stands; a lost record is logged, not raised
+        log.error(
+            "could not audit a refused authentication", extra={"path": clip(request.path), "error": str(exc)}
+        )
 
 
 async def _record_request(
@@ -339,4 +609,4 @@ async def _record_request(
     try:
         await request.app[AUDIT].record(entry)
     except Exception as exc:  # the change is done; a lost record is logged, not raised
-        log.error("could not audit a request", extra={"path": request.path, "error": str(exc)})
+        log.error("could not audit a request", extra={"path": clip(request.path), "error": str(exc)})

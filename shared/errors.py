@@ -26,6 +26,20 @@ class Unauthorized(ProvisioningError):
     status = 401
     code = "unauthorized"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        reason: str | None = None,
+        user: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        # For the audit log, never the response: why (missing, malformed, invalid,
+        # expired, revoked, …) and, when the token's signature checked out, whose it was.
+        self.reason = reason or self.code
+        self.user = user  # (user_id, username)
+
 
 class Forbidden(ProvisioningError):
     status = 403

@@ -64,7 +64,9 @@ class Security:
         self.revocations = Revocations()
         self.tokens = TokenService(settings, self.keys, self.revocations)
         self.policy = PolicyEngine(read_model(settings.policies_dir))
-        self.audit = AuditLog()
+        self.audit = AuditLog(
+            refusal_window_s=settings.audit_refusal_window_s, refusal_keys=settings.audit_refusal_keys
+        )
         self.rate_limits = RateLimits(settings)
         self.backend = SecurityBackend(self)
         self.store: Store | None = None
@@ -223,7 +225,8 @@ class SecurityBackend:
             add_response_headers(request, {"WWW-Authenticate": 'Bearer realm="provisioning"'})
             raise Unauthorized(
                 "authentication required: send Authorization: Bearer <token> "
-                "(POST /auth/login on the control center issues one)"
+                "(POST /auth/login on the control center issues one)",
+                reason="missing",
             )
         try:
             return await self.security.tokens.verify(token)
@@ -325,7 +328,7 @@ def bearer_token(request: web.Request) -> str | None:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != BEARER or not token.strip():
-            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'", reason="malformed")
         return token.strip()
     if "token" not in request.query:
         return None
@@ -420,5 +423,5 @@ async def principal_for_token(app: web.Application, token: str | None) -> Princi
     if not isinstance(backend, SecurityBackend):
         raise Unauthorized("this service cannot verify tokens outside a request")
     if not token:
-        raise Unauthorized("authentication required")
+        raise Unauthorized("authentication required", reason="missing")
     return await backend.security.tokens.verify(token)

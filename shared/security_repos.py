@@ -165,11 +165,40 @@ class AuditRepository:
         )
         return [guard, *(Insert("audit", row) for row in rows)]
 
-    async def walk(self, after_seq: int, limit: int) -> list[dict[str, Any]]:
-        return await self.store.query(
-            "SELECT * FROM audit WHERE seq > $after ORDER BY seq LIMIT $limit",
-            {"after": after_seq, "limit": limit},
+    async def snapshot(self) -> tuple[int, str, int]:
+        """The head (seq, hash) and how many rows the table holds, read in one statement
+        (one transaction): an append moves both together, so they agree unless tampered."""
+        rows = await self.store.query(
+            "RETURN {head: (SELECT seq, hash FROM type::thing('audit_head', $id)), "
+            "rows: (SELECT count() AS n FROM audit GROUP ALL)}",
+            {"id": AUDIT_HEAD_ID},
         )
+        doc = rows[0] if rows else {}
+        head = doc.get("head") or [{}]
+        counted = doc.get("rows") or [{}]
+        return int(head[0].get("seq") or 0), str(head[0].get("hash") or ""), int(counted[0].get("n") or 0)
+
+    async def window(self, first: int, end: int, limit: int) -> list[dict[str, Any]]:
+        """Rows with ``first <= seq < end``, in order, at most ``limit``.
+
+        A closed-below, open-above range on the ``audit_seq`` index. Measured on the
+        embedded engine (2.x): ``seq > $x`` with no row at ``$x`` loses the 501st row of
+        the range (``seq > 0`` never returns record 501), so the walk never uses an
+        open lower bound."""
+        return await self.store.query(
+            "SELECT * FROM audit WHERE seq >= $first AND seq < $end ORDER BY seq LIMIT $limit",
+            {"first": first, "end": end, "limit": limit},
+        )
+
+    async def stray(self, head_seq: int) -> dict[str, Any] | None:
+        """A row that cannot be part of the chain (its ``seq`` is not a whole number in
+        ``1..head_seq``), found by a table scan: only asked when the counts disagree."""
+        rows = await self.store.query(
+            "SELECT id, seq FROM audit WITH NOINDEX "
+            "WHERE type::is::int(seq) = false OR seq < 1 OR seq > $head LIMIT 1",
+            {"head": head_seq},
+        )
+        return rows[0] if rows else None
 
     async def search(
         self,

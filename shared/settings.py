@@ -124,6 +124,10 @@ class Settings:
     # -- request and input limits (issue 8) --
 
     # -- audit (issue 8) --
+    # 401s from one client address for one reason: the first is recorded, the rest of the
+    # window become one record with a count (so a flood of bad tokens stays a few rows)
+    audit_refusal_window_s: float = 60.0
+    audit_refusal_keys: int = 1000  # (address, reason) pairs tracked per window; more fold into one
 
     # -- login, sessions, MFA and passwords (issue 8) --
     # Consecutive failed logins lock an account for one client address at

@@ -52,6 +52,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from multidict import CIMultiDict
 from pydantic import Field
 
+from shared.audit import audit_refusal
 from shared.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
 from shared.errors import Forbidden, ProvisioningError, Unauthorized, ValidationFailed
 from shared.events import (
@@ -516,6 +517,7 @@ async def websocket_stream(request: web.Request, query: StreamQuery) -> web.Stre
         if _has_credentials(request):
             raise  # a bad token is refused before the upgrade, as an HTTP 401
     if principal is not None:
+        request[PRINCIPAL] = principal  # a refusal is audited under the caller's name
         await backend.authorize(principal, config.resource, config.action, request)
     ws = web.WebSocketResponse(
         heartbeat=settings.ws_heartbeat_s, compress=False, max_msg_size=MAX_CLIENT_MESSAGE_BYTES
@@ -608,6 +610,7 @@ async def _first_message_auth(
     try:
         principal = await request.app[AUTH_BACKEND].authenticate(auth_request)
     except ProvisioningError as exc:
+        await audit_refusal(request, exc, channel="ws_auth")
         await _close(request, ws, CLOSE_UNAUTHORIZED, exc.message)
         return None
     return principal, auth_request
@@ -633,6 +636,7 @@ async def _client_message(
         try:
             principal = await backend.authenticate(renewed)
         except Unauthorized as exc:
+            await audit_refusal(request, exc, channel="ws_reauth")
             await ws.send_str(_control("error", code=CLOSE_UNAUTHORIZED, error=exc.message))
             return
         if principal.user_id != stream.principal.user_id:

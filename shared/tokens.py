@@ -249,13 +249,15 @@ class TokenService:
         if cached is not None:
             if cached.expires_at is not None and cached.expires_at + CLOCK_SKEW_S > time.time():
                 if self.revocations.is_revoked(cached.token_id, cached.claims.get("sid")):
-                    raise Unauthorized("the token has been revoked")
+                    raise Unauthorized(
+                        "the token has been revoked", reason="revoked", user=_user_of(cached.claims)
+                    )
                 return cached
             del self._cache[token]
         claims = await self.decode(token)
         principal = principal_from_claims(claims)
         if self.revocations.is_revoked(principal.token_id, claims.get("sid")):
-            raise Unauthorized("the token has been revoked")
+            raise Unauthorized("the token has been revoked", reason="revoked", user=_user_of(claims))
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._evict()
         self._cache[token] = principal
@@ -266,15 +268,15 @@ class TokenService:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise Unauthorized("the token is malformed") from exc
+            raise Unauthorized("the token is malformed", reason="malformed") from exc
         if header.get("alg") != ALGORITHM:
-            raise Unauthorized(f"tokens must be signed with {ALGORITHM}")
+            raise Unauthorized(f"tokens must be signed with {ALGORITHM}", reason="invalid")
         kid = header.get("kid")
         key = self.keys.keys.get(str(kid))
         if key is None and await self.keys.reload_if_stale():
             key = self.keys.keys.get(str(kid))
         if key is None:
-            raise Unauthorized("the token was signed with an unknown key")
+            raise Unauthorized("the token was signed with an unknown key", reason="invalid")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -286,11 +288,22 @@ class TokenService:
                 options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("the token has expired", details={"reason": "expired"}) from exc
+            # The signature checked out (PyJWT verifies it before the claims): whose it is, is known.
+            unverified = jwt.decode(token, options={"verify_signature": False})
+            raise Unauthorized(
+                "the token has expired",
+                details={"reason": "expired"},
+                reason="expired",
+                user=_user_of(unverified),
+            ) from exc
         except jwt.PyJWTError as exc:
-            raise Unauthorized("the token is not valid", details={"reason": str(exc)}) from exc
+            raise Unauthorized(
+                "the token is not valid", details={"reason": str(exc)}, reason="invalid"
+            ) from exc
         if not isinstance(claims.get("roles"), list) or not isinstance(claims.get("amr"), list):
-            raise Unauthorized("the token is not valid", details={"reason": "missing claims"})
+            raise Unauthorized(
+                "the token is not valid", details={"reason": "missing claims"}, reason="invalid"
+            )
         return claims
 
     def forget(self, jti: str) -> None:
@@ -306,6 +319,14 @@ class TokenService:
         }
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._cache.clear()
+
+
+def _user_of(claims: dict[str, Any]) -> tuple[str, str] | None:
+    """``(user_id, username)`` of a token whose signature was verified, for the audit log."""
+    sub = claims.get("sub")
+    if not isinstance(sub, str):
+        return None
+    return sub, str(claims.get("username", sub))
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:

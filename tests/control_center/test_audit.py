@@ -3,6 +3,7 @@ and the hash chain catching records edited or deleted directly in the store."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -202,3 +203,43 @@ async def test_no_secret_reaches_the_audit_log(services: Services) -> None:
     text = "\n".join(canonical(r).decode() for r in rows)
     for secret in services.secrets.values:
         assert secret not in text
+
+
+async def test_verify_over_http_past_page_boundaries(services: Services) -> None:
+    """An untouched log past 500 records was reported as tampered (issue 8, finding 3)."""
+    admin = await services.admin()
+    log = services.cc.app[AUDIT]
+    for size in (501, 499, 1):  # 501, 1000, 1001 in all, with the login's own records
+        await asyncio.gather(
+            *(
+                log.record(AuditEntry(action="test.fill", resource=f"r/{i}", result="success"))
+                for i in range(size)
+            )
+        )
+        result = await verify(services, admin)
+        assert result["valid"] is True, result
+    total = result["records"]
+    assert total > 1001
+    log.verify_page = 7  # tiny pages: many boundaries
+    assert await verify(services, admin) == {"valid": True, "records": total}
+
+
+async def test_verify_over_http_names_the_record_edited_on_a_page_boundary(services: Services) -> None:
+    admin = await services.admin()
+    log = services.cc.app[AUDIT]
+    await asyncio.gather(
+        *(
+            log.record(AuditEntry(action="test.fill", resource=f"r/{i}", result="success"))
+            for i in range(1100)
+        )
+    )
+    [target] = await services.store.query("SELECT * FROM audit WHERE seq = 1001")
+    await services.store.write(_edit(target["id"], {"resource": "r/forged"}))
+    result = await verify(services, admin)
+    assert result == {
+        "valid": False,
+        "records": 1000,
+        "broken_at": target["id"],
+        "broken_seq": 1001,
+        "reason": "record 1001's content does not match its hash (edited)",
+    }

@@ -77,7 +77,9 @@ def parse_target(url: str, *, allow_private: bool) -> URL:
         )
     if allow_private:
         return parsed
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+    # A trailing dot makes a name absolute ("localhost." is localhost): compare without it.
+    name = host.rstrip(".").lower()
+    if name == "localhost" or name.endswith((".localhost", ".local", ".internal")):
         raise _refuse(url, f"{host} is a local name")
     try:
         ip = ipaddress.ip_address(host.strip("[]"))

@@ -41,6 +41,7 @@ from surrealdb.data.cbor import tag_decoder
 
 from shared.errors import StoreError, StoreLocked
 from shared.metrics import STORE_COMMITS
+from shared.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,13 @@ class Store:
         lazy_max_age_s: float = 1.0,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
+        secrets: SecretBox | None = None,
     ) -> None:
         self.url = url
+        # Seals and opens the secret fields of the rows repositories write and read
+        # (shared/secrets.py); ``open_store`` passes the configured key, a bare store
+        # (a test's, a benchmark's) gets a key of its own.
+        self.secrets = secrets if secrets is not None else SecretBox.ephemeral()
         self.namespace = namespace
         self.database = database
         self.write_batch_max = write_batch_max

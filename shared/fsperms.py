@@ -115,10 +115,15 @@ def _check_path(path: Path, fix: bool, uid: int) -> Finding:
     return Finding(CHECK_NAME, True, f"{kind} {path} had mode {mode:04o}; now {wanted:04o}", fixed=True)
 
 
-def secure_data_dir(settings: Settings) -> None:
-    """At start, before the store opens: umask ``077``, then the data directory made private
-    (a warning per repaired path) or refused with the reason."""
+def private_umask() -> None:
+    """From now on this process creates files ``0600`` and directories ``0700``."""
     os.umask(PRIVATE_UMASK)
+
+
+def secure_data_dir(settings: Settings) -> None:
+    """At start: umask ``077``, then the data directory made private (a warning per
+    repaired path) or refused with the reason."""
+    private_umask()
     dirs = data_dirs(settings)
     if not dirs:
         return

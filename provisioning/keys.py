@@ -104,6 +104,6 @@ async def rotate_kek(settings: Settings) -> list[str]:
         await store.close()
     return [
         f"new key-encryption key {key_id(key)} in {path}",
-        f"{report.resealed + report.sealed} secrets sealed again under it; "
+        f"secrets sealed again under it: {report.resealed + report.sealed}; "
         f"the old key {', '.join(key_id(k) for k in old)} is gone from the file",
     ]

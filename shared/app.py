@@ -12,7 +12,7 @@ from aiohttp import web
 from shared.audit import AUDIT, audit_middleware
 from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
 from shared.events import EventBus
-from shared.fsperms import private_umask, secure_data_dir
+from shared.fsperms import secure_data_dir
 from shared.http import SERVICE_KEY, Api, request_context_middleware, version_middleware
 from shared.keys import BUS, SETTINGS, STORE
 from shared.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
@@ -27,14 +27,15 @@ log = logging.getLogger(__name__)
 def open_store(settings: Settings) -> Store:
     """A store for the configured URL, with the key that seals its secrets; the embedded
     file engine gets the directory lock and a private data directory: umask ``077``
-    before it creates anything, and one walk that checks and repairs the directory
-    right after it connects (it makes its own directories ``0750`` at every open)."""
+    before it creates anything, the directory checked and repaired (a warning per
+    path someone widened), and quietly again right after the engine connects (it
+    makes its own directories ``0750`` at every open)."""
     secrets = load_secret_box(settings)
     lock_dir = None
     after_connect: Callable[[], None] | None = None
     if settings.is_embedded_file_store:
-        private_umask()
-        after_connect = functools.partial(secure_data_dir, settings)
+        secure_data_dir(settings)
+        after_connect = functools.partial(secure_data_dir, settings, quiet=True)
         # Lock the directory that holds the database actually opened, wherever the URL
         # points, so two processes can never share one embedded store unknowingly.
         url = settings.resolved_db_url

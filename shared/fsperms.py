@@ -8,7 +8,9 @@ reports what it found; a path owned by another user cannot be repaired here
 and is refused. :func:`secure_data_dir` is what a start does: the process
 umask becomes ``077`` first, so that what the embedded engine creates later is
 private too, then the check runs with ``fix`` and a warning names each path
-that was wider. ``provisioning doctor`` runs the same check.
+that was wider. The embedded engine sets its own directories to ``0750`` each
+time it opens, so a second, quiet pass runs right after it connects.
+``provisioning doctor`` runs the same check.
 """
 
 from __future__ import annotations
@@ -120,9 +122,10 @@ def private_umask() -> None:
     os.umask(PRIVATE_UMASK)
 
 
-def secure_data_dir(settings: Settings) -> None:
+def secure_data_dir(settings: Settings, *, quiet: bool = False) -> None:
     """At start: umask ``077``, then the data directory made private (a warning per
-    repaired path) or refused with the reason."""
+    repaired path; with ``quiet``, after the engine connected, only a debug line) or
+    refused with the reason."""
     private_umask()
     dirs = data_dirs(settings)
     if not dirs:
@@ -131,7 +134,7 @@ def secure_data_dir(settings: Settings) -> None:
     problems: list[str] = []
     for finding in check_data_dir(settings, fix=True):
         if finding.fixed:
-            log.warning("data directory: %s", finding.message)
+            log.log(logging.DEBUG if quiet else logging.WARNING, "data directory: %s", finding.message)
         elif not finding.ok:
             problems.append(finding.message)
     if problems:

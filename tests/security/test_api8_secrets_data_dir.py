@@ -92,7 +92,6 @@ async def test_a_path_owned_by_another_user_is_refused(tmp_path: Path, restore_u
     assert all("not to the service's user" in f.message and "chown" in f.message for f in findings)
     if os.geteuid() == 0:  # CI runs as root: really give a file away and start
         os.chown(planted, 65534, 65534)
-        store = open_store(settings)
         with pytest.raises(DataDirError) as err:
-            await store.open()
+            open_store(settings)
         assert str(planted) in err.value.message and "uid 65534" in err.value.message

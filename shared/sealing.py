@@ -62,4 +62,10 @@ async def seal_stored_secrets(store: Store) -> SealReport:
             "sealed secrets that were stored in plaintext or under an older key",
             extra={"sealed": sealed, "resealed": resealed, "key": box.current},
         )
+    if sealed:
+        log.warning(
+            "secrets were stored in plaintext until now and may remain in the store's history "
+            "files: rotate the signing key (provisioning keys rotate) and the webhook secrets, "
+            "and have users enrol MFA again, if the data directory may have been read"
+        )
     return SealReport(sealed, resealed)

@@ -48,7 +48,7 @@ from orchestrator.app import create_app as create_orchestrator  # noqa: E402
 from shared.events import EventBus  # noqa: E402
 from shared.security import Security, condition_context, subjects_of  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
-from shared.store import Store  # noqa: E402
+from shared.store import Stmt, Store  # noqa: E402
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -266,6 +266,16 @@ async def in_process(n: int) -> dict[str, float]:
     await store.open()
     security = Security(settings)
     await security.start(store)
+    # Tokens are honoured only for users that exist (shared/subjects.py).
+    await store.write(
+        *(
+            Stmt(
+                "CREATE type::thing('user', $id) CONTENT $row RETURN NONE",
+                {"id": uid, "row": {"username": name, "roles": [role], "enabled": True}},
+            )
+            for uid, name, role in (("u1", "viewer", "viewer"), ("u2", "dev", "developer"))
+        )
+    )
     try:
         issued = security.tokens.issue(
             user_id="u1", username="viewer", roles=["viewer"], amr=["pwd"], session_id="s1"

@@ -45,7 +45,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, store, bus, security = app[SETTINGS], app[STORE], app[BUS], app[SECURITY]
     hasher = PasswordHasher(settings)
     sessions = SessionService(store, security, settings, bus)
-    users = UserService(store, hasher, sessions, bus)
+    users = UserService(store, hasher, sessions, bus, security.subjects)
     mfa = MfaService(store, settings, hasher, sessions, bus)
     app[HASHER] = hasher
     app[SESSIONS] = sessions

@@ -1,4 +1,9 @@
-"""Every SurrealQL statement about users and sessions (refresh tokens included)."""
+"""Every SurrealQL statement about users and sessions (refresh tokens included).
+
+A user's TOTP secrets (``mfa_secret``, ``mfa_pending_secret``) are sealed with the
+store's key-encryption key as they are written and opened as they are read, here,
+so the rest of the control center only ever sees them in plaintext, in memory.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +21,19 @@ def username_key(username: str) -> str:
 # Marker of the guard that keeps the last enabled admin (see ``last_admin_guard``).
 LAST_ADMIN = "last_enabled_admin"
 ADMIN_ROLE = "admin"
+USER_TABLE = "user"
 
 
 class UserRepository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def _opened(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self.store.secrets.open_fields(USER_TABLE, row)
+
     async def get(self, user_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('user', $id)", {"id": user_id})
-        return rows[0] if rows else None
+        return self._opened(rows[0]) if rows else None
 
     async def by_username(self, username: str) -> dict[str, Any] | None:
         """The user of this name regardless of case. An exact spelling wins: of the case
@@ -33,13 +42,13 @@ class UserRepository:
             "SELECT * FROM user WHERE username_key = $key", {"key": username_key(username)}
         )
         if rows and rows[0]["username"] == username:
-            return rows[0]
+            return self._opened(rows[0])
         exact: list[dict[str, Any]] = await self.store.query(
             "SELECT * FROM user WHERE username = $name", {"name": username}
         )
         if exact:
-            return exact[0]
-        return rows[0] if rows else None
+            return self._opened(exact[0])
+        return self._opened(rows[0]) if rows else None
 
     async def enabled_admins(self) -> int:
         rows = await self.store.query(
@@ -60,7 +69,7 @@ class UserRepository:
         limit: int,
         offset: int,
     ) -> tuple[list[dict[str, Any]], int]:
-        return await self.store.page(
+        rows, total = await self.store.page(
             "user",
             where="($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)",
             params={"role": role, "enabled": enabled},
@@ -68,12 +77,16 @@ class UserRepository:
             limit=limit,
             offset=offset,
         )
+        return [self._opened(r) for r in rows], total
 
     def create(self, user_id: str, row: dict[str, Any]) -> Write:
-        return Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE", {"id": user_id, "row": row})
+        sealed = self.store.secrets.seal_fields(USER_TABLE, user_id, row)
+        return Stmt(
+            "CREATE type::thing('user', $id) CONTENT $row RETURN NONE", {"id": user_id, "row": sealed}
+        )
 
     def merge(self, user_id: str, patch: dict[str, Any]) -> Write:
-        return Merge("user", user_id, patch)
+        return Merge(USER_TABLE, user_id, self.store.secrets.seal_fields(USER_TABLE, user_id, patch))
 
     def unset(self, user_id: str, fields: list[str]) -> Write:
         """Remove fields (a merge cannot: the store drops NONE values)."""

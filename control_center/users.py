@@ -6,7 +6,9 @@ passwords pass the policy of :mod:`control_center.passwords` and are stored
 as argon2id hashes; the last enabled admin can be neither deleted, nor
 disabled, nor demoted (checked inside the same transaction as the change);
 deleting, disabling or changing the roles of a user ends their sessions at once
-(and the open event streams of those sessions, through ``SessionRevoked``).
+(and the open event streams of those sessions, through ``SessionRevoked``),
+and makes every service look the user up again before it honours their tokens
+(``shared/subjects.py``).
 
 The first admin's generated password is shown once: on the terminal when
 stderr is one, else written to ``<data dir>/initial-admin-password`` (0600)
@@ -31,6 +33,7 @@ from control_center.sessions import SessionService
 from shared.errors import Conflict, NotFound, StoreError, Unauthorized, ValidationFailed
 from shared.events import EventBus
 from shared.store import Store, Write, iso
+from shared.subjects import Subjects
 from shared.tokens import utcnow
 
 log = logging.getLogger(__name__)
@@ -117,11 +120,19 @@ class UserChanges:
 
 
 class UserService:
-    def __init__(self, store: Store, hasher: PasswordHasher, sessions: SessionService, bus: EventBus) -> None:
+    def __init__(
+        self,
+        store: Store,
+        hasher: PasswordHasher,
+        sessions: SessionService,
+        bus: EventBus,
+        subjects: Subjects,
+    ) -> None:
         self.repo = UserRepository(store)
         self.hasher = hasher
         self.sessions = sessions
         self.bus = bus
+        self.subjects = subjects  # told of every change, so tokens are checked again
 
     async def get(self, user_id: str) -> User:
         row = await self.repo.get(user_id)
@@ -176,6 +187,7 @@ class UserService:
                 f"a user named {username!r} already exists (usernames are unique regardless of case)",
                 details={"fields": [{"field": "username", "type": "taken", "message": "already exists"}]},
             ) from exc
+        self.subjects.forget(user_id)
         user = await self.get(user_id)
         self.bus.publish("UserChanged", {"user_id": user_id, "username": username, "change": "created"})
         return user
@@ -204,6 +216,7 @@ class UserService:
             writes.append(self.repo.unset(user_id, ["locked_until"]))
             writes.append(self.repo.clear_failures(user_id))
         await self._guarded(writes, "demote or disable")
+        self.subjects.forget(user_id)
         ends_sessions = (
             changes.enabled is False
             or (changes.roles is not None and set(changes.roles) != set(user.roles))
@@ -231,6 +244,7 @@ class UserService:
         if Role.ADMIN in user.roles and user.enabled:
             writes.insert(0, self.repo.last_admin_guard(user_id))
         await self._guarded(writes, "delete")
+        self.subjects.forget(user_id)
         await self.sessions.forget_user(user_id)
         self.bus.publish(
             "UserChanged",

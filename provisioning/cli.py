@@ -255,7 +255,26 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--workflow", help="batch id when --operations are operation names")
     rsub.add_parser("restore", help="reset recorded state to a checkpoint").add_argument("id")
     rsub.add_parser("stats", help="rollback statistics")
+
+    keys = sub.add_parser("keys", help="rotate keys (on a stopped service's data directory)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = ksub.add_parser(
+        "rotate",
+        help="a new JWT signing key (the old one verifies until its tokens expire); "
+        "--kek: seal every secret under a new key-encryption key",
+    )
+    rotate.add_argument("--kek", action="store_true", help="rotate the key-encryption key instead")
     return p
+
+
+def _keys_command(args: argparse.Namespace) -> int:
+    from provisioning.keys import rotate_kek, rotate_signing_key
+
+    settings = load_settings(args.config)
+    rotate = rotate_kek if args.kek else rotate_signing_key
+    for line in asyncio.run(rotate(settings)):
+        print(line)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
         from provisioning import doctor
 
         return doctor.main(load_settings(args.config), args.fix)
+    if args.command == "keys":
+        try:
+            return _keys_command(args)
+        except ProvisioningError as exc:
+            print(f"provisioning: {exc.message}", file=sys.stderr)
+            return 2
     if args.command in ("up", "orchestrator", "control-center"):
         from provisioning.server import run
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -11,9 +12,11 @@ from aiohttp import web
 from shared.audit import AUDIT, audit_middleware
 from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
 from shared.events import EventBus
+from shared.fsperms import secure_data_dir
 from shared.http import SERVICE_KEY, Api, request_context_middleware, version_middleware
 from shared.keys import BUS, SETTINGS, STORE
 from shared.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
+from shared.secrets import load_secret_box
 from shared.security import SECURITY, security_for
 from shared.settings import Settings
 from shared.store import Store
@@ -22,9 +25,17 @@ log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings) -> Store:
-    """A store for the configured URL; the embedded file engine gets the directory lock."""
+    """A store for the configured URL, with the key that seals its secrets; the embedded
+    file engine gets the directory lock and a private data directory: umask ``077``
+    before it creates anything, the directory checked and repaired (a warning per
+    path someone widened), and quietly again right after the engine connects (it
+    makes its own directories ``0750`` at every open)."""
+    secrets = load_secret_box(settings)
     lock_dir = None
+    after_connect: Callable[[], None] | None = None
     if settings.is_embedded_file_store:
+        secure_data_dir(settings)
+        after_connect = functools.partial(secure_data_dir, settings, quiet=True)
         # Lock the directory that holds the database actually opened, wherever the URL
         # points, so two processes can never share one embedded store unknowingly.
         url = settings.resolved_db_url
@@ -37,6 +48,8 @@ def open_store(settings: Settings) -> Store:
         write_batch_max=settings.write_batch_max,
         lazy_delay_s=settings.row_apply_idle_s,
         lazy_max_age_s=settings.row_apply_max_age_s,
+        secrets=secrets,
+        after_connect=after_connect,
     )
 
 

@@ -5,8 +5,10 @@ process that uses that store (``provisioning up`` runs both services on one),
 so a policy change, a logout or a disabled user takes effect in both at once.
 Processes that share only the database pick such changes up within
 ``auth_sync_s`` (default 2 s) by polling the policy revision and the
-revocations. :class:`SecurityBackend` is the :class:`~shared.auth.AuthBackend`
-the auth middleware consults.
+revocations (and the users tokens stand for, ``shared/subjects.py``).
+:class:`SecurityBackend` is the :class:`~shared.auth.AuthBackend` the auth
+middleware consults. At start, secrets stored in plaintext or under an older
+key-encryption key are sealed under the current one (``shared/sealing.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ from shared.policy import (
     rules_fingerprint,
 )
 from shared.ratelimit import RateLimits
-from shared.security_repos import KeyRepository, PolicyRepository, RevocationRepository
+from shared.sealing import seal_stored_secrets
+from shared.secrets import SecretsError
+from shared.security_repos import KeyRepository, PolicyRepository, RevocationRepository, SubjectRepository
 from shared.settings import Settings
 from shared.store import Store
-from shared.tokens import MFA_SETUP_SCOPE, KeyRing, Revocations, TokenService, utcnow
+from shared.subjects import Subjects
+from shared.tokens import KEY_REFRESH_S, MFA_SETUP_SCOPE, KeyRing, Revocations, TokenService, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,8 @@ class Security:
         self.settings = settings
         self.keys = KeyRing()
         self.revocations = Revocations()
-        self.tokens = TokenService(settings, self.keys, self.revocations)
+        self.subjects = Subjects()
+        self.tokens = TokenService(settings, self.keys, self.revocations, self.subjects)
         self.policy = PolicyEngine(read_model(settings.policies_dir))
         self.audit = AuditLog(
             refusal_window_s=settings.audit_refusal_window_s, refusal_keys=settings.audit_refusal_keys
@@ -84,7 +90,10 @@ class Security:
         if self._users > 1:
             return
         self.store = store
+        await seal_stored_secrets(store)
         await self.keys.load(KeyRepository(store), create=True)
+        await self.keys.prune()
+        self.subjects.bind(SubjectRepository(store))
         await self.revocations.load(RevocationRepository(store))
         await seed_default_policy(PolicyRepository(store), self.settings)
         await self.policy.load(PolicyRepository(store))
@@ -116,14 +125,17 @@ class Security:
             await asyncio.sleep(self.settings.auth_sync_s)
             try:
                 await self.sync()
-            except StoreError as exc:
+            except (StoreError, SecretsError) as exc:
                 log.warning("could not sync policy and revocations", extra={"error": str(exc)})
 
     async def sync(self) -> None:
-        """Pick up what other processes changed: the policy revision and revocations."""
+        """Pick up what other processes changed: the policy revision, revocations, the
+        users tokens stand for, and (less often) the signing keys."""
         if await self.policies.revision() != self.policy.revision:
             await self.policy.load(self.policies)
         await self.revocations.sync()
+        await self.subjects.refresh()
+        await self.keys.reload_if_stale(KEY_REFRESH_S)
 
     async def reload_policy(self) -> None:
         """After a policy change was persisted: the next request uses it."""

@@ -20,16 +20,71 @@ AUDIT_HEAD_MOVED = "audit_head_moved"
 
 
 class KeyRepository:
-    """JWT signing keys (``jwt_key``): the oldest active key signs, all verify."""
+    """JWT signing keys (``jwt_key``): the oldest active key signs, all verify.
+
+    The private half is sealed with the store's key-encryption key (``shared/secrets.py``):
+    sealed here on write, opened here on read.
+    """
+
+    TABLE = "jwt_key"
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     async def all(self) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM jwt_key ORDER BY created_at, id")
+        rows = await self.store.query("SELECT * FROM jwt_key ORDER BY created_at, id")
+        return [self.store.secrets.open_fields(self.TABLE, row) for row in rows]
 
     def insert(self, kid: str, row: dict[str, Any]) -> Write:
-        return Stmt("CREATE type::thing('jwt_key', $kid) CONTENT $row RETURN NONE", {"kid": kid, "row": row})
+        sealed = self.store.secrets.seal_fields(self.TABLE, kid, row)
+        return Stmt(
+            "CREATE type::thing('jwt_key', $kid) CONTENT $row RETURN NONE", {"kid": kid, "row": sealed}
+        )
+
+    def retire(self, kid: str, at: datetime) -> Write:
+        """The key stops signing at once (its private half is dropped) and is published and
+        accepted until ``at``, when every token it signed has expired."""
+        return Stmt(
+            "UPDATE type::thing('jwt_key', $kid) SET retire_at = $at, private_pem = NONE RETURN NONE",
+            {"kid": kid, "at": at},
+        )
+
+    def delete_retired(self, now: datetime) -> Write:
+        return Stmt("DELETE jwt_key WHERE retire_at != NONE AND retire_at <= $now RETURN NONE", {"now": now})
+
+
+class SecretFieldRepository:
+    """The secret fields of any table in :data:`shared.secrets.SECRET_FIELDS`, as stored:
+    what the start-up upgrade and a KEK rotation read and re-seal."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def rows(self, table: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        # Table and field names come from SECRET_FIELDS, never from a request.
+        return await self.store.query(
+            f"SELECT id, {', '.join(fields)} FROM type::table($table)", {"table": table}
+        )
+
+    def replace(self, table: str, record: str, field: str, old: str, new: str) -> Write:
+        """Compare-and-set: only if the field still holds what was read."""
+        return Stmt(
+            f"UPDATE type::thing($table, $id) SET {field} = $new WHERE {field} = $old RETURN NONE",
+            {"table": table, "id": record, "old": old, "new": new},
+        )
+
+
+class SubjectRepository:
+    """What a token's subject is now: the user record's name, roles and state."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def users(self, user_ids: list[str]) -> list[dict[str, Any]]:
+        return await self.store.query(
+            "SELECT id, username, roles, enabled FROM array::map($ids, |$id| type::thing('user', $id))",
+            {"ids": user_ids},
+        )
 
 
 class RevocationRepository:

@@ -120,6 +120,12 @@ class Settings:
     command_work_root: str = ""
 
     # -- secrets at rest and the data directory (issue 8) --
+    # The key-encryption key of secrets at rest (signing keys, TOTP and webhook secrets):
+    # base64 of 32 bytes; several comma-separated while rotating (the first seals).
+    secret_key: str = field(default="", repr=False)
+    # Where the key lives when secret_key is empty; empty: <data_dir parent>/secret.key
+    # (created 0600 at first start; a memory store without either uses a key of its own).
+    secret_key_file: str = ""
 
     # -- request and input limits (issue 8) --
 

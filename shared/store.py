@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,6 +42,7 @@ from surrealdb.data.cbor import tag_decoder
 
 from shared.errors import StoreError, StoreLocked
 from shared.metrics import STORE_COMMITS
+from shared.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +201,15 @@ class Store:
         lazy_max_age_s: float = 1.0,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
+        secrets: SecretBox | None = None,
+        after_connect: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
+        # Seals and opens the secret fields of the rows repositories write and read
+        # (shared/secrets.py); ``open_store`` passes the configured key, a bare store
+        # (a test's, a benchmark's) gets a key of its own.
+        self.secrets = secrets if secrets is not None else SecretBox.ephemeral()
+        self._after_connect = after_connect  # e.g. a check of the files the engine just made
         self.namespace = namespace
         self.database = database
         self.write_batch_max = write_batch_max
@@ -234,6 +243,8 @@ class Store:
                 Path(self.url.removeprefix("surrealkv://")).parent.mkdir(parents=True, exist_ok=True)
             self._db = AsyncSurreal(self.url)
             await self._db.connect()
+            if self._after_connect is not None:
+                self._after_connect()
             await self._db.use(self.namespace, self.database)
             self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
             await self._migrate()

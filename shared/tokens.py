@@ -1,13 +1,19 @@
 """Access tokens: Ed25519-signed JWTs, the key ring kept in the store, and the denylist.
 
-The control center signs with the oldest key that has a private half; every
-service verifies with the public keys (``kid`` picks one; ``GET
+The control center signs with the oldest key that has a private half and is not
+retiring; every service verifies with the public keys (``kid`` picks one; ``GET
 /.well-known/jwks.json`` publishes them). ``alg`` is pinned to EdDSA on verify,
-so ``none`` and HS256-signed-with-the-public-key tokens are refused.
+so ``none`` and HS256-signed-with-the-public-key tokens are refused. The private
+halves are sealed in the store (``shared/secrets.py``).
+
+``provisioning keys rotate`` (:meth:`KeyRing.rotate`) adds a new signer and
+retires the old one: it stops signing at once, and stays published and accepted
+until every token it signed has expired (``retire_at``), then it is gone.
 
 An EdDSA verify costs ~90 µs; the request path's budget is 150 µs, so verified
 tokens are cached by their exact text until their ``exp`` and revocations are
-checked against an in-memory denylist on every use.
+checked against an in-memory denylist on every use. A token is honoured only
+for a user that exists, is enabled and holds its roles (``shared/subjects.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,12 +34,14 @@ from shared.auth import Principal
 from shared.errors import StoreError, Unauthorized
 from shared.security_repos import KeyRepository, RevocationRepository
 from shared.settings import Settings
+from shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 
 ALGORITHM = "EdDSA"
 CACHE_MAX_ENTRIES = 20_000
 KEY_RELOAD_MIN_INTERVAL_S = 5.0
+KEY_REFRESH_S = 60.0  # a running service re-reads the keys this often (another's rotation)
 CLOCK_SKEW_S = 5
 MFA_SETUP_SCOPE = "mfa_setup"
 PRUNE_ABOVE = 10_000  # denylist entries before expired ones are dropped
@@ -43,6 +52,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def retirement_delay_s(settings: Settings) -> float:
+    """How long a rotated-out signing key stays published: until the last token it could
+    have signed has expired, allowing for clock skew and for a running replica that
+    has not re-read the keys yet."""
+    longest = max(settings.access_token_ttl_s, settings.mfa_setup_token_ttl_s)
+    return float(longest + CLOCK_SKEW_S) + KEY_REFRESH_S
+
+
 @dataclass(frozen=True)
 class SigningKey:
     """One Ed25519 key pair; ``private_key`` is absent where a service only verifies."""
@@ -51,11 +68,15 @@ class SigningKey:
     public_key: Ed25519PublicKey
     private_key: Ed25519PrivateKey | None
     created_at: datetime
+    retire_at: datetime | None = None  # set by a rotation: gone from then on
 
     @classmethod
-    def generate(cls) -> SigningKey:
+    def generate(cls, now: datetime | None = None) -> SigningKey:
         private = Ed25519PrivateKey.generate()
-        return cls(uuid.uuid4().hex[:16], private.public_key(), private, utcnow())
+        return cls(uuid.uuid4().hex[:16], private.public_key(), private, now or utcnow())
+
+    def retired(self, now_s: float) -> bool:
+        return self.retire_at is not None and self.retire_at.timestamp() <= now_s
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> SigningKey:
@@ -68,7 +89,7 @@ class SigningKey:
             if not isinstance(loaded, Ed25519PrivateKey):
                 raise ValueError(f"key {row['id']} is not an Ed25519 key")
             private = loaded
-        return cls(str(row["id"]), public, private, row["created_at"])
+        return cls(str(row["id"]), public, private, row["created_at"], row.get("retire_at"))
 
     def to_row(self) -> dict[str, Any]:
         assert self.private_key is not None
@@ -98,12 +119,13 @@ class KeyRing:
         self.keys: dict[str, SigningKey] = {}
         self._repo: KeyRepository | None = None
         self._loaded_at = 0.0
+        self.clock: Callable[[], float] = time.time  # tests move time with this
 
     async def load(self, repo: KeyRepository, *, create: bool) -> None:
         """Read every key; with ``create``, generate the first one if there is none."""
         self._repo = repo
         rows = await repo.all()
-        if not rows and create:
+        if not any(r.get("private_pem") for r in rows) and create:
             key = SigningKey.generate()
             try:
                 await repo.store.write(repo.insert(key.kid, key.to_row()))
@@ -111,25 +133,57 @@ class KeyRing:
             except StoreError:  # another process created one first: use theirs
                 log.info("another process created the JWT signing key first")
             rows = await repo.all()
-        self.keys = {str(r["id"]): SigningKey.from_row(r) for r in rows}
+        now_s = self.clock()
+        loaded = (SigningKey.from_row(r) for r in rows)
+        self.keys = {k.kid: k for k in loaded if not k.retired(now_s)}
         self._loaded_at = time.monotonic()
 
-    async def reload_if_stale(self) -> bool:
-        """Re-read the keys (at most every few seconds); True if that happened."""
-        if self._repo is None or time.monotonic() - self._loaded_at < KEY_RELOAD_MIN_INTERVAL_S:
+    async def reload_if_stale(self, min_interval_s: float = KEY_RELOAD_MIN_INTERVAL_S) -> bool:
+        """Re-read the keys (at most every ``min_interval_s``); True if that happened."""
+        if self._repo is None or time.monotonic() - self._loaded_at < min_interval_s:
             return False
         await self.load(self._repo, create=False)
         return True
 
+    def get(self, kid: str) -> SigningKey | None:
+        """A key that may verify a token now (None if unknown or retired)."""
+        key = self.keys.get(kid)
+        if key is None or key.retired(self.clock()):
+            return None
+        return key
+
     @property
     def signing_key(self) -> SigningKey:
         for key in self.keys.values():  # oldest first: every replica converges on one
-            if key.private_key is not None:
+            if key.private_key is not None and key.retire_at is None:
                 return key
         raise Unauthorized("no signing key is available; is the store initialised?")
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [k.jwk() for k in self.keys.values()]}
+        now_s = self.clock()
+        return {"keys": [k.jwk() for k in self.keys.values() if not k.retired(now_s)]}
+
+    async def rotate(self, retire_after_s: float) -> tuple[SigningKey, list[SigningKey]]:
+        """A new signer; the keys that signed until now stop signing and are retired after
+        ``retire_after_s`` (when every token they signed has expired). Returns the new key
+        and the retiring ones."""
+        assert self._repo is not None, "the key ring is not loaded"
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        new = SigningKey.generate(now)
+        retire_at = now + timedelta(seconds=retire_after_s)
+        retiring = [k for k in self.keys.values() if k.retire_at is None]
+        await self._repo.store.write(
+            *(self._repo.retire(k.kid, retire_at) for k in retiring),
+            self._repo.insert(new.kid, new.to_row()),
+        )
+        await self.load(self._repo, create=False)
+        return new, [self.keys[k.kid] for k in retiring if k.kid in self.keys]
+
+    async def prune(self) -> None:
+        """Delete the keys whose retirement time has passed."""
+        if self._repo is not None:
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            await self._repo.store.write(self._repo.delete_retired(now))
 
 
 class Revocations:
@@ -199,10 +253,13 @@ class IssuedToken:
 class TokenService:
     """Issues and verifies access tokens; the verified-token cache lives here."""
 
-    def __init__(self, settings: Settings, keys: KeyRing, revocations: Revocations) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeyRing, revocations: Revocations, subjects: Subjects
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.revocations = revocations
+        self.subjects = subjects
         self._cache: dict[str, Principal] = {}
 
     def issue(
@@ -252,12 +309,15 @@ class TokenService:
                     raise Unauthorized(
                         "the token has been revoked", reason="revoked", user=_user_of(cached.claims)
                     )
+                if not self.subjects.admits(cached):
+                    await self.subjects.check(cached)
                 return cached
             del self._cache[token]
         claims = await self.decode(token)
         principal = principal_from_claims(claims)
         if self.revocations.is_revoked(principal.token_id, claims.get("sid")):
             raise Unauthorized("the token has been revoked", reason="revoked", user=_user_of(claims))
+        await self.subjects.check(principal)
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             self._evict()
         self._cache[token] = principal
@@ -271,12 +331,12 @@ class TokenService:
             raise Unauthorized("the token is malformed", reason="malformed") from exc
         if header.get("alg") != ALGORITHM:
             raise Unauthorized(f"tokens must be signed with {ALGORITHM}", reason="invalid")
-        kid = header.get("kid")
-        key = self.keys.keys.get(str(kid))
-        if key is None and await self.keys.reload_if_stale():
-            key = self.keys.keys.get(str(kid))
+        kid = str(header.get("kid"))
+        key = self.keys.get(kid)
+        if key is None and kid not in self.keys.keys and await self.keys.reload_if_stale():
+            key = self.keys.get(kid)
         if key is None:
-            raise Unauthorized("the token was signed with an unknown key", reason="invalid")
+            raise Unauthorized("the token was signed with an unknown or retired key", reason="invalid")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -487,7 +487,7 @@ class Dispatcher:
                 row.update(created_at=now_dt, enabled=True, consecutive_failures=0)
             elif known.disabled_reason and "configuration" in known.disabled_reason:
                 row.update(enabled=True, disabled_reason=None)
-            writes.append(WebhookRepository.upsert_webhook(webhook_id, row))
+            writes.append(WebhookRepository.upsert_webhook(webhook_id, self.repo.sealed(webhook_id, row)))
         for webhook in self.subscriptions.by_id.values():
             if webhook.source == SOURCE_CONFIG and webhook.id not in wanted and webhook.enabled:
                 writes.append(

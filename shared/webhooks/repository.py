@@ -1,7 +1,9 @@
 """Every SurrealQL statement about webhooks: subscriptions, deliveries and attempts.
 
 Values are always bound and records addressed with ``type::thing`` so user
-input never becomes query text.
+input never becomes query text. A webhook's secrets (``secret``,
+``previous_secret``) are sealed with the store's key-encryption key before they
+are written (:meth:`WebhookRepository.sealed`) and opened as webhooks are read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ class WebhookRepository:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    def sealed(self, webhook_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        """A webhook row or patch with its secrets sealed, ready for the builders below."""
+        return self.store.secrets.seal_fields(WEBHOOK, webhook_id, row)
+
+    def _opened(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self.store.secrets.open_fields(WEBHOOK, row)
 
     # -- write builders ---------------------------------------------------------------
 
@@ -113,13 +122,18 @@ class WebhookRepository:
 
     async def webhook(self, webhook_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('webhook', $id)", {"id": webhook_id})
-        return rows[0] if rows else None
+        return self._opened(rows[0]) if rows else None
 
     async def all_webhooks(self) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM webhook ORDER BY created_at")
+        rows = await self.store.query("SELECT * FROM webhook ORDER BY created_at")
+        return [self._opened(r) for r in rows]
 
     async def webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self.store.page("webhook", order="created_at", limit=limit, offset=offset)
+        # Listed webhooks show no secret: they are not opened.
+        rows, total = await self.store.page(
+            "webhook", order="created_at", limit=limit, offset=offset, fields="* OMIT secret, previous_secret"
+        )
+        return rows, total
 
     async def pending_for(self, webhook_id: str, limit: int) -> list[dict[str, Any]]:
         """A webhook's waiting deliveries, oldest first: the order they must go out in."""

@@ -121,7 +121,7 @@ class WebhookService:
             "last_success_at": None,
             "last_failure_at": None,
         }
-        await self.store.write(WebhookRepository.insert_webhook(row))
+        await self.store.write(WebhookRepository.insert_webhook(self.repo.sealed(webhook_id, row)))
         webhook = Webhook.from_row(row)
         self._announce(webhook, "created")
         return webhook, secret
@@ -158,17 +158,14 @@ class WebhookService:
         webhook = await self._editable(webhook_id)
         secret = new_secret()
         grace_until = time.time() + self.settings.webhook_rotation_grace_s
-        await self.store.write(
-            WebhookRepository.patch_webhook(
-                webhook.id,
-                {
-                    "secret": secret,
-                    "previous_secret": webhook.secret,
-                    "previous_secret_expires_at": grace_until,
-                    "updated_at": datetime.now(UTC),
-                },
-            )
-        )
+        patch = {
+            "secret": secret,
+            "previous_secret": webhook.secret,
+            "previous_secret_expires_at": grace_until,
+            "updated_at": datetime.now(UTC),
+        }
+        sealed = self.repo.sealed(webhook.id, patch)
+        await self.store.write(WebhookRepository.patch_webhook(webhook.id, sealed))
         updated = await self.get(webhook.id)
         self._announce(updated, "secret_rotated")
         return updated, secret

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from shared.security import SECURITY
+from shared.store import Stmt
 from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_final
 
 AUTH = {
@@ -27,17 +28,45 @@ AUTH = {
 }
 
 
+ROLES = ("admin", "operator", "developer", "viewer", "auditor")
+
+
+def name_of(role: str) -> str:
+    return "second-admin" if role == "admin" else role  # "admin" is the bootstrap admin's
+
+
+async def with_users(services: Services) -> Services:
+    """The users the tokens below stand for (a token is honoured only for a real user)."""
+    users = {f"u-{role}": (name_of(role), role) for role in ROLES}
+    users["u1"] = ("op", "operator")
+    await services.store.write(
+        *(
+            Stmt(
+                "CREATE type::thing('user', $id) CONTENT $row RETURN NONE",
+                {"id": uid, "row": {"username": name, "roles": [role], "enabled": True}},
+            )
+            for uid, (name, role) in users.items()
+        )
+    )
+    return services
+
+
 def token(services: Services, role: str, ttl_s: int | None = None) -> str:
     """A token signed by the control center's key, for a user with one role."""
     issued = services.cc.app[SECURITY].tokens.issue(
-        user_id=f"u-{role}", username=role, roles=[role], amr=["pwd", "otp"], session_id=None, ttl_s=ttl_s
+        user_id=f"u-{role}",
+        username=name_of(role),
+        roles=[role],
+        amr=["pwd", "otp"],
+        session_id=None,
+        ttl_s=ttl_s,
     )
     return issued.token
 
 
 @pytest.fixture
 async def secured(make_services: ServicesFactory) -> Services:
-    result: Services = await make_services(**AUTH, ws_auth_timeout_s=0.5)
+    result: Services = await with_users(await make_services(**AUTH, ws_auth_timeout_s=0.5))
     return result
 
 
@@ -131,7 +160,7 @@ async def test_a_renewed_token_keeps_the_stream(secured: Services) -> None:
 async def test_a_revoked_token_ends_the_stream_at_the_next_heartbeat(
     make_services: ServicesFactory,
 ) -> None:
-    services = await make_services(**AUTH, ws_heartbeat_s=0.3)
+    services = await with_users(await make_services(**AUTH, ws_heartbeat_s=0.3))
     issued = services.cc.app[SECURITY].tokens.issue(
         user_id="u1", username="op", roles=["operator"], amr=["pwd", "otp"], session_id=None
     )
@@ -170,7 +199,7 @@ async def test_sse_with_a_token_in_the_query(secured: Services) -> None:
 async def test_a_policy_change_reaches_open_streams_at_the_next_heartbeat(
     make_services: ServicesFactory,
 ) -> None:
-    services = await make_services(**AUTH, ws_heartbeat_s=0.2)
+    services = await with_users(await make_services(**AUTH, ws_heartbeat_s=0.2))
     op_ws = await services.orch.ws_connect(f"/ws?token={token(services, 'operator')}")
     assert (await first(op_ws))["events"] == ["task", "batch", "rollback", "system"]
     viewer_ws = await services.orch.ws_connect(f"/ws?token={token(services, 'viewer')}&events=task")

@@ -9,9 +9,10 @@ import jwt
 import pytest
 
 from shared.errors import Unauthorized
-from shared.security_repos import KeyRepository, RevocationRepository
+from shared.security_repos import KeyRepository, RevocationRepository, SubjectRepository
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store import Stmt, Store
+from shared.subjects import Subjects
 from shared.tokens import KeyRing, Revocations, TokenService, utcnow
 
 
@@ -21,11 +22,20 @@ def settings() -> Settings:
 
 
 async def service(store: Store, settings: Settings, *, create: bool = True) -> TokenService:
+    """Tokens over the store, where user ``u1`` (alice, a viewer) exists."""
+    await store.write(
+        Stmt(
+            "UPSERT type::thing('user', 'u1') CONTENT $row RETURN NONE",
+            {"row": {"username": "alice", "roles": ["viewer"], "enabled": True}},
+        )
+    )
     keys = KeyRing()
     await keys.load(KeyRepository(store), create=create)
     revocations = Revocations()
     await revocations.load(RevocationRepository(store))
-    return TokenService(settings, keys, revocations)
+    subjects = Subjects()
+    subjects.bind(SubjectRepository(store))
+    return TokenService(settings, keys, revocations, subjects)
 
 
 def issue(tokens: TokenService, **kw: object) -> tuple[str, str]:
@@ -88,11 +98,12 @@ async def test_tokens_without_the_required_claims_are_refused(store: Store, sett
     base = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
-        "sub": "u",
+        "sub": "u1",
+        "username": "alice",
         "jti": "j",
         "iat": now,
         "exp": now + 60,
-        "roles": ["admin"],
+        "roles": ["viewer"],
         "amr": ["pwd"],
     }
     for missing in ("exp", "jti", "aud", "roles"):

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -29,6 +28,7 @@ from orchestrator.command_runner import (
     usable_by,
     work_root,
 )
+from shared.fsperms import Finding, check_data_dir
 from shared.settings import Settings
 
 # What `useradd` makes of the runner: a system account with its own group, no home
@@ -38,16 +38,6 @@ NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _LOCKED_EXIT = 10  # useradd: cannot lock /etc/passwd (another useradd runs)
 _LOCK_RETRIES = 20
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One line of the report: what was checked, whether it is fine, and what was done."""
-
-    name: str
-    ok: bool
-    message: str
-    fixed: bool = False
 
 
 Check = Callable[[Settings, bool], list[Finding]]
@@ -165,7 +155,8 @@ def check_command_identity(settings: Settings, fix: bool) -> list[Finding]:
     return [Finding(label, True, f"as {identity.name} (uid {identity.uid}), never as root")]
 
 
-CHECKS: list[Check] = [check_runner_user, check_work_root, check_command_identity]
+# The data directory's check lives with the start-up code that applies it (shared/fsperms.py).
+CHECKS: list[Check] = [check_data_dir, check_runner_user, check_work_root, check_command_identity]
 
 
 def run_checks(settings: Settings, fix: bool, checks: Sequence[Check] | None = None) -> list[Finding]:

@@ -24,7 +24,8 @@ from provisioning.doctor import (
     render,
     run_checks,
 )
-from shared.settings import Settings
+from shared.fsperms import check_data_dir
+from shared.settings import Settings, load_settings
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the runner user matters only to a root service")
 
@@ -53,7 +54,7 @@ def test_a_check_that_raises_is_a_failed_finding_and_the_exit_code_is_1(settings
     found = run_checks(settings, False, [fine, broken])
     assert [(f.name, f.ok) for f in found] == [("fine", True), ("broken", False)]
     assert "boom" in found[1].message
-    assert [check_runner_user, check_work_root, check_command_identity] == CHECKS[:3]
+    assert {check_data_dir, check_runner_user, check_work_root, check_command_identity} <= set(CHECKS)
 
 
 @as_root
@@ -141,3 +142,20 @@ def test_the_installed_command_runs(work_root: Path, tmp_path: Path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "command work root" in done.stdout
+
+
+def test_the_doctor_makes_a_widened_data_directory_private_again(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "db").mkdir(parents=True)
+    leaked = data / "db" / "segment.clog"
+    leaked.write_text("x")
+    data.chmod(0o755)
+    leaked.chmod(0o644)
+    settings = load_settings(data_dir=data)
+    found = run_checks(settings, False, [check_data_dir])
+    assert not all(f.ok for f in found), render(found)
+    assert stat.S_IMODE(leaked.stat().st_mode) == 0o644  # without --fix nothing changes
+    fixed = run_checks(settings, True, [check_data_dir])
+    assert all(f.ok for f in fixed) and any(f.fixed for f in fixed), render(fixed)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(leaked.stat().st_mode) == 0o600

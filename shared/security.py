@@ -264,7 +264,7 @@ async def condition_context(
 async def batch_facts(request: web.Request) -> dict[str, Any]:
     """What a submission says about itself. The body stays cached for the handler."""
     facts: dict[str, Any] = {"environment": None, "check_mode": False, "name": None}
-    if not request.can_read_body:
+    if not request.body_exists:  # the body may have been read (and checked) already
         return facts
     try:
         doc = json.loads(await request.read())

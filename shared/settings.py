@@ -115,6 +115,8 @@ class Settings:
     # -- secrets at rest and the data directory (issue 8) --
 
     # -- request and input limits (issue 8) --
+    max_json_depth: int = 64  # deeper JSON (bodies, WebSocket messages) is a 400
+    max_string_chars: int = 65_536  # per string value in a body or query: longer is a 422
 
     # -- audit (issue 8) --
 

@@ -718,15 +718,16 @@ class _Plan:
         return sql, self.params, self.slots
 
 
-_TABLE = re.compile(r"type::thing\(\s*'(\w+)'|\b(?:INTO|UPDATE|UPSERT|CREATE|DELETE|FROM)\s+(\w+)", re.I)
+_THING = re.compile(r"type::thing\(\s*'(\w+)'")
+_TABLE = re.compile(r"\b(?:INTO|UPDATE|UPSERT|CREATE|DELETE|FROM)\s+(\w+)", re.I)
 NUL = "\x00"
 NUL_REPLACEMENT = "\ufffd"
 
 
 def _table_of(sql: str) -> str:
     """The table a statement writes, as far as a glance can tell (for a log line)."""
-    match = _TABLE.search(sql)
-    return (match.group(1) or match.group(2)) if match else "(statement)"
+    match = _THING.search(sql) or _TABLE.search(sql)
+    return match.group(1) if match else "(statement)"
 
 
 def has_nul(value: Any) -> bool:

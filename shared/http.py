@@ -498,14 +498,15 @@ def request_id_of(incoming: str) -> str:
 async def secure_response_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare``: on every response the app sends, streams included.
 
-    ``nosniff``; ``Cache-Control: no-store`` unless a handler chose its own (every API
-    answer is about a user's data, tokens or the audit log: nothing an intermediary
-    should keep); the Server header without versions; ``X-Request-ID`` and the
+    ``nosniff``; ``Cache-Control: no-store`` (every answer of these APIs is about a
+    user's data, tokens, the audit log or live events: nothing a browser or an
+    intermediary should keep; there are no static assets to cache); the Server
+    header without versions; ``X-Request-ID`` and the
     headers layers asked for, also on a stream prepared inside its handler (SSE),
     before this module's middleware could add them."""
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    headers.setdefault("Cache-Control", "no-store")
+    headers["Cache-Control"] = "no-store"
     headers["Server"] = SERVER_HEADER
     request_id = request.get(REQUEST_ID)
     if request_id is not None:

@@ -219,8 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start orchestrator and control center on one embedded store")
     sub.add_parser("orchestrator", help="start the orchestrator alone")
     sub.add_parser("control-center", help="start the control center alone")
-    doctor = sub.add_parser("doctor", help="check the host (runner user, work root, …); --fix repairs")
-    doctor.add_argument("--fix", action="store_true", help="repair what can be repaired (as root)")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check the host and the data (runner user, work root, permissions, store); --repair fixes",
+    )
+    doctor.add_argument(
+        "--fix",
+        "--repair",
+        dest="fix",
+        action="store_true",
+        help="repair what can be repaired: runner user, work root, permissions, NUL in the store (as root)",
+    )
 
     login = sub.add_parser("login", help="log in to the control center and save the token")
     login.add_argument("--username")

@@ -9,6 +9,7 @@ service): what it finds depends on that identity.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import re
@@ -28,7 +29,10 @@ from orchestrator.command_runner import (
     usable_by,
     work_root,
 )
+from shared.app import open_store
+from shared.errors import StoreLocked
 from shared.fsperms import Finding, check_data_dir
+from shared.repair import repair_store, scan_store
 from shared.settings import Settings
 
 # What `useradd` makes of the runner: a system account with its own group, no home
@@ -155,8 +159,47 @@ def check_command_identity(settings: Settings, fix: bool) -> list[Finding]:
     return [Finding(label, True, f"as {identity.name} (uid {identity.uid}), never as root")]
 
 
+def check_store_text(settings: Settings, fix: bool) -> list[Finding]:
+    """No row of the embedded store holds a NUL (which the engine stores but cannot
+    return: every read of that row fails). With ``fix`` each one is rewritten with
+    U+FFFD (shared/repair.py); the service must be stopped, since it locks the store."""
+    label = "store text"
+    if not settings.is_embedded_file_store:
+        return [Finding(label, True, "not an embedded store: run the doctor where the database runs")]
+    if not Path(settings.resolved_db_url.split("://", 1)[1]).exists():
+        return [Finding(label, True, "no store yet")]
+    try:
+        return [asyncio.run(_store_text(settings, fix, label))]
+    except StoreLocked:
+        return [Finding(label, False, "the store is in use: stop the service, then run the doctor again")]
+
+
+async def _store_text(settings: Settings, fix: bool, label: str) -> Finding:
+    store = open_store(settings)
+    await store.open()
+    try:
+        damaged = await scan_store(store)
+        if not damaged:
+            return Finding(label, True, "no row holds a NUL")
+        where = ", ".join(f"{table} ({rows})" for table, rows in sorted(damaged.items()))
+        if not fix:
+            return Finding(label, False, f"rows holding NUL, unreadable until repaired: {where} (--repair)")
+        report = await repair_store(store)
+        return Finding(
+            label, True, f"NUL replaced by U+FFFD in {where}; audit chain {report.audit_chain}", fixed=True
+        )
+    finally:
+        await store.close()
+
+
 # The data directory's check lives with the start-up code that applies it (shared/fsperms.py).
-CHECKS: list[Check] = [check_data_dir, check_runner_user, check_work_root, check_command_identity]
+CHECKS: list[Check] = [
+    check_data_dir,
+    check_store_text,
+    check_runner_user,
+    check_work_root,
+    check_command_identity,
+]
 
 
 def run_checks(settings: Settings, fix: bool, checks: Sequence[Check] | None = None) -> list[Finding]:

@@ -13,7 +13,13 @@ from shared.audit import AUDIT, audit_middleware
 from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
 from shared.events import EventBus
 from shared.fsperms import secure_data_dir
-from shared.http import SERVICE_KEY, Api, request_context_middleware, version_middleware
+from shared.http import (
+    SERVICE_KEY,
+    Api,
+    request_context_middleware,
+    secure_response_headers,
+    version_middleware,
+)
 from shared.keys import BUS, SETTINGS, STORE
 from shared.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
 from shared.secrets import load_secret_box
@@ -78,6 +84,7 @@ def base_app(
     if settings.auth_enabled:
         middlewares.append(rate_limit_middleware)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app.on_response_prepare.append(secure_response_headers)
     app[SERVICE_KEY] = service
     app[SETTINGS] = settings
     app[BUS] = bus or EventBus(settings.event_retention_count, settings.event_retention_s)

@@ -5,12 +5,20 @@ request validation against pydantic models (400 malformed, 422 per field),
 ``Accept`` versioning (406), body size limit (413), pagination headers,
 ``X-Request-ID`` and request metrics. Routes are declared once with
 :class:`Api`, which also feeds the auth middleware and the OpenAPI document.
+
+Hostile input is refused here, once, before any route, policy or audit record
+sees it: NUL and other C0 control characters (tab, CR and LF are text), lone
+UTF-16 surrogates, integers outside signed 64 bits, non-finite numbers, strings
+past ``max_string_chars`` and JSON nested deeper than ``max_json_depth`` (see
+:func:`check_json` and :func:`parse_json`). The embedded store keeps a NUL but
+can never return it, so one such byte stored would break every later read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -18,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import web, web_response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import (
@@ -26,9 +34,11 @@ from shared.errors import (
     NotAcceptable,
     PayloadTooLarge,
     ProvisioningError,
+    StoreError,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from shared.keys import SETTINGS as SETTINGS_KEY
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -205,8 +215,207 @@ def validation_failed(exc: ValidationError, where: str) -> ValidationFailed:
     return ValidationFailed(f"invalid {where}: {summary}", details={"fields": fields})
 
 
-async def read_body(request: web.Request, model: type[M]) -> M:
-    """Parse and validate a JSON body: 415/400 for what is not JSON, 422 naming bad fields."""
+# -- hostile input -----------------------------------------------------------------
+
+MAX_JSON_DEPTH = 64  # defaults of the settings ``max_json_depth`` and ``max_string_chars``
+MAX_STRING_CHARS = 65_536
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_FIELD_ERRORS = 20  # per response: a hostile document may hold millions of bad values
+# C0 controls except tab, LF and CR; lone UTF-16 surrogates (JSON "\ud800", or bytes that
+# are not UTF-8 in a header, which aiohttp keeps as surrogate escapes).
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+_INT_DIGITS = 32  # a longer integer is out of range anyway; never convert it (4,300 digits raise)
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """The bounds :func:`check_json` applies (from settings, or the defaults)."""
+
+    max_depth: int = MAX_JSON_DEPTH
+    max_string_chars: int = MAX_STRING_CHARS
+
+
+DEFAULT_LIMITS = InputLimits()
+
+
+class _Unrepresentable:
+    """A JSON number the walk refuses (kept as text so the parser never converts it)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_int(text: str) -> int | _Unrepresentable:
+    return _Unrepresentable(text) if len(text) > _INT_DIGITS else int(text)
+
+
+def _parse_constant(text: str) -> _Unrepresentable:
+    return _Unrepresentable(text)  # NaN, Infinity, -Infinity: not JSON at all
+
+
+def text_problem(value: str, max_chars: int | None = None) -> str | None:
+    """Why a string may not be taken in, or ``None`` when it may."""
+    if max_chars is not None and len(value) > max_chars:
+        return f"is longer than {max_chars} characters"
+    bad = _BAD_CHAR.search(value)
+    if bad is None:
+        return None
+    char = bad.group()
+    if char == "\x00":
+        return "contains a NUL character"
+    if "\ud800" <= char <= "\udfff":
+        return "contains a lone UTF-16 surrogate (not text)"
+    return f"contains the control character U+{ord(char):04X}"
+
+
+def clean_text(text: str, max_chars: int) -> str:
+    """Text from outside (a webhook consumer's answer, a peer's error) as it may be kept:
+    C0 controls other than tab, CR and LF and lone surrogates become U+FFFD, and it is cut
+    to ``max_chars`` (an ellipsis marks the cut)."""
+    if len(text) > max_chars:
+        text = text[: max(0, max_chars - 1)] + "…"
+    return _BAD_CHAR.sub("\ufffd", text)
+
+
+def _field(where: str, key: str | int) -> str:
+    if isinstance(key, str):
+        # A hostile key must not smuggle what it is refused for into the error.
+        key = key.encode("unicode_escape").decode("ascii") if _BAD_CHAR.search(key) else key
+        key = key if len(key) <= 64 else key[:64] + "…"
+    return f"{where}.{key}" if where else str(key)
+
+
+def check_json(doc: Any, where: str = "", limits: InputLimits = DEFAULT_LIMITS) -> None:
+    """Refuse what must never be taken in from a parsed JSON document.
+
+    400 (:class:`BadRequest`) when it nests deeper than ``limits.max_depth``; 422
+    (:class:`ValidationFailed`) naming each bad value (``operations.3.name``; object
+    keys included) for NUL, other C0 controls except tab/CR/LF, lone surrogates,
+    strings longer than ``limits.max_string_chars``, integers outside signed 64 bits
+    and non-finite numbers. ``where`` prefixes the field names (``query``, ``message``).
+    """
+    problems: list[dict[str, Any]] = []
+    _walk(doc, where, 1, limits, problems)
+    if problems:
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        raise ValidationFailed(f"invalid {where or 'request body'}: {summary}", details={"fields": problems})
+
+
+def _walk(value: Any, path: str, depth: int, limits: InputLimits, problems: list[dict[str, Any]]) -> None:
+    """Depth-first over a parsed document; it never recurses past ``limits.max_depth``."""
+    if len(problems) >= MAX_FIELD_ERRORS:
+        return
+    if isinstance(value, str):
+        problem = text_problem(value, limits.max_string_chars)
+        if problem is not None:
+            problems.append(_problem(path, problem, "string_unsafe"))
+    elif isinstance(value, dict | list):
+        if depth > limits.max_depth:
+            raise BadRequest(
+                f"JSON is nested deeper than {limits.max_depth} levels",
+                details={"max_depth": limits.max_depth, "field": path or "(body)"},
+            )
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            here = _field(path, key)
+            if isinstance(key, str):
+                problem = text_problem(key, limits.max_string_chars)
+                if problem is not None:
+                    problems.append({"field": here, "message": f"key {problem}", "type": "key_unsafe"})
+            _walk(item, here, depth + 1, limits, problems)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            problems.append(_problem(path, "integer is outside signed 64 bits", "int_range"))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            problems.append(_problem(path, "number is not finite", "float_range"))
+    elif isinstance(value, _Unrepresentable):
+        problems.append(_problem(path, "number is outside signed 64 bits or not finite", "number_range"))
+
+
+def _problem(path: str, message: str, kind: str) -> dict[str, Any]:
+    return {"field": path or "(body)", "message": message, "type": kind}
+
+
+def parse_json(raw: bytes | str, where: str = "", limits: InputLimits = DEFAULT_LIMITS) -> Any:
+    """Parse JSON from outside and :func:`check_json` it: never a ``RecursionError``.
+
+    400 for what is not JSON or nests too deep, 422 naming each unsafe value."""
+    try:
+        doc = json.loads(raw, parse_int=_parse_int, parse_constant=_parse_constant)
+    except RecursionError:
+        raise BadRequest(
+            f"JSON is nested deeper than {limits.max_depth} levels", details={"max_depth": limits.max_depth}
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{where or 'request body'} is not valid JSON: {exc}") from None
+    check_json(doc, where, limits)
+    return doc
+
+
+def input_limits(request: web.Request) -> InputLimits:
+    """This app's limits (the defaults for an app built without settings)."""
+    settings = request.app.get(SETTINGS_KEY)
+    if settings is None:
+        return DEFAULT_LIMITS
+    return InputLimits(settings.max_json_depth, settings.max_string_chars)
+
+
+def check_request_line(request: web.Request) -> None:
+    """Path parameters and header values (400) and query parameters (422), before any
+    route, policy or audit record sees them."""
+    for name, value in request.match_info.items():
+        problem = text_problem(value)
+        if problem is not None:
+            raise BadRequest(
+                f"path parameter {name} {problem}",
+                details={"fields": [{"field": f"path.{name}", "message": problem, "type": "string_unsafe"}]},
+            )
+    problem = text_problem(request.path)
+    if problem is not None:  # an unmatched path is quoted in its 404 and in the access log
+        raise BadRequest(
+            f"the path {problem}",
+            details={"fields": [{"field": "path", "message": problem, "type": "string_unsafe"}]},
+        )
+    for name, value in request.headers.items():
+        problem = text_problem(value)
+        if problem is not None:
+            field_name = f"header.{name.lower()}"
+            raise BadRequest(
+                f"header {name} {problem}",
+                details={"fields": [{"field": field_name, "message": problem, "type": "string_unsafe"}]},
+            )
+    _check_query(request)
+
+
+def _check_query(request: web.Request) -> None:
+    limits = input_limits(request)
+    problems: list[dict[str, Any]] = []
+    for key, value in request.query.items():
+        here = _field("query", key)
+        for text, what in ((key, "name"), (value, "value")):
+            problem = text_problem(text, limits.max_string_chars)
+            if problem is not None and len(problems) < MAX_FIELD_ERRORS:
+                problems.append({"field": here, "message": f"{what} {problem}", "type": "string_unsafe"})
+    if problems:
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        raise ValidationFailed(f"invalid query parameters: {summary}", details={"fields": problems})
+
+
+# The parsed, checked body of a request, once read (the middleware reads it for every
+# route that declares a body, before the policy and audit layers run).
+JSON_BODY = web.RequestKey("json_body", tuple[bytes, Any])
+
+
+async def json_body(request: web.Request) -> tuple[bytes, Any]:
+    """The raw body and its parsed, checked JSON: 415/413/400/422 for what is refused."""
+    cached: tuple[bytes, Any] | None = request.get(JSON_BODY)
+    if cached is not None:
+        return cached
     ctype = request.content_type
     if (
         request.can_read_body
@@ -223,10 +432,14 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         ) from exc
     if not raw.strip():
         raw = b"{}"
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    doc = parse_json(raw, "", input_limits(request))
+    request[JSON_BODY] = (raw, doc)
+    return raw, doc
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a JSON body: 415/400 for what is not JSON, 422 naming bad fields."""
+    raw, doc = await json_body(request)
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object")
     try:
@@ -238,6 +451,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
 
 def read_query(request: web.Request, model: type[M]) -> M:
     """Validate query parameters against a model (422 naming each bad one)."""
+    _check_query(request)
     values: dict[str, Any] = {}
     for key in request.query:
         got = request.query.getall(key)
@@ -268,20 +482,87 @@ def add_response_headers(request: web.Request, headers: dict[str, str]) -> None:
     request.setdefault(EXTRA_HEADERS, {}).update(headers)
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Instead of aiohttp's "Python/3.11 aiohttp/3.x": no versions for an attacker to look up.
+SERVER_HEADER = "provisioning"
+# aiohttp's own answers (a malformed request line, a bad header) never reach the app or
+# its signals; they take the Server header from this module global.
+web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
+
+
+def request_id_of(incoming: str) -> str:
+    """A client's ``X-Request-ID`` if it is ≤ 64 of ``[A-Za-z0-9._-]``, else a new one."""
+    return incoming if _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
+
+
+async def secure_response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: on every response the app sends, streams included.
+
+    ``nosniff``; ``Cache-Control: no-store`` (every answer of these APIs is about a
+    user's data, tokens, the audit log or live events: nothing a browser or an
+    intermediary should keep; there are no static assets to cache); the Server
+    header without versions; ``X-Request-ID`` and the
+    headers layers asked for, also on a stream prepared inside its handler (SSE),
+    before this module's middleware could add them."""
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = "no-store"
+    headers["Server"] = SERVER_HEADER
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        headers.setdefault("X-Request-ID", request_id)
+    for name, value in request.get(EXTRA_HEADERS, {}).items():
+        headers.setdefault(name, value)
+
+
+def _server_error(request: web.Request, exc: ProvisioningError, request_id: str) -> web.Response:
+    """A 5xx the services raised on purpose: the details go to the log, never to the client
+    (a database's message names its internals)."""
+    log.error(
+        "request failed: %s",
+        exc.code,
+        extra={"request_id": request_id, "path": request.path, "error": exc.message, "code": exc.code},
+    )
+    what = "the database is unavailable" if isinstance(exc, StoreError) else "the service failed"
+    return error_response(exc.status, f"{what}; quote request id {request_id} when reporting it", exc.code)
+
+
+def _started(request: web.Request) -> bool:
+    """Whether a response has begun on the wire (a stream that failed half-way)."""
+    writer = request.writer
+    return bool(getattr(writer, "output_size", 0))
+
+
 @web.middleware
 async def request_context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """X-Request-ID, metrics by route template, and the error envelope for everything."""
-    incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if re.fullmatch(r"[A-Za-z0-9._-]{1,128}", incoming) else str(uuid.uuid4())
+    """X-Request-ID, hostile-input refusal, metrics by route template, and the error
+    envelope for everything.
+
+    Outermost: path parameters, headers, queries and (for routes that declare one) the
+    body are checked here, before the policy and audit middlewares see the request."""
+    request_id = request_id_of(request.headers.get("X-Request-ID", ""))
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     try:
+        check_request_line(request)
+        spec = route_spec(request)
+        if spec is not None and spec.body is not None:
+            await json_body(request)
         response = await handler(request)
     except ProvisioningError as exc:
-        response = error_response(exc.status, exc.message, exc.code, exc.details)
-        if isinstance(exc, ProvisioningError) and exc.status == 429:
+        if _started(request):
+            log.error(
+                "a response failed after it started; the connection is closed",
+                extra={"request_id": request_id, "path": request.path, "error": exc.message},
+            )
+            raise ConnectionResetError("response aborted after it started") from None
+        if exc.status >= 500:
+            response = _server_error(request, exc, request_id)
+        else:
+            response = error_response(exc.status, exc.message, exc.code, exc.details)
+        if exc.status == 429:
             response.headers.update(exc.details.get("headers", {}))
     except web.HTTPRequestEntityTooLarge:
         response = error_response(
@@ -299,6 +580,8 @@ async def request_context_middleware(
         response = error_response(exc.status, message, exc.reason.lower().replace(" ", "_"))
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
+        if _started(request):
+            raise ConnectionResetError("response aborted after it started") from None
         response = error_response(
             500,
             f"internal error; quote request id {request_id} when reporting it",

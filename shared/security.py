@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -28,8 +27,15 @@ from shared.audit import AuditLog
 from shared.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
 from shared.client import client_ip
 from shared.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
-from shared.errors import Forbidden, PayloadTooLarge, StoreError, Unauthorized
-from shared.http import SERVICE_KEY, add_response_headers
+from shared.errors import (
+    BadRequest,
+    Forbidden,
+    StoreError,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from shared.http import SERVICE_KEY, add_response_headers, json_body
 from shared.keys import STORE
 from shared.policy import (
     PREVIOUS_DEFAULT_FINGERPRINTS,
@@ -400,29 +406,16 @@ async def batch_facts(request: web.Request) -> dict[str, Any]:
     return facts
 
 
-_SUBMISSION = web.RequestKey("policy_submission", object)
-
-
 async def submission(request: web.Request) -> Any:
-    """The request's JSON body, parsed once for every fact (None without one or when it
-    is not JSON: the handler answers 400). The body stays cached for the handler."""
-    if _SUBMISSION in request:
-        return request[_SUBMISSION]
-    doc: Any = None
-    if request.can_read_body:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            # Never carry on without the facts: a second read would return the tail.
-            raise PayloadTooLarge(
-                f"request body is larger than the limit of {request.client_max_size} bytes",
-                details={"limit_bytes": request.client_max_size},
-            ) from exc
-        try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            doc = None
-    request[_SUBMISSION] = doc
+    """The request's JSON body, parsed and checked once for every fact and the handler
+    (``shared.http.json_body`` caches it); None without a body. A body too large to read
+    whole is refused here: the facts are never taken from part of it."""
+    if not request.body_exists:
+        return None
+    try:
+        _, doc = await json_body(request)
+    except (BadRequest, UnsupportedMediaType, ValidationFailed):
+        return None  # the handler answers with the same refusal
     return doc
 
 

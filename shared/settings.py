@@ -128,6 +128,8 @@ class Settings:
     secret_key_file: str = ""
 
     # -- request and input limits (issue 8) --
+    max_json_depth: int = 64  # deeper JSON (bodies, WebSocket messages) is a 400
+    max_string_chars: int = 65_536  # per string value in a body or query: longer is a 422
 
     # -- audit (issue 8) --
     # 401s from one client address for one reason: the first is recorded, the rest of the

@@ -12,6 +12,10 @@ Measured facts that shape this module (see DESIGN.md):
   ``query_raw()`` and checks every statement's status;
 * results carry ``RecordID``/``Duration``/``Decimal``: :func:`to_plain` turns them
   into plain Python at this boundary;
+* the embedded engine stores a string holding NUL but can never return it (every
+  read of that row fails, for good): :func:`guard_nul` replaces NUL in every value
+  about to be written, whoever wrote it (input is refused long before, in
+  ``shared/http.py``; this is the last line of defence);
 * the embedded engine's cost is per structured value, not per byte: 1,000 small
   rows cost ~35 ms to insert, the same 1,000 entries as one CBOR blob ~2 ms. So a
   log (:class:`Append`) is written as one row per commit holding its entries as a
@@ -667,22 +671,25 @@ class _Plan:
         elif isinstance(write, Lazy):
             raise TypeError("lazy changes are folded by the writer, never planned")
         elif isinstance(write, Merge):
+            rid = guard_nul(write.id, write.table)
             # None in a patch means "remove the field": SurrealDB's NONE.
-            patch = {k: NONE if v is None else v for k, v in write.patch.items()}
+            patch = {k: NONE if v is None else v for k, v in guard_nul(write.patch, write.table).items()}
             # Two merges into one record in the same run are one merge: the later
             # patch wins key by key, exactly as applying them in order would.
             pending = self._merges.setdefault(write.table, {})
-            if write.id in pending:
-                pending[write.id].update(patch)
+            if rid in pending:
+                pending[rid].update(patch)
             else:
-                pending[write.id] = patch
+                pending[rid] = patch
         elif isinstance(write, Insert):
-            row = {k: v for k, v in write.row.items() if v is not None}  # absent is NONE
+            checked = guard_nul(write.row, write.table)
+            row = {k: v for k, v in checked.items() if v is not None}  # absent is NONE
             if isinstance(row.get("id"), str | int):
                 row["id"] = RecordID(write.table, row["id"])
             self._inserts.setdefault(write.table, []).append(row)
         else:
             self._flush()
+            write = Stmt(write.sql, guard_nul(write.params, _table_of(write.sql)))
             sql, renamed = _rename(write, f"s{len(self.statements)}_")
             slot = len(self.statements)
             self.statements.append(sql)
@@ -697,7 +704,7 @@ class _Plan:
                     "id": RecordID(table, appends[-1].seq),
                     "first": appends[0].seq,
                     "last": appends[-1].seq,
-                    "keys": list(dict.fromkeys(a.key for a in appends)),
+                    "keys": guard_nul(list(dict.fromkeys(a.key for a in appends)), table),
                     "entries": cbor2.dumps([a.entry for a in appends], default=_cbor_default, timezone=UTC),
                 }
             )
@@ -720,6 +727,64 @@ class _Plan:
         self._flush()
         sql = "BEGIN TRANSACTION;\n" + ";\n".join(self.statements) + ";\nCOMMIT TRANSACTION;"
         return sql, self.params, self.slots
+
+
+_THING = re.compile(r"type::thing\(\s*'(\w+)'")
+_TABLE = re.compile(r"\b(?:INTO|UPDATE|UPSERT|CREATE|DELETE|FROM)\s+(\w+)", re.I)
+NUL = "\x00"
+NUL_REPLACEMENT = "\ufffd"
+
+
+def _table_of(sql: str) -> str:
+    """The table a statement writes, as far as a glance can tell (for a log line)."""
+    match = _THING.search(sql) or _TABLE.search(sql)
+    return match.group(1) if match else "(statement)"
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys and record ids included) holds NUL.
+
+    Only strings are looked at, with ``in``: the cost is one pass over the containers."""
+    kind = type(value)
+    if kind is str:
+        return NUL in value
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is str and NUL in key:
+                return True
+            if (NUL in item) if type(item) is str else has_nul(item):
+                return True
+        return False
+    if kind is list or kind is tuple:
+        for item in value:
+            if (NUL in item) if type(item) is str else has_nul(item):
+                return True
+        return False
+    if kind is RecordID:
+        return has_nul(value.id)
+    return False
+
+
+def replace_nul(value: Any) -> Any:
+    """``value`` with NUL replaced by U+FFFD in every string (keys and record ids too)."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_nul(v) for v in value]
+    if isinstance(value, RecordID):
+        return RecordID(value.table_name, replace_nul(value.id))
+    return value
+
+
+def guard_nul(value: Any, table: str) -> Any:
+    """What may be written of ``value``: itself, or a copy without NUL (and a warning
+    naming the table, never the value): nothing the store cannot read back is written."""
+    if not has_nul(value):
+        return value
+    log.warning("a value holding NUL was about to be stored; NUL replaced by U+FFFD", extra={"table": table})
+    return replace_nul(value)
 
 
 def log_entries(row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -65,7 +65,7 @@ from shared.events import (
     EventBus,
     websocket_text_frame,
 )
-from shared.http import SERVICE_KEY, Api, Model
+from shared.http import SERVICE_KEY, Api, Model, input_limits, parse_json
 from shared.keys import BUS, SETTINGS
 from shared.metrics import WEBSOCKET_CONNECTIONS
 from shared.security import accept_query_token
@@ -594,8 +594,8 @@ async def _first_message_auth(
         return None
     token = None
     if msg.type == WSMsgType.TEXT:
-        with contextlib.suppress(ValueError, AttributeError):
-            doc = json.loads(msg.data)
+        with contextlib.suppress(ProvisioningError, AttributeError):
+            doc = parse_json(msg.data, "message", input_limits(request))
             if doc.get("type") == "auth":
                 token = doc.get("token")
     if not isinstance(token, str) or not token:
@@ -625,8 +625,8 @@ async def _client_message(
 ) -> None:
     """``ping``, and ``auth`` with a fresh token to keep a stream past its token's expiry."""
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = parse_json(text, "message", input_limits(request))
+    except ProvisioningError:
         doc = None
     kind = doc.get("type") if isinstance(doc, dict) else None
     if kind == "ping":

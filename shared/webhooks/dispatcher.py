@@ -46,6 +46,7 @@ from aiohttp import web
 
 from shared.errors import ProvisioningError
 from shared.events import Event, EventBus
+from shared.http import clean_text
 from shared.keys import BUS, SETTINGS, STORE
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS, WEBHOOK_OUTBOX_PENDING
 from shared.settings import Settings
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 WORKER_BATCH = 200  # deliveries a worker reads at a time
 LEASE_TTL_S = 15.0  # a crashed replica's webhooks are taken over after this
 RESPONSE_EXCERPT_BYTES = 1024  # of each answer, kept in the attempt log
+ERROR_MAX_CHARS = 512  # of an attempt's error (it may quote the consumer's reason phrase)
 PRUNE_EVERY_S = 3600.0
 
 
@@ -368,6 +370,10 @@ class Dispatcher:
             error = f"no answer within {self.settings.webhook_timeout_s:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        # What the consumer sent is kept sanitised and bounded: never a NUL (the store could
+        # not read the row back) or a control character (it reaches logs and the UI).
+        if error is not None:
+            error = clean_text(error, ERROR_MAX_CHARS)
         elapsed = time.perf_counter() - started
         WEBHOOK_DELIVERY_SECONDS.observe(elapsed)
         latency_ms = round(elapsed * 1000, 2)
@@ -381,7 +387,9 @@ class Dispatcher:
             "status_code": status_code,
             "latency_ms": latency_ms,
             "error": error,
-            "response": excerpt[:RESPONSE_EXCERPT_BYTES].decode(errors="replace"),
+            "response": clean_text(
+                excerpt[:RESPONSE_EXCERPT_BYTES].decode(errors="replace"), RESPONSE_EXCERPT_BYTES
+            ),
         }
         patch: dict[str, Any] = {
             "attempts": attempt,

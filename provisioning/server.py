@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.command_runner import make_undumpable
+from provisioning.doctor import check_runner_user, check_work_root
 from shared.access_log import RedactingAccessLogger
 from shared.app import open_store
 from shared.events import EventBus
@@ -91,8 +93,25 @@ async def _start(app: web.Application, host: str, port: int, guard: ConnectionGu
     return await listen(app, host, port, guard, access_log_class=RedactingAccessLogger)
 
 
+def prepare_host(settings: Settings, which: tuple[str, ...]) -> None:
+    """As root, set up what `command` operations need, as ``provisioning doctor --fix``
+    would: the unprivileged runner user and the work root. A first ``provisioning up``
+    is then all the set-up there is; what cannot be done is logged, and commands fail
+    with the same hint until it is."""
+    if os.geteuid() != 0 or "orchestrator" not in which or settings.allow_root_commands:
+        return
+    for finding in (*check_runner_user(settings, True), *check_work_root(settings, True)):
+        if finding.fixed:
+            log.info(
+                "prepared the host for commands", extra={"check": finding.name, "result": finding.message}
+            )
+        elif not finding.ok:
+            log.warning("commands cannot run yet", extra={"check": finding.name, "problem": finding.message})
+
+
 def run(settings: Settings, which: tuple[str, ...]) -> None:
     # First: keep same-uid processes (commands when not root) out of /proc/<pid>/environ and mem.
     make_undumpable()
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
+    prepare_host(settings, which)
     asyncio.run(serve(settings, which))

@@ -24,6 +24,7 @@ from provisioning.doctor import (
     render,
     run_checks,
 )
+from provisioning.server import prepare_host
 from shared.fsperms import check_data_dir
 from shared.settings import Settings, load_settings
 
@@ -159,3 +160,23 @@ def test_the_doctor_makes_a_widened_data_directory_private_again(tmp_path: Path)
     assert all(f.ok for f in fixed) and any(f.fixed for f in fixed), render(fixed)
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE(leaked.stat().st_mode) == 0o600
+
+
+@as_root
+def test_up_as_root_creates_the_runner_user_and_work_root_it_needs(settings, work_root):
+    """A first `provisioning up` is all the set-up: as root it does what `doctor --fix` does."""
+    name = f"prov-test-{os.getpid() % 100000}"
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    try:
+        prepare_host(replace(settings, runner_user=name), ("orchestrator", "control_center"))
+        entry = pwd.getpwnam(name)
+        assert entry.pw_uid != 0 and entry.pw_shell.endswith("nologin")
+        assert work_root.is_dir() and work_root.stat().st_uid == entry.pw_uid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, check=False)
+
+
+def test_up_prepares_nothing_for_the_control_center_alone_or_root_commands(settings, work_root):
+    prepare_host(settings, ("control_center",))
+    prepare_host(replace(settings, allow_root_commands=True), ("orchestrator",))
+    assert not work_root.exists()

@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
+from shared.app import open_store
 from shared.events import EventBus
 from shared.settings import load_settings
-from shared.store import Store
 
 HOSTILE = b"ok\x00then\x07bell\x1b[31mred\r\n\ttab" + b"\xff" + b"y" * 3000
 
@@ -29,7 +29,7 @@ async def up(tmp_path: Path) -> AsyncIterator[tuple[TestClient, TestClient]]:
     settings = load_settings(
         data_dir=tmp_path, auth_enabled=False, webhooks_allow_private=True, webhook_poll_s=0.05
     )
-    store = Store(settings.resolved_db_url)
+    store = open_store(settings)
     await store.open()
     bus = EventBus()
     cc = TestClient(TestServer(create_control_center(settings, store=store, bus=bus)))

@@ -115,7 +115,9 @@ def test_a_non_root_server_is_not_dumpable_so_its_commands_cannot_read_it(comman
     ):
         (code / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(Path(PACKAGE_ROOT) / rel, code / rel)
-    code.chmod(0o755)
+    # Explicit modes: a file store opened earlier in this process set the umask to 077.
+    for path in (code, *code.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     secret = "SERVER_SECRET=" + uuid.uuid4().hex
     done = subprocess.run(
         [python, "-c", SERVER, mode],

@@ -24,12 +24,15 @@ from shared.audit import AuditEntry, AuditLog, chain_hash, timestamp_now
 from shared.errors import StoreError
 from shared.events import EventBus
 from shared.repair import repair_store, scan_store
+from shared.secrets import SecretBox
 from shared.security_repos import AUDIT_HEAD_ID
 from shared.settings import load_settings
 from shared.store import CLOSE_SETTLE_S, Store
 from tests.conftest import batch, op, wait_batch
 
 NS, DB = "provisioning", "main"
+# One key-encryption key for every reopening of a test store (a bare Store gets its own).
+KEYS = SecretBox.ephemeral()
 
 
 def url_of(tmp_path: Path) -> str:
@@ -38,7 +41,7 @@ def url_of(tmp_path: Path) -> str:
 
 @asynccontextmanager
 async def opened(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store(url_of(tmp_path), namespace=NS, database=DB)
+    store = Store(url_of(tmp_path), namespace=NS, database=DB, secrets=KEYS)
     await store.open()
     try:
         yield store

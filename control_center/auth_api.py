@@ -7,14 +7,25 @@ from typing import Any
 from aiohttp import web
 
 from control_center.keys import LOGIN, MFA, SESSIONS, USERS
-from control_center.models import LoginRequest, MfaCode, MfaDisable, RefreshRequest
+from control_center.models import (
+    BACKUP_CODES,
+    JWKS,
+    LOGIN_RESULT,
+    MFA_ENABLED,
+    MFA_SETUP,
+    REFRESH_RESULT,
+    LoginRequest,
+    MfaCode,
+    MfaDisable,
+    RefreshRequest,
+)
 from control_center.sessions import RefreshTokenReused
 from control_center.users import User
 from shared.audit import audit_event
 from shared.auth import principal_of
 from shared.client import client_ip
 from shared.errors import NotFound, Unauthorized
-from shared.http import Api, ok
+from shared.http import MESSAGE, Api, ok
 from shared.keys import SETTINGS
 from shared.security import SECURITY
 from shared.tokens import MFA_SETUP_SCOPE
@@ -34,7 +45,17 @@ async def current_user(request: web.Request) -> User:
     return user
 
 
-@api.route("POST", "/auth/login", public=True, resource="auth", action="login", body=LoginRequest, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/login",
+    public=True,
+    resource="auth",
+    action="login",
+    body=LoginRequest,
+    tags=TAGS,
+    response=LOGIN_RESULT,
+    errors=(401, 429),
+)
 async def login(request: web.Request, body: LoginRequest) -> web.Response:
     """Log in: tokens, or a setup token while MFA enrolment is pending."""
     ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
@@ -45,7 +66,15 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
 
 
 @api.route(
-    "POST", "/auth/refresh", public=True, resource="auth", action="refresh", body=RefreshRequest, tags=TAGS
+    "POST",
+    "/auth/refresh",
+    public=True,
+    resource="auth",
+    action="refresh",
+    body=RefreshRequest,
+    tags=TAGS,
+    response=REFRESH_RESULT,
+    errors=(401, 429),
 )
 async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
     """A new access token, from a refresh token (rotated) or the current access token."""
@@ -122,7 +151,7 @@ async def _usable_user(request: web.Request, user_id: str, session_id: str) -> U
     return user
 
 
-@api.route("POST", "/auth/logout", resource="profile", action="logout", tags=TAGS)
+@api.route("POST", "/auth/logout", resource="profile", action="logout", tags=TAGS, response=MESSAGE)
 async def logout(request: web.Request) -> web.Response:
     """End this session: its refresh token and every access token it issued stop working."""
     principal = principal_of(request)
@@ -136,7 +165,15 @@ async def logout(request: web.Request) -> web.Response:
     return ok("Successfully logged out")
 
 
-@api.route("POST", "/auth/mfa/setup", resource="profile", action="mfa_enrol", tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/setup",
+    resource="profile",
+    action="mfa_enrol",
+    tags=TAGS,
+    response=MFA_SETUP,
+    errors=(409,),
+)
 async def mfa_setup(request: web.Request) -> web.Response:
     """Start TOTP enrolment: the secret, its otpauth URI and a QR code (SVG)."""
     user = await current_user(request)
@@ -145,7 +182,16 @@ async def mfa_setup(request: web.Request) -> web.Response:
     return ok({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg})
 
 
-@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaCode, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/enable",
+    resource="profile",
+    action="mfa_enrol",
+    body=MfaCode,
+    tags=TAGS,
+    response=MFA_ENABLED,
+    errors=(409,),
+)
 async def mfa_enable(request: web.Request, body: MfaCode) -> web.Response:
     """Finish enrolment with a first code; returns 10 single-use backup codes, once."""
     user = await current_user(request)
@@ -157,7 +203,16 @@ async def mfa_enable(request: web.Request, body: MfaCode) -> web.Response:
     return ok({"backup_codes": codes, "message": "MFA is enabled; log in again with mfa_code"})
 
 
-@api.route("POST", "/auth/mfa/disable", resource="profile", action="mfa", body=MfaDisable, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/disable",
+    resource="profile",
+    action="mfa",
+    body=MfaDisable,
+    tags=TAGS,
+    response=MESSAGE,
+    errors=(409,),
+)
 async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     """Turn MFA off (password and a current code); required roles enrol again at login."""
     user = await current_user(request)
@@ -166,7 +221,16 @@ async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     return ok("MFA disabled")
 
 
-@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaCode, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/backup-codes",
+    resource="profile",
+    action="mfa",
+    body=MfaCode,
+    tags=TAGS,
+    response=BACKUP_CODES,
+    errors=(409,),
+)
 async def mfa_backup_codes(request: web.Request, body: MfaCode) -> web.Response:
     """Replace the backup codes (a current code proves the device); the old ones stop working."""
     user = await current_user(request)
@@ -175,7 +239,16 @@ async def mfa_backup_codes(request: web.Request, body: MfaCode) -> web.Response:
     return ok({"backup_codes": codes})
 
 
-@api.route("GET", "/.well-known/jwks.json", public=True, resource="auth", action="jwks", tags=TAGS)
+@api.route(
+    "GET",
+    "/.well-known/jwks.json",
+    public=True,
+    resource="auth",
+    action="jwks",
+    tags=TAGS,
+    response=JWKS,
+    raw=True,
+)
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify access tokens (RFC 7517), for services elsewhere."""
     doc = request.app[SECURITY].keys.jwks()

@@ -23,6 +23,7 @@ from shared.http import (
     PageQuery,
     absent_not_null,
     array,
+    choice,
     named,
     nullable,
     obj,
@@ -198,10 +199,10 @@ class ClusterWorkflowRequest(WorkflowCommon):
     cluster_type: str = Field(min_length=1, max_length=128)
 
 
-TaskStatusName = Literal[
-    "Pending", "Running", "Completed", "Failed", "Cancelled", "RollingBack", "RolledBack"
-]
-WorkflowStatusName = Literal["Pending", "Running", "Completed", "Failed", "Cancelled"]
+_TASK_STATUS = choice([str(s) for s in TaskStatus], "status")
+_WORKFLOW_STATUS = choice([str(s) for s in WorkflowStatus], "status")
+TaskStatusName = Annotated[str, _TASK_STATUS[0], _TASK_STATUS[1]]
+WorkflowStatusName = Annotated[str, _WORKFLOW_STATUS[0], _WORKFLOW_STATUS[1]]
 
 
 class TaskQuery(PageQuery):

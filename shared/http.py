@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic.json_schema import JsonSchemaMode
 
 from shared.errors import (
@@ -53,6 +53,18 @@ class Model(BaseModel):
 def absent_not_null(schema: dict[str, Any]) -> None:
     """``json_schema_extra`` of an optional field that is never null: absent is its default."""
     schema.pop("default", None)
+
+
+def choice(values: Sequence[str], what: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """Metadata for ``Annotated[str, *choice(…)]``: a string that must be one of ``values``,
+    an ``enum`` in the document, and a 422 that quotes the value sent and lists the choices."""
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(values)}")
+        return value
+
+    return AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(values)})
 
 
 class PageQuery(Model):
@@ -561,7 +573,7 @@ def openapi_document(
             "responses": responses,
         }
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"\{(\w+)\}", spec.path)
         ]
         if spec.query is not None:

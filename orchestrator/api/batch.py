@@ -144,6 +144,45 @@ def _one_op_batch(name: str, common: WorkflowCommon, op: dict[str, Any]) -> Batc
         raise validation_failed(exc, "request body") from exc
 
 
+def servers_batch(body: ServerWorkflowRequest) -> BatchRequest:
+    servers = body.servers or [ServerConfig(name=f"{body.infra[:118]}-server-01")]
+    return _one_op_batch(
+        f"servers_create_{body.infra}",
+        body,
+        {
+            "id": "create_servers",
+            "type": OperationType.SERVER_BATCH,
+            "server_configs": [s.model_dump() for s in servers],
+        },
+    )
+
+
+def taskserv_batch(body: TaskservWorkflowRequest) -> BatchRequest:
+    return _one_op_batch(
+        f"taskserv_{body.operation}_{body.taskserv}",
+        body,
+        {
+            "id": operation_id(body.operation, body.taskserv),
+            "type": OperationType.TASKSERV_BATCH,
+            "taskservs": [body.taskserv],
+            "operation": body.operation,
+        },
+    )
+
+
+def cluster_batch(body: ClusterWorkflowRequest) -> BatchRequest:
+    return _one_op_batch(
+        f"cluster_{body.operation}_{body.cluster_type}",
+        body,
+        {
+            "id": operation_id(body.operation, body.cluster_type),
+            "type": OperationType.CLUSTER_BATCH,
+            "cluster_type": body.cluster_type,
+            "operation": body.operation,
+        },
+    )
+
+
 async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> web.Response:
     engine = request.app[ENGINE]
     if batch.check_mode:
@@ -169,17 +208,7 @@ async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> w
 )
 async def create_servers(request: web.Request, body: ServerWorkflowRequest) -> web.Response:
     """Create servers for an infrastructure: a one-operation batch; returns the task id."""
-    servers = body.servers or [ServerConfig(name=f"{body.infra[:118]}-server-01")]
-    batch = _one_op_batch(
-        f"servers_create_{body.infra}",
-        body,
-        {
-            "id": "create_servers",
-            "type": OperationType.SERVER_BATCH,
-            "server_configs": [s.model_dump() for s in servers],
-        },
-    )
-    return await _submit_one(request, "servers", batch)
+    return await _submit_one(request, "servers", servers_batch(body))
 
 
 @api.route(
@@ -195,17 +224,7 @@ async def create_servers(request: web.Request, body: ServerWorkflowRequest) -> w
 )
 async def create_taskserv(request: web.Request, body: TaskservWorkflowRequest) -> web.Response:
     """Install (or update, delete) a task service such as kubernetes; returns the task id."""
-    batch = _one_op_batch(
-        f"taskserv_{body.operation}_{body.taskserv}",
-        body,
-        {
-            "id": operation_id(body.operation, body.taskserv),
-            "type": OperationType.TASKSERV_BATCH,
-            "taskservs": [body.taskserv],
-            "operation": body.operation,
-        },
-    )
-    return await _submit_one(request, "taskserv", batch)
+    return await _submit_one(request, "taskserv", taskserv_batch(body))
 
 
 @api.route(
@@ -221,14 +240,4 @@ async def create_taskserv(request: web.Request, body: TaskservWorkflowRequest) -
 )
 async def create_cluster(request: web.Request, body: ClusterWorkflowRequest) -> web.Response:
     """Build (or update, delete) a cluster; returns the task id."""
-    batch = _one_op_batch(
-        f"cluster_{body.operation}_{body.cluster_type}",
-        body,
-        {
-            "id": operation_id(body.operation, body.cluster_type),
-            "type": OperationType.CLUSTER_BATCH,
-            "cluster_type": body.cluster_type,
-            "operation": body.operation,
-        },
-    )
-    return await _submit_one(request, "cluster", batch)
+    return await _submit_one(request, "cluster", cluster_batch(body))

@@ -34,7 +34,9 @@ api = Api()
 
 
 class StateQuery(Model):
-    seq: int | None = Field(None, ge=0, description="journal position; latest if omitted")
+    seq: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="journal position (a 64-bit integer); latest if omitted"
+    )
 
 
 async def _workflow(request: web.Request) -> dict[str, object]:

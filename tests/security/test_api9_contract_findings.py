@@ -265,3 +265,22 @@ async def test_a_webhook_host_dns_cannot_encode_is_a_422(services: Services) -> 
     doc = await resp.json()
     assert resp.status == 422, doc  # was 500: UnicodeError from the IDNA codec
     assert fields_of(doc) == ["url"]
+
+
+async def test_a_journal_position_beyond_64_bits_is_a_422(services: Services) -> None:
+    admin = bearer(await services.admin())
+    resp = await services.orch.post(
+        "/batch/execute",
+        json={"name": "b", "operations": [{"id": "a", "type": "server_batch", "provider": "noop"}]},
+        headers=admin,
+    )
+    batch_id = (await resp.json())["data"]["batch_id"]
+    path = f"/state/workflows/{batch_id}/state"
+    resp = await services.orch.get(path, params={"seq": str(10**25)}, headers=admin)
+    doc = await resp.json()
+    assert resp.status == 422, doc  # was 503: the store cannot take the integer
+    assert fields_of(doc) == ["seq"]
+    resp = await services.orch.get(path, params={"seq": str(2**63 - 1)}, headers=admin)
+    assert resp.status == 200, await resp.text()
+    spec = await document(services.orch)
+    assert param_schema(spec, "get", "/state/workflows/{id}/state", "seq")["maximum"] == 2**63 - 1

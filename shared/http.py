@@ -311,7 +311,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
             f"request body is larger than the limit of {request.client_max_size} bytes",
             details={"limit_bytes": request.client_max_size},
         ) from exc
-    if not raw.strip():
+    if not raw:  # no body: as {} (whitespace alone is not JSON, and is a 400)
         raw = b"{}"
     try:
         doc = json.loads(raw)

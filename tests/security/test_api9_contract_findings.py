@@ -284,3 +284,12 @@ async def test_a_journal_position_beyond_64_bits_is_a_422(services: Services) ->
     assert resp.status == 200, await resp.text()
     spec = await document(services.orch)
     assert param_schema(spec, "get", "/state/workflows/{id}/state", "seq")["maximum"] == 2**63 - 1
+
+
+async def test_a_body_of_whitespace_is_not_json(services: Services) -> None:
+    user_id, _ = await services.user("spacey", "viewer", admin_token=await services.admin())
+    headers = {**bearer(await services.admin()), "Content-Type": "application/json"}
+    resp = await services.cc.put(f"/users/{user_id}", data=b"\n", headers=headers)
+    assert resp.status == 400, await resp.text()  # was 200: read as {}
+    resp = await services.cc.put(f"/users/{user_id}", data=b"", headers=headers)
+    assert resp.status == 200, await resp.text()  # no body at all: the documented optional body

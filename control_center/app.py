@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -11,6 +12,7 @@ from control_center import audit_api, auth_api, events_api, policies_api, users_
 from control_center.keys import HASHER, LOGIN, MFA, POLICIES, SESSIONS, USERS
 from control_center.login import LoginService
 from control_center.mfa import MfaService
+from control_center.models import document_password_length
 from control_center.passwords import PasswordHasher
 from control_center.policies import PolicyService
 from control_center.sessions import SessionService
@@ -34,7 +36,10 @@ def build_api() -> Api:
     async def health(request: web.Request) -> str:
         return "Control Center is healthy"
 
-    add_standard_routes(api, title="provisioning control center", health=health)
+    def customize(request: web.Request, doc: dict[str, Any]) -> None:
+        document_password_length(request.app[SETTINGS].password_min_length, doc)
+
+    add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
     for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
         api.include(module.api)
     return api

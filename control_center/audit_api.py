@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from control_center.models import AuditQuery
+from control_center.models import AUDIT_EXPORTS, AUDIT_RECORD, AUDIT_VERIFY, AuditQuery
 from shared.audit import AUDIT, timestamp_of
-from shared.http import REQUEST_ID, Api, ok, paginated
+from shared.http import REQUEST_ID, Api, array, ok, paginated
 
 api = Api()
 TAGS = ("audit",)
@@ -52,7 +52,16 @@ def _filters(query: AuditQuery) -> dict[str, Any]:
     }
 
 
-@api.route("GET", "/audit/logs", resource="audit", action="read", query=AuditQuery, tags=TAGS)
+@api.route(
+    "GET",
+    "/audit/logs",
+    resource="audit",
+    action="read",
+    query=AuditQuery,
+    tags=TAGS,
+    response=array(AUDIT_RECORD),
+    media=AUDIT_EXPORTS,
+)
 async def audit_logs(request: web.Request, query: AuditQuery) -> web.StreamResponse:
     """Audit records, newest first; ``format=ndjson|csv`` exports every match."""
     log = request.app[AUDIT]
@@ -107,7 +116,7 @@ def _csv_line(values: Any) -> bytes:
     return buffer.getvalue().encode()
 
 
-@api.route("GET", "/audit/verify", resource="audit", action="read", tags=TAGS)
+@api.route("GET", "/audit/verify", resource="audit", action="read", tags=TAGS, response=AUDIT_VERIFY)
 async def audit_verify(request: web.Request) -> web.Response:
     """Walk the hash chain: ``{valid, records}``, or where it breaks (``broken_at``)."""
     return ok(await request.app[AUDIT].verify())

@@ -9,6 +9,12 @@ from aiohttp import web
 
 from control_center.keys import LOGIN, MFA, SESSIONS, USERS
 from control_center.models import (
+    BACKUP_CODES,
+    JWKS,
+    LOGIN_RESULT,
+    MFA_ENABLED,
+    MFA_SETUP,
+    REFRESH_RESULT,
     LoginRequest,
     MfaBackupCodes,
     MfaDisable,
@@ -22,7 +28,7 @@ from shared.audit import audit_event
 from shared.auth import principal_of
 from shared.client import client_ip
 from shared.errors import NotFound, Unauthorized
-from shared.http import Api, ok
+from shared.http import MESSAGE, Api, ok
 from shared.keys import SETTINGS
 from shared.security import SECURITY
 from shared.tokens import MFA_SETUP_SCOPE, utcnow
@@ -42,7 +48,17 @@ async def current_user(request: web.Request) -> User:
     return user
 
 
-@api.route("POST", "/auth/login", public=True, resource="auth", action="login", body=LoginRequest, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/login",
+    public=True,
+    resource="auth",
+    action="login",
+    body=LoginRequest,
+    tags=TAGS,
+    response=LOGIN_RESULT,
+    errors=(401, 429),
+)
 async def login(request: web.Request, body: LoginRequest) -> web.Response:
     """Log in: tokens, or a setup token while MFA enrolment is pending."""
     ip = client_ip(request, request.app[SETTINGS].trusted_proxies)
@@ -53,7 +69,15 @@ async def login(request: web.Request, body: LoginRequest) -> web.Response:
 
 
 @api.route(
-    "POST", "/auth/refresh", public=True, resource="auth", action="refresh", body=RefreshRequest, tags=TAGS
+    "POST",
+    "/auth/refresh",
+    public=True,
+    resource="auth",
+    action="refresh",
+    body=RefreshRequest,
+    tags=TAGS,
+    response=REFRESH_RESULT,
+    errors=(401, 429),
 )
 async def refresh(request: web.Request, body: RefreshRequest) -> web.Response:
     """A new access token, from a refresh token (rotated) or a still valid access token.
@@ -156,7 +180,7 @@ async def _usable_user(request: web.Request, user_id: str, session_id: str) -> U
     return user
 
 
-@api.route("POST", "/auth/logout", resource="profile", action="logout", tags=TAGS)
+@api.route("POST", "/auth/logout", resource="profile", action="logout", tags=TAGS, response=MESSAGE)
 async def logout(request: web.Request) -> web.Response:
     """End this session: its refresh token and every access token it issued stop working."""
     principal = principal_of(request)
@@ -179,7 +203,16 @@ async def _reauthenticate(request: web.Request, user: User, password: str) -> No
     await request.app[LOGIN].reauthenticate(request, user, ip=ip, password=password)
 
 
-@api.route("POST", "/auth/mfa/setup", resource="profile", action="mfa_enrol", body=MfaSetup, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/setup",
+    resource="profile",
+    action="mfa_enrol",
+    body=MfaSetup,
+    tags=TAGS,
+    response=MFA_SETUP,
+    errors=(409,),
+)
 async def mfa_setup(request: web.Request, body: MfaSetup) -> web.Response:
     """Start TOTP enrolment (the password again): the secret, its otpauth URI and a QR code (SVG).
 
@@ -192,7 +225,16 @@ async def mfa_setup(request: web.Request, body: MfaSetup) -> web.Response:
     return ok({"secret": enrolment.secret, "otpauth_uri": enrolment.otpauth_uri, "qr_svg": enrolment.qr_svg})
 
 
-@api.route("POST", "/auth/mfa/enable", resource="profile", action="mfa_enrol", body=MfaEnable, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/enable",
+    resource="profile",
+    action="mfa_enrol",
+    body=MfaEnable,
+    tags=TAGS,
+    response=MFA_ENABLED,
+    errors=(409,),
+)
 async def mfa_enable(request: web.Request, body: MfaEnable) -> web.Response:
     """Finish enrolment with the password and a first code; returns 10 single-use backup codes, once."""
     user = await current_user(request)
@@ -207,7 +249,16 @@ async def mfa_enable(request: web.Request, body: MfaEnable) -> web.Response:
     return ok({"backup_codes": codes, "message": "MFA is enabled; log in again with mfa_code"})
 
 
-@api.route("POST", "/auth/mfa/disable", resource="profile", action="mfa", body=MfaDisable, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/disable",
+    resource="profile",
+    action="mfa",
+    body=MfaDisable,
+    tags=TAGS,
+    response=MESSAGE,
+    errors=(409,),
+)
 async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     """Turn MFA off (password and a current code); required roles enrol again at login."""
     user = await current_user(request)
@@ -217,7 +268,16 @@ async def mfa_disable(request: web.Request, body: MfaDisable) -> web.Response:
     return ok("MFA disabled")
 
 
-@api.route("POST", "/auth/mfa/backup-codes", resource="profile", action="mfa", body=MfaBackupCodes, tags=TAGS)
+@api.route(
+    "POST",
+    "/auth/mfa/backup-codes",
+    resource="profile",
+    action="mfa",
+    body=MfaBackupCodes,
+    tags=TAGS,
+    response=BACKUP_CODES,
+    errors=(409,),
+)
 async def mfa_backup_codes(request: web.Request, body: MfaBackupCodes) -> web.Response:
     """Replace the backup codes (password and a current code); the old ones stop working."""
     user = await current_user(request)
@@ -227,7 +287,16 @@ async def mfa_backup_codes(request: web.Request, body: MfaBackupCodes) -> web.Re
     return ok({"backup_codes": codes})
 
 
-@api.route("GET", "/.well-known/jwks.json", public=True, resource="auth", action="jwks", tags=TAGS)
+@api.route(
+    "GET",
+    "/.well-known/jwks.json",
+    public=True,
+    resource="auth",
+    action="jwks",
+    tags=TAGS,
+    response=JWKS,
+    raw=True,
+)
 async def jwks(request: web.Request) -> web.Response:
     """The public keys that verify access tokens (RFC 7517), for services elsewhere."""
     doc = request.app[SECURITY].keys.jwks()

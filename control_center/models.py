@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from control_center.users import Role
-from shared.http import Model, PageQuery
+from shared.http import (
+    ANY,
+    BOOL,
+    DATETIME,
+    INT,
+    STR,
+    JsonSchema,
+    Model,
+    PageQuery,
+    absent_not_null,
+    array,
+    named,
+    nullable,
+    obj,
+)
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -17,6 +33,42 @@ PASSWORD_RULES = (
     "at least password_min_length (default 12) characters, at least 4 different ones, not only "
     "whitespace, not containing the username, not one of the 10,000 most common passwords"
 )
+
+# The policy engine's grammar (shared/policy.py), so a rule it cannot compile is refused
+# by the model and the OpenAPI document says so.
+RESOURCE_PATTERN = r"^(\*|[a-z][a-z0-9_-]*(:[A-Za-z0-9_.*/-]+)?)$"
+ACTION_PATTERN = r"^(\*|[a-z][a-z0-9_]*)$"
+SUBJECT_PATTERN = r"^(\*|[a-z][a-z0-9_-]*|user:[A-Za-z0-9_.@-]+)$"
+# RFC 3339 date-time, as `format: date-time` means it: a date, a time and an offset.
+RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _rfc3339(value: Any) -> datetime:
+    """Only RFC 3339 text: not a Unix time (``0.5``), not a bare date, not a naive time."""
+    if not isinstance(value, str) or not RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 date-time such as 2026-01-31T12:00:00Z")
+    return datetime.fromisoformat(value.replace("z", "Z"))
+
+
+ActionName = Annotated[str, Field(pattern=ACTION_PATTERN, max_length=64)]
+IsoDateTime = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC3339.pattern}),
+]
+
+
+def _one_of(*names: str) -> dict[str, Any]:
+    """JSON Schema for "exactly one of these fields is present" (they are never null)."""
+    return {"oneOf": [{"required": [name]} for name in names]}
+
+
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("omit the field instead of sending null")
+    return value
 
 
 class LoginRequest(Model):
@@ -30,15 +82,18 @@ class LoginRequest(Model):
 class RefreshRequest(Model):
     """``POST /auth/refresh``: the refresh token, or (as in the seed) the current access token."""
 
-    refresh_token: str | None = Field(None, min_length=1, max_length=MAX_SECRET_LENGTH)
-    token: str | None = Field(
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("refresh_token", "token"))
+
+    refresh_token: (
+        Annotated[str, Field(min_length=1, max_length=MAX_SECRET_LENGTH)] | SkipJsonSchema[None]
+    ) = Field(None, json_schema_extra=absent_not_null)
+    token: Annotated[str, Field(min_length=1, max_length=8192)] | SkipJsonSchema[None] = Field(
         None,
-        min_length=1,
-        max_length=8192,
-        description=(
-            "a still valid access token of a session; the new one expires no later than the session"
-        ),
+        json_schema_extra=absent_not_null,
+        description="a still valid access token of a session; the new one expires no later than the session",
     )
+
+    _present_is_not_null = field_validator("refresh_token", "token", mode="before")(_not_null)
 
     @model_validator(mode="after")
     def _one_of(self) -> RefreshRequest:
@@ -112,9 +167,14 @@ class RuleModel(Model):
 
     effect: Literal["Allow", "Deny", "allow", "deny"]
     resource: str = Field(
-        min_length=1, max_length=128, description="a resource, 'name:pattern' (servers:*) or *"
+        min_length=1,
+        max_length=128,
+        pattern=RESOURCE_PATTERN,
+        description="a resource, 'name:pattern' (servers:*) or *",
     )
-    action: list[str] | str = Field(description="one action or a list; * for any")
+    action: Annotated[list[ActionName], Field(min_length=1, max_length=64)] | ActionName = Field(
+        description="one action or a non-empty list; * for any"
+    )
     condition: str | None = Field(
         None,
         max_length=500,
@@ -124,8 +184,10 @@ class RuleModel(Model):
             "batch.{environment,check_mode,name}"
         ),
     )
-    roles: list[str] | None = Field(
-        None, max_length=50, description="whom the rule is about; everyone if absent"
+    roles: list[Annotated[str, Field(pattern=SUBJECT_PATTERN, max_length=128)]] | None = Field(
+        None,
+        max_length=50,
+        description="whom the rule is about: role names, user:<name> or *; everyone if absent",
     )
 
 
@@ -156,8 +218,8 @@ class AuditQuery(PageQuery):
     action: str | None = None
     resource: str | None = None
     result: str | None = None
-    from_: datetime | None = Field(None, alias="from")
-    to: datetime | None = None
+    from_: IsoDateTime | None = Field(None, alias="from")
+    to: IsoDateTime | None = None
     format: Literal["json", "ndjson", "csv"] = "json"
 
     @field_validator("from_", "to")
@@ -166,3 +228,193 @@ class AuditQuery(PageQuery):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+# -- response schemas: what each route answers in the envelope's ``data`` -------------------
+
+ROLE: JsonSchema = {"enum": [str(r) for r in Role]}
+USER_FIELDS: dict[str, JsonSchema] = {
+    "id": STR,
+    "username": STR,
+    "email": nullable(STR),
+    "roles": array(ROLE),
+}
+USER_SUMMARY = named("UserSummary", obj(USER_FIELDS))
+USER_VIEW = named(
+    "User",
+    obj(
+        {
+            **USER_FIELDS,
+            "enabled": BOOL,
+            "created_at": nullable(DATETIME),
+            "last_login": nullable(DATETIME),
+            "mfa_enabled": BOOL,
+            "backup_codes_left": INT,
+            "locked_until": nullable(DATETIME),
+        }
+    ),
+)
+USER_CREATED = obj({**USER_FIELDS, "enabled": BOOL})
+LOGIN_RESULT = named(
+    "LoginResult",
+    {
+        "oneOf": [
+            obj(
+                {
+                    "token": STR,
+                    "expires_at": DATETIME,
+                    "refresh_token": STR,
+                    "refresh_expires_at": DATETIME,
+                    "user": USER_SUMMARY,
+                }
+            ),
+            obj(
+                {
+                    "mfa_setup_required": {"const": True},
+                    "setup_token": STR,
+                    "expires_at": DATETIME,
+                    "user": USER_SUMMARY,
+                }
+            ),
+        ]
+    },
+)
+REFRESH_RESULT = {
+    "oneOf": [
+        obj({"token": STR, "expires_at": DATETIME, "refresh_token": STR, "refresh_expires_at": DATETIME}),
+        obj({"token": STR, "expires_at": DATETIME}),
+    ]
+}
+MFA_SETUP = obj({"secret": STR, "otpauth_uri": STR, "qr_svg": STR})
+BACKUP_CODES = obj({"backup_codes": array(STR)})
+MFA_ENABLED = obj({"backup_codes": array(STR), "message": STR})
+JWKS = obj({"keys": array({"type": "object", "required": ["kty"]})})
+RULE_VIEW = obj(
+    {
+        "effect": {"enum": ["Allow", "Deny"]},
+        "resource": STR,
+        "action": array(STR),
+        "condition": nullable(STR),
+        "roles": array(STR),
+    },
+    optional=("roles",),
+)
+POLICY_FIELDS: dict[str, JsonSchema] = {
+    "id": STR,
+    "name": STR,
+    "version": STR,
+    "description": nullable(STR),
+    "rules": array(RULE_VIEW),
+    "enabled": BOOL,
+    "revision": INT,
+    "created_at": nullable(DATETIME),
+    "updated_at": nullable(DATETIME),
+    "created_by": nullable(STR),
+    "updated_by": nullable(STR),
+}
+POLICY_VIEW = named("Policy", obj(POLICY_FIELDS))
+POLICY_VERSION = named("PolicyVersion", obj({**POLICY_FIELDS, "version_id": STR}))
+POLICY_CREATED = obj({"id": STR, "name": STR, "version": STR})
+AUDIT_RECORD = named(
+    "AuditRecord",
+    obj(
+        {
+            "id": STR,
+            "seq": nullable(INT),
+            "timestamp": ANY,
+            "user_id": nullable(STR),
+            "username": nullable(STR),
+            "action": nullable(STR),
+            "resource": nullable(STR),
+            "result": nullable(STR),
+            "details": {"type": "object"},
+            "ip": nullable(STR),
+            "request_id": nullable(STR),
+            "service": nullable(STR),
+            "prev_hash": nullable(STR),
+            "hash": nullable(STR),
+        }
+    ),
+)
+AUDIT_VERIFY = obj(
+    {"valid": BOOL, "records": INT, "broken_at": ANY, "reason": STR},
+    optional=("broken_at", "reason"),
+    extra=True,
+)
+AUDIT_EXPORTS: dict[str, JsonSchema] = {
+    "application/x-ndjson": {
+        "schema": {"type": "string", "description": "one AuditRecord JSON object per line"}
+    },
+    "text/csv": {"schema": {"type": "string", "description": "a header line, then one record per line"}},
+}
+WEBHOOK_FIELDS: dict[str, JsonSchema] = {
+    "id": STR,
+    "url": STR,
+    "events": array(STR),
+    "description": STR,
+    "enabled": BOOL,
+    "source": STR,
+    "consecutive_failures": INT,
+    "disabled_reason": nullable(STR),
+    "paused": BOOL,
+    "paused_reason": nullable(STR),
+    "previous_secret_expires_at": nullable(DATETIME),
+    "created_at": nullable(DATETIME),
+    "updated_at": nullable(DATETIME),
+    "created_by": nullable(STR),
+    "last_success_at": nullable(DATETIME),
+    "last_failure_at": nullable(DATETIME),
+}
+WEBHOOK_VIEW = named("Webhook", obj(WEBHOOK_FIELDS))
+WEBHOOK_WITH_SECRET = named(
+    "WebhookWithSecret", obj({**WEBHOOK_FIELDS, "secret": {"type": "string", "pattern": "^whsec_"}})
+)
+WEBHOOK_DELETED = obj({"id": STR, "deleted": {"const": True}})
+WEBHOOK_EVENTS = obj({"events": array(STR), "patterns": array(STR)})
+DELIVERY = named(
+    "WebhookDelivery",
+    obj(
+        {
+            "id": STR,
+            "webhook_id": nullable(STR),
+            "event": nullable(STR),
+            "status": {"enum": ["pending", "delivered", "failed", "cancelled"]},
+            "attempt": INT,
+            "status_code": nullable(INT),
+            "latency_ms": nullable({"type": "number"}),
+            "error": nullable(STR),
+            "created_at": nullable(DATETIME),
+            "delivered_at": nullable(DATETIME),
+            "next_attempt_at": nullable(DATETIME),
+            "redelivered_from": nullable(STR),
+            "payload": {"type": "object"},
+            "attempts": array(
+                obj(
+                    {
+                        "attempt": nullable(INT),
+                        "at": nullable(DATETIME),
+                        "status_code": nullable(INT),
+                        "latency_ms": nullable({"type": "number"}),
+                        "error": nullable(STR),
+                        "response": ANY,
+                    }
+                )
+            ),
+        },
+        optional=("payload", "attempts"),
+    ),
+)
+
+PASSWORD_FIELDS = (("CreateUser", "password"), ("UpdateUser", "password"), ("PasswordChange", "new_password"))
+
+
+def document_password_length(min_length: int, doc: JsonSchema) -> None:
+    """The running ``password_min_length`` in the document (a setting, so not in the model)."""
+    schemas = doc["components"]["schemas"]
+    for model, name in PASSWORD_FIELDS:
+        prop = schemas.get(model, {}).get("properties", {}).get(name)
+        if prop is None:
+            continue
+        for variant in prop.get("anyOf", [prop]):
+            if variant.get("type") == "string":
+                variant["minLength"] = min_length

@@ -6,17 +6,26 @@ from aiohttp import web
 
 from control_center.auth_api import current_user
 from control_center.keys import MFA, USERS
-from control_center.models import CreateUser, PasswordChange, UpdateUser, UserQuery
+from control_center.models import (
+    USER_CREATED,
+    USER_VIEW,
+    CreateUser,
+    PasswordChange,
+    UpdateUser,
+    UserQuery,
+)
 from control_center.users import UserChanges
 from shared.audit import AUDIT_DETAILS, audit_event
 from shared.auth import principal_of
-from shared.http import Api, ok, paginated
+from shared.http import MESSAGE, Api, array, ok, paginated
 
 api = Api()
 TAGS = ("users",)
 
 
-@api.route("GET", "/users", resource="users", action="read", query=UserQuery, tags=TAGS)
+@api.route(
+    "GET", "/users", resource="users", action="read", query=UserQuery, tags=TAGS, response=array(USER_VIEW)
+)
 async def list_users(request: web.Request, query: UserQuery) -> web.Response:
     """Users, oldest first; filter by ``role`` and ``enabled``."""
     users, total = await request.app[USERS].page(
@@ -25,7 +34,17 @@ async def list_users(request: web.Request, query: UserQuery) -> web.Response:
     return paginated(request, [u.view() for u in users], total, query.limit, query.offset)
 
 
-@api.route("POST", "/users", resource="users", action="create", body=CreateUser, tags=TAGS, status=201)
+@api.route(
+    "POST",
+    "/users",
+    resource="users",
+    action="create",
+    body=CreateUser,
+    tags=TAGS,
+    status=201,
+    response=USER_CREATED,
+    errors=(409,),
+)
 async def create_user(request: web.Request, body: CreateUser) -> web.Response:
     """Create a user (password of at least the minimum length)."""
     user = await request.app[USERS].create(
@@ -39,14 +58,22 @@ async def create_user(request: web.Request, body: CreateUser) -> web.Response:
     return ok({**user.summary(), "enabled": user.enabled}, status=201)
 
 
-@api.route("GET", "/users/me", resource="profile", action="read", tags=TAGS)
+@api.route("GET", "/users/me", resource="profile", action="read", tags=TAGS, response=USER_VIEW)
 async def get_me(request: web.Request) -> web.Response:
     """The caller's own user record."""
     user = await current_user(request)
     return ok(user.view())
 
 
-@api.route("POST", "/users/me/password", resource="profile", action="update", body=PasswordChange, tags=TAGS)
+@api.route(
+    "POST",
+    "/users/me/password",
+    resource="profile",
+    action="update",
+    body=PasswordChange,
+    tags=TAGS,
+    response=MESSAGE,
+)
 async def change_my_password(request: web.Request, body: PasswordChange) -> web.Response:
     """Change one's own password; the caller's other sessions end."""
     user = await current_user(request)
@@ -58,13 +85,22 @@ async def change_my_password(request: web.Request, body: PasswordChange) -> web.
     return ok("Password changed")
 
 
-@api.route("GET", "/users/{id}", resource="users", action="read", tags=TAGS)
+@api.route("GET", "/users/{id}", resource="users", action="read", tags=TAGS, response=USER_VIEW)
 async def get_user(request: web.Request) -> web.Response:
     user = await request.app[USERS].get(request.match_info["id"])
     return ok(user.view())
 
 
-@api.route("PUT", "/users/{id}", resource="users", action="update", body=UpdateUser, tags=TAGS)
+@api.route(
+    "PUT",
+    "/users/{id}",
+    resource="users",
+    action="update",
+    body=UpdateUser,
+    tags=TAGS,
+    response=MESSAGE,
+    errors=(409,),
+)
 async def update_user(request: web.Request, body: UpdateUser) -> web.Response:
     """Change email, roles, enabled or (an admin's reset) the password."""
     user_id = request.match_info["id"]
@@ -83,14 +119,16 @@ async def update_user(request: web.Request, body: UpdateUser) -> web.Response:
     return ok("User updated successfully")
 
 
-@api.route("DELETE", "/users/{id}", resource="users", action="delete", tags=TAGS)
+@api.route(
+    "DELETE", "/users/{id}", resource="users", action="delete", tags=TAGS, response=MESSAGE, errors=(409,)
+)
 async def delete_user(request: web.Request) -> web.Response:
     user = await request.app[USERS].delete(request.match_info["id"])
     request[AUDIT_DETAILS] = {"user_id": user.id, "username": user.username}
     return ok("User deleted successfully")
 
 
-@api.route("POST", "/users/{id}/mfa/reset", resource="users", action="update", tags=TAGS)
+@api.route("POST", "/users/{id}/mfa/reset", resource="users", action="update", tags=TAGS, response=MESSAGE)
 async def reset_user_mfa(request: web.Request) -> web.Response:
     """An admin turns a user's MFA off (a lost device); they enrol again at next login."""
     user = await request.app[USERS].get(request.match_info["id"])

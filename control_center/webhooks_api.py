@@ -8,16 +8,43 @@ one process, and within ``webhook_refresh_s`` otherwise.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
+from control_center.models import (
+    DELIVERY,
+    WEBHOOK_DELETED,
+    WEBHOOK_EVENTS,
+    WEBHOOK_VIEW,
+    WEBHOOK_WITH_SECRET,
+)
 from shared.audit import AUDIT_DETAILS
 from shared.auth import principal_of
-from shared.http import Api, Model, PageQuery, ok, paginated
+from shared.http import Api, Model, PageQuery, array, ok, paginated
 from shared.keys import BUS, SETTINGS, STORE
 from shared.webhooks import EVENT_NAMES, WebhookChange, WebhookService
+
+# What validate_patterns accepts, as the model (and so the OpenAPI document) says it:
+# an event name, a family such as task.*, or *; http(s) URLs only.
+EVENT_PATTERNS = ("*", *sorted({f"{n.split('.', 1)[0]}.*" for n in EVENT_NAMES}), *EVENT_NAMES)
+
+
+def _known_event(value: str) -> str:
+    if value not in EVENT_PATTERNS:
+        raise ValueError(
+            f"unknown webhook event {value!r}; use names such as task.completed, batch.failed, "
+            "a family such as task.*, or * (GET /webhooks/events lists them)"
+        )
+    return value
+
+
+EventPattern = Annotated[
+    str, AfterValidator(_known_event), WithJsonSchema({"type": "string", "enum": list(EVENT_PATTERNS)})
+]
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
+WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=URL_PATTERN)]
 
 api = Api()
 TAGS = ("webhooks",)
@@ -26,8 +53,8 @@ TAGS = ("webhooks",)
 class WebhookCreate(Model):
     """``POST /webhooks``."""
 
-    url: str = Field(min_length=1, max_length=2048, description="http(s) endpoint")
-    events: list[str] = Field(min_length=1, max_length=64, description="event names, family.* or *")
+    url: WebhookUrl = Field(description="http(s) endpoint")
+    events: list[EventPattern] = Field(min_length=1, max_length=64, description="event names, family.* or *")
     description: str = Field("", max_length=500)
     enabled: bool = True
 
@@ -35,8 +62,8 @@ class WebhookCreate(Model):
 class WebhookUpdate(Model):
     """``PUT /webhooks/{id}``: the fields to change."""
 
-    url: str | None = Field(None, min_length=1, max_length=2048)
-    events: list[str] | None = Field(None, min_length=1, max_length=64)
+    url: WebhookUrl | None = None
+    events: list[EventPattern] | None = Field(None, min_length=1, max_length=64)
     description: str | None = Field(None, max_length=500)
     enabled: bool | None = None
 
@@ -56,13 +83,21 @@ def _audit(request: web.Request, **details: str) -> None:
     request[AUDIT_DETAILS] = {**request.get(AUDIT_DETAILS, {}), **details}
 
 
-@api.route("GET", "/webhooks/events", resource="webhooks", action="read", tags=TAGS)
+@api.route("GET", "/webhooks/events", resource="webhooks", action="read", tags=TAGS, response=WEBHOOK_EVENTS)
 async def list_event_names(request: web.Request) -> web.Response:
     """The event names a webhook can subscribe to."""
     return ok({"events": list(EVENT_NAMES), "patterns": ["<family>.*", "*"]})
 
 
-@api.route("GET", "/webhooks", resource="webhooks", action="read", query=PageQuery, tags=TAGS)
+@api.route(
+    "GET",
+    "/webhooks",
+    resource="webhooks",
+    action="read",
+    query=PageQuery,
+    tags=TAGS,
+    response=array(WEBHOOK_VIEW),
+)
 async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
     """Every webhook subscription (never their secrets)."""
     items, total = await service(request).list_webhooks(query.limit, query.offset)
@@ -70,7 +105,15 @@ async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
 
 
 @api.route(
-    "POST", "/webhooks", resource="webhooks", action="create", body=WebhookCreate, tags=TAGS, status=201
+    "POST",
+    "/webhooks",
+    resource="webhooks",
+    action="create",
+    body=WebhookCreate,
+    tags=TAGS,
+    status=201,
+    response=WEBHOOK_WITH_SECRET,
+    errors=(409,),
 )
 async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Response:
     """Register a webhook; its ``whsec_`` secret is in this answer and nowhere else."""
@@ -81,13 +124,22 @@ async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Respo
     return ok({**webhook.view(), "secret": secret}, status=201)
 
 
-@api.route("GET", "/webhooks/{id}", resource="webhooks", action="read", tags=TAGS)
+@api.route("GET", "/webhooks/{id}", resource="webhooks", action="read", tags=TAGS, response=WEBHOOK_VIEW)
 async def get_webhook(request: web.Request) -> web.Response:
     """One webhook subscription."""
     return ok((await service(request).get(request.match_info["id"])).view())
 
 
-@api.route("PUT", "/webhooks/{id}", resource="webhooks", action="update", body=WebhookUpdate, tags=TAGS)
+@api.route(
+    "PUT",
+    "/webhooks/{id}",
+    resource="webhooks",
+    action="update",
+    body=WebhookUpdate,
+    tags=TAGS,
+    response=WEBHOOK_VIEW,
+    errors=(409,),
+)
 async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
     """Change a webhook's url, events, description, or switch it on and off."""
     webhook_id = request.match_info["id"]
@@ -99,7 +151,15 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
     return ok(updated.view())
 
 
-@api.route("DELETE", "/webhooks/{id}", resource="webhooks", action="delete", tags=TAGS)
+@api.route(
+    "DELETE",
+    "/webhooks/{id}",
+    resource="webhooks",
+    action="delete",
+    tags=TAGS,
+    response=WEBHOOK_DELETED,
+    errors=(409,),
+)
 async def delete_webhook(request: web.Request) -> web.Response:
     """Remove a webhook; deliveries still waiting are cancelled, the log is kept."""
     webhook_id = request.match_info["id"]
@@ -108,7 +168,15 @@ async def delete_webhook(request: web.Request) -> web.Response:
     return ok({"id": webhook_id, "deleted": True})
 
 
-@api.route("POST", "/webhooks/{id}/rotate-secret", resource="webhooks", action="update", tags=TAGS)
+@api.route(
+    "POST",
+    "/webhooks/{id}/rotate-secret",
+    resource="webhooks",
+    action="update",
+    tags=TAGS,
+    response=WEBHOOK_WITH_SECRET,
+    errors=(409,),
+)
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret, returned once; the old one keeps signing during the grace period."""
     webhook_id = request.match_info["id"]
@@ -117,7 +185,16 @@ async def rotate_secret(request: web.Request) -> web.Response:
     return ok({**webhook.view(), "secret": secret})
 
 
-@api.route("POST", "/webhooks/{id}/test", resource="webhooks", action="update", tags=TAGS, status=202)
+@api.route(
+    "POST",
+    "/webhooks/{id}/test",
+    resource="webhooks",
+    action="update",
+    tags=TAGS,
+    status=202,
+    response=DELIVERY,
+    errors=(409,),
+)
 async def send_test(request: web.Request) -> web.Response:
     """Queue a ``webhook.test`` delivery; follow it in ``/deliveries``."""
     webhook_id = request.match_info["id"]
@@ -127,7 +204,13 @@ async def send_test(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "GET", "/webhooks/{id}/deliveries", resource="webhooks", action="read", query=DeliveryQuery, tags=TAGS
+    "GET",
+    "/webhooks/{id}/deliveries",
+    resource="webhooks",
+    action="read",
+    query=DeliveryQuery,
+    tags=TAGS,
+    response=array(DELIVERY),
 )
 async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Response:
     """A webhook's deliveries, newest first: status code, attempt, latency, error."""
@@ -137,7 +220,14 @@ async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Res
     return paginated(request, items, total, query.limit, query.offset)
 
 
-@api.route("GET", "/webhooks/{id}/deliveries/{delivery_id}", resource="webhooks", action="read", tags=TAGS)
+@api.route(
+    "GET",
+    "/webhooks/{id}/deliveries/{delivery_id}",
+    resource="webhooks",
+    action="read",
+    tags=TAGS,
+    response=DELIVERY,
+)
 async def get_delivery(request: web.Request) -> web.Response:
     """One delivery with its payload and every attempt."""
     return ok(await service(request).delivery(request.match_info["id"], request.match_info["delivery_id"]))
@@ -150,6 +240,8 @@ async def get_delivery(request: web.Request) -> web.Response:
     action="update",
     tags=TAGS,
     status=202,
+    response=DELIVERY,
+    errors=(409,),
 )
 async def redeliver(request: web.Request) -> web.Response:
     """Send a delivery again (same ``webhook-id``), after what is already waiting."""

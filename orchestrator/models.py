@@ -5,13 +5,31 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator.command_runner import MAX_CWD_CHARS, MAX_ENV_KEYS, env_key_problem, env_value_problem
-from shared.http import Model, PageQuery
+from orchestrator.states import TaskStatus, WorkflowStatus
+from shared.http import (
+    ANY,
+    BOOL,
+    DATETIME,
+    INT,
+    NUM,
+    STR,
+    JsonSchema,
+    Model,
+    PageQuery,
+    absent_not_null,
+    array,
+    choice,
+    named,
+    nullable,
+    obj,
+)
 
 SUPPORTED_STORAGE_BACKENDS = ("surrealdb",)
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -65,10 +83,21 @@ class ServerConfig(Model):
 class OperationSpec(Model):
     """One operation of a batch; provider-specific fields sit beside the common ones."""
 
+    # What `_command_needs_run` enforces, said in the schema: a command has a `run` argv.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "command"}}, "required": ["type"]},
+            "then": {"properties": {"run": {"type": "array"}}, "required": ["run"]},
+        },
+    )
+
     id: str = Field(pattern=ID_PATTERN, description="unique within the batch")
     type: OperationType
     provider: str | None = Field(None, min_length=1, max_length=64)
-    dependencies: list[str | DependencyRef] = Field(default_factory=list, max_length=1000)
+    dependencies: list[Annotated[str, Field(pattern=ID_PATTERN)] | DependencyRef] = Field(
+        default_factory=list, max_length=1000, description="operation ids, or {id, kind} references"
+    )
     timeout: float | None = Field(None, gt=0, le=86_400, description="seconds")
     retry: RetryPolicy | None = None
     on_failure: Literal["fail", "continue", "rollback"] = "fail"
@@ -211,13 +240,19 @@ class ClusterWorkflowRequest(WorkflowCommon):
     cluster_type: str = Field(min_length=1, max_length=128)
 
 
+_TASK_STATUS = choice([str(s) for s in TaskStatus], "status")
+_WORKFLOW_STATUS = choice([str(s) for s in WorkflowStatus], "status")
+TaskStatusName = Annotated[str, _TASK_STATUS[0], _TASK_STATUS[1]]
+WorkflowStatusName = Annotated[str, _WORKFLOW_STATUS[0], _WORKFLOW_STATUS[1]]
+
+
 class TaskQuery(PageQuery):
-    status: str | None = None
-    workflow_id: str | None = None
+    status: TaskStatusName | None = None
+    workflow_id: str | None = Field(None, min_length=1, max_length=128)
 
 
 class BatchListQuery(PageQuery):
-    status: str | None = None
+    status: WorkflowStatusName | None = None
 
 
 class CheckpointRequest(Model):
@@ -225,22 +260,252 @@ class CheckpointRequest(Model):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=2000)
-    workflow_id: str | None = None
+    workflow_id: str | None = Field(None, min_length=1, max_length=128)
 
 
 class RollbackRequest(Model):
     """``POST /rollback/execute``: by checkpoint, or by operation ids."""
 
-    checkpoint_id: str | None = None
-    operation_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_OPERATIONS)
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["checkpoint_id"]}, {"required": ["operation_ids"]}]},
+    )
+
+    checkpoint_id: Annotated[str, Field(min_length=1, max_length=128)] | SkipJsonSchema[None] = Field(
+        None, json_schema_extra=absent_not_null
+    )
+    operation_ids: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=128)]],
+            Field(min_length=1, max_length=MAX_OPERATIONS),
+        ]
+        | SkipJsonSchema[None]
+    ) = Field(None, json_schema_extra=absent_not_null)
     workflow_id: str | None = Field(
         None,
+        min_length=1,
+        max_length=128,
         description="with operation_ids: the batch whose operation ids (names) they are; with "
         "checkpoint_id: undo only this batch's operations (otherwise every batch's)",
     )
+
+    @field_validator("checkpoint_id", "operation_ids", mode="before")
+    @classmethod
+    def _present_is_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("omit the field instead of sending null")
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> RollbackRequest:
         if (self.checkpoint_id is None) == (self.operation_ids is None):
             raise ValueError("give exactly one of checkpoint_id or operation_ids")
         return self
+
+
+# -- response schemas: what each route answers in the envelope's ``data`` -------------------
+
+TASK_STATUS: JsonSchema = {"enum": [str(s) for s in TaskStatus]}
+WORKFLOW_STATUS: JsonSchema = {"enum": [str(s) for s in WorkflowStatus]}
+TASK_VIEW = named(
+    "Task",
+    obj(
+        {
+            "id": STR,
+            "name": STR,
+            "command": nullable(STR),
+            "args": array(STR),
+            "dependencies": array(ANY),
+            "status": TASK_STATUS,
+            "created_at": nullable(DATETIME),
+            "started_at": nullable(DATETIME),
+            "completed_at": nullable(DATETIME),
+            "output": ANY,
+            "error": ANY,
+            "workflow_id": nullable(STR),
+            "type": nullable(STR),
+            "provider": nullable(STR),
+            "attempt": INT,
+            "max_attempts": nullable(INT),
+            "progress": NUM,
+            "message": ANY,
+            "results": ANY,
+        }
+    ),
+)
+OPERATION_VIEW = named(
+    "BatchOperation",
+    obj(
+        {
+            "id": STR,
+            "task_id": STR,
+            "type": nullable(STR),
+            "provider": nullable(STR),
+            "status": TASK_STATUS,
+            "progress": NUM,
+            "attempt": INT,
+            "dependencies": array(STR),
+            "started_at": nullable(DATETIME),
+            "completed_at": nullable(DATETIME),
+            "results": ANY,
+            "output": ANY,
+            "error": ANY,
+        }
+    ),
+)
+BATCH_VIEW = named(
+    "Batch",
+    obj(
+        {
+            "batch_id": STR,
+            "name": STR,
+            "version": nullable(STR),
+            "kind": STR,
+            "status": WORKFLOW_STATUS,
+            "created_at": nullable(DATETIME),
+            "started_at": nullable(DATETIME),
+            "completed_at": nullable(DATETIME),
+            "parallel_limit": nullable(INT),
+            "rollback_enabled": nullable(BOOL),
+            "progress": NUM,
+            "error": ANY,
+            "rollback": ANY,
+            "checkpoint_id": nullable(STR),
+            "operations": array(OPERATION_VIEW),
+        }
+    ),
+)
+BATCH_SUBMITTED = named(
+    "BatchSubmitted",
+    obj(
+        {
+            "batch_id": STR,
+            "status": STR,
+            "checkpoint_id": nullable(STR),
+            "operations": array(
+                obj({"id": STR, "task_id": STR, "status": {"const": "Pending"}, "progress": NUM})
+            ),
+        }
+    ),
+)
+PLAN = named(
+    "CheckModePlan",
+    obj(
+        {
+            "check_mode": {"const": True},
+            "plan": obj(
+                {
+                    "name": STR,
+                    "parallel_limit": INT,
+                    "rollback_enabled": BOOL,
+                    "generations": array(array(STR)),
+                    "operations": array(
+                        obj(
+                            {
+                                "id": STR,
+                                "type": STR,
+                                "provider": STR,
+                                "implementation": STR,
+                                "dependencies": array(obj({"id": STR, "kind": {"enum": ["hard", "soft"]}})),
+                                "command": STR,
+                                "args": array(STR),
+                                "would": STR,
+                            }
+                        )
+                    ),
+                }
+            ),
+        }
+    ),
+)
+WORKFLOW_ID: JsonSchema = {"type": "string", "description": "the workflow's (and its task's) id"}
+PROGRESS = obj(
+    {
+        "workflow_id": STR,
+        "status": WORKFLOW_STATUS,
+        "progress": NUM,
+        "current_step": STR,
+        "total_steps": INT,
+        "completed_steps": INT,
+        "running_steps": INT,
+        "estimated_time_remaining": nullable(NUM),
+    }
+)
+SNAPSHOTS = array(obj({"snapshot_id": STR, "timestamp": ANY, "state": ANY, "details": ANY}))
+STATE_AT = obj(
+    {
+        "workflow_id": STR,
+        "journal_seq": INT,
+        "status": nullable(WORKFLOW_STATUS),
+        "counts": {"type": "object", "additionalProperties": INT},
+        "operations": {
+            "type": "object",
+            "additionalProperties": obj({"task_id": STR, "status": TASK_STATUS, "attempt": INT}),
+        },
+    }
+)
+JOURNAL = array(
+    obj(
+        {
+            "seq": INT,
+            "at": ANY,
+            "entity_kind": STR,
+            "entity_id": STR,
+            "name": STR,
+            "from": nullable(STR),
+            "to": STR,
+            "attempt": nullable(INT),
+            "note": ANY,
+        }
+    )
+)
+SYSTEM_METRICS = obj(
+    {
+        "total_workflows": INT,
+        "active_workflows": INT,
+        "completed_workflows": INT,
+        "failed_workflows": INT,
+        "cancelled_workflows": INT,
+        "system_load": obj({"cpu_usage": NUM, "memory_usage": NUM, "disk_usage": NUM}),
+    }
+)
+HEALTH_VALUE: JsonSchema = {"enum": ["Healthy", "Degraded", "Unhealthy"]}
+SYSTEM_HEALTH = obj(
+    {
+        "overall_status": HEALTH_VALUE,
+        "components": obj(
+            {"storage": HEALTH_VALUE, "batch_coordinator": HEALTH_VALUE, "monitoring": HEALTH_VALUE}
+        ),
+        "last_check": DATETIME,
+    }
+)
+STATE_STATISTICS = obj(
+    {
+        "total_workflows": INT,
+        "active_snapshots": INT,
+        "storage_usage": STR,
+        "average_workflow_duration": NUM,
+    }
+)
+INVENTORY = array({"type": "object", "description": "a simulated resource"})
+CHECKPOINT_FIELDS: dict[str, JsonSchema] = {
+    "id": STR,
+    "name": STR,
+    "description": nullable(STR),
+    "created_at": ANY,
+    "size": STR,
+    "journal_seq": INT,
+    "workflow_id": nullable(STR),
+    "automatic": BOOL,
+}
+CHECKPOINT = named("Checkpoint", obj(CHECKPOINT_FIELDS))
+CHECKPOINT_DETAIL = named("CheckpointDetail", obj({**CHECKPOINT_FIELDS, "operations_count": INT}))
+ROLLBACK_RESULT: JsonSchema = {"type": "object", "description": "what was undone, per operation"}
+ROLLBACK_STATISTICS = obj(
+    {
+        "total_checkpoints": INT,
+        "total_rollbacks": INT,
+        "success_rate": NUM,
+        "average_rollback_time": NUM,
+    }
+)

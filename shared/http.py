@@ -22,12 +22,13 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web, web_response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic.json_schema import JsonSchemaMode
 
 from shared.errors import (
     BadRequest,
@@ -49,6 +50,8 @@ API_VERSION = 1
 _VND = re.compile(r"application/vnd\.provisioning\.v(\d+)\+json")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+# Far beyond any real list, and well inside the store's positive 32-bit START clause.
+MAX_OFFSET = 10_000_000
 
 
 class Model(BaseModel):
@@ -57,11 +60,74 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def absent_not_null(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of an optional field that is never null: absent is its default."""
+    schema.pop("default", None)
+
+
+def choice(values: Sequence[str], what: str) -> tuple[AfterValidator, WithJsonSchema]:
+    """Metadata for ``Annotated[str, *choice(…)]``: a string that must be one of ``values``,
+    an ``enum`` in the document, and a 422 that quotes the value sent and lists the choices."""
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"unknown {what} {value!r}; use one of {', '.join(values)}")
+        return value
+
+    return AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(values)})
+
+
 class PageQuery(Model):
-    """``limit`` (default 50, max 1000) and ``offset`` for list endpoints."""
+    """``limit`` (default 50, max 1000) and ``offset`` (max 10,000,000) for list endpoints."""
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+# -- response schemas ----------------------------------------------------------------
+# What a route answers is declared beside it (``Api.route(response=…)``): a pydantic
+# model or a JSON schema of the success envelope's ``data``. These helpers keep the
+# JSON schemas short; ``named`` ones become ``components.schemas`` entries.
+
+JsonSchema = dict[str, Any]
+ResponseSchema = type[BaseModel] | JsonSchema
+STR: JsonSchema = {"type": "string"}
+INT: JsonSchema = {"type": "integer"}
+NUM: JsonSchema = {"type": "number"}
+BOOL: JsonSchema = {"type": "boolean"}
+DATETIME: JsonSchema = {"type": "string", "format": "date-time"}
+ANY: JsonSchema = {}
+OBJECT: JsonSchema = {"type": "object"}
+MESSAGE: JsonSchema = {"type": "string", "description": "a human-readable confirmation"}
+_NAMED: dict[str, JsonSchema] = {}
+
+
+def nullable(schema: JsonSchema) -> JsonSchema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def array(items: JsonSchema) -> JsonSchema:
+    return {"type": "array", "items": items}
+
+
+def obj(
+    properties: Mapping[str, JsonSchema], *, optional: Sequence[str] = (), extra: bool = False
+) -> JsonSchema:
+    """An object with these properties, all present unless ``optional``; no others unless ``extra``."""
+    schema: JsonSchema = {
+        "type": "object",
+        "properties": dict(properties),
+        "required": [name for name in properties if name not in optional],
+    }
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def named(name: str, schema: JsonSchema) -> JsonSchema:
+    """Register ``schema`` as ``components.schemas[name]``; returns a reference to it."""
+    _NAMED[name] = schema
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +145,16 @@ class RouteSpec:
     summary: str = ""
     tags: tuple[str, ...] = ()
     success_status: int = 200
+    # The success envelope's ``data`` (or, with ``raw``, the whole JSON body).
+    response: ResponseSchema | None = None
+    # Other success statuses and their ``data`` (e.g. 200 for a check-mode submission).
+    alternatives: tuple[tuple[int, ResponseSchema], ...] = ()
+    # Other media types of the success status: (media type, OpenAPI media type object).
+    media: tuple[tuple[str, JsonSchema], ...] = ()
+    raw: bool = False
+    # Error statuses beyond those every route of its kind can answer (see error_statuses).
+    errors: tuple[int, ...] = ()
+    upgrade: bool = False  # a WebSocket: 101 Switching Protocols, no body
 
 
 SPEC_ATTR = "__route_spec__"
@@ -103,9 +179,17 @@ class Api:
         summary: str = "",
         tags: Sequence[str] = (),
         status: int = 200,
+        response: ResponseSchema | None = None,
+        alternatives: Mapping[int, ResponseSchema] | None = None,
+        media: Mapping[str, JsonSchema] | None = None,
+        raw: bool = False,
+        errors: Sequence[int] = (),
+        upgrade: bool = False,
     ) -> Callable[[Handler], Handler]:
         if not public and (resource is None or action is None):
             raise ValueError(f"{method} {path}: a non-public route needs a resource and action")
+        if response is None and not media and not upgrade:
+            raise ValueError(f"{method} {path}: declare what the route answers (response= or media=)")
 
         def wrap(fn: Handler) -> Handler:
             async def handler(request: web.Request) -> web.StreamResponse:
@@ -128,6 +212,12 @@ class Api:
                 summary or (fn.__doc__ or "").strip().split("\n")[0],
                 tuple(tags),
                 status,
+                response,
+                tuple(sorted((alternatives or {}).items())),
+                tuple((media or {}).items()),
+                raw,
+                tuple(errors),
+                upgrade,
             )
             setattr(handler, SPEC_ATTR, spec)
             handler.__name__ = fn.__name__
@@ -430,7 +520,7 @@ async def json_body(request: web.Request) -> tuple[bytes, Any]:
             f"request body is larger than the limit of {request.client_max_size} bytes",
             details={"limit_bytes": request.client_max_size},
         ) from exc
-    if not raw.strip():
+    if not raw:  # no body: as {} (whitespace alone is not JSON, and is a 400)
         raw = b"{}"
     doc = parse_json(raw, "", input_limits(request))
     request[JSON_BODY] = (raw, doc)
@@ -578,6 +668,8 @@ async def request_context_middleware(
             405: f"method {request.method} is not allowed on {request.path}",
         }.get(exc.status, exc.reason)
         response = error_response(exc.status, message, exc.reason.lower().replace(" ", "_"))
+        if "Allow" in exc.headers:  # 405: RFC 9110 asks for the methods the resource takes
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
         if _started(request):
@@ -618,73 +710,184 @@ async def version_middleware(
 # -- standard routes -----------------------------------------------------------------
 
 
-def openapi_document(api: Api, title: str, version: str = "1.0.0") -> dict[str, Any]:
-    """OpenAPI 3.1 generated from the same models that validate requests."""
-    from pydantic.json_schema import models_json_schema
+ERROR_SCHEMA: JsonSchema = {
+    "type": "object",
+    "properties": {
+        "success": {"const": False},
+        "error": {"type": "string", "description": "what went wrong, for a human"},
+        "code": {"type": "string", "description": "a stable machine-readable code"},
+        "details": {"type": "object", "description": "e.g. fields[] naming each bad field"},
+    },
+    "required": ["success", "error", "code"],
+    "additionalProperties": False,
+}
+ERROR_DESCRIPTIONS = {
+    400: "malformed request (not JSON, bad header, parameter or body)",
+    401: "missing, invalid, expired or revoked credentials",
+    403: "the policy does not allow this",
+    404: "no such resource",
+    406: "an API version this server does not speak (Accept)",
+    409: "conflicts with the resource's current state",
+    413: "request body larger than the limit",
+    415: "body not sent as application/json",
+    422: "a field or parameter is invalid (details.fields names each)",
+    429: "rate limit exceeded (Retry-After)",
+    503: "the store is unavailable; retry later",
+}
+# Routes that answer without touching the store (so never 503).
+_STORELESS = {"/health", "/metrics", "/openapi.json"}
 
-    models: list[type[BaseModel]] = []
+
+def error_statuses(spec: RouteSpec) -> list[int]:
+    """Every error status the route can answer: those of its kind, plus its own ``errors``."""
+    codes = {400, 406, *spec.errors}
+    if not spec.public:
+        codes |= {401, 403, 429}
+    if spec.path not in _STORELESS:
+        codes.add(503)
+    if spec.body is not None:
+        codes |= {413, 415, 422}
+    if spec.query is not None:
+        codes.add(422)
+    if "{" in spec.path:
+        codes.add(404)
+    return sorted(codes)
+
+
+def _models_of(api: Api) -> Iterator[tuple[type[BaseModel], JsonSchemaMode]]:
     for spec in api.specs:
         for m in (spec.body, spec.query):
-            if m is not None and m not in models:
-                models.append(m)
-    _, defs = models_json_schema(
-        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
-    )
-    schemas = defs.get("$defs", {})
+            if m is not None:
+                yield m, "validation"
+        for schema in (spec.response, *(s for _, s in spec.alternatives)):
+            if isinstance(schema, type):
+                yield schema, "serialization"
+
+
+def _query_schema(schema: JsonSchema) -> JsonSchema:
+    """A query parameter is absent rather than null: drop ``null`` and the ``None`` default."""
+    out = {k: v for k, v in schema.items() if not (k == "default" and v is None)}
+    variants = out.get("anyOf")
+    if isinstance(variants, list):
+        kept = [v for v in variants if v != {"type": "null"}]
+        if len(kept) == 1:
+            del out["anyOf"]
+            out.update(kept[0])
+        else:
+            out["anyOf"] = kept
+    return out
+
+
+def _named_refs(value: Any, found: dict[str, JsonSchema]) -> None:
+    """Collect the ``named`` schemas ``value`` refers to, transitively."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            name = ref.rsplit("/", 1)[1]
+            if name in _NAMED and name not in found:
+                found[name] = _NAMED[name]
+                _named_refs(_NAMED[name], found)
+        for item in value.values():
+            _named_refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _named_refs(item, found)
+
+
+def openapi_document(
+    api: Api,
+    title: str,
+    version: str = "1.0.0",
+    customize: Callable[[JsonSchema], None] | None = None,
+) -> JsonSchema:
+    """OpenAPI 3.1 generated from the same models that validate requests and the response
+    schemas declared on each route: every status a route can answer, each with a schema."""
+    from pydantic.json_schema import models_json_schema
+
+    models = list(dict.fromkeys(_models_of(api)))
+    refs, defs = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    schemas: dict[str, JsonSchema] = defs.get("$defs", {})
+
+    def schema_of(value: ResponseSchema, mode: JsonSchemaMode) -> JsonSchema:
+        return refs[(value, mode)] if isinstance(value, type) else value
+
+    def component(model: type[BaseModel]) -> JsonSchema:
+        ref = refs[(model, "validation")]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]
+
+    def envelope(data: JsonSchema) -> JsonSchema:
+        return {
+            "type": "object",
+            "properties": {"success": {"const": True}, "data": data},
+            "required": ["success", "data"],
+            "additionalProperties": False,
+        }
+
+    def success(value: ResponseSchema, raw: bool) -> JsonSchema:
+        data = schema_of(value, "serialization")
+        return {
+            "description": "success",
+            "content": {"application/json": {"schema": data if raw else envelope(data)}},
+        }
+
     paths: dict[str, dict[str, Any]] = {}
     for spec in api.specs:
+        responses: dict[str, Any] = {}
+        if spec.upgrade:
+            responses["101"] = {"description": "Switching Protocols: the WebSocket is open"}
+        else:
+            ok_response: JsonSchema = {"description": "success", "content": {}}
+            if spec.response is not None:
+                ok_response = success(spec.response, spec.raw)
+            for media_type, media_object in spec.media:
+                ok_response["content"][media_type] = media_object
+            responses[str(spec.success_status)] = ok_response
+        for status, value in spec.alternatives:
+            responses[str(status)] = success(value, spec.raw)
+        for status in error_statuses(spec):
+            responses[str(status)] = {
+                "description": ERROR_DESCRIPTIONS.get(status, "error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
         op: dict[str, Any] = {
             "summary": spec.summary or f"{spec.method} {spec.path}",
             "operationId": f"{spec.method.lower()}_{spec.handler.__name__}",
             "tags": list(spec.tags),
-            "responses": {
-                str(spec.success_status): {"description": "success envelope"},
-                "default": {
-                    "description": "error envelope",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                },
-            },
+            "responses": responses,
         }
         params: list[dict[str, Any]] = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"\{(\w+)\}", spec.path)
         ]
         if spec.query is not None:
-            qschema = spec.query.model_json_schema()
+            qschema = component(spec.query)
             for name, prop in qschema.get("properties", {}).items():
                 params.append(
                     {
                         "name": name,
                         "in": "query",
                         "required": name in qschema.get("required", []),
-                        "schema": prop,
+                        "schema": _query_schema(prop),
                     }
                 )
         if params:
             op["parameters"] = params
         if spec.body is not None:
             op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{spec.body.__name__}"}}
-                },
+                # An empty body is read as {}: it is optional when {} is a valid body.
+                "required": bool(component(spec.body).get("required")),
+                "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
             }
         if spec.public:
             op["security"] = []
         else:
             op["x-permission"] = {"resource": spec.resource, "action": spec.action}
         paths.setdefault(spec.path, {})[spec.method.lower()] = op
-    schemas["Error"] = {
-        "type": "object",
-        "properties": {
-            "success": {"const": False},
-            "error": {"type": "string"},
-            "code": {"type": "string"},
-            "details": {"type": "object"},
-        },
-        "required": ["success", "error", "code"],
-    }
-    return {
+    found: dict[str, JsonSchema] = {}
+    _named_refs(paths, found)
+    schemas.update(found)
+    schemas["Error"] = ERROR_SCHEMA
+    doc: JsonSchema = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
@@ -694,21 +897,42 @@ def openapi_document(api: Api, title: str, version: str = "1.0.0") -> dict[str, 
         },
         "security": [{"bearer": []}],
     }
+    if customize is not None:
+        customize(doc)
+    return doc
 
 
-def add_standard_routes(api: Api, *, title: str, health: Callable[[web.Request], Any]) -> None:
-    """``/health``, ``/metrics`` and ``/openapi.json``: public on every service."""
+PROMETHEUS_TEXT = "text/plain"  # Prometheus text exposition format (version in the parameters)
+
+
+def add_standard_routes(
+    api: Api,
+    *,
+    title: str,
+    health: Callable[[web.Request], Any],
+    customize: Callable[[web.Request, JsonSchema], None] | None = None,
+) -> None:
+    """``/health``, ``/metrics`` and ``/openapi.json``: public on every service.
+    ``customize`` adjusts the document to the running settings (e.g. password length)."""
     import hmac
 
     from shared.errors import Unauthorized
     from shared.keys import SETTINGS
     from shared.metrics import render
 
-    @api.route("GET", "/health", public=True, summary="Liveness", tags=("monitoring",))
+    @api.route("GET", "/health", public=True, summary="Liveness", tags=("monitoring",), response=STR)
     async def get_health(request: web.Request) -> web.Response:
         return ok(await health(request))
 
-    @api.route("GET", "/metrics", public=True, summary="Prometheus metrics", tags=("monitoring",))
+    @api.route(
+        "GET",
+        "/metrics",
+        public=True,
+        summary="Prometheus metrics",
+        tags=("monitoring",),
+        media={PROMETHEUS_TEXT: {"schema": {"type": "string", "description": "Prometheus text format"}}},
+        errors=(401,),  # only when PROVISIONING_METRICS_TOKEN is set
+    )
     async def get_metrics(request: web.Request) -> web.Response:
         """This service's metrics; behind ``Authorization: Bearer <metrics_token>`` when one is set."""
         settings = request.app.get(SETTINGS)
@@ -725,6 +949,21 @@ def add_standard_routes(api: Api, *, title: str, health: Callable[[web.Request],
         resp.headers["Content-Type"] = ctype
         return resp
 
-    @api.route("GET", "/openapi.json", public=True, summary="OpenAPI 3.1", tags=("meta",))
+    @api.route(
+        "GET",
+        "/openapi.json",
+        public=True,
+        summary="OpenAPI 3.1",
+        tags=("meta",),
+        response={"type": "object", "required": ["openapi", "info", "paths"]},
+        raw=True,
+    )
     async def get_openapi(request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(api, title))
+        adjust = None
+        if customize is not None:
+
+            def adjust(doc: JsonSchema) -> None:
+                assert customize is not None
+                customize(request, doc)
+
+        return web.json_response(openapi_document(api, title, customize=adjust))

@@ -50,7 +50,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from aiohttp_sse import EventSourceResponse, sse_response
 from multidict import CIMultiDict
-from pydantic import Field
+from pydantic import Field, create_model
 
 from shared.audit import audit_refusal
 from shared.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
@@ -308,6 +308,21 @@ def stream_api(config: StreamConfig, *, ws_path: str = "/ws", sse_path: str = "/
     """The WebSocket and SSE routes of a service (``install`` the config on its app too)."""
     api = Api()
     tags = ("events",)
+    kinds = "|".join(config.kinds)
+    # ``events`` as the handler reads it, said in the model and so in the document.
+    query_model = create_model(
+        "EventStreamQuery",
+        __base__=StreamQuery,
+        events=(
+            str | None,
+            Field(
+                None,
+                pattern=f"^(({kinds})(,({kinds}))*)?$",
+                description=f"comma-separated kinds of {', '.join(config.kinds)}; default: all allowed",
+            ),
+        ),
+    )
+    stream_errors = (400, 401, 403)
 
     # Public for the middleware: the handler authenticates itself so a browser
     # can send its token as the first message instead of in the URL.
@@ -317,9 +332,11 @@ def stream_api(config: StreamConfig, *, ws_path: str = "/ws", sse_path: str = "/
         public=True,
         resource=config.resource,
         action=config.action,
-        query=StreamQuery,
+        query=query_model,
         tags=tags,
         summary="Live events over WebSocket (?token=, or a first auth message)",
+        upgrade=True,  # 101; a GET that is not an upgrade is a 400
+        errors=stream_errors,
     )
     async def websocket(request: web.Request, query: StreamQuery) -> web.StreamResponse:
         return await websocket_stream(request, query)
@@ -329,9 +346,11 @@ def stream_api(config: StreamConfig, *, ws_path: str = "/ws", sse_path: str = "/
         sse_path,
         resource=config.resource,
         action=config.action,
-        query=StreamQuery,
+        query=query_model,
         tags=tags,
         summary="Live events as Server-Sent Events (resume with Last-Event-ID)",
+        media={"text/event-stream": {"schema": {"type": "string", "description": "Server-Sent Events"}}},
+        errors=stream_errors,
     )
     async def events(request: web.Request, query: StreamQuery) -> web.StreamResponse:
         return await sse_stream(request, query)

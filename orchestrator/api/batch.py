@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from orchestrator.keys import ENGINE
 from orchestrator.models import (
+    BATCH_SUBMITTED,
+    BATCH_VIEW,
+    PLAN,
+    WORKFLOW_ID,
     BatchListQuery,
     BatchRequest,
     ClusterWorkflowRequest,
@@ -23,7 +29,7 @@ from orchestrator.states import WorkflowStatus
 from orchestrator.views import batch_view
 from shared.auth import principal_of
 from shared.errors import NotFound, ValidationFailed
-from shared.http import SUBMITTED, Api, ok, paginated
+from shared.http import MESSAGE, SUBMITTED, Api, array, ok, paginated, validation_failed
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"
@@ -37,6 +43,8 @@ DEFAULT_WORKFLOW_PROVIDER = "local"
     body=BatchRequest,
     tags=("batch",),
     status=201,
+    response=BATCH_SUBMITTED,
+    alternatives={200: PLAN},
 )
 async def execute_batch(request: web.Request, body: BatchRequest) -> web.Response:
     """Validate and start a batch (or, with ``check_mode``, return its plan)."""
@@ -59,7 +67,15 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
     )
 
 
-@api.route("GET", "/batch/operations", resource="batch", action="read", query=BatchListQuery, tags=("batch",))
+@api.route(
+    "GET",
+    "/batch/operations",
+    resource="batch",
+    action="read",
+    query=BatchListQuery,
+    tags=("batch",),
+    response=array(BATCH_VIEW),
+)
 async def list_batches(request: web.Request, query: BatchListQuery) -> web.Response:
     """Every batch, newest first, with its operations."""
     if query.status is not None and query.status not in [str(s) for s in WorkflowStatus]:
@@ -74,7 +90,9 @@ async def list_batches(request: web.Request, query: BatchListQuery) -> web.Respo
     return paginated(request, data, total, query.limit, query.offset)
 
 
-@api.route("GET", "/batch/operations/{id}", resource="batch", action="read", tags=("batch",))
+@api.route(
+    "GET", "/batch/operations/{id}", resource="batch", action="read", tags=("batch",), response=BATCH_VIEW
+)
 async def get_batch(request: web.Request) -> web.Response:
     """One batch's status and its operations' progress and results."""
     wid = request.match_info["id"]
@@ -85,7 +103,15 @@ async def get_batch(request: web.Request) -> web.Response:
     return ok(batch_view(wf, await repo.tasks_of(wid)))
 
 
-@api.route("POST", "/batch/operations/{id}/cancel", resource="batch", action="cancel", tags=("batch",))
+@api.route(
+    "POST",
+    "/batch/operations/{id}/cancel",
+    resource="batch",
+    action="cancel",
+    tags=("batch",),
+    response=MESSAGE,
+    errors=(409,),
+)
 async def cancel_batch(request: web.Request) -> web.Response:
     """Stop scheduling, kill running operations, mark the batch Cancelled (409 if finished)."""
     await request.app[ENGINE].cancel(request.match_info["id"])
@@ -95,18 +121,66 @@ async def cancel_batch(request: web.Request) -> web.Response:
 # -- single-purpose workflows -------------------------------------------------------
 
 
+def operation_id(*parts: str) -> str:
+    """An operation id from request text ("create", "my svc" → "create_my_svc"): characters
+    an id cannot hold become ``_``, and it is cut to the id's maximum length."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", "_".join(parts))[:128]
+
+
 def _one_op_batch(name: str, common: WorkflowCommon, op: dict[str, Any]) -> BatchRequest:
-    spec = OperationSpec.model_validate(
+    try:
+        spec = OperationSpec.model_validate(
+            {
+                "provider": common.provider or DEFAULT_WORKFLOW_PROVIDER,
+                "infra": common.infra,
+                "settings": common.settings,
+                "simulate": common.simulate.model_dump() if common.simulate else None,
+                "params": {"wait": common.wait},
+                **op,
+            }
+        )
+        return BatchRequest(name=name, operations=[spec], check_mode=common.check_mode, parallel_limit=1)
+    except ValidationError as exc:  # a field the operation derives from the request
+        raise validation_failed(exc, "request body") from exc
+
+
+def servers_batch(body: ServerWorkflowRequest) -> BatchRequest:
+    servers = body.servers or [ServerConfig(name=f"{body.infra[:118]}-server-01")]
+    return _one_op_batch(
+        f"servers_create_{body.infra}",
+        body,
         {
-            "provider": common.provider or DEFAULT_WORKFLOW_PROVIDER,
-            "infra": common.infra,
-            "settings": common.settings,
-            "simulate": common.simulate.model_dump() if common.simulate else None,
-            "params": {"wait": common.wait},
-            **op,
-        }
+            "id": "create_servers",
+            "type": OperationType.SERVER_BATCH,
+            "server_configs": [s.model_dump() for s in servers],
+        },
     )
-    return BatchRequest(name=name, operations=[spec], check_mode=common.check_mode, parallel_limit=1)
+
+
+def taskserv_batch(body: TaskservWorkflowRequest) -> BatchRequest:
+    return _one_op_batch(
+        f"taskserv_{body.operation}_{body.taskserv}",
+        body,
+        {
+            "id": operation_id(body.operation, body.taskserv),
+            "type": OperationType.TASKSERV_BATCH,
+            "taskservs": [body.taskserv],
+            "operation": body.operation,
+        },
+    )
+
+
+def cluster_batch(body: ClusterWorkflowRequest) -> BatchRequest:
+    return _one_op_batch(
+        f"cluster_{body.operation}_{body.cluster_type}",
+        body,
+        {
+            "id": operation_id(body.operation, body.cluster_type),
+            "type": OperationType.CLUSTER_BATCH,
+            "cluster_type": body.cluster_type,
+            "operation": body.operation,
+        },
+    )
 
 
 async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> web.Response:
@@ -129,20 +203,12 @@ async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> w
     body=ServerWorkflowRequest,
     tags=("workflows",),
     status=201,
+    response=WORKFLOW_ID,
+    alternatives={200: PLAN},
 )
 async def create_servers(request: web.Request, body: ServerWorkflowRequest) -> web.Response:
     """Create servers for an infrastructure: a one-operation batch; returns the task id."""
-    servers = body.servers or [ServerConfig(name=f"{body.infra}-server-01")]
-    batch = _one_op_batch(
-        f"servers_create_{body.infra}",
-        body,
-        {
-            "id": "create_servers",
-            "type": OperationType.SERVER_BATCH,
-            "server_configs": [s.model_dump() for s in servers],
-        },
-    )
-    return await _submit_one(request, "servers", batch)
+    return await _submit_one(request, "servers", servers_batch(body))
 
 
 @api.route(
@@ -153,20 +219,12 @@ async def create_servers(request: web.Request, body: ServerWorkflowRequest) -> w
     body=TaskservWorkflowRequest,
     tags=("workflows",),
     status=201,
+    response=WORKFLOW_ID,
+    alternatives={200: PLAN},
 )
 async def create_taskserv(request: web.Request, body: TaskservWorkflowRequest) -> web.Response:
     """Install (or update, delete) a task service such as kubernetes; returns the task id."""
-    batch = _one_op_batch(
-        f"taskserv_{body.operation}_{body.taskserv}",
-        body,
-        {
-            "id": f"{body.operation}_{body.taskserv}",
-            "type": OperationType.TASKSERV_BATCH,
-            "taskservs": [body.taskserv],
-            "operation": body.operation,
-        },
-    )
-    return await _submit_one(request, "taskserv", batch)
+    return await _submit_one(request, "taskserv", taskserv_batch(body))
 
 
 @api.route(
@@ -177,17 +235,9 @@ async def create_taskserv(request: web.Request, body: TaskservWorkflowRequest) -
     body=ClusterWorkflowRequest,
     tags=("workflows",),
     status=201,
+    response=WORKFLOW_ID,
+    alternatives={200: PLAN},
 )
 async def create_cluster(request: web.Request, body: ClusterWorkflowRequest) -> web.Response:
     """Build (or update, delete) a cluster; returns the task id."""
-    batch = _one_op_batch(
-        f"cluster_{body.operation}_{body.cluster_type}",
-        body,
-        {
-            "id": f"{body.operation}_{body.cluster_type}",
-            "type": OperationType.CLUSTER_BATCH,
-            "cluster_type": body.cluster_type,
-            "operation": body.operation,
-        },
-    )
-    return await _submit_one(request, "cluster", batch)
+    return await _submit_one(request, "cluster", cluster_batch(body))

@@ -5,8 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
-from orchestrator.models import CheckpointRequest, RollbackRequest
-from shared.http import Api, PageQuery, ok, paginated
+from orchestrator.models import (
+    CHECKPOINT,
+    CHECKPOINT_DETAIL,
+    ROLLBACK_RESULT,
+    ROLLBACK_STATISTICS,
+    CheckpointRequest,
+    RollbackRequest,
+)
+from shared.http import MESSAGE, STR, Api, PageQuery, array, ok, paginated
 
 api = Api()
 
@@ -19,6 +26,8 @@ api = Api()
     body=CheckpointRequest,
     tags=("rollback",),
     status=201,
+    response={**STR, "description": "the checkpoint's id"},
+    errors=(404,),
 )
 async def create_checkpoint(request: web.Request, body: CheckpointRequest) -> web.Response:
     """A named checkpoint at the current point of the journal."""
@@ -26,7 +35,13 @@ async def create_checkpoint(request: web.Request, body: CheckpointRequest) -> we
 
 
 @api.route(
-    "GET", "/rollback/checkpoints", resource="rollback", action="read", query=PageQuery, tags=("rollback",)
+    "GET",
+    "/rollback/checkpoints",
+    resource="rollback",
+    action="read",
+    query=PageQuery,
+    tags=("rollback",),
+    response=array(CHECKPOINT),
 )
 async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Response:
     """Checkpoints, newest first."""
@@ -35,7 +50,14 @@ async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Respon
     return paginated(request, [await cps.view(r) for r in rows], total, query.limit, query.offset)
 
 
-@api.route("GET", "/rollback/checkpoints/{id}", resource="rollback", action="read", tags=("rollback",))
+@api.route(
+    "GET",
+    "/rollback/checkpoints/{id}",
+    resource="rollback",
+    action="read",
+    tags=("rollback",),
+    response=CHECKPOINT_DETAIL,
+)
 async def get_checkpoint(request: web.Request) -> web.Response:
     """One checkpoint, with how many operations stood completed at it."""
     cps = request.app[CHECKPOINTS]
@@ -49,13 +71,23 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     action="rollback",
     body=RollbackRequest,
     tags=("rollback",),
+    response=ROLLBACK_RESULT,
+    errors=(404, 409),
 )
 async def execute_rollback(request: web.Request, body: RollbackRequest) -> web.Response:
     """Undo operations completed after a checkpoint, or given operations and dependents."""
     return ok(await request.app[ROLLBACKS].execute(body))
 
 
-@api.route("POST", "/rollback/restore/{id}", resource="rollback", action="rollback", tags=("rollback",))
+@api.route(
+    "POST",
+    "/rollback/restore/{id}",
+    resource="rollback",
+    action="rollback",
+    tags=("rollback",),
+    response=MESSAGE,
+    errors=(409,),
+)
 async def restore_checkpoint(request: web.Request) -> web.Response:
     """Reset recorded state to a checkpoint without running any provider."""
     cid = request.match_info["id"]
@@ -63,7 +95,14 @@ async def restore_checkpoint(request: web.Request) -> web.Response:
     return ok(f"State restored from checkpoint {cid}")
 
 
-@api.route("GET", "/rollback/statistics", resource="rollback", action="read", tags=("rollback",))
+@api.route(
+    "GET",
+    "/rollback/statistics",
+    resource="rollback",
+    action="read",
+    tags=("rollback",),
+    response=ROLLBACK_STATISTICS,
+)
 async def rollback_statistics(request: web.Request) -> web.Response:
     """Checkpoints, rollbacks, success rate and mean rollback time."""
     repo = request.app[ENGINE].repo

@@ -13,6 +13,16 @@ from pydantic import Field
 
 from orchestrator.checkpoints import human_size
 from orchestrator.keys import ENGINE
+from orchestrator.models import (
+    INVENTORY,
+    JOURNAL,
+    PROGRESS,
+    SNAPSHOTS,
+    STATE_AT,
+    STATE_STATISTICS,
+    SYSTEM_HEALTH,
+    SYSTEM_METRICS,
+)
 from orchestrator.snapshots import state_at, view
 from orchestrator.views import workflow_progress
 from shared.errors import NotFound
@@ -24,7 +34,9 @@ api = Api()
 
 
 class StateQuery(Model):
-    seq: int | None = Field(None, ge=0, description="journal position; latest if omitted")
+    seq: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="journal position (a 64-bit integer); latest if omitted"
+    )
 
 
 async def _workflow(request: web.Request) -> dict[str, object]:
@@ -35,7 +47,14 @@ async def _workflow(request: web.Request) -> dict[str, object]:
     return wf
 
 
-@api.route("GET", "/state/workflows/{id}/progress", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET",
+    "/state/workflows/{id}/progress",
+    resource="state",
+    action="read",
+    tags=("state",),
+    response=PROGRESS,
+)
 async def get_progress(request: web.Request) -> web.Response:
     """Real-time progress of a workflow."""
     wf = await _workflow(request)
@@ -43,7 +62,14 @@ async def get_progress(request: web.Request) -> web.Response:
     return ok(workflow_progress(wf, tasks))
 
 
-@api.route("GET", "/state/workflows/{id}/snapshots", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET",
+    "/state/workflows/{id}/snapshots",
+    resource="state",
+    action="read",
+    tags=("state",),
+    response=SNAPSHOTS,
+)
 async def get_snapshots(request: web.Request) -> web.Response:
     """Snapshots at the workflow's milestones (submitted, failures, finished)."""
     wf = await _workflow(request)
@@ -52,7 +78,13 @@ async def get_snapshots(request: web.Request) -> web.Response:
 
 
 @api.route(
-    "GET", "/state/workflows/{id}/state", resource="state", action="read", query=StateQuery, tags=("state",)
+    "GET",
+    "/state/workflows/{id}/state",
+    resource="state",
+    action="read",
+    query=StateQuery,
+    tags=("state",),
+    response=STATE_AT,
 )
 async def get_state_at(request: web.Request, query: StateQuery) -> web.Response:
     """The workflow's recorded state at any journal position, rebuilt from the journal."""
@@ -60,7 +92,9 @@ async def get_state_at(request: web.Request, query: StateQuery) -> web.Response:
     return ok(await state_at(request.app[ENGINE].repo, str(wf["id"]), query.seq))
 
 
-@api.route("GET", "/state/workflows/{id}/journal", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET", "/state/workflows/{id}/journal", resource="state", action="read", tags=("state",), response=JOURNAL
+)
 async def get_journal(request: web.Request) -> web.Response:
     """Every recorded transition of a workflow and its operations, in order."""
     wf = await _workflow(request)
@@ -108,7 +142,9 @@ def _storage_usage(settings: Settings) -> str:
     return "n/a (remote SurrealDB server)"
 
 
-@api.route("GET", "/state/system/metrics", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET", "/state/system/metrics", resource="state", action="read", tags=("state",), response=SYSTEM_METRICS
+)
 async def get_system_metrics(request: web.Request) -> web.Response:
     """Workflow counts and the machine's load."""
     stats = await request.app[ENGINE].repo.workflow_stats()
@@ -131,7 +167,9 @@ async def get_system_metrics(request: web.Request) -> web.Response:
     )
 
 
-@api.route("GET", "/state/system/health", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET", "/state/system/health", resource="state", action="read", tags=("state",), response=SYSTEM_HEALTH
+)
 async def get_system_health(request: web.Request) -> web.Response:
     """Health of storage, the batch coordinator and monitoring."""
     engine = request.app[ENGINE]
@@ -150,7 +188,9 @@ async def get_system_health(request: web.Request) -> web.Response:
     return ok({"overall_status": overall, "components": components, "last_check": datetime.now(UTC)})
 
 
-@api.route("GET", "/state/statistics", resource="state", action="read", tags=("state",))
+@api.route(
+    "GET", "/state/statistics", resource="state", action="read", tags=("state",), response=STATE_STATISTICS
+)
 async def get_statistics(request: web.Request) -> web.Response:
     """State manager statistics."""
     stats = await request.app[ENGINE].repo.workflow_stats()
@@ -165,7 +205,7 @@ async def get_statistics(request: web.Request) -> web.Response:
     )
 
 
-@api.route("GET", "/state/inventory", resource="state", action="read", tags=("state",))
+@api.route("GET", "/state/inventory", resource="state", action="read", tags=("state",), response=INVENTORY)
 async def get_inventory(request: web.Request) -> web.Response:
     """Resources in the simulated cloud of the ``local`` provider (all simulated)."""
     return ok(await request.app[ENGINE].repo.inventory())

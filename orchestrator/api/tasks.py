@@ -5,17 +5,25 @@ from __future__ import annotations
 from aiohttp import web
 
 from orchestrator.keys import ENGINE
-from orchestrator.models import TaskQuery
+from orchestrator.models import TASK_VIEW, TaskQuery
 from orchestrator.states import TaskStatus
 from orchestrator.views import task_view
 from shared.errors import NotFound, ValidationFailed
-from shared.http import Api, ok, paginated
+from shared.http import Api, array, ok, paginated
 
 api = Api()
 STATUSES = [str(s) for s in TaskStatus]
 
 
-@api.route("GET", "/tasks", resource="tasks", action="read", query=TaskQuery, tags=("tasks",))
+@api.route(
+    "GET",
+    "/tasks",
+    resource="tasks",
+    action="read",
+    query=TaskQuery,
+    tags=("tasks",),
+    response=array(TASK_VIEW),
+)
 async def list_tasks(request: web.Request, query: TaskQuery) -> web.Response:
     """List tasks, newest first; filter by status or workflow."""
     if query.status is not None and query.status not in STATUSES:
@@ -33,7 +41,7 @@ async def list_tasks(request: web.Request, query: TaskQuery) -> web.Response:
     return paginated(request, [task_view(r) for r in rows], total, query.limit, query.offset)
 
 
-@api.route("GET", "/tasks/{id}", resource="tasks", action="read", tags=("tasks",))
+@api.route("GET", "/tasks/{id}", resource="tasks", action="read", tags=("tasks",), response=TASK_VIEW)
 async def get_task(request: web.Request) -> web.Response:
     """One task's status and details."""
     task_id = request.match_info["id"]

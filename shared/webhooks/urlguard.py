@@ -107,6 +107,8 @@ async def validate_target(url: str, *, allow_private: bool) -> str:
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):
             infos = await loop.getaddrinfo(host, parsed.port or 443, type=socket.SOCK_STREAM)
+    except UnicodeError:  # the name cannot be encoded for DNS (IDNA): nothing could deliver to it
+        raise _refuse(url, "the host is not a valid domain name") from None
     except (OSError, TimeoutError):
         return str(parsed)
     for info in infos:

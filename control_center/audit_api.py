@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from control_center.models import AUDIT_EXPORTS, AUDIT_RECORD, AUDIT_VERIFY, AuditQuery
-from shared.audit import AUDIT, timestamp_of
-from shared.http import REQUEST_ID, Api, array, ok, paginated
+from shared.security.audit import AUDIT, timestamp_of
+from shared.web.http import REQUEST_ID, Api, array, ok, paginated
 
 api = Api()
 TAGS = ("audit",)

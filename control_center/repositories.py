@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.store import Insert, Merge, Stmt, Store, Write
+from shared.store.store import Insert, Merge, Stmt, Store, Write
 
 
 def username_key(username: str) -> str:

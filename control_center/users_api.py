@@ -15,9 +15,9 @@ from control_center.models import (
     UserQuery,
 )
 from control_center.users import UserChanges
-from shared.audit import AUDIT_DETAILS, audit_event
-from shared.auth import principal_of
-from shared.http import MESSAGE, Api, array, ok, paginated
+from shared.security.audit import AUDIT_DETAILS, audit_event
+from shared.security.auth import principal_of
+from shared.web.http import MESSAGE, Api, array, ok, paginated
 
 api = Api()
 TAGS = ("users",)

@@ -9,7 +9,7 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from shared.store import Insert, Lazy, Merge, Stmt, Store, Write, log_entries
+from shared.store.store import Insert, Lazy, Merge, Stmt, Store, Write, log_entries
 
 
 class Repository:

@@ -27,9 +27,9 @@ from orchestrator.models import (
 )
 from orchestrator.states import WorkflowStatus
 from orchestrator.views import batch_view
-from shared.auth import principal_of
 from shared.errors import NotFound, ValidationFailed
-from shared.http import MESSAGE, SUBMITTED, Api, array, ok, paginated, validation_failed
+from shared.security.auth import principal_of
+from shared.web.http import MESSAGE, SUBMITTED, Api, array, ok, paginated, validation_failed
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"

@@ -13,7 +13,7 @@ from orchestrator.models import (
     CheckpointRequest,
     RollbackRequest,
 )
-from shared.http import MESSAGE, STR, Api, PageQuery, array, ok, paginated
+from shared.web.http import MESSAGE, STR, Api, PageQuery, array, ok, paginated
 
 api = Api()
 

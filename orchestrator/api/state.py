@@ -26,9 +26,9 @@ from orchestrator.models import (
 from orchestrator.snapshots import state_at, view
 from orchestrator.views import workflow_progress
 from shared.errors import NotFound
-from shared.http import Api, Model, ok
-from shared.keys import SETTINGS
 from shared.settings import Settings
+from shared.web.http import Api, Model, ok
+from shared.web.keys import SETTINGS
 
 api = Api()
 

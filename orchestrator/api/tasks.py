@@ -9,7 +9,7 @@ from orchestrator.models import TASK_VIEW, TaskQuery
 from orchestrator.states import TaskStatus
 from orchestrator.views import task_view
 from shared.errors import NotFound, ValidationFailed
-from shared.http import Api, array, ok, paginated
+from shared.web.http import Api, array, ok, paginated
 
 api = Api()
 STATUSES = [str(s) for s in TaskStatus]

@@ -21,7 +21,7 @@ from orchestrator.providers.base import (
     OperationResult,
     ProviderEnv,
 )
-from shared.store import Stmt, Store
+from shared.store.store import Stmt, Store
 
 DEFAULT_SIMULATION = Simulate()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.store import Insert, Merge, Stmt, Store, Write
+from shared.store.store import Insert, Merge, Stmt, Store, Write
 
 WEBHOOK = "webhook"
 DELIVERY = "webhook_delivery"

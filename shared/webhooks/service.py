@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import Conflict, NotFound
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings
-from shared.store import Store, Write, iso
+from shared.store.store import Store, Write, iso
 from shared.webhooks.catalogue import TEST_EVENT, validate_patterns
 from shared.webhooks.outbox import delivery_row, next_seq, payload
 from shared.webhooks.repository import PENDING, WebhookRepository

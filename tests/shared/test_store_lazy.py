@@ -21,7 +21,7 @@ import pytest
 from surrealdb import RecordID
 
 from shared.errors import StoreError
-from shared.store import Append, Insert, Lazy, Merge, Stmt, Store, log_entries
+from shared.store.store import Append, Insert, Lazy, Merge, Stmt, Store, log_entries
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
 WAIT_S = 20.0  # bound of every poll (the per-test timeout is 60 s)

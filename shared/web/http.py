@@ -39,8 +39,8 @@ from shared.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from shared.keys import SETTINGS as SETTINGS_KEY
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from shared.web.keys import SETTINGS as SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -917,8 +917,8 @@ def add_standard_routes(
     import hmac
 
     from shared.errors import Unauthorized
-    from shared.keys import SETTINGS
     from shared.metrics import render
+    from shared.web.keys import SETTINGS
 
     @api.route("GET", "/health", public=True, summary="Liveness", tags=("monitoring",), response=STR)
     async def get_health(request: web.Request) -> web.Response:

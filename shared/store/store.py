@@ -15,7 +15,7 @@ Measured facts that shape this module (see DESIGN.md):
 * the embedded engine stores a string holding NUL but can never return it (every
   read of that row fails, for good): :func:`guard_nul` replaces NUL in every value
   about to be written, whoever wrote it (input is refused long before, in
-  ``shared/http.py``; this is the last line of defence);
+  ``shared/web/http.py``; this is the last line of defence);
 * the embedded engine's cost is per structured value, not per byte: 1,000 small
   rows cost ~35 ms to insert, the same 1,000 entries as one CBOR blob ~2 ms. So a
   log (:class:`Append`) is written as one row per commit holding its entries as a
@@ -46,7 +46,7 @@ from surrealdb.data.cbor import tag_decoder
 
 from shared.errors import StoreError, StoreLocked
 from shared.metrics import STORE_COMMITS
-from shared.secrets import SecretBox
+from shared.store.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class Store:
     ) -> None:
         self.url = url
         # Seals and opens the secret fields of the rows repositories write and read
-        # (shared/secrets.py); ``open_store`` passes the configured key, a bare store
+        # (shared/store/secrets.py); ``open_store`` passes the configured key, a bare store
         # (a test's, a benchmark's) gets a key of its own.
         self.secrets = secrets if secrets is not None else SecretBox.ephemeral()
         self._after_connect = after_connect  # e.g. a check of the files the engine just made
@@ -280,7 +280,7 @@ class Store:
             self._lock.release()
 
     async def _migrate(self) -> None:
-        from shared.schema import apply_migrations  # it needs this module's Store
+        from shared.store.schema import apply_migrations  # it needs this module's Store
 
         await apply_migrations(self)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from importlib import resources
 
-from shared.store import Stmt, Store
+from shared.store.store import Stmt, Store
 
-log = logging.getLogger("shared.store")  # applying migrations is part of opening the store
+log = logging.getLogger("shared.store.store")  # applying migrations is part of opening the store
 
 MIGRATIONS_TABLE = "schema_migration"
 
@@ -18,8 +18,8 @@ async def _applied(store: Store) -> set[str]:
 
 
 def migration_files() -> list[tuple[str, str]]:
-    """Every ``NNNN_name.surql`` shipped in ``shared/migrations``, in order."""
-    folder = resources.files("shared") / "migrations"
+    """Every ``NNNN_name.surql`` shipped in ``shared/store/migrations``, in order."""
+    folder = resources.files("shared.store") / "migrations"
     files = sorted(
         (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".surql")
     )

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from shared.app import base_app
-from shared.http import Api, ok
+from shared.http import ANY, Api, ok
 from shared.keys import STORE
 from shared.settings import load_settings
 from tests.helpers.services import Services, bearer
@@ -113,12 +113,12 @@ async def app_with_failing_routes(aiohttp_client: Any, tmp_path: Any) -> TestCli
     settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False)
     api = Api()
 
-    @api.route("GET", "/broken", public=True)
+    @api.route("GET", "/broken", public=True, response=ANY)
     async def broken(request: web.Request) -> web.Response:
         # A real engine error whose text names the database's internals.
         return ok(await request.app[STORE].query("SELECT * FROM t START $s", {"s": "nope"}))
 
-    @api.route("GET", "/half", public=True)
+    @api.route("GET", "/half", public=True, media={"application/x-ndjson": {"schema": {"type": "string"}}})
     async def half(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from shared.settings import load_settings
 from shared.web.app import base_app
-from shared.web.http import Api, ok
+from shared.web.http import ANY, Api, ok
 from shared.web.keys import STORE
 from tests.helpers.services import Services, bearer
 
@@ -113,12 +113,12 @@ async def app_with_failing_routes(aiohttp_client: Any, tmp_path: Any) -> TestCli
     settings = load_settings(db_url="mem://", data_dir=tmp_path, auth_enabled=False)
     api = Api()
 
-    @api.route("GET", "/broken", public=True)
+    @api.route("GET", "/broken", public=True, response=ANY)
     async def broken(request: web.Request) -> web.Response:
         # A real engine error whose text names the database's internals.
         return ok(await request.app[STORE].query("SELECT * FROM t START $s", {"s": "nope"}))
 
-    @api.route("GET", "/half", public=True)
+    @api.route("GET", "/half", public=True, media={"application/x-ndjson": {"schema": {"type": "string"}}})
     async def half(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)

@@ -48,7 +48,8 @@ from orchestrator.app import create_app as create_orchestrator  # noqa: E402
 from shared.events.bus import EventBus  # noqa: E402
 from shared.security.backend import Security, condition_context, subjects_of  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
-from shared.store.store import Stmt, Store  # noqa: E402
+from shared.store.store import Store  # noqa: E402
+from shared.store.writes import Stmt  # noqa: E402
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,8 +24,9 @@ from shared.security.backend import SECURITY
 from shared.settings import Settings
 from shared.store.store import Store
 from shared.web.app import base_app
-from shared.web.http import Api, add_standard_routes
 from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.openapi import add_standard_routes
+from shared.web.routing import Api
 
 log = logging.getLogger(__name__)
 

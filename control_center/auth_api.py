@@ -30,8 +30,9 @@ from shared.security.auth import principal_of
 from shared.security.backend import SECURITY
 from shared.security.tokens import MFA_SETUP_SCOPE, utcnow
 from shared.web.client import client_ip
-from shared.web.http import MESSAGE, Api, ok
+from shared.web.envelope import ok
 from shared.web.keys import SETTINGS
+from shared.web.routing import MESSAGE, Api
 
 api = Api()
 TAGS = ("auth",)

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_v
 from pydantic.json_schema import SkipJsonSchema
 
 from control_center.users import Role
-from shared.web.http import (
+from shared.web.routing import (
     ANY,
     BOOL,
     DATETIME,

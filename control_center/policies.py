@@ -30,7 +30,7 @@ from shared.security.policy import (
 )
 from shared.security.repositories import PolicyRepository
 from shared.security.tokens import utcnow
-from shared.store.store import iso
+from shared.store.codec import iso
 
 
 def policy_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from control_center.models import (
 from control_center.policies import PolicyChanges, policy_view, rules_from, version_view
 from shared.security.audit import AUDIT_DETAILS
 from shared.security.auth import principal_of
-from shared.web.http import MESSAGE, Api, PageQuery, array, ok, paginated
+from shared.web.envelope import ok, paginated
+from shared.web.routing import MESSAGE, Api, PageQuery, array
 
 api = Api()
 TAGS = ("policies",)

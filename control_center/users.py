@@ -34,7 +34,9 @@ from shared.errors import Conflict, NotFound, StoreError, Unauthorized, Validati
 from shared.events.bus import EventBus
 from shared.security.subjects import Subjects
 from shared.security.tokens import utcnow
-from shared.store.store import Store, Write, iso
+from shared.store.codec import iso
+from shared.store.store import Store
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from control_center.models import (
 from control_center.users import UserChanges
 from shared.security.audit import AUDIT_DETAILS, audit_event
 from shared.security.auth import principal_of
-from shared.web.http import MESSAGE, Api, array, ok, paginated
+from shared.web.envelope import ok, paginated
+from shared.web.routing import MESSAGE, Api, array
 
 api = Api()
 TAGS = ("users",)

@@ -22,8 +22,9 @@ from control_center.models import (
 )
 from shared.security.audit import AUDIT_DETAILS
 from shared.security.auth import principal_of
-from shared.web.http import Api, Model, PageQuery, array, ok, paginated
+from shared.web.envelope import ok, paginated
 from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.routing import Api, Model, PageQuery, array
 from shared.webhooks import EVENT_NAMES, WebhookChange, WebhookService
 
 # What validate_patterns accepts, as the model (and so the OpenAPI document) says it:

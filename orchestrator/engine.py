@@ -48,7 +48,8 @@ from shared.errors import Conflict, NotFound
 from shared.events.bus import EventBus
 from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
 from shared.settings import Settings
-from shared.store.store import Append, Store, Write
+from shared.store.store import Store
+from shared.store.writes import Append, Write
 
 if TYPE_CHECKING:
     from orchestrator.rollback import RollbackService

@@ -37,7 +37,8 @@ from typing import Any
 
 from shared.security.audit import AuditEntry, AuditLog, chain_hash
 from shared.security.repositories import AUDIT_HEAD_ID
-from shared.store.store import Merge, Stmt, Store
+from shared.store.store import Store
+from shared.store.writes import Merge, Stmt
 
 log = logging.getLogger(__name__)
 

@@ -67,8 +67,9 @@ from shared.metrics import WEBSOCKET_CONNECTIONS
 from shared.security.audit import audit_refusal
 from shared.security.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
 from shared.security.backend import accept_query_token
-from shared.web.http import SERVICE_KEY, Api, Model, input_limits, parse_json
-from shared.web.keys import BUS, SETTINGS
+from shared.web.keys import BUS, SERVICE_KEY, SETTINGS
+from shared.web.routing import Api, Model
+from shared.web.validation import input_limits, parse_json
 
 log = logging.getLogger(__name__)
 

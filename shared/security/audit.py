@@ -35,8 +35,9 @@ from shared.security.auth import PRINCIPAL
 from shared.security.repositories import AUDIT_HEAD_MOVED, AuditRepository
 from shared.store.store import Store
 from shared.web.client import client_ip
-from shared.web.http import REQUEST_ID, SERVICE_KEY, route_spec
-from shared.web.keys import SETTINGS
+from shared.web.keys import SERVICE_KEY, SETTINGS
+from shared.web.middlewares import REQUEST_ID
+from shared.web.routing import route_spec
 
 log = logging.getLogger(__name__)
 

@@ -58,8 +58,9 @@ from shared.settings import Settings
 from shared.store.secrets import SecretsError
 from shared.store.store import Store
 from shared.web.client import client_ip
-from shared.web.http import SERVICE_KEY, add_response_headers, json_body
-from shared.web.keys import STORE
+from shared.web.keys import SERVICE_KEY, STORE
+from shared.web.middlewares import add_response_headers
+from shared.web.validation import json_body
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,7 @@ async def batch_facts(request: web.Request) -> dict[str, Any]:
 
 async def submission(request: web.Request) -> Any:
     """The request's JSON body, parsed and checked once for every fact and the handler
-    (``shared.web.http.json_body`` caches it); None without a body. A body too large to read
+    (``shared.web.validation.json_body`` caches it); None without a body. A body too large to read
     whole is refused here: the facts are never taken from part of it."""
     if not request.body_exists:
         return None

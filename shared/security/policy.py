@@ -47,7 +47,7 @@ from shared.security.conditions import RoleSet as RoleSet
 from shared.security.conditions import compile_condition as compile_condition
 from shared.security.conditions import roots_of as roots_of
 from shared.security.repositories import PolicyRepository
-from shared.store.store import Write
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 # pycasbin prints its model at INFO for every enforcer it builds; this module builds one

@@ -25,8 +25,9 @@ from shared.errors import RateLimited
 from shared.security.auth import PRINCIPAL
 from shared.settings import Settings
 from shared.web.client import client_ip
-from shared.web.http import EXTRA_HEADERS, SUBMITTED, add_response_headers, route_spec
 from shared.web.keys import SETTINGS
+from shared.web.middlewares import EXTRA_HEADERS, SUBMITTED, add_response_headers
+from shared.web.routing import route_spec
 
 AUTH_BUCKET = "auth"
 REFRESH_BUCKET = "refresh"

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.store.store import Insert, Stmt, Store, Write
+from shared.store.store import Store
+from shared.store.writes import Insert, Stmt, Write
 
 POLICY_STATE_ID = "current"
 AUDIT_HEAD_ID = "main"

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from shared.security.repositories import SecretFieldRepository
 from shared.store.secrets import SECRET_FIELDS, is_sealed
-from shared.store.store import Store, Write
+from shared.store.store import Store
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from shared.store.store import Stmt, Store
+from shared.store.writes import Stmt
 
-log = logging.getLogger("shared.store.store")  # applying migrations is part of opening the store
+if TYPE_CHECKING:  # the store runs the migrations when it opens: only the type is needed here
+    from shared.store.store import Store
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "schema_migration"
 

@@ -18,14 +18,9 @@ from shared.settings import Settings
 from shared.store.fsperms import secure_data_dir
 from shared.store.secrets import load_secret_box
 from shared.store.store import Store
-from shared.web.http import (
-    SERVICE_KEY,
-    Api,
-    request_context_middleware,
-    secure_response_headers,
-    version_middleware,
-)
-from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.keys import BUS, SERVICE_KEY, SETTINGS, STORE
+from shared.web.middlewares import request_context_middleware, secure_response_headers, version_middleware
+from shared.web.routing import Api
 
 log = logging.getLogger(__name__)
 

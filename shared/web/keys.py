@@ -11,3 +11,4 @@ from shared.store.store import Store
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
+SERVICE_KEY = web.AppKey("service_name", str)

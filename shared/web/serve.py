@@ -53,7 +53,7 @@ from shared.metrics import (
     HTTP_CONNECTIONS_REFUSED,
 )
 from shared.settings import Settings
-from shared.web.http import SERVICE_KEY
+from shared.web.keys import SERVICE_KEY
 
 log = logging.getLogger(__name__)
 # What aiohttp's request handlers log through (see _QuietBodyTimeouts).

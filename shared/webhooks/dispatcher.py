@@ -48,9 +48,10 @@ from shared.errors import ProvisioningError
 from shared.events.bus import Event, EventBus
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS, WEBHOOK_OUTBOX_PENDING
 from shared.settings import Settings
-from shared.store.store import Store, Write
-from shared.web.http import clean_text
+from shared.store.store import Store
+from shared.store.writes import Write
 from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.validation import clean_text
 from shared.webhooks.catalogue import validate_patterns, webhook_event_name
 from shared.webhooks.outbox import Outbox
 from shared.webhooks.repository import DELIVERED, FAILED, PENDING, WebhookRepository

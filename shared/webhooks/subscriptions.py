@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.events.bus import Event
-from shared.store.store import iso
+from shared.store.codec import iso
 from shared.webhooks.catalogue import matches
 from shared.webhooks.repository import WebhookRepository
 

@@ -156,7 +156,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
     records, _ = await logs(services, admin, limit=1000)
     ordered = sorted(records, key=lambda r: r["seq"])
     victim = ordered[2]
-    from shared.store.store import Stmt
+    from shared.store.writes import Stmt
 
     await services.store.write(Stmt("DELETE type::thing('audit', $id)", {"id": victim["id"]}))
     result = await verify(services, admin)
@@ -169,7 +169,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
 
 
 def _edit(record_id: str, patch: dict[str, Any]) -> Any:
-    from shared.store.store import Merge
+    from shared.store.writes import Merge
 
     return Merge("audit", record_id, patch)
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from shared.security.backend import SECURITY
-from shared.store.store import Stmt
+from shared.store.writes import Stmt
 from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_final
 
 AUTH = {

@@ -16,7 +16,8 @@ import pytest
 
 from shared.security.audit import DETAIL_CHARS, DETAIL_ITEMS, AuditEntry, AuditLog, chain_hash, timestamp_now
 from shared.security.repositories import AuditRepository
-from shared.store.store import Insert, Merge, Stmt, Store
+from shared.store.store import Store
+from shared.store.writes import Insert, Merge, Stmt
 
 
 @pytest.fixture

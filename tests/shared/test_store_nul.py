@@ -7,7 +7,9 @@ import logging
 
 import pytest
 
-from shared.store.store import Append, Insert, Lazy, Merge, Stmt, Store, guard_nul, has_nul, log_entries
+from shared.store.codec import guard_nul, has_nul, log_entries
+from shared.store.store import Store
+from shared.store.writes import Append, Insert, Lazy, Merge, Stmt
 
 
 async def test_every_kind_of_write_is_stored_readable(store: Store, caplog: pytest.LogCaptureFixture) -> None:

@@ -13,7 +13,8 @@ from shared.security.repositories import KeyRepository, RevocationRepository, Su
 from shared.security.subjects import Subjects
 from shared.security.tokens import KeyRing, Revocations, TokenService, utcnow
 from shared.settings import Settings, load_settings
-from shared.store.store import Stmt, Store
+from shared.store.store import Store
+from shared.store.writes import Stmt
 
 
 @pytest.fixture

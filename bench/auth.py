@@ -45,10 +45,11 @@ from aiohttp.test_utils import make_mocked_request  # noqa: E402
 from control_center.app import create_app as create_control_center  # noqa: E402
 from control_center.keys import USERS  # noqa: E402
 from orchestrator.app import create_app as create_orchestrator  # noqa: E402
-from shared.events import EventBus  # noqa: E402
-from shared.security import Security, condition_context, subjects_of  # noqa: E402
+from shared.events.bus import EventBus  # noqa: E402
+from shared.security.backend import Security, condition_context, subjects_of  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
-from shared.store import Stmt, Store  # noqa: E402
+from shared.store.store import Store  # noqa: E402
+from shared.store.writes import Stmt  # noqa: E402
 
 HOST = "127.0.0.1"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -266,7 +267,7 @@ async def in_process(n: int) -> dict[str, float]:
     await store.open()
     security = Security(settings)
     await security.start(store)
-    # Tokens are honoured only for users that exist (shared/subjects.py).
+    # Tokens are honoured only for users that exist (shared/security/subjects.py).
     await store.write(
         *(
             Stmt(

@@ -84,9 +84,9 @@ async def run_memory(n: int, limit: int) -> float:
 async def run_engine(n: int, limit: int) -> dict[str, Any]:
     from orchestrator.engine import Engine
     from orchestrator.models import BatchRequest, OperationSpec
-    from shared.events import EventBus
+    from shared.events.bus import EventBus
     from shared.settings import load_settings
-    from shared.store import Store
+    from shared.store.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"surrealkv://{tmp}/db", lock_dir=Path(tmp))
@@ -140,7 +140,7 @@ async def first_start_latency(samples: int) -> list[float]:
     from aiohttp import web
 
     from orchestrator.app import create_app
-    from shared.events import Event, EventBus
+    from shared.events.bus import Event, EventBus
     from shared.settings import load_settings
 
     first_running: dict[str, float] = {}

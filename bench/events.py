@@ -44,9 +44,9 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from orchestrator.app import create_app  # noqa: E402
-from shared.events import Event, EventBus  # noqa: E402
+from shared.events.bus import Event, EventBus  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
-from shared.store import Store  # noqa: E402
+from shared.store.store import Store  # noqa: E402
 from shared.webhooks.dispatcher import Dispatcher  # noqa: E402
 from shared.webhooks.outbox import delivery_row, payload  # noqa: E402
 from shared.webhooks.repository import WebhookRepository  # noqa: E402

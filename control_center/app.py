@@ -17,15 +17,16 @@ from control_center.passwords import PasswordHasher
 from control_center.policies import PolicyService
 from control_center.sessions import SessionService
 from control_center.users import UserService
-from shared.app import base_app
-from shared.auth import AuthBackend
-from shared.events import EventBus
-from shared.http import Api, add_standard_routes
-from shared.keys import BUS, SETTINGS, STORE
-from shared.security import SECURITY
+from shared.events.bus import EventBus
+from shared.events.streams import install as install_streams
+from shared.security.auth import AuthBackend
+from shared.security.backend import SECURITY
 from shared.settings import Settings
-from shared.store import Store
-from shared.streams import install as install_streams
+from shared.store.store import Store
+from shared.web.app import base_app
+from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.openapi import add_standard_routes
+from shared.web.routing import Api
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from control_center.models import AUDIT_EXPORTS, AUDIT_RECORD, AUDIT_VERIFY, AuditQuery
-from shared.audit import AUDIT, timestamp_of
-from shared.http import REQUEST_ID, Api, array, ok, paginated
+from shared.security.audit import AUDIT, timestamp_of
+from shared.web.envelope import ok, paginated
+from shared.web.middlewares import REQUEST_ID
+from shared.web.routing import Api, array
 
 api = Api()
 TAGS = ("audit",)

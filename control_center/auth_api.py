@@ -24,14 +24,15 @@ from control_center.models import (
 )
 from control_center.sessions import RefreshTokenReused
 from control_center.users import User
-from shared.audit import audit_event
-from shared.auth import principal_of
-from shared.client import client_ip
 from shared.errors import NotFound, Unauthorized
-from shared.http import MESSAGE, Api, ok
-from shared.keys import SETTINGS
-from shared.security import SECURITY
-from shared.tokens import MFA_SETUP_SCOPE, utcnow
+from shared.security.audit import audit_event
+from shared.security.auth import principal_of
+from shared.security.backend import SECURITY
+from shared.security.tokens import MFA_SETUP_SCOPE, utcnow
+from shared.web.client import client_ip
+from shared.web.envelope import ok
+from shared.web.keys import SETTINGS
+from shared.web.routing import MESSAGE, Api
 
 api = Api()
 TAGS = ("auth",)

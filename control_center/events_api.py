@@ -6,7 +6,7 @@ read the audit log.
 
 from __future__ import annotations
 
-from shared.streams import CONTROL_CENTER_KINDS, StreamConfig, stream_api
+from shared.events.streams import CONTROL_CENTER_KINDS, StreamConfig, stream_api
 
 CONFIG = StreamConfig(kinds=CONTROL_CENTER_KINDS, resource="audit", action="read")
 

@@ -35,13 +35,13 @@ from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
 from control_center.sessions import SessionService
 from control_center.users import Role, User, UserService
-from shared.audit import audit_event
 from shared.errors import Unauthorized
-from shared.events import EventBus
-from shared.security import Security
+from shared.events.bus import EventBus
+from shared.security.audit import audit_event
+from shared.security.backend import Security
+from shared.security.tokens import MFA_SETUP_SCOPE, utcnow
 from shared.settings import Settings
-from shared.store import Store
-from shared.tokens import MFA_SETUP_SCOPE, utcnow
+from shared.store.store import Store
 
 log = logging.getLogger(__name__)
 

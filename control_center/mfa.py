@@ -33,10 +33,10 @@ from control_center.repositories import UserRepository
 from control_center.sessions import SessionService
 from control_center.users import User
 from shared.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
-from shared.events import EventBus
+from shared.events.bus import EventBus
+from shared.security.tokens import utcnow
 from shared.settings import Settings
-from shared.store import Store
-from shared.tokens import utcnow
+from shared.store.store import Store
 
 TOTP_DIGITS = 6
 TOTP_STEP_S = 30

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, field_v
 from pydantic.json_schema import SkipJsonSchema
 
 from control_center.users import Role
-from shared.http import (
+from shared.web.routing import (
     ANY,
     BOOL,
     DATETIME,
@@ -34,7 +34,7 @@ PASSWORD_RULES = (
     "whitespace, not containing the username, not one of the 10,000 most common passwords"
 )
 
-# The policy engine's grammar (shared/policy.py), so a rule it cannot compile is refused
+# The policy engine's grammar (shared/security/policy.py), so a rule it cannot compile is refused
 # by the model and the OpenAPI document says so.
 RESOURCE_PATTERN = r"^(\*|[a-z][a-z0-9_-]*(:[A-Za-z0-9_.*/-]+)?)$"
 ACTION_PATTERN = r"^(\*|[a-z][a-z0-9_]*)$"

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.auth import ANONYMOUS, Principal
 from shared.errors import Conflict, NotFound, StoreError, ValidationFailed
-from shared.events import EventBus
-from shared.policy import (
+from shared.events.bus import EventBus
+from shared.security.auth import ANONYMOUS, Principal
+from shared.security.backend import Security, condition_context, subjects_of
+from shared.security.policy import (
     ConditionError,
     Line,
     PolicyEngine,
@@ -27,10 +28,9 @@ from shared.policy import (
     next_version,
     policy_writes,
 )
-from shared.security import Security, condition_context, subjects_of
-from shared.security_repos import PolicyRepository
-from shared.store import iso
-from shared.tokens import utcnow
+from shared.security.repositories import PolicyRepository
+from shared.security.tokens import utcnow
+from shared.store.codec import iso
 
 
 def policy_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from control_center.models import (
     UpdatePolicy,
 )
 from control_center.policies import PolicyChanges, policy_view, rules_from, version_view
-from shared.audit import AUDIT_DETAILS
-from shared.auth import principal_of
-from shared.http import MESSAGE, Api, PageQuery, array, ok, paginated
+from shared.security.audit import AUDIT_DETAILS
+from shared.security.auth import principal_of
+from shared.web.envelope import ok, paginated
+from shared.web.routing import MESSAGE, Api, PageQuery, array
 
 api = Api()
 TAGS = ("policies",)

@@ -7,7 +7,7 @@ again means someone kept a copy, so the whole session is revoked (OAuth 2.0
 Security BCP, refresh token rotation). Revoking a session also denylists its
 id, which refuses every access token issued under it until they expire, and
 announces ``SessionRevoked`` on the bus: every open event stream of the
-session closes at once (shared/streams.py), not at its next heartbeat.
+session closes at once (shared/events/streams.py), not at its next heartbeat.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 
 from control_center.repositories import SessionRepository
 from shared.errors import Unauthorized
-from shared.events import EventBus
-from shared.security import Security
+from shared.events.bus import EventBus
+from shared.security.backend import Security
+from shared.security.tokens import CLOCK_SKEW_S, utcnow
 from shared.settings import Settings
-from shared.store import Store
-from shared.tokens import CLOCK_SKEW_S, utcnow
+from shared.store.store import Store
 
 REFRESH_TOKEN_BYTES = 32
 

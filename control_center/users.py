@@ -8,7 +8,7 @@ disabled, nor demoted (checked inside the same transaction as the change);
 deleting, disabling or changing the roles of a user ends their sessions at once
 (and the open event streams of those sessions, through ``SessionRevoked``),
 and makes every service look the user up again before it honours their tokens
-(``shared/subjects.py``).
+(``shared/security/subjects.py``).
 
 The first admin's generated password is shown once: on the terminal when
 stderr is one, else written to ``<data dir>/initial-admin-password`` (0600)
@@ -31,10 +31,12 @@ from control_center.passwords import PasswordHasher, generate_password
 from control_center.repositories import LAST_ADMIN, UserRepository, username_key
 from control_center.sessions import SessionService
 from shared.errors import Conflict, NotFound, StoreError, Unauthorized, ValidationFailed
-from shared.events import EventBus
-from shared.store import Store, Write, iso
-from shared.subjects import Subjects
-from shared.tokens import utcnow
+from shared.events.bus import EventBus
+from shared.security.subjects import Subjects
+from shared.security.tokens import utcnow
+from shared.store.codec import iso
+from shared.store.store import Store
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +234,7 @@ class UserService:
                 "username": user.username,
                 "change": "updated",
                 "fields": sorted(k for k in patch if k != "updated_at" and k != "password_hash"),
-                # Streams of this user close at once (shared/streams.py).
+                # Streams of this user close at once (shared/events/streams.py).
                 "revoked": ends_sessions,
             },
         )

@@ -15,9 +15,10 @@ from control_center.models import (
     UserQuery,
 )
 from control_center.users import UserChanges
-from shared.audit import AUDIT_DETAILS, audit_event
-from shared.auth import principal_of
-from shared.http import MESSAGE, Api, array, ok, paginated
+from shared.security.audit import AUDIT_DETAILS, audit_event
+from shared.security.auth import principal_of
+from shared.web.envelope import ok, paginated
+from shared.web.routing import MESSAGE, Api, array
 
 api = Api()
 TAGS = ("users",)

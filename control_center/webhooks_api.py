@@ -20,10 +20,11 @@ from control_center.models import (
     WEBHOOK_VIEW,
     WEBHOOK_WITH_SECRET,
 )
-from shared.audit import AUDIT_DETAILS
-from shared.auth import principal_of
-from shared.http import Api, Model, PageQuery, array, ok, paginated
-from shared.keys import BUS, SETTINGS, STORE
+from shared.security.audit import AUDIT_DETAILS
+from shared.security.auth import principal_of
+from shared.web.envelope import ok, paginated
+from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.routing import Api, Model, PageQuery, array
 from shared.webhooks import EVENT_NAMES, WebhookChange, WebhookService
 
 # What validate_patterns accepts, as the model (and so the OpenAPI document) says it:

@@ -12,14 +12,15 @@ from orchestrator.engine import Engine
 from orchestrator.journal import OutboxHook
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
 from orchestrator.rollback import RollbackService
-from shared.app import base_app
-from shared.auth import AuthBackend
-from shared.events import EventBus
-from shared.http import Api, add_standard_routes
-from shared.keys import BUS, SETTINGS, STORE
+from shared.events.bus import EventBus
+from shared.events.streams import install as install_streams
+from shared.security.auth import AuthBackend
 from shared.settings import Settings
-from shared.store import Store
-from shared.streams import install as install_streams
+from shared.store.store import Store
+from shared.web.app import base_app
+from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.openapi import add_standard_routes
+from shared.web.routing import Api
 from shared.webhooks.dispatcher import DISPATCHER, dispatcher_ctx
 
 HEALTH_MESSAGE = "Orchestrator is healthy"

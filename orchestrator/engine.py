@@ -45,10 +45,11 @@ from orchestrator.states import (
     check_workflow_transition,
 )
 from shared.errors import Conflict, NotFound
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
 from shared.settings import Settings
-from shared.store import Append, Store, Write
+from shared.store.store import Store
+from shared.store.writes import Append, Write
 
 if TYPE_CHECKING:
     from orchestrator.rollback import RollbackService

@@ -7,7 +7,7 @@ change on the event bus. Persist, then announce.
 
 The journal is the record; task and workflow rows are its projection. Each
 entry carries the patch it makes to its entity's row, and the row is written as
-a :class:`~shared.store.Lazy` change: the store coalesces those and applies them
+a :class:`~shared.store.writes.Lazy` change: the store coalesces those and applies them
 in bulk, off the hot path, but before anything reads them. After a crash,
 :func:`catch_up` re-applies the entries the rows had not caught up with.
 """
@@ -25,8 +25,9 @@ from surrealdb import RecordID
 
 from orchestrator.repository import Repository
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
-from shared.events import EventBus
-from shared.store import Append, Insert, Lazy, Merge, Store, Write
+from shared.events.bus import EventBus
+from shared.store.store import Store
+from shared.store.writes import Append, Insert, Lazy, Merge, Write
 
 # Outbox hook: (event_type, data) -> extra writes committed with the change.
 OutboxHook = Callable[[str, dict[str, Any]], list[Write]]

@@ -13,7 +13,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from orchestrator.command_runner import MAX_CWD_CHARS, MAX_ENV_KEYS, env_key_problem, env_value_problem
 from orchestrator.states import TaskStatus, WorkflowStatus
-from shared.http import (
+from shared.web.routing import (
     ANY,
     BOOL,
     DATETIME,

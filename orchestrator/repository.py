@@ -9,7 +9,9 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from shared.store import Insert, Lazy, Merge, Stmt, Store, Write, log_entries
+from shared.store.codec import log_entries
+from shared.store.store import Store
+from shared.store.writes import Insert, Lazy, Merge, Stmt, Write
 
 
 class Repository:

@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.journal import Journal, utcnow
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
-from shared.store import Write
+from shared.store.writes import Write
 
 _IMPLIED = {"Pending", "Completed"}
 

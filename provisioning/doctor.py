@@ -29,11 +29,11 @@ from orchestrator.command_runner import (
     usable_by,
     work_root,
 )
-from shared.app import open_store
+from provisioning.repair import repair_store, scan_store
 from shared.errors import StoreLocked
-from shared.fsperms import Finding, check_data_dir
-from shared.repair import repair_store, scan_store
 from shared.settings import Settings
+from shared.store.fsperms import Finding, check_data_dir
+from shared.web.app import open_store
 
 # What `useradd` makes of the runner: a system account with its own group, no home
 # and no login shell; it exists only to own the processes of command operations.
@@ -162,7 +162,7 @@ def check_command_identity(settings: Settings, fix: bool) -> list[Finding]:
 def check_store_text(settings: Settings, fix: bool) -> list[Finding]:
     """No row of the embedded store holds a NUL (which the engine stores but cannot
     return: every read of that row fails). With ``fix`` each one is rewritten with
-    U+FFFD (shared/repair.py); the service must be stopped, since it locks the store."""
+    U+FFFD (provisioning/repair.py); the service must be stopped, since it locks the store."""
     label = "store text"
     if not settings.is_embedded_file_store:
         return [Finding(label, True, "not an embedded store: run the doctor where the database runs")]
@@ -192,7 +192,7 @@ async def _store_text(settings: Settings, fix: bool, label: str) -> Finding:
         await store.close()
 
 
-# The data directory's check lives with the start-up code that applies it (shared/fsperms.py).
+# The data directory's check lives with the start-up code that applies it (shared/store/fsperms.py).
 CHECKS: list[Check] = [
     check_data_dir,
     check_store_text,

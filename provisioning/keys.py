@@ -8,7 +8,7 @@ new signing key up within a minute, ``KEY_REFRESH_S``.)
 ``keys rotate`` adds a signing key that signs from now on. The keys that signed
 until now stop signing at once but stay published in JWKS, and accepted, until
 every token they signed has expired (the access token lifetime plus margins,
-:func:`shared.tokens.retirement_delay_s`); the first start after that deletes them.
+:func:`shared.security.tokens.retirement_delay_s`); the first start after that deletes them.
 
 ``keys rotate --kek`` seals every secret in the store under a new
 key-encryption key. With a key file it is crash-safe: the new key is written
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.app import open_store
 from shared.errors import StoreLocked
-from shared.sealing import seal_stored_secrets
-from shared.secrets import (
+from shared.security.repositories import KeyRepository
+from shared.security.sealing import seal_stored_secrets
+from shared.security.tokens import KeyRing, retirement_delay_s
+from shared.settings import Settings
+from shared.store.secrets import (
     ENV_NAME,
     SecretBox,
     SecretsError,
@@ -35,10 +37,8 @@ from shared.secrets import (
     read_key_file,
     write_key_file,
 )
-from shared.security_repos import KeyRepository
-from shared.settings import Settings
-from shared.store import Store
-from shared.tokens import KeyRing, retirement_delay_s
+from shared.store.store import Store
+from shared.web.app import open_store
 
 
 async def _open(settings: Settings) -> Store:

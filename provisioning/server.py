@@ -15,13 +15,13 @@ from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.command_runner import make_undumpable
 from provisioning.doctor import check_runner_user, check_work_root
-from shared.access_log import RedactingAccessLogger
-from shared.app import open_store
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.logs import configure_logging
 from shared.metrics import set_process_metrics_owner
-from shared.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 from shared.settings import Settings
+from shared.web.access_log import RedactingAccessLogger
+from shared.web.app import open_store
+from shared.web.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 
 log = logging.getLogger("provisioning")
 

@@ -58,5 +58,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", access_log: bool =
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
-    # One line per request (shared/access_log.py redacts ?token=); quiet unless asked.
+    # One line per request (shared/web/access_log.py redacts ?token=); quiet unless asked.
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if access_log else logging.WARNING)

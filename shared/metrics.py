@@ -53,7 +53,7 @@ WEBHOOK_DELIVERY_SECONDS = Histogram(
 )
 WEBHOOK_OUTBOX_PENDING = Gauge("webhook_outbox_pending", "Webhook deliveries waiting to go out")
 
-# Connections (shared/serve.py)
+# Connections (shared/web/serve.py)
 HTTP_CONNECTIONS_OPEN = Gauge("http_connections_open", "Open HTTP connections by service", ["service"])
 HTTP_CONNECTIONS_REFUSED = Counter(
     "http_connections_refused",

@@ -63,7 +63,7 @@ class Settings:
     # (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER …), e.g. "AWS_PROFILE,KUBECONFIG".
     command_env_passthrough: tuple[str, ...] = ()
     write_batch_max: int = 2_000
-    # Task and workflow rows are applied lazily from the journal (see shared/store.py):
+    # Task and workflow rows are applied lazily from the journal (see shared/store/store.py):
     # once the writer has been idle this long, and at the latest at this age.
     row_apply_idle_s: float = 0.02
     row_apply_max_age_s: float = 1.0
@@ -93,7 +93,7 @@ class Settings:
     webhook_endpoints: tuple[dict[str, Any], ...] = ()
     event_retention_count: int = 10_000
     event_retention_s: float = 3600.0
-    # Live streams (shared/streams.py)
+    # Live streams (shared/events/streams.py)
     ws_queue_size: int = 1000  # events queued per connection before it is dropped (4408)
     ws_heartbeat_s: float = 30.0
     ws_auth_timeout_s: float = 10.0  # to send {"type": "auth"} when no token came with the upgrade
@@ -152,7 +152,7 @@ class Settings:
     commands_allow: tuple[str, ...] = ()
 
     # -- connections, metrics and webhooks hardening (issue 8) --
-    # Connections (shared/serve.py); TOML [http] header_timeout_s …
+    # Connections (shared/web/serve.py); TOML [http] header_timeout_s …
     http_header_timeout_s: float = 10.0  # a request's complete headers, from connect or its first byte
     http_body_timeout_s: float = 60.0  # a request's whole body, from its headers
     http_idle_timeout_s: float = 75.0  # keep-alive: an idle connection between requests is closed

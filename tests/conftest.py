@@ -19,7 +19,7 @@ from orchestrator.engine import Engine
 from orchestrator.keys import ENGINE
 from provisioning.doctor import check_runner_user
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 FINAL = {"Completed", "Failed", "Cancelled"}
 

@@ -25,8 +25,8 @@ from provisioning.doctor import (
     run_checks,
 )
 from provisioning.server import prepare_host
-from shared.fsperms import check_data_dir
 from shared.settings import Settings, load_settings
+from shared.store.fsperms import check_data_dir
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the runner user matters only to a root service")
 

@@ -27,9 +27,12 @@ from orchestrator.models import (
 )
 from orchestrator.states import WorkflowStatus
 from orchestrator.views import batch_view
-from shared.auth import principal_of
 from shared.errors import NotFound, ValidationFailed
-from shared.http import MESSAGE, SUBMITTED, Api, array, ok, paginated, validation_failed
+from shared.security.auth import principal_of
+from shared.web.envelope import ok, paginated
+from shared.web.middlewares import SUBMITTED
+from shared.web.routing import MESSAGE, Api, array
+from shared.web.validation import validation_failed
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"

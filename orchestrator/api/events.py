@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.streams import ORCHESTRATOR_KINDS, StreamConfig, stream_api
+from shared.events.streams import ORCHESTRATOR_KINDS, StreamConfig, stream_api
 
 # Connecting needs workflows:read; each kind of event then needs its own permission.
 CONFIG = StreamConfig(kinds=ORCHESTRATOR_KINDS, resource="workflows", action="read")

@@ -13,7 +13,8 @@ from orchestrator.models import (
     CheckpointRequest,
     RollbackRequest,
 )
-from shared.http import MESSAGE, STR, Api, PageQuery, array, ok, paginated
+from shared.web.envelope import ok, paginated
+from shared.web.routing import MESSAGE, STR, Api, PageQuery, array
 
 api = Api()
 

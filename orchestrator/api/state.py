@@ -26,9 +26,10 @@ from orchestrator.models import (
 from orchestrator.snapshots import state_at, view
 from orchestrator.views import workflow_progress
 from shared.errors import NotFound
-from shared.http import Api, Model, ok
-from shared.keys import SETTINGS
 from shared.settings import Settings
+from shared.web.envelope import ok
+from shared.web.keys import SETTINGS
+from shared.web.routing import Api, Model
 
 api = Api()
 

@@ -9,7 +9,8 @@ from orchestrator.models import TASK_VIEW, TaskQuery
 from orchestrator.states import TaskStatus
 from orchestrator.views import task_view
 from shared.errors import NotFound, ValidationFailed
-from shared.http import Api, array, ok, paginated
+from shared.web.envelope import ok, paginated
+from shared.web.routing import Api, array
 
 api = Api()
 STATUSES = [str(s) for s in TaskStatus]

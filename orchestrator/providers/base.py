@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.models import OperationSpec
 from shared.settings import Settings
-from shared.store import Store
+from shared.store.store import Store
 
 ProgressFn = Callable[[float, str], Awaitable[None]]
 

@@ -21,7 +21,8 @@ from orchestrator.providers.base import (
     OperationResult,
     ProviderEnv,
 )
-from shared.store import Stmt, Store
+from shared.store.store import Store
+from shared.store.writes import Stmt
 
 DEFAULT_SIMULATION = Simulate()
 

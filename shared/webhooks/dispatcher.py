@@ -45,12 +45,13 @@ import aiohttp
 from aiohttp import web
 
 from shared.errors import ProvisioningError
-from shared.events import Event, EventBus
-from shared.http import clean_text
-from shared.keys import BUS, SETTINGS, STORE
+from shared.events.bus import Event, EventBus
 from shared.metrics import WEBHOOK_DELIVERIES, WEBHOOK_DELIVERY_SECONDS, WEBHOOK_OUTBOX_PENDING
 from shared.settings import Settings
-from shared.store import Store, Write
+from shared.store.store import Store
+from shared.store.writes import Write
+from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.validation import clean_text
 from shared.webhooks.catalogue import validate_patterns, webhook_event_name
 from shared.webhooks.outbox import Outbox
 from shared.webhooks.repository import DELIVERED, FAILED, PENDING, WebhookRepository

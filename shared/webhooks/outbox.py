@@ -16,8 +16,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import utc_timestamp
-from shared.store import Write
+from shared.events.bus import utc_timestamp
+from shared.store.writes import Write
 from shared.webhooks.catalogue import webhook_event_name
 from shared.webhooks.repository import PENDING, WebhookRepository
 from shared.webhooks.subscriptions import Subscriptions

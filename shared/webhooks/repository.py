@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.store import Insert, Merge, Stmt, Store, Write
+from shared.store.store import Store
+from shared.store.writes import Insert, Merge, Stmt, Write
 
 WEBHOOK = "webhook"
 DELIVERY = "webhook_delivery"

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import Conflict, NotFound
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings
-from shared.store import Store, Write, iso
+from shared.store.codec import iso
+from shared.store.store import Store
+from shared.store.writes import Write
 from shared.webhooks.catalogue import TEST_EVENT, validate_patterns
 from shared.webhooks.outbox import delivery_row, next_seq, payload
 from shared.webhooks.repository import PENDING, WebhookRepository

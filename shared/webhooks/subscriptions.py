@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import Event
-from shared.store import iso
+from shared.events.bus import Event
+from shared.store.codec import iso
 from shared.webhooks.catalogue import matches
 from shared.webhooks.repository import WebhookRepository
 

@@ -32,9 +32,9 @@ from aiohttp import web
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 ADMIN_PASSWORD = "fuzzer-first-boot-secret"
 FUZZ_SETTINGS: dict[str, Any] = {

@@ -9,7 +9,8 @@ from openapi_spec_validator import validate
 
 from control_center.app import build_api as control_center_api
 from orchestrator.app import build_api as orchestrator_api
-from shared.http import Api, error_statuses, openapi_document
+from shared.web.openapi import error_statuses, openapi_document
+from shared.web.routing import Api
 from tests.helpers.services import Services
 
 

@@ -39,8 +39,8 @@ from orchestrator.models import (
     TaskservWorkflowRequest,
 )
 from shared.errors import ProvisioningError
+from shared.events.streams import CONTROL_CENTER_KINDS, ORCHESTRATOR_KINDS, requested_kinds
 from shared.settings import DEFAULT_PROVIDER_MAP
-from shared.streams import CONTROL_CENTER_KINDS, ORCHESTRATOR_KINDS, requested_kinds
 from shared.webhooks.catalogue import validate_patterns
 from shared.webhooks.urlguard import parse_target
 

@@ -10,7 +10,7 @@ import itertools
 import json
 from typing import Any
 
-from shared.audit import AUDIT, AuditEntry, canonical
+from shared.security.audit import AUDIT, AuditEntry, canonical
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 BATCH = {
@@ -156,7 +156,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
     records, _ = await logs(services, admin, limit=1000)
     ordered = sorted(records, key=lambda r: r["seq"])
     victim = ordered[2]
-    from shared.store import Stmt
+    from shared.store.writes import Stmt
 
     await services.store.write(Stmt("DELETE type::thing('audit', $id)", {"id": victim["id"]}))
     result = await verify(services, admin)
@@ -169,7 +169,7 @@ async def test_verification_catches_deleted_and_rechained_records(services: Serv
 
 
 def _edit(record_id: str, patch: dict[str, Any]) -> Any:
-    from shared.store import Merge
+    from shared.store.writes import Merge
 
     return Merge("audit", record_id, patch)
 

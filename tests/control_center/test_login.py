@@ -248,4 +248,9 @@ async def test_the_log_guard_sees_the_services_logs(
     await services.token("admin", ADMIN_PASSWORD)
     await services.login("admin", "wrong-password-123")
     names = {r.name for r in caplog.get_records("setup") + caplog.get_records("call")}
-    assert {"shared.store", "shared.tokens", "shared.policy", "aiohttp.access"} <= names
+    assert {
+        "shared.store.schema",
+        "shared.security.tokens",
+        "shared.security.policy",
+        "aiohttp.access",
+    } <= names

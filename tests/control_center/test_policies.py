@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.security import SECURITY, Security
+from shared.security.backend import SECURITY, Security
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 BATCH = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.ratelimit import parse_limit
+from shared.security.ratelimit import parse_limit
 from tests.helpers.services import Services, bearer
 
 BATCH = {

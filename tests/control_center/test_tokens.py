@@ -15,8 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.security import SECURITY, Security
-from shared.tokens import utcnow
+from shared.security.backend import SECURITY, Security
+from shared.security.tokens import utcnow
 from tests.helpers.services import ADMIN_PASSWORD, Services, bearer
 
 

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 FAST_RETRY = "0,0.05,0.05,0.05,0.05,0.05"
 

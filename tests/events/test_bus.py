@@ -8,7 +8,7 @@ import time
 import pytest
 
 from shared.errors import ValidationFailed
-from shared.events import EventBus, register_event_kind, websocket_text_frame
+from shared.events.bus import EventBus, register_event_kind, websocket_text_frame
 from shared.webhooks import sign_headers, verify_webhook, webhook_event_name
 from shared.webhooks.catalogue import matches, validate_patterns
 from shared.webhooks.outbox import next_seq

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.security import SECURITY
-from shared.store import Stmt
+from shared.security.backend import SECURITY
+from shared.store.writes import Stmt
 from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_final
 
 AUTH = {

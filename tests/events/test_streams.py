@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from orchestrator.app import create_app as create_orchestrator
-from shared.streams import BROADCASTER
+from shared.events.streams import BROADCASTER
 from tests.events.conftest import (
     Services,
     ServicesFactory,

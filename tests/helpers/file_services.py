@@ -13,9 +13,9 @@ from typing import Any
 from control_center.app import create_app as create_control_center
 from control_center.keys import MFA
 from orchestrator.app import create_app as create_orchestrator
-from shared.app import open_store
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings
+from shared.web.app import open_store
 from tests.helpers.services import Clock, Secrets, Services, cc_settings, serve
 
 

@@ -23,11 +23,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from control_center.app import create_app as create_control_center
 from control_center.keys import MFA
 from orchestrator.app import create_app as create_orchestrator
-from shared.access_log import RedactingAccessLogger
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.logs import JsonFormatter
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store.store import Store
+from shared.web.access_log import RedactingAccessLogger
 
 ADMIN_PASSWORD = "first-boot-secret-for-tests"  # a password may not contain the username
 USER_PASSWORD = "user-password-for-tests"

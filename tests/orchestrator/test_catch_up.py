@@ -15,9 +15,9 @@ from typing import Any
 from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationResult
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 NEVER = 3600.0  # no timed application: only what the test does happens
 

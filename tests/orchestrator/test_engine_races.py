@@ -13,9 +13,9 @@ from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationResult
 from orchestrator.rollback import RollbackService
-from shared.events import Event, EventBus
+from shared.events.bus import Event, EventBus
 from shared.settings import load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
 
 
 async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Engine) -> None:
-    from shared.store import Merge
+    from shared.store.writes import Merge
 
     wf = await engine.submit(
         BatchRequest.model_validate(

@@ -19,9 +19,9 @@ from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationFailed, OperationResult
 from orchestrator.rollback import RollbackService
 from orchestrator.states import FINAL_TASK, TaskStatus
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import load_settings
-from shared.store import Store
+from shared.store.store import Store
 
 
 @dataclass

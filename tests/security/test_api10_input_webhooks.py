@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
-from shared.app import open_store
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import load_settings
+from shared.web.app import open_store
 
 HOSTILE = b"ok\x00then\x07bell\x1b[31mred\r\n\ttab" + b"\xff" + b"y" * 3000
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.audit import AUDIT
-from shared.security import SECURITY
+from shared.security.audit import AUDIT
+from shared.security.backend import SECURITY
 from tests.helpers.services import Services, bearer
 
 

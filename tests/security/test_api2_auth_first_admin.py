@@ -17,7 +17,7 @@ from aiohttp import web
 
 from control_center.app import create_app as create_control_center
 from shared.errors import ValidationFailed
-from shared.store import Store
+from shared.store.store import Store
 from tests.helpers.services import Secrets, cc_settings
 
 

@@ -16,7 +16,7 @@ import pyotp
 import segno
 
 from control_center.keys import USERS
-from shared.security import SECURITY
+from shared.security.backend import SECURITY
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 ATTACKER_GUESS = "not-the-owners-password"

@@ -13,8 +13,9 @@ from typing import Any
 
 from control_center.passwords import common_passwords
 from control_center.repositories import UserRepository
-from shared.schema import apply_migrations
-from shared.store import Stmt, Store
+from shared.store.schema import apply_migrations
+from shared.store.store import Store
+from shared.store.writes import Stmt
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 WEAK = [

@@ -18,8 +18,8 @@ import aiohttp
 import jwt
 import pytest
 
-from shared.security import SECURITY
-from shared.tokens import utcnow
+from shared.security.backend import SECURITY
+from shared.security.tokens import utcnow
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 CLOSE_WAIT_S = 2.0  # a functional bound for "closes within 1 s", with room for a busy machine

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from shared.errors import Unauthorized
-from shared.security import SECURITY, Security
+from shared.security.backend import SECURITY, Security
 from tests.helpers.services import Services, bearer
 
 GHOST_ID = "0123456789abcdef0123456789abcdef"

@@ -21,7 +21,7 @@ SERVER = textwrap.dedent(
     import asyncio, os, resource, sys
     from aiohttp import web
     from shared.logs import configure_logging
-    from shared.serve import ConnectionGuard, ConnectionLimits, listen
+    from shared.web.serve import ConnectionGuard, ConnectionLimits, listen
 
     async def main() -> None:
         configure_logging("INFO")

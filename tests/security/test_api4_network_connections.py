@@ -1,6 +1,6 @@
 """API4 (unrestricted resource consumption): slowloris and connection floods.
 
-A real orchestrator served by ``shared.serve.listen`` (what ``provisioning up``
+A real orchestrator served by ``shared.web.serve.listen`` (what ``provisioning up``
 uses) on 127.0.0.1, attacked with real sockets: half-sent headers, a trickled
 body, idle keep-alive connections, one address holding many connections, more
 connections than the cap. Every loop is bounded; a connection the server fails
@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 
 from orchestrator.app import create_app as create_orchestrator
-from shared.keys import BUS
-from shared.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 from shared.settings import load_settings
-from shared.store import Store
+from shared.store.store import Store
+from shared.web.keys import BUS
+from shared.web.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 
 HOST = "127.0.0.1"
 OTHER = "127.0.0.2"  # a second loopback address: another client as far as the server can tell

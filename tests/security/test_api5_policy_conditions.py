@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.conditions import RoleSet
-from shared.policy import PolicyEngine, Rule, compile_rules, line_row, read_model
-from shared.security import SECURITY
+from shared.security.backend import SECURITY
+from shared.security.conditions import RoleSet
+from shared.security.policy import PolicyEngine, Rule, compile_rules, line_row, read_model
 from shared.settings import Settings
 from tests.helpers.services import Services, bearer
 

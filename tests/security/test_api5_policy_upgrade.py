@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from shared.policy import line_row, read_default_rules
-from shared.security import DEFAULT_POLICY_ID
-from shared.security_repos import PolicyRepository
-from shared.store import Store
-from shared.tokens import utcnow
+from shared.security.backend import DEFAULT_POLICY_ID
+from shared.security.policy import line_row, read_default_rules
+from shared.security.repositories import PolicyRepository
+from shared.security.tokens import utcnow
+from shared.store.store import Store
 from tests.helpers.services import Services, bearer
 
 # policies/policy.csv as shipped before issue 8

@@ -14,10 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from shared.app import base_app
-from shared.http import ANY, Api, ok
-from shared.keys import STORE
 from shared.settings import load_settings
+from shared.web.app import base_app
+from shared.web.envelope import ok
+from shared.web.keys import STORE
+from shared.web.routing import ANY, Api
 from tests.helpers.services import Services, bearer
 
 OP = {"id": "a", "type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}

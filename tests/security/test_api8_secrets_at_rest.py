@@ -17,10 +17,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from provisioning.cli import main
-from shared.app import open_store
-from shared.secrets import SecretsError, encode_key, key_id, load_secret_box, new_key
-from shared.security import SECURITY, Security
-from shared.store import Stmt
+from shared.security.backend import SECURITY, Security
+from shared.store.secrets import SecretsError, encode_key, key_id, load_secret_box, new_key
+from shared.store.writes import Stmt
+from shared.web.app import open_store
 from shared.webhooks.repository import WebhookRepository
 from tests.helpers.file_services import file_services, file_settings, grep
 from tests.helpers.services import ADMIN_PASSWORD, Secrets, Services, bearer

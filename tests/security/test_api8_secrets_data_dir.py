@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from shared.app import open_store
-from shared.fsperms import DataDirError, check_data_dir
+from shared.store.fsperms import DataDirError, check_data_dir
+from shared.web.app import open_store
 from tests.helpers.file_services import file_services, file_settings, files_under
 from tests.helpers.services import Secrets
 

@@ -18,10 +18,10 @@ import pytest
 
 from provisioning.cli import main
 from shared.errors import Unauthorized
-from shared.secrets import key_id, read_key_file
-from shared.security import SECURITY
+from shared.security.backend import SECURITY
+from shared.security.tokens import retirement_delay_s
 from shared.settings import Settings
-from shared.tokens import retirement_delay_s
+from shared.store.secrets import key_id, read_key_file
 from tests.helpers.file_services import file_services, file_settings
 from tests.helpers.services import ADMIN_PASSWORD, Secrets, bearer
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from shared.audit import DETAIL_CHARS, DETAIL_ITEMS, AuditEntry, AuditLog, chain_hash, timestamp_now
-from shared.security_repos import AuditRepository
-from shared.store import Insert, Merge, Stmt, Store
+from shared.security.audit import DETAIL_CHARS, DETAIL_ITEMS, AuditEntry, AuditLog, chain_hash, timestamp_now
+from shared.security.repositories import AuditRepository
+from shared.store.store import Store
+from shared.store.writes import Insert, Merge, Stmt
 
 
 @pytest.fixture

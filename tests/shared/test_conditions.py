@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.conditions import (
+from shared.security.conditions import (
     ALWAYS,
     FUNCTIONS,
     MAX_MATCH_INPUT,
@@ -28,7 +28,7 @@ from shared.conditions import (
     recompile,
     regex_match,
 )
-from shared.policy import PolicyEngine, Rule, compile_rules, current_line, read_model
+from shared.security.policy import PolicyEngine, Rule, compile_rules, current_line, read_model
 from shared.settings import Settings
 
 MODEL = read_model(Settings().policies_dir)
@@ -168,7 +168,7 @@ def test_literals_compared_with_normalised_facts_are_normalised() -> None:
 def test_a_condition_that_raises_at_request_time_denies(caplog: pytest.LogCaptureFixture) -> None:
     engine = engine_allowing("regexMatch(request.path, '^/tasks')")
     assert engine.decide(SUBJECTS, "tasks", "read", context(request={"path": "/tasks/1"}))
-    caplog.set_level(logging.WARNING, logger="shared.policy")
+    caplog.set_level(logging.WARNING, logger="shared.security.policy")
     too_long = "/tasks/" + "a" * MAX_MATCH_INPUT
     assert engine.decide(SUBJECTS, "tasks", "read", context(request={"path": too_long})) is False
     assert any("the request is denied" in r.getMessage() for r in caplog.records)
@@ -182,7 +182,7 @@ def test_stored_lines_of_an_older_release_are_compiled_again(caplog: pytest.LogC
     engine.load_lines([old])
     assert engine.decide(SUBJECTS, "tasks", "read", context(request={"path": "/tasks/a!b"}))
     # conditions the old compiler let through fail closed
-    caplog.set_level(logging.WARNING, logger="shared.policy")
+    caplog.set_level(logging.WARNING, logger="shared.security.policy")
     assert current_line(["*", "tasks", "read", "'a' < 1", "allow"]).cond == NEVER
     assert current_line(["*", "tasks", "read", "r_ctx.batch.name < 1", "deny"]).cond == ALWAYS
     assert any("fails closed" in r.getMessage() for r in caplog.records)

@@ -13,8 +13,8 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.app import create_app
-from shared.auth import Principal
 from shared.errors import Forbidden, Unauthorized
+from shared.security.auth import Principal
 from shared.settings import load_settings
 from tests.conftest import batch, op, submit, wait_batch
 

@@ -8,8 +8,8 @@ from typing import Any
 import casbin
 import pytest
 
-from shared.conditions import as_facts, display, recompile
-from shared.policy import (
+from shared.security.conditions import as_facts, display, recompile
+from shared.security.policy import (
     ConditionError,
     Line,
     PolicyEngine,
@@ -22,9 +22,9 @@ from shared.policy import (
     read_model,
     resource_match,
 )
-from shared.security_repos import PolicyRepository
+from shared.security.repositories import PolicyRepository
 from shared.settings import Settings
-from shared.store import Store
+from shared.store.store import Store
 
 POLICIES = Settings().policies_dir
 MODEL = read_model(POLICIES)

@@ -1,4 +1,4 @@
-"""shared.repair on a real surrealkv:// data directory damaged the way the old code could:
+"""provisioning.repair on a real surrealkv:// data directory damaged the way the old code could:
 a NUL bound into rows (a batch's name, a nested key, an audit record whose hash covers
 the NUL), after which every listing of those tables failed for good."""
 
@@ -20,14 +20,14 @@ from surrealdb import AsyncSurreal
 
 from control_center.app import create_app as create_control_center
 from orchestrator.app import create_app as create_orchestrator
-from shared.audit import AuditEntry, AuditLog, chain_hash, timestamp_now
+from provisioning.repair import repair_store, scan_store
 from shared.errors import StoreError
-from shared.events import EventBus
-from shared.repair import repair_store, scan_store
-from shared.secrets import SecretBox
-from shared.security_repos import AUDIT_HEAD_ID
+from shared.events.bus import EventBus
+from shared.security.audit import AuditEntry, AuditLog, chain_hash, timestamp_now
+from shared.security.repositories import AUDIT_HEAD_ID
 from shared.settings import load_settings
-from shared.store import CLOSE_SETTLE_S, Store
+from shared.store.secrets import SecretBox
+from shared.store.store import CLOSE_SETTLE_S, Store
 from tests.conftest import batch, op, wait_batch
 
 NS, DB = "provisioning", "main"

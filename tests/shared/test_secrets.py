@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.secrets import (
+from shared.settings import load_settings
+from shared.store.secrets import (
     SecretBox,
     SecretsError,
     encode_key,
@@ -19,7 +20,6 @@ from shared.secrets import (
     read_key_file,
     sealed_kid,
 )
-from shared.settings import load_settings
 
 
 def test_seal_and_open() -> None:

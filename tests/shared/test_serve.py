@@ -1,4 +1,4 @@
-"""shared/serve.py: the rate-limited log, limits from settings, the descriptor budget."""
+"""shared/web/serve.py: the rate-limited log, limits from settings, the descriptor budget."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import textwrap
 import pytest
 
 from shared.errors import ValidationFailed
-from shared.serve import (
+from shared.settings import load_settings
+from shared.web.serve import (
     ACCEPT_ERROR_MESSAGE,
     ConnectionGuard,
     ConnectionLimits,
     RateLimitedLog,
     connection_cap,
 )
-from shared.settings import load_settings
 
 
 class FakeClock:
@@ -135,7 +135,7 @@ def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
     script = textwrap.dedent(
         """
         import resource
-        from shared.serve import descriptor_limit
+        from shared.web.serve import descriptor_limit
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
         print(descriptor_limit(), hard, resource.getrlimit(resource.RLIMIT_NOFILE)[0])

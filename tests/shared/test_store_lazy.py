@@ -21,7 +21,9 @@ import pytest
 from surrealdb import RecordID
 
 from shared.errors import StoreError
-from shared.store import Append, Insert, Lazy, Merge, Stmt, Store, log_entries
+from shared.store.codec import log_entries
+from shared.store.store import Store
+from shared.store.writes import Append, Insert, Lazy, Merge, Stmt
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
 WAIT_S = 20.0  # bound of every poll (the per-test timeout is 60 s)

@@ -7,11 +7,13 @@ import logging
 
 import pytest
 
-from shared.store import Append, Insert, Lazy, Merge, Stmt, Store, guard_nul, has_nul, log_entries
+from shared.store.codec import guard_nul, has_nul, log_entries
+from shared.store.store import Store
+from shared.store.writes import Append, Insert, Lazy, Merge, Stmt
 
 
 async def test_every_kind_of_write_is_stored_readable(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="shared.store")
+    caplog.set_level(logging.WARNING, logger="shared.store.codec")
     await store.write(
         Stmt(
             "CREATE type::thing('t', 's') CONTENT $row RETURN NONE",
@@ -34,7 +36,7 @@ async def test_every_kind_of_write_is_stored_readable(store: Store, caplog: pyte
     assert log_row["keys"] == ["key\ufffd"]
     # A log's entries are a CBOR blob: bytes to the engine, readable as they are.
     assert log_entries(log_row) == [{"text": "e\x00"}]
-    warnings = [r for r in caplog.records if r.name == "shared.store" and "NUL" in r.getMessage()]
+    warnings = [r for r in caplog.records if r.name == "shared.store.codec" and "NUL" in r.getMessage()]
     assert {r.table for r in warnings} == {"t", "log"}  # type: ignore[attr-defined]
     assert all("\x00" not in r.getMessage() and "\ufffd" not in r.getMessage() for r in warnings)
 

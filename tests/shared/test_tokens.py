@@ -9,11 +9,12 @@ import jwt
 import pytest
 
 from shared.errors import Unauthorized
-from shared.security_repos import KeyRepository, RevocationRepository, SubjectRepository
+from shared.security.repositories import KeyRepository, RevocationRepository, SubjectRepository
+from shared.security.subjects import Subjects
+from shared.security.tokens import KeyRing, Revocations, TokenService, utcnow
 from shared.settings import Settings, load_settings
-from shared.store import Stmt, Store
-from shared.subjects import Subjects
-from shared.tokens import KeyRing, Revocations, TokenService, utcnow
+from shared.store.store import Store
+from shared.store.writes import Stmt
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from shared.http import route_spec
+from shared.web.routing import route_spec
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.auth import Principal
 from shared.errors import Unauthorized
-from shared.security_repos import SubjectRepository
+from shared.security.auth import Principal
+from shared.security.repositories import SubjectRepository
 
 SUBJECT_TTL_S = 30.0  # the longest a looked-up user is trusted without a new look
 MAX_ENTRIES = 20_000

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import TYPE_CHECKING
 
-from shared.store import Stmt, Store
+from shared.store.writes import Stmt
 
-log = logging.getLogger("shared.store")  # applying migrations is part of opening the store
+if TYPE_CHECKING:  # the store runs the migrations when it opens: only the type is needed here
+    from shared.store.store import Store
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_TABLE = "schema_migration"
 
@@ -18,8 +22,8 @@ async def _applied(store: Store) -> set[str]:
 
 
 def migration_files() -> list[tuple[str, str]]:
-    """Every ``NNNN_name.surql`` shipped in ``shared/migrations``, in order."""
-    folder = resources.files("shared") / "migrations"
+    """Every ``NNNN_name.surql`` shipped in ``shared/store/migrations``, in order."""
+    folder = resources.files("shared.store") / "migrations"
     files = sorted(
         (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".surql")
     )

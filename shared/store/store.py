@@ -1,6 +1,6 @@
 """The one door to SurrealDB.
 
-Measured facts that shape this module (see DESIGN.md):
+Measured facts that shape this package (docs/architecture.md has the whole picture):
 
 * concurrent writes through one embedded connection can lose updates, so every
   write goes through a single writer task that group-commits whatever is queued
@@ -15,109 +15,43 @@ Measured facts that shape this module (see DESIGN.md):
 * the embedded engine stores a string holding NUL but can never return it (every
   read of that row fails, for good): :func:`guard_nul` replaces NUL in every value
   about to be written, whoever wrote it (input is refused long before, in
-  ``shared/http.py``; this is the last line of defence);
+  ``shared/web/validation.py``; this is the last line of defence);
 * the embedded engine's cost is per structured value, not per byte: 1,000 small
   rows cost ~35 ms to insert, the same 1,000 entries as one CBOR blob ~2 ms. So a
   log (:class:`Append`) is written as one row per commit holding its entries as a
   blob, and rows that are a projection of such a log (:class:`Lazy`) are applied
   coalesced, off the hot path, but always before anything reads or rewrites them.
+
+The write model and the transaction plan are ``writes.py``, values at the
+boundary (CBOR, NUL guard, dates) ``codec.py``, the directory lock ``lock.py``
+and the migrations ``schema.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import logging
-import os
-import re
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cbor2
-from surrealdb import AsyncEmbeddedSurrealConnection, AsyncSurreal, Duration, RecordID
-from surrealdb.data.cbor import tag_decoder
+from surrealdb import AsyncEmbeddedSurrealConnection, AsyncSurreal, RecordID
 
-from shared.errors import StoreError, StoreLocked
+from shared.errors import StoreError
 from shared.metrics import STORE_COMMITS
-from shared.secrets import SecretBox
+from shared.store.codec import embedded_query, nones, to_plain
+from shared.store.lock import DataDirLock
+from shared.store.schema import apply_migrations
+from shared.store.secrets import SecretBox
+from shared.store.writes import Lazy, Merge, Plan, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
-NONE = cbor2.CBORTag(6, None)  # SurrealDB's NONE (a bare CBOR null would be NULL)
 CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause after close()
-_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
-
-@dataclass(frozen=True)
-class Stmt:
-    """One SurrealQL statement (no trailing ``;``) and its bound parameters."""
-
-    sql: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Merge ``patch`` into record ``table:id``; consecutive merges share one statement."""
-
-    table: str
-    id: str
-    patch: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Insert:
-    """Insert a new row; consecutive inserts into a table share one ``INSERT``."""
-
-    table: str
-    row: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Append:
-    """An entry of an append-only log, at position ``seq`` (increasing in queue order).
-
-    The entries a commit appends to one table become one row keyed by its last
-    position: ``{id: last, first, last, keys, entries}``, where ``entries`` is the
-    entries as one CBOR blob and ``keys`` the distinct ``key`` values (for filtering);
-    :func:`log_entries` decodes a row."""
-
-    table: str
-    seq: int
-    key: str
-    entry: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Lazy:
-    """A change to a row that a durable log already records (at position ``mark``).
-
-    It need not be written with its own commit: the writer keeps lazy changes
-    coalesced per row and applies them later, in bulk, but always before any read,
-    any statement and any merge into the same row, so nobody ever observes the
-    difference. Each application records the position up to which every lazy
-    change is applied (:meth:`Store.lazy_mark`); after a crash the log's owner
-    re-applies its entries after that position. ``create`` rows are new
-    (inserted whole); others merge into an existing row. Rows whose last change
-    is ``settled`` are applied first; others wait (up to ``lazy_max_age_s``) so that
-    the changes still coming to them are coalesced into one write."""
-
-    table: str
-    id: str
-    patch: dict[str, Any]
-    mark: int
-    create: bool = False
-    settled: bool = False  # unlikely to change again soon: worth applying now
-
-
-Write = Stmt | Merge | Insert | Append | Lazy
 
 LAZY_MARK = RecordID("meta", "lazy_mark")
 
@@ -141,55 +75,6 @@ class _LazyRow:
 _TICK = object()  # queued by a timer: lazy changes are due
 
 
-def to_plain(value: Any) -> Any:
-    """Convert driver values into plain Python: ids to strings, durations to seconds."""
-    if isinstance(value, RecordID):
-        return str(value.id)
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain(v) for v in value]
-    if isinstance(value, Duration):
-        seconds, nanos = value.get_seconds_and_nano()
-        return seconds + nanos / 1e9
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
-
-
-class DataDirLock:
-    """An exclusive lock on the embedded store's directory (surrealkv has none)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / ".lock"
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise StoreLocked(
-                f"the data directory {self.path.parent} is in use by {holder}; stop that "
-                "process or point PROVISIONING_DATA_DIR elsewhere",
-                details={"data_dir": str(self.path.parent), "holder": holder},
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 class Store:
     """SurrealDB connection with concurrent reads and one group-committing writer."""
 
@@ -210,7 +95,7 @@ class Store:
     ) -> None:
         self.url = url
         # Seals and opens the secret fields of the rows repositories write and read
-        # (shared/secrets.py); ``open_store`` passes the configured key, a bare store
+        # (shared/store/secrets.py); ``open_store`` passes the configured key, a bare store
         # (a test's, a benchmark's) gets a key of its own.
         self.secrets = secrets if secrets is not None else SecretBox.ephemeral()
         self._after_connect = after_connect  # e.g. a check of the files the engine just made
@@ -280,8 +165,6 @@ class Store:
             self._lock.release()
 
     async def _migrate(self) -> None:
-        from shared.schema import apply_migrations  # it needs this module's Store
-
         await apply_migrations(self)
 
     # -- reads ---------------------------------------------------------------
@@ -301,7 +184,7 @@ class Store:
         than every write that has resolved before it."""
         if self._lazy:
             await self.flush_lazy()
-        raw = await self._raw(sql, _nones(params or {}))
+        raw = await self._raw(sql, nones(params or {}))
         out = []
         for item in raw:
             if item.get("status") != "OK":
@@ -338,7 +221,7 @@ class Store:
             raise StoreError("the store is not open")
         try:
             if isinstance(self._db, AsyncEmbeddedSurrealConnection):
-                response = await _embedded_query(self._db, sql, params)
+                response = await embedded_query(self._db, sql, params)
             else:
                 response = await self._db.query_raw(sql, params)
         except Exception as exc:  # driver errors become ours at this boundary
@@ -489,10 +372,10 @@ class Store:
         """Apply the lazy changes of these rows in one commit."""
         if not keys:
             return
-        plan = _Plan()
+        plan = Plan()
         for key in keys:
             row = self._lazy[key]
-            plan.add(_eager(key[0], key[1], row.create, row.patch), own=False)
+            plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
         left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
@@ -582,7 +465,7 @@ class Store:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
                 return
-        plan = _Plan()
+        plan = Plan()
         lazies: list[Lazy] = []
         for pending in batch:
             for write in pending.stmts:
@@ -591,7 +474,7 @@ class Store:
                     if not applying:
                         plan.slots.append(None)
                         continue
-                    write = _eager(write.table, write.id, write.create, write.patch)
+                    write = eager(write.table, write.id, write.create, write.patch)
                 plan.add(write)
         mark = 0
         if applying and lazies:
@@ -643,216 +526,3 @@ class Store:
         # One bad item must not fail its neighbours: commit each on its own.
         for pending in batch:
             await self._commit([pending])
-
-
-def _eager(table: str, rid: str, create: bool, patch: dict[str, Any]) -> Write:
-    """A lazy change as the write that applies it."""
-    if create:
-        return Insert(table, {"id": rid, **patch})
-    return Merge(table, rid, patch)
-
-
-class _Plan:
-    """Turns queued writes into one transaction, coalescing runs of merges and inserts."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.params: dict[str, Any] = {}
-        self.slots: list[int | None] = []
-        self._merges: dict[str, dict[str, dict[str, Any]]] = {}
-        self._inserts: dict[str, list[dict[str, Any]]] = {}
-        self._appends: dict[str, list[Append]] = {}
-
-    def add(self, write: Write, *, own: bool = True) -> None:
-        """Plan a write; ``own`` ones get a result slot (those the writer adds do not)."""
-        slot: int | None = None
-        if isinstance(write, Append):
-            self._appends.setdefault(write.table, []).append(write)
-        elif isinstance(write, Lazy):
-            raise TypeError("lazy changes are folded by the writer, never planned")
-        elif isinstance(write, Merge):
-            rid = guard_nul(write.id, write.table)
-            # None in a patch means "remove the field": SurrealDB's NONE.
-            patch = {k: NONE if v is None else v for k, v in guard_nul(write.patch, write.table).items()}
-            # Two merges into one record in the same run are one merge: the later
-            # patch wins key by key, exactly as applying them in order would.
-            pending = self._merges.setdefault(write.table, {})
-            if rid in pending:
-                pending[rid].update(patch)
-            else:
-                pending[rid] = patch
-        elif isinstance(write, Insert):
-            checked = guard_nul(write.row, write.table)
-            row = {k: v for k, v in checked.items() if v is not None}  # absent is NONE
-            if isinstance(row.get("id"), str | int):
-                row["id"] = RecordID(write.table, row["id"])
-            self._inserts.setdefault(write.table, []).append(row)
-        else:
-            self._flush()
-            write = Stmt(write.sql, guard_nul(write.params, _table_of(write.sql)))
-            sql, renamed = _rename(write, f"s{len(self.statements)}_")
-            slot = len(self.statements)
-            self.statements.append(sql)
-            self.params.update(_nones(renamed))
-        if own:
-            self.slots.append(slot)
-
-    def _flush(self) -> None:
-        for table, appends in self._appends.items():
-            self._inserts.setdefault(table, []).append(
-                {
-                    "id": RecordID(table, appends[-1].seq),
-                    "first": appends[0].seq,
-                    "last": appends[-1].seq,
-                    "keys": guard_nul(list(dict.fromkeys(a.key for a in appends)), table),
-                    "entries": cbor2.dumps([a.entry for a in appends], default=_cbor_default, timezone=UTC),
-                }
-            )
-        self._appends = {}
-        # Inserts first: a later merge may patch a row inserted in the same run.
-        for table, rows in self._inserts.items():
-            name = f"i{len(self.statements)}"
-            self.statements.append(f"INSERT INTO {table} ${name} RETURN NONE")
-            self.params[name] = rows
-        for table, merges in self._merges.items():
-            name = f"m{len(self.statements)}"
-            self.statements.append(f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}")
-            self.params[name] = [
-                {"id": RecordID(table, rid), "patch": patch} for rid, patch in merges.items()
-            ]
-        self._merges = {}
-        self._inserts = {}
-
-    def build(self) -> tuple[str, dict[str, Any], list[int | None]]:
-        self._flush()
-        sql = "BEGIN TRANSACTION;\n" + ";\n".join(self.statements) + ";\nCOMMIT TRANSACTION;"
-        return sql, self.params, self.slots
-
-
-_THING = re.compile(r"type::thing\(\s*'(\w+)'")
-_TABLE = re.compile(r"\b(?:INTO|UPDATE|UPSERT|CREATE|DELETE|FROM)\s+(\w+)", re.I)
-NUL = "\x00"
-NUL_REPLACEMENT = "\ufffd"
-
-
-def _table_of(sql: str) -> str:
-    """The table a statement writes, as far as a glance can tell (for a log line)."""
-    match = _THING.search(sql) or _TABLE.search(sql)
-    return match.group(1) if match else "(statement)"
-
-
-def has_nul(value: Any) -> bool:
-    """Whether a string anywhere in ``value`` (keys and record ids included) holds NUL.
-
-    Only strings are looked at, with ``in``: the cost is one pass over the containers."""
-    kind = type(value)
-    if kind is str:
-        return NUL in value
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is str and NUL in key:
-                return True
-            if (NUL in item) if type(item) is str else has_nul(item):
-                return True
-        return False
-    if kind is list or kind is tuple:
-        for item in value:
-            if (NUL in item) if type(item) is str else has_nul(item):
-                return True
-        return False
-    if kind is RecordID:
-        return has_nul(value.id)
-    return False
-
-
-def replace_nul(value: Any) -> Any:
-    """``value`` with NUL replaced by U+FFFD in every string (keys and record ids too)."""
-    if isinstance(value, str):
-        return value.replace(NUL, NUL_REPLACEMENT)
-    if isinstance(value, dict):
-        return {replace_nul(k): replace_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [replace_nul(v) for v in value]
-    if isinstance(value, RecordID):
-        return RecordID(value.table_name, replace_nul(value.id))
-    return value
-
-
-def guard_nul(value: Any, table: str) -> Any:
-    """What may be written of ``value``: itself, or a copy without NUL (and a warning
-    naming the table, never the value): nothing the store cannot read back is written."""
-    if not has_nul(value):
-        return value
-    log.warning("a value holding NUL was about to be stored; NUL replaced by U+FFFD", extra={"table": table})
-    return replace_nul(value)
-
-
-def log_entries(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The entries of a log row written by :class:`Append` (or a one-entry legacy row)."""
-    blob = row.get("entries")
-    if isinstance(blob, bytes):
-        entries: list[dict[str, Any]] = cbor2.loads(blob)
-        return entries
-    return [row]
-
-
-def _nones(value: Any) -> Any:
-    """Python None as SurrealDB NONE (absent), as the SDK's own encoder does."""
-    if value is None:
-        return NONE
-    if isinstance(value, dict):
-        return {k: _nones(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_nones(v) for v in value]
-    return value
-
-
-def _cbor_default(encoder: Any, value: Any) -> None:
-    if isinstance(value, RecordID):
-        encoder.encode(cbor2.CBORTag(8, [value.table_name, value.id]))
-    elif isinstance(value, Duration):
-        encoder.encode(cbor2.CBORTag(14, list(value.get_seconds_and_nano())))
-    elif isinstance(value, Decimal):
-        encoder.encode(cbor2.CBORTag(10, str(value)))
-    else:
-        raise TypeError(f"cannot store a {type(value).__name__}")
-
-
-def _tag_hook(tag: cbor2.CBORTag, immutable: bool) -> Any:
-    """cbor2 6 calls ``tag_hook(tag, immutable)``; the SDK's decoder wants (decoder, tag)."""
-    return tag_decoder(None, tag)  # type: ignore[arg-type]
-
-
-async def _embedded_query(db: Any, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's query message, encoded and decoded with cbor2's C codec.
-
-    Byte-for-byte what the SDK sends (checked in tests), three times faster: the
-    SDK's pure-Python encoder was the engine's largest cost. Params must already
-    carry ``NONE`` where a Python ``None`` was meant (see :func:`_nones`).
-    """
-    message = {"id": "q", "method": "query", "params": [sql, params]}
-    payload = cbor2.dumps(message, default=_cbor_default, timezone=UTC)
-    raw = await db._db.execute(payload)
-    response = cbor2.loads(raw, tag_hook=_tag_hook)
-    return response if isinstance(response, dict) else {}
-
-
-def _rename(stmt: Stmt, prefix: str) -> tuple[str, dict[str, Any]]:
-    if not stmt.params:
-        return stmt.sql, {}
-    names = stmt.params.keys()
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return f"${prefix}{name}" if name in names else match.group(0)
-
-    return _PARAM.sub(sub, stmt.sql), {prefix + k: v for k, v in stmt.params.items()}
-
-
-def iso(value: Any) -> str | None:
-    """Render a datetime from the store as ISO 8601 with a ``Z``."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return str(value)

@@ -1,8 +1,8 @@
 """Bringing the secrets already in a store under the current key-encryption key.
 
-Run at every start (:meth:`shared.security.Security.start`) and by
+Run at every start (:meth:`shared.security.backend.Security.start`) and by
 ``provisioning keys rotate --kek``. It walks every field of
-:data:`shared.secrets.SECRET_FIELDS`: a value stored in plaintext (a data
+:data:`shared.store.secrets.SECRET_FIELDS`: a value stored in plaintext (a data
 directory from before secrets were encrypted) or sealed with an older KEK is
 opened and sealed again under the current one, each with a compare-and-set so a
 concurrent change is never overwritten. It is idempotent: a second run finds
@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.secrets import SECRET_FIELDS, is_sealed
-from shared.security_repos import SecretFieldRepository
-from shared.store import Store, Write
+from shared.security.repositories import SecretFieldRepository
+from shared.store.secrets import SECRET_FIELDS, is_sealed
+from shared.store.store import Store
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 

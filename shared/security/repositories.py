@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.store import Insert, Stmt, Store, Write
+from shared.store.store import Store
+from shared.store.writes import Insert, Stmt, Write
 
 POLICY_STATE_ID = "current"
 AUDIT_HEAD_ID = "main"
@@ -22,7 +23,7 @@ AUDIT_HEAD_MOVED = "audit_head_moved"
 class KeyRepository:
     """JWT signing keys (``jwt_key``): the oldest active key signs, all verify.
 
-    The private half is sealed with the store's key-encryption key (``shared/secrets.py``):
+    The private half is sealed with the store's key-encryption key (``shared/store/secrets.py``):
     sealed here on write, opened here on read.
     """
 
@@ -54,7 +55,7 @@ class KeyRepository:
 
 
 class SecretFieldRepository:
-    """The secret fields of any table in :data:`shared.secrets.SECRET_FIELDS`, as stored:
+    """The secret fields of any table in :data:`shared.store.secrets.SECRET_FIELDS`, as stored:
     what the start-up upgrade and a KEK rotation read and re-seal."""
 
     def __init__(self, store: Store) -> None:

@@ -9,23 +9,18 @@ from pathlib import Path
 
 from aiohttp import web
 
-from shared.audit import AUDIT, audit_middleware
-from shared.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
-from shared.events import EventBus
-from shared.fsperms import secure_data_dir
-from shared.http import (
-    SERVICE_KEY,
-    Api,
-    request_context_middleware,
-    secure_response_headers,
-    version_middleware,
-)
-from shared.keys import BUS, SETTINGS, STORE
-from shared.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
-from shared.secrets import load_secret_box
-from shared.security import SECURITY, security_for
+from shared.events.bus import EventBus
+from shared.security.audit import AUDIT, audit_middleware
+from shared.security.auth import AUTH_BACKEND, AuthBackend, OpenAccess, auth_middleware
+from shared.security.backend import SECURITY, security_for
+from shared.security.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
 from shared.settings import Settings
-from shared.store import Store
+from shared.store.fsperms import secure_data_dir
+from shared.store.secrets import load_secret_box
+from shared.store.store import Store
+from shared.web.keys import BUS, SERVICE_KEY, SETTINGS, STORE
+from shared.web.middlewares import request_context_middleware, secure_response_headers, version_middleware
+from shared.web.routing import Api
 
 log = logging.getLogger(__name__)
 

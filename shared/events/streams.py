@@ -11,7 +11,7 @@ Both transports work the same way:
   revoke, refresh-token reuse, a user disabled, deleted or given other roles)
   and ``UserChanged`` with ``revoked``, and the broadcaster, a bus listener,
   ends every stream of that session or user as the event is published.
-  ``?token=`` is accepted on these routes only (shared/security.py);
+  ``?token=`` is accepted on these routes only (shared/security/backend.py);
 * each event kind needs its own permission (``task`` events need
   ``tasks:read``, ``security`` events ``audit:read``, …), so subscribers see
   only what their policies let them read; ``?events=task,batch`` and
@@ -52,10 +52,8 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from multidict import CIMultiDict
 from pydantic import Field, create_model
 
-from shared.audit import audit_refusal
-from shared.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
 from shared.errors import Forbidden, ProvisioningError, Unauthorized, ValidationFailed
-from shared.events import (
+from shared.events.bus import (
     BATCH,
     ROLLBACK,
     SECURITY,
@@ -65,10 +63,13 @@ from shared.events import (
     EventBus,
     websocket_text_frame,
 )
-from shared.http import SERVICE_KEY, Api, Model, input_limits, parse_json
-from shared.keys import BUS, SETTINGS
 from shared.metrics import WEBSOCKET_CONNECTIONS
-from shared.security import accept_query_token
+from shared.security.audit import audit_refusal
+from shared.security.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
+from shared.security.backend import accept_query_token
+from shared.web.keys import BUS, SERVICE_KEY, SETTINGS
+from shared.web.routing import Api, Model
+from shared.web.validation import input_limits, parse_json
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from shared.events import EventBus
+from shared.events.bus import EventBus
 from shared.settings import Settings
-from shared.store import Store
+from shared.store.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", EventBus)
+SERVICE_KEY = web.AppKey("service_name", str)

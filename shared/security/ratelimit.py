@@ -21,12 +21,13 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from shared.auth import PRINCIPAL
-from shared.client import client_ip
 from shared.errors import RateLimited
-from shared.http import EXTRA_HEADERS, SUBMITTED, add_response_headers, route_spec
-from shared.keys import SETTINGS
+from shared.security.auth import PRINCIPAL
 from shared.settings import Settings
+from shared.web.client import client_ip
+from shared.web.keys import SETTINGS
+from shared.web.middlewares import EXTRA_HEADERS, SUBMITTED, add_response_headers
+from shared.web.routing import route_spec
 
 AUTH_BUCKET = "auth"
 REFRESH_BUCKET = "refresh"

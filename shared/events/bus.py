@@ -3,7 +3,7 @@
 Publishers call :meth:`EventBus.publish` only after the change is persisted.
 The bus numbers events monotonically, keeps a bounded retention window for
 replay (``since``), and calls synchronous listeners, which never block: the
-streams' broadcaster (shared/streams.py) gives each connection a bounded queue
+streams' broadcaster (shared/events/streams.py) gives each connection a bounded queue
 so a slow consumer cannot hold the engine up.
 
 Event ids start from the clock (microseconds since the epoch) rather than 1,

@@ -5,10 +5,10 @@ process that uses that store (``provisioning up`` runs both services on one),
 so a policy change, a logout or a disabled user takes effect in both at once.
 Processes that share only the database pick such changes up within
 ``auth_sync_s`` (default 2 s) by polling the policy revision and the
-revocations (and the users tokens stand for, ``shared/subjects.py``).
-:class:`SecurityBackend` is the :class:`~shared.auth.AuthBackend` the auth
+revocations (and the users tokens stand for, ``shared/security/subjects.py``).
+:class:`SecurityBackend` is the :class:`~shared.security.auth.AuthBackend` the auth
 middleware consults. At start, secrets stored in plaintext or under an older
-key-encryption key are sealed under the current one (``shared/sealing.py``).
+key-encryption key are sealed under the current one (``shared/security/sealing.py``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,6 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.audit import AuditLog
-from shared.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
-from shared.client import client_ip
-from shared.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
 from shared.errors import (
     BadRequest,
     Forbidden,
@@ -35,9 +31,10 @@ from shared.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from shared.http import SERVICE_KEY, add_response_headers, json_body
-from shared.keys import STORE
-from shared.policy import (
+from shared.security.audit import AuditLog
+from shared.security.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
+from shared.security.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
+from shared.security.policy import (
     PREVIOUS_DEFAULT_FINGERPRINTS,
     PolicyEngine,
     Rule,
@@ -47,14 +44,23 @@ from shared.policy import (
     read_model,
     rules_fingerprint,
 )
-from shared.ratelimit import RateLimits
-from shared.sealing import seal_stored_secrets
-from shared.secrets import SecretsError
-from shared.security_repos import KeyRepository, PolicyRepository, RevocationRepository, SubjectRepository
+from shared.security.ratelimit import RateLimits
+from shared.security.repositories import (
+    KeyRepository,
+    PolicyRepository,
+    RevocationRepository,
+    SubjectRepository,
+)
+from shared.security.sealing import seal_stored_secrets
+from shared.security.subjects import Subjects
+from shared.security.tokens import KEY_REFRESH_S, MFA_SETUP_SCOPE, KeyRing, Revocations, TokenService, utcnow
 from shared.settings import Settings
-from shared.store import Store
-from shared.subjects import Subjects
-from shared.tokens import KEY_REFRESH_S, MFA_SETUP_SCOPE, KeyRing, Revocations, TokenService, utcnow
+from shared.store.secrets import SecretsError
+from shared.store.store import Store
+from shared.web.client import client_ip
+from shared.web.keys import SERVICE_KEY, STORE
+from shared.web.middlewares import add_response_headers
+from shared.web.validation import json_body
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +414,7 @@ async def batch_facts(request: web.Request) -> dict[str, Any]:
 
 async def submission(request: web.Request) -> Any:
     """The request's JSON body, parsed and checked once for every fact and the handler
-    (``shared.http.json_body`` caches it); None without a body. A body too large to read
+    (``shared.web.validation.json_body`` caches it); None without a body. A body too large to read
     whole is refused here: the facts are never taken from part of it."""
     if not request.body_exists:
         return None

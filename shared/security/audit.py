@@ -29,14 +29,15 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.auth import PRINCIPAL
-from shared.client import client_ip
 from shared.errors import ProvisioningError, StoreError, Unauthorized
-from shared.http import REQUEST_ID, SERVICE_KEY, route_spec
-from shared.keys import SETTINGS
 from shared.logs import redact
-from shared.security_repos import AUDIT_HEAD_MOVED, AuditRepository
-from shared.store import Store
+from shared.security.auth import PRINCIPAL
+from shared.security.repositories import AUDIT_HEAD_MOVED, AuditRepository
+from shared.store.store import Store
+from shared.web.client import client_ip
+from shared.web.keys import SERVICE_KEY, SETTINGS
+from shared.web.middlewares import REQUEST_ID
+from shared.web.routing import route_spec
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,6 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.streams import StreamReader
 
 from shared.errors import ValidationFailed
-from shared.http import SERVICE_KEY
 from shared.metrics import (
     HTTP_ACCEPT_ERRORS,
     HTTP_CONNECTION_TIMEOUTS,
@@ -54,6 +53,7 @@ from shared.metrics import (
     HTTP_CONNECTIONS_REFUSED,
 )
 from shared.settings import Settings
+from shared.web.keys import SERVICE_KEY
 
 log = logging.getLogger(__name__)
 # What aiohttp's request handlers log through (see _QuietBodyTimeouts).

@@ -5,7 +5,7 @@ condition, roles}], enabled}``. Each rule becomes Casbin lines ``(subject,
 resource, action, condition, effect)``: one per role and action. ``Deny``
 overrides ``Allow`` (``policies/model.conf``). Conditions are a small expression
 language over the request context (``user.role == 'admin' && user.mfa``),
-compiled and checked by :mod:`shared.conditions` into the expression Casbin's
+compiled and checked by :mod:`shared.security.conditions` into the expression Casbin's
 ``eval()`` hands to simpleeval — Python's own ``eval`` is never used.
 
 Casbin re-parses an ``eval()`` matcher for every line on every call (~100 µs),
@@ -33,7 +33,7 @@ from casbin import util as casbin_util
 from casbin.effect import Effector, effect_to_bool
 from casbin.persist.adapters.asyncio import AsyncAdapter
 
-from shared.conditions import (
+from shared.security.conditions import (
     ALWAYS,
     FUNCTIONS,
     NEVER,
@@ -42,12 +42,12 @@ from shared.conditions import (
     fields_of,
     recompile,
 )
-from shared.conditions import ConditionError as ConditionError
-from shared.conditions import RoleSet as RoleSet
-from shared.conditions import compile_condition as compile_condition
-from shared.conditions import roots_of as roots_of
-from shared.security_repos import PolicyRepository
-from shared.store import Write
+from shared.security.conditions import ConditionError as ConditionError
+from shared.security.conditions import RoleSet as RoleSet
+from shared.security.conditions import compile_condition as compile_condition
+from shared.security.conditions import roots_of as roots_of
+from shared.security.repositories import PolicyRepository
+from shared.store.writes import Write
 
 log = logging.getLogger(__name__)
 # pycasbin prints its model at INFO for every enforcer it builds; this module builds one

@@ -20,7 +20,7 @@ compiled form safe to hand to Casbin:
   (:func:`sample_contexts`: typical and edge values of every fact it reads,
   ``null`` where a fact may be absent); one that raises, or answers anything
   but true or false, is refused with the reason. Whatever still raises at
-  request time denies the request (see :meth:`shared.policy.PolicyEngine.decide`).
+  request time denies the request (see :meth:`shared.security.policy.PolicyEngine.decide`).
 
 Facts that identify something a person types (``batch.environment``,
 ``operation.type``, ``operation.provider``) are normalised: NFKC, format

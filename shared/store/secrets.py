@@ -18,7 +18,7 @@ Which fields are secrets is :data:`SECRET_FIELDS`; the repositories of those
 tables seal on write and open on read (:meth:`SecretBox.seal_fields`,
 :meth:`SecretBox.open_fields`). A value that is not sealed is read as it is: it
 was written before secrets were encrypted, and the start-up upgrade
-(:mod:`shared.sealing`) seals it.
+(:mod:`shared.security.sealing`) seals it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The control center signs with the oldest key that has a private half and is not
 retiring; every service verifies with the public keys (``kid`` picks one; ``GET
 /.well-known/jwks.json`` publishes them). ``alg`` is pinned to EdDSA on verify,
 so ``none`` and HS256-signed-with-the-public-key tokens are refused. The private
-halves are sealed in the store (``shared/secrets.py``).
+halves are sealed in the store (``shared/store/secrets.py``).
 
 ``provisioning keys rotate`` (:meth:`KeyRing.rotate`) adds a new signer and
 retires the old one: it stops signing at once, and stays published and accepted
@@ -13,7 +13,7 @@ until every token it signed has expired (``retire_at``), then it is gone.
 An EdDSA verify costs ~90 µs; the request path's budget is 150 µs, so verified
 tokens are cached by their exact text until their ``exp`` and revocations are
 checked against an in-memory denylist on every use. A token is honoured only
-for a user that exists, is enabled and holds its roles (``shared/subjects.py``).
+for a user that exists, is enabled and holds its roles (``shared/security/subjects.py``).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared.auth import Principal
 from shared.errors import StoreError, Unauthorized
-from shared.security_repos import KeyRepository, RevocationRepository
+from shared.security.auth import Principal
+from shared.security.repositories import KeyRepository, RevocationRepository
+from shared.security.subjects import Subjects
 from shared.settings import Settings
-from shared.subjects import Subjects
 
 log = logging.getLogger(__name__)
 

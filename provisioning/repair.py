@@ -35,9 +35,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.audit import AuditEntry, AuditLog, chain_hash
-from shared.security_repos import AUDIT_HEAD_ID
-from shared.store import Merge, Stmt, Store
+from shared.security.audit import AuditEntry, AuditLog, chain_hash
+from shared.security.repositories import AUDIT_HEAD_ID
+from shared.store.store import Store
+from shared.store.writes import Merge, Stmt
 
 log = logging.getLogger(__name__)
 

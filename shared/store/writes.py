@@ -1,0 +1,186 @@
+"""What the writer is asked to do, and how queued writes become one transaction.
+
+Statements (:class:`Stmt`), merges and inserts that coalesce, log entries
+(:class:`Append`: one row per commit holding its entries as a CBOR blob) and
+lazily applied projection rows (:class:`Lazy`); :class:`Plan` turns a run of them
+into one ``BEGIN … COMMIT`` query with every value bound and NUL guarded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import cbor2
+from surrealdb import RecordID
+
+from shared.store.codec import NONE, cbor_default, guard_nul, nones, table_of
+
+log = logging.getLogger(__name__)
+
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Stmt:
+    """One SurrealQL statement (no trailing ``;``) and its bound parameters."""
+
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Merge ``patch`` into record ``table:id``; consecutive merges share one statement."""
+
+    table: str
+    id: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Insert:
+    """Insert a new row; consecutive inserts into a table share one ``INSERT``."""
+
+    table: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Append:
+    """An entry of an append-only log, at position ``seq`` (increasing in queue order).
+
+    The entries a commit appends to one table become one row keyed by its last
+    position: ``{id: last, first, last, keys, entries}``, where ``entries`` is the
+    entries as one CBOR blob and ``keys`` the distinct ``key`` values (for filtering);
+    :func:`log_entries` decodes a row."""
+
+    table: str
+    seq: int
+    key: str
+    entry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A change to a row that a durable log already records (at position ``mark``).
+
+    It need not be written with its own commit: the writer keeps lazy changes
+    coalesced per row and applies them later, in bulk, but always before any read,
+    any statement and any merge into the same row, so nobody ever observes the
+    difference. Each application records the position up to which every lazy
+    change is applied (:meth:`Store.lazy_mark`); after a crash the log's owner
+    re-applies its entries after that position. ``create`` rows are new
+    (inserted whole); others merge into an existing row. Rows whose last change
+    is ``settled`` are applied first; others wait (up to ``lazy_max_age_s``) so that
+    the changes still coming to them are coalesced into one write."""
+
+    table: str
+    id: str
+    patch: dict[str, Any]
+    mark: int
+    create: bool = False
+    settled: bool = False  # unlikely to change again soon: worth applying now
+
+
+Write = Stmt | Merge | Insert | Append | Lazy
+
+
+def eager(table: str, rid: str, create: bool, patch: dict[str, Any]) -> Write:
+    """A lazy change as the write that applies it."""
+    if create:
+        return Insert(table, {"id": rid, **patch})
+    return Merge(table, rid, patch)
+
+
+class Plan:
+    """Turns queued writes into one transaction, coalescing runs of merges and inserts."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.params: dict[str, Any] = {}
+        self.slots: list[int | None] = []
+        self._merges: dict[str, dict[str, dict[str, Any]]] = {}
+        self._inserts: dict[str, list[dict[str, Any]]] = {}
+        self._appends: dict[str, list[Append]] = {}
+
+    def add(self, write: Write, *, own: bool = True) -> None:
+        """Plan a write; ``own`` ones get a result slot (those the writer adds do not)."""
+        slot: int | None = None
+        if isinstance(write, Append):
+            self._appends.setdefault(write.table, []).append(write)
+        elif isinstance(write, Lazy):
+            raise TypeError("lazy changes are folded by the writer, never planned")
+        elif isinstance(write, Merge):
+            rid = guard_nul(write.id, write.table)
+            # None in a patch means "remove the field": SurrealDB's NONE.
+            patch = {k: NONE if v is None else v for k, v in guard_nul(write.patch, write.table).items()}
+            # Two merges into one record in the same run are one merge: the later
+            # patch wins key by key, exactly as applying them in order would.
+            pending = self._merges.setdefault(write.table, {})
+            if rid in pending:
+                pending[rid].update(patch)
+            else:
+                pending[rid] = patch
+        elif isinstance(write, Insert):
+            checked = guard_nul(write.row, write.table)
+            row = {k: v for k, v in checked.items() if v is not None}  # absent is NONE
+            if isinstance(row.get("id"), str | int):
+                row["id"] = RecordID(write.table, row["id"])
+            self._inserts.setdefault(write.table, []).append(row)
+        else:
+            self._flush()
+            write = Stmt(write.sql, guard_nul(write.params, table_of(write.sql)))
+            sql, renamed = rename_params(write, f"s{len(self.statements)}_")
+            slot = len(self.statements)
+            self.statements.append(sql)
+            self.params.update(nones(renamed))
+        if own:
+            self.slots.append(slot)
+
+    def _flush(self) -> None:
+        for table, appends in self._appends.items():
+            self._inserts.setdefault(table, []).append(
+                {
+                    "id": RecordID(table, appends[-1].seq),
+                    "first": appends[0].seq,
+                    "last": appends[-1].seq,
+                    "keys": guard_nul(list(dict.fromkeys(a.key for a in appends)), table),
+                    "entries": cbor2.dumps([a.entry for a in appends], default=cbor_default, timezone=UTC),
+                }
+            )
+        self._appends = {}
+        # Inserts first: a later merge may patch a row inserted in the same run.
+        for table, rows in self._inserts.items():
+            name = f"i{len(self.statements)}"
+            self.statements.append(f"INSERT INTO {table} ${name} RETURN NONE")
+            self.params[name] = rows
+        for table, merges in self._merges.items():
+            name = f"m{len(self.statements)}"
+            self.statements.append(f"FOR $row IN ${name} {{ UPDATE $row.id MERGE $row.patch RETURN NONE; }}")
+            self.params[name] = [
+                {"id": RecordID(table, rid), "patch": patch} for rid, patch in merges.items()
+            ]
+        self._merges = {}
+        self._inserts = {}
+
+    def build(self) -> tuple[str, dict[str, Any], list[int | None]]:
+        self._flush()
+        sql = "BEGIN TRANSACTION;\n" + ";\n".join(self.statements) + ";\nCOMMIT TRANSACTION;"
+        return sql, self.params, self.slots
+
+
+def rename_params(stmt: Stmt, prefix: str) -> tuple[str, dict[str, Any]]:
+    if not stmt.params:
+        return stmt.sql, {}
+    names = stmt.params.keys()
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"${prefix}{name}" if name in names else match.group(0)
+
+    return _PARAM.sub(sub, stmt.sql), {prefix + k: v for k, v in stmt.params.items()}

@@ -1,1 +1,1 @@
-"""The control center: login with MFA, users, policies, audit, webhooks, web UI."""
+"""The control center: login with MFA, users, policies, the audit log and webhooks, as an HTTP API."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shared import conditions
+from shared.security import conditions
 from tests.helpers.services import Services, bearer
 
 SERVER = {"type": "server_batch", "provider": "local", "simulate": {"latency_s": 0}}

@@ -84,6 +84,7 @@ async def run_memory(n: int, limit: int) -> float:
 async def run_engine(n: int, limit: int) -> dict[str, Any]:
     from orchestrator.engine import Engine
     from orchestrator.models import BatchRequest, OperationSpec
+    from orchestrator.rollback import RollbackService
     from shared.events.bus import EventBus
     from shared.settings import load_settings
     from shared.store.store import Store
@@ -91,7 +92,7 @@ async def run_engine(n: int, limit: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"surrealkv://{tmp}/db", lock_dir=Path(tmp))
         await store.open()
-        engine = Engine(load_settings(data_dir=tmp), store, EventBus())
+        engine = Engine(load_settings(data_dir=tmp), store, EventBus(), rollbacks=RollbackService)
         await engine.start()
         batch = BatchRequest(
             name="bench",

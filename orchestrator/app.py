@@ -51,9 +51,9 @@ def create_app(
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         hook = outbox if outbox is not None else app[DISPATCHER].outbox
-        engine = Engine(app[SETTINGS], app[STORE], app[BUS], outbox=hook)
+        engine = Engine(app[SETTINGS], app[STORE], app[BUS], rollbacks=RollbackService, outbox=hook)
         app[ENGINE] = engine
-        app[ROLLBACKS] = RollbackService(engine)
+        app[ROLLBACKS] = engine.rollbacks
         app[CHECKPOINTS] = Checkpoints(engine)
         await engine.start()
         yield

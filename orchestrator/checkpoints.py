@@ -1,7 +1,8 @@
 """Checkpoints are named positions in the journal; restore resets recorded state to one.
 
 Restore runs no provider: it sets every task and workflow that changed after
-the checkpoint back to the status it had then (journaled like any change).
+the checkpoint back to the status it had then, through the transition protocol
+(:func:`~orchestrator.transitions.restore_change`), journaled like any change.
 Whatever did not exist yet, or was still in flight then, is recorded as
 ``Cancelled``, so nothing is left claiming to run.
 """
@@ -15,6 +16,7 @@ from orchestrator.journal import Change, utcnow
 from orchestrator.models import CheckpointRequest
 from orchestrator.repository import Repository
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from orchestrator.transitions import restore_change
 from shared.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -42,8 +44,8 @@ class Checkpoints:
         if req.workflow_id is not None and await self.repo.workflow(req.workflow_id) is None:
             raise NotFound(f"no workflow with id {req.workflow_id}")
         cid = str(uuid.uuid4())
-        seq = self.engine.journal.last_seq
-        await self.engine.journal.persist_and_publish(
+        seq = self.engine.transitions.last_seq
+        await self.engine.transitions.announce(
             [
                 Repository.insert_checkpoint(
                     {
@@ -57,8 +59,10 @@ class Checkpoints:
                     }
                 )
             ],
-            "CheckpointCreated",
-            {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id, "auto": False},
+            (
+                "CheckpointCreated",
+                {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id, "auto": False},
+            ),
         )
         return cid
 
@@ -135,31 +139,25 @@ class Checkpoints:
                         status = str(WorkflowStatus.CANCELLED)
                 if status == last["to"]:
                     continue
-                patch: dict[str, Any] = {"restored_from": checkpoint_id}
+                patch: dict[str, Any] = {}
                 if kind == "task" and status == str(TaskStatus.COMPLETED):
                     patch["undone_seq"] = None
                     patch["completed_seq"] = completed_at_seq.get(entity)
                 changes.append(
-                    Change(
-                        entity=kind,
-                        id=entity,
-                        workflow_id=wid,
-                        name=str(last["name"]),
-                        from_status=str(last["to"]),
-                        to_status=status,
+                    restore_change(
+                        kind,
+                        entity,
+                        wid,
+                        str(last["name"]),
+                        str(last["to"]),
+                        status,
+                        checkpoint_id=checkpoint_id,
                         patch=patch,
-                        event_type="TaskStatusChanged" if kind == "task" else "BatchStatusChanged",
-                        event_data={"task_id": entity} if kind == "task" else {"batch_id": entity},
-                        note=f"restored from checkpoint {checkpoint_id}",
                     )
                 )
             restored = {"checkpoint_id": checkpoint_id, "records": len(changes)}
             # Checked again with no await before the commit is queued: a batch submitted
             # while this read the journal must not be overwritten under its driver.
             self._refuse_if_busy()
-            outbox = self.engine.journal.outbox
-            await self.engine.journal.commit(
-                changes, outbox("StateRestored", restored) if outbox is not None else None
-            )
-            self.engine.bus.publish("StateRestored", restored)
+            await self.engine.transitions.commit(changes, announce=[("StateRestored", restored)])
             return len(changes)

@@ -2,8 +2,8 @@
 
 An operation starts as soon as its hard dependencies are ``Completed`` (soft
 ones only need to have finished) and a slot under ``parallel_limit`` is free.
-Every transition goes through :class:`~orchestrator.journal.Journal`, which
-persists before it announces; after a crash :meth:`Engine.start` resumes what
+Every change of status goes through :class:`~orchestrator.transitions.Transitions`,
+which persists before it announces; after a crash :meth:`Engine.start` resumes what
 was running: completed operations never run again, interrupted ones retry under
 their policy, pending ones proceed.
 """
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from orchestrator.dag import generations, validate
-from orchestrator.journal import JOURNAL, Change, Journal, OutboxHook, catch_up, utcnow
+from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
 from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
 from orchestrator.providers import (
     OperationContext,
@@ -37,19 +37,14 @@ from orchestrator.providers.base import ValidatesOperations
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
-from orchestrator.states import (
-    FINAL_WORKFLOW,
-    TaskStatus,
-    WorkflowStatus,
-    check_task_transition,
-    check_workflow_transition,
-)
+from orchestrator.states import FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from orchestrator.transitions import Transitions, task_change
 from shared.errors import Conflict, NotFound
 from shared.events.bus import EventBus
-from shared.metrics import TASK_DURATION, TASKS_TOTAL, WORKFLOWS_ACTIVE
+from shared.metrics import WORKFLOWS_ACTIVE
 from shared.settings import Settings
 from shared.store.store import Store
-from shared.store.writes import Append, Write
+from shared.store.writes import Write
 
 if TYPE_CHECKING:
     from orchestrator.rollback import RollbackService
@@ -57,12 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OPERATIONS = TypeAdapter(list[OperationSpec])
-
-
-@functools.cache
-def _tasks_total(status: str) -> Any:
-    """The ``orchestrator_tasks_total`` child of a status (looked up once, not per task)."""
-    return TASKS_TOTAL.labels(status.lower())
 
 
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
@@ -83,7 +72,14 @@ class _Run:
 
 
 class Engine:
-    """Owns every running workflow of this process."""
+    """Owns every running workflow of this process.
+
+    ``rollbacks`` builds the rollback service from the engine (the app passes
+    :class:`~orchestrator.rollback.RollbackService`): a failed batch with
+    ``rollback_enabled`` is rolled back through it, and as the argument is
+    required, no engine exists that would skip that. It is injected, not
+    imported: rollback drives operations through this engine's providers and
+    transitions, so it depends on the engine, never the other way round."""
 
     def __init__(
         self,
@@ -91,6 +87,7 @@ class Engine:
         store: Store,
         bus: EventBus,
         *,
+        rollbacks: Callable[[Engine], RollbackService],
         outbox: OutboxHook | None = None,
         registry: ProviderRegistry | None = None,
     ) -> None:
@@ -98,10 +95,10 @@ class Engine:
         self.store = store
         self.bus = bus
         self.repo = Repository(store)
-        self.journal = Journal(store, bus, outbox)
-        self.snapshots = Snapshots(self.repo, self.journal)
-        self.registry = registry or ProviderRegistry(ProviderEnv(settings, store), settings.provider_map)
         self.runs: dict[str, _Run] = {}
+        self.transitions = Transitions(store, bus, outbox, live_counts=self._live_counts)
+        self.snapshots = Snapshots()
+        self.registry = registry or ProviderRegistry(ProviderEnv(settings, store), settings.provider_map)
         self.default_retry = RetryPolicy(  # shared by every operation without its own
             max_attempts=settings.default_max_attempts,
             initial_delay_s=settings.default_initial_delay_s,
@@ -113,15 +110,14 @@ class Engine:
         self._shutting_down = False
         self.healthy = True
         self.started_at = time.time()
-        # set by RollbackService itself (rollback.py imports this module)
-        self.rollbacks: RollbackService | None = None
+        self.rollbacks = rollbacks(self)  # last: it reads the engine's collaborators
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load the journal position and resume every workflow that was running."""
         self._shutting_down = False
-        await self.journal.load()
+        await self.transitions.load()
         await catch_up(self.store, self.repo, self.task_rows_of)
         await self._sweep_interrupted_rollbacks()
         for row in await self.repo.active_workflows():
@@ -148,18 +144,15 @@ class Engine:
                 status=TaskStatus.ROLLING_BACK,
             )
             changes.append(
-                (
+                task_change(
                     t,
-                    self._change(
-                        t,
-                        TaskStatus.FAILED,
-                        {"error": "rollback interrupted by a restart; roll it back again"},
-                        note="resumed",
-                    ),
+                    TaskStatus.FAILED,
+                    {"error": "rollback interrupted by a restart; roll it back again"},
+                    note="resumed",
                 )
             )
         if changes:
-            await self._commit(changes)
+            await self.transitions.commit(changes)
         await self.repo.close_interrupted_rollbacks()
 
     async def stop(self) -> None:
@@ -262,7 +255,7 @@ class Engine:
             op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
             for op in batch.operations
         }
-        seq = self.journal.next_seq()
+        seq = self.transitions.journal.next_seq()
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
             state = self._task_state(wid, ids[op.id], index, op)
@@ -303,23 +296,7 @@ class Engine:
         writes: list[Write] = [
             Repository.insert_workflow(wf_row),
             *task_rows,
-            Append(
-                JOURNAL,
-                seq,
-                wid,
-                {
-                    "seq": seq,
-                    "at": now,
-                    "entity_kind": "workflow",
-                    "entity": wid,
-                    "workflow_id": wid,
-                    "name": batch.name,
-                    "from": None,
-                    "to": str(WorkflowStatus.RUNNING),
-                    "note": "submitted",
-                    "patch": {},
-                },
-            ),
+            Journal.submission(seq, wid, batch.name, str(WorkflowStatus.RUNNING), now),
             Repository.insert_checkpoint(
                 {
                     "id": checkpoint_id,
@@ -333,7 +310,8 @@ class Engine:
             ),
             self.snapshots.snapshot_write(wf, "submitted", seq, all_tasks=True),
         ]
-        announcements = [
+        await self.transitions.announce(
+            writes,
             (
                 "CheckpointCreated",
                 {
@@ -355,13 +333,7 @@ class Engine:
                     "seq": seq,
                 },
             ),
-        ]
-        if self.journal.outbox is not None:
-            for event_type, data in announcements:
-                writes.extend(self.journal.outbox(event_type, data))
-        await self.store.write(*writes)
-        for event_type, data in announcements:
-            self.bus.publish(event_type, data)
+        )
         self._launch(wf)
         return wf
 
@@ -476,10 +448,10 @@ class Engine:
             if t.status is TaskStatus.RUNNING:
                 # The attempt that was running counts; retry it if the policy allows.
                 to = TaskStatus.PENDING if t.attempt < t.retry.max_attempts else TaskStatus.FAILED
-                changes.append(self._change(t, to, {"error": INTERRUPTED}, note="resumed"))
+                changes.append(task_change(t, to, {"error": INTERRUPTED}, note="resumed"))
             elif t.status is TaskStatus.ROLLING_BACK:
                 changes.append(
-                    self._change(
+                    task_change(
                         t,
                         TaskStatus.FAILED,
                         {"error": "rollback interrupted by a restart"},
@@ -488,147 +460,16 @@ class Engine:
                 )
         self._link(wf)
         if changes:
-            await self._commit([(wf.tasks[c.name], c) for c in changes])
+            await self.transitions.commit(changes)
         if wf.status is WorkflowStatus.PENDING:
-            await self._set_workflow(wf, WorkflowStatus.RUNNING, {"started_at": utcnow()})
+            await self.transitions.move_workflow(wf, WorkflowStatus.RUNNING, {"started_at": utcnow()})
         log.info("resuming workflow", extra={"workflow_id": wid, "operations": len(rows)})
         self._launch(wf)
 
-    # -- transitions ----------------------------------------------------------------------
-
-    def _change(
-        self,
-        t: TaskState,
-        to: TaskStatus,
-        patch: dict[str, Any] | None = None,
-        note: str | None = None,
-    ) -> Change:
-        check_task_transition(t.status, to)
-        patch = dict(patch or {})
-        data = t.event_data()
-        data.update({k: v for k, v in patch.items() if k in ("error", "attempt", "progress")})
-        if to is TaskStatus.COMPLETED:
-            data["output"] = patch.get("output")
-        return Change(
-            entity="task",
-            id=t.id,
-            workflow_id=t.workflow_id,
-            name=t.name,
-            from_status=str(t.status),
-            to_status=str(to),
-            patch=patch,
-            event_type="TaskStatusChanged",
-            event_data=data,
-            note=note,
-        )
-
-    def _apply(self, t: TaskState, change: Change) -> None:
-        """Mirror a persisted change in memory (and in the workflow's status counts)."""
-        run = self.runs.get(t.workflow_id)
-        if run is not None:
-            run.wf.counts[str(t.status)] -= 1
-            run.wf.counts[change.to_status] += 1
-        t.status = TaskStatus(change.to_status)
-        for key, value in change.patch.items():
-            if hasattr(t, key) and key not in ("status",):
-                setattr(t, key, value)
-        if t.status is TaskStatus.COMPLETED:
-            t.completed_seq = change.seq
-
-    async def _transition(
-        self,
-        t: TaskState,
-        to: TaskStatus,
-        patch: dict[str, Any] | None = None,
-        extra: list[Write] | None = None,
-    ) -> None:
-        await self._commit([(t, self._change(t, to, patch))], extra)
-
-    async def _commit(
-        self, changes: list[tuple[TaskState, Change]], extra: list[Write] | None = None
-    ) -> None:
-        """Persist task transitions, then mirror them in memory and announce them.
-
-        If the caller is cancelled while the write is in flight (a batch cancel), the
-        write still lands: it is mirrored and announced before the cancellation goes
-        on, so memory never disagrees with the record (and a Completed operation is
-        not then recorded Cancelled)."""
-        writes = [w for _, c in changes for w in self.journal.writes_for(c)]
-        future = self.store.enqueue(*writes, *(extra or []))
-        try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                self._landed(changes)
-            raise
-        self._landed(changes)
-
-    def _landed(self, changes: list[tuple[TaskState, Change]]) -> None:
-        for t, change in changes:
-            self._apply(t, change)
-            self.bus.publish(change.event_type, Journal._event_data(change))
-            if t.final and change.from_status == TaskStatus.RUNNING:
-                _tasks_total(change.to_status).inc()
-                if t.started_at is not None and t.completed_at is not None:
-                    TASK_DURATION.observe((t.completed_at - t.started_at).total_seconds())
-
-    def _transition_nowait(
-        self, t: TaskState, to: TaskStatus, patch: dict[str, Any]
-    ) -> asyncio.Future[list[Any]]:
-        """Queue a transition and mirror it in memory now; announce it once it is durable."""
-        change = self._change(t, to, patch)
-        future = self.store.enqueue(*self.journal.writes_for(change))
-        self._apply(t, change)
-
-        def landed(f: asyncio.Future[list[Any]]) -> None:
-            if not f.cancelled() and f.exception() is None:
-                self.bus.publish(change.event_type, Journal._event_data(change))
-
-        future.add_done_callback(landed)
-        return future
-
-    async def _set_workflow(
-        self,
-        wf: WorkflowState,
-        to: WorkflowStatus,
-        patch: dict[str, Any] | None = None,
-        extra: list[Write] | None = None,
-    ) -> None:
-        check_workflow_transition(wf.status, to)
-        data = {"batch_id": wf.id, "name": wf.name, "kind": wf.kind}
-        if patch:
-            data.update({k: v for k, v in patch.items() if k in ("error", "rollback")})
-        change = Change(
-            entity="workflow",
-            id=wf.id,
-            workflow_id=wf.id,
-            name=wf.name,
-            from_status=str(wf.status),
-            to_status=str(to),
-            patch=dict(patch or {}),
-            event_type="BatchStatusChanged",
-            event_data=data,
-        )
-        await self.journal.commit([change], extra)
-        wf.status = to
-
-    async def report_progress(self, t: TaskState, percent: float, message: str) -> None:
-        """Persist then announce an operation's progress."""
-        t.progress = round(percent, 2)
-        t.message = message
-        await self.journal.persist_and_publish(
-            [Repository.patch_task(t.id, {"progress": t.progress, "message": message})],
-            "OperationProgress",
-            {
-                "workflow_id": t.workflow_id,
-                "task_id": t.id,
-                "operation_id": t.name,
-                "progress": t.progress,
-                "message": message,
-            },
-        )
+    def _live_counts(self, workflow_id: str) -> Counter[str] | None:
+        """The status counts of a workflow this engine drives (kept by its transitions)."""
+        run = self.runs.get(workflow_id)
+        return run.wf.counts if run is not None else None
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -675,7 +516,7 @@ class Engine:
             self.healthy = False
             if wf.status not in FINAL_WORKFLOW:  # never leave it Running with no driver
                 with contextlib.suppress(Exception):
-                    await self._set_workflow(
+                    await self.transitions.move_workflow(
                         wf,
                         WorkflowStatus.FAILED,
                         {"error": f"internal error: {exc}", "completed_at": utcnow()},
@@ -728,7 +569,7 @@ class Engine:
                 d.deps[0][0] if d.deps else "?",
             )
             changes.append(
-                self._change(
+                task_change(
                     d,
                     TaskStatus.CANCELLED,
                     {
@@ -746,7 +587,7 @@ class Engine:
                     if nxt.waiting == 0:
                         released.append(nxt)
         if changes:
-            await self._commit([(tasks[c.name], c) for c in changes])
+            await self.transitions.commit(changes)
         return [r for r in released if r.status is TaskStatus.PENDING]
 
     async def _execute(self, run: _Run, t: TaskState) -> None:
@@ -761,7 +602,7 @@ class Engine:
             if current is not None:
                 current.uncancel()
             if not t.final:
-                await self._transition(
+                await self.transitions.move_task(
                     t,
                     TaskStatus.CANCELLED,
                     {
@@ -772,7 +613,7 @@ class Engine:
         except Exception as exc:  # a bug, not a provider failure: fail the operation
             log.exception("operation crashed", extra={"task_id": t.id})
             if not t.final and t.status is TaskStatus.RUNNING:
-                await self._transition(
+                await self.transitions.move_task(
                     t,
                     TaskStatus.FAILED,
                     {
@@ -792,20 +633,22 @@ class Engine:
             # commit lands leaves the task Pending, which resume runs again anyway. The
             # Running event still goes out only once durable, and the outcome is
             # recorded only after it (writes commit in order).
-            running = self._transition_nowait(
-                t,
-                TaskStatus.RUNNING,
-                {
-                    "attempt": attempt,
-                    "started_at": utcnow(),
-                    "completed_at": None,
-                    "error": None,
-                    "progress": 0.0,
-                },
+            running = self.transitions.queue(
+                task_change(
+                    t,
+                    TaskStatus.RUNNING,
+                    {
+                        "attempt": attempt,
+                        "started_at": utcnow(),
+                        "completed_at": None,
+                        "error": None,
+                        "progress": 0.0,
+                    },
+                )
             )
 
             async def report(percent: float, message: str, _t: TaskState = t) -> None:
-                await self.report_progress(_t, percent, message)
+                await self.transitions.report_progress(_t, percent, message)
 
             ctx = OperationContext(
                 task_id=t.id,
@@ -830,7 +673,7 @@ class Engine:
             else:
                 # Queued behind Running, so it commits with it or after it; awaiting
                 # Running first would cost a commit per operation.
-                await self._transition(
+                await self.transitions.move_task(
                     t,
                     TaskStatus.COMPLETED,
                     {
@@ -845,7 +688,7 @@ class Engine:
             await running
             if retryable and attempt < t.retry.max_attempts and not run.stopping:
                 delay = t.retry.delay_s(attempt)
-                await self._transition(
+                await self.transitions.move_task(
                     t,
                     TaskStatus.PENDING,
                     {
@@ -855,7 +698,7 @@ class Engine:
                 )
                 await asyncio.sleep(delay)
                 if run.stopping:  # the batch stopped while this one waited to retry
-                    await self._transition(
+                    await self.transitions.move_task(
                         t,
                         TaskStatus.CANCELLED,
                         {
@@ -865,7 +708,7 @@ class Engine:
                     )
                     return
                 continue
-            await self._transition(
+            await self.transitions.move_task(
                 t,
                 TaskStatus.FAILED,
                 {
@@ -877,7 +720,7 @@ class Engine:
                     self.snapshots.snapshot_write(
                         run.wf,
                         f"operation {t.name} failed",
-                        self.journal.last_seq + 1,
+                        self.transitions.last_seq + 1,
                         changed=[t],
                         failed=t,
                     )
@@ -896,11 +739,12 @@ class Engine:
                 if run.cancel_requested
                 else f"not started: {run.stop_reason or 'the batch stopped'}"
             )
-            changes = [
-                self._change(t, TaskStatus.CANCELLED, {"error": reason, "completed_at": utcnow()})
-                for t in leftover
-            ]
-            await self._commit([(wf.tasks[c.name], c) for c in changes])
+            await self.transitions.commit(
+                [
+                    task_change(t, TaskStatus.CANCELLED, {"error": reason, "completed_at": utcnow()})
+                    for t in leftover
+                ]
+            )
         failed = [t for t in wf.tasks.values() if t.status is TaskStatus.FAILED]
         if run.cancel_requested:
             final = WorkflowStatus.CANCELLED
@@ -912,12 +756,7 @@ class Engine:
         if failed:
             patch["error"] = "; ".join(f"{t.name}: {t.error}" for t in failed[:5])
         stop_failures = [t for t in failed if t.spec.on_failure != "continue"]
-        if (
-            final is WorkflowStatus.FAILED
-            and wf.rollback_enabled
-            and stop_failures
-            and self.rollbacks is not None
-        ):
+        if final is WorkflowStatus.FAILED and wf.rollback_enabled and stop_failures:
             include_failed = [t.id for t in stop_failures if t.spec.on_failure == "rollback"]
             summary = await self.rollbacks.rollback_workflow(wf, include_failed=include_failed)
             wf.rollback = summary
@@ -927,11 +766,11 @@ class Engine:
         snap = self.snapshots.snapshot_write(
             wf,
             "finished",
-            self.journal.last_seq + 1,
+            self.transitions.last_seq + 1,
             changed=list(wf.tasks.values()),
             final_status=str(final),
         )
-        await self._set_workflow(wf, final, patch, extra=[snap])
+        await self.transitions.move_workflow(wf, final, patch, extra=[snap])
 
     # -- commands -----------------------------------------------------------------------------
 

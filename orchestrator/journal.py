@@ -1,15 +1,13 @@
-"""The append-only journal and the one function every transition goes through.
-
-:meth:`Journal.commit` numbers each change, writes its journal entry and
-whatever else must be atomic with it (a snapshot, webhook outbox rows) in one
-store write, waits until that write is durable, and only then announces the
-change on the event bus. Persist, then announce.
+"""The append-only journal: its numbering, its entries, and catch-up after a crash.
 
 The journal is the record; task and workflow rows are its projection. Each
 entry carries the patch it makes to its entity's row, and the row is written as
 a :class:`~shared.store.writes.Lazy` change: the store coalesces those and applies them
 in bulk, off the hot path, but before anything reads them. After a crash,
 :func:`catch_up` re-applies the entries the rows had not caught up with.
+
+This module only builds writes; it commits and announces nothing. Every change
+of status is committed, then announced, by :mod:`orchestrator.transitions`.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from typing import Any
 from surrealdb import RecordID
 
 from orchestrator.repository import Repository
+from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
-from shared.events.bus import EventBus
 from shared.store.store import Store
 from shared.store.writes import Append, Insert, Lazy, Merge, Write
 
@@ -45,7 +43,10 @@ def utcnow() -> datetime:
 
 @dataclass
 class Change:
-    """One transition of a task or workflow, and the event that announces it."""
+    """One transition of a task or workflow, and the event that announces it.
+
+    ``subject`` is the in-memory state the change is mirrored into once it is
+    durable; a restore changes records that have none."""
 
     entity: str  # "task" | "workflow"
     id: str
@@ -58,15 +59,20 @@ class Change:
     event_data: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     seq: int = 0
+    subject: TaskState | WorkflowState | None = field(default=None, repr=False, compare=False)
+
+    def event(self) -> dict[str, Any]:
+        """The data of the event that announces this change (a new dict each call)."""
+        data = {"workflow_id": self.workflow_id, "status": self.to_status, "seq": self.seq}
+        data.update(self.event_data)
+        return data
 
 
 class Journal:
-    """Allocates journal positions and commits changes durably before announcing them."""
+    """Allocates journal positions and builds the writes of each entry."""
 
-    def __init__(self, store: Store, bus: EventBus, outbox: OutboxHook | None = None) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.bus = bus
-        self.outbox = outbox
         self._counter = itertools.count(1)
         self.last_seq = 0
 
@@ -81,7 +87,7 @@ class Journal:
         return self.last_seq
 
     def writes_for(self, change: Change) -> list[Write]:
-        """The entity patch and journal row for a change (assigns its position)."""
+        """The journal row and the entity's lazy patch for a change (assigns its position)."""
         change.seq = self.next_seq()
         now = utcnow()
         patch = dict(change.patch)
@@ -106,37 +112,33 @@ class Journal:
             entry["note"] = change.note
         if "attempt" in patch:
             entry["attempt"] = patch["attempt"]
-        writes: list[Write] = [
+        return [
             Append(JOURNAL, change.seq, change.workflow_id, entry),
             Lazy(change.entity, change.id, patch, change.seq, settled=change.to_status in _SETTLED),
         ]
-        if self.outbox is not None and change.event_type:
-            writes.extend(self.outbox(change.event_type, self._event_data(change)))
-        return writes
-
-    async def commit(self, changes: list[Change], extra: list[Write] | None = None) -> None:
-        """Persist the changes (and ``extra``) atomically, then publish their events."""
-        writes: list[Write] = []
-        for change in changes:
-            writes.extend(self.writes_for(change))
-        if extra:
-            writes.extend(extra)
-        await self.store.write(*writes)
-        for change in changes:
-            if change.event_type:
-                self.bus.publish(change.event_type, self._event_data(change))
-
-    async def persist_and_publish(self, writes: list[Write], event_type: str, data: dict[str, Any]) -> None:
-        """For things that are not transitions (progress, checkpoints): write, then announce."""
-        extra = self.outbox(event_type, data) if self.outbox is not None else []
-        await self.store.write(*writes, *extra)
-        self.bus.publish(event_type, data)
 
     @staticmethod
-    def _event_data(change: Change) -> dict[str, Any]:
-        data = {"workflow_id": change.workflow_id, "status": change.to_status, "seq": change.seq}
-        data.update(change.event_data)
-        return data
+    def submission(seq: int, workflow_id: str, name: str, status: str, at: datetime) -> Write:
+        """The entry that records a submitted workflow. Its rows are inserted whole at
+        ``seq``, so the entry patches nothing; catch-up rebuilds missing task rows from
+        the workflow's recorded operations when it meets the ``submitted`` note."""
+        return Append(
+            JOURNAL,
+            seq,
+            workflow_id,
+            {
+                "seq": seq,
+                "at": at,
+                "entity_kind": "workflow",
+                "entity": workflow_id,
+                "workflow_id": workflow_id,
+                "name": name,
+                "from": None,
+                "to": status,
+                "note": "submitted",
+                "patch": {},
+            },
+        )
 
 
 async def catch_up(

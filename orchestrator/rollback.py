@@ -5,7 +5,12 @@ position. By operation ids: those operations plus every completed dependent of
 theirs. A failed batch with ``rollback_enabled`` rolls its own completed
 operations back through :meth:`RollbackService.rollback_workflow`.
 An operation being undone is ``RollingBack``, then ``RolledBack``; a failed
-undo leaves it ``Failed`` with the reason.
+undo leaves it ``Failed`` with the reason. Each of those moves, and the
+``RollbackStarted``/``RollbackCompleted`` events, go through the engine's
+:class:`~orchestrator.transitions.Transitions`.
+
+The engine takes this class as its ``rollbacks`` argument and builds the one
+instance; the app reads it from ``engine.rollbacks``.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ class RollbackService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.repo: Repository = engine.repo
-        engine.rollbacks = self
+        self.transitions = engine.transitions
+        self.registry = engine.registry
 
     # -- automatic -------------------------------------------------------------------
 
@@ -148,7 +154,7 @@ class RollbackService:
     async def _run(
         self, ordered: list[TaskState], scope: dict[str, Any], workflow_ids: list[str]
     ) -> dict[str, Any]:
-        engine = self.engine
+        transitions = self.transitions
         rollback_id = str(uuid.uuid4())
         started = time.monotonic()
         started_at = utcnow()
@@ -158,7 +164,7 @@ class RollbackService:
             "workflow_id": workflow_ids[0] if len(workflow_ids) == 1 else None,
             **scope,
         }
-        await engine.journal.persist_and_publish(
+        await transitions.announce(
             [
                 Repository.upsert_rollback(
                     rollback_id,
@@ -171,17 +177,16 @@ class RollbackService:
                     },
                 )
             ],
-            "RollbackStarted",
-            start_event,
+            ("RollbackStarted", start_event),
         )
         executed = failed = 0
         failures: list[dict[str, str]] = []
         for t in ordered:
-            await engine._transition(t, TaskStatus.ROLLING_BACK, {"rollback_id": rollback_id})
-            provider = engine.registry.get(t.provider)
+            await transitions.move_task(t, TaskStatus.ROLLING_BACK, {"rollback_id": rollback_id})
+            provider = self.registry.get(t.provider)
 
             async def report(percent: float, message: str, _t: TaskState = t) -> None:
-                await engine.report_progress(_t, percent, message)
+                await transitions.report_progress(_t, percent, message)
 
             ctx = OperationContext(
                 task_id=t.id,
@@ -207,7 +212,7 @@ class RollbackService:
                     reason = f"internal error: {exc}"
                 failed += 1
                 failures.append({"operation_id": t.name, "task_id": t.id, "error": reason})
-                await engine._transition(
+                await transitions.move_task(
                     t,
                     TaskStatus.FAILED,
                     {
@@ -216,13 +221,13 @@ class RollbackService:
                 )
                 continue
             executed += 1
-            await engine._transition(
+            await transitions.move_task(
                 t,
                 TaskStatus.ROLLED_BACK,
                 {
                     "rollback_output": result.output,
                     "rolled_back_at": utcnow(),
-                    "undone_seq": engine.journal.last_seq + 1,
+                    "undone_seq": transitions.last_seq + 1,
                 },
             )
         duration = round(time.monotonic() - started, 3)
@@ -235,7 +240,7 @@ class RollbackService:
         }
         if failures:
             result_doc["failures"] = failures
-        await engine.journal.persist_and_publish(
+        await transitions.announce(
             [
                 Repository.upsert_rollback(
                     rollback_id,
@@ -246,8 +251,10 @@ class RollbackService:
                     },
                 )
             ],
-            "RollbackCompleted",
-            {**result_doc, "workflow_ids": workflow_ids, "workflow_id": start_event["workflow_id"]},
+            (
+                "RollbackCompleted",
+                {**result_doc, "workflow_ids": workflow_ids, "workflow_id": start_event["workflow_id"]},
+            ),
         )
         return result_doc
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from orchestrator.journal import Journal, utcnow
+from orchestrator.journal import utcnow
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from shared.store.writes import Write
@@ -21,9 +21,7 @@ _IMPLIED = {"Pending", "Completed"}
 
 
 class Snapshots:
-    def __init__(self, repo: Repository, journal: Journal) -> None:
-        self.repo = repo
-        self.journal = journal
+    """Builds snapshot rows; the caller commits each with the transition it describes."""
 
     def snapshot_write(
         self,

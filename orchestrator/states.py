@@ -1,4 +1,9 @@
-"""Statuses and the one table of allowed transitions."""
+"""Statuses and the one table of allowed transitions.
+
+:mod:`orchestrator.transitions` checks every change of status against this table
+before it builds the change. A restore is not a move along the table: it resets
+recorded state to a checkpoint, and may set any recorded status to a final one
+(:func:`check_restore`)."""
 
 from __future__ import annotations
 
@@ -67,3 +72,11 @@ def check_task_transition(current: TaskStatus, new: TaskStatus) -> None:
 def check_workflow_transition(current: WorkflowStatus, new: WorkflowStatus) -> None:
     if new not in WORKFLOW_TRANSITIONS[current]:
         raise IllegalTransition(f"workflow cannot go from {current} to {new}")
+
+
+def check_restore(current: TaskStatus | WorkflowStatus, new: TaskStatus | WorkflowStatus) -> None:
+    """A restore sets a record to the final status it had at a checkpoint (or to
+    ``Cancelled`` when it was not final then): never to a status that claims to run."""
+    final = FINAL_TASK if isinstance(new, TaskStatus) else FINAL_WORKFLOW
+    if new not in final or type(current) is not type(new):
+        raise IllegalTransition(f"a restore cannot set {current} to {new}")

@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationResult
+from orchestrator.rollback import RollbackService
 from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
 from shared.store.store import Store
@@ -64,7 +65,7 @@ class Slow:
 async def start(path: Path) -> tuple[Engine, Store]:
     store = slow_store(path)
     await store.open()
-    engine = Engine(settings_for(path), store, EventBus())
+    engine = Engine(settings_for(path), store, EventBus(), rollbacks=RollbackService)
     engine.registry.providers["slow"] = Slow()
     await engine.start()
     return engine, store
@@ -119,7 +120,7 @@ async def test_a_finished_workflow_whose_rows_were_never_applied_is_rebuilt(tmp_
         # rebuilt rows carry what submission recorded, dependencies as task ids
         assert tasks[1]["dependencies"] == [tasks[0]["id"]]
         assert tasks[1]["dependency_names"] == ["op0"]
-        assert await store.lazy_mark() == engine.journal.last_seq
+        assert await store.lazy_mark() == engine.transitions.last_seq
         assert not engine.runs  # nothing to resume
     finally:
         await engine.stop()

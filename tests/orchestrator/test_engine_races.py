@@ -22,8 +22,7 @@ from shared.store.store import Store
 async def engine() -> AsyncIterator[Engine]:
     store = Store("mem://")
     await store.open()
-    eng = Engine(load_settings(db_url="mem://"), store, EventBus())
-    RollbackService(eng)
+    eng = Engine(load_settings(db_url="mem://"), store, EventBus(), rollbacks=RollbackService)
     await eng.start()
     yield eng
     await eng.stop()
@@ -136,7 +135,6 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
         )
     )
     await finished(engine, wf.id)
-    assert engine.rollbacks is not None
     result = await engine.rollbacks.execute(RollbackRequest(operation_ids=["a"], workflow_id=wf.id))
     assert result["operations_failed"] == 1 and result["success"] is False
     task = (await engine.repo.tasks_of(wf.id))[0]

@@ -109,8 +109,7 @@ async def _scenario(case: dict[str, Any]) -> tuple[Tracker, dict[str, Any]]:
     store = Store("mem://")
     await store.open()
     settings = load_settings(db_url="mem://", default_max_attempts=1)
-    engine = Engine(settings, store, EventBus())
-    RollbackService(engine)
+    engine = Engine(settings, store, EventBus(), rollbacks=RollbackService)
     probe = ProbeProvider(tracker)
     probe.engine = engine
     engine.registry.providers["probe"] = probe

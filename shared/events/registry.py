@@ -6,7 +6,7 @@ extension) declares what it emits in its own module — the orchestrator in
 as one :class:`Vocabulary` value, and its app factory registers it with the
 :class:`EventRegistry` of the bus it publishes on::
 
-    from shared.events.registry import EventSpec, Kind, Vocabulary
+    from shared.events.registry import EventSpec, Kind, Vocabulary, status_webhooks
 
     PLUGIN = Kind("plugin", resource="plugins", action="read")
     VOCABULARY = Vocabulary(

@@ -141,6 +141,7 @@ async def first_start_latency(samples: int) -> list[float]:
     from aiohttp import web
 
     from orchestrator.app import create_app
+    from orchestrator.events import EventType
     from shared.events.bus import Event, EventBus
     from shared.settings import load_settings
 
@@ -149,7 +150,7 @@ async def first_start_latency(samples: int) -> list[float]:
 
     def listener(event: Event) -> None:
         wid = event.data.get("workflow_id")
-        if event.event_type == "TaskStatusChanged" and event.data.get("status") == "Running":
+        if event.event_type == EventType.TASK_STATUS_CHANGED and event.data.get("status") == "Running":
             first_running.setdefault(str(wid), time.perf_counter())
             arrived.set()
 

@@ -44,6 +44,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from orchestrator.app import create_app  # noqa: E402
+from orchestrator.events import EventType  # noqa: E402
 from shared.events.bus import Event, EventBus  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
 from shared.store.store import Store  # noqa: E402
@@ -223,7 +224,7 @@ async def run_batch(client: aiohttp.ClientSession, base: str, operations: int, b
 
     def listen(event: Event) -> None:
         if (
-            event.event_type == "BatchStatusChanged"
+            event.event_type == EventType.BATCH_STATUS_CHANGED
             and event.data.get("batch_id") == batch_id
             and event.data.get("status") in ("Completed", "Failed", "Cancelled")
             and not finished.done()

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
+from control_center.events import VOCABULARY
 from control_center.keys import HASHER, LOGIN, MFA, POLICIES, SESSIONS, USERS
 from control_center.login import LoginService
 from control_center.mfa import MfaService
@@ -39,6 +40,7 @@ def build_api() -> Api:
 
     def customize(request: web.Request, doc: dict[str, Any]) -> None:
         document_password_length(request.app[SETTINGS].password_min_length, doc)
+        webhooks_api.document_event_patterns(request.app, doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
     for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
@@ -74,5 +76,6 @@ def create_app(
     """The control center application; opens its own store unless one is shared."""
     app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus, auth=auth)
     app.cleanup_ctx.append(services_ctx)
+    app[BUS].registry.register(VOCABULARY)
     install_streams(app, events_api.CONFIG)
     return app

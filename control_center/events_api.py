@@ -6,8 +6,9 @@ read the audit log.
 
 from __future__ import annotations
 
-from shared.events.streams import CONTROL_CENTER_KINDS, StreamConfig, stream_api
+from control_center.events import VOCABULARY
+from shared.events.streams import StreamConfig, stream_api
 
-CONFIG = StreamConfig(kinds=CONTROL_CENTER_KINDS, resource="audit", action="read")
+CONFIG = StreamConfig(VOCABULARY, resource="audit", action="read")
 
 api = stream_api(CONFIG)

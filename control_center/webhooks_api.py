@@ -1,6 +1,10 @@
 """``/webhooks``: register, change, rotate, test and inspect webhook subscriptions.
 
 Handlers parse and shape; the rules live in :class:`~shared.webhooks.WebhookService`.
+The event names come from the vocabularies registered with the app's bus (the
+orchestrator's, registered here by the composition root even when the control
+center runs alone; see shared/events/registry.py), so the models check them, and
+the OpenAPI document lists them, against that registry rather than a fixed list.
 Deliveries are sent by the orchestrator's dispatcher (one per process that runs
 the orchestrator), which hears of every change here at once when both run in
 one process, and within ``webhook_refresh_s`` otherwise.
@@ -8,10 +12,10 @@ one process, and within ``webhook_refresh_s`` otherwise.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema
 
 from control_center.models import (
     DELIVERY,
@@ -25,15 +29,24 @@ from shared.security.auth import principal_of
 from shared.web.envelope import ok, paginated
 from shared.web.keys import BUS, SETTINGS, STORE
 from shared.web.routing import Api, Model, PageQuery, array
-from shared.webhooks import EVENT_NAMES, WebhookChange, WebhookService
+from shared.webhooks import Catalogue, WebhookChange, WebhookService
 
-# What validate_patterns accepts, as the model (and so the OpenAPI document) says it:
-# an event name, a family such as task.*, or *; http(s) URLs only.
-EVENT_PATTERNS = ("*", *sorted({f"{n.split('.', 1)[0]}.*" for n in EVENT_NAMES}), *EVENT_NAMES)
+# The OpenAPI document's enum of event patterns is the running catalogue's, put in
+# place of this marker by :func:`document_event_patterns`.
+_PATTERNS_MARKER = "x-webhook-event-patterns"
 
 
-def _known_event(value: str) -> str:
-    if value not in EVENT_PATTERNS:
+def catalogue_of(app: Any) -> Catalogue:
+    """The webhook names of the app's bus (``app`` is the validation context ``read_body`` gives)."""
+    if not isinstance(app, web.Application):
+        raise TypeError("webhook events are checked against an application's catalogue: validate with it")
+    return Catalogue(app[BUS].registry)
+
+
+def _known_event(value: str, info: ValidationInfo) -> str:
+    """What the catalogue accepts, as the model (and so the OpenAPI document) says it:
+    an event name, a family such as task.*, or *."""
+    if value not in catalogue_of(info.context).patterns:
         raise ValueError(
             f"unknown webhook event {value!r}; use names such as task.completed, batch.failed, "
             "a family such as task.*, or * (GET /webhooks/events lists them)"
@@ -41,9 +54,27 @@ def _known_event(value: str) -> str:
     return value
 
 
+def document_event_patterns(app: web.Application, doc: dict[str, Any]) -> None:
+    """The running catalogue's patterns as the enum of every event-pattern schema."""
+    patterns = list(catalogue_of(app).patterns)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.pop(_PATTERNS_MARKER, None) is not None:
+                node["enum"] = patterns
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+
+
 EventPattern = Annotated[
-    str, AfterValidator(_known_event), WithJsonSchema({"type": "string", "enum": list(EVENT_PATTERNS)})
+    str, AfterValidator(_known_event), WithJsonSchema({"type": "string", _PATTERNS_MARKER: True})
 ]
+# http(s) URLs only.
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
 WebhookUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=URL_PATTERN)]
 
@@ -87,7 +118,7 @@ def _audit(request: web.Request, **details: str) -> None:
 @api.route("GET", "/webhooks/events", resource="webhooks", action="read", tags=TAGS, response=WEBHOOK_EVENTS)
 async def list_event_names(request: web.Request) -> web.Response:
     """The event names a webhook can subscribe to."""
-    return ok({"events": list(EVENT_NAMES), "patterns": ["<family>.*", "*"]})
+    return ok({"events": list(catalogue_of(request.app).names), "patterns": ["<family>.*", "*"]})
 
 
 @api.route(

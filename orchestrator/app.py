@@ -9,6 +9,7 @@ from aiohttp import web
 from orchestrator.api import batch, events, rollback, state, tasks
 from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
+from orchestrator.events import VOCABULARY
 from orchestrator.journal import OutboxHook
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
 from orchestrator.rollback import RollbackService
@@ -59,6 +60,7 @@ def create_app(
         yield
         await engine.stop()
 
+    app[BUS].registry.register(VOCABULARY)
     install_streams(app, events.CONFIG)
     app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)

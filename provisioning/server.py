@@ -1,4 +1,12 @@
-"""Run the services: both in one process on one store (``up``), or each alone."""
+"""Run the services: both in one process on one store (``up``), or each alone.
+
+Every process's bus knows the vocabularies of both services
+(:data:`VOCABULARIES`), whichever of them it runs: each app factory registers
+its own, and this composition root registers them all first, so a control
+center running alone still offers (and checks subscriptions against) the
+orchestrator's webhook names, and an orchestrator running alone gives the
+control center's events the kind they have in one process.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +19,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from control_center import events as control_center_events
 from control_center.app import create_app as create_control_center
+from orchestrator import events as orchestrator_events
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.command_runner import make_undumpable
 from provisioning.doctor import check_runner_user, check_work_root
 from shared.events.bus import EventBus
+from shared.events.registry import EventRegistry, Vocabulary
 from shared.logs import configure_logging
 from shared.metrics import set_process_metrics_owner
 from shared.settings import Settings
@@ -24,6 +35,22 @@ from shared.web.app import open_store
 from shared.web.serve import ConnectionGuard, ConnectionLimits, Listener, listen
 
 log = logging.getLogger("provisioning")
+
+# The product's event vocabularies, in the order their webhook names are listed.
+VOCABULARIES: tuple[Vocabulary, ...] = (orchestrator_events.VOCABULARY, control_center_events.VOCABULARY)
+
+
+def product_registry() -> EventRegistry:
+    """A registry that holds every vocabulary of the product."""
+    registry = EventRegistry()
+    for vocabulary in VOCABULARIES:
+        registry.register(vocabulary)
+    return registry
+
+
+def product_bus(settings: Settings) -> EventBus:
+    """The process's bus, with every vocabulary of the product registered."""
+    return EventBus(settings.event_retention_count, settings.event_retention_s, product_registry())
 
 
 async def serve(
@@ -42,7 +69,7 @@ async def serve(
     set_process_metrics_owner("orchestrator" if "orchestrator" in which else "control_center")
     store = open_store(settings)
     await store.open()
-    bus = EventBus(settings.event_retention_count, settings.event_retention_s)
+    bus = product_bus(settings)
     listeners: list[Listener] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from shared.events.streams import ORCHESTRATOR_KINDS, StreamConfig, stream_api
+from orchestrator.events import VOCABULARY
+from shared.events.streams import StreamConfig, stream_api
 
 # Connecting needs workflows:read; each kind of event then needs its own permission.
-CONFIG = StreamConfig(kinds=ORCHESTRATOR_KINDS, resource="workflows", action="read")
+CONFIG = StreamConfig(VOCABULARY, resource="workflows", action="read")
 
 api = stream_api(CONFIG)

@@ -25,41 +25,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from shared.events.registry import DEFAULT_KIND, EventRegistry
 from shared.metrics import EVENTS_PUBLISHED
-
-# Stream kinds: ``?events=task,batch,…`` filters on them, and each needs its own permission.
-TASK, BATCH, ROLLBACK, SYSTEM, SECURITY = "task", "batch", "rollback", "system", "security"
-
-# Which stream kind each event type belongs to. Types not listed are ``system``;
-# a service that publishes new security events registers them with
-# :func:`register_event_kind` so they never reach the orchestrator's streams.
-EVENT_KINDS: dict[str, str] = {
-    "TaskStatusChanged": TASK,
-    "OperationProgress": TASK,
-    "BatchStatusChanged": BATCH,
-    "WorkflowSubmitted": BATCH,
-    "CheckpointCreated": ROLLBACK,
-    "RollbackStarted": ROLLBACK,
-    "RollbackCompleted": ROLLBACK,
-    "StateRestored": ROLLBACK,
-    # The control center's security and admin events.
-    "UserLogin": SECURITY,
-    "UserLogout": SECURITY,
-    "LoginFailed": SECURITY,
-    "AccountLocked": SECURITY,
-    "MfaEnrolled": SECURITY,
-    "MfaChanged": SECURITY,
-    "TokenRefreshed": SECURITY,
-    "TokenReuseDetected": SECURITY,
-    "SessionRevoked": SECURITY,
-    "UserCreated": SECURITY,
-    "UserChanged": SECURITY,
-    "UserDeleted": SECURITY,
-    "PolicyChanged": SECURITY,
-    "AuditLogged": SECURITY,
-    "WebhookChanged": SECURITY,
-}
-
 
 # What ``metadata`` carries by default: the fields a consumer routes on, as in the
 # seed's example (``{"task_id", "status"}``), not a second copy of ``data``.
@@ -91,11 +58,6 @@ def routing_metadata(data: dict[str, Any]) -> dict[str, Any]:
     return {k: data[k] for k in METADATA_KEYS if data.get(k) is not None}
 
 
-def register_event_kind(event_type: str, kind: str) -> None:
-    """Declare the stream kind of an event type (before it is first published)."""
-    EVENT_KINDS[event_type] = kind
-
-
 def utc_timestamp() -> str:
     """Now as ISO 8601 with a ``Z``, the seed's timestamp format."""
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -103,17 +65,15 @@ def utc_timestamp() -> str:
 
 @dataclass(frozen=True)
 class Event:
-    """``{event_type, timestamp, data, metadata}`` as in seed 004, plus a stream id."""
+    """``{event_type, timestamp, data, metadata}`` as in seed 004, plus a stream id, and
+    the stream kind its bus's registry gave it (not serialised)."""
 
     event_type: str
     data: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: str = ""
     id: int = 0
-
-    @property
-    def kind(self) -> str:
-        return EVENT_KINDS.get(self.event_type, SYSTEM)
+    kind: str = DEFAULT_KIND
 
     @property
     def workflow_id(self) -> str | None:
@@ -159,9 +119,19 @@ def websocket_text_frame(payload: bytes) -> bytes:
 
 class EventBus:
     """Monotonic ids, bounded retention, synchronous listeners (the streams' broadcaster,
-    the outbox wake-up); replay from the retention window."""
+    the outbox wake-up); replay from the retention window.
 
-    def __init__(self, retention_count: int = 10_000, retention_s: float = 3600.0) -> None:
+    ``registry`` holds the vocabularies of what is published here (see
+    shared/events/registry.py); each app factory registers its own.
+    """
+
+    def __init__(
+        self,
+        retention_count: int = 10_000,
+        retention_s: float = 3600.0,
+        registry: EventRegistry | None = None,
+    ) -> None:
+        self.registry = registry if registry is not None else EventRegistry()
         # Ids start at the clock in microseconds so they grow across restarts (see above).
         self._ids = itertools.count(time.time_ns() // 1000)
         self._retained: deque[tuple[float, Event]] = deque(maxlen=max(1, retention_count))
@@ -186,6 +156,7 @@ class EventBus:
             metadata=metadata if metadata is not None else routing_metadata(data),
             timestamp=utc_timestamp(),
             id=next(self._ids),
+            kind=self.registry.kind_of(event_type),
         )
         now = time.monotonic()
         self._retained.append((now, event))

@@ -7,15 +7,18 @@ Both transports work the same way:
   its first message), and again on every heartbeat and when the token
   expires — the stream is closed (4401) once it no longer checks out;
 * a revocation closes the streams it concerns at once (4401), not at the next
-  heartbeat: the control center publishes ``SessionRevoked`` (logout, session
-  revoke, refresh-token reuse, a user disabled, deleted or given other roles)
-  and ``UserChanged`` with ``revoked``, and the broadcaster, a bus listener,
-  ends every stream of that session or user as the event is published.
-  ``?token=`` is accepted on these routes only (shared/security/backend.py);
-* each event kind needs its own permission (``task`` events need
-  ``tasks:read``, ``security`` events ``audit:read``, …), so subscribers see
-  only what their policies let them read; ``?events=task,batch`` and
-  ``?workflow_id=`` narrow further;
+  heartbeat: an event type whose declaration says it revokes (the control
+  center's logouts, session revokes, refresh-token reuse, users disabled,
+  deleted or given other roles: see control_center/events.py) makes the
+  broadcaster, a bus listener, end every stream of that session or user as
+  the event is published. ``?token=`` is accepted on these routes only
+  (shared/security/backend.py);
+* a service streams the kinds its own vocabulary declares
+  (shared/events/registry.py), each behind its own permission (the
+  orchestrator's ``task`` events need ``tasks:read``, the control center's
+  ``security`` events ``audit:read``, …), so subscribers see only what their
+  policies let them read; ``?events=task,batch`` and ``?workflow_id=``
+  narrow further;
 * ``?since=<event id>`` (or SSE's ``Last-Event-ID``) replays what is still
   retained after that id, then continues live with nothing missed or
   repeated; a client whose id is older than the retention window is told
@@ -53,16 +56,8 @@ from multidict import CIMultiDict
 from pydantic import Field, create_model
 
 from shared.errors import Forbidden, ProvisioningError, Unauthorized, ValidationFailed
-from shared.events.bus import (
-    BATCH,
-    ROLLBACK,
-    SECURITY,
-    SYSTEM,
-    TASK,
-    Event,
-    EventBus,
-    websocket_text_frame,
-)
+from shared.events.bus import Event, EventBus, websocket_text_frame
+from shared.events.registry import EventRegistry, Vocabulary
 from shared.metrics import WEBSOCKET_CONNECTIONS
 from shared.security.audit import audit_refusal
 from shared.security.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
@@ -73,17 +68,6 @@ from shared.web.validation import input_limits, parse_json
 
 log = logging.getLogger(__name__)
 
-# The permission each kind of event needs, in the policy's resource:action terms.
-KIND_PERMISSIONS: dict[str, tuple[str, str]] = {
-    TASK: ("tasks", "read"),
-    BATCH: ("batch", "read"),
-    ROLLBACK: ("rollback", "read"),
-    SYSTEM: ("state", "read"),
-    SECURITY: ("audit", "read"),
-}
-ORCHESTRATOR_KINDS = (TASK, BATCH, ROLLBACK, SYSTEM)
-CONTROL_CENTER_KINDS = (SECURITY,)
-
 # WebSocket close codes (4000-4999 are the application's).
 CLOSE_GOING_AWAY = 1001
 CLOSE_BAD_MESSAGE = 4400
@@ -92,9 +76,6 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4408
 CLOSE_TIMEOUT_S = 2.0  # a peer that does not take the close frame in time is cut off
 MAX_CLIENT_MESSAGE_BYTES = 16_384
-# Events that end streams: a session's (``session_id``), or a user's (``revoked`` set).
-SESSION_REVOKED = "SessionRevoked"
-USER_CHANGED = "UserChanged"
 FLUSH_DELAY_S = 0.002  # events published within this window go out in one write
 BLOCKED_RETRY_S = 0.05  # how soon to try again a socket whose buffer was full
 SSE_SEND_TIMEOUT_S = 10.0  # aiohttp-sse aborts a client that takes no bytes for this long
@@ -179,8 +160,9 @@ class Broadcaster:
     socket whose buffer is full keeps its events in its own bounded queue.
     """
 
-    def __init__(self, write_buffer_limit: int) -> None:
+    def __init__(self, write_buffer_limit: int, registry: EventRegistry) -> None:
         self.streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self.registry = registry
         self.write_buffer_limit = max(16_384, write_buffer_limit)
         self._window: list[Event] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -194,16 +176,16 @@ class Broadcaster:
     def on_event(self, event: Event) -> None:
         """The bus listener: runs inside ``publish``, so it only appends (and ends streams)."""
         if self.streams:
-            if event.event_type in (SESSION_REVOKED, USER_CHANGED):
-                self.revoke(event)
+            self.revoke(event)
             self._window.append(event)
             self._schedule(FLUSH_DELAY_S)
 
     def revoke(self, event: Event) -> None:
-        """End (4401) every stream whose credentials this event revoked."""
-        data = event.data
-        session_id = data.get("session_id") if event.event_type == SESSION_REVOKED else None
-        user_id = data.get("user_id") if event.event_type == USER_CHANGED and data.get("revoked") else None
+        """End (4401) every stream whose credentials this event revoked, if its type revokes."""
+        revocation = self.registry.revocation(event.event_type, event.data)
+        if revocation is None:
+            return
+        session_id, user_id = revocation.session_id, revocation.user_id
         if session_id is None and user_id is None:
             return
         for stream in list(self.streams):
@@ -211,8 +193,8 @@ class Broadcaster:
             if (session_id is not None and principal.claims.get("sid") == session_id) or (
                 user_id is not None and principal.user_id == user_id
             ):
-                reason = str(data.get("reason") or data.get("change") or "revoked")
-                stream.end(CLOSE_UNAUTHORIZED, f"credentials revoked ({reason}); log in again"[:120])
+                reason = f"credentials revoked ({revocation.reason}); log in again"
+                stream.end(CLOSE_UNAUTHORIZED, reason[:120])
 
     def _schedule(self, delay_s: float) -> None:
         if self._timer is None:
@@ -277,11 +259,19 @@ class Broadcaster:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """What one service streams, and the route-level permission to connect at all."""
+    """What one service streams (the kinds its vocabulary declares, each behind its own
+    permission), and the route-level permission to connect at all."""
 
-    kinds: tuple[str, ...]
+    vocabulary: Vocabulary
     resource: str
     action: str = "read"
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.vocabulary.kind_names
+
+    def permission(self, kind: str) -> tuple[str, str]:
+        return self.vocabulary.kind(kind).permission
 
 
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
@@ -289,8 +279,16 @@ STREAM_CONFIG = web.AppKey("stream_config", StreamConfig)
 
 
 def install(app: web.Application, config: StreamConfig) -> None:
-    """Route the app's bus to its streams; close them all in ``on_shutdown``."""
-    broadcaster = Broadcaster(app[SETTINGS].ws_send_buffer_bytes)
+    """Route the app's bus to its streams; close them all in ``on_shutdown``.
+
+    The service's vocabulary must be registered with the app's bus first (its app
+    factory does it), so that its events get the kinds its streams offer."""
+    registry = app[BUS].registry
+    if not registry.registered(config.vocabulary):
+        raise RuntimeError(
+            f"register the {config.vocabulary.name} vocabulary with the bus before installing its streams"
+        )
+    broadcaster = Broadcaster(app[SETTINGS].ws_send_buffer_bytes, registry)
     app[BROADCASTER] = broadcaster
     app[STREAM_CONFIG] = config
 
@@ -384,11 +382,12 @@ def requested_kinds(raw: str | None, offered: tuple[str, ...]) -> tuple[str, ...
 async def allowed_kinds(
     backend: AuthBackend, principal: Principal, kinds: tuple[str, ...], request: web.Request
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The kinds this principal may read, and those it may not."""
+    """The kinds (of this service's) this principal may read, and those it may not."""
+    config = request.app[STREAM_CONFIG]
     allowed: list[str] = []
     denied: list[str] = []
     for kind in kinds:
-        resource, action = KIND_PERMISSIONS[kind]
+        resource, action = config.permission(kind)
         try:
             await backend.authorize(principal, resource, action, request)
         except Forbidden:

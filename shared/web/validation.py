@@ -1,6 +1,9 @@
 """Request validation: hostile input refused once, before any route, policy or audit
 record sees it, then the body and query checked against the route's models
 (400 malformed, 413 too large, 415 not JSON, 422 naming each bad field).
+A model's validators get the application as pydantic's validation context
+(``info.context``), for checks against what is registered with it (the
+webhook event names of its bus, for instance).
 
 Refused everywhere: NUL and other C0 control characters (tab, CR and LF are
 text), lone UTF-16 surrogates, integers outside signed 64 bits, non-finite
@@ -280,7 +283,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise BadRequest("request body must be a JSON object")
     try:
         # Strict JSON validation: "5" is not an integer and true is not 1.
-        return model.model_validate_json(raw, strict=True)
+        return model.model_validate_json(raw, strict=True, context=request.app)
     except ValidationError as exc:
         raise validation_failed(exc, "request body") from exc
 
@@ -295,7 +298,7 @@ def read_query(request: web.Request, model: type[M]) -> M:
     known = set(model.model_fields)
     values = {k: v for k, v in values.items() if k in known or k not in _IGNORED_QUERY}
     try:
-        return model.model_validate(values)
+        return model.model_validate(values, context=request.app)
     except ValidationError as exc:
         raise validation_failed(exc, "query parameters") from exc
 

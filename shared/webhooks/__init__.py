@@ -3,7 +3,8 @@
 * :mod:`~shared.webhooks.signing` — sign deliveries, and :func:`verify_webhook`
   for consumers;
 * :mod:`~shared.webhooks.urlguard` — which targets are allowed;
-* :mod:`~shared.webhooks.catalogue` — event names and subscription patterns;
+* :mod:`~shared.webhooks.catalogue` — the event names the registered vocabularies
+  declare (shared/events/registry.py), and subscription patterns;
 * :mod:`~shared.webhooks.repository` — every SurrealQL statement;
 * :mod:`~shared.webhooks.subscriptions` — subscriptions as values, and their registry;
 * :mod:`~shared.webhooks.outbox` — delivery rows committed with the change;
@@ -13,7 +14,7 @@
 
 from __future__ import annotations
 
-from shared.webhooks.catalogue import EVENT_NAMES, webhook_event_name
+from shared.webhooks.catalogue import TEST_EVENT, Catalogue
 from shared.webhooks.dispatcher import Dispatcher
 from shared.webhooks.outbox import Outbox
 from shared.webhooks.service import WebhookChange, WebhookService
@@ -27,7 +28,8 @@ from shared.webhooks.signing import (
 from shared.webhooks.subscriptions import Subscriptions, Webhook
 
 __all__ = [
-    "EVENT_NAMES",
+    "TEST_EVENT",
+    "Catalogue",
     "Dispatcher",
     "Outbox",
     "Subscriptions",
@@ -39,5 +41,4 @@ __all__ = [
     "sign_headers",
     "signature_256",
     "verify_webhook",
-    "webhook_event_name",
 ]

@@ -52,7 +52,7 @@ from shared.store.store import Store
 from shared.store.writes import Write
 from shared.web.keys import BUS, SETTINGS, STORE
 from shared.web.validation import clean_text
-from shared.webhooks.catalogue import validate_patterns, webhook_event_name
+from shared.webhooks.catalogue import Catalogue
 from shared.webhooks.outbox import Outbox
 from shared.webhooks.repository import DELIVERED, FAILED, PENDING, WebhookRepository
 from shared.webhooks.signing import new_secret, sign_headers
@@ -102,7 +102,8 @@ class Dispatcher:
         self.bus = bus
         self.repo = WebhookRepository(store)
         self.subscriptions = subscriptions or Subscriptions(self.repo)
-        self.outbox = Outbox(self.subscriptions)
+        self.catalogue = Catalogue(bus.registry)
+        self.outbox = Outbox(self.subscriptions, self.catalogue)
         self.schedule_s = [float(s) for s in settings.webhook_retry_schedule_s] or [0.0]
         self._session: aiohttp.ClientSession | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -176,7 +177,7 @@ class Dispatcher:
                 self._reloading.add(touched)
             self._schedule_refresh()
             return
-        name = webhook_event_name(event.event_type, event.data)
+        name = self.catalogue.name_of(event.event_type, event.data)
         if name is None:
             return
         targets = self.subscriptions.targets(name)
@@ -476,7 +477,7 @@ class Dispatcher:
             url = str(endpoint.get("url", ""))
             try:
                 parse_target(url, allow_private=allow)
-                events = validate_patterns(endpoint.get("events") or ["*"])
+                events = self.catalogue.validate(endpoint.get("events") or ["*"])
             except ProvisioningError as exc:
                 log.error("ignoring [webhooks] endpoint %d: %s", index, exc.message)
                 continue

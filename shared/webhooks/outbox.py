@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.events.bus import utc_timestamp
 from shared.store.writes import Write
-from shared.webhooks.catalogue import webhook_event_name
+from shared.webhooks.catalogue import Catalogue
 from shared.webhooks.repository import PENDING, WebhookRepository
 from shared.webhooks.subscriptions import Subscriptions
 
@@ -79,12 +79,13 @@ def delivery_row(
 class Outbox:
     """The journal's outbox hook: ``(event_type, data) -> [delivery rows]``."""
 
-    def __init__(self, subscriptions: Subscriptions) -> None:
+    def __init__(self, subscriptions: Subscriptions, catalogue: Catalogue) -> None:
         self.subscriptions = subscriptions
+        self.catalogue = catalogue
         self.rows_built = 0
 
     def __call__(self, event_type: str, data: dict[str, Any]) -> list[Write]:
-        name = webhook_event_name(event_type, data)
+        name = self.catalogue.name_of(event_type, data)
         if name is None:
             return []
         targets = self.subscriptions.targets(name)

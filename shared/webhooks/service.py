@@ -20,7 +20,7 @@ from shared.settings import Settings
 from shared.store.codec import iso
 from shared.store.store import Store
 from shared.store.writes import Write
-from shared.webhooks.catalogue import TEST_EVENT, validate_patterns
+from shared.webhooks.catalogue import TEST_EVENT, Catalogue
 from shared.webhooks.outbox import delivery_row, next_seq, payload
 from shared.webhooks.repository import PENDING, WebhookRepository
 from shared.webhooks.signing import new_secret
@@ -82,6 +82,7 @@ class WebhookService:
         self.settings = settings
         self.store = store
         self.bus = bus
+        self.catalogue = Catalogue(bus.registry)
         self.repo = WebhookRepository(store)
 
     async def list_webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -99,7 +100,7 @@ class WebhookService:
     ) -> tuple[Webhook, str]:
         """Register a webhook; returns it and its secret (shown this once)."""
         target = await validate_target(url, allow_private=self.settings.webhooks_allow_private)
-        patterns = validate_patterns(events)
+        patterns = self.catalogue.validate(events)
         secret = new_secret()
         now = datetime.now(UTC)
         webhook_id = f"wh_{uuid.uuid4().hex[:20]}"
@@ -138,7 +139,7 @@ class WebhookService:
                 change.url, allow_private=self.settings.webhooks_allow_private
             )
         if change.events is not None:
-            patch["events"] = validate_patterns(change.events)
+            patch["events"] = self.catalogue.validate(change.events)
         if change.description is not None:
             patch["description"] = change.description
         if change.enabled is not None:

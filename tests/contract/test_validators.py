@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, Literal, Union
 
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
@@ -38,10 +39,12 @@ from orchestrator.models import (
     ServerWorkflowRequest,
     TaskservWorkflowRequest,
 )
+from provisioning.server import VOCABULARIES, product_bus
 from shared.errors import ProvisioningError
-from shared.events.streams import CONTROL_CENTER_KINDS, ORCHESTRATOR_KINDS, requested_kinds
-from shared.settings import DEFAULT_PROVIDER_MAP
-from shared.webhooks.catalogue import validate_patterns
+from shared.events.streams import requested_kinds
+from shared.settings import DEFAULT_PROVIDER_MAP, load_settings
+from shared.web.keys import BUS
+from shared.webhooks.catalogue import Catalogue
 from shared.webhooks.urlguard import parse_target
 
 FAST_EXAMPLES = 60
@@ -60,6 +63,10 @@ def _route_models() -> list[tuple[str, type[BaseModel]]]:
 
 
 MODELS = _route_models()
+# What read_body and read_query give the models' validators: the app, whose bus knows
+# the services' vocabularies (the webhook event names).
+APP = web.Application()
+APP[BUS] = product_bus(load_settings(db_url="mem://"))
 
 
 def _check_batch(batch: BatchRequest) -> None:
@@ -77,13 +84,13 @@ def _webhook(body: WebhookCreate | WebhookUpdate) -> None:
     if body.url is not None:
         parse_target(body.url, allow_private=False)
     if body.events is not None:
-        validate_patterns(body.events)
+        Catalogue(APP[BUS].registry).validate(body.events)
 
 
 def _stream(query: Any) -> None:
-    for kinds in (ORCHESTRATOR_KINDS, CONTROL_CENTER_KINDS):
+    for vocabulary in VOCABULARIES:
         try:
-            requested_kinds(query.events, kinds)
+            requested_kinds(query.events, vocabulary.kind_names)
         except ProvisioningError as exc:
             assert exc.status == 422
 
@@ -262,11 +269,11 @@ def _body(model: type[BaseModel], doc: Any) -> None:
         raw = json.dumps(doc)
     except (ValueError, RecursionError):
         return  # not JSON text at all: nothing a client could send
-    _outcome(model, lambda: model.model_validate_json(raw, strict=True))
+    _outcome(model, lambda: model.model_validate_json(raw, strict=True, context=APP))
 
 
 def _query(model: type[BaseModel], params: dict[str, Any]) -> None:
-    _outcome(model, lambda: model.model_validate(params))
+    _outcome(model, lambda: model.model_validate(params, context=APP))
 
 
 def _property(where: str, model: type[BaseModel], examples: int) -> None:

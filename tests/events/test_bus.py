@@ -7,10 +7,12 @@ import time
 
 import pytest
 
+from provisioning.server import product_registry
 from shared.errors import ValidationFailed
-from shared.events.bus import EventBus, register_event_kind, websocket_text_frame
-from shared.webhooks import sign_headers, verify_webhook, webhook_event_name
-from shared.webhooks.catalogue import matches, validate_patterns
+from shared.events.bus import EventBus, websocket_text_frame
+from shared.events.registry import EventSpec, Vocabulary
+from shared.webhooks import Catalogue, sign_headers, verify_webhook
+from shared.webhooks.catalogue import matches
 from shared.webhooks.outbox import next_seq
 from shared.webhooks.signing import WebhookVerificationError, new_secret, secret_key
 from shared.webhooks.urlguard import is_public, parse_target
@@ -42,11 +44,11 @@ def test_retention_by_age() -> None:
 
 
 def test_event_kinds_and_forms() -> None:
-    bus = EventBus()
+    bus = EventBus(registry=product_registry())
     assert bus.publish("RollbackStarted", {}).kind == "rollback"
     assert bus.publish("UserLogin", {}).kind == "security"
     assert bus.publish("SomethingNew", {}).kind == "system"
-    register_event_kind("SomethingSecret", "security")
+    bus.registry.register(Vocabulary("extension", events=(EventSpec("SomethingSecret", "security"),)))
     event = bus.publish("SomethingSecret", {"workflow_id": "w"})
     assert event.kind == "security" and event.workflow_id == "w"
     assert json.loads(event.json_text) == event.to_json()
@@ -71,18 +73,20 @@ def test_event_kinds_and_forms() -> None:
     ],
 )
 def test_webhook_names(event_type: str, data: dict[str, object], name: str | None) -> None:
-    assert webhook_event_name(event_type, data) == name
+    assert Catalogue(product_registry()).name_of(event_type, data) == name
 
 
 def test_patterns() -> None:
     assert matches(["task.*"], "task.failed")
     assert matches(["*"], "rollback.completed")
     assert not matches(["task.completed"], "task.failed")
-    assert validate_patterns(["Task.Completed", "task.completed", "batch.*"]) == ["task.completed", "batch.*"]
+    catalogue = Catalogue(product_registry())
+    got = catalogue.validate(["Task.Completed", "task.completed", "batch.*"])
+    assert got == ["task.completed", "batch.*"]
     with pytest.raises(ValidationFailed):
-        validate_patterns(["task.exploded"])
+        catalogue.validate(["task.exploded"])
     with pytest.raises(ValidationFailed):
-        validate_patterns([])
+        catalogue.validate([])
 
 
 def test_delivery_positions_are_strictly_increasing() -> None:

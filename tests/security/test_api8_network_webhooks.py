@@ -20,11 +20,15 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from shared.webhooks import EVENT_NAMES, verify_webhook
+from provisioning.server import product_registry
+from shared.web.keys import BUS
+from shared.webhooks import Catalogue, verify_webhook
 from shared.webhooks.signing import WebhookVerificationError, signature_256, verify_signature_256
 from tests.helpers.services import Services, bearer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "events.md"
+# What the services' vocabularies declare, as ``provisioning up`` registers them.
+EVENT_NAMES = Catalogue(product_registry()).names
 
 
 @pytest.fixture
@@ -205,5 +209,9 @@ async def test_every_catalogued_event_is_really_sent(services: Services, consume
     resp = await services.cc.post(f"/webhooks/{hook['id']}/test", headers=bearer(admin))
     assert resp.status == 202
 
+    # The running services offer exactly the catalogue, and send every name of it.
+    assert Catalogue(services.cc.app[BUS].registry).names == EVENT_NAMES
+    resp = await services.cc.get("/webhooks/events", headers=bearer(admin))
+    assert (await resp.json())["data"]["events"] == list(EVENT_NAMES)
     await consumer.wait_for(lambda: set(EVENT_NAMES) <= set(consumer.events()))
     assert set(consumer.events()) == set(EVENT_NAMES)

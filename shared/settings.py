@@ -394,9 +394,9 @@ class EnvironmentSource(PydanticBaseSettingsSource):
 
     warned: set[str] = set()
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        self.environ = os.environ if environ is None else environ
+        self.environ: Mapping[str, str] = os.environ
         self.names = {env_name(field): field for field in settings_cls.model_fields}
 
     @property

@@ -28,8 +28,10 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared.settings import Settings
+if TYPE_CHECKING:  # annotations only: at run time this module needs the standard library alone
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

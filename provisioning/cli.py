@@ -15,24 +15,34 @@ import yaml
 
 from provisioning.client import ApiError, Client, refresh_saved_token, save_token, saved_token
 from shared.errors import ProvisioningError
-from shared.settings import load_settings
+from shared.settings import Settings, SettingsError, load_settings
 
 FINAL = {"Completed", "Failed", "Cancelled"}
 WATCH_INTERVAL_S = 0.5
 
 
-def _orchestrator_url(args: argparse.Namespace) -> str:
+def _local_url(host: str, port: int) -> str:
+    """The URL of a service of this host: a wildcard bind address is reached on loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _orchestrator_url(args: argparse.Namespace, settings: Settings) -> str:
+    """``--url``, else ``PROVISIONING_URL`` (the client's own variable, not a service
+    setting), else the orchestrator of these settings."""
     if args.url:
         return str(args.url)
-    port = os.environ.get("PROVISIONING_ORCHESTRATOR_PORT", "9090")
-    return os.environ.get("PROVISIONING_URL", f"http://127.0.0.1:{port}")
+    return os.environ.get("PROVISIONING_URL") or _local_url(settings.host, settings.orchestrator_port)
 
 
-def _control_center_url(args: argparse.Namespace) -> str:
+def _control_center_url(args: argparse.Namespace, settings: Settings) -> str:
     if getattr(args, "control_center", None):
         return str(args.control_center)
-    port = os.environ.get("PROVISIONING_CONTROL_CENTER_PORT", "9080")
-    return os.environ.get("PROVISIONING_CONTROL_CENTER_URL", f"http://127.0.0.1:{port}")
+    return settings.control_center_url or _local_url(settings.host, settings.control_center_port)
+
+
+def _settings_of(args: argparse.Namespace) -> Settings:
+    return load_settings(getattr(args, "config", None))
 
 
 def load_batch_file(path: str) -> dict[str, Any]:
@@ -85,18 +95,19 @@ def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-async def _client_command(args: argparse.Namespace) -> int:
+async def _client_command(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings or _settings_of(args)
     token = saved_token()
     if args.command == "login":
-        return await _login(args)
+        return await _login(args, settings=settings)
     refresher = None
     if token and not os.environ.get("PROVISIONING_TOKEN"):
-        cc_url = _control_center_url(args)
+        cc_url = _control_center_url(args, settings)
 
         async def refresher() -> str | None:
             return await refresh_saved_token(cc_url)
 
-    async with Client(_orchestrator_url(args), token, refresher) as client:
+    async with Client(_orchestrator_url(args, settings), token, refresher) as client:
         if args.command == "batch":
             if args.batch_command == "submit":
                 body = load_batch_file(args.file)
@@ -165,13 +176,14 @@ def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     return username, password
 
 
-async def _login(args: argparse.Namespace, ask: Any = input) -> int:
+async def _login(args: argparse.Namespace, ask: Any = input, settings: Settings | None = None) -> int:
     """Log in, enrolling MFA in the terminal when the account must and has not yet."""
+    cc_url = _control_center_url(args, settings or _settings_of(args))
     username, password = await asyncio.to_thread(_credentials, args)
     body: dict[str, Any] = {"username": username, "password": password}
     if args.mfa_code:
         body["mfa_code"] = args.mfa_code
-    async with Client(_control_center_url(args)) as client:
+    async with Client(cc_url) as client:
         try:
             data = await client.call("POST", "/auth/login", body)
         except ApiError as exc:
@@ -180,7 +192,7 @@ async def _login(args: argparse.Namespace, ask: Any = input) -> int:
             body["mfa_code"] = (await asyncio.to_thread(ask, "MFA code: ")).strip()
             data = await client.call("POST", "/auth/login", body)
         if data.get("mfa_setup_required"):
-            code = await _enrol_mfa(args, data["setup_token"], password, ask)
+            code = await _enrol_mfa(cc_url, data["setup_token"], password, ask)
             if code is None:
                 return 1
             body["mfa_code"] = code
@@ -190,13 +202,13 @@ async def _login(args: argparse.Namespace, ask: Any = input) -> int:
     return 0
 
 
-async def _enrol_mfa(args: argparse.Namespace, setup_token: str, password: str, ask: Any) -> str | None:
+async def _enrol_mfa(cc_url: str, setup_token: str, password: str, ask: Any) -> str | None:
     """Show the TOTP secret as a QR code, confirm a code, print the backup codes.
     Returns a fresh code to log in with. The server wants the password again with
     each enrolment step (a token alone must not be enough to change the second factor)."""
     import segno
 
-    async with Client(_control_center_url(args), setup_token) as enrol:
+    async with Client(cc_url, setup_token) as enrol:
         setup = await enrol.call("POST", "/auth/mfa/setup", {"password": password})
         print("This account must use MFA. Scan this code with an authenticator app")
         segno.make(setup["otpauth_uri"], error="m").terminal(compact=True)
@@ -213,7 +225,7 @@ async def _enrol_mfa(args: argparse.Namespace, setup_token: str, password: str, 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="provisioning", description=__doc__)
-    p.add_argument("--url", help="orchestrator URL (PROVISIONING_URL, default :9090)")
+    p.add_argument("--url", help="orchestrator URL (PROVISIONING_URL, default: host and orchestrator_port)")
     p.add_argument("--config", help="TOML settings file (PROVISIONING_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start orchestrator and control center on one embedded store")
@@ -234,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="log in to the control center and save the token")
     login.add_argument("--username")
     login.add_argument("--mfa-code")
-    login.add_argument("--control-center", help="control center URL (default :9080)")
+    login.add_argument(
+        "--control-center", help="control center URL (control_center_url; default: host, control_center_port)"
+    )
 
     batch = sub.add_parser("batch", help="submit, list, watch and cancel batches")
     bsub = batch.add_subparsers(dest="batch_command", required=True)
@@ -276,10 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _keys_command(args: argparse.Namespace) -> int:
+def _keys_command(args: argparse.Namespace, settings: Settings) -> int:
     from provisioning.keys import rotate_kek, rotate_signing_key
 
-    settings = load_settings(args.config)
     rotate = rotate_kek if args.kek else rotate_signing_key
     for line in asyncio.run(rotate(settings)):
         print(line)
@@ -288,13 +301,19 @@ def _keys_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        # Every command reads the same settings (the client its URLs); bad ones stop it here.
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"provisioning: {exc.message}", file=sys.stderr)
+        return 2
     if args.command == "doctor":
         from provisioning import doctor
 
-        return doctor.main(load_settings(args.config), args.fix)
+        return doctor.main(settings, args.fix)
     if args.command == "keys":
         try:
-            return _keys_command(args)
+            return _keys_command(args, settings)
         except ProvisioningError as exc:
             print(f"provisioning: {exc.message}", file=sys.stderr)
             return 2
@@ -307,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             "control-center": ("control_center",),
         }[args.command]
         try:
-            run(load_settings(args.config), which)
+            run(settings, which)
         except ProvisioningError as exc:
             print(f"provisioning: {exc.message}", file=sys.stderr)
             return 2
@@ -315,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return 0
     try:
-        return asyncio.run(_client_command(args))
+        return asyncio.run(_client_command(args, settings))
     except ApiError as exc:
         print(f"error ({exc.status}): {exc.message}", file=sys.stderr)
         if exc.details:

@@ -1,18 +1,66 @@
-"""Settings from the environment (``PROVISIONING_*``) and an optional TOML file.
+"""Settings: one typed, frozen model, read from keyword arguments, the environment
+(``PROVISIONING_<NAME>``) and an optional TOML file, in that order of precedence,
+over the defaults written here.
 
-Precedence: explicit keyword arguments > environment > TOML file > defaults.
+This module is where settings are validated. A typo is an error, never a silent
+default: an unknown key of the TOML file (also inside a section), an unknown
+keyword argument or a value of the wrong type or range raises one
+:class:`SettingsError` naming every problem, where it came from (the variable, the
+key and its file, or the argument), the value and what is expected, e.g.
+``PROVISIONING_ORCHESTRATOR_PORT='abc': expected an integer from 1 to 65535
+(orchestrator_port)``. Unknown ``PROVISIONING_*`` environment variables are only
+warned about (other tools may share the prefix); the client's and the command
+runner's own variables (:data:`OTHER_VARIABLES`) are known and not warned about.
+
+The TOML layout: a top-level key is a setting's name; ``[section] key`` is the
+setting ``section_key`` (``[rate_limit] auth`` → ``rate_limit_auth``, ``[http]
+header_timeout_s`` → ``http_header_timeout_s``); ``[providers]`` is the provider
+map; ``[webhooks] endpoints`` are the static webhooks (ignored when ``enabled =
+false``), other ``[webhooks]`` keys are ``webhooks_<key>``.
+
+Lists (``commands_allow``, ``trusted_proxies``, ``webhook_retry_schedule_s`` …)
+are comma-separated in the environment and arrays in TOML; the provider map is
+``name=implementation,…`` in the environment and a table in TOML. Provider map
+entries combine by name across sources (defaults < file < environment <
+arguments); every other setting is taken whole from the strongest source.
 """
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import json
+import logging
 import os
 import sys
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, NotRequired, Required
+
+import limits
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, with_config
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from shared.errors import ProvisioningError
+
+log = logging.getLogger("provisioning.settings")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "PROVISIONING_"
+CONFIG_VARIABLE = f"{ENV_PREFIX}CONFIG"  # names the TOML file (the ``config_file`` setting)
+# Variables with the prefix that are ours but not service settings: the CLI's client
+# side (server URL, saved-token override, login password) and what a ``command``
+# operation is given (docs/orchestrator.md). Never warned about.
+OTHER_VARIABLES = frozenset(
+    ENV_PREFIX + name
+    for name in ("URL", "TOKEN", "PASSWORD", "TASK_ID", "WORKFLOW_ID", "OPERATION", "ATTEMPT")
+)
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+_LOG_LEVEL_ALIASES = ("FATAL", "WARN", "NOTSET")  # also understood by the logging module
+_VALUE_CHARS = 80  # a bad value is quoted up to this long in an error
 
 
 def default_policies_dir() -> Path:
@@ -34,137 +82,279 @@ DEFAULT_PROVIDER_MAP = {
     "command": "command",
     "noop": "noop",
 }
-ENV_PREFIX = "PROVISIONING_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything a service needs to start. Names carry units."""
+class SettingsError(ProvisioningError):
+    """The settings cannot be used: every problem found, each naming its source.
+
+    ``message`` is one line (``provisioning up`` prints it and exits 2);
+    ``problems`` holds the problems one by one."""
+
+    code = "invalid_settings"
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid settings: " + "; ".join(self.problems), details={"problems": self.problems})
+
+
+# -- value types -----------------------------------------------------------------------------
+
+
+def _comma_list(value: Any) -> Any:
+    """``"a, b,c"`` → ``("a", "b", "c")`` (the environment's spelling of a list)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _pairs(value: Any) -> Any:
+    """``"upcloud=local, aws=terraform"`` → a dict (the environment's spelling of a table)."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        name, sep, impl = part.partition("=")
+        if not (sep and name.strip() and impl.strip()):
+            raise ValueError(f"expected name=implementation pairs separated by commas, not {part!r}")
+        out[name.strip()] = impl.strip()
+    return out
+
+
+def _with_default_providers(value: dict[str, str]) -> dict[str, str]:
+    return {**DEFAULT_PROVIDER_MAP, **value}
+
+
+def _stripped_lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _log_level(value: Any) -> str:
+    if not isinstance(value, str) or value.strip().upper() not in (*LOG_LEVELS, *_LOG_LEVEL_ALIASES):
+        raise ValueError("expected one of " + ", ".join(LOG_LEVELS))
+    return value.strip().upper()
+
+
+def _rate(value: str) -> str:
+    """The ``limits`` notation (``5/minute``); ``0``, ``off``, ``none`` or empty: no limit."""
+    if value.strip() not in ("", "0", "off", "none"):
+        try:
+            limits.parse(value.strip())
+        except ValueError:
+            raise ValueError("expected a rate such as 5/minute, or off") from None
+    return value
+
+
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"expected IP addresses or networks (like 10.0.0.0/8), not {item!r}") from None
+    return value
+
+
+def _json_list(value: Any) -> Any:
+    """The environment's spelling of the static webhooks: a JSON array of tables."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("expected a JSON array of {url, events, secret} objects") from None
+    return value
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Count = Annotated[int, Field(ge=1)]  # at least one: sizes, limits, attempts
+Amount = Annotated[int, Field(ge=0)]  # zero allowed (0 usually means "automatic" or "none")
+Seconds = Annotated[float, Field(gt=0)]  # a period or timeout: more than zero
+Delay = Annotated[float, Field(ge=0)]  # a wait: zero allowed
+Names = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+Networks = Annotated[tuple[str, ...], BeforeValidator(_comma_list), AfterValidator(_networks)]
+Rate = Annotated[str, AfterValidator(_rate)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+@with_config({"extra": "forbid"})
+class WebhookEndpoint(TypedDict, total=False):
+    """One static webhook of ``[webhooks] endpoints`` (stays a dict: the dispatcher reads it)."""
+
+    url: Required[str]
+    events: NotRequired[list[str]]
+    secret: NotRequired[str]
+    description: NotRequired[str]
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """Everything a service (and the CLI) needs to start. Names carry units.
+
+    ``Settings(**values)`` reads the sources itself (see the module docstring);
+    :func:`load_settings` is the usual entry. Immutable: derive a variant with
+    ``settings.model_copy(update={...})`` (not validated: for tests)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=False,  # the defaults below are valid; skip re-checking them each time
+        coerce_numbers_to_str=True,  # TOML `admin_password = 1234` or `[rate_limit] auth = 0`
+        hide_input_in_errors=True,
+    )
 
     data_dir: Path = Path("./data")
     db_url: str = ""  # empty: surrealkv:// under data_dir
-    db_namespace: str = "provisioning"
-    db_database: str = "main"
+    db_namespace: Text = "provisioning"
+    db_database: Text = "main"
     host: str = "127.0.0.1"
-    orchestrator_port: int = 9090
-    control_center_port: int = 9080
-    log_level: str = "INFO"
-    access_log: bool = True  # one JSON line per request, ?token= redacted
-    log_format: str = "json"  # json | text
-    provider_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PROVIDER_MAP))
-    policies_dir: Path = field(default_factory=default_policies_dir)
-    max_body_bytes: int = 1_048_576
-    default_timeout_s: float = 300.0
-    default_max_attempts: int = 3
-    default_initial_delay_s: float = 1.0
-    default_max_delay_s: float = 60.0
-    output_limit_bytes: int = 65_536
+    orchestrator_port: Port = 9090
+    control_center_port: Port = 9080
+    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    access_log: Annotated[bool, BeforeValidator(_stripped_lower)] = True  # one JSON line per request
+    log_format: Annotated[Literal["json", "text"], BeforeValidator(_stripped_lower)] = "json"
+    provider_map: Annotated[
+        dict[str, Text], BeforeValidator(_pairs), AfterValidator(_with_default_providers)
+    ] = Field(default_factory=lambda: dict(DEFAULT_PROVIDER_MAP))
+    policies_dir: Path = Field(default_factory=default_policies_dir)
+    max_body_bytes: Count = 1_048_576
+    default_timeout_s: Seconds = 300.0
+    default_max_attempts: Count = 3
+    default_initial_delay_s: Delay = 1.0
+    default_max_delay_s: Delay = 60.0
+    output_limit_bytes: Count = 65_536
     # Server environment variables a command operation inherits beyond the basics
     # (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER …), e.g. "AWS_PROFILE,KUBECONFIG".
-    command_env_passthrough: tuple[str, ...] = ()
-    write_batch_max: int = 2_000
+    command_env_passthrough: Names = ()
+    write_batch_max: Count = 2_000
     # Task and workflow rows are applied lazily from the journal (see shared/store/store.py):
     # once the writer has been idle this long, and at the latest at this age.
-    row_apply_idle_s: float = 0.02
-    row_apply_max_age_s: float = 1.0
-    auth_enabled: bool = True
-    admin_password: str = ""
-    rate_limit_auth: str = "5/minute"
-    rate_limit_default: str = "100/minute"
-    rate_limit_batch: str = "10/minute"
-    mfa_required_roles: tuple[str, ...] = ("admin", "operator")
-    lockout_threshold: int = 5
-    lockout_s: float = 900.0
-    access_token_ttl_s: int = 900
-    refresh_token_ttl_s: int = 7 * 24 * 3600
-    jwt_issuer: str = "provisioning-control-center"
-    jwt_audience: str = "provisioning"
-    mfa_setup_token_ttl_s: int = 600
-    mfa_issuer: str = "provisioning"
-    password_min_length: int = 12
-    argon2_time_cost: int = 2
-    argon2_memory_kib: int = 65_536
-    argon2_parallelism: int = 2
-    rate_limit_storage: str = "async+memory://"
-    trusted_proxies: tuple[str, ...] = ()
-    auth_sync_s: float = 2.0  # how often a service re-reads policy and revocations
-    control_center_url: str = ""
-    webhooks_allow_private: bool = False
-    webhook_endpoints: tuple[dict[str, Any], ...] = ()
-    event_retention_count: int = 10_000
-    event_retention_s: float = 3600.0
+    row_apply_idle_s: Delay = 0.02
+    row_apply_max_age_s: Delay = 1.0
+    auth_enabled: Annotated[bool, BeforeValidator(_stripped_lower)] = True
+    admin_password: str = Field(default="", repr=False)
+    rate_limit_auth: Rate = "5/minute"
+    rate_limit_default: Rate = "100/minute"
+    rate_limit_batch: Rate = "10/minute"
+    mfa_required_roles: Names = ("admin", "operator")
+    lockout_threshold: Count = 5
+    lockout_s: Delay = 900.0
+    access_token_ttl_s: Count = 900
+    refresh_token_ttl_s: Count = 7 * 24 * 3600
+    jwt_issuer: Text = "provisioning-control-center"
+    jwt_audience: Text = "provisioning"
+    mfa_setup_token_ttl_s: Count = 600
+    mfa_issuer: Text = "provisioning"
+    password_min_length: Count = 12
+    argon2_time_cost: Count = 2
+    argon2_memory_kib: Annotated[int, Field(ge=8)] = 65_536  # argon2's own minimum
+    argon2_parallelism: Count = 2
+    rate_limit_storage: Text = "async+memory://"
+    trusted_proxies: Names = ()
+    auth_sync_s: Delay = 2.0  # how often a service re-reads policy and revocations
+    control_center_url: str = ""  # the CLI's control center; empty: host and control_center_port
+    webhooks_allow_private: Annotated[bool, BeforeValidator(_stripped_lower)] = False
+    webhook_endpoints: Annotated[tuple[WebhookEndpoint, ...], BeforeValidator(_json_list)] = Field(
+        default=(), repr=False
+    )
+    event_retention_count: Amount = 10_000
+    event_retention_s: Delay = 3600.0
     # Live streams (shared/events/streams.py)
-    ws_queue_size: int = 1000  # events queued per connection before it is dropped (4408)
-    ws_heartbeat_s: float = 30.0
-    ws_auth_timeout_s: float = 10.0  # to send {"type": "auth"} when no token came with the upgrade
-    ws_send_buffer_bytes: int = 262_144  # kernel send buffer per stream: bounds a stalled client
-    sse_ping_s: float = 15.0
+    ws_queue_size: Count = 1000  # events queued per connection before it is dropped (4408)
+    ws_heartbeat_s: Seconds = 30.0
+    ws_auth_timeout_s: Seconds = 10.0  # to send {"type": "auth"} when no token came with the upgrade
+    ws_send_buffer_bytes: Count = 262_144  # kernel send buffer per stream: bounds a stalled client
+    sse_ping_s: Seconds = 15.0
     # Webhooks (shared/webhooks): delays before attempt 1, 2, …; then the delivery has failed
-    webhook_retry_schedule_s: tuple[float, ...] = (0.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
-    webhook_jitter: float = 0.2  # ± fraction of each retry delay
-    webhook_timeout_s: float = 10.0
-    webhook_max_response_bytes: int = 65_536
-    webhook_failure_threshold: int = 5  # consecutive failed deliveries that disable a webhook
-    webhook_rotation_grace_s: float = 86_400.0  # old secret still signs this long after rotation
-    webhook_poll_s: float = 1.0  # how often the dispatcher looks for work queued by others
-    webhook_refresh_s: float = 5.0  # how often subscriptions are reloaded from the store
-    webhook_concurrency: int = 64  # webhooks delivered to at once (each one in order)
-    webhook_log_retention_s: float = 7 * 86_400.0
-    # -- command runner: who runs `command` operations, with what (issue 8) --
+    webhook_retry_schedule_s: Annotated[
+        tuple[Delay, ...], BeforeValidator(_comma_list), Field(min_length=1)
+    ] = (0.0, 5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0)
+    webhook_jitter: Annotated[float, Field(ge=0, le=1)] = 0.2  # ± fraction of each retry delay
+    webhook_timeout_s: Seconds = 10.0
+    webhook_max_response_bytes: Count = 65_536
+    webhook_failure_threshold: Count = 5  # consecutive failed deliveries that disable a webhook
+    webhook_rotation_grace_s: Delay = 86_400.0  # old secret still signs this long after rotation
+    webhook_poll_s: Seconds = 1.0  # how often the dispatcher looks for work queued by others
+    webhook_refresh_s: Seconds = 5.0  # how often subscriptions are reloaded from the store
+    webhook_concurrency: Count = 64  # webhooks delivered to at once (each one in order)
+    webhook_log_retention_s: Seconds = 7 * 86_400.0
+
+    # -- command runner: who runs `command` operations, with what --
     # As root, each command runs as this unprivileged user and its group (created by
     # `provisioning doctor --fix`); never as root unless allow_root_commands is true.
-    runner_user: str = "provisioning-runner"
-    allow_root_commands: bool = False
+    runner_user: Text = "provisioning-runner"
+    allow_root_commands: Annotated[bool, BeforeValidator(_stripped_lower)] = False
     # Where commands run; an operation's cwd must lie inside. Empty: "<data_dir>-work",
     # beside the data directory (created 0700, owned by the runner user, when missing).
     command_work_root: str = ""
 
-    # -- secrets at rest and the data directory (issue 8) --
+    # -- secrets at rest and the data directory --
     # The key-encryption key of secrets at rest (signing keys, TOTP and webhook secrets):
     # base64 of 32 bytes; several comma-separated while rotating (the first seals).
-    secret_key: str = field(default="", repr=False)
+    secret_key: str = Field(default="", repr=False)
     # Where the key lives when secret_key is empty; empty: <data_dir parent>/secret.key
     # (created 0600 at first start; a memory store without either uses a key of its own).
     secret_key_file: str = ""
 
-    # -- request and input limits (issue 8) --
-    max_json_depth: int = 64  # deeper JSON (bodies, WebSocket messages) is a 400
-    max_string_chars: int = 65_536  # per string value in a body or query: longer is a 422
+    # -- request and input limits --
+    max_json_depth: Count = 64  # deeper JSON (bodies, WebSocket messages) is a 400
+    max_string_chars: Count = 65_536  # per string value in a body or query: longer is a 422
 
-    # -- audit (issue 8) --
+    # -- audit --
     # 401s from one client address for one reason: the first is recorded, the rest of the
     # window become one record with a count (so a flood of bad tokens stays a few rows)
-    audit_refusal_window_s: float = 60.0
-    audit_refusal_keys: int = 1000  # (address, reason) pairs tracked per window; more fold into one
+    audit_refusal_window_s: Delay = 60.0
+    audit_refusal_keys: Count = 1000  # (address, reason) pairs tracked per window; more fold into one
 
-    # -- login, sessions, MFA and passwords (issue 8) --
+    # -- login, sessions, MFA and passwords --
     # Consecutive failed logins lock an account for one client address at
     # ``lockout_threshold``; from all addresses together only at this many.
-    lockout_account_threshold: int = 100
+    lockout_account_threshold: Count = 100
     # Addresses (or networks) from which the last enabled admin is never locked out.
-    lockout_trusted_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    rate_limit_refresh: str = "30/minute"  # POST /auth/refresh, per client address
+    lockout_trusted_addresses: Networks = ("127.0.0.0/8", "::1/128")
+    rate_limit_refresh: Rate = "30/minute"  # POST /auth/refresh, per client address
 
-    # -- policy conditions (issue 8) --
+    # -- policy conditions --
     # Programs (argv[0] of `run`/`undo`, matched exactly) the shipped policy lets an
     # operator run in operations: [commands] allow = ["terraform", "kubectl"] or
     # PROVISIONING_COMMANDS_ALLOW=terraform,kubectl. Empty: only admins run commands.
-    commands_allow: tuple[str, ...] = ()
+    commands_allow: Names = ()
 
-    # -- connections, metrics and webhooks hardening (issue 8) --
+    # -- connections and metrics --
     # Connections (shared/web/serve.py); TOML [http] header_timeout_s …
-    http_header_timeout_s: float = 10.0  # a request's complete headers, from connect or its first byte
-    http_body_timeout_s: float = 60.0  # a request's whole body, from its headers
-    http_idle_timeout_s: float = 75.0  # keep-alive: an idle connection between requests is closed
-    http_max_connections_per_ip: int = 100  # open connections per client address (trusted_proxies exempt)
-    http_max_connections: int = 0  # open connections in all; 0: descriptor limit minus http_fd_reserve
-    http_fd_reserve: int = 512  # descriptors kept for the store, pipes, subprocesses, webhooks
-    http_accept_error_log_s: float = 10.0  # one log line per this for accept errors and refusals
-    metrics_token: str = ""  # set: /metrics needs "Authorization: Bearer <token>"
+    http_header_timeout_s: Seconds = 10.0  # a request's complete headers, from connect or its first byte
+    http_body_timeout_s: Seconds = 60.0  # a request's whole body, from its headers
+    http_idle_timeout_s: Seconds = 75.0  # keep-alive: an idle connection between requests is closed
+    http_max_connections_per_ip: Count = 100  # open connections per client address (trusted_proxies exempt)
+    http_max_connections: Amount = 0  # open connections in all; 0: descriptor limit minus http_fd_reserve
+    http_fd_reserve: Amount = 512  # descriptors kept for the store, pipes, subprocesses, webhooks
+    http_accept_error_log_s: Delay = 10.0  # one log line per this for accept errors and refusals
+    metrics_token: str = Field(default="", repr=False)  # set: /metrics needs "Authorization: Bearer <token>"
 
-    # -- API contract (issue 8) --
-
+    # The TOML file these came from (PROVISIONING_CONFIG, `--config`, load_settings(path)).
     config_file: Path | None = None
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(type(self), exc, values)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments > environment > the TOML file; no dotenv, no secrets dir."""
+        environment = EnvironmentSource(settings_cls)
+        path = getattr(init_settings, "init_kwargs", {}).get("config_file") or environment.config_path
+        return (init_settings, environment, TomlFileSource(settings_cls, path))
 
     @property
     def resolved_db_url(self) -> str:
@@ -178,69 +368,239 @@ class Settings:
         return url.startswith(("surrealkv://", "file://", "rocksdb://"))
 
 
-def _coerce(name: str, raw: Any, current: Any) -> Any:
-    """Turn a TOML or environment value into the type of the default."""
-    if isinstance(current, bool):
-        if isinstance(raw, bool):
-            return raw
-        return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(current, int) and not isinstance(current, bool):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
-    if isinstance(current, Path) or name in {"config_file", "policies_dir", "data_dir"}:
-        return Path(raw)
-    if isinstance(current, dict):
-        if isinstance(raw, dict):
-            return {str(k): str(v) for k, v in raw.items()}
-        # "upcloud=local,aws=local"
-        pairs = [p.split("=", 1) for p in str(raw).split(",") if "=" in p]
-        merged = dict(current)
-        merged.update({k.strip(): v.strip() for k, v in pairs})
-        return merged
-    if isinstance(current, tuple):
-        if isinstance(raw, list | tuple):
-            return tuple(raw)
-        return tuple(p.strip() for p in str(raw).split(",") if p.strip())
-    return str(raw)
-
-
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build settings from defaults, an optional TOML file, the environment and overrides."""
-    base = Settings()
-    values: dict[str, Any] = {}
-    path = config_file or os.environ.get(f"{ENV_PREFIX}CONFIG")
-    if path:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-        values.update(_from_toml(doc))
-        values["config_file"] = Path(path)
-    names = {f.name for f in fields(Settings)}
-    for name in names:
-        env = os.environ.get(ENV_PREFIX + name.upper())
-        if env is not None:
-            values[name] = env
-    values.update(overrides)
-    coerced = {k: _coerce(k, v, getattr(base, k)) for k, v in values.items() if k in names}
-    if "provider_map" in coerced:
-        merged = dict(DEFAULT_PROVIDER_MAP)
-        merged.update(coerced["provider_map"])
-        coerced["provider_map"] = merged
-    return replace(base, **coerced)
+    """Settings from keyword arguments > environment > TOML file > defaults.
+
+    ``config_file`` (else ``PROVISIONING_CONFIG``) names the TOML file. Raises
+    :class:`SettingsError` naming every unknown key and bad value."""
+    if config_file:
+        overrides["config_file"] = config_file
+    return Settings(**overrides)
 
 
-def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
-    """Flatten the TOML layout documented in the README into settings names."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        if key == "providers" and isinstance(value, dict):
-            out["provider_map"] = value
-        elif key == "webhooks" and isinstance(value, dict):
-            if value.get("enabled", True):
-                out["webhook_endpoints"] = tuple(value.get("endpoints", ()))
-        elif isinstance(value, dict):
-            for sub, subval in value.items():
-                out[f"{key}_{sub}"] = subval
+def env_name(field: str) -> str:
+    """The environment variable of a setting (``config_file`` is ``PROVISIONING_CONFIG``)."""
+    return CONFIG_VARIABLE if field == "config_file" else ENV_PREFIX + field.upper()
+
+
+# -- sources ------------------------------------------------------------------------------------
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """``PROVISIONING_<NAME>`` variables, raw strings (the model splits lists and pairs).
+
+    Unknown variables with the prefix are warned about once per process, not
+    refused: other tools may use the prefix."""
+
+    warned: set[str] = set()
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.environ: Mapping[str, str] = os.environ
+        self.names = {env_name(field): field for field in settings_cls.model_fields}
+
+    @property
+    def config_path(self) -> str | None:
+        return self.environ.get(CONFIG_VARIABLE) or None
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        value = self.environ.get(env_name(field_name))
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for variable, raw in self.environ.items():
+            if not variable.startswith(ENV_PREFIX):
+                continue
+            field = self.names.get(variable)
+            if field is None:
+                self._warn_unknown(variable)
+            elif field == "provider_map":
+                # As a table, so that its entries combine with the file's by name.
+                try:
+                    out[field] = _pairs(raw)
+                except ValueError:
+                    out[field] = raw  # the model refuses it, naming this variable
+            else:
+                out[field] = raw
+        return out
+
+    def _warn_unknown(self, variable: str) -> None:
+        if variable in OTHER_VARIABLES or variable in self.warned:
+            return
+        self.warned.add(variable)
+        log.warning("%s is not a setting and is ignored%s", variable, _did_you_mean(variable, self.names))
+
+
+class TomlFileSource(PydanticBaseSettingsSource):
+    """The TOML file, flattened to settings names (see the module docstring).
+
+    Unknown keys are passed on as they are, so the model refuses them together with
+    any bad value; :attr:`keys` remembers how each name was spelled in the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = Path(path) if path else None
+        self.values: dict[str, Any] = {}
+        self.keys: dict[str, tuple[str | None, str | None]] = {}  # name → (section, key) in the file
+        if self.path is not None:
+            self._read(self.path)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+    def _read(self, path: Path) -> None:
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise SettingsError([f"{path}: cannot read the settings file ({exc.strerror})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"{path}: not valid TOML ({exc})"]) from None
+        for key, value in doc.items():
+            if key in ("providers", "provider_map"):
+                self._put("provider_map", value, key, None)
+            elif key == "webhooks":
+                if not isinstance(value, dict):
+                    raise SettingsError([f"`webhooks` in {path}: expected a table ([webhooks])"])
+                enabled = value.get("enabled", True)
+                if not isinstance(enabled, bool):
+                    raise SettingsError([f"`[webhooks] enabled` in {path}: expected true or false"])
+                for sub, subval in value.items():
+                    if sub == "endpoints":
+                        if enabled:
+                            self._put("webhook_endpoints", subval, "webhooks", sub)
+                    elif sub != "enabled":
+                        self._put(f"webhooks_{sub}", subval, "webhooks", sub)
+            elif isinstance(value, dict):
+                for sub, subval in value.items():
+                    self._put(f"{key}_{sub}", subval, key, sub)
+            else:
+                self._put(key, value, None, key)
+
+    def _put(self, name: str, value: Any, section: str | None, key: str | None) -> None:
+        if name in self.values:
+            raise SettingsError(
+                [
+                    f"{_toml_key(self.keys[name])} and {_toml_key((section, key))} in {self.path} "
+                    f"both set {name}"
+                ]
+            )
+        self.values[name] = value
+        self.keys[name] = (section, key)
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _toml_key(where: tuple[str | None, str | None]) -> str:
+    section, key = where
+    if section is None:
+        return f"`{key}`"
+    return f"`[{section}]`" if key is None else f"`[{section}] {key}`"
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
+
+
+def _quoted(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
+
+
+def _problems(cls: type[Settings], exc: ValidationError, values: dict[str, Any]) -> list[str]:
+    """One readable problem per error: where the value came from, the value, what is expected.
+
+    The sources are read again to find where each name came from: this runs only on
+    the way to an error, and keeps the sources free of bookkeeping for it."""
+    environment = EnvironmentSource(cls)
+    variables = {field: variable for variable, field in environment.names.items()}
+    try:
+        toml = TomlFileSource(cls, values.get("config_file") or environment.config_path)
+    except SettingsError:
+        toml = TomlFileSource(cls, None)
+    problems: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        name = str(loc[0]) if loc else ""
+        if error["type"] == "extra_forbidden" and len(loc) == 1:
+            problems.append(_unknown(cls, name, toml))
+            continue
+        info = cls.model_fields.get(name)
+        hidden = info is not None and info.repr is False
+        variable = variables.get(name, "")
+
+        def shown(raw: Any, hidden: bool = hidden) -> str:
+            return "<hidden>" if hidden else _quoted(raw)
+
+        if name in values:
+            head = f"{name}={shown(values[name])} (keyword argument)"
+        elif variable in environment.environ:
+            head = f"{variable}={shown(environment.environ[variable])}"
+        elif name in toml.values:
+            head = f"{_toml_key(toml.keys[name])} = {shown(toml.values[name])} in {toml.path}"
         else:
-            out[key] = value
-    return out
+            head = name
+        path = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+        problems.append(f"{head}: {_expected(cls, name, error)} ({path})")
+    return problems
+
+
+def _unknown(cls: type[Settings], name: str, toml: TomlFileSource) -> str:
+    """An unknown name, with the nearest known one in the spelling the user wrote."""
+    fields = list(cls.model_fields)
+    if name not in toml.values:
+        return f"`{name}` (keyword argument): unknown setting{_did_you_mean(name, fields)}"
+    section, key = toml.keys[name]
+    hint = ""
+    if section is not None and key is not None:
+        inside = [f[len(section) + 1 :] for f in fields if f.startswith(section + "_")]
+        match = difflib.get_close_matches(key, inside, n=1, cutoff=0.6)
+        hint = f" (did you mean `[{section}] {match[0]}`?)" if match else ""
+    return f"{_toml_key((section, key))} in {toml.path}: unknown setting{hint or _did_you_mean(name, fields)}"
+
+
+# What a value should have been, by the family of pydantic's error type.
+_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "text",
+    "path": "a path",
+    "dict": "a table",
+    "tuple": "a list",
+    "list": "a list",
+}
+_BOUNDS = (("ge", "of at least"), ("gt", "greater than"), ("le", "of at most"), ("lt", "less than"))
+
+
+def _expected(cls: type[Settings], name: str, error: ErrorDetails) -> str:
+    """``expected an integer from 1 to 65535``: the type and, for a number, its whole range."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error":  # our validators' own words
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return "expected " + str(ctx.get("expected", "")).replace("'", "")
+    if kind == "missing":
+        return "a required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("string_too_short", "too_short"):
+        return "expected a value that is not empty"
+    info = cls.model_fields.get(name)
+    if len(error["loc"]) > 1 or info is None:  # an item of a list: the error knows its bound
+        bound = next((f" {words} {ctx[key]:g}" for key, words in _BOUNDS if key in ctx), "")
+        return f"expected {_KINDS.get(kind.split('_')[0], 'a number')}{bound}"
+    what = _KINDS.get(kind.split("_")[0]) or ("an integer" if info.annotation is int else "a number")
+    bounds = {key: getattr(meta, key) for meta in info.metadata for key, _ in _BOUNDS if hasattr(meta, key)}
+    low = bounds.get("ge", bounds.get("gt"))
+    if low is not None and "le" in bounds:
+        return f"expected {what} from {low:g} to {bounds['le']:g}"
+    words = next((f" {words} {bounds[key]:g}" for key, words in _BOUNDS if key in bounds), "")
+    return f"expected {what}{words}"

@@ -16,6 +16,7 @@ import pytest
 
 from orchestrator.app import create_app
 from provisioning import cli, client
+from shared.settings import load_settings
 from tests.conftest import wait_batch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -280,3 +281,27 @@ async def test_batch_watch_of_an_existing_batch(url, http, capsys, monkeypatch, 
     assert f"batch {bid}: Completed" in out
     assert await cli_main("--url", url, "batch", "watch", "ghost") == 1
     assert "error (404)" in capsys.readouterr().err
+
+
+async def test_without_url_the_cli_finds_the_orchestrator_through_the_settings(server, monkeypatch, capsys):
+    monkeypatch.setenv("PROVISIONING_ORCHESTRATOR_PORT", str(server.port))
+    monkeypatch.setenv("PROVISIONING_HOST", "0.0.0.0")  # bound to all addresses: reached on loopback
+    assert await cli_main("batch", "list") == 0
+    monkeypatch.setenv("PROVISIONING_ORCHESTRATOR_PORT", "nine")
+    assert await cli_main("batch", "list") == 2
+    assert capsys.readouterr().err == (
+        "provisioning: invalid settings: PROVISIONING_ORCHESTRATOR_PORT='nine': "
+        "expected an integer from 1 to 65535 (orchestrator_port)\n"
+    )
+
+
+def test_the_client_urls_come_from_the_settings(monkeypatch):
+    args = cli.build_parser().parse_args(["batch", "list"])
+    settings = load_settings(host="::", orchestrator_port=1, control_center_port=2)
+    assert cli._orchestrator_url(args, settings) == "http://[::1]:1"
+    assert cli._control_center_url(args, settings) == "http://[::1]:2"
+    settings = load_settings(host="10.0.0.5", control_center_url="https://cc.example")
+    assert cli._orchestrator_url(args, settings) == "http://10.0.0.5:9090"
+    assert cli._control_center_url(args, settings) == "https://cc.example"
+    monkeypatch.setenv("PROVISIONING_URL", "https://orch.example")  # the client's own variable
+    assert cli._orchestrator_url(args, settings) == "https://orch.example"

@@ -8,7 +8,6 @@ import pwd
 import stat
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,9 +61,11 @@ def test_a_check_that_raises_is_a_failed_finding_and_the_exit_code_is_1(settings
 def test_the_runner_user_is_reported_and_a_missing_one_is_not_ok(settings):
     [found] = check_runner_user(settings, False)
     assert found.ok and f"uid {pwd.getpwnam('provisioning-runner').pw_uid}" in found.message
-    [missing] = check_runner_user(replace(settings, runner_user="provisioning-absent-user"), False)
+    [missing] = check_runner_user(
+        settings.model_copy(update={"runner_user": "provisioning-absent-user"}), False
+    )
     assert not missing.ok and "--fix" in missing.message
-    [root] = check_runner_user(replace(settings, runner_user="root"), False)
+    [root] = check_runner_user(settings.model_copy(update={"runner_user": "root"}), False)
     assert not root.ok and "privileged" in root.message
 
 
@@ -90,7 +91,7 @@ def test_a_work_root_the_runner_cannot_enter_is_reported(settings, work_root):
 
 def test_a_work_root_inside_the_data_directory_is_refused(settings, tmp_path):
     [found] = check_work_root(
-        replace(settings, data_dir=tmp_path, command_work_root=str(tmp_path / "w")), True
+        settings.model_copy(update={"data_dir": tmp_path, "command_work_root": str(tmp_path / "w")}), True
     )
     assert not found.ok and "overlaps the data directory" in found.message
     assert not (tmp_path / "w").exists()
@@ -100,14 +101,17 @@ def test_the_default_work_root_sits_beside_the_data_directory(settings, tmp_path
     from orchestrator.command_runner import work_root
 
     data = tmp_path / "data"
-    assert work_root(replace(settings, data_dir=data, command_work_root="")) == tmp_path / "data-work"
+    assert (
+        work_root(settings.model_copy(update={"data_dir": data, "command_work_root": ""}))
+        == tmp_path / "data-work"
+    )
 
 
 @as_root
 def test_identity_says_runner_or_root(settings):
     [runner] = check_command_identity(settings, False)
     assert runner.ok and "as provisioning-runner" in runner.message
-    [root] = check_command_identity(replace(settings, allow_root_commands=True), False)
+    [root] = check_command_identity(settings.model_copy(update={"allow_root_commands": True}), False)
     assert not root.ok and "as root" in root.message
 
 
@@ -168,7 +172,7 @@ def test_up_as_root_creates_the_runner_user_and_work_root_it_needs(settings, wor
     name = f"prov-test-{os.getpid() % 100000}"
     subprocess.run(["userdel", name], capture_output=True, check=False)
     try:
-        prepare_host(replace(settings, runner_user=name), ("orchestrator", "control_center"))
+        prepare_host(settings.model_copy(update={"runner_user": name}), ("orchestrator", "control_center"))
         entry = pwd.getpwnam(name)
         assert entry.pw_uid != 0 and entry.pw_shell.endswith("nologin")
         assert work_root.is_dir() and work_root.stat().st_uid == entry.pw_uid
@@ -178,5 +182,5 @@ def test_up_as_root_creates_the_runner_user_and_work_root_it_needs(settings, wor
 
 def test_up_prepares_nothing_for_the_control_center_alone_or_root_commands(settings, work_root):
     prepare_host(settings, ("control_center",))
-    prepare_host(replace(settings, allow_root_commands=True), ("orchestrator",))
+    prepare_host(settings.model_copy(update={"allow_root_commands": True}), ("orchestrator",))
     assert not work_root.exists()

@@ -406,9 +406,9 @@ async def test_undo_runs_as_the_runner_too(orch, work_root):
 
 @as_root
 async def test_a_missing_runner_user_fails_the_operation_with_the_fix(aiohttp_client, settings, caplog):
-    from dataclasses import replace
-
-    client = await aiohttp_client(create_app(replace(settings, runner_user="provisioning-nobody-here")))
+    client = await aiohttp_client(
+        create_app(settings.model_copy(update={"runner_user": "provisioning-nobody-here"}))
+    )
     assert "provisioning doctor --fix" in caplog.text  # said once at start
     ops = await run_ops(client, command("x", ["true"], retry={"max_attempts": 3}))
     assert ops["x"]["status"] == "Failed" and ops["x"]["attempt"] == 1
@@ -418,10 +418,8 @@ async def test_a_missing_runner_user_fails_the_operation_with_the_fix(aiohttp_cl
 
 @as_root
 async def test_root_commands_only_when_allowed_and_with_a_warning(aiohttp_client, settings, caplog):
-    from dataclasses import replace
-
     with caplog.at_level(logging.WARNING):
-        client = await aiohttp_client(create_app(replace(settings, allow_root_commands=True)))
+        client = await aiohttp_client(create_app(settings.model_copy(update={"allow_root_commands": True})))
     warnings = [r for r in caplog.records if "run as root" in r.getMessage()]
     assert len(warnings) == 1
     ops = await run_ops(client, command("who", ["id", "-u"]))

@@ -65,8 +65,6 @@ def test_a_broken_plugin_is_skipped(store, monkeypatch):
 
 
 async def test_a_batch_runs_on_a_plugin_through_the_provider_map(aiohttp_client, settings, monkeypatch):
-    from dataclasses import replace
-
     from orchestrator.app import create_app
 
     ep = EntryPoint(
@@ -75,7 +73,7 @@ async def test_a_batch_runs_on_a_plugin_through_the_provider_map(aiohttp_client,
         group=registry_module.ENTRY_POINT_GROUP,
     )
     monkeypatch.setattr(registry_module, "entry_points", lambda group: [ep])
-    settings = replace(settings, provider_map={**settings.provider_map, "hetzner": "echo"})
+    settings = settings.model_copy(update={"provider_map": {**settings.provider_map, "hetzner": "echo"}})
     client = await aiohttp_client(create_app(settings))
     data = await submit(
         client,

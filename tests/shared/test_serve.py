@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from shared.errors import ValidationFailed
-from shared.settings import load_settings
+from shared.settings import SettingsError, load_settings
 from shared.web.serve import (
     ACCEPT_ERROR_MESSAGE,
     ConnectionGuard,
@@ -127,8 +127,12 @@ def test_limits_from_settings() -> None:
     ],
 )
 def test_bad_limits_are_refused_naming_the_setting(name: str, value: float) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings(**{name: value})
+    # Settings built without validation (a copy for a test) are still refused here.
+    unchecked = load_settings().model_copy(update={name: value})
     with pytest.raises(ValidationFailed, match=name):
-        ConnectionLimits.from_settings(load_settings(**{name: value}), fd_limit=4096)
+        ConnectionLimits.from_settings(unchecked, fd_limit=4096)
 
 
 def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:

@@ -322,7 +322,7 @@ class ParsedLines:
     of operation facts, thousands of times for a batch of different programs. This does
     pycasbin's own rewriting (``escape_assertion``, ``replace_eval``, ``_get_expression``)
     once per line and then pycasbin's loop with the model's effector, so it answers as
-    ``enforcer.enforce`` does (``tests/shared/test_policy.py`` compares the two)."""
+    ``enforcer.enforce`` does (``tests/shared/security/test_policy.py`` compares the two)."""
 
     def __init__(self, enforcer: casbin.AsyncEnforcer) -> None:
         model = enforcer.get_model()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.events import EventType
 from orchestrator.journal import Change, utcnow
 from orchestrator.models import CheckpointRequest
 from orchestrator.repository import Repository
@@ -60,7 +61,7 @@ class Checkpoints:
                 )
             ],
             (
-                "CheckpointCreated",
+                EventType.CHECKPOINT_CREATED,
                 {"checkpoint_id": cid, "name": req.name, "workflow_id": req.workflow_id, "auto": False},
             ),
         )
@@ -159,5 +160,5 @@ class Checkpoints:
             # Checked again with no await before the commit is queued: a batch submitted
             # while this read the journal must not be overwritten under its driver.
             self._refuse_if_busy()
-            await self.engine.transitions.commit(changes, announce=[("StateRestored", restored)])
+            await self.engine.transitions.commit(changes, announce=[(EventType.STATE_RESTORED, restored)])
             return len(changes)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 
 from orchestrator.dag import generations, validate
+from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
 from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
 from orchestrator.providers import (
@@ -313,7 +314,7 @@ class Engine:
         await self.transitions.announce(
             writes,
             (
-                "CheckpointCreated",
+                EventType.CHECKPOINT_CREATED,
                 {
                     "checkpoint_id": checkpoint_id,
                     "workflow_id": wid,
@@ -322,7 +323,7 @@ class Engine:
                 },
             ),
             (
-                "BatchStatusChanged",
+                EventType.BATCH_STATUS_CHANGED,
                 {
                     "workflow_id": wid,
                     "batch_id": wid,

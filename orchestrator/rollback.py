@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.events import EventType
 from orchestrator.journal import utcnow
 from orchestrator.models import OperationSpec, RollbackRequest
 from orchestrator.providers import OperationContext, OperationFailed
@@ -177,7 +178,7 @@ class RollbackService:
                     },
                 )
             ],
-            ("RollbackStarted", start_event),
+            (EventType.ROLLBACK_STARTED, start_event),
         )
         executed = failed = 0
         failures: list[dict[str, str]] = []
@@ -252,7 +253,7 @@ class RollbackService:
                 )
             ],
             (
-                "RollbackCompleted",
+                EventType.ROLLBACK_COMPLETED,
                 {**result_doc, "workflow_ids": workflow_ids, "workflow_id": start_event["workflow_id"]},
             ),
         )

@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
@@ -98,7 +99,7 @@ def task_change(
         from_status=str(t.status),
         to_status=str(to),
         patch=patch,
-        event_type="TaskStatusChanged",
+        event_type=EventType.TASK_STATUS_CHANGED,
         event_data=data,
         note=note,
         subject=t,
@@ -120,7 +121,7 @@ def workflow_change(wf: WorkflowState, to: WorkflowStatus, patch: dict[str, Any]
         from_status=str(wf.status),
         to_status=str(to),
         patch=patch,
-        event_type="BatchStatusChanged",
+        event_type=EventType.BATCH_STATUS_CHANGED,
         event_data=data,
         subject=wf,
     )
@@ -151,7 +152,7 @@ def restore_change(
         from_status=from_status,
         to_status=to_status,
         patch={"restored_from": checkpoint_id, **(patch or {})},
-        event_type="TaskStatusChanged" if is_task else "BatchStatusChanged",
+        event_type=EventType.TASK_STATUS_CHANGED if is_task else EventType.BATCH_STATUS_CHANGED,
         event_data={"task_id": entity_id} if is_task else {"batch_id": entity_id},
         note=f"restored from checkpoint {checkpoint_id}",
     )
@@ -269,7 +270,7 @@ class Transitions:
         await self.announce(
             [Repository.patch_task(t.id, {"progress": t.progress, "message": message})],
             (
-                "OperationProgress",
+                EventType.OPERATION_PROGRESS,
                 {
                     "workflow_id": t.workflow_id,
                     "task_id": t.id,

@@ -249,7 +249,7 @@ async def test_the_log_guard_sees_the_services_logs(
     await services.login("admin", "wrong-password-123")
     names = {r.name for r in caplog.get_records("setup") + caplog.get_records("call")}
     assert {
-        "shared.store.store",
+        "shared.store.schema",
         "shared.security.tokens",
         "shared.security.policy",
         "aiohttp.access",

@@ -136,7 +136,8 @@ class Repository:
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT * FROM workflow WHERE status IN ['Pending', 'Running'] ORDER BY created_at"
+            "SELECT * FROM workflow WHERE status IN $active ORDER BY created_at",
+            {"active": [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]},
         )
 
     async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
@@ -162,7 +163,8 @@ class Repository:
         """Tasks left RollingBack, with their workflow's status (a scan: start-up only)."""
         return await self.store.query(
             "SELECT *, (SELECT VALUE status FROM ONLY type::thing('workflow', $parent.workflow_id))"
-            " AS workflow_status FROM task WHERE status = 'RollingBack'"
+            " AS workflow_status FROM task WHERE status = $status",
+            {"status": TaskStatus.ROLLING_BACK.value},
         )
 
     async def close_interrupted_rollbacks(self) -> None:
@@ -198,15 +200,17 @@ class Repository:
         entries = await self.journal_after(seq)
         ids = list(
             dict.fromkeys(
-                str(e["entity"]) for e in entries if e["entity_kind"] == "task" and e["to"] == "Completed"
+                str(e["entity"])
+                for e in entries
+                if e["entity_kind"] == "task" and e["to"] == TaskStatus.COMPLETED
             )
         )
         if not ids:
             return []
         return await self.store.query(
-            "SELECT * FROM $ids WHERE status = 'Completed' AND completed_seq > $seq "
+            "SELECT * FROM $ids WHERE status = $completed AND completed_seq > $seq "
             "ORDER BY completed_seq DESC",
-            {"ids": [RecordID("task", t) for t in ids], "seq": seq},
+            {"ids": [RecordID("task", t) for t in ids], "seq": seq, "completed": TaskStatus.COMPLETED.value},
         )
 
     async def snapshots(self, workflow_id: str) -> list[dict[str, Any]]:

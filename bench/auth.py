@@ -42,9 +42,8 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from aiohttp.test_utils import make_mocked_request  # noqa: E402
 
-from control_center.app import create_app as create_control_center  # noqa: E402
 from control_center.keys import USERS  # noqa: E402
-from orchestrator.app import create_app as create_orchestrator  # noqa: E402
+from provisioning.server import build_apps  # noqa: E402
 from shared.events.bus import EventBus  # noqa: E402
 from shared.security.backend import Security, condition_context, subjects_of  # noqa: E402
 from shared.settings import Settings, load_settings  # noqa: E402
@@ -93,10 +92,9 @@ async def serve(auth: bool, port: int, cc_port: int) -> None:
     await store.open()
     bus = EventBus()
     runners = []
-    for app, p in (
-        (create_control_center(settings, store=store, bus=bus), cc_port),
-        (create_orchestrator(settings, store=store, bus=bus), port),
-    ):
+    ports = {"control_center": cc_port, "orchestrator": port}
+    for name, app in build_apps(settings, store, bus).in_start_order():
+        p = ports[name]
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, HOST, p).start()

@@ -10,12 +10,13 @@ from aiohttp import web
 
 from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
 from control_center.events import VOCABULARY
-from control_center.keys import HASHER, LOGIN, MFA, POLICIES, SESSIONS, USERS
+from control_center.keys import HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
 from control_center.login import LoginService
 from control_center.mfa import MfaService
 from control_center.models import document_password_length
 from control_center.passwords import PasswordHasher
 from control_center.policies import PolicyService
+from control_center.profile import ProfileService
 from control_center.sessions import SessionService
 from control_center.users import UserService
 from shared.events.bus import EventBus
@@ -28,6 +29,7 @@ from shared.web.app import base_app
 from shared.web.keys import BUS, SETTINGS, STORE
 from shared.web.openapi import add_standard_routes
 from shared.web.routing import Api
+from shared.webhooks import WebhookService
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,16 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     hasher = PasswordHasher(settings)
     sessions = SessionService(store, security, settings, bus)
     users = UserService(store, hasher, sessions, bus, security.subjects)
-    mfa = MfaService(store, settings, hasher, sessions, bus)
+    mfa = MfaService(store, settings, hasher, sessions, bus, security.audit)
+    login = LoginService(store, settings, security, hasher, users, mfa, sessions, bus)
     app[HASHER] = hasher
     app[SESSIONS] = sessions
     app[USERS] = users
     app[MFA] = mfa
-    app[LOGIN] = LoginService(store, settings, security, hasher, users, mfa, sessions, bus)
+    app[LOGIN] = login
+    app[PROFILE] = ProfileService(users, mfa, login, sessions, security.audit)
     app[POLICIES] = PolicyService(security, bus)
+    app[WEBHOOKS] = WebhookService(settings, store, bus)
     await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
     await sessions.purge_expired()
     yield

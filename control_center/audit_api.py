@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from control_center.models import AUDIT_EXPORTS, AUDIT_RECORD, AUDIT_VERIFY, AuditQuery
+from control_center.views import AUDIT_COLUMNS, audit_record_view
 from shared.security.audit import AUDIT, timestamp_of
 from shared.web.envelope import ok, paginated
 from shared.web.middlewares import REQUEST_ID
@@ -18,29 +19,7 @@ from shared.web.routing import Api, array
 api = Api()
 TAGS = ("audit",)
 EXPORT_PAGE = 1000
-COLUMNS = (
-    "id",
-    "seq",
-    "timestamp",
-    "user_id",
-    "username",
-    "action",
-    "resource",
-    "result",
-    "details",
-    "ip",
-    "request_id",
-    "service",
-    "prev_hash",
-    "hash",
-)
 CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
-
-
-def record_view(row: dict[str, Any]) -> dict[str, Any]:
-    view = {name: row.get(name) for name in COLUMNS}
-    view["details"] = row.get("details") or {}
-    return view
 
 
 def _filters(query: AuditQuery) -> dict[str, Any]:
@@ -70,7 +49,7 @@ async def audit_logs(request: web.Request, query: AuditQuery) -> web.StreamRespo
     filters = _filters(query)
     if query.format == "json":
         rows, total = await log.search(filters, query.limit, query.offset)
-        return paginated(request, [record_view(r) for r in rows], total, query.limit, query.offset)
+        return paginated(request, [audit_record_view(r) for r in rows], total, query.limit, query.offset)
     return await _export(request, query, filters)
 
 
@@ -87,13 +66,13 @@ async def _export(request: web.Request, query: AuditQuery, filters: dict[str, An
     )
     await response.prepare(request)
     if query.format == "csv":
-        await response.write(_csv_line(COLUMNS))
+        await response.write(_csv_line(AUDIT_COLUMNS))
     offset, sent = query.offset, 0
     while wanted is None or sent < wanted:
         size = EXPORT_PAGE if wanted is None else min(EXPORT_PAGE, wanted - sent)
         rows, _ = await log.search(filters, size, offset)
         for row in rows:
-            view = record_view(row)
+            view = audit_record_view(row)
             if query.format == "ndjson":
                 await response.write(json.dumps(view, separators=(",", ":")).encode() + b"\n")
             else:
@@ -101,7 +80,7 @@ async def _export(request: web.Request, query: AuditQuery, filters: dict[str, An
                     json.dumps(view["details"], separators=(",", ":"))
                     if c == "details"
                     else ("" if view[c] is None else str(view[c]))
-                    for c in COLUMNS
+                    for c in AUDIT_COLUMNS
                 ]
                 await response.write(_csv_line(values))
         sent += len(rows)

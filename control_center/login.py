@@ -24,20 +24,19 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiohttp import web
-
 from control_center.mfa import MfaService
 from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
-from control_center.sessions import SessionService
+from control_center.sessions import RefreshTokenReused, SessionService
 from control_center.users import Role, User, UserService
-from shared.errors import Unauthorized
+from shared.errors import NotFound, Unauthorized
 from shared.events.bus import EventBus
-from shared.security.audit import audit_event
+from shared.security.actor import Actor
 from shared.security.backend import Security
 from shared.security.tokens import MFA_SETUP_SCOPE, utcnow
 from shared.settings import Settings
@@ -83,7 +82,8 @@ class MfaRequired(Unauthorized):
 
 @dataclass(frozen=True)
 class LoginResult:
-    """Either tokens, or (MFA enrolment pending) a setup token."""
+    """Either tokens, or (MFA enrolment pending) a setup token
+    (``control_center.views.login_view`` shapes it)."""
 
     user: User
     token: str | None = None
@@ -92,21 +92,15 @@ class LoginResult:
     refresh_expires_at: datetime | None = None
     setup_token: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        if self.setup_token is not None:
-            return {
-                "mfa_setup_required": True,
-                "setup_token": self.setup_token,
-                "expires_at": self.expires_at,
-                "user": self.user.summary(),
-            }
-        return {
-            "token": self.token,
-            "expires_at": self.expires_at,
-            "refresh_token": self.refresh_token,
-            "refresh_expires_at": self.refresh_expires_at,
-            "user": self.user.summary(),
-        }
+
+@dataclass(frozen=True)
+class Refreshed:
+    """A new access token; with the next refresh token when a refresh token was spent."""
+
+    token: str
+    expires_at: datetime
+    refresh_token: str | None = None
+    refresh_expires_at: datetime | None = None
 
 
 class LoginService:
@@ -130,25 +124,25 @@ class LoginService:
         self.sessions = sessions
         self.bus = bus
 
-    async def login(
-        self, request: web.Request, *, ip: str, username: str, password: str, mfa_code: str | None
-    ) -> LoginResult:
+    async def login(self, actor: Actor, *, username: str, password: str, mfa_code: str | None) -> LoginResult:
+        """Password, lockout, MFA: tokens, or a setup token; else the one 401 (audited)."""
+        ip = actor.ip or ""
         user = await self.users.find(username)
         if user is None:
             await self.hasher.waste_time(password)
-            await self._refuse(request, None, masked_username(username), "unknown_user")
+            await self._refuse(actor, None, masked_username(username), "unknown_user")
         assert user is not None
         if await self._locked(user, ip):
             await self.hasher.waste_time(password)
-            await self._refuse(request, user, user.username, "locked")
+            await self._refuse(actor, user, user.username, "locked")
         if not await self.hasher.verify(password, user.password_hash):
-            await self._fail(request, user, ip, "wrong_password")
+            await self._fail(actor, user, ip, "wrong_password")
         if not user.enabled:
-            await self._refuse(request, user, user.username, "disabled")
+            await self._refuse(actor, user, user.username, "disabled")
         if user.mfa_enabled:
             if not mfa_code:
-                await audit_event(
-                    request,
+                await self.security.audit.record_as(
+                    actor,
                     "auth.login",
                     f"users/{user.id}",
                     "failure",
@@ -162,29 +156,130 @@ class LoginService:
                 )
             kind = await self.mfa.consume(user, mfa_code)
             if kind is None:
-                await self._fail(request, user, ip, "wrong_mfa_code")
+                await self._fail(actor, user, ip, "wrong_mfa_code")
             amr = ["pwd", "otp"]
             method = kind
         elif self.mfa.required_for(user):
-            return await self._enrolment(request, user)
+            return await self._enrolment(actor, user)
         else:
             amr, method = ["pwd"], "password"
-        return await self._succeed(request, user, amr, str(method), ip, password)
+        return await self._succeed(actor, user, amr, str(method), ip, password)
 
-    async def reauthenticate(self, request: web.Request, user: User, *, ip: str, password: str) -> None:
+    async def reauthenticate(self, actor: Actor, user: User, *, password: str) -> None:
         """The account's password again, for a change that a stolen token must not make
         (MFA enrolment, disabling, backup codes). Failures count towards the lockout."""
+        ip = actor.ip or ""
         if await self._locked(user, ip):
             await self.hasher.waste_time(password)
             await self._refuse(
-                request, user, user.username, "locked", action="auth.reauthenticate", message=PASSWORD_REFUSED
+                actor, user, user.username, "locked", action="auth.reauthenticate", message=PASSWORD_REFUSED
             )
         if not await self.hasher.verify(password, user.password_hash):
             await self._fail(
-                request, user, ip, "wrong_password", action="auth.reauthenticate", message=PASSWORD_REFUSED
+                actor, user, ip, "wrong_password", action="auth.reauthenticate", message=PASSWORD_REFUSED
             )
 
-    async def _enrolment(self, request: web.Request, user: User) -> LoginResult:
+    async def refresh(
+        self, actor: Actor, *, refresh_token: str | None = None, token: str | None = None
+    ) -> Refreshed:
+        """A new access token, from a refresh token (rotated) or a still valid access token.
+
+        The access-token form (the seed's) never renews an expired token and never
+        issues one that outlives the session: the session's lifetime is set by the
+        refresh token, so renewing this way cannot keep a session alive forever."""
+        tokens = self.security.tokens
+        if refresh_token is not None:
+            try:
+                rotation = await self.sessions.rotate(refresh_token)
+            except RefreshTokenReused as exc:
+                session_id = exc.details.get("session_id")
+                owner = await self._session_owner(session_id)
+                await self.security.audit.record_as(
+                    actor,
+                    "auth.refresh_token_reused",
+                    f"sessions/{session_id}",
+                    "denied",
+                    details={"session_id": session_id},
+                    user_id=owner.id if owner else None,
+                    username=owner.username if owner else None,
+                )
+                raise
+            session = rotation.session
+            user = await self._usable_user(session["user_id"], session["id"])
+            issued = tokens.issue(
+                user_id=user.id,
+                username=user.username,
+                roles=user.roles,
+                amr=list(session.get("amr", ["pwd"])),
+                session_id=session["id"],
+            )
+            refreshed = Refreshed(
+                issued.token, issued.expires_at, rotation.refresh_token, rotation.refresh_expires_at
+            )
+        else:
+            assert token is not None  # the request model asks for exactly one of them
+            claims = await tokens.decode(token)
+            sid = claims.get("sid")
+            holder = (str(claims["sub"]), str(claims.get("username", claims["sub"])))  # signature checked
+            if claims.get("scope") == MFA_SETUP_SCOPE or not sid:
+                raise Unauthorized("this token cannot be refreshed", reason="not_refreshable", user=holder)
+            # decode() allows a few seconds of clock skew; renewal allows none.
+            if float(claims["exp"]) <= time.time():
+                raise Unauthorized(
+                    "the token has expired; use the refresh token or log in again",
+                    reason="expired",
+                    user=holder,
+                )
+            if self.security.revocations.is_revoked(claims["jti"], sid):
+                raise Unauthorized("the token has been revoked", reason="revoked", user=holder)
+            session = await self.sessions.active(sid)
+            user = await self._usable_user(claims["sub"], sid)
+            left_s = int((session["expires_at"] - utcnow()).total_seconds())
+            if left_s < 1:
+                raise Unauthorized("the session has ended; log in again")
+            issued = tokens.issue(
+                user_id=user.id,
+                username=user.username,
+                roles=user.roles,
+                amr=list(claims.get("amr", ["pwd"])),
+                session_id=session["id"],
+                ttl_s=min(self.settings.access_token_ttl_s, left_s),
+            )
+            # The presented token is replaced, not joined: it stops working now.
+            await self.sessions.revoke_token(claims["jti"], float(claims["exp"]))
+            await self.sessions.touch(session["id"])
+            refreshed = Refreshed(issued.token, issued.expires_at)
+        await self.security.audit.record_as(
+            actor,
+            "auth.refresh",
+            f"sessions/{session['id']}",
+            "success",
+            user_id=user.id,
+            username=user.username,
+            details={"with": "refresh_token" if refresh_token is not None else "token"},
+        )
+        return refreshed
+
+    async def _session_owner(self, session_id: Any) -> User | None:
+        """The user a session belongs to, for the audit record of its refresh token's reuse."""
+        session = await self.sessions.repo.get(str(session_id)) if session_id else None
+        try:
+            return await self.users.get(session["user_id"]) if session else None
+        except NotFound:
+            return None
+
+    async def _usable_user(self, user_id: str, session_id: str) -> User:
+        """The session's user if it still exists and is enabled; else the session ends (401)."""
+        try:
+            user: User | None = await self.users.get(user_id)
+        except NotFound:
+            user = None
+        if user is None or not user.enabled:
+            await self.sessions.revoke(session_id, reason="user_unavailable", user_id=user_id)
+            raise Unauthorized("the session has ended; log in again")
+        return user
+
+    async def _enrolment(self, actor: Actor, user: User) -> LoginResult:
         issued = self.security.tokens.issue(
             user_id=user.id,
             username=user.username,
@@ -194,8 +289,8 @@ class LoginService:
             scope=MFA_SETUP_SCOPE,
             ttl_s=self.settings.mfa_setup_token_ttl_s,
         )
-        await audit_event(
-            request,
+        await self.security.audit.record_as(
+            actor,
             "auth.login",
             f"users/{user.id}",
             "mfa_setup_required",
@@ -205,13 +300,13 @@ class LoginService:
         return LoginResult(user, expires_at=issued.expires_at, setup_token=issued.token)
 
     async def _succeed(
-        self, request: web.Request, user: User, amr: list[str], method: str, ip: str, password: str
+        self, actor: Actor, user: User, amr: list[str], method: str, ip: str, password: str
     ) -> LoginResult:
         patch: dict[str, Any] = {"last_login": utcnow(), "failed_logins": 0}
         if self.hasher.needs_update(user.password_hash):
             patch["password_hash"] = await self.hasher.hash(password)
             log.info("upgraded a password hash to the current argon2 parameters", extra={"user_id": user.id})
-        opened = await self.sessions.open(user.id, amr, ip, request.headers.get("User-Agent", ""))
+        opened = await self.sessions.open(user.id, amr, ip, actor.user_agent)
         await self.repo.store.write(
             self.repo.merge(user.id, patch),
             self.repo.unset(user.id, ["locked_until"]),
@@ -220,8 +315,8 @@ class LoginService:
         issued = self.security.tokens.issue(
             user_id=user.id, username=user.username, roles=user.roles, amr=amr, session_id=opened.session_id
         )
-        await audit_event(
-            request,
+        await self.security.audit.record_as(
+            actor,
             "auth.login",
             f"users/{user.id}",
             "success",
@@ -258,7 +353,7 @@ class LoginService:
 
     async def _fail(
         self,
-        request: web.Request,
+        actor: Actor,
         user: User,
         ip: str,
         reason: str,
@@ -280,13 +375,13 @@ class LoginService:
         threshold = self.settings.lockout_threshold
         if threshold > 0 and address_failures >= threshold:
             await self.repo.store.write(self.repo.lock_address(user.id, ip, until))
-            await self._audit_lockout(request, user, "address", address_failures, until)
+            await self._audit_lockout(actor, user, "address", address_failures, until)
         ceiling = self.settings.lockout_account_threshold
         if ceiling > 0 and account_failures >= ceiling:
             await self.repo.store.write(self.repo.merge(user.id, {"locked_until": until, "failed_logins": 0}))
-            await self._audit_lockout(request, user, "account", account_failures, until)
+            await self._audit_lockout(actor, user, "account", account_failures, until)
         await self._refuse(
-            request,
+            actor,
             user,
             user.username,
             reason,
@@ -296,10 +391,10 @@ class LoginService:
         )
 
     async def _audit_lockout(
-        self, request: web.Request, user: User, scope: str, failures: int, until: datetime
+        self, actor: Actor, user: User, scope: str, failures: int, until: datetime
     ) -> None:
-        await audit_event(
-            request,
+        await self.security.audit.record_as(
+            actor,
             "auth.lockout",
             f"users/{user.id}",
             "success",
@@ -315,7 +410,7 @@ class LoginService:
 
     async def _refuse(
         self,
-        request: web.Request,
+        actor: Actor,
         user: User | None,
         username: str,
         reason: str,
@@ -327,8 +422,8 @@ class LoginService:
         """Audit, announce and raise the 401. ``username`` is the account's name, or the
         masked text of one that matched no account."""
         facts = {"reason": reason, "username": username, **(details or {})}
-        await audit_event(
-            request,
+        await self.security.audit.record_as(
+            actor,
             action,
             f"users/{user.id}" if user else "users",
             "failure",

@@ -34,6 +34,8 @@ from control_center.sessions import SessionService
 from control_center.users import User
 from shared.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from shared.events.bus import EventBus
+from shared.security.actor import Actor
+from shared.security.audit import AuditLog
 from shared.security.tokens import utcnow
 from shared.settings import Settings
 from shared.store.store import Store
@@ -105,12 +107,14 @@ class MfaService:
         hasher: PasswordHasher,
         sessions: SessionService,
         bus: EventBus,
+        audit: AuditLog,
     ) -> None:
         self.repo = UserRepository(store)
         self.settings = settings
         self.hasher = hasher
         self.sessions = sessions
         self.bus = bus
+        self.audit = audit
         self.clock: Callable[[], float] = time.time  # tests move time with this
 
     def required_for(self, user: User) -> bool:
@@ -207,12 +211,19 @@ class MfaService:
         )
         return codes
 
-    async def reset(self, user: User) -> None:
+    async def reset(self, actor: Actor, user: User) -> None:
         """An admin's reset (a lost device): MFA off, sessions ended; enrol again at login."""
         await self._clear(user)
         await self.sessions.revoke_all(user.id, reason="mfa_reset")
         self.bus.publish(
             "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_reset"}
+        )
+        await self.audit.record_as(
+            actor,
+            "users.mfa_reset",
+            f"users/{user.id}",
+            "success",
+            details={"target_user_id": user.id, "target_username": user.username},
         )
 
     async def _clear(self, user: User) -> None:

@@ -13,12 +13,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from shared.errors import Conflict, NotFound, StoreError, ValidationFailed
 from shared.events.bus import EventBus
-from shared.security.auth import ANONYMOUS, Principal
-from shared.security.backend import Security, condition_context, subjects_of
+from shared.security.actor import Actor
+from shared.security.auth import ANONYMOUS
+from shared.security.backend import Security, actor_conditions, subjects_of
 from shared.security.policy import (
     ConditionError,
     Line,
@@ -30,29 +29,6 @@ from shared.security.policy import (
 )
 from shared.security.repositories import PolicyRepository
 from shared.security.tokens import utcnow
-from shared.store.codec import iso
-
-
-def policy_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "version": row["version"],
-        "description": row.get("description"),
-        "rules": [Rule.from_doc(r).to_doc() for r in row.get("rules", [])],
-        "enabled": bool(row.get("enabled", True)),
-        "revision": row.get("revision", 1),
-        "created_at": iso(row.get("created_at")),
-        "updated_at": iso(row.get("updated_at")),
-        "created_by": row.get("created_by"),
-        "updated_by": row.get("updated_by"),
-    }
-
-
-def version_view(row: dict[str, Any]) -> dict[str, Any]:
-    view = policy_view({**row, "id": row.get("policy_id")})
-    view["version_id"] = row["id"]
-    return view
 
 
 @dataclass(frozen=True)
@@ -104,8 +80,7 @@ class PolicyService:
 
     async def create(
         self,
-        request: web.Request,
-        actor: Principal,
+        actor: Actor,
         *,
         name: str,
         version: str,
@@ -116,7 +91,7 @@ class PolicyService:
         if await self.repo.by_name(name) is not None:
             raise Conflict(f"a policy named {name!r} already exists")
         policy_id = uuid.uuid4().hex
-        await self._keeps_control(request, actor, policy_id, rules if enabled else [])
+        await self._keeps_control(actor, policy_id, rules if enabled else [])
         now = utcnow()
         row = {
             "name": name,
@@ -127,15 +102,13 @@ class PolicyService:
             "revision": 1,
             "created_at": now,
             "updated_at": now,
-            "created_by": actor.username,
+            "created_by": (actor.principal or ANONYMOUS).username,
         }
         await self._write(policy_writes(self.repo, policy_id, _no_none(row), rules, create=True), name)
         await self._changed(policy_id, "created")
         return await self.get(policy_id)
 
-    async def update(
-        self, request: web.Request, actor: Principal, policy_id: str, changes: PolicyChanges
-    ) -> dict[str, Any]:
+    async def update(self, actor: Actor, policy_id: str, changes: PolicyChanges) -> dict[str, Any]:
         current = await self.get(policy_id)
         if (
             changes.name is not None
@@ -149,7 +122,7 @@ class PolicyService:
             else [Rule.from_doc(d) for d in current.get("rules", [])]
         )
         enabled = changes.enabled if changes.enabled is not None else current.get("enabled", True)
-        await self._keeps_control(request, actor, policy_id, rules if enabled else [])
+        await self._keeps_control(actor, policy_id, rules if enabled else [])
         row = {k: v for k, v in current.items() if k != "id"}
         row.update(
             {
@@ -159,7 +132,7 @@ class PolicyService:
                 "enabled": enabled,
                 "revision": int(current.get("revision", 1)) + 1,
                 "updated_at": utcnow(),
-                "updated_by": actor.username,
+                "updated_by": (actor.principal or ANONYMOUS).username,
             }
         )
         if changes.description is not None:
@@ -173,12 +146,11 @@ class PolicyService:
 
     async def delete(
         self,
-        request: web.Request,
-        actor: Principal,
+        actor: Actor,
         policy_id: str,
     ) -> dict[str, Any]:
         current = await self.get(policy_id)
-        await self._keeps_control(request, actor, policy_id, [])
+        await self._keeps_control(actor, policy_id, [])
         await self.repo.store.write(*self.repo.delete(policy_id), self.repo.bump_revision())
         await self._changed(policy_id, "deleted")
         return current
@@ -198,11 +170,10 @@ class PolicyService:
             {"policy_id": policy_id, "change": change, "revision": self.security.policy.revision},
         )
 
-    async def _keeps_control(
-        self, request: web.Request, actor: Principal, policy_id: str, rules: list[Rule]
-    ) -> None:
+    async def _keeps_control(self, actor: Actor, policy_id: str, rules: list[Rule]) -> None:
         """409 if, after this change, the author could no longer update policies."""
-        if actor is ANONYMOUS:
+        principal = actor.principal or ANONYMOUS
+        if principal is ANONYMOUS:
             return
         others = [
             Line.from_values([str(r.get(f"v{i}", "")) for i in range(5)])
@@ -211,8 +182,8 @@ class PolicyService:
         ]
         candidate = PolicyEngine(self.security.policy.model_text)
         candidate.load_lines([*others, *compile_rules(rules)])
-        subjects = subjects_of(actor)
-        context = await condition_context(request, actor, frozenset(), self.security.settings)
+        subjects = subjects_of(principal)
+        context = actor_conditions(actor)
         if not candidate.decide(subjects, "policies", "update", context):
             raise Conflict(
                 "this change would take away your own right to manage policies "

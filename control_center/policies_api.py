@@ -12,9 +12,10 @@ from control_center.models import (
     CreatePolicy,
     UpdatePolicy,
 )
-from control_center.policies import PolicyChanges, policy_view, rules_from, version_view
+from control_center.policies import PolicyChanges, rules_from
+from control_center.views import policy_version_view, policy_view
+from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.security.auth import principal_of
 from shared.web.envelope import ok, paginated
 from shared.web.routing import MESSAGE, Api, PageQuery, array
 
@@ -51,8 +52,7 @@ async def create_policy(request: web.Request, body: CreatePolicy) -> web.Respons
     """Create a policy; it applies from the next request on."""
     rules = rules_from([r.model_dump() for r in body.rules])
     row = await request.app[POLICIES].create(
-        request,
-        principal_of(request),
+        actor_of(request),
         name=body.name,
         version=body.version,
         description=body.description,
@@ -79,7 +79,7 @@ async def get_policy(request: web.Request) -> web.Response:
 async def policy_versions(request: web.Request) -> web.Response:
     """Previous versions of a policy, newest first (the current one is GET /policies/{id})."""
     rows = await request.app[POLICIES].versions(request.match_info["id"])
-    return ok([version_view(r) for r in rows])
+    return ok([policy_version_view(r) for r in rows])
 
 
 @api.route(
@@ -98,9 +98,7 @@ async def update_policy(request: web.Request, body: UpdatePolicy) -> web.Respons
     changes = PolicyChanges(
         name=body.name, version=body.version, description=body.description, rules=rules, enabled=body.enabled
     )
-    row = await request.app[POLICIES].update(
-        request, principal_of(request), request.match_info["id"], changes
-    )
+    row = await request.app[POLICIES].update(actor_of(request), request.match_info["id"], changes)
     request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"], "version": row["version"]}
     return ok("Policy updated successfully")
 
@@ -115,6 +113,6 @@ async def update_policy(request: web.Request, body: UpdatePolicy) -> web.Respons
     errors=(409,),
 )
 async def delete_policy(request: web.Request) -> web.Response:
-    row = await request.app[POLICIES].delete(request, principal_of(request), request.match_info["id"])
+    row = await request.app[POLICIES].delete(actor_of(request), request.match_info["id"])
     request[AUDIT_DETAILS] = {"policy_id": row["id"], "name": row["name"]}
     return ok("Policy deleted successfully")

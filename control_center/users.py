@@ -34,7 +34,6 @@ from shared.errors import Conflict, NotFound, StoreError, Unauthorized, Validati
 from shared.events.bus import EventBus
 from shared.security.subjects import Subjects
 from shared.security.tokens import utcnow
-from shared.store.codec import iso
 from shared.store.store import Store
 from shared.store.writes import Write
 
@@ -54,7 +53,7 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class User:
-    """A user as stored; :meth:`view` is what the API shows."""
+    """A user as stored; ``control_center.views.user_view`` is what the API shows."""
 
     id: str
     username: str
@@ -94,21 +93,6 @@ class User:
 
     def locked(self, now: datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
-
-    def summary(self) -> dict[str, Any]:
-        """The seed's login ``user`` object."""
-        return {"id": self.id, "username": self.username, "email": self.email, "roles": list(self.roles)}
-
-    def view(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "enabled": self.enabled,
-            "created_at": iso(self.created_at),
-            "last_login": iso(self.last_login),
-            "mfa_enabled": self.mfa_enabled,
-            "backup_codes_left": len(self.backup_codes) if self.mfa_enabled else 0,
-            "locked_until": iso(self.locked_until) if self.locked(utcnow()) else None,
-        }
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from control_center.auth_api import current_user
-from control_center.keys import MFA, USERS
+from control_center.keys import MFA, PROFILE, USERS
 from control_center.models import (
     USER_CREATED,
     USER_VIEW,
@@ -15,8 +14,9 @@ from control_center.models import (
     UserQuery,
 )
 from control_center.users import UserChanges
-from shared.security.audit import AUDIT_DETAILS, audit_event
-from shared.security.auth import principal_of
+from control_center.views import user_created_view, user_view
+from shared.security.actor import actor_of
+from shared.security.audit import AUDIT_DETAILS
 from shared.web.envelope import ok, paginated
 from shared.web.routing import MESSAGE, Api, array
 
@@ -32,7 +32,7 @@ async def list_users(request: web.Request, query: UserQuery) -> web.Response:
     users, total = await request.app[USERS].page(
         role=query.role, enabled=query.enabled, limit=query.limit, offset=query.offset
     )
-    return paginated(request, [u.view() for u in users], total, query.limit, query.offset)
+    return paginated(request, [user_view(u) for u in users], total, query.limit, query.offset)
 
 
 @api.route(
@@ -56,14 +56,13 @@ async def create_user(request: web.Request, body: CreateUser) -> web.Response:
         enabled=body.enabled,
     )
     request[AUDIT_DETAILS] = {"user_id": user.id, "username": user.username, "roles": list(user.roles)}
-    return ok({**user.summary(), "enabled": user.enabled}, status=201)
+    return ok(user_created_view(user), status=201)
 
 
 @api.route("GET", "/users/me", resource="profile", action="read", tags=TAGS, response=USER_VIEW)
 async def get_me(request: web.Request) -> web.Response:
     """The caller's own user record."""
-    user = await current_user(request)
-    return ok(user.view())
+    return ok(user_view(await request.app[PROFILE].current(actor_of(request))))
 
 
 @api.route(
@@ -77,19 +76,13 @@ async def get_me(request: web.Request) -> web.Response:
 )
 async def change_my_password(request: web.Request, body: PasswordChange) -> web.Response:
     """Change one's own password; the caller's other sessions end."""
-    user = await current_user(request)
-    sid = principal_of(request).claims.get("sid")
-    await request.app[USERS].change_own_password(
-        user.id, body.current_password, body.new_password, keep_session=sid
-    )
-    await audit_event(request, "users.password_changed", f"users/{user.id}", "success")
+    await request.app[PROFILE].change_password(actor_of(request), body.current_password, body.new_password)
     return ok("Password changed")
 
 
 @api.route("GET", "/users/{id}", resource="users", action="read", tags=TAGS, response=USER_VIEW)
 async def get_user(request: web.Request) -> web.Response:
-    user = await request.app[USERS].get(request.match_info["id"])
-    return ok(user.view())
+    return ok(user_view(await request.app[USERS].get(request.match_info["id"])))
 
 
 @api.route(
@@ -133,12 +126,5 @@ async def delete_user(request: web.Request) -> web.Response:
 async def reset_user_mfa(request: web.Request) -> web.Response:
     """An admin turns a user's MFA off (a lost device); they enrol again at next login."""
     user = await request.app[USERS].get(request.match_info["id"])
-    await request.app[MFA].reset(user)
-    await audit_event(
-        request,
-        "users.mfa_reset",
-        f"users/{user.id}",
-        "success",
-        details={"target_user_id": user.id, "target_username": user.username},
-    )
+    await request.app[MFA].reset(actor_of(request), user)
     return ok("MFA reset; the user enrols again at the next login")

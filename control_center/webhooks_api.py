@@ -1,6 +1,7 @@
 """``/webhooks``: register, change, rotate, test and inspect webhook subscriptions.
 
-Handlers parse and shape; the rules live in :class:`~shared.webhooks.WebhookService`.
+Handlers parse and shape (``control_center.views``); the rules live in
+:class:`~shared.webhooks.WebhookService`, built once per app.
 The event names come from the vocabularies registered with the app's bus (the
 orchestrator's, registered here by the composition root even when the control
 center runs alone; see shared/events/registry.py), so the models check them, and
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import AfterValidator, Field, ValidationInfo, WithJsonSchema
 
+from control_center.keys import WEBHOOKS
 from control_center.models import (
     DELIVERY,
     WEBHOOK_DELETED,
@@ -24,12 +26,13 @@ from control_center.models import (
     WEBHOOK_VIEW,
     WEBHOOK_WITH_SECRET,
 )
+from control_center.views import delivery_view, webhook_view
+from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.security.auth import principal_of
 from shared.web.envelope import ok, paginated
-from shared.web.keys import BUS, SETTINGS, STORE
+from shared.web.keys import BUS
 from shared.web.routing import Api, Model, PageQuery, array
-from shared.webhooks import Catalogue, WebhookChange, WebhookService
+from shared.webhooks import Catalogue, WebhookChange
 
 # The OpenAPI document's enum of event patterns is the running catalogue's, put in
 # place of this marker by :func:`document_event_patterns`.
@@ -106,11 +109,6 @@ class DeliveryQuery(PageQuery):
     status: Literal["pending", "delivered", "failed", "cancelled"] | None = None
 
 
-def service(request: web.Request) -> WebhookService:
-    app = request.app
-    return WebhookService(app[SETTINGS], app[STORE], app[BUS])
-
-
 def _audit(request: web.Request, **details: str) -> None:
     request[AUDIT_DETAILS] = {**request.get(AUDIT_DETAILS, {}), **details}
 
@@ -132,8 +130,8 @@ async def list_event_names(request: web.Request) -> web.Response:
 )
 async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
     """Every webhook subscription (never their secrets)."""
-    items, total = await service(request).list_webhooks(query.limit, query.offset)
-    return paginated(request, items, total, query.limit, query.offset)
+    webhooks, total = await request.app[WEBHOOKS].list_webhooks(query.limit, query.offset)
+    return paginated(request, [webhook_view(w) for w in webhooks], total, query.limit, query.offset)
 
 
 @api.route(
@@ -149,17 +147,17 @@ async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
 )
 async def create_webhook(request: web.Request, body: WebhookCreate) -> web.Response:
     """Register a webhook; its ``whsec_`` secret is in this answer and nowhere else."""
-    webhook, secret = await service(request).create(
-        body.url, body.events, body.description, body.enabled, principal_of(request).username
+    webhook, secret = await request.app[WEBHOOKS].create(
+        actor_of(request), body.url, body.events, body.description, body.enabled
     )
     _audit(request, webhook_id=webhook.id)
-    return ok({**webhook.view(), "secret": secret}, status=201)
+    return ok(webhook_view(webhook, secret=secret), status=201)
 
 
 @api.route("GET", "/webhooks/{id}", resource="webhooks", action="read", tags=TAGS, response=WEBHOOK_VIEW)
 async def get_webhook(request: web.Request) -> web.Response:
     """One webhook subscription."""
-    return ok((await service(request).get(request.match_info["id"])).view())
+    return ok(webhook_view(await request.app[WEBHOOKS].get(request.match_info["id"])))
 
 
 @api.route(
@@ -175,12 +173,12 @@ async def get_webhook(request: web.Request) -> web.Response:
 async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Response:
     """Change a webhook's url, events, description, or switch it on and off."""
     webhook_id = request.match_info["id"]
-    updated = await service(request).update(
+    updated = await request.app[WEBHOOKS].update(
         webhook_id,
         WebhookChange(url=body.url, events=body.events, description=body.description, enabled=body.enabled),
     )
     _audit(request, webhook_id=webhook_id)
-    return ok(updated.view())
+    return ok(webhook_view(updated))
 
 
 @api.route(
@@ -195,7 +193,7 @@ async def update_webhook(request: web.Request, body: WebhookUpdate) -> web.Respo
 async def delete_webhook(request: web.Request) -> web.Response:
     """Remove a webhook; deliveries still waiting are cancelled, the log is kept."""
     webhook_id = request.match_info["id"]
-    await service(request).delete(webhook_id)
+    await request.app[WEBHOOKS].delete(webhook_id)
     _audit(request, webhook_id=webhook_id)
     return ok({"id": webhook_id, "deleted": True})
 
@@ -212,9 +210,9 @@ async def delete_webhook(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret, returned once; the old one keeps signing during the grace period."""
     webhook_id = request.match_info["id"]
-    webhook, secret = await service(request).rotate_secret(webhook_id)
+    webhook, secret = await request.app[WEBHOOKS].rotate_secret(webhook_id)
     _audit(request, webhook_id=webhook_id)
-    return ok({**webhook.view(), "secret": secret})
+    return ok(webhook_view(webhook, secret=secret))
 
 
 @api.route(
@@ -230,9 +228,9 @@ async def rotate_secret(request: web.Request) -> web.Response:
 async def send_test(request: web.Request) -> web.Response:
     """Queue a ``webhook.test`` delivery; follow it in ``/deliveries``."""
     webhook_id = request.match_info["id"]
-    delivery = await service(request).send_test(webhook_id, principal_of(request).username)
+    delivery = await request.app[WEBHOOKS].send_test(actor_of(request), webhook_id)
     _audit(request, webhook_id=webhook_id, delivery_id=delivery["id"])
-    return ok(delivery, status=202)
+    return ok(delivery_view(delivery), status=202)
 
 
 @api.route(
@@ -246,10 +244,10 @@ async def send_test(request: web.Request) -> web.Response:
 )
 async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Response:
     """A webhook's deliveries, newest first: status code, attempt, latency, error."""
-    items, total = await service(request).deliveries(
+    rows, total = await request.app[WEBHOOKS].deliveries(
         request.match_info["id"], query.status, query.limit, query.offset
     )
-    return paginated(request, items, total, query.limit, query.offset)
+    return paginated(request, [delivery_view(r) for r in rows], total, query.limit, query.offset)
 
 
 @api.route(
@@ -262,7 +260,10 @@ async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Res
 )
 async def get_delivery(request: web.Request) -> web.Response:
     """One delivery with its payload and every attempt."""
-    return ok(await service(request).delivery(request.match_info["id"], request.match_info["delivery_id"]))
+    row, attempts = await request.app[WEBHOOKS].delivery(
+        request.match_info["id"], request.match_info["delivery_id"]
+    )
+    return ok(delivery_view(row, attempts))
 
 
 @api.route(
@@ -278,6 +279,6 @@ async def get_delivery(request: web.Request) -> web.Response:
 async def redeliver(request: web.Request) -> web.Response:
     """Send a delivery again (same ``webhook-id``), after what is already waiting."""
     webhook_id, delivery_id = request.match_info["id"], request.match_info["delivery_id"]
-    delivery = await service(request).redeliver(webhook_id, delivery_id)
+    delivery = await request.app[WEBHOOKS].redeliver(webhook_id, delivery_id)
     _audit(request, webhook_id=webhook_id, delivery_id=delivery_id)
-    return ok(delivery, status=202)
+    return ok(delivery_view(delivery), status=202)

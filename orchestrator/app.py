@@ -11,8 +11,11 @@ from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
 from orchestrator.events import VOCABULARY
 from orchestrator.journal import OutboxHook
-from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
+from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
+from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.rollback import RollbackService
+from orchestrator.state import StateService
+from orchestrator.workflows import WorkflowService
 from shared.events.bus import EventBus
 from shared.events.streams import install as install_streams
 from shared.security.auth import AuthBackend
@@ -56,6 +59,11 @@ def create_app(
         app[ENGINE] = engine
         app[ROLLBACKS] = engine.rollbacks
         app[CHECKPOINTS] = Checkpoints(engine)
+        repo = Repository(app[STORE])
+        app[WORKFLOWS] = WorkflowService(engine, repo)
+        app[STATE] = StateService(
+            app[SETTINGS], repo, InventoryRepository(app[STORE]), coordinator_healthy=lambda: engine.healthy
+        )
         await engine.start()
         yield
         await engine.stop()

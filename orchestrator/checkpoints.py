@@ -23,17 +23,6 @@ from shared.errors import Conflict, NotFound
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
 
-BYTES_PER_JOURNAL_ENTRY = 256  # measured average of a journal row, for the size estimate
-
-
-def human_size(n_bytes: int) -> str:
-    size = float(n_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
 
 class Checkpoints:
     def __init__(self, engine: Engine) -> None:
@@ -66,31 +55,6 @@ class Checkpoints:
             ),
         )
         return cid
-
-    async def view(self, row: dict[str, Any], *, detail: bool = False) -> dict[str, Any]:
-        seq = int(row["seq"])
-        out = {
-            "id": row["id"],
-            "name": row["name"],
-            "description": row.get("description"),
-            "created_at": row["created_at"],
-            # Journal ids are positions, so the journal held ``seq`` entries then.
-            "size": human_size(seq * BYTES_PER_JOURNAL_ENTRY),
-            "journal_seq": seq,
-            "workflow_id": row.get("workflow_id"),
-            "automatic": bool(row.get("auto")),
-        }
-        if detail:
-            out["operations_count"] = await self.completed_at(seq)
-        return out
-
-    async def completed_at(self, seq: int) -> int:
-        """How many operations stood Completed at a journal position, replayed from the
-        journal so that later changes (rollbacks, restores) never rewrite the answer."""
-        last: dict[str, str] = {}
-        for e in await self.repo.task_transitions_upto(seq):
-            last[str(e["entity"])] = str(e["to"])
-        return sum(1 for status in last.values() if status == str(TaskStatus.COMPLETED))
 
     def _refuse_if_busy(self) -> None:
         if self.engine.runs or self.engine.submitting:

@@ -1,6 +1,12 @@
 """Every SurrealQL statement of the orchestrator: workflows, tasks, journal, snapshots,
-checkpoints and rollbacks. Values are always bound; ids are addressed with
-``type::thing`` so user input never becomes query text."""
+checkpoints, rollbacks and the ``local`` provider's simulated inventory. Values are
+always bound; ids are addressed with ``type::thing`` so user input never becomes
+query text.
+
+Two kinds of reads: the rows the engine rebuilds its runtime state from (``workflow``,
+``tasks_of``, …, ``dict`` rows), and the typed reads the API's services use
+(``get_workflow``, ``list_tasks``, …), which return the frozen records of
+:mod:`orchestrator.records`."""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from typing import Any
 
 from surrealdb import RecordID
 
+from orchestrator.records import Checkpoint, Task, Workflow
+from orchestrator.states import TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
 from shared.store.store import Store
 from shared.store.writes import Insert, Lazy, Merge, Stmt, Write
@@ -128,7 +136,8 @@ class Repository:
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
-            "SELECT * FROM workflow WHERE status IN ['Pending', 'Running'] ORDER BY created_at"
+            "SELECT * FROM workflow WHERE status IN $active ORDER BY created_at",
+            {"active": [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]},
         )
 
     async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
@@ -154,7 +163,8 @@ class Repository:
         """Tasks left RollingBack, with their workflow's status (a scan: start-up only)."""
         return await self.store.query(
             "SELECT *, (SELECT VALUE status FROM ONLY type::thing('workflow', $parent.workflow_id))"
-            " AS workflow_status FROM task WHERE status = 'RollingBack'"
+            " AS workflow_status FROM task WHERE status = $status",
+            {"status": TaskStatus.ROLLING_BACK.value},
         )
 
     async def close_interrupted_rollbacks(self) -> None:
@@ -190,15 +200,17 @@ class Repository:
         entries = await self.journal_after(seq)
         ids = list(
             dict.fromkeys(
-                str(e["entity"]) for e in entries if e["entity_kind"] == "task" and e["to"] == "Completed"
+                str(e["entity"])
+                for e in entries
+                if e["entity_kind"] == "task" and e["to"] == TaskStatus.COMPLETED
             )
         )
         if not ids:
             return []
         return await self.store.query(
-            "SELECT * FROM $ids WHERE status = 'Completed' AND completed_seq > $seq "
+            "SELECT * FROM $ids WHERE status = $completed AND completed_seq > $seq "
             "ORDER BY completed_seq DESC",
-            {"ids": [RecordID("task", t) for t in ids], "seq": seq},
+            {"ids": [RecordID("task", t) for t in ids], "seq": seq, "completed": TaskStatus.COMPLETED.value},
         )
 
     async def snapshots(self, workflow_id: str) -> list[dict[str, Any]]:
@@ -259,8 +271,85 @@ class Repository:
             "snapshots": int(snaps[0]["n"]) if snaps else 0,
         }
 
-    async def inventory(self) -> list[dict[str, Any]]:
+    async def ping(self) -> None:
+        """A round trip to the store; raises if it cannot answer."""
+        await self.store.query("RETURN 1")
+
+    # -- typed reads (the API's services): frozen records ------------------------------
+
+    async def get_workflow(self, workflow_id: str) -> Workflow | None:
+        row = await self.workflow(workflow_id)
+        return None if row is None else Workflow.from_row(row)
+
+    async def list_workflows(
+        self, *, status: WorkflowStatus | None, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[Workflow], int]:
+        rows, total = await self.workflows(
+            status=None if status is None else str(status), kind=kind, limit=limit, offset=offset
+        )
+        return [Workflow.from_row(r) for r in rows], total
+
+    async def workflow_tasks(self, workflow_id: str) -> list[Task]:
+        """A workflow's tasks in submission order."""
+        return [Task.from_row(r) for r in await self.tasks_of(workflow_id)]
+
+    async def tasks_by_workflow(self, workflow_ids: list[str]) -> dict[str, list[Task]]:
+        """The tasks of several workflows, each in submission order."""
+        by_workflow: dict[str, list[Task]] = {w: [] for w in workflow_ids}
+        if workflow_ids:
+            for row in await self.tasks_of_many(workflow_ids):
+                task = Task.from_row(row)
+                by_workflow.setdefault(str(task.workflow_id), []).append(task)
+        return by_workflow
+
+    async def get_task(self, task_id: str) -> Task | None:
+        row = await self.task(task_id)
+        return None if row is None else Task.from_row(row)
+
+    async def list_tasks(
+        self, *, status: TaskStatus | None, workflow_id: str | None, limit: int, offset: int
+    ) -> tuple[list[Task], int]:
+        rows, total = await self.tasks(
+            status=None if status is None else str(status),
+            workflow_id=workflow_id,
+            limit=limit,
+            offset=offset,
+        )
+        return [Task.from_row(r) for r in rows], total
+
+    async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        row = await self.checkpoint(checkpoint_id)
+        return None if row is None else Checkpoint.from_row(row)
+
+    async def list_checkpoints(self, limit: int, offset: int) -> tuple[list[Checkpoint], int]:
+        rows, total = await self.checkpoints(limit, offset)
+        return [Checkpoint.from_row(r) for r in rows], total
+
+
+class InventoryRepository:
+    """The ``local`` provider's simulated cloud: one row per resource, keyed ``<kind>/<name>``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def all(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
+
+    async def by_keys(self, keys: list[str]) -> list[dict[str, Any]]:
+        return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]})
+
+    @staticmethod
+    def put(key: str, row: dict[str, Any]) -> Write:
+        return Stmt("UPSERT type::thing('inventory', $key) CONTENT $row", {"key": key, "row": row})
+
+    @staticmethod
+    def remove(key: str) -> Write:
+        return Stmt("DELETE type::thing('inventory', $key)", {"key": key})
+
+    @staticmethod
+    def remove_made_by(task_id: str) -> Write:
+        """Everything one task's operation made (before providers recorded prior state)."""
+        return Stmt("DELETE inventory WHERE task_id = $task", {"task": task_id})
 
 
 # A journal row holds the entries of one commit and is keyed by the last of their

@@ -52,15 +52,6 @@ class TaskState:
             "error": self.error,
         }
 
-    def view(self) -> dict[str, Any]:
-        """The batch's ``operations[]`` entry."""
-        return {
-            "id": self.name,
-            "task_id": self.id,
-            "status": str(self.status),
-            "progress": self.progress,
-        }
-
 
 @dataclass
 class WorkflowState:

@@ -1,10 +1,10 @@
-"""Snapshots of a workflow's state at its milestones, and state rebuilt from the journal.
+"""Snapshots of a workflow's state at its milestones.
 
 A snapshot is compact: status counts, progress, the journal position, and only
 the operations the counts cannot name (those that failed, were cancelled or
 rolled back). So the total size stays linear in the
 number of operations, and any state in between is rebuilt by replaying the
-journal up to a position (:func:`state_at`).
+journal up to a position (:meth:`orchestrator.state.StateService.state_at`).
 """
 
 from __future__ import annotations
@@ -72,46 +72,3 @@ class Snapshots:
                 "details": details,
             }
         )
-
-
-def view(row: dict[str, Any]) -> dict[str, Any]:
-    """The seed's snapshot shape."""
-    return {
-        "snapshot_id": row["id"],
-        "timestamp": row["timestamp"],
-        "state": row["state"],
-        "details": row.get("details", {}),
-    }
-
-
-async def state_at(repo: Repository, workflow_id: str, seq: int | None) -> dict[str, Any]:
-    """Rebuild a workflow's recorded state at a journal position by replaying its journal."""
-    entries = await repo.journal_of(workflow_id, seq)
-    tasks: dict[str, dict[str, Any]] = {}
-    workflow_status = None
-    last = 0
-    for e in entries:
-        last = int(e["seq"])
-        if e["entity_kind"] == "workflow":
-            workflow_status = e["to"]
-            continue
-        previous = tasks.get(e["name"], {})
-        attempt = e.get("attempt")
-        tasks[e["name"]] = {
-            "task_id": e["entity"],
-            "status": e["to"],
-            "attempt": attempt if attempt is not None else previous.get("attempt", 0),
-        }
-    if workflow_status is not None:
-        for row in await repo.tasks_of(workflow_id):
-            tasks.setdefault(row["name"], {"task_id": row["id"], "status": "Pending", "attempt": 0})
-    counts: dict[str, int] = {}
-    for t in tasks.values():
-        counts[t["status"]] = counts.get(t["status"], 0) + 1
-    return {
-        "workflow_id": workflow_id,
-        "journal_seq": last,
-        "status": workflow_status,
-        "counts": counts,
-        "operations": tasks,
-    }

@@ -1,119 +1,244 @@
-"""Shapes of the API's responses (seed 004), built from store rows."""
+"""Every shape the orchestrator's API answers with (seed 004), built from records.
+
+Handlers call a service, then one of these; nothing else turns a record or a row
+into JSON. Field names and order are the API contract (``orchestrator/models.py``
+holds the matching response schemas).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.states import FINAL_TASK, TaskStatus
+from orchestrator.records import Checkpoint, Task, Workflow
+from orchestrator.runtime import WorkflowState
+from orchestrator.states import TaskStatus, WorkflowStatus
+
+if TYPE_CHECKING:
+    from orchestrator.state import RollbackStatistics, StateStatistics, SystemHealth, SystemMetrics
+
+BYTES_PER_JOURNAL_ENTRY = 256  # measured average of a journal row, for a checkpoint's size
 
 
-def task_view(row: dict[str, Any]) -> dict[str, Any]:
+def human_size(n_bytes: int) -> str:
+    size = float(n_bytes)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+# -- tasks and batches -------------------------------------------------------------------
+
+
+def task_view(task: Task) -> dict[str, Any]:
     """``/tasks`` entry: the seed's fields first, then what else a task knows."""
     return {
-        "id": row["id"],
-        "name": row["name"],
-        "command": row.get("command"),
-        "args": row.get("args") or [],
-        "dependencies": row.get("dependencies") or [],
-        "status": row["status"],
-        "created_at": row.get("created_at"),
-        "started_at": row.get("started_at"),
-        "completed_at": row.get("completed_at"),
-        "output": row.get("output"),
-        "error": row.get("error"),
-        "workflow_id": row.get("workflow_id"),
-        "type": row.get("type"),
-        "provider": row.get("provider"),
-        "attempt": row.get("attempt", 0),
-        "max_attempts": row.get("max_attempts"),
-        "progress": row.get("progress", 0.0),
-        "message": row.get("message"),
-        "results": row.get("results"),
+        "id": task.id,
+        "name": task.name,
+        "command": task.command,
+        "args": list(task.args),
+        "dependencies": list(task.dependencies),
+        "status": task.status.value,
+        "created_at": task.created_at,
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
+        "output": task.output,
+        "error": task.error,
+        "workflow_id": task.workflow_id,
+        "type": task.type,
+        "provider": task.provider,
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "progress": task.progress,
+        "message": task.message,
+        "results": task.results,
     }
 
 
-def operation_view(row: dict[str, Any]) -> dict[str, Any]:
+def operation_view(task: Task) -> dict[str, Any]:
     """A batch's ``operations[]`` entry."""
     return {
-        "id": row["name"],
-        "task_id": row["id"],
-        "type": row.get("type"),
-        "provider": row.get("provider"),
-        "status": row["status"],
-        "progress": float(row.get("progress") or 0.0),
-        "attempt": row.get("attempt", 0),
-        "dependencies": row.get("dependency_names") or [],
-        "started_at": row.get("started_at"),
-        "completed_at": row.get("completed_at"),
-        "results": row.get("results"),
-        "output": row.get("output"),
-        "error": row.get("error"),
+        "id": task.name,
+        "task_id": task.id,
+        "type": task.type,
+        "provider": task.provider,
+        "status": task.status.value,
+        "progress": task.progress,
+        "attempt": task.attempt,
+        "dependencies": list(task.dependency_names),
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
+        "results": task.results,
+        "output": task.output,
+        "error": task.error,
     }
 
 
-def batch_view(wf: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def batch_view(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
     return {
-        "batch_id": wf["id"],
-        "name": wf["name"],
-        "version": wf.get("version"),
-        "kind": wf.get("kind", "batch"),
-        "status": wf["status"],
-        "created_at": wf.get("created_at"),
-        "started_at": wf.get("started_at"),
-        "completed_at": wf.get("completed_at"),
-        "parallel_limit": wf.get("parallel_limit"),
-        "rollback_enabled": wf.get("rollback_enabled"),
+        "batch_id": wf.id,
+        "name": wf.name,
+        "version": wf.version,
+        "kind": wf.kind,
+        "status": wf.status.value,
+        "created_at": wf.created_at,
+        "started_at": wf.started_at,
+        "completed_at": wf.completed_at,
+        "parallel_limit": wf.parallel_limit,
+        "rollback_enabled": wf.rollback_enabled,
         "progress": progress_of(tasks),
-        "error": wf.get("error"),
-        "rollback": wf.get("rollback"),
-        "checkpoint_id": wf.get("checkpoint_id"),
+        "error": wf.error,
+        "rollback": wf.rollback,
+        "checkpoint_id": wf.checkpoint_id,
         "operations": [operation_view(t) for t in tasks],
     }
 
 
-def progress_of(tasks: list[dict[str, Any]]) -> float:
+def submitted_view(wf: WorkflowState) -> dict[str, Any]:
+    """``POST /batch/execute``'s answer: the batch just started, every operation pending."""
+    return {
+        "batch_id": wf.id,
+        "status": WorkflowStatus.RUNNING.value,  # as submitted, whatever it has reached since
+        "checkpoint_id": wf.checkpoint_id,
+        "operations": [
+            {"id": t.name, "task_id": t.id, "status": TaskStatus.PENDING.value, "progress": 0.0}
+            for t in wf.tasks.values()
+        ],
+    }
+
+
+def progress_of(tasks: list[Task]) -> float:
+    """Percent done: finished operations count fully, the others by their progress."""
     if not tasks:
         return 100.0
-    done = {str(s) for s in FINAL_TASK}
-    total = sum(100.0 if t["status"] in done else float(t.get("progress") or 0.0) for t in tasks)
+    total = sum(100.0 if t.final else t.progress for t in tasks)
     return round(total / len(tasks), 2)
 
 
-def workflow_progress(wf: dict[str, Any], tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def workflow_progress(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
     """``/state/workflows/{id}/progress``: percent, current step and an ETA in seconds."""
-    done = {str(s) for s in FINAL_TASK}
-    finished = [t for t in tasks if t["status"] in done]
-    running = [t for t in tasks if t["status"] in (TaskStatus.RUNNING, TaskStatus.ROLLING_BACK)]
-    durations = [
-        (t["completed_at"] - t["started_at"]).total_seconds()
-        for t in finished
-        if t.get("completed_at") is not None
-        and t.get("started_at") is not None
-        and hasattr(t["completed_at"], "__sub__")
-    ]
+    finished = [t for t in tasks if t.final]
+    running = [t for t in tasks if t.status in (TaskStatus.RUNNING, TaskStatus.ROLLING_BACK)]
+    durations = [d for t in finished if (d := t.duration_s) is not None]
     remaining = len(tasks) - len(finished)
     eta: float | None
     if remaining == 0:
         eta = 0
     elif durations:
-        lanes = max(1, min(int(wf.get("parallel_limit") or 1), remaining))
+        lanes = max(1, min(int(wf.parallel_limit or 1), remaining))
         eta = round(sum(durations) / len(durations) * remaining / lanes, 1)
     else:
         eta = None
     if running:
         current = running[0]
-        step = current.get("message") or f"running {current['name']}"
+        step = current.message or f"running {current.name}"
     elif remaining == 0:
-        step = f"{wf['status']}"
+        step = wf.status.value
     else:
         step = "waiting for dependencies"
     return {
-        "workflow_id": wf["id"],
-        "status": wf["status"],
+        "workflow_id": wf.id,
+        "status": wf.status.value,
         "progress": progress_of(tasks),
         "current_step": step,
         "total_steps": len(tasks),
         "completed_steps": len(finished),
         "running_steps": len(running),
         "estimated_time_remaining": eta,
+    }
+
+
+# -- state: snapshots, journal, system --------------------------------------------------
+
+
+def snapshot_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The seed's snapshot shape."""
+    return {
+        "snapshot_id": row["id"],
+        "timestamp": row["timestamp"],
+        "state": row["state"],
+        "details": row.get("details", {}),
+    }
+
+
+def journal_entry_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """One recorded transition of ``/state/workflows/{id}/journal``."""
+    return {
+        "seq": entry["seq"],
+        "at": entry["at"],
+        "entity_kind": entry["entity_kind"],
+        "entity_id": entry["entity"],
+        "name": entry["name"],
+        "from": entry.get("from"),
+        "to": entry["to"],
+        "attempt": entry.get("attempt"),
+        "note": entry.get("note"),
+    }
+
+
+def system_metrics_view(metrics: SystemMetrics) -> dict[str, Any]:
+    return {
+        "total_workflows": metrics.total_workflows,
+        "active_workflows": metrics.active_workflows,
+        "completed_workflows": metrics.completed_workflows,
+        "failed_workflows": metrics.failed_workflows,
+        "cancelled_workflows": metrics.cancelled_workflows,
+        "system_load": {
+            "cpu_usage": metrics.cpu_percent,
+            "memory_usage": metrics.memory_mb,
+            "disk_usage": metrics.disk_percent,
+        },
+    }
+
+
+def system_health_view(health: SystemHealth) -> dict[str, Any]:
+    return {
+        "overall_status": health.overall.value,
+        "components": {
+            "storage": health.storage.value,
+            "batch_coordinator": health.batch_coordinator.value,
+            "monitoring": health.monitoring.value,
+        },
+        "last_check": health.checked_at,
+    }
+
+
+def state_statistics_view(stats: StateStatistics) -> dict[str, Any]:
+    return {
+        "total_workflows": stats.total_workflows,
+        "active_snapshots": stats.snapshots,
+        "storage_usage": stats.storage_usage,
+        "average_workflow_duration": stats.mean_duration_s,
+    }
+
+
+# -- checkpoints and rollbacks ------------------------------------------------------------
+
+
+def checkpoint_view(cp: Checkpoint, *, operations_count: int | None = None) -> dict[str, Any]:
+    """A checkpoint; with ``operations_count`` (how many operations stood completed at it)
+    for the detail route."""
+    out: dict[str, Any] = {
+        "id": cp.id,
+        "name": cp.name,
+        "description": cp.description,
+        "created_at": cp.created_at,
+        # Journal ids are positions, so the journal held ``seq`` entries then.
+        "size": human_size(cp.seq * BYTES_PER_JOURNAL_ENTRY),
+        "journal_seq": cp.seq,
+        "workflow_id": cp.workflow_id,
+        "automatic": cp.auto,
+    }
+    if operations_count is not None:
+        out["operations_count"] = operations_count
+    return out
+
+
+def rollback_statistics_view(stats: RollbackStatistics) -> dict[str, Any]:
+    return {
+        "total_checkpoints": stats.total_checkpoints,
+        "total_rollbacks": stats.total_rollbacks,
+        "success_rate": stats.success_rate,
+        "average_rollback_time": stats.mean_duration_s,
     }

@@ -1,10 +1,14 @@
 """Run the services: both in one process on one store (``up``), or each alone.
 
+:func:`build_apps` is the composition root: the one place that builds the
+services' apps on one store and one event bus. ``provisioning up`` and the tests
+that run both services use it.
+
 Every process's bus knows the vocabularies of both services
 (:data:`VOCABULARIES`), whichever of them it runs: each app factory registers
-its own, and this composition root registers them all first, so a control
-center running alone still offers (and checks subscriptions against) the
-orchestrator's webhook names, and an orchestrator running alone gives the
+its own, and this composition root registers them all first (:func:`product_bus`),
+so a control center running alone still offers (and checks subscriptions against)
+the orchestrator's webhook names, and an orchestrator running alone gives the
 control center's events the kind they have in one process.
 """
 
@@ -16,6 +20,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -30,6 +35,7 @@ from shared.events.registry import EventRegistry, Vocabulary
 from shared.logs import configure_logging
 from shared.metrics import set_process_metrics_owner
 from shared.settings import Settings
+from shared.store.store import Store
 from shared.web.access_log import RedactingAccessLogger
 from shared.web.app import open_store
 from shared.web.serve import ConnectionGuard, ConnectionLimits, Listener, listen
@@ -51,6 +57,37 @@ def product_registry() -> EventRegistry:
 def product_bus(settings: Settings) -> EventBus:
     """The process's bus, with every vocabulary of the product registered."""
     return EventBus(settings.event_retention_count, settings.event_retention_s, product_registry())
+
+
+SERVICES = ("control_center", "orchestrator")
+
+
+@dataclass(frozen=True)
+class Apps:
+    """The services' apps on one store and one bus (``None``: not asked for)."""
+
+    control_center: web.Application | None = None
+    orchestrator: web.Application | None = None
+
+    def in_start_order(self) -> list[tuple[str, web.Application]]:
+        """The control center first: it bootstraps the keys and the admin the orchestrator trusts."""
+        order = (("control_center", self.control_center), ("orchestrator", self.orchestrator))
+        return [(name, app) for name, app in order if app is not None]
+
+
+def build_apps(settings: Settings, store: Store, bus: EventBus, which: tuple[str, ...] = SERVICES) -> Apps:
+    """Build the chosen services' apps on one open store and one bus; start them in
+    :meth:`Apps.in_start_order`. The apps share the store and the bus; each builds its
+    own services, once, as it starts."""
+    unknown = sorted(set(which) - set(SERVICES))
+    if unknown:
+        raise ValueError(f"unknown services {unknown}; choose from {list(SERVICES)}")
+    return Apps(
+        control_center=(
+            create_control_center(settings, store=store, bus=bus) if "control_center" in which else None
+        ),
+        orchestrator=create_orchestrator(settings, store=store, bus=bus) if "orchestrator" in which else None,
+    )
 
 
 async def serve(
@@ -90,20 +127,15 @@ async def serve(
     try:
         with guard.installed(loop):
             try:
-                # The control center first: it bootstraps keys and the admin the orchestrator trusts.
-                if "control_center" in which:
-                    app = create_control_center(settings, store=store, bus=bus)
-                    listeners.append(await _start(app, settings.host, settings.control_center_port, guard))
+                ports = {
+                    "control_center": settings.control_center_port,
+                    "orchestrator": settings.orchestrator_port,
+                }
+                for name, app in build_apps(settings, store, bus, which).in_start_order():
+                    listeners.append(await _start(app, settings.host, ports[name], guard))
                     log.info(
-                        "control center listening",
-                        extra={"url": f"http://{settings.host}:{settings.control_center_port}"},
-                    )
-                if "orchestrator" in which:
-                    app = create_orchestrator(settings, store=store, bus=bus)
-                    listeners.append(await _start(app, settings.host, settings.orchestrator_port, guard))
-                    log.info(
-                        "orchestrator listening",
-                        extra={"url": f"http://{settings.host}:{settings.orchestrator_port}"},
+                        f"{name.replace('_', ' ')} listening",
+                        extra={"url": f"http://{settings.host}:{ports[name]}"},
                     )
                 if ready is not None:
                     ready()

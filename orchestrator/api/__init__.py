@@ -1,1 +1,1 @@
-"""HTTP handlers of the orchestrator: parse, call the engine, shape the response."""
+"""HTTP handlers of the orchestrator: parse, call a service, shape the response with a view."""

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from orchestrator.keys import ENGINE
+from orchestrator.keys import WORKFLOWS
 from orchestrator.models import (
     BATCH_SUBMITTED,
     BATCH_VIEW,
@@ -26,9 +26,9 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
-from orchestrator.views import batch_view
-from shared.errors import NotFound, ValidationFailed
-from shared.security.auth import principal_of
+from orchestrator.views import batch_view, submitted_view
+from shared.errors import ValidationFailed
+from shared.security.actor import actor_of
 from shared.web.envelope import ok, paginated
 from shared.web.middlewares import SUBMITTED
 from shared.web.routing import MESSAGE, Api, array
@@ -36,6 +36,7 @@ from shared.web.validation import validation_failed
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"
+WORKFLOW_STATUSES = frozenset(s.value for s in WorkflowStatus)
 
 
 @api.route(
@@ -51,23 +52,12 @@ DEFAULT_WORKFLOW_PROVIDER = "local"
 )
 async def execute_batch(request: web.Request, body: BatchRequest) -> web.Response:
     """Validate and start a batch (or, with ``check_mode``, return its plan)."""
-    engine = request.app[ENGINE]
+    workflows = request.app[WORKFLOWS]
     if body.check_mode:
-        return ok({"check_mode": True, "plan": engine.plan(body)})
-    wf = await engine.submit(body, submitted_by=principal_of(request).username)
+        return ok({"check_mode": True, "plan": workflows.plan(body)})
+    wf = await workflows.submit(body, actor_of(request))
     request[SUBMITTED] = True
-    return ok(
-        {
-            "batch_id": wf.id,
-            "status": str(WorkflowStatus.RUNNING),
-            "checkpoint_id": wf.checkpoint_id,
-            "operations": [
-                {"id": t.name, "task_id": t.id, "status": "Pending", "progress": 0.0}
-                for t in wf.tasks.values()
-            ],
-        },
-        status=201,
-    )
+    return ok(submitted_view(wf), status=201)
 
 
 @api.route(
@@ -81,15 +71,14 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
 )
 async def list_batches(request: web.Request, query: BatchListQuery) -> web.Response:
     """Every batch, newest first, with its operations."""
-    if query.status is not None and query.status not in [str(s) for s in WorkflowStatus]:
+    if query.status is not None and query.status not in WORKFLOW_STATUSES:
         raise ValidationFailed(f"unknown status {query.status!r}")
-    repo = request.app[ENGINE].repo
-    rows, total = await repo.workflows(status=query.status, kind=None, limit=query.limit, offset=query.offset)
-    tasks = await repo.tasks_of_many([r["id"] for r in rows]) if rows else []
-    by_wf: dict[str, list[dict[str, Any]]] = {}
-    for t in tasks:
-        by_wf.setdefault(t["workflow_id"], []).append(t)
-    data = [batch_view(r, by_wf.get(r["id"], [])) for r in rows]
+    batches, total = await request.app[WORKFLOWS].batches(
+        status=None if query.status is None else WorkflowStatus(query.status),
+        limit=query.limit,
+        offset=query.offset,
+    )
+    data = [batch_view(wf, tasks) for wf, tasks in batches]
     return paginated(request, data, total, query.limit, query.offset)
 
 
@@ -98,12 +87,8 @@ async def list_batches(request: web.Request, query: BatchListQuery) -> web.Respo
 )
 async def get_batch(request: web.Request) -> web.Response:
     """One batch's status and its operations' progress and results."""
-    wid = request.match_info["id"]
-    repo = request.app[ENGINE].repo
-    wf = await repo.workflow(wid)
-    if wf is None:
-        raise NotFound(f"no batch with id {wid}")
-    return ok(batch_view(wf, await repo.tasks_of(wid)))
+    wf, tasks = await request.app[WORKFLOWS].batch(request.match_info["id"])
+    return ok(batch_view(wf, tasks))
 
 
 @api.route(
@@ -117,7 +102,7 @@ async def get_batch(request: web.Request) -> web.Response:
 )
 async def cancel_batch(request: web.Request) -> web.Response:
     """Stop scheduling, kill running operations, mark the batch Cancelled (409 if finished)."""
-    await request.app[ENGINE].cancel(request.match_info["id"])
+    await request.app[WORKFLOWS].cancel(request.match_info["id"])
     return ok("Operation cancelled")
 
 
@@ -187,13 +172,11 @@ def cluster_batch(body: ClusterWorkflowRequest) -> BatchRequest:
 
 
 async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> web.Response:
-    engine = request.app[ENGINE]
+    workflows = request.app[WORKFLOWS]
     if batch.check_mode:
-        return ok({"check_mode": True, "plan": engine.plan(batch)})
+        return ok({"check_mode": True, "plan": workflows.plan(batch)})
     wid = str(uuid.uuid4())
-    await engine.submit(
-        batch, kind=kind, workflow_id=wid, task_id=wid, submitted_by=principal_of(request).username
-    )
+    await workflows.submit(batch, actor_of(request), kind=kind, workflow_id=wid, task_id=wid)
     request[SUBMITTED] = True
     return ok(wid, status=201)
 

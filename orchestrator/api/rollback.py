@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS
+from orchestrator.keys import CHECKPOINTS, ROLLBACKS, STATE
 from orchestrator.models import (
     CHECKPOINT,
     CHECKPOINT_DETAIL,
@@ -13,6 +13,7 @@ from orchestrator.models import (
     CheckpointRequest,
     RollbackRequest,
 )
+from orchestrator.views import checkpoint_view, rollback_statistics_view
 from shared.web.envelope import ok, paginated
 from shared.web.routing import MESSAGE, STR, Api, PageQuery, array
 
@@ -46,9 +47,8 @@ async def create_checkpoint(request: web.Request, body: CheckpointRequest) -> we
 )
 async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Response:
     """Checkpoints, newest first."""
-    cps = request.app[CHECKPOINTS]
-    rows, total = await cps.repo.checkpoints(query.limit, query.offset)
-    return paginated(request, [await cps.view(r) for r in rows], total, query.limit, query.offset)
+    checkpoints, total = await request.app[STATE].checkpoints(query.limit, query.offset)
+    return paginated(request, [checkpoint_view(c) for c in checkpoints], total, query.limit, query.offset)
 
 
 @api.route(
@@ -61,8 +61,8 @@ async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Respon
 )
 async def get_checkpoint(request: web.Request) -> web.Response:
     """One checkpoint, with how many operations stood completed at it."""
-    cps = request.app[CHECKPOINTS]
-    return ok(await cps.view(await cps.get(request.match_info["id"]), detail=True))
+    checkpoint, completed = await request.app[STATE].checkpoint(request.match_info["id"])
+    return ok(checkpoint_view(checkpoint, operations_count=completed))
 
 
 @api.route(
@@ -106,16 +106,4 @@ async def restore_checkpoint(request: web.Request) -> web.Response:
 )
 async def rollback_statistics(request: web.Request) -> web.Response:
     """Checkpoints, rollbacks, success rate and mean rollback time."""
-    repo = request.app[ENGINE].repo
-    _, total_cps = await repo.checkpoints(1, 0)
-    rollbacks = [r for r in await repo.rollbacks() if r.get("completed_at") is not None]
-    ok_count = sum(1 for r in rollbacks if r.get("success"))
-    durations = [float(r.get("duration") or 0) for r in rollbacks]
-    return ok(
-        {
-            "total_checkpoints": total_cps,
-            "total_rollbacks": len(rollbacks),
-            "success_rate": round(ok_count / len(rollbacks) * 100, 1) if rollbacks else 100.0,
-            "average_rollback_time": round(sum(durations) / len(durations), 3) if durations else 0.0,
-        }
-    )
+    return ok(rollback_statistics_view(await request.app[STATE].rollback_statistics()))

@@ -12,8 +12,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from surrealdb import RecordID
-
 from orchestrator.models import OperationSpec, OperationType, Simulate
 from orchestrator.providers.base import (
     OperationContext,
@@ -21,8 +19,9 @@ from orchestrator.providers.base import (
     OperationResult,
     ProviderEnv,
 )
+from orchestrator.repository import InventoryRepository
 from shared.store.store import Store
-from shared.store.writes import Stmt
+from shared.store.writes import Write
 
 DEFAULT_SIMULATION = Simulate()
 
@@ -58,6 +57,7 @@ class LocalProvider:
 
     def __init__(self, env: ProviderEnv) -> None:
         self.store: Store = env.store
+        self.inventory = InventoryRepository(env.store)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         kind, items = _items(spec)
@@ -87,35 +87,25 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        before = {
-            str(r["id"]): r
-            for r in await self.store.query(
-                "SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]}
-            )
-        }
+        before = {str(r["id"]): r for r in await self.inventory.by_keys(keys)}
         previous = {k: _strip(before.get(k)) for k in keys}
         if ctx.spec.operation == "delete":
-            await self.store.write(
-                *(Stmt("DELETE type::thing('inventory', $key)", {"key": f"{kind}/{n}"}) for n in names)
-            )
+            await self.store.write(*(InventoryRepository.remove(f"{kind}/{n}") for n in names))
         else:
             await self.store.write(
                 *(
-                    Stmt(
-                        "UPSERT type::thing('inventory', $key) CONTENT $row",
+                    InventoryRepository.put(
+                        f"{kind}/{item['name']}",
                         {
-                            "key": f"{kind}/{item['name']}",
-                            "row": {
-                                "kind": kind,
-                                "name": item["name"],
-                                "provider": ctx.provider,
-                                "attributes": item,
-                                "task_id": ctx.task_id,
-                                "workflow_id": ctx.workflow_id,
-                                "state": "running",
-                                "simulated": True,
-                                "updated_at": now,
-                            },
+                            "kind": kind,
+                            "name": item["name"],
+                            "provider": ctx.provider,
+                            "attributes": item,
+                            "task_id": ctx.task_id,
+                            "workflow_id": ctx.workflow_id,
+                            "state": "running",
+                            "simulated": True,
+                            "updated_at": now,
                         },
                     )
                     for item in items
@@ -144,19 +134,17 @@ class LocalProvider:
         previous = ctx.previous_results.get("previous")
         if not isinstance(previous, dict):
             # Applied before this provider recorded prior state: remove what it made.
-            await self.store.write(Stmt("DELETE inventory WHERE task_id = $task", {"task": ctx.task_id}))
+            await self.store.write(InventoryRepository.remove_made_by(ctx.task_id))
             previous = {}
-        writes = []
+        writes: list[Write] = []
         removed, restored = [], []
         for key, row in previous.items():
             if row is None:
                 removed.append(key.split("/", 1)[1])
-                writes.append(Stmt("DELETE type::thing('inventory', $key)", {"key": key}))
+                writes.append(InventoryRepository.remove(key))
             else:
                 restored.append(key.split("/", 1)[1])
-                writes.append(
-                    Stmt("UPSERT type::thing('inventory', $key) CONTENT $row", {"key": key, "row": row})
-                )
+                writes.append(InventoryRepository.put(key, row))
         if writes:
             await self.store.write(*writes)
         return OperationResult(

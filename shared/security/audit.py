@@ -31,12 +31,10 @@ from aiohttp import web
 
 from shared.errors import ProvisioningError, StoreError, Unauthorized
 from shared.logs import redact
+from shared.security.actor import Actor, actor_of, audited
 from shared.security.auth import PRINCIPAL
 from shared.security.repositories import AUDIT_HEAD_MOVED, AuditRepository
 from shared.store.store import Store
-from shared.web.client import client_ip
-from shared.web.keys import SERVICE_KEY, SETTINGS
-from shared.web.middlewares import REQUEST_ID
 from shared.web.routing import route_spec
 
 log = logging.getLogger(__name__)
@@ -208,6 +206,23 @@ class AuditLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def record_as(
+        self,
+        actor: Actor,
+        action: str,
+        resource: str,
+        result: str,
+        *,
+        details: dict[str, Any] | None = None,
+        user_id: str | None = None,
+        username: str | None = None,
+    ) -> dict[str, Any]:
+        """A service's own record of what ``actor`` did (who defaults to the actor's
+        principal); the request's generic record is then left out."""
+        actor.mark.recorded = True
+        entry = entry_of(actor, action, resource, result, details=details, user_id=user_id, username=username)
+        return await self.record(entry)
 
     async def record(self, entry: AuditEntry) -> dict[str, Any]:
         """Append an entry; returns the stored record once it is durable."""
@@ -485,6 +500,32 @@ class _ChainWalk:
 AUDIT = web.AppKey("audit_log", AuditLog)
 
 
+def entry_of(
+    actor: Actor,
+    action: str,
+    resource: str,
+    result: str,
+    *,
+    details: dict[str, Any] | None = None,
+    user_id: str | None = None,
+    username: str | None = None,
+) -> AuditEntry:
+    """An entry about what ``actor`` did; who defaults to the actor's principal."""
+    if actor.principal is not None and user_id is None:
+        user_id, username = actor.principal.user_id, actor.principal.username
+    return AuditEntry(
+        action=action,
+        resource=resource,
+        result=result,
+        user_id=user_id,
+        username=username,
+        details=details or {},
+        ip=actor.ip,
+        request_id=actor.request_id,
+        service=actor.service,
+    )
+
+
 def entry_for(
     request: web.Request,
     action: str,
@@ -496,20 +537,8 @@ def entry_for(
     username: str | None = None,
 ) -> AuditEntry:
     """An entry about this request; the caller defaults to the authenticated principal."""
-    principal = request.get(PRINCIPAL)
-    if principal is not None and user_id is None:
-        user_id, username = principal.user_id, principal.username
-    settings = request.app[SETTINGS]
-    return AuditEntry(
-        action=action,
-        resource=resource,
-        result=result,
-        user_id=user_id,
-        username=username,
-        details=details or {},
-        ip=client_ip(request, settings.trusted_proxies),
-        request_id=request.get(REQUEST_ID),
-        service=request.app.get(SERVICE_KEY),
+    return entry_of(
+        actor_of(request), action, resource, result, details=details, user_id=user_id, username=username
     )
 
 
@@ -523,10 +552,11 @@ async def audit_event(
     user_id: str | None = None,
     username: str | None = None,
 ) -> None:
-    """Record a security event about this request (and keep the middleware from repeating it)."""
-    request[AUDITED] = True
-    entry = entry_for(request, action, resource, result, details=details, user_id=user_id, username=username)
-    await request.app[AUDIT].record(entry)
+    """Record a security event about this request (and keep the middleware from repeating it).
+    For middlewares and stream handlers; services record through their actor (``record_as``)."""
+    await request.app[AUDIT].record_as(
+        actor_of(request), action, resource, result, details=details, user_id=user_id, username=username
+    )
 
 
 def result_of(status: int) -> str:
@@ -561,7 +591,7 @@ async def audit_middleware(
         status, error = exc.status, exc
         raise
     finally:
-        if not request.get(AUDITED):
+        if not request.get(AUDITED) and not audited(request):
             if status == 401 and request.get(PRINCIPAL) is None:
                 await audit_refusal(request, error)
             elif request.method in MUTATING_METHODS or status in (401, 403):

@@ -31,6 +31,7 @@ from shared.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from shared.security.actor import Actor
 from shared.security.audit import AuditLog
 from shared.security.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
 from shared.security.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
@@ -370,8 +371,36 @@ async def condition_context(
     """What a policy condition may read about this request (docs/control-center.md,
     "Policy documents", lists every fact and its normalisation). ``operation`` holds
     the facts of no operation; :meth:`SecurityBackend.authorize` fills it per operation."""
+    context = conditions_for(
+        principal,
+        ip=client_ip(request, settings.trusted_proxies),
+        method=request.method,
+        path=request.path,
+        service=request.app.get(SERVICE_KEY),
+    )
+    if "batch" in roots:
+        context["batch"] = await batch_facts(request)
+    return context
+
+
+def actor_conditions(actor: Actor) -> dict[str, Any]:
+    """What a policy condition may read about what an actor asks, for a service that
+    decides on its own (no submission: ``batch`` holds no facts)."""
+    return conditions_for(
+        actor.principal or ANONYMOUS,
+        ip=actor.ip or "",
+        method=actor.method,
+        path=actor.path,
+        service=actor.service,
+    )
+
+
+def conditions_for(
+    principal: Principal, *, ip: str, method: str, path: str, service: str | None
+) -> dict[str, Any]:
+    """The condition facts of a principal asking from ``ip`` with ``method`` on ``path``."""
     now = datetime.now(UTC)
-    context: dict[str, Any] = {
+    return {
         "user": {
             "id": principal.user_id,
             "username": principal.username,
@@ -379,12 +408,7 @@ async def condition_context(
             "roles": list(principal.roles),
             "mfa": principal.mfa,
         },
-        "request": {
-            "ip": client_ip(request, settings.trusted_proxies),
-            "method": request.method,
-            "path": request.path,
-            "service": request.app.get(SERVICE_KEY),
-        },
+        "request": {"ip": ip, "method": method, "path": path, "service": service},
         "time": {
             "hour": now.hour,
             "minute": now.minute,
@@ -394,9 +418,6 @@ async def condition_context(
         "batch": {"environment": None, "check_mode": False, "name": None},
         "operation": NO_OPERATION.facts(),
     }
-    if "batch" in roots:
-        context["batch"] = await batch_facts(request)
-    return context
 
 
 async def batch_facts(request: web.Request) -> dict[str, Any]:

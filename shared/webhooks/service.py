@@ -7,7 +7,6 @@ process act on it at once; other processes pick it up on their next reload.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from typing import Any
 
 from shared.errors import Conflict, NotFound
 from shared.events.bus import EventBus
+from shared.security.actor import Actor
+from shared.security.auth import ANONYMOUS
 from shared.settings import Settings
-from shared.store.codec import iso
 from shared.store.store import Store
 from shared.store.writes import Write
 from shared.webhooks.catalogue import TEST_EVENT, Catalogue
@@ -38,45 +38,9 @@ class WebhookChange:
     enabled: bool | None = None
 
 
-def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A delivery as the API shows it."""
-    out: dict[str, Any] = {
-        "id": str(row["id"]),
-        "webhook_id": row.get("webhook_id"),
-        "event": row.get("event"),
-        "status": row.get("status"),
-        "attempt": int(row.get("attempts") or 0),
-        "status_code": row.get("last_status_code"),
-        "latency_ms": row.get("last_latency_ms"),
-        "error": row.get("last_error"),
-        "created_at": iso(row.get("created_at")),
-        "delivered_at": iso(row.get("delivered_at")),
-        "next_attempt_at": (
-            iso(datetime.fromtimestamp(float(row["due_at"]), UTC))
-            if row.get("status") == PENDING and row.get("due_at")
-            else None
-        ),
-        "redelivered_from": row.get("redelivered_from"),
-    }
-    if "body" in row:
-        out["payload"] = json.loads(row["body"])
-    if attempts is not None:
-        out["attempts"] = [
-            {
-                "attempt": a.get("attempt"),
-                "at": iso(a.get("at")),
-                "status_code": a.get("status_code"),
-                "latency_ms": a.get("latency_ms"),
-                "error": a.get("error"),
-                "response": a.get("response"),
-            }
-            for a in attempts
-        ]
-    return out
-
-
 class WebhookService:
-    """Webhook management for the control center's ``/webhooks`` routes."""
+    """Webhook management for the control center's ``/webhooks`` routes: built once per
+    app; answers with records and rows (the control center's views shape them)."""
 
     def __init__(self, settings: Settings, store: Store, bus: EventBus) -> None:
         self.settings = settings
@@ -85,9 +49,9 @@ class WebhookService:
         self.catalogue = Catalogue(bus.registry)
         self.repo = WebhookRepository(store)
 
-    async def list_webhooks(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    async def list_webhooks(self, limit: int, offset: int) -> tuple[list[Webhook], int]:
         rows, total = await self.repo.webhooks(limit, offset)
-        return [Webhook.from_row(r).view() for r in rows], total
+        return [Webhook.from_row(r) for r in rows], total
 
     async def get(self, webhook_id: str) -> Webhook:
         row = await self.repo.webhook(webhook_id)
@@ -96,7 +60,7 @@ class WebhookService:
         return Webhook.from_row(row)
 
     async def create(
-        self, url: str, events: list[str], description: str, enabled: bool, created_by: str
+        self, actor: Actor, url: str, events: list[str], description: str, enabled: bool
     ) -> tuple[Webhook, str]:
         """Register a webhook; returns it and its secret (shown this once)."""
         target = await validate_target(url, allow_private=self.settings.webhooks_allow_private)
@@ -120,7 +84,7 @@ class WebhookService:
             "paused_reason": None,
             "created_at": now,
             "updated_at": now,
-            "created_by": created_by,
+            "created_by": (actor.principal or ANONYMOUS).username,
             "last_success_at": None,
             "last_failure_at": None,
         }
@@ -173,35 +137,38 @@ class WebhookService:
         self._announce(updated, "secret_rotated")
         return updated, secret
 
-    async def send_test(self, webhook_id: str, requested_by: str) -> dict[str, Any]:
-        """Queue a ``webhook.test`` delivery, whatever events the webhook takes."""
+    async def send_test(self, actor: Actor, webhook_id: str) -> dict[str, Any]:
+        """Queue a ``webhook.test`` delivery, whatever events the webhook takes; returns its row."""
         webhook = await self.get(webhook_id)
         body = payload(
             TEST_EVENT,
             {
                 "webhook_id": webhook.id,
                 "message": "test delivery from provisioning",
-                "requested_by": requested_by,
+                "requested_by": (actor.principal or ANONYMOUS).username,
             },
         )
         row = delivery_row(webhook.id, TEST_EVENT, body)
         await self.store.write(WebhookRepository.insert_delivery(row))
         self._announce(webhook, "test_queued", delivery_id=row["id"])
-        return delivery_view(row)
+        return row
 
     async def deliveries(
         self, webhook_id: str, status: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         await self.get(webhook_id)
-        rows, total = await self.repo.deliveries(webhook_id, status, limit, offset)
-        return [delivery_view(r) for r in rows], total
+        return await self.repo.deliveries(webhook_id, status, limit, offset)
 
-    async def delivery(self, webhook_id: str, delivery_id: str) -> dict[str, Any]:
+    async def delivery(
+        self, webhook_id: str, delivery_id: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A delivery's row and its attempts."""
         row = await self._delivery(webhook_id, delivery_id)
-        return delivery_view(row, await self.repo.attempts(delivery_id))
+        return row, await self.repo.attempts(delivery_id)
 
     async def redeliver(self, webhook_id: str, delivery_id: str) -> dict[str, Any]:
-        """Send a delivery again, same ``webhook-id``, behind what is already waiting."""
+        """Send a delivery again, same ``webhook-id``, behind what is already waiting;
+        returns its row as it now stands."""
         webhook = await self.get(webhook_id)
         row = await self._delivery(webhook_id, delivery_id)
         if row.get("status") == PENDING:
@@ -218,7 +185,7 @@ class WebhookService:
         await self.store.write(*writes)
         self._announce(webhook, "redelivery_queued", delivery_id=delivery_id)
         row.update(patch)
-        return delivery_view(row)
+        return row
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.events.bus import Event
-from shared.store.codec import iso
 from shared.webhooks.catalogue import matches
 from shared.webhooks.repository import WebhookRepository
 
@@ -89,30 +88,6 @@ class Webhook:
         if self.previous_secret and (self.previous_secret_expires_at or 0) > now:
             out.append(self.previous_secret)
         return out
-
-    def view(self) -> dict[str, Any]:
-        """What the API shows: never a secret."""
-        grace = self.previous_secret_expires_at
-        return {
-            "id": self.id,
-            "url": self.url,
-            "events": list(self.events),
-            "description": self.description,
-            "enabled": self.enabled,
-            "source": self.source,
-            "consecutive_failures": self.consecutive_failures,
-            "disabled_reason": self.disabled_reason,
-            "paused": self.paused,
-            "paused_reason": self.paused_reason,
-            "previous_secret_expires_at": (
-                iso(datetime.fromtimestamp(grace, UTC)) if grace and grace > time.time() else None
-            ),
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "created_by": self.created_by,
-            "last_success_at": iso(self.last_success_at),
-            "last_failure_at": iso(self.last_failure_at),
-        }
 
     def routing(self) -> dict[str, Any]:
         """What a ``WebhookChanged`` event carries so other registries can route at once."""

@@ -30,8 +30,7 @@ from typing import Any
 import requests
 from aiohttp import web
 
-from control_center.app import create_app as create_control_center
-from orchestrator.app import create_app as create_orchestrator
+from provisioning.server import build_apps
 from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
 from shared.store.store import Store
@@ -102,16 +101,17 @@ class LiveServices:
         bus = EventBus()
         runners: list[web.AppRunner] = []
         try:
-            # The control center first, as `provisioning up` does: it bootstraps the keys.
-            for create in (create_control_center, create_orchestrator):
-                runner = web.AppRunner(create(self.settings, store=store, bus=bus), shutdown_timeout=2.0)
+            # Built by the composition root `provisioning up` uses, started in its order
+            # (the control center first: it bootstraps the keys).
+            for name, app in build_apps(self.settings, store, bus).in_start_order():
+                runner = web.AppRunner(app, shutdown_timeout=2.0)
                 await runner.setup()
                 site = web.TCPSite(runner, "127.0.0.1", 0)
                 await site.start()
                 runners.append(runner)
                 port = runner.addresses[0][1]
                 url = f"http://127.0.0.1:{port}"
-                if create is create_control_center:
+                if name == "control_center":
                     self.cc_url = url
                 else:
                     self.orch_url = url

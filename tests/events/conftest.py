@@ -13,11 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from control_center.app import create_app as create_control_center
-from orchestrator.app import create_app as create_orchestrator
 from shared.events.bus import EventBus
 from shared.settings import Settings, load_settings
 from shared.store.store import Store
+from tests.helpers.services import both_apps
 
 FAST_RETRY = "0,0.05,0.05,0.05,0.05,0.05"
 
@@ -64,8 +63,9 @@ async def make_services(aiohttp_client: Any) -> AsyncIterator[ServicesFactory]:
         store = Store("mem://")
         await store.open()
         bus = EventBus(settings.event_retention_count, settings.event_retention_s)
-        cc = await aiohttp_client(create_control_center(settings, store=store, bus=bus))
-        orch = await aiohttp_client(create_orchestrator(settings, store=store, bus=bus))
+        cc_app, orch_app = both_apps(settings, store, bus)
+        cc = await aiohttp_client(cc_app)
+        orch = await aiohttp_client(orch_app)
         made.append(Services(orch, cc, bus, store, settings))
         return made[-1]
 

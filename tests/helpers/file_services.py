@@ -10,13 +10,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from control_center.app import create_app as create_control_center
 from control_center.keys import MFA
-from orchestrator.app import create_app as create_orchestrator
 from shared.events.bus import EventBus
 from shared.settings import Settings
 from shared.web.app import open_store
-from tests.helpers.services import Clock, Secrets, Services, cc_settings, serve
+from tests.helpers.services import Clock, Secrets, Services, both_apps, cc_settings, serve
 
 
 def file_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -37,9 +35,9 @@ async def file_services(
     store = open_store(settings)
     await store.open()
     try:
-        bus = EventBus()
-        cc = await aiohttp_client(await serve(create_control_center(settings, store=store, bus=bus)))
-        orch = await aiohttp_client(await serve(create_orchestrator(settings, store=store, bus=bus)))
+        cc_app, orch_app = both_apps(settings, store, EventBus())
+        cc = await aiohttp_client(await serve(cc_app))
+        orch = await aiohttp_client(await serve(orch_app))
         clock = previous.clock if previous else Clock(1_800_000_000.0)
         cc.app[MFA].clock = clock
         services = Services(cc, orch, store, clock, secrets)

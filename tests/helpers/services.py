@@ -20,9 +20,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from control_center.app import create_app as create_control_center
 from control_center.keys import MFA
-from orchestrator.app import create_app as create_orchestrator
+from provisioning.server import build_apps
 from shared.events.bus import EventBus
 from shared.logs import JsonFormatter
 from shared.settings import Settings, load_settings
@@ -194,6 +193,14 @@ class Services:
         return doc["data"]["id"], str(data["token"])
 
 
+def both_apps(settings: Settings, store: Store, bus: EventBus) -> tuple[web.Application, web.Application]:
+    """The control center's and the orchestrator's apps on one store and bus, built by the
+    composition root ``provisioning up`` uses; start them in this order."""
+    apps = build_apps(settings, store, bus)
+    assert apps.control_center is not None and apps.orchestrator is not None
+    return apps.control_center, apps.orchestrator
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -227,9 +234,9 @@ async def services(
 ) -> Services:
     # The store comes first so that it closes after the apps stop.
     settings = cc_settings(tmp_path, **settings_overrides)
-    bus = EventBus()
-    cc = await aiohttp_client(await serve(create_control_center(settings, store=shared_store, bus=bus)))
-    orch = await aiohttp_client(await serve(create_orchestrator(settings, store=shared_store, bus=bus)))
+    cc_app, orch_app = both_apps(settings, shared_store, EventBus())
+    cc = await aiohttp_client(await serve(cc_app))
+    orch = await aiohttp_client(await serve(orch_app))
     clock = Clock(1_800_000_000.0)
     cc.app[MFA].clock = clock
     return Services(cc, orch, shared_store, clock, secrets)

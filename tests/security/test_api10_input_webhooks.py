@@ -14,11 +14,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from control_center.app import create_app as create_control_center
-from orchestrator.app import create_app as create_orchestrator
 from shared.events.bus import EventBus
 from shared.settings import load_settings
 from shared.web.app import open_store
+from tests.helpers.services import both_apps
 
 HOSTILE = b"ok\x00then\x07bell\x1b[31mred\r\n\ttab" + b"\xff" + b"y" * 3000
 
@@ -31,9 +30,9 @@ async def up(tmp_path: Path) -> AsyncIterator[tuple[TestClient, TestClient]]:
     )
     store = open_store(settings)
     await store.open()
-    bus = EventBus()
-    cc = TestClient(TestServer(create_control_center(settings, store=store, bus=bus)))
-    orch = TestClient(TestServer(create_orchestrator(settings, store=store, bus=bus)))
+    cc_app, orch_app = both_apps(settings, store, EventBus())
+    cc = TestClient(TestServer(cc_app))
+    orch = TestClient(TestServer(orch_app))
     await cc.start_server()
     await orch.start_server()
     try:

@@ -18,8 +18,6 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from surrealdb import AsyncSurreal
 
-from control_center.app import create_app as create_control_center
-from orchestrator.app import create_app as create_orchestrator
 from provisioning.repair import repair_store, scan_store
 from shared.errors import StoreError
 from shared.events.bus import EventBus
@@ -29,6 +27,7 @@ from shared.settings import load_settings
 from shared.store.secrets import SecretBox
 from shared.store.store import CLOSE_SETTLE_S, Store
 from tests.conftest import batch, op, wait_batch
+from tests.helpers.services import both_apps
 
 NS, DB = "provisioning", "main"
 # One key-encryption key for every reopening of a test store (a bare Store gets its own).
@@ -53,11 +52,11 @@ async def opened(tmp_path: Path) -> AsyncIterator[Store]:
 async def apps(tmp_path: Path, store: Store) -> AsyncIterator[tuple[TestClient, TestClient]]:
     """Both services, authentication off (the audit log still records every change)."""
     settings = load_settings(db_url=url_of(tmp_path), data_dir=tmp_path, auth_enabled=False)
-    bus = EventBus()
-    orch = TestClient(TestServer(create_orchestrator(settings, store=store, bus=bus)))
-    cc = TestClient(TestServer(create_control_center(settings, store=store, bus=bus)))
-    await orch.start_server()
+    cc_app, orch_app = both_apps(settings, store, EventBus())
+    cc = TestClient(TestServer(cc_app))
+    orch = TestClient(TestServer(orch_app))
     await cc.start_server()
+    await orch.start_server()
     try:
         yield orch, cc
     finally:

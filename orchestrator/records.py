@@ -1,0 +1,157 @@
+"""Workflows, tasks and checkpoints as the store holds them: frozen records.
+
+The repository's typed reads turn rows into these at its boundary, so services
+and views see attributes with types (statuses as enums), never ``dict[str, Any]``.
+Nothing here runs a workflow: the engine's in-memory state is :mod:`orchestrator.runtime`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
+
+DEFAULT_KIND = "batch"  # the kind of a workflow submitted as a batch
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if value else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One operation of a workflow, as recorded."""
+
+    id: str
+    workflow_id: str | None
+    name: str
+    status: TaskStatus
+    index: int = 0
+    type: str | None = None
+    provider: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    dependencies: tuple[str, ...] = ()  # task ids
+    dependency_names: tuple[str, ...] = ()  # operation ids
+    attempt: int = 0
+    max_attempts: int | None = None
+    progress: float = 0.0
+    message: str | None = None
+    output: str | None = None
+    error: str | None = None
+    results: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Task:
+        workflow_id = row.get("workflow_id")
+        return cls(
+            id=str(row["id"]),
+            workflow_id=None if workflow_id is None else str(workflow_id),
+            name=str(row["name"]),
+            status=TaskStatus(row["status"]),
+            index=int(row.get("index") or 0),
+            type=row.get("type"),
+            provider=row.get("provider"),
+            command=row.get("command"),
+            args=_tuple(row.get("args")),
+            dependencies=_tuple(row.get("dependencies")),
+            dependency_names=_tuple(row.get("dependency_names")),
+            attempt=int(row.get("attempt") or 0),
+            max_attempts=row.get("max_attempts"),
+            progress=float(row.get("progress") or 0.0),
+            message=row.get("message"),
+            output=row.get("output"),
+            error=row.get("error"),
+            results=row.get("results"),
+            created_at=row.get("created_at"),
+            started_at=row.get("started_at"),
+            completed_at=row.get("completed_at"),
+        )
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_TASK
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long it ran, if it started and finished."""
+        if isinstance(self.started_at, datetime) and isinstance(self.completed_at, datetime):
+            return (self.completed_at - self.started_at).total_seconds()
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A submitted batch or single-purpose workflow, as recorded (without its operations' specs)."""
+
+    id: str
+    name: str
+    status: WorkflowStatus
+    kind: str = DEFAULT_KIND
+    version: str | None = None
+    description: str | None = None
+    environment: str | None = None
+    parallel_limit: int | None = None
+    rollback_enabled: bool | None = None
+    error: str | None = None
+    rollback: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    submitted_by: str | None = None
+    operation_count: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_s: float | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Workflow:
+        return cls(
+            id=str(row["id"]),
+            name=str(row["name"]),
+            status=WorkflowStatus(row["status"]),
+            kind=str(row.get("kind") or DEFAULT_KIND),
+            version=row.get("version"),
+            description=row.get("description"),
+            environment=row.get("environment"),
+            parallel_limit=row.get("parallel_limit"),
+            rollback_enabled=row.get("rollback_enabled"),
+            error=row.get("error"),
+            rollback=row.get("rollback"),
+            checkpoint_id=row.get("checkpoint_id"),
+            submitted_by=row.get("submitted_by"),
+            operation_count=row.get("operation_count"),
+            created_at=row.get("created_at"),
+            started_at=row.get("started_at"),
+            completed_at=row.get("completed_at"),
+            duration_s=row.get("duration_s"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A named position in the journal (``auto``: taken before a workflow started)."""
+
+    id: str
+    name: str
+    seq: int
+    description: str | None = None
+    workflow_id: str | None = None
+    auto: bool = False
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Checkpoint:
+        return cls(
+            id=str(row["id"]),
+            name=str(row["name"]),
+            seq=int(row["seq"]),
+            description=row.get("description"),
+            workflow_id=row.get("workflow_id"),
+            auto=bool(row.get("auto")),
+            created_at=row.get("created_at"),
+        )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from control_center.users import User
+from shared.security.audit import HASHED_FIELDS
 from shared.security.policy import Rule
 from shared.security.tokens import utcnow
 from shared.store.codec import iso
@@ -108,22 +109,7 @@ def policy_version_view(row: dict[str, Any]) -> dict[str, Any]:
 
 # -- audit -------------------------------------------------------------------------------------
 
-AUDIT_COLUMNS = (
-    "id",
-    "seq",
-    "timestamp",
-    "user_id",
-    "username",
-    "action",
-    "resource",
-    "result",
-    "details",
-    "ip",
-    "request_id",
-    "service",
-    "prev_hash",
-    "hash",
-)
+AUDIT_COLUMNS = (*HASHED_FIELDS, "hash")  # every field of a record, in the chain's order
 
 
 def audit_record_view(row: dict[str, Any]) -> dict[str, Any]:

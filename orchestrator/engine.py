@@ -29,7 +29,6 @@ from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
 from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
 from orchestrator.providers import (
-    OperationContext,
     OperationFailed,
     ProviderEnv,
     ProviderRegistry,
@@ -648,19 +647,7 @@ class Engine:
                 )
             )
 
-            async def report(percent: float, message: str, _t: TaskState = t) -> None:
-                await self.transitions.report_progress(_t, percent, message)
-
-            ctx = OperationContext(
-                task_id=t.id,
-                workflow_id=t.workflow_id,
-                name=t.name,
-                spec=t.spec,
-                provider=t.provider,
-                attempt=attempt,
-                timeout_s=t.timeout_s,
-                report=report,
-            )
+            ctx = self.transitions.operation_context(t, attempt)
             failure: str
             output: str | None = None
             retryable = True

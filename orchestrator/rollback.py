@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.events import EventType
 from orchestrator.journal import utcnow
 from orchestrator.models import OperationSpec, RollbackRequest
-from orchestrator.providers import OperationContext, OperationFailed
+from orchestrator.providers import OperationFailed
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import TaskStatus
@@ -186,20 +186,7 @@ class RollbackService:
             await transitions.move_task(t, TaskStatus.ROLLING_BACK, {"rollback_id": rollback_id})
             provider = self.registry.get(t.provider)
 
-            async def report(percent: float, message: str, _t: TaskState = t) -> None:
-                await transitions.report_progress(_t, percent, message)
-
-            ctx = OperationContext(
-                task_id=t.id,
-                workflow_id=t.workflow_id,
-                name=t.name,
-                spec=t.spec,
-                provider=t.provider,
-                attempt=t.attempt,
-                timeout_s=t.timeout_s,
-                report=report,
-                previous_results=t.results or {},
-            )
+            ctx = transitions.operation_context(t, t.attempt, t.results)
             try:
                 async with asyncio.timeout(t.timeout_s):
                     result = await provider.rollback(ctx)

@@ -43,6 +43,7 @@ from typing import Any
 
 from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook
+from orchestrator.providers.base import OperationContext
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import (
@@ -262,6 +263,27 @@ class Transitions:
         """For what is not a transition (progress, checkpoints, rollback runs, a
         submission): commit ``writes`` with the events' outbox rows, then publish them."""
         await self.commit((), extra=writes, announce=events)
+
+    def operation_context(
+        self, t: TaskState, attempt: int, previous_results: dict[str, Any] | None = None
+    ) -> OperationContext:
+        """What a provider gets for one attempt (apply or rollback) of ``t``; its progress
+        reports go through :meth:`report_progress`."""
+
+        async def report(percent: float, message: str) -> None:
+            await self.report_progress(t, percent, message)
+
+        return OperationContext(
+            task_id=t.id,
+            workflow_id=t.workflow_id,
+            name=t.name,
+            spec=t.spec,
+            provider=t.provider,
+            attempt=attempt,
+            timeout_s=t.timeout_s,
+            report=report,
+            previous_results=previous_results or {},
+        )
 
     async def report_progress(self, t: TaskState, percent: float, message: str) -> None:
         """Persist then announce an operation's progress."""

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from surrealdb import RecordID
-
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
@@ -165,12 +163,8 @@ async def catch_up(
         patches.setdefault((str(e["entity_kind"]), str(e["entity"])), {}).update(e.get("patch") or {})
     writes: list[Write] = []
     if submitted:
-        workflows = await store.query(
-            "SELECT * FROM $ids", {"ids": [RecordID("workflow", w) for w in submitted]}
-        )
-        existing = set(
-            await store.query("SELECT VALUE id FROM task WHERE workflow_id IN $wids", {"wids": submitted})
-        )
+        workflows = await repo.workflow_rows(submitted)
+        existing = await repo.task_ids_of(submitted)
         for wf in workflows:
             for row in task_rows_of(wf):
                 if row["id"] not in existing:

@@ -28,6 +28,23 @@ class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
+
+    async def workflow_rows(self, workflow_ids: list[str]) -> list[dict[str, Any]]:
+        """The stored rows of these workflows, as they are (no record types)."""
+        rows: list[dict[str, Any]] = await self.store.query(
+            "SELECT * FROM $ids", {"ids": [RecordID("workflow", w) for w in workflow_ids]}
+        )
+        return rows
+
+    async def task_ids_of(self, workflow_ids: list[str]) -> set[str]:
+        """The ids of the task rows these workflows already have."""
+        return set(
+            await self.store.query(
+                "SELECT VALUE id FROM task WHERE workflow_id IN $wids", {"wids": workflow_ids}
+            )
+        )
+
     # -- write builders (the engine adds them to one atomic write) --------------
 
     @staticmethod

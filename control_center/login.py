@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from control_center.events import EventType
 from control_center.mfa import MfaService
 from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
@@ -324,7 +325,9 @@ class LoginService:
             username=user.username,
             details={"method": method, "session_id": opened.session_id},
         )
-        self.bus.publish("UserLogin", {"user_id": user.id, "username": user.username, "mfa": "otp" in amr})
+        self.bus.publish(
+            EventType.USER_LOGIN, {"user_id": user.id, "username": user.username, "mfa": "otp" in amr}
+        )
         return LoginResult(
             user,
             token=issued.token,
@@ -431,5 +434,5 @@ class LoginService:
             username=user.username if user else None,
             details=facts,
         )
-        self.bus.publish("LoginFailed", {"username": username, "user_id": user.id if user else None})
+        self.bus.publish(EventType.LOGIN_FAILED, {"username": username, "user_id": user.id if user else None})
         raise Unauthorized(message)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import pyotp
 import segno
 
+from control_center.events import EventType
 from control_center.passwords import PasswordHasher
 from control_center.repositories import UserRepository
 from control_center.sessions import SessionService
@@ -168,7 +169,7 @@ class MfaService:
             self.repo.unset(user.id, ["mfa_pending_secret"]),
         )
         self.bus.publish(
-            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_enabled"}
+            EventType.USER_CHANGED, {"user_id": user.id, "username": user.username, "change": "mfa_enabled"}
         )
         return codes
 
@@ -196,7 +197,7 @@ class MfaService:
             raise Unauthorized("the code is not correct")
         await self._clear(user)
         self.bus.publish(
-            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_disabled"}
+            EventType.USER_CHANGED, {"user_id": user.id, "username": user.username, "change": "mfa_disabled"}
         )
 
     async def regenerate_backup_codes(self, user: User, code: str) -> list[str]:
@@ -216,7 +217,7 @@ class MfaService:
         await self._clear(user)
         await self.sessions.revoke_all(user.id, reason="mfa_reset")
         self.bus.publish(
-            "UserChanged", {"user_id": user.id, "username": user.username, "change": "mfa_reset"}
+            EventType.USER_CHANGED, {"user_id": user.id, "username": user.username, "change": "mfa_reset"}
         )
         await self.audit.record_as(
             actor,

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from control_center.events import EventType
 from shared.errors import Conflict, NotFound, StoreError, ValidationFailed
 from shared.events.bus import EventBus
 from shared.security.actor import Actor
@@ -166,7 +167,7 @@ class PolicyService:
     async def _changed(self, policy_id: str, change: str) -> None:
         await self.security.reload_policy()
         self.bus.publish(
-            "PolicyChanged",
+            EventType.POLICY_CHANGED,
             {"policy_id": policy_id, "change": change, "revision": self.security.policy.revision},
         )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from control_center.events import EventType
 from control_center.repositories import SessionRepository
 from shared.errors import Unauthorized
 from shared.events.bus import EventBus
@@ -154,7 +155,9 @@ class SessionService:
             self.repo.merge(session_id, {"revoked_at": now, "revoked_reason": reason})
         )
         await self.security.revoke(until=self._access_horizon(now), sid=session_id)
-        self.bus.publish("SessionRevoked", {"session_id": session_id, "user_id": user_id, "reason": reason})
+        self.bus.publish(
+            EventType.SESSION_REVOKED, {"session_id": session_id, "user_id": user_id, "reason": reason}
+        )
 
     async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> int:
         """End every open session of a user (but ``keep``); returns how many."""

@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from control_center.events import EventType
 from control_center.passwords import PasswordHasher, generate_password
 from control_center.repositories import LAST_ADMIN, UserRepository, username_key
 from control_center.sessions import SessionService
@@ -175,7 +176,9 @@ class UserService:
             ) from exc
         self.subjects.forget(user_id)
         user = await self.get(user_id)
-        self.bus.publish("UserChanged", {"user_id": user_id, "username": username, "change": "created"})
+        self.bus.publish(
+            EventType.USER_CHANGED, {"user_id": user_id, "username": username, "change": "created"}
+        )
         return user
 
     async def update(self, user_id: str, changes: UserChanges) -> User:
@@ -212,7 +215,7 @@ class UserService:
             await self.sessions.revoke_all(user_id, reason="user_changed")
         updated = await self.get(user_id)
         self.bus.publish(
-            "UserChanged",
+            EventType.USER_CHANGED,
             {
                 "user_id": user_id,
                 "username": user.username,
@@ -233,7 +236,7 @@ class UserService:
         self.subjects.forget(user_id)
         await self.sessions.forget_user(user_id)
         self.bus.publish(
-            "UserChanged",
+            EventType.USER_CHANGED,
             {"user_id": user_id, "username": user.username, "change": "deleted", "revoked": True},
         )
         return user
@@ -250,7 +253,8 @@ class UserService:
         )
         await self.sessions.revoke_all(user_id, reason="password_changed", keep=keep_session)
         self.bus.publish(
-            "UserChanged", {"user_id": user_id, "username": user.username, "change": "password_changed"}
+            EventType.USER_CHANGED,
+            {"user_id": user_id, "username": user.username, "change": "password_changed"},
         )
 
     async def _guarded(self, writes: list[Write], what: str) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from orchestrator.app import create_app as create_orchestrator
-from orchestrator.engine import Engine
-from orchestrator.keys import ENGINE
 from provisioning.doctor import check_runner_user
 from shared.settings import Settings, load_settings
 from shared.store.store import Store
-
-FINAL = {"Completed", "Failed", "Cancelled"}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,57 +68,3 @@ async def store() -> AsyncIterator[Store]:
 async def orch(aiohttp_client: Any, settings: Settings) -> TestClient:
     """A real HTTP client on a real orchestrator app (mem:// store, open access)."""
     return await aiohttp_client(create_orchestrator(settings))
-
-
-def engine_of(client: TestClient) -> Engine:
-    return client.app[ENGINE]
-
-
-async def wait_batch(
-    client: TestClient,
-    batch_id: str,
-    timeout_s: float = 20.0,
-    until: Callable[[dict[str, Any]], bool] | None = None,
-) -> dict[str, Any]:
-    """Poll ``/batch/operations/{id}`` until the batch is final (or ``until`` holds)."""
-    done = until or (lambda b: b["status"] in FINAL)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        resp = await client.get(f"/batch/operations/{batch_id}")
-        assert resp.status == 200, await resp.text()
-        batch: dict[str, Any] = (await resp.json())["data"]
-        if done(batch):
-            return batch
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"batch did not finish in {timeout_s} s: {batch}")
-        await asyncio.sleep(0.02)
-
-
-async def submit(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.post("/batch/execute", json=body)
-    doc = await resp.json()
-    assert resp.status == 201, doc
-    data: dict[str, Any] = doc["data"]
-    return data
-
-
-def op(op_id: str, deps: list[Any] | None = None, **kw: Any) -> dict[str, Any]:
-    """A no-latency simulated operation for tests."""
-    spec: dict[str, Any] = {
-        "id": op_id,
-        "type": "server_batch",
-        "provider": "local",
-        "dependencies": deps or [],
-        "simulate": {"latency_s": 0},
-    }
-    sim = kw.pop("simulate", None)
-    if sim:
-        spec["simulate"].update(sim)
-    spec.update(kw)
-    return spec
-
-
-def batch(*ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": "test", "parallel_limit": 5, "operations": list(ops)}
-    body.update(kw)
-    return body

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import submit, wait_batch
-from tests.orchestrator.api_helpers import data_of, rollback_order, ts
+from tests.helpers.batches import submit, wait_batch
+from tests.helpers.orchestrator_api import data_of, rollback_order, ts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.iterdir() if p.is_file())

@@ -15,8 +15,8 @@ import pytest
 
 from orchestrator.app import create_app
 from shared.settings import load_settings
-from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.api_helpers import (
+from tests.helpers.batches import batch, op, submit, wait_batch
+from tests.helpers.orchestrator_api import (
     expect_error,
     fields_of,
     nothing_recorded,

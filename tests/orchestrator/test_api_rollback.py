@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.api_helpers import data_of, expect_error, rollback_order, run, ts
+from tests.helpers.batches import batch, op, submit, wait_batch
+from tests.helpers.orchestrator_api import data_of, expect_error, rollback_order, run, ts
 
 RESULT_KEYS = {"rollback_id", "success", "operations_executed", "operations_failed", "duration"}
 SUMMARY_KEYS = {"rollback_id", "operations_executed", "operations_failed"}

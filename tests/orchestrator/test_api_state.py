@@ -13,8 +13,8 @@ import pytest
 
 from orchestrator.app import create_app
 from shared.settings import load_settings
-from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.api_helpers import data_of, expect_error, run, ts
+from tests.helpers.batches import batch, op, submit, wait_batch
+from tests.helpers.orchestrator_api import data_of, expect_error, run, ts
 
 
 def halfway_command(op_id: str, deps: list[str] | None = None) -> dict[str, Any]:

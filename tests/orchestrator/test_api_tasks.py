@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import batch, op, submit
-from tests.orchestrator.api_helpers import expect_error, fields_of, run
+from tests.helpers.batches import batch, op, submit
+from tests.helpers.orchestrator_api import expect_error, fields_of, run
 
 TASK_KEYS = {
     "id",

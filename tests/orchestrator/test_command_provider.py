@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.command_runner import sanitize_text
-from tests.conftest import submit, wait_batch
+from tests.helpers.batches import submit, wait_batch
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop commands to the runner user")
 

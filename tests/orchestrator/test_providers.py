@@ -9,7 +9,7 @@ from orchestrator.providers import OperationContext, OperationResult, ProviderEn
 from orchestrator.providers import registry as registry_module
 from orchestrator.providers.registry import ProviderRegistry
 from shared.settings import load_settings
-from tests.conftest import submit, wait_batch
+from tests.helpers.batches import submit, wait_batch
 
 
 class EchoProvider:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import batch, op, submit, wait_batch
-from tests.orchestrator.api_helpers import (
+from tests.helpers.batches import batch, op, submit, wait_batch
+from tests.helpers.orchestrator_api import (
     ops_by_id,
     run,
     tasks_by_name,

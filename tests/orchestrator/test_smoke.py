@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import submit, wait_batch
+from tests.helpers.batches import submit, wait_batch
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

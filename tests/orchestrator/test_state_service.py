@@ -24,7 +24,7 @@ from shared.security.actor import Actor
 from shared.security.auth import Principal
 from shared.settings import Settings
 from shared.store.store import Store
-from tests.conftest import batch, op
+from tests.helpers.batches import batch, op
 
 ALICE = Actor(
     principal=Principal(user_id="u-1", username="alice", roles=("operator",)),

@@ -1,6 +1,7 @@
-"""The composition root: a control center started alone (``provisioning control-center``,
-a real subprocess) still offers the orchestrator's webhook names, because every
-process's bus holds both services' vocabularies."""
+"""The composition root: ``build_apps`` builds the chosen services on one store and bus,
+and a control center started alone (``provisioning control-center``, a real
+subprocess) still offers the orchestrator's webhook names, because every process's
+bus holds both services' vocabularies."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from provisioning.server import product_registry
+from provisioning.server import build_apps, product_registry
+from shared.events.bus import EventBus
+from shared.settings import Settings
+from shared.store.store import Store
+from shared.web.keys import BUS, SERVICE_KEY, STORE
 from shared.webhooks.catalogue import Catalogue
 
 HOST = "127.0.0.1"
@@ -69,3 +75,21 @@ async def test_a_control_center_alone_offers_the_orchestrators_webhook_names(tmp
     assert enum == list(Catalogue(product_registry()).patterns)
     assert "task.completed" in enum and "rollback.failed" in enum
     assert proc.returncode == 0, log.read_text()
+
+
+def test_both_apps_share_one_store_and_one_bus_and_start_control_center_first(
+    settings: Settings, store: Store
+) -> None:
+    bus = EventBus()
+    apps = build_apps(settings, store, bus)
+    order = apps.in_start_order()
+    assert [name for name, _ in order] == ["control_center", "orchestrator"]
+    for name, app in order:
+        assert app[STORE] is store and app[BUS] is bus and app[SERVICE_KEY] == name
+
+
+def test_one_service_alone_and_an_unknown_one_refused(settings: Settings, store: Store) -> None:
+    apps = build_apps(settings, store, EventBus(), ("orchestrator",))
+    assert apps.control_center is None and apps.orchestrator is not None
+    with pytest.raises(ValueError, match="unknown services"):
+        build_apps(settings, store, EventBus(), ("orchestrator", "registry"))

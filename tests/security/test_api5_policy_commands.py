@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared.settings import load_settings
-from tests.conftest import FINAL
+from tests.helpers.batches import FINAL
 from tests.helpers.services import Services, bearer
 
 STEAL_ENV = ["sh", "-c", "tr '\\0' '\\n' </proc/$PPID/environ"]

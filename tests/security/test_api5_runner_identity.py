@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import submit, wait_batch
+from tests.helpers.batches import submit, wait_batch
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the service drops commands to the runner user only when it runs as root"

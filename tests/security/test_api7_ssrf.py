@@ -3,7 +3,7 @@
 Webhook URLs are refused (422 naming ``url``) when they point at this machine,
 a private or link-local network, a cloud metadata address, or use another
 scheme; every written form of an address is caught, and the check runs again
-at every send (tests/events/test_webhooks.py covers a name that turns private
+at every send (tests/shared/webhooks/test_webhooks.py covers a name that turns private
 after it was registered).
 """
 

@@ -17,7 +17,7 @@ import pytest
 
 from orchestrator.command_runner import ensure_work_root, runner_identity
 from shared.settings import PACKAGE_ROOT
-from tests.conftest import submit, wait_batch
+from tests.helpers.batches import submit, wait_batch
 
 
 async def refused(client: Any, operation: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from orchestrator.app import create_app
 from shared.errors import Forbidden, Unauthorized
 from shared.security.auth import Principal
 from shared.settings import load_settings
-from tests.conftest import batch, op, submit, wait_batch
+from tests.helpers.batches import batch, op, submit, wait_batch
 
 V1 = "application/vnd.provisioning.v1+json"
 V2 = "application/vnd.provisioning.v2+json"

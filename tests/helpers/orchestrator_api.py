@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tests.conftest import batch, submit, wait_batch
+from tests.helpers.batches import batch, submit, wait_batch
 
 
 def ts(value: str) -> datetime:

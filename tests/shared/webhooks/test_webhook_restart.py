@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from shared.webhooks import new_secret, verify_webhook
-from tests.events.conftest import Consumer, ops
+from tests.helpers.events import Consumer, ops
 
 RETRY_EVERY_S = 0.2
 RETRIES = 100  # ~20 s of a consumer that is down before a delivery would fail

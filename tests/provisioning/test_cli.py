@@ -17,7 +17,7 @@ import pytest
 from orchestrator.app import create_app
 from provisioning import cli, client
 from shared.settings import load_settings
-from tests.conftest import wait_batch
+from tests.helpers.batches import wait_batch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from orchestrator.app import create_app as create_orchestrator
 from shared.events.streams import BROADCASTER
-from tests.events.conftest import (
+from tests.helpers.events import (
     Services,
     ServicesFactory,
     event_settings,

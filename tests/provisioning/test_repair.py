@@ -26,7 +26,7 @@ from shared.security.repositories import AUDIT_HEAD_ID
 from shared.settings import load_settings
 from shared.store.secrets import SecretBox
 from shared.store.store import CLOSE_SETTLE_S, Store
-from tests.conftest import batch, op, wait_batch
+from tests.helpers.batches import batch, op, wait_batch
 from tests.helpers.services import both_apps
 
 NS, DB = "provisioning", "main"

@@ -1,4 +1,4 @@
-"""Fixtures for the events suites: both services on one store and one bus, and a real
+"""The events and webhooks suites' helpers: both services on one store and one bus, and a real
 HTTP webhook consumer whose answers a test can script."""
 
 from __future__ import annotations

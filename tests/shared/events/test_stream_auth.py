@@ -13,7 +13,7 @@ import pytest
 
 from shared.security.backend import SECURITY
 from shared.store.writes import Stmt
-from tests.events.conftest import Services, ServicesFactory, ops, submit, wait_final
+from tests.helpers.events import Services, ServicesFactory, ops, submit, wait_final
 
 AUTH = {
     "auth_enabled": True,

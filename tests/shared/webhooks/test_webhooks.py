@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from shared.webhooks import verify_webhook
 from shared.webhooks.signing import WebhookVerificationError, signature_256
-from tests.events.conftest import (
+from tests.helpers.events import (
     Consumer,
     Received,
     Services,

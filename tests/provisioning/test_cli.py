@@ -19,7 +19,7 @@ from provisioning import cli, client
 from shared.settings import load_settings
 from tests.helpers.batches import wait_batch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture(autouse=True)

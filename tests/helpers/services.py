@@ -11,7 +11,8 @@ registered, and after each test no captured log line may contain one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,6 +200,21 @@ def both_apps(settings: Settings, store: Store, bus: EventBus) -> tuple[web.Appl
     apps = build_apps(settings, store, bus)
     assert apps.control_center is not None and apps.orchestrator is not None
     return apps.control_center, apps.orchestrator
+
+
+@asynccontextmanager
+async def running_apps(settings: Settings, store: Store) -> AsyncIterator[tuple[TestClient, TestClient]]:
+    """Both services started on ``store`` (a bus of their own) as plain test clients:
+    ``(control center, orchestrator)``; stopped on exit, the store left open."""
+    cc_app, orch_app = both_apps(settings, store, EventBus())
+    cc, orch = TestClient(TestServer(cc_app)), TestClient(TestServer(orch_app))
+    await cc.start_server()
+    await orch.start_server()
+    try:
+        yield cc, orch
+    finally:
+        await orch.close()
+        await cc.close()
 
 
 def bearer(token: str) -> dict[str, str]:

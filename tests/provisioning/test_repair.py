@@ -15,19 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from surrealdb import AsyncSurreal
 
 from provisioning.repair import repair_store, scan_store
 from shared.errors import StoreError
-from shared.events.bus import EventBus
 from shared.security.audit import AuditEntry, AuditLog, chain_hash, timestamp_now
 from shared.security.repositories import AUDIT_HEAD_ID
 from shared.settings import load_settings
 from shared.store.secrets import SecretBox
 from shared.store.store import CLOSE_SETTLE_S, Store
 from tests.helpers.batches import batch, op, wait_batch
-from tests.helpers.services import both_apps
+from tests.helpers.services import running_apps
 
 NS, DB = "provisioning", "main"
 # One key-encryption key for every reopening of a test store (a bare Store gets its own).
@@ -52,16 +51,8 @@ async def opened(tmp_path: Path) -> AsyncIterator[Store]:
 async def apps(tmp_path: Path, store: Store) -> AsyncIterator[tuple[TestClient, TestClient]]:
     """Both services, authentication off (the audit log still records every change)."""
     settings = load_settings(db_url=url_of(tmp_path), data_dir=tmp_path, auth_enabled=False)
-    cc_app, orch_app = both_apps(settings, store, EventBus())
-    cc = TestClient(TestServer(cc_app))
-    orch = TestClient(TestServer(orch_app))
-    await cc.start_server()
-    await orch.start_server()
-    try:
+    async with running_apps(settings, store) as (cc, orch):
         yield orch, cc
-    finally:
-        await orch.close()
-        await cc.close()
 
 
 async def audit(store: Store, *actions: str) -> None:

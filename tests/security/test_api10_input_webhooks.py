@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from shared.events.bus import EventBus
 from shared.settings import load_settings
 from shared.web.app import open_store
-from tests.helpers.services import both_apps
+from tests.helpers.services import running_apps
 
 HOSTILE = b"ok\x00then\x07bell\x1b[31mred\r\n\ttab" + b"\xff" + b"y" * 3000
 
@@ -30,16 +29,10 @@ async def up(tmp_path: Path) -> AsyncIterator[tuple[TestClient, TestClient]]:
     )
     store = open_store(settings)
     await store.open()
-    cc_app, orch_app = both_apps(settings, store, EventBus())
-    cc = TestClient(TestServer(cc_app))
-    orch = TestClient(TestServer(orch_app))
-    await cc.start_server()
-    await orch.start_server()
     try:
-        yield cc, orch
+        async with running_apps(settings, store) as (cc, orch):
+            yield cc, orch
     finally:
-        await orch.close()
-        await cc.close()
         await store.close()
 
 

@@ -333,6 +333,20 @@ class Settings(BaseSettings):
     http_accept_error_log_s: Delay = 10.0  # one log line per this for accept errors and refusals
     metrics_token: str = Field(default="", repr=False)  # set: /metrics needs "Authorization: Bearer <token>"
 
+    # -- reads, counters and retention --
+
+    # -- durability --
+
+    # -- engine documents --
+
+    # -- console --
+
+    # -- cli --
+
+    # -- extensions --
+
+    # -- api tokens and mcp --
+
     # The TOML file these came from (PROVISIONING_CONFIG, `--config`, load_settings(path)).
     config_file: Path | None = None
 

@@ -132,6 +132,14 @@ class Services:
             self.secrets.add(data.get("token"), data.get("refresh_token"), data.get("setup_token"))
         return resp.status, doc
 
+    async def refresh(self, **body: str) -> tuple[int, dict[str, Any]]:
+        """``POST /auth/refresh`` with this body; the tokens it returns are secrets."""
+        resp = await self.cc.post("/auth/refresh", json=body)
+        doc: dict[str, Any] = await resp.json()
+        if isinstance(doc.get("data"), dict):
+            self.secrets.add(doc["data"].get("token"), doc["data"].get("refresh_token"))
+        return resp.status, doc
+
     async def enrol(self, username: str, password: str) -> list[str]:
         """Log in, enrol TOTP with the setup token (and the password, which each step
         asks for again); returns the backup codes."""

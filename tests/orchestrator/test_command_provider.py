@@ -19,7 +19,8 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.command_runner import sanitize_text
-from tests.helpers.batches import submit, wait_batch
+from tests.helpers.batches import command, submit, wait_batch
+from tests.helpers.orchestrator_api import ops_by_id, run
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop commands to the runner user")
 
@@ -54,15 +55,8 @@ async def _gone(pids: list[int]) -> bool:
     return False
 
 
-def command(op_id: str, run: list[str], **kw: Any) -> dict[str, Any]:
-    return {"id": op_id, "type": "command", "run": run, "retry": {"max_attempts": 1}, **kw}
-
-
 async def run_ops(client: Any, *ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    done = await wait_batch(
-        client, (await submit(client, {"name": "cmd", "operations": list(ops)}))["batch_id"]
-    )
-    return {o["id"]: o for o in done["operations"]}
+    return ops_by_id(await run(client, *ops))
 
 
 async def test_runs_argv_without_shell_and_captures_output(orch):

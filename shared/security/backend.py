@@ -160,15 +160,10 @@ class Security:
             self.tokens.forget(jti)
 
 
-async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> None:
-    """At first start, ``policies/policy.csv`` becomes the policy document ``default``;
-    later, :func:`upgrade_default_policy`."""
-    if await repo.revision() > 0:
-        await upgrade_default_policy(repo, settings)
-        return
-    rules = read_default_rules(settings.policies_dir)
+def default_policy_row(rules: list[Rule]) -> dict[str, Any]:
+    """The first revision of the ``default`` policy document holding ``rules``."""
     now = utcnow()
-    row = {
+    return {
         "name": "default",
         "version": "1.0.0",
         "revision": 1,
@@ -179,6 +174,16 @@ async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> Non
         "updated_at": now,
         "created_by": "system",
     }
+
+
+async def seed_default_policy(repo: PolicyRepository, settings: Settings) -> None:
+    """At first start, ``policies/policy.csv`` becomes the policy document ``default``;
+    later, :func:`upgrade_default_policy`."""
+    if await repo.revision() > 0:
+        await upgrade_default_policy(repo, settings)
+        return
+    rules = read_default_rules(settings.policies_dir)
+    row = default_policy_row(rules)
     try:
         await repo.store.write(*policy_writes(repo, DEFAULT_POLICY_ID, row, rules, create=True))
         log.info("loaded the default policy", extra={"rules": len(rules)})

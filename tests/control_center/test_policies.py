@@ -193,15 +193,7 @@ async def test_condition_on_mfa(services: Services) -> None:
     assert resp.status == 403
     assert doc["details"]["allowed_when"] == ["user.mfa == True"]
     # the same viewer after enrolling MFA and logging in with a code
-    resp = await services.cc.post("/auth/mfa/setup", json={"password": USER_PASSWORD}, headers=bearer(viewer))
-    services.totp_secrets["viewer1"] = (await resp.json())["data"]["secret"]
-    services.secrets.add(services.totp_secrets["viewer1"])
-    resp = await services.cc.post(
-        "/auth/mfa/enable",
-        json={"password": USER_PASSWORD, "code": services.code("viewer1")},
-        headers=bearer(viewer),
-    )
-    services.secrets.add((await resp.json())["data"]["backup_codes"])
+    await services.enrol_with("viewer1", USER_PASSWORD, viewer)
     with_mfa = (await services.token("viewer1", USER_PASSWORD))["token"]
     resp = await services.cc.get("/audit/logs", headers=bearer(with_mfa))
     assert resp.status == 200

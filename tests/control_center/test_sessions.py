@@ -3,24 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jwt
 
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 
-async def refresh(services: Services, **body: str) -> tuple[int, dict[str, Any]]:
-    resp = await services.cc.post("/auth/refresh", json=body)
-    doc: dict[str, Any] = await resp.json()
-    if isinstance(doc.get("data"), dict):
-        services.secrets.add(doc["data"].get("token"), doc["data"].get("refresh_token"))
-    return resp.status, doc
-
-
 async def test_refresh_rotates_the_refresh_token(services: Services) -> None:
     data = await services.token("admin", ADMIN_PASSWORD)
-    status, doc = await refresh(services, refresh_token=data["refresh_token"])
+    status, doc = await services.refresh(refresh_token=data["refresh_token"])
     assert status == 200, doc
     new = doc["data"]
     assert new["token"] != data["token"]
@@ -33,7 +23,7 @@ async def test_refresh_rotates_the_refresh_token(services: Services) -> None:
     resp = await services.orch.get("/tasks", headers=bearer(new["token"]))
     assert resp.status == 200
     # and again with the one just issued
-    status, doc = await refresh(services, refresh_token=new["refresh_token"])
+    status, doc = await services.refresh(refresh_token=new["refresh_token"])
     assert status == 200
     # refresh tokens are stored only as hashes
     rows = await services.store.query("SELECT * FROM refresh_token")
@@ -43,15 +33,15 @@ async def test_refresh_rotates_the_refresh_token(services: Services) -> None:
 
 async def test_reusing_a_spent_refresh_token_revokes_the_session(services: Services) -> None:
     data = await services.token("admin", ADMIN_PASSWORD)
-    status, doc = await refresh(services, refresh_token=data["refresh_token"])
+    status, doc = await services.refresh(refresh_token=data["refresh_token"])
     assert status == 200
     current = doc["data"]
     # someone replays the spent one
-    status, doc = await refresh(services, refresh_token=data["refresh_token"])
+    status, doc = await services.refresh(refresh_token=data["refresh_token"])
     assert status == 401
     assert doc["code"] == "refresh_token_reused"
     # the whole session is gone: the latest refresh token and every access token
-    status, _ = await refresh(services, refresh_token=current["refresh_token"])
+    status, _ = await services.refresh(refresh_token=current["refresh_token"])
     assert status == 401
     for token in (data["token"], current["token"]):
         resp = await services.orch.get("/tasks", headers=bearer(token))
@@ -69,7 +59,7 @@ async def test_reusing_a_spent_refresh_token_revokes_the_session(services: Servi
 
 async def test_refresh_with_the_current_access_token(services: Services) -> None:
     data = await services.token("admin", ADMIN_PASSWORD)
-    status, doc = await refresh(services, token=data["token"])
+    status, doc = await services.refresh(token=data["token"])
     assert status == 200, doc
     assert set(doc["data"]) == {"token", "expires_at"}
     new = doc["data"]["token"]
@@ -78,16 +68,16 @@ async def test_refresh_with_the_current_access_token(services: Services) -> None
     # the presented token was replaced
     resp = await services.orch.get("/tasks", headers=bearer(data["token"]))
     assert resp.status == 401
-    status, _ = await refresh(services, token=data["token"])
+    status, _ = await services.refresh(token=data["token"])
     assert status == 401
 
 
 async def test_refresh_refuses_what_it_should(services: Services) -> None:
     status, doc = await services.login("admin", ADMIN_PASSWORD)
     setup = doc["data"]["setup_token"]
-    status, _ = await refresh(services, token=setup)
+    status, _ = await services.refresh(token=setup)
     assert status == 401
-    status, _ = await refresh(services, refresh_token="made-up-refresh-token")
+    status, _ = await services.refresh(refresh_token="made-up-refresh-token")
     assert status == 401
     resp = await services.cc.post("/auth/refresh", json={})
     assert resp.status == 422
@@ -102,7 +92,7 @@ async def test_logout_ends_the_session(services: Services) -> None:
     second = await services.token("viewer1", USER_PASSWORD)
     resp = await services.cc.post("/auth/logout", headers=bearer(first["token"]))
     assert resp.status == 200
-    status, _ = await refresh(services, refresh_token=first["refresh_token"])
+    status, _ = await services.refresh(refresh_token=first["refresh_token"])
     assert status == 401
     resp = await services.orch.get("/tasks", headers=bearer(first["token"]))
     assert resp.status == 401

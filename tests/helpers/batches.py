@@ -55,6 +55,11 @@ def op(op_id: str, deps: list[Any] | None = None, **kw: Any) -> dict[str, Any]:
     return spec
 
 
+def command(op_id: str, run: list[str], **kw: Any) -> dict[str, Any]:
+    """A ``command`` operation tried once (pass ``retry=`` to change that)."""
+    return {"id": op_id, "type": "command", "run": run, "retry": {"max_attempts": 1}, **kw}
+
+
 def batch(*ops: dict[str, Any], **kw: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "test", "parallel_limit": 5, "operations": list(ops)}
     body.update(kw)

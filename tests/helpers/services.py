@@ -121,15 +121,25 @@ class Services:
         username: str,
         password: str,
         mfa_code: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"username": username, "password": password}
         if mfa_code is not None:
             body["mfa_code"] = mfa_code
-        resp = await self.cc.post("/auth/login", json=body)
+        resp = await self.cc.post("/auth/login", json=body, headers=headers or {})
         doc: dict[str, Any] = await resp.json()
         data = doc.get("data") or {}
         if isinstance(data, dict):
             self.secrets.add(data.get("token"), data.get("refresh_token"), data.get("setup_token"))
+        return resp.status, doc
+
+    async def refresh(self, **body: str) -> tuple[int, dict[str, Any]]:
+        """``POST /auth/refresh`` with this body; the tokens it returns are secrets."""
+        resp = await self.cc.post("/auth/refresh", json=body)
+        doc: dict[str, Any] = await resp.json()
+        if isinstance(doc.get("data"), dict):
+            self.secrets.add(doc["data"].get("token"), doc["data"].get("refresh_token"))
         return resp.status, doc
 
     async def enrol(self, username: str, password: str) -> list[str]:
@@ -138,7 +148,11 @@ class Services:
         status, doc = await self.login(username, password)
         assert status == 200, doc
         assert doc["data"]["mfa_setup_required"] is True, doc
-        setup = doc["data"]["setup_token"]
+        return await self.enrol_with(username, password, doc["data"]["setup_token"])
+
+    async def enrol_with(self, username: str, password: str, setup: str) -> list[str]:
+        """Enrol TOTP with this bearer token (a setup token, or a session's own token);
+        returns the backup codes."""
         resp = await self.cc.post("/auth/mfa/setup", json={"password": password}, headers=bearer(setup))
         enrolment = (await resp.json())["data"]
         assert resp.status == 200, enrolment

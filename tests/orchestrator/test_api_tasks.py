@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.batches import batch, op, submit
+from tests.helpers.batches import batch, command, op, submit
 from tests.helpers.orchestrator_api import expect_error, fields_of, run
 
 TASK_KEYS = {
@@ -240,11 +240,7 @@ async def test_task_detail_shape_of_completed_task(orch):
 async def test_task_detail_of_command_task(orch):
     done = await run(
         orch,
-        {
-            "id": "echo",
-            "type": "command",
-            "run": ["echo", "hello", "world"],
-        },
+        command("echo", ["echo", "hello", "world"]),
     )
     assert done["status"] == "Completed", done
     t = (await (await orch.get(f"/tasks/{done['operations'][0]['task_id']}")).json())["data"]

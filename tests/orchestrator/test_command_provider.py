@@ -19,7 +19,8 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.command_runner import sanitize_text
-from tests.helpers.batches import submit, wait_batch
+from tests.helpers.batches import command, submit, wait_batch
+from tests.helpers.orchestrator_api import ops_by_id, run
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root can drop commands to the runner user")
 
@@ -54,75 +55,37 @@ async def _gone(pids: list[int]) -> bool:
     return False
 
 
+async def run_ops(client: Any, *ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return ops_by_id(await run(client, *ops))
+
+
 async def test_runs_argv_without_shell_and_captures_output(orch):
-    body = {
-        "name": "cmd",
-        "operations": [
-            {
-                "id": "echo",
-                "type": "command",
-                "run": ["echo", "$HOME; rm -rf /"],
-                "env": {"X": "1"},
-            }
-        ],
-    }
-    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
-    op = done["operations"][0]
+    op = (await run_ops(orch, command("echo", ["echo", "$HOME; rm -rf /"], env={"X": "1"})))["echo"]
     assert op["status"] == "Completed"
     assert op["output"].strip() == "$HOME; rm -rf /"  # no shell expanded anything
     assert op["results"]["exit_code"] == 0
 
 
 async def test_failing_command_reports_exit_status_and_stderr(orch):
-    body = {
-        "name": "cmd",
-        "operations": [
-            {
-                "id": "fail",
-                "type": "command",
-                "retry": {"max_attempts": 2, "initial_delay_s": 0},
-                "run": ["python3", "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"],
-            }
-        ],
-    }
-    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
-    op = done["operations"][0]
+    run = ["python3", "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"]
+    retry = {"max_attempts": 2, "initial_delay_s": 0}
+    op = (await run_ops(orch, command("fail", run, retry=retry)))["fail"]
     assert op["status"] == "Failed"
     assert op["attempt"] == 2
     assert "status 3" in op["error"] and "boom" in op["error"]
 
 
 async def test_missing_program_fails_without_retry(orch):
-    body = {
-        "name": "cmd",
-        "operations": [
-            {
-                "id": "nope",
-                "type": "command",
-                "run": ["/nonexistent/tool", "x"],
-            }
-        ],
-    }
-    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
-    assert done["operations"][0]["status"] == "Failed"
-    assert done["operations"][0]["attempt"] == 1
-    assert "cannot start" in done["operations"][0]["error"]
+    op = (await run_ops(orch, command("nope", ["/nonexistent/tool", "x"], retry={"max_attempts": 3})))["nope"]
+    assert op["status"] == "Failed"
+    assert op["attempt"] == 1
+    assert "cannot start" in op["error"]
 
 
 async def test_output_capture_is_bounded(orch, settings):
     limit = settings.output_limit_bytes
-    body = {
-        "name": "cmd",
-        "operations": [
-            {
-                "id": "loud",
-                "type": "command",
-                "run": ["python3", "-c", f"print('x' * {limit * 4})"],
-            }
-        ],
-    }
-    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
-    output = done["operations"][0]["output"]
+    ops = await run_ops(orch, command("loud", ["python3", "-c", f"print('x' * {limit * 4})"]))
+    output = ops["loud"]["output"]
     assert len(output) < limit + 200
     assert "more bytes not kept" in output
 
@@ -223,19 +186,7 @@ async def test_undo_runs_on_rollback(orch, work_root):
 async def test_commands_do_not_inherit_the_servers_secrets(orch, monkeypatch):
     monkeypatch.setenv("PROVISIONING_ADMIN_PASSWORD", "s3cret-admin-password")
     monkeypatch.setenv("SOME_CLOUD_SECRET", "leak-me-not")
-    body = {
-        "name": "cmd",
-        "operations": [
-            {
-                "id": "env",
-                "type": "command",
-                "run": ["env"],
-                "env": {"GIVEN": "yes"},
-            }
-        ],
-    }
-    done = await wait_batch(orch, (await submit(orch, body))["batch_id"])
-    output = done["operations"][0]["output"]
+    output = (await run_ops(orch, command("env", ["env"], env={"GIVEN": "yes"})))["env"]["output"]
     assert "s3cret-admin-password" not in output and "leak-me-not" not in output
     assert "GIVEN=yes" in output and "PATH=" in output
     assert "PROVISIONING_TASK_ID=" in output
@@ -261,17 +212,6 @@ async def test_a_background_child_is_killed_when_its_leader_has_exited(orch, wor
     done = await wait_batch(orch, data["batch_id"])
     assert done["operations"][0]["status"] == "Failed"
     assert await _gone(pids), f"processes still alive: {pids}"
-
-
-def command(op_id: str, run: list[str], **kw: Any) -> dict[str, Any]:
-    return {"id": op_id, "type": "command", "run": run, "retry": {"max_attempts": 1}, **kw}
-
-
-async def run_ops(client: Any, *ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    done = await wait_batch(
-        client, (await submit(client, {"name": "cmd", "operations": list(ops)}))["batch_id"]
-    )
-    return {o["id"]: o for o in done["operations"]}
 
 
 async def test_commands_run_in_the_work_root_it_creates_for_the_runner(orch, work_root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers.batches import batch, op, submit, wait_batch
+from tests.helpers.batches import batch, command, op, submit, wait_batch
 from tests.helpers.orchestrator_api import (
     ops_by_id,
     run,
@@ -203,13 +203,7 @@ async def test_timeout_is_retried_under_the_policy(orch):
 async def test_command_timeout_kills_the_process(orch):
     done = await run(
         orch,
-        {
-            "id": "sleeper",
-            "type": "command",
-            "run": ["sleep", "30"],
-            "timeout": 0.3,
-            "retry": {"max_attempts": 1},
-        },
+        command("sleeper", ["sleep", "30"], timeout=0.3),
     )
     sleeper = ops_by_id(done)["sleeper"]
     assert sleeper["status"] == "Failed"
@@ -219,12 +213,7 @@ async def test_command_timeout_kills_the_process(orch):
 async def test_failing_command_reports_exit_status(orch):
     done = await run(
         orch,
-        {
-            "id": "boom",
-            "type": "command",
-            "run": ["sh", "-c", "echo partial; echo oops >&2; exit 3"],
-            "retry": {"max_attempts": 1},
-        },
+        command("boom", ["sh", "-c", "echo partial; echo oops >&2; exit 3"]),
     )
     boom = ops_by_id(done)["boom"]
     assert boom["status"] == "Failed"

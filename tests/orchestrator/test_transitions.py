@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,14 +41,6 @@ class Recorder:
 
     def listen(self, event: Event) -> None:
         self.events.append((event.event_type, event.data, self.store.commits))
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    s = Store("mem://")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -59,15 +59,7 @@ async def test_a_stolen_token_cannot_disable_mfa_or_take_new_backup_codes(servic
     admin = await services.admin()
     _, owner = await services.user("viewer1", "viewer", admin_token=admin)
     # the owner enrols (a viewer may, from a normal session, with the password)
-    status, doc = await _post(services, "/auth/mfa/setup", owner, {"password": USER_PASSWORD})
-    assert status == 200, doc
-    services.totp_secrets["viewer1"] = doc["data"]["secret"]
-    services.secrets.add(doc["data"]["secret"])
-    status, doc = await _post(
-        services, "/auth/mfa/enable", owner, {"password": USER_PASSWORD, "code": services.code("viewer1")}
-    )
-    assert status == 200, doc
-    services.secrets.add(doc["data"]["backup_codes"])
+    await services.enrol_with("viewer1", USER_PASSWORD, owner)
     stolen = (await services.token("viewer1", USER_PASSWORD))["token"]
     # the thief has the token, not the password nor the device
     for path in ("/auth/mfa/disable", "/auth/mfa/backup-codes"):
@@ -119,15 +111,7 @@ async def test_a_required_role_enrols_only_with_a_fresh_logins_setup_token(servi
     setup = doc["data"]["setup_token"]
     status, doc = await _post(services, "/auth/mfa/setup", setup, {"password": ATTACKER_GUESS})
     assert status == 401, doc
-    status, doc = await _post(services, "/auth/mfa/setup", setup, {"password": USER_PASSWORD})
-    assert status == 200, doc
-    services.totp_secrets["op1"] = doc["data"]["secret"]
-    services.secrets.add(doc["data"]["secret"])
-    status, doc = await _post(
-        services, "/auth/mfa/enable", setup, {"password": USER_PASSWORD, "code": services.code("op1")}
-    )
-    assert status == 200, doc
-    services.secrets.add(doc["data"]["backup_codes"])
+    await services.enrol_with("op1", USER_PASSWORD, setup)
     status, doc = await services.login("op1", USER_PASSWORD, services.code("op1"))
     assert status == 200 and doc["data"]["token"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 import jwt
@@ -23,14 +22,6 @@ from shared.security.tokens import utcnow
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 CLOSE_WAIT_S = 2.0  # a functional bound for "closes within 1 s", with room for a busy machine
-
-
-async def refresh(services: Services, **body: str) -> tuple[int, dict[str, Any]]:
-    resp = await services.cc.post("/auth/refresh", json=body)
-    doc: dict[str, Any] = await resp.json()
-    if isinstance(doc.get("data"), dict):
-        services.secrets.add(doc["data"].get("token"), doc["data"].get("refresh_token"))
-    return resp.status, doc
 
 
 async def test_refresh_with_an_expired_access_token_is_refused(services: Services) -> None:
@@ -48,11 +39,11 @@ async def test_refresh_with_an_expired_access_token_is_refused(services: Service
         now=utcnow() - timedelta(seconds=62),
     )
     services.secrets.add(expired.token)
-    status, doc = await refresh(services, token=expired.token)
+    status, doc = await services.refresh(token=expired.token)
     assert status == 401, doc
     assert "expired" in doc["error"]
     # the valid one still renews
-    status, doc = await refresh(services, token=data["token"])
+    status, doc = await services.refresh(token=data["token"])
     assert status == 200, doc
 
 
@@ -64,12 +55,12 @@ async def test_refresh_with_an_access_token_never_outlives_the_session(services:
     await services.store.query(
         "UPDATE type::thing('session', $id) SET expires_at = $ends", {"id": sid, "ends": ends}
     )
-    status, doc = await refresh(services, token=data["token"])
+    status, doc = await services.refresh(token=data["token"])
     assert status == 200, doc
     renewed = jwt.decode(doc["data"]["token"], options={"verify_signature": False})
     assert renewed["exp"] <= ends.timestamp() + 1
     # and renewing again does not push the session's end
-    status, doc = await refresh(services, token=doc["data"]["token"])
+    status, doc = await services.refresh(token=doc["data"]["token"])
     assert status == 200
     again = jwt.decode(doc["data"]["token"], options={"verify_signature": False})
     assert again["exp"] <= ends.timestamp() + 1
@@ -78,7 +69,7 @@ async def test_refresh_with_an_access_token_never_outlives_the_session(services:
         "UPDATE type::thing('session', $id) SET expires_at = $ends",
         {"id": sid, "ends": utcnow() - timedelta(seconds=1)},
     )
-    status, _ = await refresh(services, token=doc["data"]["token"])
+    status, _ = await services.refresh(token=doc["data"]["token"])
     assert status == 401
 
 
@@ -155,9 +146,9 @@ async def test_refresh_token_reuse_closes_the_sessions_streams(services: Service
     data = await services.token("admin", ADMIN_PASSWORD)
     ws = await services.orch.ws_connect("/ws", headers=bearer(data["token"]))
     assert (await ws.receive_json(timeout=5))["type"] == "welcome"
-    status, _ = await refresh(services, refresh_token=data["refresh_token"])
+    status, _ = await services.refresh(refresh_token=data["refresh_token"])
     assert status == 200
-    status, doc = await refresh(services, refresh_token=data["refresh_token"])  # replayed
+    status, doc = await services.refresh(refresh_token=data["refresh_token"])  # replayed
     assert status == 401 and doc["code"] == "refresh_token_reused"
     msg = await _closed(ws)
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, msg

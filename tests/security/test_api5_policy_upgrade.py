@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from shared.security.backend import DEFAULT_POLICY_ID
+from shared.security.backend import DEFAULT_POLICY_ID, default_policy_row
 from shared.security.policy import line_row, read_default_rules
 from shared.security.repositories import PolicyRepository
-from shared.security.tokens import utcnow
 from shared.store.store import Store
 from tests.helpers.services import Services, bearer
 
@@ -70,18 +69,7 @@ async def shared_store(store: Store, tmp_path: Path, edited: bool) -> Store:
     if edited:
         rules = rules[:-1]  # an admin removed the auditor's rule
     repo = PolicyRepository(store)
-    now = utcnow()
-    row: dict[str, Any] = {
-        "name": "default",
-        "version": "1.0.0",
-        "revision": 1,
-        "enabled": True,
-        "description": "the defaults shipped in policies/policy.csv",
-        "rules": [r.to_doc() for r in rules],
-        "created_at": now,
-        "updated_at": now,
-        "created_by": "system",
-    }
+    row = default_policy_row(rules)
     lines = [
         [sub, r.resource, act, OLD_COMPILED[r.condition] if r.condition else "True", r.effect]
         for r in rules

@@ -23,15 +23,8 @@ BEHIND_PROXY = {"trusted_proxies": ("127.0.0.1",), "lockout_threshold": 3, "lock
 async def login_from(
     services: Services, address: str | None, username: str, password: str, mfa_code: str | None = None
 ) -> tuple[int, dict[str, Any]]:
-    body: dict[str, Any] = {"username": username, "password": password}
-    if mfa_code is not None:
-        body["mfa_code"] = mfa_code
     headers = {"X-Forwarded-For": address} if address else {}
-    resp = await services.cc.post("/auth/login", json=body, headers=headers)
-    doc: dict[str, Any] = await resp.json()
-    if isinstance(doc.get("data"), dict):
-        services.secrets.add(doc["data"].get("token"), doc["data"].get("refresh_token"))
-    return resp.status, doc
+    return await services.login(username, password, mfa_code, headers=headers)
 
 
 @pytest.mark.parametrize("settings_overrides", [BEHIND_PROXY])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,33 @@ def kid_of(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
-async def cli(monkeypatch: pytest.MonkeyPatch, settings: Settings, *argv: str) -> int:
-    monkeypatch.setenv("PROVISIONING_DATA_DIR", str(settings.data_dir))
-    return await asyncio.to_thread(main, list(argv))
+@dataclass
+class Rig:
+    """What each test here uses: a data directory, both services on it, and the CLI."""
+
+    tmp_path: Path
+    aiohttp_client: Any
+    secrets: Secrets
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def services(self, settings: Settings, previous: Any = None) -> Any:
+        return file_services(settings, self.aiohttp_client, self.secrets, previous=previous)
+
+    async def cli(self, settings: Settings, *argv: str) -> int:
+        self.monkeypatch.setenv("PROVISIONING_DATA_DIR", str(settings.data_dir))
+        return await asyncio.to_thread(main, list(argv))
+
+
+@pytest.fixture
+def rig(
+    tmp_path: Path,
+    aiohttp_client: Any,
+    secrets: Secrets,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Rig:
+    return Rig(tmp_path, aiohttp_client, secrets, monkeypatch, capsys)
 
 
 async def jwks_kids(services: Any) -> list[str]:
@@ -40,23 +65,17 @@ async def jwks_kids(services: Any) -> list[str]:
     return [k["kid"] for k in (await resp.json())["keys"]]
 
 
-async def test_rotation_keeps_old_tokens_until_they_expire(
-    tmp_path: Path,
-    aiohttp_client: Any,
-    secrets: Secrets,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    settings = file_settings(tmp_path)
-    async with file_services(settings, aiohttp_client, secrets) as before:
+async def test_rotation_keeps_old_tokens_until_they_expire(rig: Rig) -> None:
+    settings = file_settings(rig.tmp_path)
+    async with rig.services(settings) as before:
         old_token = await before.admin()
         unused_old_token = await before.admin()  # never verified after the rotation
         old_kid = kid_of(old_token)
-    assert await cli(monkeypatch, settings, "keys", "rotate") == 0
-    out = capsys.readouterr().out
+    assert await rig.cli(settings, "keys", "rotate") == 0
+    out = rig.capsys.readouterr().out
     assert f"key {old_kid} no longer signs" in out
 
-    async with file_services(settings, aiohttp_client, secrets, previous=before) as after:
+    async with rig.services(settings, previous=before) as after:
         ring = after.cc.app[SECURITY].keys
         new_kid = ring.signing_key.kid
         assert new_kid != old_kid and f"new signing key {new_kid}" in out
@@ -84,46 +103,34 @@ async def test_rotation_keeps_old_tokens_until_they_expire(
         assert resp.status == 200
 
 
-async def test_rotation_refuses_while_the_service_holds_the_data_directory(
-    tmp_path: Path,
-    aiohttp_client: Any,
-    secrets: Secrets,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    settings = file_settings(tmp_path)
-    async with file_services(settings, aiohttp_client, secrets) as running:
+async def test_rotation_refuses_while_the_service_holds_the_data_directory(rig: Rig) -> None:
+    settings = file_settings(rig.tmp_path)
+    async with rig.services(settings) as running:
         kid = running.cc.app[SECURITY].keys.signing_key.kid
-        assert await cli(monkeypatch, settings, "keys", "rotate") == 2
-        err = capsys.readouterr().err
+        assert await rig.cli(settings, "keys", "rotate") == 2
+        err = rig.capsys.readouterr().err
         assert "is in use by" in err and "stop the service" in err
         assert [r["id"] for r in await running.store.query("SELECT id FROM jwt_key")] == [kid]
 
 
-async def test_kek_rotation_seals_every_secret_under_a_new_key(
-    tmp_path: Path,
-    aiohttp_client: Any,
-    secrets: Secrets,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    settings = file_settings(tmp_path, webhooks_allow_private=True)
-    key_file = tmp_path / "secret.key"
-    async with file_services(settings, aiohttp_client, secrets) as before:
+async def test_kek_rotation_seals_every_secret_under_a_new_key(rig: Rig) -> None:
+    settings = file_settings(rig.tmp_path, webhooks_allow_private=True)
+    key_file = rig.tmp_path / "secret.key"
+    async with rig.services(settings) as before:
         token = await before.admin()  # the admin enrols TOTP: a sealed secret
         resp = await before.cc.post(
             "/webhooks", headers=bearer(token), json={"url": "http://127.0.0.1:9/h", "events": ["*"]}
         )
         assert resp.status == 201
-        secrets.add((await resp.json())["data"]["secret"])
+        rig.secrets.add((await resp.json())["data"]["secret"])
     [old_key] = read_key_file(key_file)
 
-    assert await cli(monkeypatch, settings, "keys", "rotate", "--kek") == 0
+    assert await rig.cli(settings, "keys", "rotate", "--kek") == 0
     [new_key] = read_key_file(key_file)
     assert new_key != old_key and key_file.stat().st_mode & 0o777 == 0o600
-    assert f"new key-encryption key {key_id(new_key)}" in capsys.readouterr().out
+    assert f"new key-encryption key {key_id(new_key)}" in rig.capsys.readouterr().out
 
-    async with file_services(settings, aiohttp_client, secrets, previous=before) as after:
+    async with rig.services(settings, previous=before) as after:
         sealed = [
             value
             for table, field in (("jwt_key", "private_pem"), ("user", "mfa_secret"), ("webhook", "secret"))

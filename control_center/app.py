@@ -52,6 +52,7 @@ def build_api() -> Api:
     def customize(request: web.Request, doc: dict[str, Any]) -> None:
         document_password_length(request.app[SETTINGS].password_min_length, doc)
         webhooks_api.document_event_patterns(request.app, doc)
+        auth_api.document_refresh_cookie(doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
     for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api, console_api):

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from control_center.keys import LOGIN, PROFILE
+from control_center.keys import PERMISSIONS as PERMISSION_SERVICE
 from control_center.models import (
     BACKUP_CODES,
     EXACTLY_ONE,
@@ -16,6 +17,7 @@ from control_center.models import (
     LOGIN_RESULT,
     MFA_ENABLED,
     MFA_SETUP,
+    PERMISSIONS,
     REFRESH_RESULT,
     LoginRequest,
     MfaBackupCodes,
@@ -24,7 +26,7 @@ from control_center.models import (
     MfaSetup,
     RefreshRequest,
 )
-from control_center.views import enrolment_view, login_view, refreshed_view
+from control_center.views import enrolment_view, login_view, permissions_view, refreshed_view
 from shared.errors import Forbidden, Unauthorized, ValidationFailed
 from shared.security.actor import actor_of
 from shared.security.backend import SECURITY
@@ -171,6 +173,13 @@ async def logout(request: web.Request) -> web.Response:
     if cookie is not None or wants_cookie(request):
         resp.headers["Set-Cookie"] = cleared_cookie(request)
     return resp
+
+
+@api.route("GET", "/auth/me/permissions", resource="profile", action="read", tags=TAGS, response=PERMISSIONS)
+async def my_permissions(request: web.Request) -> web.Response:
+    """The resource/action pairs of both services the caller's policies allow (the console
+    offers only these); ``conditional``: allowed only when a condition holds."""
+    return ok(permissions_view(request.app[PERMISSION_SERVICE].of(actor_of(request))))
 
 
 @api.route(

@@ -306,6 +306,26 @@ REFRESH_RESULT = {
 MFA_SETUP = obj({"secret": STR, "otpauth_uri": STR, "qr_svg": STR})
 BACKUP_CODES = obj({"backup_codes": array(STR)})
 MFA_ENABLED = obj({"backup_codes": array(STR), "message": STR})
+PERMISSIONS = named(
+    "Permissions",
+    obj(
+        {
+            "user": obj({"id": STR, "username": STR, "roles": array(STR)}),
+            "permissions": array(
+                obj(
+                    {
+                        "resource": STR,
+                        "action": STR,
+                        "conditional": {
+                            **BOOL,
+                            "description": "allowed only when the policy's condition holds for the request",
+                        },
+                    }
+                )
+            ),
+        }
+    ),
+)
 JWKS = obj({"keys": array({"type": "object", "required": ["kty"]})})
 RULE_VIEW = obj(
     {

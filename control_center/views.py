@@ -24,6 +24,7 @@ from shared.webhooks.subscriptions import Webhook
 if TYPE_CHECKING:
     from control_center.login import LoginResult, Refreshed
     from control_center.mfa import Enrolment
+    from control_center.permissions import Permissions
 
 # -- users and logins ------------------------------------------------------------------------
 
@@ -80,6 +81,18 @@ def refreshed_view(refreshed: Refreshed, *, refresh_in_cookie: bool = False) -> 
         out["refresh_token"] = refreshed.refresh_token
         out["refresh_expires_at"] = refreshed.refresh_expires_at
     return out
+
+
+def permissions_view(permissions: Permissions) -> dict[str, Any]:
+    """``/auth/me/permissions``: who is asking, and each pair they may use."""
+    principal = permissions.principal
+    return {
+        "user": {"id": principal.user_id, "username": principal.username, "roles": list(principal.roles)},
+        "permissions": [
+            {"resource": p.resource, "action": p.action, "conditional": p.conditional}
+            for p in permissions.allowed
+        ],
+    }
 
 
 def enrolment_view(enrolment: Enrolment) -> dict[str, Any]:

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
+from control_center import (
+    audit_api,
+    auth_api,
+    console_api,
+    events_api,
+    policies_api,
+    users_api,
+    webhooks_api,
+)
 from control_center.events import VOCABULARY
-from control_center.keys import HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
+from control_center.keys import (
+    HASHER,
+    LOGIN,
+    MFA,
+    PERMISSIONS,
+    POLICIES,
+    PROFILE,
+    SESSIONS,
+    USERS,
+    WEBHOOKS,
+)
 from control_center.login import LoginService
 from control_center.mfa import MfaService
 from control_center.models import document_password_length
 from control_center.passwords import PasswordHasher
+from control_center.permissions import PermissionService
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
@@ -43,9 +63,10 @@ def build_api() -> Api:
     def customize(request: web.Request, doc: dict[str, Any]) -> None:
         document_password_length(request.app[SETTINGS].password_min_length, doc)
         webhooks_api.document_event_patterns(request.app, doc)
+        auth_api.document_refresh_cookie(doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
-    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
+    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api, console_api):
         api.include(module.api)
     return api
 
@@ -77,10 +98,19 @@ def create_app(
     store: Store | None = None,
     bus: EventBus | None = None,
     auth: AuthBackend | None = None,
+    console_dir: Path | None = None,
+    permissions: Iterable[tuple[str, str]] | None = None,
 ) -> web.Application:
-    """The control center application; opens its own store unless one is shared."""
-    app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus, auth=auth)
+    """The control center application; opens its own store unless one is shared.
+    ``console_dir``: the console bundle to serve (default: the packaged one);
+    ``permissions``: the (resource, action) pairs ``/auth/me/permissions`` decides
+    (default: the control center's own; ``provisioning up`` adds the orchestrator's)."""
+    api = build_api()
+    app = base_app(settings, service="control_center", api=api, store=store, bus=bus, auth=auth)
+    vocabulary = api.permissions() if permissions is None else permissions
+    app[PERMISSIONS] = PermissionService(app[SECURITY].policy, vocabulary)
     app.cleanup_ctx.append(services_ctx)
     app[BUS].registry.register(VOCABULARY)
     install_streams(app, events_api.CONFIG)
+    console_api.install(app, console_dir)
     return app

@@ -8,9 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
+from control_center import (
+    audit_api,
+    auth_api,
+    events_api,
+    policies_api,
+    tokens_api,
+    users_api,
+    webhooks_api,
+)
 from control_center.events import VOCABULARY
-from control_center.keys import HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
+from control_center.keys import API_TOKENS, HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
 from control_center.login import LoginService
 from control_center.mfa import MfaService
 from control_center.models import document_password_length
@@ -18,6 +26,7 @@ from control_center.passwords import PasswordHasher
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
+from control_center.tokens import ApiTokenService
 from control_center.users import UserService
 from shared.events.bus import EventBus
 from shared.events.streams import install as install_streams
@@ -45,7 +54,7 @@ def build_api() -> Api:
         webhooks_api.document_event_patterns(request.app, doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
-    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
+    for module in (auth_api, tokens_api, users_api, policies_api, audit_api, webhooks_api, events_api):
         api.include(module.api)
     return api
 
@@ -66,6 +75,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROFILE] = ProfileService(users, mfa, login, sessions, security.audit)
     app[POLICIES] = PolicyService(security, bus)
     app[WEBHOOKS] = WebhookService(settings, store, bus)
+    app[API_TOKENS] = ApiTokenService(store, settings, security, users, bus)
     await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
     await sessions.purge_expired()
     yield

@@ -11,6 +11,7 @@ from control_center.passwords import PasswordHasher
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
+from control_center.tokens import ApiTokenService
 from control_center.users import UserService
 from shared.webhooks import WebhookService
 
@@ -22,3 +23,4 @@ LOGIN = web.AppKey("login", LoginService)
 PROFILE = web.AppKey("profile", ProfileService)
 POLICIES = web.AppKey("policies", PolicyService)
 WEBHOOKS = web.AppKey("webhooks", WebhookService)
+API_TOKENS = web.AppKey("api_tokens", ApiTokenService)

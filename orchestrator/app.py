@@ -13,7 +13,7 @@ from orchestrator.engine import Engine
 from orchestrator.events import VOCABULARY
 from orchestrator.journal import OutboxHook
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
-from orchestrator.mcp.routes import document_mcp, mcp_api, well_known_api
+from orchestrator.mcp.http_api import document_mcp, mcp_api, well_known_api
 from orchestrator.product_tools import product_tools
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.rollback import RollbackService
@@ -55,7 +55,7 @@ def build_api(registry: ToolRegistry | None = None) -> Api:
 
 def mount_mcp_http(api: Api, registry: ToolRegistry) -> None:
     """The ``mcp_http`` routes under ``/ext/mcp_http/``, until the extension framework's
-    built-in ``mcp_http`` mounts :func:`orchestrator.mcp.routes.mcp_routes` there."""
+    built-in ``mcp_http`` mounts :func:`orchestrator.mcp.http_api.mcp_routes` there."""
     api.include(mcp_api(registry))
 
 

@@ -43,7 +43,7 @@ class ToolCall:
     when the caller can stream progress reports (MCP with a progress token)."""
 
     actor: Any  # shared.security.actor.Actor
-    request: web.Request | None = None
+    request: Any | None = None  # the aiohttp request when called over HTTP
     progress: Progress | None = None
 
     async def report(self, progress: float, total: float | None = None, message: str | None = None) -> None:

@@ -10,7 +10,7 @@
   confirms it, then ``tools/list`` and ``tools/call``.
 
 :class:`McpServer` answers one decoded message for a caller; the HTTP side
-(:mod:`orchestrator.mcp.routes`) does transport, authentication and streaming. Tools
+(:mod:`orchestrator.mcp.http_api`) does transport, authentication and streaming. Tools
 come from the app's :class:`~orchestrator.tools.ToolRegistry`: a call the registry
 refuses (bad arguments, the policy, a conflict) is a tool result with ``isError``,
 so the model can read why; an unknown tool or method is a JSON-RPC error.

@@ -47,6 +47,7 @@ from orchestrator.tools import ToolCall, ToolRegistry
 from shared.errors import Forbidden, NotAcceptable, ProvisioningError, Unauthorized
 from shared.security.actor import actor_of
 from shared.security.auth import AUTH_BACKEND, PRINCIPAL, Principal
+from shared.security.ratelimit import limit_user
 from shared.web.keys import SETTINGS
 from shared.web.middlewares import add_response_headers
 from shared.web.routing import ANY, OBJECT, STR, Api, JsonSchema, Model, array, obj
@@ -139,8 +140,8 @@ def base_url(request: web.Request) -> str:
 
 
 async def authenticate(request: web.Request) -> Principal:
-    """The caller of an ``mcp_http`` route, by its bearer token; a refusal (401) points the
-    client at the protected-resource metadata."""
+    """The caller of an ``mcp_http`` route, by its bearer token, counted under the general
+    rate limit; a refusal (401) points the client at the protected-resource metadata."""
     metadata = f"{base_url(request)}{METADATA_PATH}"
     try:
         principal = await request.app[AUTH_BACKEND].authenticate(request)
@@ -151,6 +152,8 @@ async def authenticate(request: web.Request) -> Principal:
         add_response_headers(request, {"WWW-Authenticate": challenge})
         raise
     request[PRINCIPAL] = principal
+    if request.app[SETTINGS].auth_enabled:
+        await limit_user(request, principal.user_id)
     return principal
 
 

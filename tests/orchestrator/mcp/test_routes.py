@@ -236,3 +236,14 @@ async def test_the_seed_routes(services: Services) -> None:
         assert resp.status == status and doc["code"] == code, doc
         if status == 422:
             assert [f["field"] for f in doc["details"]["fields"]] == ["limit"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"rate_limit_default": "4/minute"}])
+async def test_mcp_calls_count_under_the_users_rate_limit(services: Services) -> None:
+    token = await services.admin()
+    body, headers = modern_call("tools/list")
+    statuses = []
+    for _ in range(6):
+        status, _doc, resp_headers = await post(services, body, {**headers, **bearer(token)})
+        statuses.append(status)
+    assert statuses[0] == 200 and statuses[-1] == 429 and "Retry-After" in resp_headers

@@ -37,7 +37,7 @@ from orchestrator.views import (
     task_view,
     workflow_progress,
 )
-from shared.security.audit import AUDIT, HASHED_FIELDS, timestamp_of
+from shared.security.audit import AUDIT, HASHED_FIELDS, SEARCH_FIELDS, search_filters
 from shared.web.routing import Model, PageQuery
 
 PREFIX = "provisioning."
@@ -181,14 +181,7 @@ def product_tools(app: web.Application) -> list[Tool]:
         return {"checkpoint_id": args.id, "message": f"State restored from checkpoint {args.id}"}
 
     async def audit_log(call: ToolCall, args: AuditLogQuery) -> Any:
-        filters = {
-            "user_id": args.user_id,
-            "action": args.action,
-            "resource": args.resource,
-            "result": args.result,
-            "from": timestamp_of(args.from_) if args.from_ else None,
-            "to": timestamp_of(args.to) if args.to else None,
-        }
+        filters = search_filters(**args.model_dump(include=SEARCH_FIELDS))
         rows, total = await app[AUDIT].search(filters, args.limit, args.offset)
         records = [{k: row.get(k) for k in (*HASHED_FIELDS, "hash") if k != "prev_hash"} for row in rows]
         return _page(records, total, args)

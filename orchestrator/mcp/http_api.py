@@ -16,6 +16,7 @@ JSON, or Server-Sent Events when the client accepts them and asked for progress 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -335,14 +336,13 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
     """The ``mcp_http`` routes under ``prefix``, declared for the OpenAPI document."""
     api = Api()
     endpoint = McpEndpoint(registry)
+    # Public to the auth middleware: each route authenticates itself (see authenticate).
+    route = functools.partial(api.route, public=True, resource=RESOURCE, tags=TAGS)
 
-    @api.route(
+    @route(
         "GET",
         f"{prefix}/meta",
-        public=True,
-        resource=RESOURCE,
         action="read",
-        tags=TAGS,
         response=META,
         raw=True,
     )
@@ -358,14 +358,11 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
             }
         )
 
-    @api.route(
+    @route(
         "POST",
         f"{prefix}/handshake",
-        public=True,
-        resource=RESOURCE,
         action="read",
         body=HandshakeRequest,
-        tags=TAGS,
         response=HANDSHAKE,
         raw=True,
     )
@@ -375,13 +372,10 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
             {"server": {"name": SERVER_NAME, "version": SERVER_VERSION}, "session_id": f"sess-{uuid.uuid4()}"}
         )
 
-    @api.route(
+    @route(
         "GET",
         f"{prefix}/tools",
-        public=True,
-        resource=RESOURCE,
         action="read",
-        tags=TAGS,
         response=TOOLS_LIST,
         raw=True,
         errors=(401,),
@@ -395,14 +389,11 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
         ]
         return web.json_response({"tools": tools}, dumps=_dumps)
 
-    @api.route(
+    @route(
         "POST",
         f"{prefix}/invoke",
-        public=True,
-        resource=RESOURCE,
         action="invoke",
         body=InvokeRequest,
-        tags=TAGS,
         response=INVOKED,
         raw=True,
         errors=(401, 403, 404, 409),
@@ -413,13 +404,10 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
         result = await registry.call(body.tool, body.parameters, ToolCall(actor_of(request), request))
         return web.json_response({"success": True, "result": result}, dumps=_dumps)
 
-    @api.route(
+    @route(
         "POST",
         f"{prefix}/mcp",
-        public=True,
-        resource=RESOURCE,
         action="invoke",
-        tags=TAGS,
         response=JSONRPC_MESSAGE,
         raw=True,
         media={SSE: {"schema": {"type": "string", "description": "notifications/progress, then the answer"}}},
@@ -430,13 +418,10 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
         """Model Context Protocol (JSON-RPC over Streamable HTTP; revisions 2026-07-28 and 2025-11-25)."""
         return await endpoint.post(request)
 
-    @api.route(
+    @route(
         "DELETE",
         f"{prefix}/mcp",
-        public=True,
-        resource=RESOURCE,
         action="invoke",
-        tags=TAGS,
         status=204,
         response={"description": "the session ended"},
         errors=(401, 403, 404),

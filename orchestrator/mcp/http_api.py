@@ -202,7 +202,8 @@ def rpc_error(exc: McpError, request_id: Any, *, modern: bool, default: int = 20
 
 
 def accepted_notification() -> web.Response:
-    return web.Response(status=202)
+    """202, no body (typed as empty text, so that every answer says what it holds)."""
+    return web.Response(status=202, content_type="text/plain")
 
 
 def _sse_event(message: dict[str, Any]) -> bytes:
@@ -329,7 +330,7 @@ class McpEndpoint:
         session_id = request.headers.get(SESSION_HEADER, "")
         if not self.sessions(request).close(session_id, principal.user_id):
             return rpc(McpError(INVALID_REQUEST, "no such session").body(None), 404)
-        return web.Response(status=204)
+        return web.json_response({"session_id": session_id, "ended": True})
 
 
 def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
@@ -422,8 +423,8 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
         "DELETE",
         f"{prefix}/mcp",
         action="invoke",
-        status=204,
-        response={"description": "the session ended"},
+        response=obj({"session_id": STR, "ended": {"const": True}}),
+        raw=True,
         errors=(401, 403, 404),
     )
     async def mcp_delete(request: web.Request) -> web.Response:
@@ -453,7 +454,12 @@ def document_mcp(doc: JsonSchema, prefix: str = MOUNT) -> None:
     for status in ("400", "404"):
         content = op["responses"][status]["content"][JSON]
         content["schema"] = {"anyOf": [content["schema"], JSONRPC_ERROR]}
-    op["responses"]["202"] = {"description": "a notification or a response: accepted, no body"}
+    for status in ("413", "415", "422"):  # of any route with a body (here answered as 400)
+        op["responses"].setdefault(status, {**op["responses"]["400"], "description": "error"})
+    op["responses"]["202"] = {
+        "description": "a notification or a response: accepted, no body",
+        "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+    }
     delete = doc["paths"][f"{prefix}/mcp"].get("delete")
     if delete is not None:
         delete["responses"]["404"]["content"][JSON]["schema"] = {

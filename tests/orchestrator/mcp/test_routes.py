@@ -145,7 +145,7 @@ async def test_handshake_sessions(services: Services) -> None:
     status, doc, _ = await post(services, listing, {**bearer(other), **ACCEPT, "Mcp-Session-Id": session})
     assert status == 404
     resp = await services.orch.delete(MCP_PATH, headers={**bearer(token), "Mcp-Session-Id": session})
-    assert resp.status == 204
+    assert resp.status == 200 and (await resp.json())["ended"] is True
     status, doc, _ = await post(services, listing, {**bearer(token), **ACCEPT, "Mcp-Session-Id": session})
     assert status == 404 and doc["error"]["code"] == -32600
 

@@ -15,11 +15,13 @@ from control_center import (
     console_api,
     events_api,
     policies_api,
+    tokens_api,
     users_api,
     webhooks_api,
 )
 from control_center.events import VOCABULARY
 from control_center.keys import (
+    API_TOKENS,
     HASHER,
     LOGIN,
     MFA,
@@ -38,6 +40,7 @@ from control_center.permissions import PermissionService
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
+from control_center.tokens import ApiTokenService
 from control_center.users import UserService
 from shared.events.bus import EventBus
 from shared.events.streams import install as install_streams
@@ -66,7 +69,16 @@ def build_api() -> Api:
         auth_api.document_refresh_cookie(doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
-    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api, console_api):
+    for module in (
+        auth_api,
+        tokens_api,
+        users_api,
+        policies_api,
+        audit_api,
+        webhooks_api,
+        events_api,
+        console_api,
+    ):
         api.include(module.api)
     return api
 
@@ -87,6 +99,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PROFILE] = ProfileService(users, mfa, login, sessions, security.audit)
     app[POLICIES] = PolicyService(security, bus)
     app[WEBHOOKS] = WebhookService(settings, store, bus)
+    app[API_TOKENS] = ApiTokenService(store, settings, security, users, bus)
     await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
     await sessions.purge_expired()
     yield

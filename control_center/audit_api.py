@@ -11,7 +11,7 @@ from aiohttp import web
 
 from control_center.models import AUDIT_EXPORTS, AUDIT_RECORD, AUDIT_VERIFY, AuditQuery
 from control_center.views import AUDIT_COLUMNS, audit_record_view
-from shared.security.audit import AUDIT, timestamp_of
+from shared.security.audit import AUDIT, SEARCH_FIELDS, search_filters
 from shared.web.envelope import ok, paginated
 from shared.web.middlewares import REQUEST_ID
 from shared.web.routing import Api, array
@@ -23,14 +23,7 @@ CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
 
 
 def _filters(query: AuditQuery) -> dict[str, Any]:
-    return {
-        "user_id": query.user_id,
-        "action": query.action,
-        "resource": query.resource,
-        "result": query.result,
-        "from": timestamp_of(query.from_) if query.from_ else None,
-        "to": timestamp_of(query.to) if query.to else None,
-    }
+    return search_filters(**query.model_dump(include=SEARCH_FIELDS))
 
 
 @api.route(

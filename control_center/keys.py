@@ -12,6 +12,7 @@ from control_center.permissions import PermissionService
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
+from control_center.tokens import ApiTokenService
 from control_center.users import UserService
 from shared.webhooks import WebhookService
 
@@ -24,3 +25,4 @@ PROFILE = web.AppKey("profile", ProfileService)
 POLICIES = web.AppKey("policies", PolicyService)
 WEBHOOKS = web.AppKey("webhooks", WebhookService)
 PERMISSIONS = web.AppKey("permissions", PermissionService)
+API_TOKENS = web.AppKey("api_tokens", ApiTokenService)

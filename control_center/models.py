@@ -456,3 +456,60 @@ def document_password_length(min_length: int, doc: JsonSchema) -> None:
         for variant in prop.get("anyOf", [prop]):
             if variant.get("type") == "string":
                 variant["minLength"] = min_length
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+# resource:action, in the policy grammar (the resource may hold one ":", as ext:hello)
+SCOPE_PATTERN = r"^(\*|[a-z][a-z0-9_-]*(:[A-Za-z0-9_.*/-]+)?):(\*|[a-z][a-z0-9_]*)$"
+TOKEN_NAME_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
+
+
+class CreateApiToken(Model):
+    """``POST /auth/tokens``: a named token for the caller."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=TOKEN_NAME_PATTERN, description="what it is for")
+    expires_in_days: int = Field(ge=1, le=3650, description="lifetime; at most api_token_max_days (365)")
+    scopes: list[Annotated[str, Field(pattern=SCOPE_PATTERN, max_length=200)]] | None = Field(
+        None,
+        max_length=64,
+        description="resource:action pairs narrowing the token (within your own rights); absent: all of them",
+    )
+
+
+class ApiTokenQuery(PageQuery):
+    """``GET /auth/tokens``: your own tokens; ``all`` or ``user_id`` need tokens:manage."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    all: bool = False
+    active: bool = Field(False, description="only tokens neither revoked nor expired")
+
+
+API_TOKEN_VIEW = named(
+    "ApiToken",
+    obj(
+        {
+            "id": STR,
+            "name": STR,
+            "prefix": {**STR, "description": "pvt_<id>: how the token starts"},
+            "user_id": STR,
+            "username": STR,
+            "scopes": nullable(array(STR)),
+            "created_at": DATETIME,
+            "expires_at": DATETIME,
+            "revoked_at": nullable(DATETIME),
+            "last_used_at": nullable(DATETIME),
+            "uses": INT,
+            "active": BOOL,
+        }
+    ),
+)
+API_TOKEN_CREATED = named(
+    "ApiTokenCreated",
+    obj(
+        {
+            "token": {**STR, "description": "the secret: shown once, never again"},
+            "api_token": API_TOKEN_VIEW,
+        }
+    ),
+)

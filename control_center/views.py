@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from control_center.login import LoginResult, Refreshed
     from control_center.mfa import Enrolment
     from control_center.permissions import Permissions
+    from control_center.tokens import ApiToken, CreatedToken
 
 # -- users and logins ------------------------------------------------------------------------
 
@@ -203,3 +204,29 @@ def delivery_view(row: dict[str, Any], attempts: list[dict[str, Any]] | None = N
             for a in attempts
         ]
     return out
+
+
+# -- API tokens --------------------------------------------------------------------------------
+
+
+def api_token_view(token: ApiToken) -> dict[str, Any]:
+    """A token as ``/auth/tokens`` shows it: never its secret or its hash."""
+    now = utcnow()
+    return {
+        "id": token.id,
+        "name": token.name,
+        "prefix": token.prefix,
+        "user_id": token.user_id,
+        "username": token.username,
+        "scopes": None if token.scopes is None else list(token.scopes),
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "revoked_at": iso(token.revoked_at),
+        "last_used_at": iso(token.last_used_at),
+        "uses": token.uses,
+        "active": token.revoked_at is None and token.expires_at > now,
+    }
+
+
+def api_token_created_view(created: CreatedToken) -> dict[str, Any]:
+    return {"token": created.token, "api_token": api_token_view(created.record)}

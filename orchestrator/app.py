@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -12,13 +13,17 @@ from orchestrator.engine import Engine
 from orchestrator.events import VOCABULARY
 from orchestrator.journal import OutboxHook
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
+from orchestrator.mcp.http_api import document_mcp, mcp_api, well_known_api
+from orchestrator.product_tools import product_tools
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.rollback import RollbackService
 from orchestrator.state import StateService
+from orchestrator.tools import TOOLS, ToolRegistry
 from orchestrator.workflows import WorkflowService
 from shared.events.bus import EventBus
 from shared.events.streams import install as install_streams
-from shared.security.auth import AuthBackend
+from shared.security.audit import AUDIT
+from shared.security.auth import AUTH_BACKEND, AuthBackend
 from shared.settings import Settings
 from shared.store.store import Store
 from shared.web.app import base_app
@@ -30,16 +35,28 @@ from shared.webhooks.dispatcher import DISPATCHER, dispatcher_ctx
 HEALTH_MESSAGE = "Orchestrator is healthy"
 
 
-def build_api() -> Api:
+def build_api(registry: ToolRegistry | None = None) -> Api:
+    """The orchestrator's routes; with the app's tool registry, the MCP routes too."""
     api = Api()
 
     async def health(request: web.Request) -> str:
         return HEALTH_MESSAGE
 
-    add_standard_routes(api, title="provisioning orchestrator", health=health)
+    def customize(request: web.Request, doc: dict[str, Any]) -> None:
+        document_mcp(doc)
+
+    add_standard_routes(api, title="provisioning orchestrator", health=health, customize=customize)
     for module in (tasks, batch, state, rollback, events):
         api.include(module.api)
+    api.include(well_known_api)
+    mount_mcp_http(api, registry if registry is not None else ToolRegistry())
     return api
+
+
+def mount_mcp_http(api: Api, registry: ToolRegistry) -> None:
+    """The ``mcp_http`` routes under ``/ext/mcp_http/``, until the extension framework's
+    built-in ``mcp_http`` mounts :func:`orchestrator.mcp.http_api.mcp_routes` there."""
+    api.include(mcp_api(registry))
 
 
 def create_app(
@@ -51,7 +68,12 @@ def create_app(
     outbox: OutboxHook | None = None,
 ) -> web.Application:
     """The orchestrator; opens its own store unless one is shared, and resumes workflows."""
-    app = base_app(settings, service="orchestrator", api=build_api(), store=store, bus=bus, auth=auth)
+    registry = ToolRegistry()
+    app = base_app(settings, service="orchestrator", api=build_api(registry), store=store, bus=bus, auth=auth)
+    registry.bind(app[AUTH_BACKEND], app[AUDIT])
+    for tool in product_tools(app):
+        registry.register(tool)
+    app[TOOLS] = registry
 
     async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         hook = outbox if outbox is not None else app[DISPATCHER].outbox

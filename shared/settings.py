@@ -392,6 +392,20 @@ class Settings(BaseSettings):
     # -- extensions --
 
     # -- api tokens and mcp --
+    # API tokens (POST /auth/tokens): the longest lifetime a token may be given, in days
+    api_token_max_days: Annotated[int, Field(ge=1, le=3650)] = 365
+    api_tokens_per_user: Count = 50  # active tokens a user may hold at once
+    # Uses of one API token: the first of a window is audited at once, the rest of the
+    # window become one record with their count
+    api_token_audit_window_s: Delay = 60.0
+    # The MCP endpoint (/ext/mcp_http/mcp): browser origins allowed besides the server's
+    # own (a request with any other Origin is refused, 403), e.g. "https://inspector.example"
+    mcp_allowed_origins: Names = ()
+    mcp_session_ttl_s: Seconds = 3600.0  # an idle 2025-11-25 session (Mcp-Session-Id) ends
+    mcp_max_sessions: Count = 1000  # open 2025-11-25 sessions; the oldest idle one ends past this
+    # The public URL of the orchestrator, for the protected-resource metadata; empty: from
+    # the request (Host and scheme)
+    mcp_public_url: str = ""
 
     # The TOML file these came from (PROVISIONING_CONFIG, `--config`, load_settings(path)).
     config_file: Path | None = None

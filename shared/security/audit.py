@@ -82,6 +82,30 @@ def timestamp_of(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# The fields of a query model (``/audit/logs``, the audit tool) that filter a search.
+SEARCH_FIELDS: set[str] = {"user_id", "action", "resource", "result", "from_", "to"}
+
+
+def search_filters(
+    *,
+    user_id: str | None,
+    action: str | None,
+    resource: str | None,
+    result: str | None,
+    from_: datetime | None,
+    to: datetime | None,
+) -> dict[str, Any]:
+    """The filters of :meth:`AuditLog.search` (the seed's ``/audit/logs`` query)."""
+    return {
+        "user_id": user_id,
+        "action": action,
+        "resource": resource,
+        "result": result,
+        "from": timestamp_of(from_) if from_ else None,
+        "to": timestamp_of(to) if to else None,
+    }
+
+
 def _drop_none(value: Any) -> Any:
     # The store drops NONE fields; hashing must see what the store gives back.
     if isinstance(value, dict):

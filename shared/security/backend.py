@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,10 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.security.actor import Actor
-from shared.security.audit import AuditLog
+from shared.security.api_tokens import JTI_PREFIX as API_JTI_PREFIX
+from shared.security.api_tokens import TOKEN_TYPE as API_TOKEN_TYPE
+from shared.security.api_tokens import ApiTokens, UsageTally, scope_allows
+from shared.security.audit import AuditLog, entry_for
 from shared.security.auth import ANONYMOUS, AUTH_BACKEND, OpenAccess, Principal
 from shared.security.conditions import NO_OPERATION, OperationFacts, RoleSet, fold, operations_of
 from shared.security.policy import (
@@ -47,6 +50,7 @@ from shared.security.policy import (
 )
 from shared.security.ratelimit import RateLimits
 from shared.security.repositories import (
+    ApiTokenRepository,
     KeyRepository,
     PolicyRepository,
     RevocationRepository,
@@ -61,6 +65,7 @@ from shared.store.store import Store
 from shared.web.client import client_ip
 from shared.web.keys import SERVICE_KEY, STORE
 from shared.web.middlewares import add_response_headers
+from shared.web.routing import route_spec
 from shared.web.validation import json_body
 
 log = logging.getLogger(__name__)
@@ -81,11 +86,13 @@ class Security:
         self.keys = KeyRing()
         self.revocations = Revocations()
         self.subjects = Subjects()
-        self.tokens = TokenService(settings, self.keys, self.revocations, self.subjects)
+        self.api_tokens = ApiTokens(self.revocations, self.subjects)
+        self.tokens = TokenService(settings, self.keys, self.revocations, self.subjects, self.api_tokens)
         self.policy = PolicyEngine(read_model(settings.policies_dir))
         self.audit = AuditLog(
             refusal_window_s=settings.audit_refusal_window_s, refusal_keys=settings.audit_refusal_keys
         )
+        self.token_uses = UsageTally(self.audit, settings.api_token_audit_window_s)
         self.rate_limits = RateLimits(settings)
         self.backend = SecurityBackend(self)
         self.store: Store | None = None
@@ -111,6 +118,8 @@ class Security:
         await seed_default_policy(PolicyRepository(store), self.settings)
         await self.policy.load(PolicyRepository(store))
         await self.audit.start(store)
+        self.api_tokens.bind(ApiTokenRepository(store))
+        self.token_uses.start(ApiTokenRepository(store))
         self.rate_limits.open()
         if self.settings.auth_sync_s > 0:
             self._sync_task = asyncio.create_task(self._sync_loop(), name="security-sync")
@@ -124,6 +133,7 @@ class Security:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sync_task
             self._sync_task = None
+        await self.token_uses.stop()
         await self.audit.stop()
         await self.rate_limits.close()
 
@@ -158,6 +168,8 @@ class Security:
         await self.revocations.revoke(until=until, jti=jti, sid=sid)
         if jti:
             self.tokens.forget(jti)
+            if jti.startswith(API_JTI_PREFIX):
+                self.api_tokens.forget(jti.removeprefix(API_JTI_PREFIX))
 
 
 def default_policy_row(rules: list[Rule]) -> dict[str, Any]:
@@ -259,14 +271,70 @@ class SecurityBackend:
                 reason="missing",
             )
         try:
-            return await self.security.tokens.verify(token)
+            principal = await self.security.tokens.verify(token)
         except Unauthorized:
             add_response_headers(
                 request, {"WWW-Authenticate": 'Bearer realm="provisioning", error="invalid_token"'}
             )
             raise
+        if principal.claims.get("token_type") == API_TOKEN_TYPE:
+            entry = entry_for(request, "", "", "", user_id=principal.user_id, username=principal.username)
+            spec = route_spec(request)
+            route = f"{request.method} {spec.path if spec is not None else request.path}"
+            await self.security.token_uses.used(principal, entry, route[:200])
+        return principal
 
     async def authorize(self, principal: Principal, resource: str, action: str, request: web.Request) -> None:
+        settings = self.security.settings
+
+        async def context(roots: frozenset[str]) -> dict[str, Any]:
+            return await condition_context(request, principal, roots, settings)
+
+        async def document() -> Any:
+            return await submission(request)
+
+        await self.decide(principal, resource, action, context=context, document=document, path=request.path)
+
+    async def authorize_actor(
+        self, actor: Actor, resource: str, action: str, *, document: Any = None, path: str | None = None
+    ) -> None:
+        """Authorize what ``actor`` asks outside an HTTP route of its own (a tool call), with
+        the same policy and conditions: ``document`` is the body the mirrored route would
+        get (a batch: its operations are decided one by one), ``path`` that route's path."""
+        principal = actor.principal or ANONYMOUS
+        route = path or actor.path
+
+        async def context(roots: frozenset[str]) -> dict[str, Any]:
+            facts = conditions_for(
+                principal, ip=actor.ip or "", method=actor.method, path=route, service=actor.service
+            )
+            if "batch" in roots:
+                facts["batch"] = batch_facts_of(document)
+            return facts
+
+        async def given() -> Any:
+            return document
+
+        await self.decide(principal, resource, action, context=context, document=given, path=route)
+
+    async def decide(
+        self,
+        principal: Principal,
+        resource: str,
+        action: str,
+        *,
+        context: Callable[[frozenset[str]], Awaitable[dict[str, Any]]],
+        document: Callable[[], Awaitable[Any]],
+        path: str,
+    ) -> None:
+        """Allow (return) or refuse (``Forbidden``) ``resource:action`` for a principal:
+        an API token's scopes first, then the policy and its conditions."""
+        scopes = principal.claims.get("scopes")
+        if isinstance(scopes, list) and not scope_allows(scopes, resource, action):
+            raise Forbidden(
+                f"permission denied: this API token's scopes do not include {resource}:{action}",
+                details={"resource": resource, "action": action, "scopes": scopes},
+            )
         if principal.claims.get("scope") == MFA_SETUP_SCOPE and (resource, action) not in MFA_SETUP_ROUTES:
             raise Forbidden(
                 "this token is good only for MFA enrolment: POST /auth/mfa/setup, "
@@ -281,22 +349,20 @@ class SecurityBackend:
         refused: OperationFacts | None = None
         if plan.decision is None:
             settings = self.security.settings
-            context = await condition_context(request, principal, plan.roots, settings)
+            facts = await context(plan.roots)
             if "operation" not in plan.roots:
-                if engine.decide(subjects, resource, action, context):
+                if engine.decide(subjects, resource, action, facts):
                     return
             else:
                 # Allowed only if allowed for every operation of the body: decided once per
                 # distinct set of the facts the conditions read, yielding now and then.
-                operations = operations_of(
-                    await submission(request), request.path, settings.commands_allow
-                ) or [NO_OPERATION]
+                operations = operations_of(await document(), path, settings.commands_allow) or [NO_OPERATION]
                 decided: set[tuple[Any, ...]] = set()
                 for op in operations:
                     key = op.key(plan.operation_fields)
                     if key in decided:
                         continue
-                    if not engine.decide(subjects, resource, action, {**context, "operation": op.facts()}):
+                    if not engine.decide(subjects, resource, action, {**facts, "operation": op.facts()}):
                         refused = op
                         break
                     decided.add(key)
@@ -426,10 +492,14 @@ def conditions_for(
 
 
 async def batch_facts(request: web.Request) -> dict[str, Any]:
-    """What a submission says about itself. ``environment`` is normalised (NFKC, format
+    """What a submission says about itself (:func:`batch_facts_of` its body)."""
+    return batch_facts_of(await submission(request))
+
+
+def batch_facts_of(doc: Any) -> dict[str, Any]:
+    """What a submission body says about itself. ``environment`` is normalised (NFKC, format
     characters dropped, trimmed, case-folded: ``" Prod"`` is ``prod``); ``name`` is as sent."""
     facts: dict[str, Any] = {"environment": None, "check_mode": False, "name": None}
-    doc = await submission(request)
     if isinstance(doc, dict):
         environment, name = doc.get("environment"), doc.get("name")
         facts["environment"] = fold(environment) if isinstance(environment, str) else None

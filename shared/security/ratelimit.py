@@ -134,6 +134,17 @@ def _refuse(bucket: str, decision: Decision, who: str) -> RateLimited:
     )
 
 
+async def limit_user(request: web.Request, user_id: str) -> None:
+    """Count one request of ``user_id`` under the general limit (429 past it); for routes
+    that authenticate themselves (the MCP endpoint) as for every other."""
+    limits = request.app[RATE_LIMITS]
+    if limits.enabled(DEFAULT_BUCKET):
+        decision = await limits.hit(DEFAULT_BUCKET, user_id)
+        add_response_headers(request, decision.headers())
+        if not decision.allowed:
+            raise _refuse(DEFAULT_BUCKET, decision, "user")
+
+
 @web.middleware
 async def rate_limit_headers_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -178,11 +189,7 @@ async def rate_limit_middleware(
     if spec.public or principal is None:
         return await handler(request)
     user = principal.user_id
-    if limits.enabled(DEFAULT_BUCKET):
-        decision = await limits.hit(DEFAULT_BUCKET, user)
-        add_response_headers(request, decision.headers())
-        if not decision.allowed:
-            raise _refuse(DEFAULT_BUCKET, decision, "user")
+    await limit_user(request, user)
     if route in SUBMISSIONS and limits.enabled(BATCH_BUCKET):
         decision = await limits.peek(BATCH_BUCKET, user)
         if not decision.allowed:

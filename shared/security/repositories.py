@@ -289,3 +289,60 @@ def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         clauses.append("timestamp <= $f_to")
         params["f_to"] = filters["to"]
     return " AND ".join(clauses), params
+
+
+class ApiTokenRepository:
+    """Named API tokens (``api_token``): the record id is the token's public key, the
+    secret only its SHA-256 (``hash``)."""
+
+    TABLE = "api_token"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def get(self, token_id: str) -> dict[str, Any] | None:
+        rows = await self.store.query("SELECT * FROM type::thing('api_token', $id)", {"id": token_id})
+        return rows[0] if rows else None
+
+    async def page(
+        self, *, user_id: str | None, active_at: datetime | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Tokens newest first: of one user (or everyone's, ``None``); only those still
+        usable at ``active_at`` when given."""
+        return await self.store.page(
+            self.TABLE,
+            where="($user = NONE OR user_id = $user) AND "
+            "($at = NONE OR (revoked_at = NONE AND expires_at > $at))",
+            params={"user": user_id, "at": active_at},
+            order="created_at DESC, id",
+            limit=limit,
+            offset=offset,
+        )
+
+    async def active_count(self, user_id: str, now: datetime) -> int:
+        rows = await self.store.query(
+            "SELECT count() AS n FROM api_token WHERE user_id = $user AND revoked_at = NONE "
+            "AND expires_at > $now GROUP ALL",
+            {"user": user_id, "now": now},
+        )
+        return int(rows[0]["n"]) if rows else 0
+
+    def create(self, token_id: str, row: dict[str, Any]) -> Write:
+        return Stmt(
+            "CREATE type::thing('api_token', $id) CONTENT $row RETURN NONE", {"id": token_id, "row": row}
+        )
+
+    def revoke(self, token_id: str, at: datetime, by: str | None) -> Write:
+        """Compare-and-set: only a token not revoked yet; returns its id if it was."""
+        return Stmt(
+            "UPDATE type::thing('api_token', $id) SET revoked_at = $at, revoked_by = $by "
+            "WHERE revoked_at = NONE RETURN id",
+            {"id": token_id, "at": at, "by": by},
+        )
+
+    def count_uses(self, token_id: str, uses: int, at: datetime) -> Write:
+        return Stmt(
+            "UPDATE type::thing('api_token', $id) SET uses = (uses OR 0) + $n, last_used_at = $at "
+            "RETURN NONE",
+            {"id": token_id, "n": uses, "at": at},
+        )

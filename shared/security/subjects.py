@@ -87,6 +87,13 @@ class Subjects:
         if subject is None or not subject.admits(principal):
             raise Unauthorized(REFUSED, details={"reason": "subject"}, reason="subject")
 
+    async def get(self, user_id: str) -> Subject | None:
+        """The user as it is now (a fresh cached entry, else read), or None if there is none."""
+        entry = self._cache.get(user_id)
+        if entry is not None and time.monotonic() - entry[1] <= self.ttl_s:
+            return entry[0]
+        return (await self._load([user_id])).get(user_id)
+
     def forget(self, user_id: str) -> None:
         """The user changed: look again at the next request."""
         self._cache.pop(user_id, None)

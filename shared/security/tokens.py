@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -242,6 +242,16 @@ class Revocations:
         self.sids = {k: v for k, v in self.sids.items() if v > now}
 
 
+class ApiTokenVerifier(Protocol):
+    """What verifies the bearer values that are API tokens (``shared/security/api_tokens.py``)."""
+
+    async def verify(self, token: str) -> Principal: ...
+
+
+# The first characters of an API token; every other bearer value is a JWT.
+API_TOKEN_PREFIX = "pvt_"
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: str
@@ -254,12 +264,18 @@ class TokenService:
     """Issues and verifies access tokens; the verified-token cache lives here."""
 
     def __init__(
-        self, settings: Settings, keys: KeyRing, revocations: Revocations, subjects: Subjects
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        revocations: Revocations,
+        subjects: Subjects,
+        api_tokens: ApiTokenVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.revocations = revocations
         self.subjects = subjects
+        self.api_tokens = api_tokens
         self._cache: dict[str, Principal] = {}
 
     def issue(
@@ -301,7 +317,11 @@ class TokenService:
         return IssuedToken(token, jti, datetime.fromtimestamp(claims["exp"], UTC), claims)
 
     async def verify(self, token: str) -> Principal:
-        """The principal a token stands for, or ``Unauthorized``."""
+        """The principal a token (an access JWT or an API token) stands for, or ``Unauthorized``."""
+        if token.startswith(API_TOKEN_PREFIX):
+            if self.api_tokens is None:
+                raise Unauthorized("API tokens are not accepted here", reason="invalid")
+            return await self.api_tokens.verify(token)
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at is not None and cached.expires_at + CLOCK_SKEW_S > time.time():

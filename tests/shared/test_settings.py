@@ -269,6 +269,13 @@ def test_a_number_where_text_is_expected_is_taken_as_text(tmp_path: Path) -> Non
         ("PROVISIONING_DATA_DIR", "/srv/data", "data_dir", Path("/srv/data")),
         ("PROVISIONING_ORCHESTRATOR_PORT", "8080", "orchestrator_port", 8080),
         ("PROVISIONING_ROW_APPLY_IDLE_S", "0", "row_apply_idle_s", 0.0),
+        ("PROVISIONING_API_TOKEN_MAX_DAYS", "30", "api_token_max_days", 30),
+        (
+            "PROVISIONING_MCP_ALLOWED_ORIGINS",
+            "https://a.example, https://b.example",
+            "mcp_allowed_origins",
+            ("https://a.example", "https://b.example"),
+        ),
         (
             "PROVISIONING_WEBHOOK_ENDPOINTS",
             '[{"url": "https://a.example"}]',
@@ -401,6 +408,7 @@ def test_an_unknown_key_in_a_section_is_refused_with_a_suggestion_in_that_sectio
             "expected a value that is not empty (webhook_retry_schedule_s)",
         ),
         ("PROVISIONING_DB_NAMESPACE", "", "expected a value that is not empty (db_namespace)"),
+        ("PROVISIONING_API_TOKEN_MAX_DAYS", "0", "expected an integer from 1 to 3650 (api_token_max_days)"),
     ],
 )
 def test_a_bad_value_names_the_variable_the_value_and_what_is_expected(

@@ -10,11 +10,16 @@ from orchestrator.api import batch, events, rollback, state, tasks
 from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
 from orchestrator.events import VOCABULARY
+from orchestrator.extensions import mount_api
+from orchestrator.extensions.manager import ExtensionManager
+from orchestrator.extensions.repository import StreamRepository
+from orchestrator.extensions.streams import EventStreams, RedisStreams, StoreStreams, StreamBackend
 from orchestrator.journal import OutboxHook
-from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
+from orchestrator.keys import CHECKPOINTS, ENGINE, EXTENSIONS, ROLLBACKS, STATE, WORKFLOWS
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.rollback import RollbackService
 from orchestrator.state import StateService
+from orchestrator.tools import TOOLS, ToolRegistry
 from orchestrator.workflows import WorkflowService
 from shared.events.bus import EventBus
 from shared.events.streams import install as install_streams
@@ -36,8 +41,10 @@ def build_api() -> Api:
     async def health(request: web.Request) -> str:
         return HEALTH_MESSAGE
 
-    add_standard_routes(api, title="provisioning orchestrator", health=health)
-    for module in (tasks, batch, state, rollback, events):
+    add_standard_routes(
+        api, title="provisioning orchestrator", health=health, customize=mount_api.document_extensions
+    )
+    for module in (tasks, batch, state, rollback, events, mount_api):
         api.include(module.api)
     return api
 
@@ -68,8 +75,40 @@ def create_app(
         yield
         await engine.stop()
 
+    async def extensions_ctx(app: web.Application) -> AsyncIterator[None]:
+        """After the engine (extensions may register providers); stopped before it."""
+        settings = app[SETTINGS]
+        backend: StreamBackend
+        if settings.events_redis_url:
+            backend = RedisStreams(settings.events_redis_url, keep=settings.ext_event_retention_count)
+        else:
+            backend = StoreStreams(
+                StreamRepository(app[STORE]),
+                keep=settings.ext_event_retention_count,
+                max_age_s=settings.ext_event_retention_s,
+            )
+        streams = EventStreams(backend, max_event_bytes=settings.ext_event_max_bytes)
+        await streams.start()
+        manager = ExtensionManager(
+            settings, tools=app[TOOLS], streams=streams, providers=lambda: app[ENGINE].registry
+        )
+        app[EXTENSIONS] = manager
+        await manager.start()
+        yield
+        await manager.stop()
+        await streams.stop()
+
+    async def close_extension_streams(app: web.Application) -> None:
+        manager = app.get(EXTENSIONS)
+        if manager is not None:
+            await manager.close_streams()
+
+    app[TOOLS] = ToolRegistry()
+    mount_api.mount(app)
+    app.on_shutdown.append(close_extension_streams)
     app[BUS].registry.register(VOCABULARY)
     install_streams(app, events.CONFIG)
     app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(extensions_ctx)
     return app

@@ -29,7 +29,6 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.extensions.context import (
-    WS_CLOSE_GOING_AWAY,
     BackgroundHandle,
     EventsHandle,
     ExtensionContext,
@@ -175,8 +174,7 @@ class ExtensionManager:
         """``on_shutdown``: end every open WebSocket and event stream of the extensions."""
         for ext in self.extensions.values():
             if ext.mount is not None:
-                ext.mount.closing.set()
-                await _close_sockets(ext.mount)
+                _close_streams(ext.mount)
 
     async def stop(self) -> None:
         for ext in reversed(list(self.extensions.values())):
@@ -291,8 +289,7 @@ class ExtensionManager:
 
     async def _teardown(self, mount: Mount) -> None:
         """Undo every registration of a mount: streams, tasks, subscriptions, tools, providers."""
-        mount.closing.set()
-        await _close_sockets(mount)
+        _close_streams(mount)
         for task in mount.tasks.values():
             task.cancel()
         for task in mount.tasks.values():
@@ -406,11 +403,10 @@ class ExtensionManager:
         }
 
 
-async def _close_sockets(mount: Mount) -> None:
-    for ws in list(mount.sockets):
-        with contextlib.suppress(Exception):
-            await ws.close(code=WS_CLOSE_GOING_AWAY, message=b"extension stopped")
-    mount.sockets.clear()
+def _close_streams(mount: Mount) -> None:
+    """Tell the mount's WebSockets and event streams to end: each closes itself (1001 for a
+    WebSocket, see ``RoutesHandle.websocket``) without holding up the caller."""
+    mount.closing.set()
 
 
 # Failures that enabling again cannot cure: the manifest, the API fence, a duplicate id.

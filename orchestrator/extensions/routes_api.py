@@ -9,6 +9,8 @@ invoke), so the same authentication, policy, rate limits and audit apply.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import mimetypes
 from collections.abc import Awaitable, Callable, Iterable
@@ -16,10 +18,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.extensions.context import ACTIONS, EXTENSION_ATTR, RESERVED_PATHS, Mount
+from orchestrator.extensions.context import (
+    ACTIONS,
+    EXTENSION_ATTR,
+    RESERVED_PATHS,
+    WS_CLOSE_GOING_AWAY,
+    Mount,
+)
 from shared.errors import NotFound
 from shared.security.backend import QUERY_TOKEN_ATTR
 from shared.web.routing import SPEC_ATTR, Api, RouteSpec
+
+WS_CLOSE_NORMAL = 1000
+WS_CLOSE_TIMEOUT_S = 2.0  # a peer that does not answer the close frame in time is cut off
 
 
 class RoutesHandle:
@@ -96,8 +107,8 @@ class RoutesHandle:
         *,
         action: str = "read",
     ) -> None:
-        """``GET /ext/{id}/ws/{path}``: ``handler`` gets the open socket; it is closed
-        (1001) when the extension is disabled or the service stops."""
+        """``GET /ext/{id}/ws/{path}``: ``handler`` gets the open socket; it is cancelled and
+        the socket closed (1001) when the extension is disabled or the service stops."""
         mount = self._mount
         full = self._full_path("/ws/" + path.lstrip("/"))
         self._check("GET", full, False, action)
@@ -106,11 +117,23 @@ class RoutesHandle:
             ws = web.WebSocketResponse(heartbeat=30.0)
             await ws.prepare(request)
             mount.sockets.add(ws)
+            work = asyncio.create_task(handler(request, ws))
+            stop = asyncio.create_task(mount.closing.wait())
             try:
-                await handler(request, ws)
+                await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                for task in (work, stop):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                # The one place this socket is closed: 1001 when the extension stops.
+                code = WS_CLOSE_GOING_AWAY if mount.closing.is_set() else WS_CLOSE_NORMAL
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+                        await ws.close(
+                            code=code, message=b"extension stopped" if mount.closing.is_set() else b""
+                        )
                 mount.sockets.discard(ws)
-                await ws.close()
             return ws
 
         upgrade.__name__ = getattr(handler, "__name__", "websocket")

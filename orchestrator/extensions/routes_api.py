@@ -117,8 +117,8 @@ class RoutesHandle:
             ws = web.WebSocketResponse(heartbeat=30.0)
             await ws.prepare(request)
             mount.sockets.add(ws)
-            work = asyncio.create_task(handler(request, ws))
-            stop = asyncio.create_task(mount.closing.wait())
+            work: asyncio.Future[None] = asyncio.ensure_future(handler(request, ws))
+            stop: asyncio.Future[bool] = asyncio.ensure_future(mount.closing.wait())
             try:
                 await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:

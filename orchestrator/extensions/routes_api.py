@@ -15,6 +15,7 @@ import dataclasses
 import mimetypes
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -117,8 +118,8 @@ class RoutesHandle:
             ws = web.WebSocketResponse(heartbeat=30.0)
             await ws.prepare(request)
             mount.sockets.add(ws)
-            work: asyncio.Future[None] = asyncio.ensure_future(handler(request, ws))
-            stop: asyncio.Future[bool] = asyncio.ensure_future(mount.closing.wait())
+            work: asyncio.Future[Any] = asyncio.ensure_future(handler(request, ws))
+            stop: asyncio.Future[Any] = asyncio.ensure_future(mount.closing.wait())
             try:
                 await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:

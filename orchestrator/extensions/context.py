@@ -173,23 +173,24 @@ class EventsHandle:
 
     async def _until_closed(self, source: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[StreamEvent]:
         closing = asyncio.ensure_future(self._mount.closing.wait())
+        following: asyncio.Future[StreamEvent] | None = None
         try:
             while True:
                 following = asyncio.ensure_future(anext(source))
                 done, _ = await asyncio.wait({following, closing}, return_when=asyncio.FIRST_COMPLETED)
                 if following not in done:
-                    following.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await following
                     return
-                try:
-                    yield following.result()
-                except GeneratorExit:
-                    raise
+                event = following.result()
+                following = None
+                yield event
         except StopAsyncIteration:
             return
         finally:
-            closing.cancel()
+            for pending in (following, closing):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                        await pending
             await source.aclose()
 
 

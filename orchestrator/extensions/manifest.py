@@ -20,6 +20,7 @@ RESERVED_IDS = frozenset({"status", "schema"})
 SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "extension.json"
 SCHEMA_ID = "https://provisioning.dev/schemas/extension.json"
 _CLAUSE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d{1,6})\s*$")
+_FENCE_CLAUSE = r"\s*(>=|<=|==|!=|>|<)\s*\d{1,6}\s*"
 
 
 class Capability(StrEnum):
@@ -77,7 +78,10 @@ class Manifest(BaseModel):
     )
     eager: bool = Field(False, description="load at start; otherwise on the first request")
     requires_api: Annotated[str, AfterValidator(_version_fence)] = Field(
-        f">={API_VERSION},<{API_VERSION + 1}", max_length=40
+        f">={API_VERSION},<{API_VERSION + 1}",
+        max_length=40,
+        pattern=rf"^{_FENCE_CLAUSE}(,{_FENCE_CLAUSE})*$",
+        description="the extension API versions it works with, e.g. '>=1,<2'",
     )
 
     @property
@@ -113,8 +117,8 @@ def parse_manifest(data: Any, where: str) -> Manifest:
     """A manifest from parsed JSON; :class:`ManifestError` naming each bad field."""
     if not isinstance(data, dict):
         raise ManifestError(f"{where}: the manifest must be a JSON object")
-    try:
-        return Manifest.model_validate(data)
+    try:  # strict, as JSON: "yes" is not a boolean, 1 is not a string
+        return Manifest.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg']}"

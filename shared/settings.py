@@ -34,7 +34,7 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Required
 
@@ -155,30 +155,29 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-def _json_list(value: Any) -> Any:
-    """The environment's spelling of the static webhooks: a JSON array of tables."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError("expected a JSON array of {url, events, secret} objects") from None
-    return value
+def _json(expected: str) -> Callable[[Any], Any]:
+    """A validator that reads the environment's spelling of tables: JSON text."""
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(f"expected {expected}") from None
+        return value
+
+    return parse
+
+
+# The static webhooks, and the [extensions.<id>] tables.
+_json_list = _json("a JSON array of {url, events, secret} objects")
+_json_table = _json('a JSON object such as {"hello": {"grants": ["ROUTES"]}}')
 
 
 def _path_list(value: Any) -> Any:
     """``"/a:/b,/c"`` → ``("/a", "/b", "/c")``: the environment's spelling of paths."""
     if isinstance(value, str):
         return tuple(p.strip() for p in value.replace(",", os.pathsep).split(os.pathsep) if p.strip())
-    return value
-
-
-def _json_table(value: Any) -> Any:
-    """The environment's spelling of ``[extensions.<id>]`` tables: a JSON object."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError('expected a JSON object such as {"hello": {"grants": ["ROUTES"]}}') from None
     return value
 
 

@@ -61,6 +61,17 @@ class CapabilityMissing(Forbidden):
     code = "capability_missing"
 
 
+async def cancel_all(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel these tasks and wait for them, whatever they end with."""
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()
+    for task in tasks:
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await task
+
+
 def _denied(capability: Capability, granted: Iterable[Capability]) -> CapabilityMissing:
     names = sorted(c.value for c in granted)
     return CapabilityMissing(
@@ -186,11 +197,7 @@ class EventsHandle:
         except StopAsyncIteration:
             return
         finally:
-            for pending in (following, closing):
-                if pending is not None and not pending.done():
-                    pending.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                        await pending
+            await cancel_all(following, closing)
             await source.aclose()
 
 
@@ -231,9 +238,7 @@ class BackgroundHandle:
         task = self._mount.tasks.pop(name, None)
         if task is None:
             raise NotFound(f"no task named {name!r}")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_all(task)
 
     def list_tasks(self) -> list[TaskInfo]:
         out = []

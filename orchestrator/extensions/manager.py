@@ -14,7 +14,6 @@ requested ones that are also granted: by the manifest for built-ins, by
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -35,6 +34,7 @@ from orchestrator.extensions.context import (
     Mount,
     ProvidersHandle,
     ScopedTools,
+    cancel_all,
 )
 from orchestrator.extensions.discovery import BUILTIN_DIR, Candidate, discover
 from orchestrator.extensions.manifest import Capability
@@ -55,10 +55,10 @@ log = logging.getLogger(__name__)
 
 
 class ExtensionState(StrEnum):
-    LOADED = "loaded"
-    PENDING = "pending"
-    DISABLED = "disabled"
-    FAILED = "failed"
+    """Where an extension stands; the values are what ``/ext/status`` shows."""
+
+    LOADED, PENDING = "loaded", "pending"  # running / discovered, loads on its first request
+    DISABLED, FAILED = "disabled", "failed"  # by manifest, settings or an admin / with its error
 
 
 class HookTimeout(TimeoutError):
@@ -290,11 +290,7 @@ class ExtensionManager:
     async def _teardown(self, mount: Mount) -> None:
         """Undo every registration of a mount: streams, tasks, subscriptions, tools, providers."""
         _close_streams(mount)
-        for task in mount.tasks.values():
-            task.cancel()
-        for task in mount.tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all(*mount.tasks.values())
         mount.tasks.clear()
         await self.streams.drop_owner(mount.ext_id)
         mount.subscriptions.clear()

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared.metrics import LATENCY_BUCKETS_S
+
 EXTENSION_REQUESTS = Counter(
     "extension_requests",
     "Requests to extension routes by extension, endpoint, method and status",
     ["extension", "endpoint", "method", "status"],
 )  # exported as extension_requests_total
+_ROUTE = ["extension", "endpoint", "method"]
 EXTENSION_LATENCY = Histogram(
-    "extension_request_duration_seconds",
-    "Latency of extension routes by extension, endpoint and method",
-    ["extension", "endpoint", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "extension_request_duration_seconds", "Latency of extension routes", _ROUTE, buckets=LATENCY_BUCKETS_S
 )
 EXTENSION_ERRORS = Counter(
     "extension_errors",

@@ -89,58 +89,49 @@ HEALTH = named(
 )
 
 
-@api.route(
-    "GET",
+def _public(path: str, summary: str, response: JsonSchema, answer: Callable[[web.Request], Any]) -> None:
+    """A public GET answering ``answer(request)`` as JSON (raw, as the seed has it)."""
+
+    async def public(request: web.Request) -> web.Response:
+        return web.json_response(answer(request))
+
+    public.__name__ = "ext_" + path.rsplit("/", 1)[1].replace(".", "_")
+    api.route("GET", path, public=True, summary=summary, tags=TAG, response=response, raw=True)(public)
+
+
+_public(
     "/ext/status",
-    public=True,
-    summary="Every discovered extension: state, capabilities, metrics",
-    tags=TAG,
-    response=STATUS,
-    raw=True,
+    "Every discovered extension: state, capabilities, metrics",
+    STATUS,
+    lambda request: request.app[EXTENSIONS].status(),
 )
-async def ext_status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[EXTENSIONS].status())
-
-
-@api.route(
-    "GET",
-    "/ext/schema/extension.json",
-    public=True,
-    summary="The JSON Schema of extension.json",
-    tags=TAG,
-    response=OBJECT,
-    raw=True,
+_public(
+    "/ext/schema/extension.json", "The JSON Schema of extension.json", OBJECT, lambda _: manifest_schema()
 )
-async def ext_manifest_schema(request: web.Request) -> web.Response:
-    return web.json_response(manifest_schema())
 
 
-@api.route(
-    "POST",
-    "/ext/{id}/enable",
-    resource="extensions",
-    action="manage",
-    summary="Enable (and load) an extension, without a restart",
-    tags=TAG,
-    response=EXTENSION_ENTRY,
-)
-async def ext_enable(request: web.Request) -> web.Response:
-    manager = request.app[EXTENSIONS]
-    return ok(manager.entry(await manager.enable(request.match_info["id"])))
+def _switch(verb: str, what: str) -> None:
+    """``POST /ext/{id}/enable`` or ``/disable``: admins only (``extensions:manage``), audited."""
+
+    async def switch(request: web.Request) -> web.Response:
+        manager = request.app[EXTENSIONS]
+        change = manager.enable if verb == "enable" else manager.disable
+        return ok(manager.entry(await change(request.match_info["id"])))
+
+    switch.__name__ = f"ext_{verb}"
+    api.route(
+        "POST",
+        f"/ext/{{id}}/{verb}",
+        resource="extensions",
+        action="manage",
+        summary=f"{what} an extension, without a restart",
+        tags=TAG,
+        response=EXTENSION_ENTRY,
+    )(switch)
 
 
-@api.route(
-    "POST",
-    "/ext/{id}/disable",
-    resource="extensions",
-    action="manage",
-    summary="Disable (and unload) an extension, without a restart",
-    tags=TAG,
-    response=EXTENSION_ENTRY,
-)
-async def ext_disable(request: web.Request) -> web.Response:
-    manager = request.app[EXTENSIONS]
-    return ok(manager.entry(await manager.disable(request.match_info["id"])))
+_switch("enable", "Enable (and load)")
+_switch("disable", "Disable (and unload)")
 
 
 # -- the extensions' own routes -----------------------------------------------------------

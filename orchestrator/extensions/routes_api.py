@@ -25,6 +25,7 @@ from orchestrator.extensions.context import (
     RESERVED_PATHS,
     WS_CLOSE_GOING_AWAY,
     Mount,
+    cancel_all,
 )
 from shared.errors import NotFound
 from shared.security.backend import QUERY_TOKEN_ATTR
@@ -123,10 +124,7 @@ class RoutesHandle:
             try:
                 await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (work, stop):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                await cancel_all(work, stop)
                 # The one place this socket is closed: 1001 when the extension stops.
                 code = WS_CLOSE_GOING_AWAY if mount.closing.is_set() else WS_CLOSE_NORMAL
                 with contextlib.suppress(Exception):

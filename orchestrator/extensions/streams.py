@@ -64,20 +64,23 @@ class StreamEvent:
         return {"stream": self.stream, "id": self.id, "data": self.data, "published_at": self.published_at}
 
 
+def _refused(field: str, problem: str, expected: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{field}: {expected}", details={"fields": [{"field": field, "message": problem}]}
+    )
+
+
 def check_stream(name: str) -> str:
     if not STREAM_NAME.match(name):
-        raise ValidationFailed(
-            "stream: 1 to 128 of letters, digits, '.', '_', ':' and '-', starting with a letter or digit",
-            details={"fields": [{"field": "stream", "message": "invalid stream name"}]},
-        )
+        expected = "1 to 128 of letters, digits, '.', '_', ':' and '-', starting with a letter or digit"
+        raise _refused("stream", "invalid stream name", expected)
     return name
 
 
 def check_pattern(pattern: str) -> str:
     if not PATTERN.match(pattern):
-        raise ValidationFailed(
-            "pattern: a stream name in which '*' and '?' match any characters",
-            details={"fields": [{"field": "pattern", "message": "invalid stream pattern"}]},
+        raise _refused(
+            "pattern", "invalid stream pattern", "a stream name in which '*' and '?' match anything"
         )
     return pattern
 
@@ -85,10 +88,7 @@ def check_pattern(pattern: str) -> str:
 def parse_event_id(text: str) -> tuple[int, int]:
     match = EVENT_ID.match(text)
     if match is None:
-        raise ValidationFailed(
-            "Last-Event-ID: expected an event id like 1692873600000-0",
-            details={"fields": [{"field": "Last-Event-ID", "message": "not an event id"}]},
-        )
+        raise _refused("Last-Event-ID", "not an event id", "expected an event id like 1692873600000-0")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -146,11 +146,11 @@ class Subscription:
         self.task = asyncio.create_task(pump(), name=f"ext-sub-{self.owner}-{self.pattern}")
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+                await task
 
 
 class StreamBackend(Protocol):
@@ -194,16 +194,11 @@ class EventStreams:
     async def publish(self, stream: str, data: dict[str, Any]) -> StreamEvent:
         check_stream(stream)
         if not isinstance(data, dict):
-            raise ValidationFailed(
-                "data: an event is a JSON object",
-                details={"fields": [{"field": "data", "message": "expected an object"}]},
-            )
+            raise _refused("data", "expected an object", "an event is a JSON object")
         size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
         if size > self.max_event_bytes:
-            raise ValidationFailed(
-                f"data: an event is at most {self.max_event_bytes} bytes of JSON, this one {size}",
-                details={"fields": [{"field": "data", "message": "too large"}]},
-            )
+            limit = self.max_event_bytes
+            raise _refused("data", "too large", f"an event is at most {limit} bytes of JSON, this one {size}")
         return await self.backend.append(stream, data)
 
     async def subscribe(self, owner: str, pattern: str, handler: Handler) -> Subscription:
@@ -349,12 +344,10 @@ class RedisStreams:
         await self.client.ping()
 
     async def stop(self) -> None:
-        for task in list(self._readers.values()):
+        readers, self._readers = list(self._readers.values()), {}
+        for task in readers:
             task.cancel()
-        for task in list(self._readers.values()):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._readers.clear()
+        await asyncio.gather(*readers, return_exceptions=True)
         await self.client.aclose()
 
     async def append(self, stream: str, data: dict[str, Any]) -> StreamEvent:

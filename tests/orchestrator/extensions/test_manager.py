@@ -3,6 +3,7 @@ ids are refused, the API fence holds, and enable/disable work without a restart.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from orchestrator.tools import TOOLS
 from tests.helpers.extensions import PING, orchestrator, status, write_extension
 
 BROKEN_IMPORT = "import a_module_that_does_not_exist_anywhere\n"
-BROKEN_SETUP = """
+# What the extensions below that handle tools share: an input model and a handler.
+TOOL_KIT = """
 from pydantic import BaseModel
 
 class Args(BaseModel):
@@ -18,15 +20,25 @@ class Args(BaseModel):
 
 async def handler(call, args):
     return {}
-
-class Ext:
-    def setup(self, context):
-        context.tools.tool("first", "registered before the failure", Args, handler)
-        raise RuntimeError("setup exploded")
-
-def get_extension():
-    return Ext()
 """
+
+
+def tool_user(name: str, after: str = "pass") -> str:
+    """An extension whose setup registers the tool ``name``, then runs ``after``."""
+    return TOOL_KIT + textwrap.dedent(
+        f"""
+        class Ext:
+            def setup(self, context):
+                context.tools.tool({name!r}, "a tool", Args, handler)
+                {after}
+
+        def get_extension():
+            return Ext()
+        """
+    )
+
+
+BROKEN_SETUP = tool_user("first", 'raise RuntimeError("setup exploded")')
 SLOW_START = """
 import asyncio
 
@@ -125,19 +137,14 @@ async def test_duplicate_ids_first_wins(aiohttp_client: Any, tmp_path: Path) -> 
     assert doc["total_extensions"] == len(doc["extensions"]) + 2
 
 
-CAPS = """
+CAPS = (
+    TOOL_KIT
+    + """
 from aiohttp import web
-from pydantic import BaseModel
 from orchestrator.extensions.manifest import Capability
 from shared.errors import ProvisioningError
 from shared.web.envelope import ok
 from shared.web.routing import OBJECT, Api
-
-class Args(BaseModel):
-    pass
-
-async def handler(call, args):
-    return {}
 
 class Ext:
     def setup(self, context):
@@ -169,31 +176,12 @@ class Ext:
 def get_extension():
     return Ext()
 """
-GREEDY = """
-from pydantic import BaseModel
-
-class Args(BaseModel):
-    pass
-
-async def handler(call, args):
-    return {}
-
-class Ext:
-    def setup(self, context):
-        context.tools.tool("steal", "a tool it was not granted", Args, handler)
-
-def get_extension():
-    return Ext()
-"""
-IMPOSTOR = """
-from pydantic import BaseModel
+)
+GREEDY = tool_user("steal")
+IMPOSTOR = (
+    TOOL_KIT
+    + """
 from orchestrator.tools import Tool
-
-class Args(BaseModel):
-    pass
-
-async def handler(call, args):
-    return {}
 
 class Ext:
     def setup(self, context):
@@ -203,6 +191,7 @@ class Ext:
 def get_extension():
     return Ext()
 """
+)
 
 
 async def test_grants_bound_the_context(aiohttp_client: Any, tmp_path: Path) -> None:

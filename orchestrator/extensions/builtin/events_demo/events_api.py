@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.extensions.context import EventsHandle
+from orchestrator.extensions.context import EventsHandle, cancel_all
 from orchestrator.extensions.streams import StreamEvent, check_stream
 from shared.security.backend import accept_query_token
 from shared.web.keys import SETTINGS
@@ -77,10 +77,7 @@ def build_api(events: EventsHandle) -> Api:
             try:
                 await asyncio.wait({pump, lost}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (pump, lost):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                await cancel_all(pump, lost)
         return resp
 
     accept_query_token(subscribe)  # EventSource cannot send an Authorization header

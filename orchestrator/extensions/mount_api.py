@@ -204,11 +204,25 @@ class ExtensionsResource(AbstractResource):
     def raw_match(self, path: str) -> bool:
         return path == self.canonical
 
+    def _documented(self) -> list[AbstractRoute]:
+        """The routes in the OpenAPI document (the health routes, and the documented routes
+        of loaded extensions), for introspection: ``app.router.routes()``."""
+        manager = self.app.get(EXTENSIONS)
+        if manager is None:
+            return []
+        found: list[AbstractRoute] = []
+        for ext_id, ext in manager.extensions.items():
+            found.extend(self._health.setdefault(ext_id, _health_route(ext_id)).routes())
+            if ext.state is ExtensionState.LOADED and ext.mount is not None:
+                documented = {id(spec.handler) for spec in ext.mount.specs}
+                found.extend(r for r in ext.mount.router.routes() if id(r.handler) in documented)
+        return found
+
     def __len__(self) -> int:
-        return 0
+        return len(self._documented())
 
     def __iter__(self) -> Iterator[AbstractRoute]:
-        return iter(())
+        return iter(self._documented())
 
     async def resolve(self, request: web.Request) -> tuple[AbstractMatchInfo | None, set[str]]:  # type: ignore[override]
         manager = self.app.get(EXTENSIONS)

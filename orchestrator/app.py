@@ -11,9 +11,13 @@ from orchestrator.api import batch, events, rollback, state, tasks
 from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
 from orchestrator.events import VOCABULARY
+from orchestrator.extensions import mount_api
+from orchestrator.extensions.manager import ExtensionManager
+from orchestrator.extensions.repository import StreamRepository
+from orchestrator.extensions.streams import EventStreams, RedisStreams, StoreStreams, StreamBackend
 from orchestrator.journal import OutboxHook
-from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
-from orchestrator.mcp.http_api import document_mcp, mcp_api, well_known_api
+from orchestrator.keys import CHECKPOINTS, ENGINE, EXTENSIONS, ROLLBACKS, STATE, WORKFLOWS
+from orchestrator.mcp.http_api import document_mcp, well_known_api
 from orchestrator.product_tools import product_tools
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.rollback import RollbackService
@@ -35,28 +39,23 @@ from shared.webhooks.dispatcher import DISPATCHER, dispatcher_ctx
 HEALTH_MESSAGE = "Orchestrator is healthy"
 
 
-def build_api(registry: ToolRegistry | None = None) -> Api:
-    """The orchestrator's routes; with the app's tool registry, the MCP routes too."""
+def build_api() -> Api:
+    """The orchestrator's routes (extensions' routes, MCP's included, are mounted under
+    ``/ext/`` by :mod:`orchestrator.extensions.mount_api`)."""
     api = Api()
 
     async def health(request: web.Request) -> str:
         return HEALTH_MESSAGE
 
     def customize(request: web.Request, doc: dict[str, Any]) -> None:
-        document_mcp(doc)
+        mount_api.document_extensions(request, doc)
+        document_mcp(doc)  # the mcp_http built-in's endpoint, as it really answers
 
     add_standard_routes(api, title="provisioning orchestrator", health=health, customize=customize)
-    for module in (tasks, batch, state, rollback, events):
+    for module in (tasks, batch, state, rollback, events, mount_api):
         api.include(module.api)
     api.include(well_known_api)
-    mount_mcp_http(api, registry if registry is not None else ToolRegistry())
     return api
-
-
-def mount_mcp_http(api: Api, registry: ToolRegistry) -> None:
-    """The ``mcp_http`` routes under ``/ext/mcp_http/``, until the extension framework's
-    built-in ``mcp_http`` mounts :func:`orchestrator.mcp.http_api.mcp_routes` there."""
-    api.include(mcp_api(registry))
 
 
 def create_app(
@@ -69,7 +68,7 @@ def create_app(
 ) -> web.Application:
     """The orchestrator; opens its own store unless one is shared, and resumes workflows."""
     registry = ToolRegistry()
-    app = base_app(settings, service="orchestrator", api=build_api(registry), store=store, bus=bus, auth=auth)
+    app = base_app(settings, service="orchestrator", api=build_api(), store=store, bus=bus, auth=auth)
     registry.bind(app[AUTH_BACKEND], app[AUDIT])
     for tool in product_tools(app):
         registry.register(tool)
@@ -90,8 +89,39 @@ def create_app(
         yield
         await engine.stop()
 
+    async def extensions_ctx(app: web.Application) -> AsyncIterator[None]:
+        """After the engine (extensions may register providers); stopped before it."""
+        settings = app[SETTINGS]
+        backend: StreamBackend
+        if settings.events_redis_url:
+            backend = RedisStreams(settings.events_redis_url, keep=settings.ext_event_retention_count)
+        else:
+            backend = StoreStreams(
+                StreamRepository(app[STORE]),
+                keep=settings.ext_event_retention_count,
+                max_age_s=settings.ext_event_retention_s,
+            )
+        streams = EventStreams(backend, max_event_bytes=settings.ext_event_max_bytes)
+        await streams.start()
+        manager = ExtensionManager(
+            settings, tools=app[TOOLS], streams=streams, providers=lambda: app[ENGINE].registry
+        )
+        app[EXTENSIONS] = manager
+        await manager.start()
+        yield
+        await manager.stop()
+        await streams.stop()
+
+    async def close_extension_streams(app: web.Application) -> None:
+        manager = app.get(EXTENSIONS)
+        if manager is not None:
+            await manager.close_streams()
+
+    mount_api.mount(app)
+    app.on_shutdown.append(close_extension_streams)
     app[BUS].registry.register(VOCABULARY)
     install_streams(app, events.CONFIG)
     app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(extensions_ctx)
     return app

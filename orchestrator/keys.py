@@ -6,6 +6,7 @@ from aiohttp import web
 
 from orchestrator.checkpoints import Checkpoints
 from orchestrator.engine import Engine
+from orchestrator.extensions.manager import ExtensionManager
 from orchestrator.rollback import RollbackService
 from orchestrator.state import StateService
 from orchestrator.workflows import WorkflowService
@@ -15,3 +16,4 @@ CHECKPOINTS = web.AppKey("checkpoints", Checkpoints)
 ROLLBACKS = web.AppKey("rollbacks", RollbackService)
 WORKFLOWS = web.AppKey("workflows", WorkflowService)
 STATE = web.AppKey("state", StateService)
+EXTENSIONS = web.AppKey("extensions", ExtensionManager)

@@ -16,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+# Request latency buckets (seconds), shared by every request histogram.
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 HTTP_REQUESTS = Counter(
     "http_requests_total",
     "HTTP requests by service, route, method and status",
@@ -25,7 +27,7 @@ HTTP_LATENCY = Histogram(
     "http_request_duration_seconds",
     "HTTP request latency by service, route and method",
     ["service", "route", "method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS_S,
 )
 TASKS_TOTAL = Counter(
     "orchestrator_tasks", "Total number of tasks by final status", ["status"]

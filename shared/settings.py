@@ -34,7 +34,7 @@ import logging
 import os
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Required
 from urllib.parse import urlsplit
@@ -156,13 +156,29 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-def _json_list(value: Any) -> Any:
-    """The environment's spelling of the static webhooks: a JSON array of tables."""
+def _json(expected: str) -> Callable[[Any], Any]:
+    """A validator that reads the environment's spelling of tables: JSON text."""
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError(f"expected {expected}") from None
+        return value
+
+    return parse
+
+
+# The static webhooks, and the [extensions.<id>] tables.
+_json_list = _json("a JSON array of {url, events, secret} objects")
+_json_table = _json('a JSON object such as {"hello": {"grants": ["ROUTES"]}}')
+
+
+def _path_list(value: Any) -> Any:
+    """``"/a:/b,/c"`` → ``("/a", "/b", "/c")``: the environment's spelling of paths."""
     if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError("expected a JSON array of {url, events, secret} objects") from None
+        return tuple(p.strip() for p in value.replace(",", os.pathsep).split(os.pathsep) if p.strip())
     return value
 
 
@@ -222,6 +238,19 @@ class WebhookEndpoint(TypedDict, total=False):
     events: NotRequired[list[str]]
     secret: NotRequired[str]
     description: NotRequired[str]
+
+
+CapabilityName = Literal[
+    "ROUTES", "TOOLS", "EVENTS_PUB", "EVENTS_SUB", "BACKGROUND_TASKS", "STATIC", "PROVIDERS"
+]
+
+
+@with_config({"extra": "forbid"})
+class ExtensionSettings(TypedDict, total=False):
+    """``[extensions.<id>]``: what one extension is granted, and whether it runs."""
+
+    grants: list[CapabilityName]
+    enabled: bool
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -390,6 +419,21 @@ class Settings(BaseSettings):
     # -- cli --
 
     # -- extensions --
+    # Directories (or single files) searched for extensions after the built-in ones, in
+    # order: PROVISIONING_EXT_PATHS=/opt/ext:/srv/one.py (':' or ','); [extensions] paths.
+    ext_paths: Annotated[tuple[str, ...], BeforeValidator(_path_list)] = ()
+    # Per extension: [extensions.<id>] grants = ["ROUTES", "TOOLS"], enabled = false (or
+    # PROVISIONING_EXTENSIONS as a JSON object). Nothing is granted to an extension that
+    # is not built in unless it is listed here.
+    extensions: Annotated[dict[str, ExtensionSettings], BeforeValidator(_json_table)] = Field(
+        default_factory=dict
+    )
+    ext_hook_timeout_s: Seconds = 10.0  # each of setup, on_startup, on_shutdown, health
+    ext_event_retention_count: Count = 10_000  # events kept per named stream
+    ext_event_retention_s: Seconds = 7 * 86_400.0  # and for at most this long
+    ext_event_max_bytes: Count = 65_536  # an event's JSON, at most
+    # Named event streams on Redis Streams instead of the store: redis://host:6379/0
+    events_redis_url: str = Field(default="", repr=False)
 
     # -- api tokens and mcp --
     # API tokens (POST /auth/tokens): the longest lifetime a token may be given, in days
@@ -561,6 +605,15 @@ class TomlFileSource(PydanticBaseSettingsSource):
                             self._put("webhook_endpoints", subval, "webhooks", sub)
                     elif sub != "enabled":
                         self._put(f"webhooks_{sub}", subval, "webhooks", sub)
+            elif key == "extensions" and isinstance(value, dict):
+                # [extensions.<id>] tables configure one extension each; other keys are
+                # settings: `paths` is ext_paths, `hook_timeout_s` ext_hook_timeout_s, …
+                tables = {k: v for k, v in value.items() if isinstance(v, dict)}
+                if tables:
+                    self._put("extensions", tables, key, None)
+                for sub, subval in value.items():
+                    if not isinstance(subval, dict):
+                        self._put(f"ext_{sub}", subval, key, sub)
             elif isinstance(value, dict):
                 for sub, subval in value.items():
                     self._put(f"{key}_{sub}", subval, key, sub)

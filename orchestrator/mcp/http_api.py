@@ -1,10 +1,9 @@
 """The ``mcp_http`` routes: the seed's ``meta``, ``handshake``, ``tools`` and ``invoke``, and a
 Model Context Protocol endpoint at ``mcp`` (Streamable HTTP, written here in aiohttp).
 
-:func:`mcp_routes` gives them with relative paths for the extension framework to mount
-under ``/ext/mcp_http/``; :func:`mcp_api` declares the same handlers under a prefix, so
-the OpenAPI document describes them. The routes authenticate themselves (a product
-token: an access JWT or an API token) so that a refusal carries
+:func:`mcp_api` declares them (relative to ``prefix``) for the built-in extension
+``mcp_http`` to mount under ``/ext/mcp_http/``, so the OpenAPI document describes them.
+The routes authenticate themselves (a product token: an access JWT or an API token) so that a refusal carries
 ``WWW-Authenticate: Bearer resource_metadata=…`` (RFC 9728), whose document
 :data:`well_known_api` serves; each tool call is then authorized by the tool registry
 with the policy of the REST route it mirrors.
@@ -434,12 +433,6 @@ def mcp_api(registry: ToolRegistry, *, prefix: str = MOUNT) -> Api:
     return api
 
 
-def mcp_routes(registry: ToolRegistry) -> list[web.RouteDef]:
-    """The routes with relative paths (``meta``, ``handshake``, ``tools``, ``invoke``, ``mcp``),
-    for the extension framework to mount under ``/ext/mcp_http/``."""
-    return [web.route(s.method, s.path.lstrip("/"), s.handler) for s in mcp_api(registry, prefix="").specs]
-
-
 def document_mcp(doc: JsonSchema, prefix: str = MOUNT) -> None:
     """The OpenAPI document as the MCP endpoint really answers: its body is a JSON-RPC
     message, and a protocol error (400, 404) is a JSON-RPC error rather than the envelope."""
@@ -495,4 +488,4 @@ async def protected_resource_metadata(request: web.Request) -> web.Response:
     )
 
 
-__all__ = ["HANDSHAKE_VERSIONS", "document_mcp", "mcp_api", "mcp_routes", "well_known_api"]
+__all__ = ["HANDSHAKE_VERSIONS", "document_mcp", "mcp_api", "well_known_api"]

@@ -182,7 +182,7 @@ def current_line(values: list[str]) -> Line:
 PREVIOUS_DEFAULT_FINGERPRINTS = frozenset(
     {
         "680e2402398be360516f6c65df948b9186e20815b1f4b2ad98142e8cae4dfe0d",  # before issue 8
-        "99865c0228a04b38e46c71a961775704b905ec3f7548f1d64e38937f10a378b2",  # before API tokens
+        "99865c0228a04b38e46c71a961775704b905ec3f7548f1d64e38937f10a378b2",  # before tokens and ext:*
     }
 )
 _SEMVER_TAIL = re.compile(r"^(.*?)(\d+)$")

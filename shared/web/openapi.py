@@ -219,6 +219,28 @@ def openapi_document(
 PROMETHEUS_TEXT = "text/plain"  # Prometheus text exposition format (version in the parameters)
 
 
+def metrics_response(request: web.Request) -> web.Response:
+    """The service's Prometheus text, behind ``Authorization: Bearer <metrics_token>`` when
+    one is set (``/metrics``, and ``/ext/observability/metrics`` on the orchestrator)."""
+    import hmac
+
+    from shared.errors import Unauthorized
+    from shared.metrics import render
+    from shared.web.keys import SETTINGS
+
+    settings = request.app.get(SETTINGS)
+    expected = settings.metrics_token if settings is not None else ""
+    if expected:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            add_response_headers(request, {"WWW-Authenticate": 'Bearer realm="metrics"'})
+            raise Unauthorized(f"{request.path} needs Authorization: Bearer <the metrics token>")
+    body, ctype = render(request.app.get(SERVICE_KEY, "app"))
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = ctype
+    return resp
+
+
 def add_standard_routes(
     api: Api,
     *,
@@ -228,11 +250,6 @@ def add_standard_routes(
 ) -> None:
     """``/health``, ``/metrics`` and ``/openapi.json``: public on every service.
     ``customize`` adjusts the document to the running settings (e.g. password length)."""
-    import hmac
-
-    from shared.errors import Unauthorized
-    from shared.metrics import render
-    from shared.web.keys import SETTINGS
 
     @api.route("GET", "/health", public=True, summary="Liveness", tags=("monitoring",), response=STR)
     async def get_health(request: web.Request) -> web.Response:
@@ -249,19 +266,7 @@ def add_standard_routes(
     )
     async def get_metrics(request: web.Request) -> web.Response:
         """This service's metrics; behind ``Authorization: Bearer <metrics_token>`` when one is set."""
-        settings = request.app.get(SETTINGS)
-        expected = settings.metrics_token if settings is not None else ""
-        if expected:
-            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), expected.encode()
-            ):
-                add_response_headers(request, {"WWW-Authenticate": 'Bearer realm="metrics"'})
-                raise Unauthorized("/metrics needs Authorization: Bearer <the metrics token>")
-        body, ctype = render(request.app.get(SERVICE_KEY, "app"))
-        resp = web.Response(body=body)
-        resp.headers["Content-Type"] = ctype
-        return resp
+        return metrics_response(request)
 
     @api.route(
         "GET",

@@ -38,7 +38,7 @@ from tests.contract.live import LiveServices, live_services, login_admin
 
 FAST_EXAMPLES = 6
 SLOW_EXAMPLES = 100
-STREAMS = ("/events", "/ws")
+STREAMS = ("/events", "/ws", "/ext/events_demo/subscribe")  # open streams never end
 DESTRUCTIVE = {
     ("POST", "/auth/logout"),
     ("POST", "/auth/mfa/disable"),

@@ -62,7 +62,9 @@ async def test_a_viewer_only_reads(services: Services) -> None:
     assert {("tasks", "read"), ("batch", "read"), ("workflows", "read"), ("state", "read")} <= set(pairs)
     assert not any(resource in ("users", "policies", "webhooks", "audit") for resource, _ in pairs)
     own = {"profile", "tokens"}  # their profile and their own API tokens
-    assert not any(a not in ("read", "logout", "mfa", "mfa_enrol", "update") for r, a in pairs if r not in own)
+    assert not any(
+        a not in ("read", "logout", "mfa", "mfa_enrol", "update") for r, a in pairs if r not in own
+    )
     assert ("batch", "execute") not in pairs and ("rollback", "rollback") not in pairs
     assert {r for r, a in pairs if a != "read"} <= own
 

@@ -138,6 +138,7 @@ SPECIAL_VALUES: dict[str, Any] = {
     "webhook_endpoints": [{"url": "https://hooks.example.com/x", "events": ["batch.completed"]}],
     "cors_origins": ["https://console.example.com", "http://localhost:5173"],
     "console_orchestrator_url": "https://orchestrator.example.com",
+    "extensions": {"hello": {"grants": ["ROUTES"], "enabled": False}},
 }
 
 
@@ -510,3 +511,46 @@ def test_provisioning_up_with_a_typo_in_the_file_exits_2_with_one_line(tmp_path:
     # Every command reads the same settings, the client's too.
     listed = run_cli(tmp_path, "--config", str(path), "batch", "list")
     assert (listed.returncode, listed.stderr) == (2, done.stderr)
+
+
+# -- extensions --
+
+
+def test_extension_tables_paths_and_grants(tmp_path: Path) -> None:
+    path = toml_file(
+        tmp_path,
+        """
+[extensions]
+paths = ["/opt/ext", "/srv/one.py"]
+hook_timeout_s = 3
+
+[extensions.hello]
+grants = ["ROUTES", "TOOLS"]
+
+[extensions.other]
+enabled = false
+""",
+    )
+    settings = load_settings(path)
+    assert settings.ext_paths == ("/opt/ext", "/srv/one.py")
+    assert settings.ext_hook_timeout_s == 3
+    assert settings.extensions == {"hello": {"grants": ["ROUTES", "TOOLS"]}, "other": {"enabled": False}}
+
+
+def test_extension_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROVISIONING_EXT_PATHS", "/a:/b,/c")
+    monkeypatch.setenv("PROVISIONING_EXTENSIONS", '{"hello": {"grants": ["EVENTS_PUB"]}}')
+    settings = load_settings()
+    assert settings.ext_paths == ("/a", "/b", "/c")
+    assert settings.extensions == {"hello": {"grants": ["EVENTS_PUB"]}}
+
+
+def test_extension_tables_refuse_unknown_keys_and_capabilities(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, '[extensions.hello]\ngrants = ["EVERYTHING"]\ngrant = ["ROUTES"]\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+    text = str(caught.value)
+    assert "extensions.hello.grants[0]" in text and "ROUTES, TOOLS" in text
+    assert "extensions.hello.grant" in text and "unknown key" in text
+    with pytest.raises(SettingsError, match="JSON object"):
+        load_settings(extensions="{not json")

@@ -1,0 +1,1 @@
+"""The built-in extensions: one package each, with ``extension.json`` and ``extension.py``."""

@@ -1,0 +1,1 @@
+"""Named event streams over HTTP: publish, and subscribe as Server-Sent Events."""

@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 from orchestrator.app import create_app
 from orchestrator.tools import TOOLS, ToolCall
 from shared.errors import ValidationFailed
+from shared.security.actor import Actor
+from shared.security.auth import ANONYMOUS
 from shared.settings import load_settings
 
 HELLO = Path(__file__).resolve().parents[1]
@@ -59,10 +61,10 @@ async def test_tool(aiohttp_client: Any, tmp_path: Path) -> None:
     tools = client.app[TOOLS]
     tool = tools.get("ext.hello.greet")
     assert tool is not None and (tool.resource, tool.action) == ("ext:hello", "invoke")
-    result = await tools.call("ext.hello.greet", {"name": "Ada"}, ToolCall(actor=None))
+    result = await tools.call("ext.hello.greet", {"name": "Ada"}, ToolCall(Actor(ANONYMOUS)))
     assert result["greeting"] == "Hello, Ada!"
     with pytest.raises(ValidationFailed) as refused:
-        await tools.call("ext.hello.greet", {"name": ""}, ToolCall(actor=None))
+        await tools.call("ext.hello.greet", {"name": ""}, ToolCall(Actor(ANONYMOUS)))
     assert refused.value.details["fields"][0]["field"] == "name"
 
 

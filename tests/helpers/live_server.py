@@ -1,0 +1,175 @@
+"""A real ``provisioning up`` subprocess on the embedded store (``mem://``), for the CLI's
+suites: both services on free ports with authentication on, and the login journey
+(MFA enrolment with codes from pyotp, on the real clock) done over plain HTTP.
+
+One server per test module keeps the suites quick: start it from a module-scoped
+fixture with :func:`live_server`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+import pyotp
+
+from tests.helpers.services import ADMIN_PASSWORD, FAST_ARGON2, USER_PASSWORD
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    """One plain HTTP call: (status, the JSON answer)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    try:
+        with urlopen(Request(url, data=data, method=method, headers=headers), timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"{}")
+    except HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@dataclass
+class LiveServer:
+    cc_url: str
+    orch_url: str
+    tmp: Path
+    totp: dict[str, pyotp.TOTP] = field(default_factory=dict)
+    last_step: dict[str, int] = field(default_factory=dict)
+
+    def code(self, username: str) -> str:
+        """A TOTP code of a time step later than the last one this user spent (inside the
+        server's window of one step either side)."""
+        now_step = int(time.time()) // 30
+        step = max(now_step - 1, self.last_step.get(username, now_step - 2) + 1)
+        if step > now_step + 1:
+            time.sleep(30 - time.time() % 30 + 0.1)  # the window is used up: wait for the next
+            return self.code(username)
+        self.last_step[username] = step
+        return str(self.totp[username].at(step * 30))
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """A full login over HTTP (enrolling MFA first where the account must): the login data."""
+        url = self.cc_url
+        status, doc = http("POST", f"{url}/auth/login", {"username": username, "password": password})
+        if status == 401 and doc.get("code") == "mfa_required":
+            body = {"username": username, "password": password, "mfa_code": self.code(username)}
+            status, doc = http("POST", f"{url}/auth/login", body)
+        elif status == 200 and doc["data"].get("mfa_setup_required"):
+            setup = doc["data"]["setup_token"]
+            status, doc = http("POST", f"{url}/auth/mfa/setup", {"password": password}, setup)
+            assert status == 200, doc
+            self.totp[username] = pyotp.TOTP(doc["data"]["secret"])
+            body = {"password": password, "code": self.code(username)}
+            status, doc = http("POST", f"{url}/auth/mfa/enable", body, setup)
+            assert status == 200, doc
+            body = {"username": username, "password": password, "mfa_code": self.code(username)}
+            status, doc = http("POST", f"{url}/auth/login", body)
+        assert status == 200, doc
+        data: dict[str, Any] = doc["data"]
+        return data
+
+    def admin(self) -> dict[str, Any]:
+        return self.login("admin", ADMIN_PASSWORD)
+
+    def create_user(self, username: str, *roles: str, token: str) -> str:
+        body = {
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": USER_PASSWORD,
+            "roles": list(roles),
+        }
+        status, doc = http("POST", f"{self.cc_url}/users", body, token)
+        assert status == 201, doc
+        return str(doc["data"]["id"])
+
+    def env(self, config_home: Path, **extra: str) -> dict[str, str]:
+        """The environment of a CLI subprocess: this tree first, its own config directory."""
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")}
+        environ.update(
+            PYTHONPATH=str(ROOT),
+            XDG_CONFIG_HOME=str(config_home),
+            PROVISIONING_URL=self.cc_url,
+            PROVISIONING_ORCHESTRATOR_URL=self.orch_url,
+            **extra,
+        )
+        return environ
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise AssertionError(f"provisioning up exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urlopen(f"{url}/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not start: {log.read_text()[-2000:]}")
+
+
+@contextmanager
+def live_server(tmp: Path) -> Iterator[LiveServer]:
+    """``provisioning up`` on ``mem://`` with authentication on, until the block ends."""
+    cc_port, orch_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")}
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "PROVISIONING_DATA_DIR": str(tmp / "data"),
+            "PROVISIONING_DB_URL": "mem://",
+            "PROVISIONING_HOST": HOST,
+            "PROVISIONING_CONTROL_CENTER_PORT": str(cc_port),
+            "PROVISIONING_ORCHESTRATOR_PORT": str(orch_port),
+            "PROVISIONING_AUTH_ENABLED": "true",
+            "PROVISIONING_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "PROVISIONING_RATE_LIMIT_AUTH": "1000/minute",
+            "PROVISIONING_RATE_LIMIT_DEFAULT": "10000/minute",
+            "PROVISIONING_RATE_LIMIT_BATCH": "1000/minute",
+            "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.01",
+            "PROVISIONING_DEFAULT_MAX_DELAY_S": "0.05",
+            "PROVISIONING_LOG_LEVEL": "WARNING",
+            "PROVISIONING_ACCESS_LOG": "false",
+            **{f"PROVISIONING_{k.upper()}": str(v) for k, v in FAST_ARGON2.items()},
+        }
+    )
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioning", "up"], env=env, stdout=out, stderr=out, cwd=tmp
+        )
+        server = LiveServer(f"http://{HOST}:{cc_port}", f"http://{HOST}:{orch_port}", tmp)
+        try:
+            _wait_healthy(server.cc_url, proc, log)
+            _wait_healthy(server.orch_url, proc, log)
+            yield server
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -8,12 +8,17 @@ fixture with :func:`live_server`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -173,3 +178,94 @@ def live_server(tmp: Path) -> Iterator[LiveServer]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+# -- running the CLI --------------------------------------------------------------------------
+
+
+def invoke(*args: str, input: str | None = None) -> Any:
+    """The CLI in-process (Typer's runner): a ``click.testing.Result``."""
+    from typer.testing import CliRunner
+
+    from provisioning.cli import app
+
+    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def run_cli(env: dict[str, str], *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI as a subprocess (``python -m provisioning``), stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "provisioning", *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+class Terminal:
+    """The CLI as a subprocess on a pseudo-terminal (stdin, stdout and stderr), the way a
+    user's shell runs it: read what it draws, answer its prompts, send it signals."""
+
+    def __init__(self, env: dict[str, str], *args: str, columns: int = 120) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+        env = {**env, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40"}
+        env.pop("NO_COLOR", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "provisioning", *args],
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=ROOT,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.raw = b""
+
+    @property
+    def text(self) -> str:
+        return self.raw.decode(errors="replace")
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return True
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            return False
+        if not chunk:
+            return False
+        self.raw += chunk
+        return True
+
+    def expect(self, needle: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            if time.monotonic() > deadline or (not self._read(0.2) and self.proc.poll() is not None):
+                raise AssertionError(f"{needle!r} never shown; the terminal shows:\n{self.text[-3000:]}")
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def wait(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while self._read(0.1):
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(f"still running; the terminal shows:\n{self.text[-3000:]}")
+            if self.proc.poll() is not None and not self._drain():
+                break
+        rc = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        os.close(self.master)
+        return rc
+
+    def _drain(self) -> bool:
+        """Read what is left once the child has exited; False when nothing is."""
+        before = len(self.raw)
+        self._read(0.05)
+        return len(self.raw) > before

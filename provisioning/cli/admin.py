@@ -154,7 +154,9 @@ def users_update(
         fail("nothing to change: give --email, --role, --enable/--disable or --password")
 
     async def go(s: Session) -> Any:
-        return await s.cc.call("PUT", f"/users/{await _user_id(s, user)}", body)
+        user_id = await _user_id(s, user)
+        await s.cc.call("PUT", f"/users/{user_id}", body)
+        return await s.cc.call("GET", f"/users/{user_id}")
 
     show_item(run(ctx, go), output)
 
@@ -270,9 +272,12 @@ def policies_apply(
         if not policy_id:
             existing = (await s.cc.collect("/policies", every=True)).items
             policy_id = next((p["id"] for p in existing if p.get("name") == doc.get("name")), None)
+        outcome = "updated"
         if policy_id:
-            return "updated", await s.cc.call("PUT", f"/policies/{policy_id}", body)
-        return "created", await s.cc.call("POST", "/policies", body)
+            await s.cc.call("PUT", f"/policies/{policy_id}", body)
+        else:
+            outcome, policy_id = "created", (await s.cc.call("POST", "/policies", body))["id"]
+        return outcome, await s.cc.call("GET", f"/policies/{policy_id}")
 
     outcome, policy = run(ctx, go)
     if output is Output.table:

@@ -49,6 +49,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _print(renderable: Any) -> None:
+    """A table on stdout; in a pipe without the padding that ends its lines."""
+    out = console()
+    if out.is_terminal:
+        out.print(renderable)
+        return
+    with out.capture() as captured:
+        out.print(renderable)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()), flush=True)
+
+
 def show_list(
     items: Sequence[dict[str, Any]],
     columns: Sequence[Column],
@@ -61,18 +72,17 @@ def show_list(
     if fmt is not Output.table:
         print(dump(list(items), fmt), end="" if fmt is Output.yaml else "\n")
         return
-    out = console()
     if not items:
-        out.print(empty)
+        print(empty)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for heading, _ in columns:
         table.add_column(heading, overflow="fold")
     for item in items:
         table.add_row(*(_text(get(item) if callable(get) else item.get(get)) for _, get in columns))
-    out.print(table)
+    _print(table)
     if total is not None and total > len(items):
-        out.print(f"({len(items)} of {total}; --limit N or --all for more)")
+        print(f"({len(items)} of {total}; --limit N or --all for more)")
 
 
 def show_item(item: Any, fmt: Output, *, fields: Sequence[str] | None = None) -> None:
@@ -86,4 +96,4 @@ def show_item(item: Any, fmt: Output, *, fields: Sequence[str] | None = None) ->
     for key in fields or list(item):
         if key in item:
             table.add_row(key, _text(item[key]))
-    console().print(table)
+    _print(table)

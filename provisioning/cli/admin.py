@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from provisioning.cli.common import EXIT_FAILED, Session, fail, load_document, run, say
+from provisioning.cli.common import EXIT_FAILED, Session, confirm, fail, load_document, run, say
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError
 
@@ -24,18 +24,6 @@ LIMIT = typer.Option(50, "--limit", min=1, help="at most this many")
 ALL = typer.Option(False, "--all", help="every one, following the pages")
 YES = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")
 AUDIT_POLL_S = 2.0
-
-
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    try:
-        confirmed = typer.confirm(question, default=False)
-    except typer.Abort:
-        confirmed = False
-    if not confirmed:
-        say("not confirmed: nothing was changed")
-        raise typer.Exit(EXIT_FAILED)
 
 
 def _listing(
@@ -171,7 +159,7 @@ def users_delete(
     Example:
       provisioning users delete alice --yes
     """
-    _confirm(f"Delete user {user}?", yes)
+    confirm(f"Delete user {user}?", yes)
 
     async def go(s: Session) -> Any:
         return await s.cc.call("DELETE", f"/users/{await _user_id(s, user)}")
@@ -299,7 +287,7 @@ def policies_delete(
     Example:
       provisioning policies delete 3a1b… --yes
     """
-    _confirm(f"Delete policy {policy_id}?", yes)
+    confirm(f"Delete policy {policy_id}?", yes)
     say(str(run(ctx, lambda s: s.cc.call("DELETE", f"/policies/{policy_id}"))))
 
 
@@ -553,7 +541,7 @@ def webhooks_delete(
     Example:
       provisioning webhooks delete 7d2e… --yes
     """
-    _confirm(f"Delete webhook {webhook_id}?", yes)
+    confirm(f"Delete webhook {webhook_id}?", yes)
     say(str(run(ctx, lambda s: s.cc.call("DELETE", f"/webhooks/{webhook_id}"))))
 
 

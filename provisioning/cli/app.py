@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer._completion_shared import get_completion_script
 
@@ -107,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=argv, prog_name="provisioning", standalone_mode=False)
-    except (click.exceptions.Exit, typer.Exit) as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:  # a usage error: Typer's (vendored) Click exceptions
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"provisioning: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

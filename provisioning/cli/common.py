@@ -73,6 +73,19 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a change (``--yes`` answers for the user); a no ends the command, exit 1."""
+    if yes:
+        return
+    try:
+        confirmed = typer.confirm(question, default=False)
+    except typer.Abort:
+        confirmed = False
+    if not confirmed:
+        say("not confirmed: nothing was changed")
+        raise typer.Exit(EXIT_FAILED)
+
+
 # -- talking to the services ----------------------------------------------------------------
 
 

@@ -95,8 +95,7 @@ def mermaid(ops: list[dict[str, Any]]) -> str:
     lines = ["flowchart LR"]
     for op in ops:
         status = str(op.get("status", ""))
-        label = _mermaid_label(f"{op['id']}<br/>{status}")
-        label = label.replace("#lt;br/#gt;", "<br/>")
+        label = f"{_mermaid_label(str(op['id']))}<br/>{_mermaid_label(status)}"
         lines.append(f'  {node[str(op["id"])]}["{label}"]:::{status.lower() or "unknown"}')
     for op in ops:
         for dep in op.get("dependencies") or []:

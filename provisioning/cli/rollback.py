@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from provisioning.cli.common import EXIT_FAILED, Session, run, say
+from provisioning.cli.common import EXIT_FAILED, Session, confirm, run, say
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError
 
@@ -156,18 +156,6 @@ async def _by_operations(s: Session, ids: list[str], batch: str | None) -> list[
     return _newest_first(rows)
 
 
-def _confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    try:
-        confirmed = typer.confirm(question, default=False)
-    except typer.Abort:
-        confirmed = False
-    if not confirmed:
-        say("not confirmed: nothing was changed")
-        raise typer.Exit(EXIT_FAILED)
-
-
 def rollback(
     ctx: typer.Context,
     checkpoint: str = typer.Option(
@@ -208,7 +196,7 @@ def rollback(
         [("#", "order"), ("OPERATION", "operation"), ("BATCH", "batch"), ("COMPLETED", "completed_at")],
         Output.table,
     )
-    _confirm("Roll them back?", yes)
+    confirm("Roll them back?", yes)
     body: dict[str, Any] = (
         {"checkpoint_id": checkpoint, "workflow_id": batch}
         if checkpoint
@@ -238,5 +226,5 @@ def restore(
         f"Restore resets the recorded status of tasks and batches to checkpoint {cp['id']} "
         f"({cp.get('name')}, {cp.get('created_at')}); it runs no undo."
     )
-    _confirm("Restore it?", yes)
+    confirm("Restore it?", yes)
     say(str(run(ctx, lambda s: s.orch.call("POST", f"/rollback/restore/{checkpoint_id}"))))

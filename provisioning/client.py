@@ -9,8 +9,8 @@ no service and no ``shared`` module, so the CLI works against any deployment.
   ``details``; a service that cannot be reached raises :class:`ServerDown`.
 * Lists follow the ``Link: <…>; rel="next"`` header (offset or cursor links alike)
   and read ``X-Total-Count`` when the server sends it.
-* On a 401 the client asks its ``refresher`` once for a new access token (the
-  credentials file's refresh token, rotated) and tries again.
+* On a 401 the client asks its ``refresher`` for a new access token (the
+  credentials file's refresh token, rotated) and tries the call once more.
 """
 
 from __future__ import annotations
@@ -128,9 +128,8 @@ class Client:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     async def refresh(self) -> bool:
-        """A new access token from the refresher (once per client); True if there is one."""
-        refresher, self.refresher = self.refresher, None
-        token = await refresher() if refresher is not None else None
+        """A new access token from the refresher; True if there is one."""
+        token = await self.refresher() if self.refresher is not None else None
         if token:
             self.token = token
         return bool(token)

@@ -56,7 +56,10 @@ CONFIG_VARIABLE = f"{ENV_PREFIX}CONFIG"  # names the TOML file (the ``config_fil
 # operation is given (docs/orchestrator.md). Never warned about.
 OTHER_VARIABLES = frozenset(
     ENV_PREFIX + name
-    for name in ("URL", "TOKEN", "PASSWORD", "TASK_ID", "WORKFLOW_ID", "OPERATION", "ATTEMPT")
+    for name in (
+        *("URL", "TOKEN", "PASSWORD", "TASK_ID", "WORKFLOW_ID", "OPERATION", "ATTEMPT"),
+        *("ORCHESTRATOR_URL", "CONTEXT", "USERNAME", "MFA_CODE", "NEW_PASSWORD"),  # the CLI's (docs/cli.md)
+    )
 )
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _LOG_LEVEL_ALIASES = ("FATAL", "WARN", "NOTSET")  # also understood by the logging module

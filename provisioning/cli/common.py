@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ T = TypeVar("T")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DOWN = 3
+REUSE_REFRESH_S = 10.0  # a token refreshed this recently is not refreshed again
 
 
 @dataclass
@@ -99,13 +101,14 @@ class Session:
         self.cc = Client(target.server, target.token, self._refresh if target.refreshable else None)
         self.orch = Client(target.orchestrator, target.token, self._refresh if target.refreshable else None)
         self._refreshed: str | None = None
+        self._refreshed_at = 0.0
         self._lock = asyncio.Lock()
 
     async def _refresh(self) -> str | None:
         """Trade the context's refresh token for a new access token and save the rotated pair."""
         async with self._lock:
-            if self._refreshed is not None:
-                return self._refreshed
+            if self._refreshed is not None and time.monotonic() - self._refreshed_at < REUSE_REFRESH_S:
+                return self._refreshed  # both clients asked at once: one refresh serves them
             refresh = self.target.values.get("refresh_token")
             if not refresh:
                 return None
@@ -117,7 +120,7 @@ class Session:
             values = {**self.target.values, **fresh}
             self.target.values = values
             self.creds.put(self.target.context, values, make_current=False)
-            self._refreshed = str(fresh["token"])
+            self._refreshed, self._refreshed_at = str(fresh["token"]), time.monotonic()
             for client in (self.cc, self.orch):
                 client.token = self._refreshed
             return self._refreshed

@@ -137,15 +137,18 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextmanager
-def live_server(tmp: Path) -> Iterator[LiveServer]:
-    """``provisioning up`` on ``mem://`` with authentication on, until the block ends."""
-    cc_port, orch_port = free_port(), free_port()
+def live_server(
+    tmp: Path, *, db_url: str = "mem://", ports: tuple[int, int] | None = None
+) -> Iterator[LiveServer]:
+    """``provisioning up`` with authentication on, until the block ends: on ``mem://``, or
+    (``db_url=""``) on a data directory under ``tmp`` that a second start finds again."""
+    cc_port, orch_port = ports or (free_port(), free_port())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")}
     env.update(
         {
             "PYTHONPATH": str(ROOT),
             "PROVISIONING_DATA_DIR": str(tmp / "data"),
-            "PROVISIONING_DB_URL": "mem://",
+            "PROVISIONING_DB_URL": db_url,
             "PROVISIONING_HOST": HOST,
             "PROVISIONING_CONTROL_CENTER_PORT": str(cc_port),
             "PROVISIONING_ORCHESTRATOR_PORT": str(orch_port),
@@ -162,7 +165,7 @@ def live_server(tmp: Path) -> Iterator[LiveServer]:
         }
     )
     log = tmp / "server.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "provisioning", "up"], env=env, stdout=out, stderr=out, cwd=tmp
         )
@@ -269,3 +272,77 @@ class Terminal:
         before = len(self.raw)
         self._read(0.05)
         return len(self.raw) > before
+
+
+class CuttableProxy:
+    """A TCP proxy in front of a service, in a thread of its own: the network between the
+    CLI and the server, whose connections a test can cut at any moment."""
+
+    def __init__(self, target: str) -> None:
+        import asyncio
+        import threading
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(target)
+        self.target = (parts.hostname or HOST, parts.port or 80)
+        self.loop = asyncio.new_event_loop()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.cuts = 0
+        started = threading.Event()
+
+        async def serve() -> None:
+            self.server = await asyncio.start_server(self._pipe, HOST, 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+            started.set()
+
+        self.thread = threading.Thread(target=self._run, args=(serve,), daemon=True)
+        self.thread.start()
+        started.wait(10)
+        self.url = f"http://{HOST}:{self.port}"
+
+    def _run(self, serve: Any) -> None:
+        self.loop.run_until_complete(serve())
+        self.loop.run_forever()
+
+    async def _pipe(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+
+        async def copy(src: Any, dst: Any) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, RuntimeError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        self.writers.difference_update((writer, up_writer))
+
+    def cut(self) -> None:
+        """Drop every open connection (new ones are still let through)."""
+
+        def drop() -> None:
+            self.cuts += 1
+            for w in list(self.writers):
+                w.transport.abort()
+
+        self.loop.call_soon_threadsafe(drop)
+
+    def close(self) -> None:
+        def stop() -> None:
+            self.server.close()
+            for w in list(self.writers):
+                w.transport.abort()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(stop)
+        self.thread.join(10)

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from provisioning.cli.commands import client_of, delete_command, item_command
 from provisioning.cli.common import EXIT_FAILED, Session, confirm, fail, load_document, run, say
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError
@@ -38,8 +39,7 @@ def _listing(
     empty: str,
 ) -> None:
     def go(s: Session) -> Any:
-        client = s.cc if service == "cc" else s.orch
-        return client.collect(path, params, limit=limit, every=every)
+        return client_of(s, service).collect(path, params, limit=limit, every=every)
 
     page = run(ctx, go)
     show_list(page.items, columns, output, total=page.total, empty=empty)
@@ -277,18 +277,18 @@ def policies_apply(
         show_item(policy, output)
 
 
-@policies_app.command("delete")
-def policies_delete(
-    ctx: typer.Context, policy_id: str = typer.Argument(..., metavar="ID"), yes: bool = YES
-) -> None:
+delete_command(
+    policies_app,
     """Delete a policy (asks first).
 
     \b
     Example:
       provisioning policies delete 3a1b… --yes
-    """
-    confirm(f"Delete policy {policy_id}?", yes)
-    say(str(run(ctx, lambda s: s.cc.call("DELETE", f"/policies/{policy_id}"))))
+    """,
+    "cc",
+    "/policies/{id}",
+    "policy",
+)
 
 
 @policies_app.command("versions")
@@ -488,17 +488,19 @@ def webhooks_list(
     _listing(ctx, "cc", "/webhooks", {}, WEBHOOK_COLUMNS, output, limit, every, "no webhooks")
 
 
-@webhooks_app.command("show")
-def webhooks_show(
-    ctx: typer.Context, webhook_id: str = typer.Argument(..., metavar="ID"), output: Output = OUTPUT_OPTION
-) -> None:
+item_command(
+    webhooks_app,
+    "show",
     """One webhook subscription.
 
     \b
     Example:
       provisioning webhooks show 7d2e…
-    """
-    show_item(run(ctx, lambda s: s.cc.call("GET", f"/webhooks/{webhook_id}")), output)
+    """,
+    "cc",
+    "GET",
+    "/webhooks/{id}",
+)
 
 
 def _show_secret(hook: dict[str, Any], output: Output) -> None:
@@ -531,44 +533,45 @@ def webhooks_create(
     _show_secret(hook, output)
 
 
-@webhooks_app.command("delete")
-def webhooks_delete(
-    ctx: typer.Context, webhook_id: str = typer.Argument(..., metavar="ID"), yes: bool = YES
-) -> None:
+delete_command(
+    webhooks_app,
     """Delete a webhook subscription (asks first).
 
     \b
     Example:
       provisioning webhooks delete 7d2e… --yes
-    """
-    confirm(f"Delete webhook {webhook_id}?", yes)
-    say(str(run(ctx, lambda s: s.cc.call("DELETE", f"/webhooks/{webhook_id}"))))
-
-
-@webhooks_app.command("rotate")
-def webhooks_rotate(
-    ctx: typer.Context, webhook_id: str = typer.Argument(..., metavar="ID"), output: Output = OUTPUT_OPTION
-) -> None:
+    """,
+    "cc",
+    "/webhooks/{id}",
+    "webhook",
+)
+item_command(
+    webhooks_app,
+    "rotate",
     """A new signing secret (the old one still verifies for a grace period).
 
     \b
     Example:
       provisioning webhooks rotate 7d2e…
-    """
-    _show_secret(run(ctx, lambda s: s.cc.call("POST", f"/webhooks/{webhook_id}/rotate-secret")), output)
-
-
-@webhooks_app.command("test")
-def webhooks_test(
-    ctx: typer.Context, webhook_id: str = typer.Argument(..., metavar="ID"), output: Output = OUTPUT_OPTION
-) -> None:
+    """,
+    "cc",
+    "POST",
+    "/webhooks/{id}/rotate-secret",
+    _show_secret,
+)
+item_command(
+    webhooks_app,
+    "test",
     """Send a test event to the endpoint (queued; see 'webhooks deliveries').
 
     \b
     Example:
       provisioning webhooks test 7d2e…
-    """
-    show_item(run(ctx, lambda s: s.cc.call("POST", f"/webhooks/{webhook_id}/test")), output)
+    """,
+    "cc",
+    "POST",
+    "/webhooks/{id}/test",
+)
 
 
 @webhooks_app.command("deliveries")
@@ -666,14 +669,16 @@ def tasks_list(
     )
 
 
-@tasks_app.command("show")
-def tasks_show(
-    ctx: typer.Context, task_id: str = typer.Argument(..., metavar="ID"), output: Output = OUTPUT_OPTION
-) -> None:
+item_command(
+    tasks_app,
+    "show",
     """One task, with its output and error.
 
     \b
     Example:
       provisioning tasks show 0b7a…
-    """
-    show_item(run(ctx, lambda s: s.orch.call("GET", f"/tasks/{task_id}")), output)
+    """,
+    "orch",
+    "GET",
+    "/tasks/{id}",
+)

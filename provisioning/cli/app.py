@@ -78,27 +78,35 @@ def completion(shell: str = typer.Argument(..., help="bash, zsh or fish")) -> No
     print(get_completion_script(prog_name="provisioning", complete_var="_PROVISIONING_COMPLETE", shell=shell))
 
 
-app.command("login")(auth.login)
-app.command("logout")(auth.logout)
-app.command("whoami")(auth.whoami)
-app.add_typer(auth.context_app, name="context")
-app.add_typer(batches.batch_app, name="batch")
-app.add_typer(batches.servers_app, name="servers")
-app.add_typer(batches.taskserv_app, name="taskserv")
-app.add_typer(batches.cluster_app, name="cluster")
-app.add_typer(rollback.checkpoint_app, name="checkpoint")
-app.command("rollback")(rollback.rollback)
-app.command("restore")(rollback.restore)
-app.add_typer(admin.tasks_app, name="tasks")
-app.add_typer(admin.users_app, name="users")
-app.add_typer(admin.policies_app, name="policies")
-app.add_typer(admin.audit_app, name="audit")
-app.add_typer(admin.webhooks_app, name="webhooks")
-app.command("up")(services.up)
-app.command("orchestrator")(services.orchestrator)
-app.command("control-center")(services.control_center)
-app.command("doctor")(services.doctor)
-app.add_typer(services.keys_app, name="keys")
+COMMANDS = {
+    "login": auth.login,
+    "logout": auth.logout,
+    "whoami": auth.whoami,
+    "rollback": rollback.rollback,
+    "restore": rollback.restore,
+    "up": services.up,
+    "orchestrator": services.orchestrator,
+    "control-center": services.control_center,
+    "doctor": services.doctor,
+}
+GROUPS = {
+    "context": auth.context_app,
+    "batch": batches.batch_app,
+    "servers": batches.servers_app,
+    "taskserv": batches.taskserv_app,
+    "cluster": batches.cluster_app,
+    "checkpoint": rollback.checkpoint_app,
+    "tasks": admin.tasks_app,
+    "users": admin.users_app,
+    "policies": admin.policies_app,
+    "audit": admin.audit_app,
+    "webhooks": admin.webhooks_app,
+    "keys": services.keys_app,
+}
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -437,57 +437,54 @@ def servers_create(
     _workflow(ctx, "/workflows/servers/create", body, watch, check, output)
 
 
-@taskserv_app.command("create")
-def taskserv_create(
-    ctx: typer.Context,
-    taskserv: str = typer.Argument(..., help="the task service, e.g. kubernetes"),
-    infra: str = INFRA,
-    operation: str = OPERATION,
-    provider: str = PROVIDER,
-    settings: str = SETTINGS,
-    check: bool = CHECK,
-    watch: bool = WATCH,
-    output: Output = OUTPUT_OPTION,
-) -> None:
+def _named_workflow(group: typer.Typer, path: str, field: str, what: str, doc: str) -> None:
+    """``GROUP create NAME --infra …``: a one-operation workflow on a named target."""
+
+    def create(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., metavar=field.upper(), help=what),
+        infra: str = INFRA,
+        operation: str = OPERATION,
+        provider: str = PROVIDER,
+        settings: str = SETTINGS,
+        check: bool = CHECK,
+        watch: bool = WATCH,
+        output: Output = OUTPUT_OPTION,
+    ) -> None:
+        body = {
+            "infra": infra,
+            field: name,
+            "operation": operation,
+            "provider": provider,
+            "settings": settings,
+        }
+        _workflow(ctx, path, body, watch, check, output)
+
+    create.__doc__ = doc
+    group.command("create")(create)
+
+
+_named_workflow(
+    taskserv_app,
+    "/workflows/taskserv/create",
+    "taskserv",
+    "the task service, e.g. kubernetes",
     """Install (or update, delete) a task service on an infrastructure.
 
     \b
     Example:
       provisioning taskserv create kubernetes --infra demo --watch
-    """
-    body = {
-        "infra": infra,
-        "taskserv": taskserv,
-        "operation": operation,
-        "provider": provider,
-        "settings": settings,
-    }
-    _workflow(ctx, "/workflows/taskserv/create", body, watch, check, output)
-
-
-@cluster_app.command("create")
-def cluster_create(
-    ctx: typer.Context,
-    cluster_type: str = typer.Argument(..., help="the cluster type, e.g. buildkit"),
-    infra: str = INFRA,
-    operation: str = OPERATION,
-    provider: str = PROVIDER,
-    settings: str = SETTINGS,
-    check: bool = CHECK,
-    watch: bool = WATCH,
-    output: Output = OUTPUT_OPTION,
-) -> None:
+    """,
+)
+_named_workflow(
+    cluster_app,
+    "/workflows/cluster/create",
+    "cluster_type",
+    "the cluster type, e.g. buildkit",
     """Build (or update, delete) a cluster on an infrastructure.
 
     \b
     Example:
       provisioning cluster create buildkit --infra demo --check
-    """
-    body = {
-        "infra": infra,
-        "cluster_type": cluster_type,
-        "operation": operation,
-        "provider": provider,
-        "settings": settings,
-    }
-    _workflow(ctx, "/workflows/cluster/create", body, watch, check, output)
+    """,
+)

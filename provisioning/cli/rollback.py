@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from provisioning.cli.commands import item_command
 from provisioning.cli.common import EXIT_FAILED, Session, confirm, run, say
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError
@@ -67,17 +68,19 @@ def list_checkpoints(
     )
 
 
-@checkpoint_app.command("show")
-def show(
-    ctx: typer.Context, checkpoint_id: str = typer.Argument(..., metavar="ID"), output: Output = OUTPUT_OPTION
-) -> None:
+item_command(
+    checkpoint_app,
+    "show",
     """One checkpoint.
 
     \b
     Example:
       provisioning checkpoint show 1c9e…
-    """
-    show_item(run(ctx, lambda s: s.orch.call("GET", f"/rollback/checkpoints/{checkpoint_id}")), output)
+    """,
+    "orch",
+    "GET",
+    "/rollback/checkpoints/{id}",
+)
 
 
 @checkpoint_app.command("stats")

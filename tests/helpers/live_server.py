@@ -8,6 +8,7 @@ fixture with :func:`live_server`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -29,6 +30,7 @@ from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 import pyotp
+import pytest
 
 from tests.helpers.services import ADMIN_PASSWORD, FAST_ARGON2, USER_PASSWORD
 
@@ -136,6 +138,23 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise AssertionError(f"{url} did not start: {log.read_text()[-2000:]}")
 
 
+# What every live server of the CLI's suites runs with (authentication on, quick hashing,
+# no rate limit in the way, quick retries, quiet logs).
+SERVER_SETTINGS = {
+    "PROVISIONING_HOST": HOST,
+    "PROVISIONING_AUTH_ENABLED": "true",
+    "PROVISIONING_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "PROVISIONING_RATE_LIMIT_AUTH": "1000/minute",
+    "PROVISIONING_RATE_LIMIT_DEFAULT": "10000/minute",
+    "PROVISIONING_RATE_LIMIT_BATCH": "1000/minute",
+    "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.01",
+    "PROVISIONING_DEFAULT_MAX_DELAY_S": "0.05",
+    "PROVISIONING_LOG_LEVEL": "WARNING",
+    "PROVISIONING_ACCESS_LOG": "false",
+    **{f"PROVISIONING_{k.upper()}": str(v) for k, v in FAST_ARGON2.items()},
+}
+
+
 @contextmanager
 def live_server(
     tmp: Path, *, db_url: str = "mem://", ports: tuple[int, int] | None = None
@@ -144,26 +163,9 @@ def live_server(
     (``db_url=""``) on a data directory under ``tmp`` that a second start finds again."""
     cc_port, orch_port = ports or (free_port(), free_port())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")}
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT),
-            "PROVISIONING_DATA_DIR": str(tmp / "data"),
-            "PROVISIONING_DB_URL": db_url,
-            "PROVISIONING_HOST": HOST,
-            "PROVISIONING_CONTROL_CENTER_PORT": str(cc_port),
-            "PROVISIONING_ORCHESTRATOR_PORT": str(orch_port),
-            "PROVISIONING_AUTH_ENABLED": "true",
-            "PROVISIONING_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "PROVISIONING_RATE_LIMIT_AUTH": "1000/minute",
-            "PROVISIONING_RATE_LIMIT_DEFAULT": "10000/minute",
-            "PROVISIONING_RATE_LIMIT_BATCH": "1000/minute",
-            "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.01",
-            "PROVISIONING_DEFAULT_MAX_DELAY_S": "0.05",
-            "PROVISIONING_LOG_LEVEL": "WARNING",
-            "PROVISIONING_ACCESS_LOG": "false",
-            **{f"PROVISIONING_{k.upper()}": str(v) for k, v in FAST_ARGON2.items()},
-        }
-    )
+    env.update(SERVER_SETTINGS, PYTHONPATH=str(ROOT), PROVISIONING_DATA_DIR=str(tmp / "data"))
+    env.update(PROVISIONING_DB_URL=db_url, PROVISIONING_CONTROL_CENTER_PORT=str(cc_port))
+    env["PROVISIONING_ORCHESTRATOR_PORT"] = str(orch_port)
     log = tmp / "server.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -176,11 +178,71 @@ def live_server(
             yield server
         finally:
             proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.kill()  # nothing left to kill once it has stopped on its own
+            proc.wait()
+
+
+# -- fixtures: one server per test module, a logged-in context per test ---------------------------
+
+CLIENT_VARIABLES = (
+    "PROVISIONING_URL",
+    "PROVISIONING_ORCHESTRATOR_URL",
+    "PROVISIONING_TOKEN",
+    "PROVISIONING_CONTEXT",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(tmp_path_factory.mktemp("live")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def admin(server: LiveServer) -> dict[str, Any]:
+    """The admin's session (MFA enrolled on the way), shared by the module's tests."""
+    return server.admin()
+
+
+def client_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """The in-process CLI's environment: its own config directory, no client variables."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    for name in CLIENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def logged_in(
+    server: LiveServer, admin: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The admin's session saved as the current context; returns the environment of a CLI
+    subprocess that finds it (and no client variables)."""
+    from provisioning.cli.config import Credentials
+
+    home = tmp_path / "config"
+    client_environment(monkeypatch, home)
+    Credentials().put("default", {"server": server.cc_url, "orchestrator": server.orch_url, **admin})
+    environ = server.env(home)
+    for name in CLIENT_VARIABLES:
+        environ.pop(name, None)
+    return environ
+
+
+def start_watch(env: dict[str, str], batch: Path) -> tuple[subprocess.Popen[str], str]:
+    """``batch submit FILE --watch`` as a background subprocess (line mode), read up to the
+    line that says it was submitted: (the process, what it printed so far)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioning", "batch", "submit", str(batch), "--watch"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline()
 
 
 # -- running the CLI --------------------------------------------------------------------------
@@ -302,7 +364,11 @@ class CuttableProxy:
 
     def _run(self, serve: Any) -> None:
         self.loop.run_until_complete(serve())
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.server.wait_closed())
+            self.loop.close()  # its self-pipe sockets too
 
     async def _pipe(self, reader: Any, writer: Any) -> None:
         import asyncio

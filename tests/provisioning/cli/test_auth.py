@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,14 @@ import pyotp
 import pytest
 
 from provisioning.cli.config import Credentials
-from tests.helpers.live_server import LiveServer, http, invoke, live_server, run_cli
+from tests.helpers.live_server import LiveServer, client_environment, http, invoke, run_cli
 from tests.helpers.services import USER_PASSWORD
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("auth")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def admin(server: LiveServer) -> dict[str, Any]:
-    return server.admin()
 
 
 @pytest.fixture
 def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "config"
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    for name in (
-        "PROVISIONING_URL",
-        "PROVISIONING_ORCHESTRATOR_URL",
-        "PROVISIONING_TOKEN",
-        "PROVISIONING_CONTEXT",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    client_environment(monkeypatch, home)
     return home
 
 

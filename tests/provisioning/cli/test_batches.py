@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from provisioning import client
 from provisioning.cli.config import Credentials
-from tests.helpers.live_server import LiveServer, Terminal, http, invoke, live_server, run_cli
+from tests.helpers.live_server import LiveServer, Terminal, http, invoke, run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 FAST = {
@@ -35,36 +34,9 @@ FAST = {
 SLOW = {"name": "slow", "operations": [{"id": "wait", "type": "server_batch", "simulate": {"latency_s": 30}}]}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("batches")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def admin(server: LiveServer) -> dict[str, Any]:
-    return server.admin()
-
-
 @pytest.fixture
-def env(
-    server: LiveServer, admin: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """A logged-in context (in-process and for subprocesses alike)."""
-    home = tmp_path / "config"
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
-    for name in (
-        "PROVISIONING_URL",
-        "PROVISIONING_ORCHESTRATOR_URL",
-        "PROVISIONING_TOKEN",
-        "PROVISIONING_CONTEXT",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    Credentials().put("default", {"server": server.cc_url, "orchestrator": server.orch_url, **admin})
-    environ = server.env(home)
-    for name in ("PROVISIONING_URL", "PROVISIONING_ORCHESTRATOR_URL"):
-        environ.pop(name)
-    return environ
+def env(logged_in: dict[str, str]) -> dict[str, str]:
+    return logged_in
 
 
 def batch_file(tmp_path: Path, body: dict[str, Any], name: str = "batch.json") -> str:
@@ -86,37 +58,36 @@ def submitted_id(out: str) -> str:
     return m.group(1)
 
 
+def watched_in_a_terminal(env: dict[str, str], batch: Path) -> tuple[int, str, str]:
+    """``batch submit FILE --watch`` on a pseudo-terminal: (exit code, what it drew, batch id)."""
+    term = Terminal(env, "batch", "submit", str(batch), "--watch")
+    rc = term.wait()
+    return rc, term.text, submitted_id(term.text)
+
+
 # -- watching ------------------------------------------------------------------------------------
 
 
 def test_submit_watch_in_a_terminal_redraws_in_place_and_exits_0(
     server: LiveServer, admin: dict[str, Any], env: dict[str, str]
 ) -> None:
-    term = Terminal(env, "batch", "submit", str(EXAMPLES / "multi_cloud_deployment.json"), "--watch")
-    rc = term.wait()
-    screen = term.text
+    rc, screen, bid = watched_in_a_terminal(env, EXAMPLES / "multi_cloud_deployment.json")
     assert rc == 0, screen
     assert "\x1b[" in screen  # drawn with terminal control sequences …
     assert re.search(r"\x1b\[\d*A|\x1b\[2K", screen), screen  # … moving up / clearing lines: redrawn in place
     assert "OPERATION" in screen and "PROGRESS" in screen and "overall" in screen
     assert "━" in screen  # rich's progress bars
     assert re.search(r"upcloud_servers\S*\s+\S*Completed", screen), screen
-    bid = submitted_id(screen)
     assert re.search(rf"batch {bid}: Completed", screen), screen
-    assert (
-        "12:" not in screen.split("submitted", 1)[1].split("OPERATION")[0]
-    )  # no scrolling lines before the view
+    assert not re.search(r"\d\d:\d\d:\d\d \w+\s+(Running|Completed)", screen)  # no line mode here
     assert batch_of(server, admin, bid)["status"] == "Completed"
 
 
 def test_submit_watch_of_a_failing_batch_in_a_terminal_exits_1_with_the_rollback(
     server: LiveServer, admin: dict[str, Any], env: dict[str, str]
 ) -> None:
-    term = Terminal(env, "batch", "submit", str(EXAMPLES / "failing_rollback.yaml"), "--watch")
-    rc = term.wait()
-    screen = term.text
+    rc, screen, bid = watched_in_a_terminal(env, EXAMPLES / "failing_rollback.yaml")
     assert rc == 1, screen
-    bid = submitted_id(screen)
     assert f"batch {bid}: Failed" in screen
     assert "simulated failure on aws" in screen
     m = re.search(r"rollback: (\{.*?\})\r?\n", screen)
@@ -164,30 +135,31 @@ def test_watch_of_a_cancelled_batch_exits_1_and_of_an_unknown_one_says_so(
     assert ghost.exit_code == 1 and ghost.stderr == "error (404): no batch with id ghost\n"
 
 
+@pytest.mark.parametrize(
+    ("answer", "code", "outcome"), [("c", 1, "Cancelled"), ("d", 130, "Running")], ids=["cancel", "detach"]
+)
 def test_ctrl_c_in_the_live_view_offers_cancel_or_detach(
-    server: LiveServer, admin: dict[str, Any], env: dict[str, str], tmp_path: Path
+    server: LiveServer,
+    admin: dict[str, Any],
+    env: dict[str, str],
+    tmp_path: Path,
+    answer: str,
+    code: int,
+    outcome: str,
 ) -> None:
     term = Terminal(env, "batch", "submit", batch_file(tmp_path, SLOW), "--watch")
     term.expect("Running")
     bid = submitted_id(term.text)
     term.proc.send_signal(signal.SIGINT)
     term.expect("[c]ancel it or [d]etach")
-    term.send("c\n")
-    rc = term.wait()
-    assert rc == 1, term.text
-    assert f"batch {bid}: Cancelled" in term.text
-    assert batch_of(server, admin, bid)["status"] == "Cancelled"
-
-    term = Terminal(env, "batch", "submit", batch_file(tmp_path, SLOW), "--watch")
-    term.expect("Running")
-    bid = submitted_id(term.text)
-    term.proc.send_signal(signal.SIGINT)
-    term.expect("[c]ancel it or [d]etach")
-    term.send("d\n")
-    assert term.wait() == 130
-    assert f"provisioning batch watch {bid}" in term.text
-    assert batch_of(server, admin, bid)["status"] == "Running"  # detached: it keeps running
-    assert invoke("batch", "cancel", bid).exit_code == 0
+    term.send(f"{answer}\n")
+    assert term.wait() == code, term.text
+    assert batch_of(server, admin, bid)["status"] == outcome
+    if answer == "c":
+        assert f"batch {bid}: Cancelled" in term.text
+    else:  # detached: it keeps running
+        assert f"provisioning batch watch {bid}" in term.text
+        assert invoke("batch", "cancel", bid).exit_code == 0
 
 
 # -- plans and validation -------------------------------------------------------------------------

@@ -12,16 +12,12 @@ import pytest
 
 from provisioning.cli.common import merge, parse_assignments
 from provisioning.cli.config import Credentials, CredentialsError, orchestrator_of, resolve
-from tests.helpers.live_server import invoke
-
-ENV = ("PROVISIONING_URL", "PROVISIONING_ORCHESTRATOR_URL", "PROVISIONING_TOKEN", "PROVISIONING_CONTEXT")
+from tests.helpers.live_server import client_environment, invoke
 
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
+    client_environment(monkeypatch, tmp_path / "xdg")
     return tmp_path / "xdg" / "provisioning"
 
 

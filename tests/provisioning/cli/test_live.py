@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 
 from provisioning.cli.config import Credentials
 from provisioning.cli.live import BatchView, final_lines
-from tests.helpers.live_server import ROOT, CuttableProxy, free_port, live_server
+from tests.helpers.live_server import CuttableProxy, LiveServer, free_port, live_server, start_watch
 
 
 def event(kind: str, **data: Any) -> dict[str, Any]:
@@ -81,7 +79,9 @@ def test_a_big_batch_listed_without_its_operations_uses_its_counts() -> None:
     assert [op["id"] for op in view.rows()] == ["op-17"]
 
 
-def test_a_dropped_stream_is_resumed_without_losing_an_event(tmp_path: Path) -> None:
+def test_a_dropped_stream_is_resumed_without_losing_an_event(
+    server: LiveServer, logged_in: dict[str, str], tmp_path: Path
+) -> None:
     """The network drops every connection mid-batch: the watch reconnects with
     ``since=<last event id>`` and prints every transition once, in order."""
     batch = {
@@ -94,34 +94,20 @@ def test_a_dropped_stream_is_resumed_without_losing_an_event(tmp_path: Path) -> 
     }
     path = tmp_path / "batch.json"
     path.write_text(json.dumps(batch))
-    with live_server(tmp_path) as server:
-        admin = server.admin()
-        proxy = CuttableProxy(server.orch_url)
-        try:
-            home = tmp_path / "config"
-            env = {**server.env(home), "PROVISIONING_ORCHESTRATOR_URL": proxy.url}
-            Credentials(home / "provisioning" / "credentials.json").put(
-                "default", {"server": server.cc_url, "orchestrator": proxy.url, **admin}
-            )
-            watch = subprocess.Popen(
-                [sys.executable, "-m", "provisioning", "batch", "submit", str(path), "--watch"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-            )
-            assert watch.stdout is not None
-            seen = ""
-            for cut_after in ("op1 ", "op3 "):
-                while not re.search(rf"{cut_after}\s+Running", seen):
-                    line = watch.stdout.readline()
-                    assert line, seen
-                    seen += line
-                proxy.cut()
-            out, err = watch.communicate(timeout=60)
-        finally:
-            proxy.close()
+    proxy = CuttableProxy(server.orch_url)
+    try:
+        env = {**logged_in, "PROVISIONING_ORCHESTRATOR_URL": proxy.url}
+        watch, seen = start_watch(env, path)
+        assert watch.stdout is not None
+        for cut_after in ("op1 ", "op3 "):
+            while not re.search(rf"{cut_after}\s+Running", seen):
+                line = watch.stdout.readline()
+                assert line, seen
+                seen += line
+            proxy.cut()
+        out, err = watch.communicate(timeout=60)
+    finally:
+        proxy.close()
     printed = seen + out
     assert watch.returncode == 0, printed + err
     assert proxy.cuts == 2
@@ -171,16 +157,8 @@ def test_a_watch_outlives_a_restart_of_the_server(tmp_path: Path) -> None:
         )
         env.pop("PROVISIONING_URL")
         env.pop("PROVISIONING_ORCHESTRATOR_URL")
-        watch = subprocess.Popen(
-            [sys.executable, "-m", "provisioning", "batch", "submit", str(path), "--watch"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
+        watch, seen = start_watch(env, path)
         assert watch.stdout is not None
-        seen = ""
         while "first" not in seen or "Running" not in seen:
             line = watch.stdout.readline()
             assert line, seen

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioning.cli.config import Credentials
-from tests.helpers.live_server import LiveServer, http, invoke, live_server
+from tests.helpers.live_server import LiveServer, http, invoke
 
 CHAIN = {
     "name": "chain",
@@ -37,30 +35,9 @@ CHAIN = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("rollback")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def admin(server: LiveServer) -> dict[str, Any]:
-    return server.admin()
-
-
 @pytest.fixture(autouse=True)
-def logged_in(
-    server: LiveServer, admin: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    for name in (
-        "PROVISIONING_URL",
-        "PROVISIONING_ORCHESTRATOR_URL",
-        "PROVISIONING_TOKEN",
-        "PROVISIONING_CONTEXT",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    Credentials().put("default", {"server": server.cc_url, "orchestrator": server.orch_url, **admin})
+def as_admin(logged_in: dict[str, str]) -> None:
+    """Every test runs the CLI with the admin's session."""
 
 
 def completed_chain(tmp_path: Path) -> str:

@@ -57,7 +57,10 @@ CONFIG_VARIABLE = f"{ENV_PREFIX}CONFIG"  # names the TOML file (the ``config_fil
 # operation is given (docs/orchestrator.md). Never warned about.
 OTHER_VARIABLES = frozenset(
     ENV_PREFIX + name
-    for name in ("URL", "TOKEN", "PASSWORD", "TASK_ID", "WORKFLOW_ID", "OPERATION", "ATTEMPT")
+    for name in (
+        *("URL", "TOKEN", "PASSWORD", "TASK_ID", "WORKFLOW_ID", "OPERATION", "ATTEMPT"),
+        *("ORCHESTRATOR_URL", "CONTEXT", "USERNAME", "MFA_CODE", "NEW_PASSWORD"),  # the CLI's (docs/cli.md)
+    )
 )
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 _LOG_LEVEL_ALIASES = ("FATAL", "WARN", "NOTSET")  # also understood by the logging module
@@ -321,7 +324,7 @@ class Settings(BaseSettings):
     rate_limit_storage: Text = "async+memory://"
     trusted_proxies: Names = ()
     auth_sync_s: Delay = 2.0  # how often a service re-reads policy and revocations
-    control_center_url: str = ""  # the CLI's control center; empty: host and control_center_port
+    control_center_url: str = ""  # unused since the CLI keeps its servers in contexts (docs/cli.md); kept so old files load
     webhooks_allow_private: Annotated[bool, BeforeValidator(_stripped_lower)] = False
     webhook_endpoints: Annotated[tuple[WebhookEndpoint, ...], BeforeValidator(_json_list)] = Field(
         default=(), repr=False

@@ -324,7 +324,8 @@ class Settings(BaseSettings):
     rate_limit_storage: Text = "async+memory://"
     trusted_proxies: Names = ()
     auth_sync_s: Delay = 2.0  # how often a service re-reads policy and revocations
-    control_center_url: str = ""  # unused since the CLI keeps its servers in contexts (docs/cli.md); kept so old files load
+    # Unused since the CLI keeps its servers in contexts (docs/cli.md); kept so old files load.
+    control_center_url: str = ""
     webhooks_allow_private: Annotated[bool, BeforeValidator(_stripped_lower)] = False
     webhook_endpoints: Annotated[tuple[WebhookEndpoint, ...], BeforeValidator(_json_list)] = Field(
         default=(), repr=False

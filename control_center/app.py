@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from control_center import audit_api, auth_api, events_api, policies_api, users_api, webhooks_api
+from control_center import (
+    audit_api,
+    auth_api,
+    console_api,
+    events_api,
+    policies_api,
+    users_api,
+    webhooks_api,
+)
 from control_center.events import VOCABULARY
 from control_center.keys import HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
 from control_center.login import LoginService
@@ -45,7 +54,7 @@ def build_api() -> Api:
         webhooks_api.document_event_patterns(request.app, doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
-    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api):
+    for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api, console_api):
         api.include(module.api)
     return api
 
@@ -77,10 +86,13 @@ def create_app(
     store: Store | None = None,
     bus: EventBus | None = None,
     auth: AuthBackend | None = None,
+    console_dir: Path | None = None,
 ) -> web.Application:
-    """The control center application; opens its own store unless one is shared."""
+    """The control center application; opens its own store unless one is shared.
+    ``console_dir``: the console bundle to serve (default: the packaged one)."""
     app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus, auth=auth)
     app.cleanup_ctx.append(services_ctx)
     app[BUS].registry.register(VOCABULARY)
     install_streams(app, events_api.CONFIG)
+    console_api.install(app, console_dir)
     return app

@@ -37,6 +37,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NotRequired, Required
+from urllib.parse import urlsplit
 
 import limits
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, with_config
@@ -165,6 +166,42 @@ def _json_list(value: Any) -> Any:
     return value
 
 
+def normal_origin(value: str) -> str:
+    """``scheme://host[:port]`` as a browser sends it in ``Origin`` (lower case, no default port)."""
+    parsed = urlsplit(value.strip())
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or port == -1
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+        or parsed.username is not None
+    ):
+        raise ValueError(f"expected origins like http://localhost:9080 (scheme, host, port), not {value!r}")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    default_port = {"http": 80, "https": 443}[parsed.scheme]
+    return f"{parsed.scheme}://{host}" + (f":{port}" if port not in (None, default_port) else "")
+
+
+def _origins(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(normal_origin(item) for item in value))
+
+
+def _base_url(value: str) -> str:
+    """An http(s) URL with no query or fragment (empty: derived), without a trailing slash."""
+    if not value.strip():
+        return ""
+    parsed = urlsplit(value.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.query or parsed.fragment:
+        raise ValueError(f"expected an http(s) URL such as http://localhost:9090, not {value!r}")
+    return value.strip().rstrip("/")
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Count = Annotated[int, Field(ge=1)]  # at least one: sizes, limits, attempts
 Amount = Annotated[int, Field(ge=0)]  # zero allowed (0 usually means "automatic" or "none")
@@ -173,6 +210,7 @@ Delay = Annotated[float, Field(ge=0)]  # a wait: zero allowed
 Names = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 Networks = Annotated[tuple[str, ...], BeforeValidator(_comma_list), AfterValidator(_networks)]
 Rate = Annotated[str, AfterValidator(_rate)]
+Origins = Annotated[tuple[str, ...], BeforeValidator(_comma_list), AfterValidator(_origins)]
 Text = Annotated[str, Field(min_length=1)]
 
 
@@ -340,6 +378,14 @@ class Settings(BaseSettings):
     # -- engine documents --
 
     # -- console --
+    # Browser origins (scheme://host[:port]) the orchestrator answers CORS for and whose
+    # WebSocket/SSE streams it accepts; the control center trusts them for the refresh
+    # cookie too. Empty: the control center's own URL, as http://localhost:<port> and
+    # http://127.0.0.1:<port> (and http://<host>:<port> when host names one address).
+    cors_origins: Origins = ()
+    # The orchestrator's URL as the console's browser reaches it (/console/config.json);
+    # empty: the host the page was loaded from, on orchestrator_port.
+    console_orchestrator_url: Annotated[str, AfterValidator(_base_url)] = ""
 
     # -- cli --
 
@@ -375,6 +421,18 @@ class Settings(BaseSettings):
         if self.db_url:
             return self.db_url
         return f"surrealkv://{self.data_dir.resolve() / 'db'}"
+
+    @property
+    def resolved_cors_origins(self) -> tuple[str, ...]:
+        """``cors_origins``, or by default the control center's own URL in the forms a
+        browser on this machine uses (and as ``host`` names it, when that is one address)."""
+        if self.cors_origins:
+            return self.cors_origins
+        port = self.control_center_port
+        hosts = ["localhost", "127.0.0.1"]
+        if self.host not in ("", "0.0.0.0", "::", *hosts):
+            hosts.append(f"[{self.host}]" if ":" in self.host else self.host)
+        return tuple(normal_origin(f"http://{host}:{port}") for host in hosts)
 
     @property
     def is_embedded_file_store(self) -> bool:

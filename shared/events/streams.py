@@ -13,6 +13,11 @@ Both transports work the same way:
   broadcaster, a bus listener, end every stream of that session or user as
   the event is published. ``?token=`` is accepted on these routes only
   (shared/security/backend.py);
+* a browser's stream is accepted only from an allowed ``Origin``
+  (``cors_origins`` or the service's own: shared/web/cors.py), else 403 before
+  the upgrade, since WebSockets are not bound by CORS; a request without
+  ``Origin`` (the CLI) is not a browser's. The console sends its token in the
+  first WebSocket message, never in the URL;
 * a service streams the kinds its own vocabulary declares
   (shared/events/registry.py), each behind its own permission (the
   orchestrator's ``task`` events need ``tasks:read``, the control center's
@@ -62,6 +67,7 @@ from shared.metrics import WEBSOCKET_CONNECTIONS
 from shared.security.audit import audit_refusal
 from shared.security.auth import AUTH_BACKEND, PRINCIPAL, AuthBackend, Principal
 from shared.security.backend import accept_query_token
+from shared.web.cors import origin_allowed
 from shared.web.keys import BUS, SERVICE_KEY, SETTINGS
 from shared.web.routing import Api, Model
 from shared.web.validation import input_limits, parse_json
@@ -397,6 +403,16 @@ async def allowed_kinds(
     return tuple(allowed), tuple(denied)
 
 
+def check_origin(request: web.Request) -> None:
+    """403 for a browser page of an origin that may not read this service's events."""
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(request, origin):
+        raise Forbidden(
+            "this origin may not open the service's event streams; add it to cors_origins",
+            details={"origin": origin[:200]},
+        )
+
+
 def _has_credentials(request: web.Request) -> bool:
     return "Authorization" in request.headers or bool(request.query.get("token"))
 
@@ -524,6 +540,7 @@ async def _stop_tasks(*tasks: asyncio.Task[Any]) -> None:
 
 async def websocket_stream(request: web.Request, query: StreamQuery) -> web.StreamResponse:
     """``GET /ws``: authenticate, check permissions, replay ``since``, then stream live."""
+    check_origin(request)
     config = request.app[STREAM_CONFIG]
     settings = request.app[SETTINGS]
     backend = request.app[AUTH_BACKEND]
@@ -700,6 +717,7 @@ async def _close(request: web.Request, ws: web.WebSocketResponse, code: int, rea
 
 async def sse_stream(request: web.Request, query: StreamQuery) -> web.StreamResponse:
     """``GET /events``: like ``/ws``, as ``text/event-stream`` with ``id:`` lines."""
+    check_origin(request)
     config = request.app[STREAM_CONFIG]
     settings = request.app[SETTINGS]
     backend = request.app[AUTH_BACKEND]

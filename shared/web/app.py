@@ -18,6 +18,7 @@ from shared.settings import Settings
 from shared.store.fsperms import secure_data_dir
 from shared.store.secrets import load_secret_box
 from shared.store.store import Store
+from shared.web.cors import cors_middleware
 from shared.web.keys import BUS, SERVICE_KEY, SETTINGS, STORE
 from shared.web.middlewares import request_context_middleware, secure_response_headers, version_middleware
 from shared.web.routing import Api
@@ -71,7 +72,9 @@ def base_app(
     but changes are still audited.
     """
     security = security_for(settings, store)
-    middlewares = [request_context_middleware, version_middleware, audit_middleware]
+    # CORS inside the error envelope (refused preflights are envelopes too, allowed
+    # origins can read errors) and outside audit (a preflight is not an action).
+    middlewares = [request_context_middleware, cors_middleware, version_middleware, audit_middleware]
     if settings.auth_enabled:
         # Outside auth, so that refused credentials get rate-limit headers too.
         middlewares.append(rate_limit_headers_middleware)

@@ -35,6 +35,8 @@ _VND = re.compile(r"application/vnd\.provisioning\.v(\d+)\+json")
 REQUEST_ID = web.RequestKey("request_id", str)
 # Headers any layer wants on the response, error responses included (e.g. X-RateLimit-*).
 EXTRA_HEADERS = web.RequestKey("extra_headers", dict[str, str])
+# A response's own caching rule (the console's hashed assets), instead of ``no-store``.
+CACHE_CONTROL = web.RequestKey("cache_control", str)
 # Set by a handler that accepted a workflow submission (the batch rate limit counts these).
 SUBMITTED = web.RequestKey("submitted", bool)
 
@@ -62,13 +64,14 @@ async def secure_response_headers(request: web.Request, response: web.StreamResp
 
     ``nosniff``; ``Cache-Control: no-store`` (every answer of these APIs is about a
     user's data, tokens, the audit log or live events: nothing a browser or an
-    intermediary should keep; there are no static assets to cache); the Server
+    intermediary should keep), unless the request set :data:`CACHE_CONTROL` (the
+    console's static files); the Server
     header without versions; ``X-Request-ID`` and the
     headers layers asked for, also on a stream prepared inside its handler (SSE),
     before this module's middleware could add them."""
     headers = response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Cache-Control"] = "no-store"
+    headers["Cache-Control"] = request.get(CACHE_CONTROL, "no-store")
     headers["Server"] = SERVER_HEADER
     request_id = request.get(REQUEST_ID)
     if request_id is not None:

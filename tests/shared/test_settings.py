@@ -136,6 +136,8 @@ SPECIAL_VALUES: dict[str, Any] = {
     "webhook_jitter": 0.5,
     "provider_map": {"aws": "echo"},
     "webhook_endpoints": [{"url": "https://hooks.example.com/x", "events": ["batch.completed"]}],
+    "cors_origins": ["https://console.example.com", "http://localhost:5173"],
+    "console_orchestrator_url": "https://orchestrator.example.com",
 }
 
 

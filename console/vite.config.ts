@@ -2,7 +2,8 @@ import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
 
 // The bundle is committed (control_center/static/console) and CI rebuilds it and diffs:
-// fixed file names, no module-preload polyfill (it would be an inline script under a CSP
+// content-hashed names (the same sources give the same names; the server caches assets
+// as immutable), no module-preload polyfill (it would be an inline script under a CSP
 // without 'unsafe-inline'), no source maps.
 export default defineConfig({
   plugins: [react()],
@@ -15,9 +16,9 @@ export default defineConfig({
     chunkSizeWarningLimit: 2048,
     rollupOptions: {
       output: {
-        entryFileNames: "assets/console.js",
-        chunkFileNames: "assets/[name].js",
-        assetFileNames: "assets/[name][extname]",
+        entryFileNames: "assets/console-[hash].js",
+        chunkFileNames: "assets/[name]-[hash].js",
+        assetFileNames: "assets/[name]-[hash][extname]",
       },
     },
   },

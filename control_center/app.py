@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,22 @@ from control_center import (
     webhooks_api,
 )
 from control_center.events import VOCABULARY
-from control_center.keys import HASHER, LOGIN, MFA, POLICIES, PROFILE, SESSIONS, USERS, WEBHOOKS
+from control_center.keys import (
+    HASHER,
+    LOGIN,
+    MFA,
+    PERMISSIONS,
+    POLICIES,
+    PROFILE,
+    SESSIONS,
+    USERS,
+    WEBHOOKS,
+)
 from control_center.login import LoginService
 from control_center.mfa import MfaService
 from control_center.models import document_password_length
 from control_center.passwords import PasswordHasher
+from control_center.permissions import PermissionService
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
@@ -52,6 +63,7 @@ def build_api() -> Api:
     def customize(request: web.Request, doc: dict[str, Any]) -> None:
         document_password_length(request.app[SETTINGS].password_min_length, doc)
         webhooks_api.document_event_patterns(request.app, doc)
+        auth_api.document_refresh_cookie(doc)
 
     add_standard_routes(api, title="provisioning control center", health=health, customize=customize)
     for module in (auth_api, users_api, policies_api, audit_api, webhooks_api, events_api, console_api):
@@ -87,10 +99,16 @@ def create_app(
     bus: EventBus | None = None,
     auth: AuthBackend | None = None,
     console_dir: Path | None = None,
+    permissions: Iterable[tuple[str, str]] | None = None,
 ) -> web.Application:
     """The control center application; opens its own store unless one is shared.
-    ``console_dir``: the console bundle to serve (default: the packaged one)."""
-    app = base_app(settings, service="control_center", api=build_api(), store=store, bus=bus, auth=auth)
+    ``console_dir``: the console bundle to serve (default: the packaged one);
+    ``permissions``: the (resource, action) pairs ``/auth/me/permissions`` decides
+    (default: the control center's own; ``provisioning up`` adds the orchestrator's)."""
+    api = build_api()
+    app = base_app(settings, service="control_center", api=api, store=store, bus=bus, auth=auth)
+    vocabulary = api.permissions() if permissions is None else permissions
+    app[PERMISSIONS] = PermissionService(app[SECURITY].policy, vocabulary)
     app.cleanup_ctx.append(services_ctx)
     app[BUS].registry.register(VOCABULARY)
     install_streams(app, events_api.CONFIG)

@@ -8,6 +8,7 @@ from aiohttp import web
 from control_center.login import LoginService
 from control_center.mfa import MfaService
 from control_center.passwords import PasswordHasher
+from control_center.permissions import PermissionService
 from control_center.policies import PolicyService
 from control_center.profile import ProfileService
 from control_center.sessions import SessionService
@@ -22,3 +23,4 @@ LOGIN = web.AppKey("login", LoginService)
 PROFILE = web.AppKey("profile", ProfileService)
 POLICIES = web.AppKey("policies", PolicyService)
 WEBHOOKS = web.AppKey("webhooks", WebhookService)
+PERMISSIONS = web.AppKey("permissions", PermissionService)

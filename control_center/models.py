@@ -79,8 +79,14 @@ class LoginRequest(Model):
     mfa_code: str | None = Field(None, max_length=64, description="a TOTP code, or one of the backup codes")
 
 
+EXACTLY_ONE = "send exactly one of refresh_token or token"
+
+
 class RefreshRequest(Model):
-    """``POST /auth/refresh``: the refresh token, or (as in the seed) the current access token."""
+    """``POST /auth/refresh``: the refresh token, or (as in the seed) the current access token.
+
+    The document asks for exactly one; an empty body is taken only with the console's
+    refresh cookie (docs/console.md), and refused naming the field without it."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of("refresh_token", "token"))
 
@@ -97,9 +103,13 @@ class RefreshRequest(Model):
 
     @model_validator(mode="after")
     def _one_of(self) -> RefreshRequest:
-        if (self.refresh_token is None) == (self.token is None):
-            raise ValueError("send exactly one of refresh_token or token")
+        if self.refresh_token is not None and self.token is not None:
+            raise ValueError(EXACTLY_ONE)
         return self
+
+    @property
+    def empty(self) -> bool:
+        return self.refresh_token is None and self.token is None
 
 
 class MfaSetup(Model):
@@ -270,6 +280,14 @@ LOGIN_RESULT = named(
             ),
             obj(
                 {
+                    "token": STR,
+                    "expires_at": DATETIME,
+                    "refresh_expires_at": DATETIME,
+                    "user": USER_SUMMARY,
+                },
+            ),
+            obj(
+                {
                     "mfa_setup_required": {"const": True},
                     "setup_token": STR,
                     "expires_at": DATETIME,
@@ -288,6 +306,26 @@ REFRESH_RESULT = {
 MFA_SETUP = obj({"secret": STR, "otpauth_uri": STR, "qr_svg": STR})
 BACKUP_CODES = obj({"backup_codes": array(STR)})
 MFA_ENABLED = obj({"backup_codes": array(STR), "message": STR})
+PERMISSIONS = named(
+    "Permissions",
+    obj(
+        {
+            "user": obj({"id": STR, "username": STR, "roles": array(STR)}),
+            "permissions": array(
+                obj(
+                    {
+                        "resource": STR,
+                        "action": STR,
+                        "conditional": {
+                            **BOOL,
+                            "description": "allowed only when the policy's condition holds for the request",
+                        },
+                    }
+                )
+            ),
+        }
+    ),
+)
 JWKS = obj({"keys": array({"type": "object", "required": ["kty"]})})
 RULE_VIEW = obj(
     {

@@ -51,12 +51,19 @@ class ProfileService:
         await self.users.change_own_password(user.id, current, new, keep_session=_session_id(actor))
         await self.audit.record_as(actor, "users.password_changed", f"users/{user.id}", "success")
 
-    async def logout(self, actor: Actor) -> None:
-        """End this session: its refresh token and every access token it issued stop working."""
+    async def logout(self, actor: Actor, refresh_token: str | None = None) -> None:
+        """End this session: its refresh token and every access token it issued stop working.
+
+        ``refresh_token`` (the console's cookie) ends its session too, if it is the
+        caller's: the one a token without a session cannot name, or one that differs."""
         principal = actor.principal or ANONYMOUS
         sid = principal.claims.get("sid")
         if sid:
             await self.sessions.revoke(str(sid), reason="logout", user_id=principal.user_id)
+        holder = await self.sessions.holder_of(refresh_token) if refresh_token else None
+        if holder is not None and holder[0] != sid and holder[1] == principal.user_id:
+            await self.sessions.revoke(holder[0], reason="logout", user_id=principal.user_id)
+            sid = sid or holder[0]
         if principal.token_id and principal.expires_at:
             await self.sessions.revoke_token(principal.token_id, principal.expires_at)
         await self.audit.record_as(actor, "auth.logout", f"sessions/{sid}", "success")

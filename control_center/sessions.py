@@ -145,6 +145,13 @@ class SessionService:
             )
         return Rotation(session, token, expires)
 
+    async def holder_of(self, refresh_token: str) -> tuple[str, str] | None:
+        """``(session id, user id)`` of a refresh token, spent or not; None if unknown."""
+        row = await self.repo.refresh_token(hash_refresh_token(refresh_token))
+        if row is None:
+            return None
+        return str(row["session_id"]), str(row.get("user_id"))
+
     async def touch(self, session_id: str) -> None:
         await self.repo.store.write(self.repo.merge(session_id, {"last_used_at": utcnow()}))
 

@@ -24,6 +24,7 @@ from shared.webhooks.subscriptions import Webhook
 if TYPE_CHECKING:
     from control_center.login import LoginResult, Refreshed
     from control_center.mfa import Enrolment
+    from control_center.permissions import Permissions
 
 # -- users and logins ------------------------------------------------------------------------
 
@@ -50,8 +51,9 @@ def user_created_view(user: User) -> dict[str, Any]:
     return {**user_summary(user), "enabled": user.enabled}
 
 
-def login_view(result: LoginResult) -> dict[str, Any]:
-    """Tokens, or (MFA enrolment pending) a setup token."""
+def login_view(result: LoginResult, *, refresh_in_cookie: bool = False) -> dict[str, Any]:
+    """Tokens, or (MFA enrolment pending) a setup token; without the refresh token when
+    it travels in the console's cookie instead."""
     if result.setup_token is not None:
         return {
             "mfa_setup_required": True,
@@ -59,22 +61,38 @@ def login_view(result: LoginResult) -> dict[str, Any]:
             "expires_at": result.expires_at,
             "user": user_summary(result.user),
         }
-    return {
+    out = {
         "token": result.token,
         "expires_at": result.expires_at,
         "refresh_token": result.refresh_token,
         "refresh_expires_at": result.refresh_expires_at,
         "user": user_summary(result.user),
     }
+    if refresh_in_cookie:
+        del out["refresh_token"]
+    return out
 
 
-def refreshed_view(refreshed: Refreshed) -> dict[str, Any]:
-    """A new access token; with the next refresh token when one was spent."""
+def refreshed_view(refreshed: Refreshed, *, refresh_in_cookie: bool = False) -> dict[str, Any]:
+    """A new access token; with the next refresh token when one was spent, unless it
+    travels in the console's cookie."""
     out: dict[str, Any] = {"token": refreshed.token, "expires_at": refreshed.expires_at}
-    if refreshed.refresh_token is not None:
+    if refreshed.refresh_token is not None and not refresh_in_cookie:
         out["refresh_token"] = refreshed.refresh_token
         out["refresh_expires_at"] = refreshed.refresh_expires_at
     return out
+
+
+def permissions_view(permissions: Permissions) -> dict[str, Any]:
+    """``/auth/me/permissions``: who is asking, and each pair they may use."""
+    principal = permissions.principal
+    return {
+        "user": {"id": principal.user_id, "username": principal.username, "roles": list(principal.roles)},
+        "permissions": [
+            {"resource": p.resource, "action": p.action, "conditional": p.conditional}
+            for p in permissions.allowed
+        ],
+    }
 
 
 def enrolment_view(enrolment: Enrolment) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from control_center import events as control_center_events
+from control_center.app import build_api as control_center_api
 from control_center.app import create_app as create_control_center
 from orchestrator import events as orchestrator_events
+from orchestrator.app import build_api as orchestrator_api
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.command_runner import make_undumpable
 from provisioning.doctor import check_runner_user, check_work_root
@@ -59,6 +61,14 @@ def product_bus(settings: Settings) -> EventBus:
     return EventBus(settings.event_retention_count, settings.event_retention_s, product_registry())
 
 
+def product_permissions() -> tuple[tuple[str, str], ...]:
+    """Every (resource, action) pair the product checks: both services' routes and the
+    kinds of their event streams (what ``/auth/me/permissions`` decides for a user)."""
+    pairs = {*control_center_api().permissions(), *orchestrator_api().permissions()}
+    pairs.update(kind.permission for vocabulary in VOCABULARIES for kind in vocabulary.kinds)
+    return tuple(sorted(pairs))
+
+
 SERVICES = ("control_center", "orchestrator")
 
 
@@ -84,7 +94,9 @@ def build_apps(settings: Settings, store: Store, bus: EventBus, which: tuple[str
         raise ValueError(f"unknown services {unknown}; choose from {list(SERVICES)}")
     return Apps(
         control_center=(
-            create_control_center(settings, store=store, bus=bus) if "control_center" in which else None
+            create_control_center(settings, store=store, bus=bus, permissions=product_permissions())
+            if "control_center" in which
+            else None
         ),
         orchestrator=create_orchestrator(settings, store=store, bus=bus) if "orchestrator" in which else None,
     )

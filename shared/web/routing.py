@@ -205,6 +205,11 @@ class Api:
     def include(self, other: Api) -> None:
         self.specs.extend(other.specs)
 
+    def permissions(self) -> tuple[tuple[str, str], ...]:
+        """The (resource, action) pairs the policy checks on these routes (public ones aside)."""
+        pairs = {(s.resource, s.action) for s in self.specs if not s.public and s.resource and s.action}
+        return tuple(sorted(pairs))
+
     def register(self, app: web.Application) -> None:
         for spec in self.specs:
             app.router.add_route(spec.method, spec.path, spec.handler)

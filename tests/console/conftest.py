@@ -61,7 +61,7 @@ class Admin:
 
 @pytest.fixture(scope="module")
 def admin(chromium: Browser, product: Product, shots: list[Path], watch: ConsoleWatch) -> Iterator[Admin]:
-    """The admin's page at 1280×800, signed in through the first sign-in journey."""
+    """The admin's page at 1280 by 800, signed in through the first sign-in journey."""
     context = chromium.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(20_000)

@@ -21,12 +21,10 @@ VIEWER_PASSWORD = "viewer-e2e-password-1"
 expect.set_options(timeout=30_000)
 
 
-def node(page: Page, op: str) -> object:
-    return page.locator(f'.dag-node[data-op="{op}"]')
-
-
 def expect_status(page: Page, op: str, status: str, timeout: float = 30_000) -> None:
-    expect(page.locator(f'.dag-node[data-op="{op}"]')).to_have_attribute("data-status", status, timeout=timeout)
+    expect(page.locator(f'.dag-node[data-op="{op}"]')).to_have_attribute(
+        "data-status", status, timeout=timeout
+    )
 
 
 def submit_text(page: Page, product: Product, text: str) -> str:
@@ -54,7 +52,9 @@ def test_first_sign_in_enrols_mfa_and_lands_on_the_dashboard(admin: Admin, shots
     shoot(page, shots, "signin-done")
 
 
-def test_multi_cloud_batch_nodes_turn_completed_live(admin: Admin, product: Product, shots: list[Path]) -> None:
+def test_multi_cloud_batch_nodes_turn_completed_live(
+    admin: Admin, product: Product, shots: list[Path]
+) -> None:
     page = admin.page
     batch_id = submit_text(page, product, batch_file("multi_cloud_deployment.json", latency_s=3.0))
     page.evaluate("() => { window.__noReload = 1 }")
@@ -62,7 +62,7 @@ def test_multi_cloud_batch_nodes_turn_completed_live(admin: Admin, product: Prod
     expect(page.locator(".live-live")).to_be_visible()
     # Seen running first, then completed, by the stream: the page is never reloaded.
     expect_status(page, "upcloud_servers", "Running")
-    shoot(page, shots, "batch-dag")
+    shoot(page, shots, "batch-dag", published=True)
     expect_status(page, "upcloud_servers", "Completed")
     expect_status(page, "aws_taskservs", "Running")
     expect_status(page, "aws_taskservs", "Completed")
@@ -83,12 +83,14 @@ def test_multi_cloud_batch_nodes_turn_completed_live(admin: Admin, product: Prod
     expect(page.get_by_role("heading", name="Recent", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name="multi_cloud_deployment").first).to_be_visible()
     expect(page.get_by_text("Recent audit events")).to_be_visible()
-    shoot(page, shots, "dashboard")
+    shoot(page, shots, "dashboard", published=True)
     page.goto(f"{product.url}/batches/{batch_id}")  # kept for the rollback journey below
     expect_status(page, "aws_taskservs", "Completed")
 
 
-def test_failing_batch_rolls_back_live(admin: Admin, product: Product, shots: list[Path], tmp_path: Path) -> None:
+def test_failing_batch_rolls_back_live(
+    admin: Admin, product: Product, shots: list[Path], tmp_path: Path
+) -> None:
     page = admin.page
     page.get_by_role("link", name="Submit").click()
     page.get_by_label("Upload a file").set_input_files(str(EXAMPLES / "failing_rollback.yaml"))
@@ -157,7 +159,9 @@ def test_cancel_a_running_batch(admin: Admin, product: Product, shots: list[Path
     shoot(page, shots, "batch-cancelled")
 
 
-def test_rollback_of_selected_operations_with_its_confirmation(admin: Admin, product: Product, shots: list[Path]) -> None:
+def test_rollback_of_selected_operations_with_its_confirmation(
+    admin: Admin, product: Product, shots: list[Path]
+) -> None:
     page = admin.page
     page.goto(product.url + "/batches?status=Completed")
     page.get_by_role("link", name="multi_cloud_deployment").first.click()
@@ -173,7 +177,7 @@ def test_rollback_of_selected_operations_with_its_confirmation(admin: Admin, pro
     dialog.get_by_role("button", name="Roll back 2 operations").click()
     expect_status(page, "aws_taskservs", "RolledBack")
     expect_status(page, "upcloud_servers", "RolledBack")
-    expect(page.get_by_text("Rollback finished: 2 undone, 0 failed")).to_be_visible()
+    expect(page.locator(".notice")).to_have_text("Rollback finished: 2 undone, 0 failed")
 
 
 def test_a_viewer_sees_no_admin_pages_and_gets_the_403_message(
@@ -184,7 +188,7 @@ def test_a_viewer_sees_no_admin_pages_and_gets_the_403_message(
     page.get_by_label("Username").fill("vera")
     page.get_by_label("Password", exact=True).fill(VIEWER_PASSWORD)
     page.get_by_role("button", name="Create user").click()
-    expect(page.get_by_text("User vera created")).to_be_visible()
+    expect(page.locator(".notice")).to_have_text("User vera created")
 
     # A phone-sized screen: usable, nothing wider than the screen.
     context = chromium.new_context(viewport={"width": 390, "height": 844})
@@ -203,7 +207,9 @@ def test_a_viewer_sees_no_admin_pages_and_gets_the_403_message(
         assert viewer.evaluate("() => document.documentElement.scrollWidth") <= 390
         shoot(viewer, shots, "viewer-phone-dashboard")
         viewer.goto(product.url + "/admin/users")
-        expect(viewer.get_by_role("alert")).to_contain_text("permission denied: users:read is not granted to vera")
+        expect(viewer.get_by_role("alert")).to_contain_text(
+            "permission denied: users:read is not granted to vera"
+        )
         shoot(viewer, shots, "viewer-forbidden")
     finally:
         context.close()
@@ -215,7 +221,9 @@ def test_a_policy_edit_with_a_bad_rule_is_refused_with_the_error(admin: Admin, s
     page.get_by_role("button", name="default").click()
     rules_box = page.get_by_label("Rules (JSON)")
     rules = json.loads(rules_box.input_value())
-    rules.append({"effect": "Allow", "resource": "batch", "action": ["read"], "condition": "batch.environment < 'p'"})
+    rules.append(
+        {"effect": "Allow", "resource": "batch", "action": ["read"], "condition": "batch.environment < 'p'"}
+    )
     rules_box.fill(json.dumps(rules, indent=2))
     page.get_by_role("button", name="Save policy").click()
     errors = page.get_by_role("list", name="problems in the rules")
@@ -225,7 +233,9 @@ def test_a_policy_edit_with_a_bad_rule_is_refused_with_the_error(admin: Admin, s
     shoot(page, shots, "policy-refused")
 
 
-def test_an_expired_access_token_is_refreshed_silently(admin: Admin, product: Product, watch: ConsoleWatch) -> None:
+def test_an_expired_access_token_is_refreshed_silently(
+    admin: Admin, product: Product, watch: ConsoleWatch
+) -> None:
     page = admin.page
     page.get_by_role("link", name="Batches").click()
     expect(page.get_by_role("heading", name="Batches")).to_be_visible()
@@ -233,12 +243,16 @@ def test_an_expired_access_token_is_refreshed_silently(admin: Admin, product: Pr
     time.sleep(ACCESS_TOKEN_TTL_S + 2)  # the token held in memory is now expired
     page.get_by_role("link", name="Checkpoints").click()
     expect(page.get_by_role("heading", name="Checkpoints")).to_be_visible()
-    expect(page.get_by_role("cell", name=re.compile("before batch multi_cloud_deployment")).first).to_be_visible()
+    expect(
+        page.get_by_role("cell", name=re.compile("before batch multi_cloud_deployment")).first
+    ).to_be_visible()
     assert watch.count("POST", "/auth/refresh", 200) > refreshes
     expect(page.get_by_role("heading", name="Sign in")).to_have_count(0)
 
 
-def test_logout_ends_the_session(admin: Admin, product: Product, shots: list[Path], watch: ConsoleWatch) -> None:
+def test_logout_ends_the_session(
+    admin: Admin, product: Product, shots: list[Path], watch: ConsoleWatch
+) -> None:
     page = admin.page
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(product.url + "/signin")

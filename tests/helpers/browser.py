@@ -168,8 +168,8 @@ def batch_file(name: str, *, latency_s: float | None = None) -> str:
 
 
 def screenshot_dirs(tmp: Path) -> list[Path]:
-    """Where a journey's screenshots go: a temporary directory, and also the directory
-    named by ``PROVISIONING_CONSOLE_SCREENSHOTS`` (docs/screenshots refreshes the README's)."""
+    """Where screenshots go: a temporary directory, then the one named by
+    ``PROVISIONING_CONSOLE_SCREENSHOTS`` (docs/screenshots refreshes the README's)."""
     dirs = [tmp]
     extra = os.environ.get(SCREENSHOTS_ENV)
     if extra:
@@ -179,11 +179,12 @@ def screenshot_dirs(tmp: Path) -> list[Path]:
     return dirs
 
 
-def shoot(page: Page, dirs: list[Path], name: str) -> Path:
-    """Save a screenshot of the page in every directory; returns the first file."""
+def shoot(page: Page, dirs: list[Path], name: str, *, published: bool = False) -> Path:
+    """Save a screenshot of the page in the temporary directory; a ``published`` one (the
+    README's) also in the directory ``PROVISIONING_CONSOLE_SCREENSHOTS`` names."""
     first = dirs[0] / f"{name}.png"
     page.screenshot(path=str(first), full_page=False)
-    for d in dirs[1:]:
+    for d in dirs[1:] if published else []:
         (d / f"{name}.png").write_bytes(first.read_bytes())
     return first
 

@@ -12,9 +12,20 @@ import { Link } from "../router";
 
 interface Health {
   overall_status?: string;
-  status?: string;
   components?: Record<string, string>;
 }
+
+/** A service's answer: `/health` says "… is healthy" (200) or fails; the orchestrator's
+ * `/state/system/health` has an overall status and its components. */
+type HealthView = { ok: boolean; text: string; components?: Record<string, string> };
+
+function healthOf(h: Health | string): HealthView {
+  if (typeof h === "string") return { ok: true, text: h };
+  const text = h.overall_status ?? "unknown";
+  return { ok: /^(ok|healthy)$/i.test(text), text, components: h.components };
+}
+
+const unhealthy = (e: unknown): HealthView => ({ ok: false, text: e instanceof Error ? e.message : "unreachable" });
 
 interface Metrics {
   total_workflows: number;
@@ -44,7 +55,7 @@ export function Dashboard() {
   const [failed, setFailed] = useState<BatchItem[]>([]);
   const [recent, setRecent] = useState<BatchItem[]>([]);
   const [batchError, setBatchError] = useState<unknown>(null);
-  const [health, setHealth] = useState<{ cc: Health | string; orch: Health | string; system: Health | string | null }>({ cc: "…", orch: "…", system: null });
+  const [health, setHealth] = useState<{ cc: HealthView | null; orch: HealthView | null; system: HealthView | null }>({ cc: null, orch: null, system: null });
   const [metrics, setMetrics] = useState<Metrics | null>(null);
   const [audit, setAudit] = useState<AuditRecord[]>([]);
   const [auditError, setAuditError] = useState<unknown>(null);
@@ -67,11 +78,11 @@ export function Dashboard() {
   }, [api, mayBatches]);
 
   const loadHealth = useCallback(async () => {
-    const get = (service: "cc" | "orch", path: string) => api.get<Health>(service, path, { anonymous: true }).catch((e: unknown) => (e instanceof Error ? e.message : "unreachable"));
+    const get = (service: "cc" | "orch", path: string) => api.get<Health | string>(service, path, { anonymous: true }).then(healthOf, unhealthy);
     const [cc, orch] = await Promise.all([get("cc", "/health"), get("orch", "/health")]);
-    let system: Health | string | null = null;
+    let system: HealthView | null = null;
     if (mayState) {
-      system = await api.get<Health>("orch", "/state/system/health").catch((e: unknown) => (e instanceof Error ? e.message : "unreachable"));
+      system = await api.get<Health>("orch", "/state/system/health").then(healthOf, unhealthy);
       setMetrics(await api.get<Metrics>("orch", "/state/system/metrics").catch(() => null));
     }
     setHealth({ cc, orch, system });
@@ -174,15 +185,22 @@ export function Dashboard() {
   );
 }
 
-function HealthRow({ name, h }: { name: string; h: Health | string }) {
-  const text = typeof h === "string" ? h : (h.overall_status ?? h.status ?? "unknown");
-  const ok = /^(ok|healthy)$/i.test(text);
+function HealthRow({ name, h }: { name: string; h: HealthView | null }) {
+  if (!h) {
+    return (
+      <>
+        <dt>{name}</dt>
+        <dd className="muted">checking…</dd>
+      </>
+    );
+  }
+  const { ok, text } = h;
   return (
     <>
       <dt>{name}</dt>
       <dd className={ok ? "ok" : "bad"}>
         <span aria-hidden="true">{ok ? "✓" : "✗"}</span> {text}
-        {typeof h !== "string" && h.components ? (
+        {h.components ? (
           <span className="muted">
             {" "}
             ({Object.entries(h.components)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, batchFromApi, countByStatus, rollbackPlan, type StreamEvent } from "../src/lib/events";
+import { applyEvent, applyEvents, batchFromApi, countByStatus, rollbackPlan, type StreamEvent } from "../src/lib/events";
 
 const batch = () =>
   batchFromApi({
@@ -91,5 +91,31 @@ describe("rollbackPlan", () => {
   it("leaves out what is not completed", () => {
     expect(rollbackPlan(batch(), ["net"])).toEqual(["net"]);
     expect(rollbackPlan(batch(), ["db"])).toEqual([]);
+  });
+});
+
+describe("applyEvents", () => {
+  it("folds a burst in order with one copy, leaving the given state unchanged", () => {
+    const s0 = batch();
+    const s1 = applyEvents(s0, [
+      ev("TaskStatusChanged", { task_id: "t-srv", status: "Completed" }),
+      ev("TaskStatusChanged", { task_id: "t-db", status: "Running" }),
+      ev("OperationProgress", { task_id: "t-db", progress: 40, message: "installing" }),
+      ev("TaskStatusChanged", { task_id: "t-db", status: "Completed" }),
+    ]);
+    expect(countByStatus(s1)).toEqual({ Completed: 3 });
+    expect(s1.ops.db.message).toBeNull();
+    expect(countByStatus(s0)).toEqual({ Completed: 1, Running: 1, Pending: 1 });
+    expect(s1.lastEventId).toBe(nextId);
+  });
+
+  it("applies 10,000 events of a 5,000-operation batch", () => {
+    const operations = Array.from({ length: 5000 }, (_, i) => ({ id: `op${i}`, task_id: `t${i}`, status: "Pending", dependencies: [] }));
+    const s0 = batchFromApi({ batch_id: "big", name: "big", status: "Running", operations });
+    const events: StreamEvent[] = [];
+    let id = 1;
+    for (let i = 0; i < 5000; i++) events.push({ id: id++, event_type: "TaskStatusChanged", data: { task_id: `t${i}`, status: "Running" } });
+    for (let i = 0; i < 5000; i++) events.push({ id: id++, event_type: "TaskStatusChanged", data: { task_id: `t${i}`, status: "Completed" } });
+    expect(countByStatus(applyEvents(s0, events))).toEqual({ Completed: 5000 });
   });
 });

@@ -45,7 +45,7 @@ describe("layout", () => {
     expect(layer1).toEqual(["b2", "b1"]);
   });
 
-  it("groups big layers of a big batch into one node with counts, and expands on request", () => {
+  it("groups big layers of a big batch into one node with counts, and draws more on request", () => {
     const ops = [op("root")];
     for (let i = 0; i < 400; i++) ops.push({ id: `w${i}`, dependencies: ["root"], status: i < 10 ? "Completed" : "Pending" });
     ops.push(op("end", "w0", "w1"));
@@ -59,9 +59,15 @@ describe("layout", () => {
     expect(l.edges.map((e) => e.id).sort()).toEqual(["layer:1->end", "root->layer:1"]);
     expect(l.nodes).toHaveLength(3);
 
-    const open = layout(ops, { threshold: 300, groupMin: 12, expanded: new Set([1]) });
-    expect(open.nodes).toHaveLength(402);
-    expect(open.edges).toHaveLength(402);
+    const some = layout(ops, { threshold: 300, groupMin: 12, expanded: new Map([[1, 100]]) });
+    expect(some.nodes.filter((n) => n.kind === "op")).toHaveLength(102);
+    expect(some.nodes.find((n) => n.id === layerNodeId(1))?.opIds).toHaveLength(300);
+    // root -> 100 drawn, root -> the rest, w0 and w1 -> end.
+    expect(some.edges).toHaveLength(103);
+
+    const all = layout(ops, { threshold: 300, groupMin: 12, expanded: new Map([[1, 400]]) });
+    expect(all.nodes).toHaveLength(402);
+    expect(all.edges).toHaveLength(402);
   });
 
   it("a 5,000-operation batch lays out as a handful of nodes", () => {

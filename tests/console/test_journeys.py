@@ -12,6 +12,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.console.conftest import ACCESS_TOKEN_TTL_S, Admin
@@ -231,6 +232,63 @@ def test_a_policy_edit_with_a_bad_rule_is_refused_with_the_error(admin: Admin, s
     expect(errors).to_contain_text("batch.environment is null")
     expect(page.get_by_role("alert")).to_contain_text("Not saved")
     shoot(page, shots, "policy-refused")
+
+
+def test_audit_and_webhook_pages(admin: Admin, shots: list[Path]) -> None:
+    page = admin.page
+    page.get_by_role("link", name="Audit").click()
+    actions = page.locator("tbody summary")
+    expect(actions.filter(has_text="auth.mfa_enable")).to_have_count(1)
+    page.get_by_role("button", name="Verify the chain").click()
+    expect(page.get_by_text("The chain is intact")).to_be_visible()
+    page.get_by_label("Action").fill("auth.login")
+    page.get_by_role("button", name="Apply filters").click()
+    expect(actions.filter(has_text="auth.mfa_enable")).to_have_count(0)
+    expect(actions.filter(has_text="auth.login").first).to_be_visible()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Export CSV").click()
+    exported = Path(dl.value.path()).read_text()
+    assert exported.splitlines()[0].startswith("id,") and "auth.login" in exported
+    shoot(page, shots, "audit")
+
+    page.get_by_role("link", name="Webhooks").click()
+    page.get_by_label("URL").fill("http://127.0.0.1:9/hook")
+    page.get_by_label("Events (comma-separated)").fill("batch.*")
+    page.get_by_role("button", name="Create webhook").click()
+    secret = page.locator(".secret-box code.secret")
+    expect(secret).to_have_text(re.compile(r"^whsec_"))
+    page.get_by_role("button", name="I saved it").click()
+    expect(page.locator(".secret-box")).to_have_count(0)
+    page.get_by_role("button", name="Send a test").click()
+    expect(page.locator(".notice")).to_contain_text("Test delivery queued")
+    page.get_by_role("button", name="Deliveries").click()
+    expect(page.get_by_role("cell", name="webhook.test")).to_be_visible()
+    shoot(page, shots, "webhooks")
+
+
+@pytest.mark.slow  # about 20 s on two idle cores: python3 -m pytest -m slow tests/console
+@pytest.mark.timeout(240)
+def test_a_5000_operation_batch_stays_usable(admin: Admin, product: Product) -> None:
+    page = admin.page
+    ops: list[dict[str, object]] = [{"id": "root", "type": "server_batch", "provider": "noop"}]
+    ops += [
+        {"id": f"op{i:04}", "type": "server_batch", "provider": "noop", "dependencies": ["root"]}
+        for i in range(4999)
+    ]
+    submit_text(page, product, json.dumps({"name": "five_thousand", "parallel_limit": 50, "operations": ops}))
+    expect(page.locator(".page-head .badge")).to_have_text(re.compile("Completed"), timeout=60_000)
+    # One node per wide layer, with its counts, until expanded; the table pages by 200.
+    layer = page.locator('.dag-layer[data-layer="1"]')
+    expect(layer).to_contain_text("Layer 2: 4999 operations")
+    expect(layer).to_contain_text("4999 Completed")
+    expect(page.locator("table.ops tbody tr")).to_have_count(200)
+    expect(page.get_by_role("button", name="Show 200 more of 4800")).to_be_visible()
+    page.get_by_role("button", name="Show 100 of layer 2").click()
+    expect(layer).to_contain_text("Layer 2: 4899 more operations")
+    # Only what is in view is drawn: some of the 100, all Completed.
+    drawn = page.locator('.dag-node[data-op^="op"]')
+    expect(drawn.first).to_have_attribute("data-status", "Completed")
+    assert drawn.count() <= 100
 
 
 def test_an_expired_access_token_is_refreshed_silently(

@@ -92,6 +92,7 @@ def start_product(base: Path, **settings: str) -> Product:
             "PROVISIONING_RATE_LIMIT_AUTH": "100/minute",
             "PROVISIONING_RATE_LIMIT_REFRESH": "1000/minute",
             "PROVISIONING_RATE_LIMIT_BATCH": "200/minute",
+            "PROVISIONING_WEBHOOKS_ALLOW_PRIVATE": "true",  # the test webhook is local
             "PROVISIONING_ARGON2_TIME_COST": "1",
             "PROVISIONING_ARGON2_MEMORY_KIB": "8",
             "PROVISIONING_ARGON2_PARALLELISM": "1",

@@ -2,7 +2,7 @@
 
 import { memo, useMemo } from "react";
 import { Background, Controls, Handle, MiniMap, Position, ReactFlow, type Edge, type Node, type NodeProps } from "@xyflow/react";
-import { layout, type GraphOp } from "../lib/graph";
+import { EXPAND_STEP, layout, type GraphOp } from "../lib/graph";
 import { glyph, label, statusClass } from "../lib/status";
 import { Counts } from "./ui";
 
@@ -14,7 +14,7 @@ export interface DagOp extends GraphOp {
 }
 
 type OpData = { op: DagOp; selected: boolean; onCycle: boolean };
-type LayerData = { depth: number; count: number; counts: Record<string, number>; onExpand: (d: number) => void };
+type LayerData = { depth: number; count: number; partial: boolean; counts: Record<string, number>; onExpand: (d: number) => void };
 
 const OpNode = memo(function OpNode({ data }: NodeProps<Node<OpData>>) {
   const { op } = data;
@@ -41,12 +41,12 @@ const LayerNode = memo(function LayerNode({ data }: NodeProps<Node<LayerData>>) 
       <Handle type="target" position={Position.Left} isConnectable={false} />
       <div className="dag-node-title">
         <strong>
-          Layer {data.depth + 1}: {data.count} operations
+          Layer {data.depth + 1}: {data.count} {data.partial ? "more " : ""}operations
         </strong>
       </div>
       <Counts counts={data.counts} />
       <button type="button" className="nodrag" onClick={() => data.onExpand(data.depth)}>
-        Expand layer {data.depth + 1}
+        Show {Math.min(EXPAND_STEP, data.count)} of layer {data.depth + 1}
       </button>
       <Handle type="source" position={Position.Right} isConnectable={false} />
     </div>
@@ -59,7 +59,7 @@ export interface DagProps {
   ops: DagOp[];
   selected?: string | null;
   onSelect?: (id: string) => void;
-  expanded?: ReadonlySet<number>;
+  expanded?: ReadonlyMap<number, number>;
   onExpand?: (depth: number) => void;
   cycle?: string[] | null;
   label: string;
@@ -81,7 +81,7 @@ export function Dag({ ops, selected = null, onSelect, expanded, onExpand, cycle,
           id: n.id,
           type: "layer",
           position: { x: n.x, y: n.y },
-          data: { depth: n.depth, count: n.opIds.length, counts: n.counts ?? {}, onExpand: onExpand ?? (() => undefined) },
+          data: { depth: n.depth, count: n.opIds.length, partial: (expanded?.get(n.depth) ?? 0) > 0, counts: n.counts ?? {}, onExpand: onExpand ?? (() => undefined) },
           draggable: false,
           ariaLabel: `layer ${n.depth + 1}, ${n.opIds.length} operations`,
         }

@@ -129,15 +129,34 @@ function belongs(state: BatchState, ev: StreamEvent): boolean {
   return Array.isArray(wids) && wids.includes(state.batchId);
 }
 
+/** Patch one operation in place: `state.ops` is the copy {@link applyEvents} made. */
 function patchOp(state: BatchState, ev: StreamEvent, patch: (op: OpState) => OpState): BatchState {
   const taskId = str(field(ev, "task_id"));
   const opId = (taskId && state.byTask[taskId]) || str(field(ev, "operation_id"));
   if (!opId || !state.ops[opId]) return state;
-  return { ...state, ops: { ...state.ops, [opId]: patch(state.ops[opId]) } };
+  state.ops[opId] = patch(state.ops[opId]);
+  return state;
 }
 
 /** Fold one event into a batch's state; events for other batches and replays are ignored. */
 export function applyEvent(state: BatchState, ev: StreamEvent): BatchState {
+  return applyEvents(state, [ev]);
+}
+
+/**
+ * Fold events, in order, into a batch's state (pure: the given state is not changed).
+ * The operations map is copied once per call, not per event, so a burst of thousands of
+ * events from a big batch costs one copy.
+ */
+export function applyEvents(state: BatchState, events: StreamEvent[]): BatchState {
+  const fresh = events.filter((ev) => typeof ev.id !== "number" || ev.id > state.lastEventId);
+  if (!fresh.length) return state;
+  let next: BatchState = { ...state, ops: { ...state.ops } };
+  for (const ev of fresh) next = step(next, ev);
+  return next;
+}
+
+function step(state: BatchState, ev: StreamEvent): BatchState {
   if (typeof ev.id === "number" && ev.id <= state.lastEventId) return state;
   const next = { ...state, lastEventId: typeof ev.id === "number" ? ev.id : state.lastEventId };
   if (!belongs(state, ev) && ev.event_type !== "TaskStatusChanged") return next;

@@ -4,7 +4,8 @@
  * Our own layered layout (no elkjs): x is the longest-path depth, and inside a layer the
  * order follows the mean position of each node's dependencies (one barycentre pass) so
  * edges cross less. Past {@link GROUP_THRESHOLD} operations, every layer holding more than
- * {@link GROUP_MIN} operations becomes one expandable node with its counts by status; the
+ * {@link GROUP_MIN} operations becomes one node with its counts by status, which draws
+ * {@link EXPAND_STEP} more of its operations at each request (the rest stay grouped); the
  * canvas also draws only the nodes in view, so a 5,000-operation batch stays usable.
  */
 
@@ -12,6 +13,8 @@ import { depths } from "./events";
 
 export const GROUP_THRESHOLD = 300;
 export const GROUP_MIN = 12;
+/** How many more operations of a grouped layer each "show more" draws. */
+export const EXPAND_STEP = 100;
 export const COL_W = 250;
 export const ROW_H = 84;
 
@@ -50,8 +53,8 @@ export interface Layout {
 export interface LayoutOptions {
   threshold?: number;
   groupMin?: number;
-  /** Layers the user expanded (by depth). */
-  expanded?: ReadonlySet<number>;
+  /** How many operations of each grouped layer (by depth) the user asked to see. */
+  expanded?: ReadonlyMap<number, number>;
   /** A dependency cycle to mark, as the API names it: a -> b -> a. */
   cycle?: string[] | null;
 }
@@ -61,7 +64,7 @@ export const layerNodeId = (depth: number): string => `layer:${depth}`;
 export function layout(ops: GraphOp[], options: LayoutOptions = {}): Layout {
   const threshold = options.threshold ?? GROUP_THRESHOLD;
   const groupMin = options.groupMin ?? GROUP_MIN;
-  const expanded = options.expanded ?? new Set<number>();
+  const expanded = options.expanded ?? new Map<number, number>();
   const depth = depths(ops);
   const byId = new Map(ops.map((o) => [o.id, o]));
   const layers: string[][] = [];
@@ -95,21 +98,25 @@ export function layout(ops: GraphOp[], options: LayoutOptions = {}): Layout {
   const rep = new Map<string, string>();
   const nodes: LayoutNode[] = [];
   layers.forEach((layer, d) => {
-    if (grouped && layer.length > groupMin && !expanded.has(d)) {
+    const groupable = grouped && layer.length > groupMin;
+    const shown = groupable ? layer.slice(0, Math.min(layer.length, expanded.get(d) ?? 0)) : layer;
+    const rest = layer.slice(shown.length);
+    // A grouped layer keeps its node where it was (the user's click) and draws the
+    // operations asked for below it; other layers are centred on the axis.
+    const top = groupable ? (rest.length ? ROW_H : 0) : -((layer.length - 1) * ROW_H) / 2;
+    shown.forEach((id, i) => {
+      rep.set(id, id);
+      nodes.push({ id, kind: "op", depth: d, x: d * COL_W, y: top + i * ROW_H, opIds: [id], onCycle: onCycle.has(id) });
+    });
+    if (rest.length) {
       const counts: Record<string, number> = {};
-      for (const id of layer) {
+      for (const id of rest) {
         const s = byId.get(id)?.status ?? "Pending";
         counts[s] = (counts[s] ?? 0) + 1;
         rep.set(id, layerNodeId(d));
       }
-      nodes.push({ id: layerNodeId(d), kind: "layer", depth: d, x: d * COL_W, y: 0, opIds: layer, counts });
-      return;
+      nodes.push({ id: layerNodeId(d), kind: "layer", depth: d, x: d * COL_W, y: 0, opIds: rest, counts });
     }
-    const top = -((layer.length - 1) * ROW_H) / 2;
-    layer.forEach((id, i) => {
-      rep.set(id, id);
-      nodes.push({ id, kind: "op", depth: d, x: d * COL_W, y: top + i * ROW_H, opIds: [id], onCycle: onCycle.has(id) });
-    });
   });
 
   const edges: LayoutEdge[] = [];

@@ -2,15 +2,17 @@
 
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useApp } from "../context";
-import { applyEvent, batchFromApi, countByStatus, rollbackPlan, type BatchState, type StreamEvent } from "../lib/events";
+import { applyEvents, batchFromApi, countByStatus, rollbackPlan, type BatchState, type StreamEvent } from "../lib/events";
 import { can } from "../lib/perms";
 import { useLive } from "../live";
 import { Dag } from "../components/Dag";
+import { EXPAND_STEP } from "../lib/graph";
 import { LiveBadge } from "../components/LiveBadge";
 import { Counts, Dialog, ErrorBox, Loading, Notice, ProgressBar, StatusBadge, duration, when } from "../components/ui";
 import { Link } from "../router";
 
 const TABLE_PAGE = 200;
+const FLUSH_MS = 150;
 
 interface TaskDetail {
   command: string;
@@ -29,7 +31,7 @@ export function BatchPage({ id }: { id: string }) {
   const [notice, setNotice] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [chosen, setChosen] = useState<Set<string>>(new Set());
-  const [expanded, setExpanded] = useState<Set<number>>(new Set());
+  const [expanded, setExpanded] = useState<Map<number, number>>(new Map());
   const [confirm, setConfirm] = useState<null | "cancel" | "rollback">(null);
   const [tab, setTab] = useState<"details" | "snapshots" | "journal" | "rollback">("details");
   const [tableLimit, setTableLimit] = useState(TABLE_PAGE);
@@ -43,9 +45,7 @@ export function BatchPage({ id }: { id: string }) {
     buffer.current = buffer.current ?? [];
     try {
       const b = await api.get<Record<string, unknown>>("orch", `/batch/operations/${encodeURIComponent(id)}`);
-      let s = batchFromApi(b);
-      for (const ev of buffer.current) s = applyEvent(s, ev);
-      setState(s);
+      setState(applyEvents(batchFromApi(b), buffer.current));
       setError(null);
     } catch (e) {
       setError(e);
@@ -56,16 +56,31 @@ export function BatchPage({ id }: { id: string }) {
   }, [api, id]);
 
   const kinds = ["task", "batch", ...(can(me, "rollback", "read") ? ["rollback"] : [])].join(",");
+  // Events are folded in at most every FLUSH_MS, in one render: a 5,000-operation batch
+  // sends two events per operation, and a render per event would stall the page.
+  const pending = useRef<StreamEvent[]>([]);
+  const flushTimer = useRef<ReturnType<typeof setTimeout> | null>(null);
+  const flush = useCallback(() => {
+    flushTimer.current = null;
+    const events = pending.current;
+    pending.current = [];
+    setState((s) => {
+      if (!s) return s;
+      const next = applyEvents(s, events);
+      if (next.status !== s.status) announce(`Batch ${next.name} is now ${next.status}`);
+      return next;
+    });
+  }, [announce]);
+  useEffect(() => () => {
+    if (flushTimer.current) clearTimeout(flushTimer.current);
+  }, []);
   const onEvent = useCallback((ev: StreamEvent) => {
     if (buffer.current) buffer.current.push(ev);
-    else
-      setState((s) => {
-        if (!s) return s;
-        const next = applyEvent(s, ev);
-        if (ev.event_type === "BatchStatusChanged" && next.status !== s.status) announce(`Batch ${next.name} is now ${next.status}`);
-        return next;
-      });
-  }, [announce]);
+    else {
+      pending.current.push(ev);
+      flushTimer.current ??= setTimeout(flush, FLUSH_MS);
+    }
+  }, [flush]);
   const first = useRef(true);
   const live = useLive({
     service: "orch",
@@ -188,7 +203,7 @@ export function BatchPage({ id }: { id: string }) {
           setTab("details");
         }}
         expanded={expanded}
-        onExpand={(d) => setExpanded((e) => new Set(e).add(d))}
+        onExpand={(d) => setExpanded((e) => new Map(e).set(d, (e.get(d) ?? 0) + EXPAND_STEP))}
         label={`dependency graph of ${state.name}`}
       />
       <div className="tabs" role="tablist" aria-label="batch details">

@@ -110,7 +110,7 @@ export function Dashboard() {
   const batchesChanged = useDebounced(() => {
     void loadBatches();
     if (mayState) void api.get<Metrics>("orch", "/state/system/metrics").then(setMetrics, () => undefined);
-  }, 400);
+  }, 1000);
   const auditChanged = useDebounced(() => void loadAudit(), 400);
   const orchLive = useLive({ service: "orch", query: { events: "batch,task" }, enabled: mayBatches, onEvent: batchesChanged, onGap: batchesChanged });
   const ccLive = useLive({ service: "cc", query: { events: "security" }, enabled: mayAudit, onEvent: auditChanged, onGap: auditChanged });

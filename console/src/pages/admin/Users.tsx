@@ -59,7 +59,9 @@ export function Users() {
     setFieldErrors({});
     void run(async () => {
       try {
-        await api.post("cc", "/users", { username: form.username, email: form.email || null, password: form.password, roles: form.roles, enabled: true });
+        const body: Record<string, unknown> = { username: form.username, password: form.password, roles: form.roles, enabled: true };
+        if (form.email.trim()) body.email = form.email.trim();
+        await api.post("cc", "/users", body);
       } catch (err) {
         if (err instanceof ApiError) setFieldErrors(Object.fromEntries(err.fields.map((f) => [f.field.split(".")[0], f.message])));
         throw err;

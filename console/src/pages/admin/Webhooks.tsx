@@ -76,12 +76,13 @@ export function Webhooks() {
     setFieldErrors({});
     void run(async () => {
       try {
-        const w = await api.post<Webhook>("cc", "/webhooks", {
+        const body: Record<string, unknown> = {
           url: form.url,
           events: form.events.split(",").map((s) => s.trim()).filter(Boolean),
-          description: form.description || null,
           enabled: true,
-        });
+        };
+        if (form.description.trim()) body.description = form.description.trim();
+        const w = await api.post<Webhook>("cc", "/webhooks", body);
         if (w.secret) setSecret({ id: w.id, secret: w.secret });
         setForm({ url: "", events: "task.*, batch.*", description: "" });
         return `Webhook created for ${w.url}`;

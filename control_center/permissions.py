@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from shared.security.actor import Actor
 from shared.security.auth import ANONYMOUS, Principal
@@ -22,8 +23,9 @@ from shared.security.policy import PolicyEngine
 Pair = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class Permission:
+class Permission(NamedTuple):
+    """A pair the caller may use; ``conditional``: only when a rule's condition holds."""
+
     resource: str
     action: str
     conditional: bool
@@ -31,6 +33,8 @@ class Permission:
 
 @dataclass(frozen=True)
 class Permissions:
+    """Who asked, and what they may do."""
+
     principal: Principal
     allowed: tuple[Permission, ...]
 

@@ -66,26 +66,19 @@ async def test_a_viewer_only_reads(services: Services) -> None:
     assert {r for r, a in pairs if a != "read"} <= {"profile"}
 
 
+# Viewers read the audit log only with MFA, and no longer the state.
+VIEWER = ["viewer"]
+VIEWER_RULES = [
+    {"effect": "Allow", "resource": "audit", "action": ["read"], "roles": VIEWER, "condition": "user.mfa"},
+    {"effect": "Deny", "resource": "state", "action": ["read"], "roles": VIEWER},
+]
+
+
 async def test_answers_follow_a_policy_change(services: Services) -> None:
     admin = await services.admin()
     _, token = await services.user("val", "viewer", admin_token=admin)
-    resp = await services.cc.post(
-        "/policies",
-        headers=bearer(admin),
-        json={
-            "name": "viewers-audit",
-            "rules": [
-                {
-                    "effect": "Allow",
-                    "resource": "audit",
-                    "action": ["read"],
-                    "roles": ["viewer"],
-                    "condition": "user.mfa == true",
-                },
-                {"effect": "Deny", "resource": "state", "action": ["read"], "roles": ["viewer"]},
-            ],
-        },
-    )
+    body = {"name": "viewers-audit", "rules": VIEWER_RULES}
+    resp = await services.cc.post("/policies", headers=bearer(admin), json=body)
     assert resp.status == 201, await resp.text()
     _, pairs = await permissions(services, token)
     assert pairs[("audit", "read")] is True

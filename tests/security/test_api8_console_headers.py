@@ -118,3 +118,26 @@ async def test_no_answer_sets_a_cookie_but_the_refresh_cookie(services: Services
     ]
     for resp in answers:
         assert "Set-Cookie" not in resp.headers
+
+
+async def test_the_consoles_login_sets_the_refresh_cookie_only(services: Services) -> None:
+    await services.admin()
+    body = {"username": "admin", "password": ADMIN_PASSWORD, "mfa_code": services.code("admin")}
+    resp = await services.cc.post("/auth/login", json=body, headers={"X-Refresh-Cookie": "1"})
+    assert resp.status == 200
+    [cookie] = resp.headers.getall("Set-Cookie")
+    services.secrets.add(cookie.split(";", 1)[0].split("=", 1)[1])
+    data = (await resp.json())["data"]
+    services.secrets.add(data["token"])
+    assert cookie.startswith("provisioning_refresh=")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/auth" in cookie
+    assert "refresh_token" not in data
+    assert data["token"] not in cookie  # the access token never goes into a cookie
+
+
+async def test_a_browser_of_another_origin_cannot_open_the_streams(services: Services) -> None:
+    admin = await services.admin()
+    for client in (services.orch, services.cc):
+        resp = await client.get("/events", headers={**bearer(admin), "Origin": "https://evil.example"})
+        assert resp.status == 403
+        assert "Access-Control-Allow-Origin" not in resp.headers

@@ -120,10 +120,7 @@ function Shell({ api }: { api: ApiClient }) {
     };
   }, [api]);
 
-  const ctx: Ctx = useMemo(
-    () => ({ api, me, signedIn, signOut, announce: (m: string) => setAnnouncement(m) }),
-    [api, me, signedIn, signOut],
-  );
+  const ctx: Ctx = useMemo(() => ({ api, me, signedIn, signOut, announce: (m: string) => setAnnouncement(m) }), [api, me, signedIn, signOut]);
 
   const pathname = path.split("?")[0];
   useEffect(() => {
@@ -217,4 +214,3 @@ function Route({ path }: { path: string }) {
     </section>
   );
 }
-

@@ -37,7 +37,12 @@ describe("ApiClient", () => {
   });
 
   it("turns an error envelope into an ApiError with the API's message, code and fields", async () => {
-    const body = { success: false, error: "invalid request body: operations.0.id: required", code: "validation_failed", details: { fields: [{ field: "operations.0.id", message: "required" }], cycle: ["a", "b", "a"] } };
+    const body = {
+      success: false,
+      error: "invalid request body: operations.0.id: required",
+      code: "validation_failed",
+      details: { fields: [{ field: "operations.0.id", message: "required" }], cycle: ["a", "b", "a"] },
+    };
     const s = server(() => json(422, body));
     const api = new ApiClient(s.fetchImpl);
     api.setSession({ token: "T", expiresAt: null });

@@ -7,7 +7,17 @@ const batch = () =>
     name: "multi",
     status: "Running",
     operations: [
-      { id: "net", task_id: "t-net", type: "server_batch", provider: "upcloud", status: "Completed", progress: 100, attempt: 1, dependencies: [], completed_at: "2026-01-01T00:00:01Z" },
+      {
+        id: "net",
+        task_id: "t-net",
+        type: "server_batch",
+        provider: "upcloud",
+        status: "Completed",
+        progress: 100,
+        attempt: 1,
+        dependencies: [],
+        completed_at: "2026-01-01T00:00:01Z",
+      },
       { id: "srv", task_id: "t-srv", type: "server_batch", provider: "upcloud", status: "Running", progress: 10, attempt: 1, dependencies: ["net"] },
       { id: "db", task_id: "t-db", type: "taskserv_batch", provider: "aws", status: "Pending", progress: 0, attempt: 0, dependencies: [{ id: "srv" }] },
     ],

@@ -41,7 +41,10 @@ describe("layout", () => {
   it("orders a layer by the rows of its dependencies (fewer crossings)", () => {
     // b1 depends on a2 (row 1) and b2 on a1 (row 0): b2 comes first.
     const l = layout([op("a1"), op("a2"), op("b1", "a2"), op("b2", "a1")]);
-    const layer1 = l.nodes.filter((n) => n.depth === 1).sort((p, q) => p.y - q.y).map((n) => n.id);
+    const layer1 = l.nodes
+      .filter((n) => n.depth === 1)
+      .sort((p, q) => p.y - q.y)
+      .map((n) => n.id);
     expect(layer1).toEqual(["b2", "b1"]);
   });
 
@@ -81,6 +84,11 @@ describe("layout", () => {
   it("marks the cycle the API named", () => {
     const l = layout([op("a", "c"), op("b", "a"), op("c", "b")], { cycle: ["a", "b", "c", "a"] });
     expect(l.nodes.every((n) => n.onCycle)).toBe(true);
-    expect(l.edges.filter((e) => e.onCycle).map((e) => e.id).sort()).toEqual(["a->b", "b->c", "c->a"]);
+    expect(
+      l.edges
+        .filter((e) => e.onCycle)
+        .map((e) => e.id)
+        .sort(),
+    ).toEqual(["a->b", "b->c", "c->a"]);
   });
 });

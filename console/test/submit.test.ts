@@ -4,7 +4,10 @@ import { ParseError, parseBatch, placeProblems } from "../src/lib/submit";
 describe("parseBatch", () => {
   it("reads JSON and YAML, with dependencies in either form", () => {
     const j = parseBatch('{"name":"x","operations":[{"id":"a"},{"id":"b","dependencies":["a"]}]}');
-    expect(j.ops).toEqual([{ id: "a", dependencies: [] }, { id: "b", dependencies: ["a"] }]);
+    expect(j.ops).toEqual([
+      { id: "a", dependencies: [] },
+      { id: "b", dependencies: ["a"] },
+    ]);
     const y = parseBatch("name: y\noperations:\n  - id: a\n  - id: b\n    dependencies: [{id: a}]\n");
     expect(y.ops[1].dependencies).toEqual(["a"]);
     expect(y.doc.name).toBe("y");

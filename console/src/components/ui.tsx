@@ -1,6 +1,6 @@
 /** Small shared pieces: errors, status badges, progress bars, dialogs, loaders. */
 
-import { useEffect, useRef, useState, type ReactNode } from "react";
+import { useEffect, useRef, type ReactNode } from "react";
 import { messageOf } from "../lib/api";
 import { glyph, label, statusClass } from "../lib/status";
 
@@ -81,32 +81,6 @@ export function Loading({ what }: { what: string }) {
       Loading {what}…
     </p>
   );
-}
-
-/** Runs an async loader on mount / when deps change; keeps data, error and a reload. */
-export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): { data: T | null; error: unknown; reload: () => void; setData: (t: T) => void } {
-  const [data, setData] = useState<T | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  const [n, setN] = useState(0);
-  useEffect(() => {
-    let live = true;
-    load().then(
-      (d) => {
-        if (live) {
-          setData(d);
-          setError(null);
-        }
-      },
-      (e: unknown) => {
-        if (live) setError(e);
-      },
-    );
-    return () => {
-      live = false;
-    };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [...deps, n]);
-  return { data, error, reload: () => setN((x) => x + 1), setData };
 }
 
 export function when(ts: string | null | undefined): string {

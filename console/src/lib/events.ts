@@ -64,9 +64,7 @@ const num = (v: unknown, d = 0): number => (typeof v === "number" && Number.isFi
 
 function depIds(v: unknown): string[] {
   if (!Array.isArray(v)) return [];
-  return v
-    .map((d) => (typeof d === "string" ? d : d && typeof d === "object" ? str((d as Json).id) : null))
-    .filter((d): d is string => d !== null);
+  return v.map((d) => (typeof d === "string" ? d : d && typeof d === "object" ? str((d as Json).id) : null)).filter((d): d is string => d !== null);
 }
 
 export function opFromApi(o: Json): OpState {

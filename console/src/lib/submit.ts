@@ -57,7 +57,7 @@ export function placeProblems(fields: FieldProblem[], ops: { id: string }[]): Pl
   for (const f of fields) {
     const m = /^operations[.[](\d+)\]?\.?(.*)$/.exec(f.field ?? "");
     const index = m ? Number(m[1]) : -1;
-    const opId = f.operation ?? (index >= 0 ? ops[index]?.id ?? `#${index}` : undefined);
+    const opId = f.operation ?? (index >= 0 ? (ops[index]?.id ?? `#${index}`) : undefined);
     if (opId !== undefined) {
       (out.byOperation[opId] ??= []).push({ field: m?.[2] || f.field, message: f.message });
     } else out.batch.push({ field: f.field, message: f.message });

@@ -8,7 +8,8 @@ import { useLive } from "../live";
 import { Dag } from "../components/Dag";
 import { EXPAND_STEP } from "../lib/graph";
 import { LiveBadge } from "../components/LiveBadge";
-import { Counts, Dialog, ErrorBox, Loading, Notice, ProgressBar, StatusBadge, duration, when } from "../components/ui";
+import { DataTable, Fetched, useAction } from "../components/data";
+import { Counts, Dialog, ErrorBox, Loading, ProgressBar, StatusBadge, duration, when } from "../components/ui";
 import { Link } from "../router";
 
 const TABLE_PAGE = 200;
@@ -27,8 +28,6 @@ export function BatchPage({ id }: { id: string }) {
   const { api, me, announce } = useApp();
   const [state, setState] = useState<BatchState | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [actionError, setActionError] = useState<unknown>(null);
-  const [notice, setNotice] = useState<string | null>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [chosen, setChosen] = useState<Set<string>>(new Set());
   const [expanded, setExpanded] = useState<Map<number, number>>(new Map());
@@ -71,16 +70,22 @@ export function BatchPage({ id }: { id: string }) {
       return next;
     });
   }, [announce]);
-  useEffect(() => () => {
-    if (flushTimer.current) clearTimeout(flushTimer.current);
-  }, []);
-  const onEvent = useCallback((ev: StreamEvent) => {
-    if (buffer.current) buffer.current.push(ev);
-    else {
-      pending.current.push(ev);
-      flushTimer.current ??= setTimeout(flush, FLUSH_MS);
-    }
-  }, [flush]);
+  useEffect(
+    () => () => {
+      if (flushTimer.current) clearTimeout(flushTimer.current);
+    },
+    [],
+  );
+  const onEvent = useCallback(
+    (ev: StreamEvent) => {
+      if (buffer.current) buffer.current.push(ev);
+      else {
+        pending.current.push(ev);
+        flushTimer.current ??= setTimeout(flush, FLUSH_MS);
+      }
+    },
+    [flush],
+  );
   const first = useRef(true);
   const live = useLive({
     service: "orch",
@@ -106,6 +111,8 @@ export function BatchPage({ id }: { id: string }) {
     }
   }, [live.status, load]);
 
+  const action = useAction();
+  const act = action.run;
   const ops = useMemo(() => (state ? state.order.map((o) => state.ops[o]) : []), [state]);
   const plan = useMemo(() => (state ? rollbackPlan(state, [...chosen]) : []), [state, chosen]);
 
@@ -119,18 +126,6 @@ export function BatchPage({ id }: { id: string }) {
   const running = state.status === "Running";
   const sel = selected ? state.ops[selected] : null;
 
-  const act = async (what: () => Promise<string>) => {
-    setActionError(null);
-    setNotice(null);
-    try {
-      const msg = await what();
-      setNotice(msg);
-      announce(msg);
-    } catch (e) {
-      setActionError(e);
-    }
-  };
-
   const cancel = () =>
     act(async () => {
       setConfirm(null);
@@ -138,13 +133,19 @@ export function BatchPage({ id }: { id: string }) {
     });
   const checkpoint = () =>
     act(async () => {
-      const cid = await api.post<string>("orch", "/rollback/checkpoints", { name: `manual ${state.name} ${new Date().toISOString()}`, description: `created from the batch page of ${state.name}` });
+      const cid = await api.post<string>("orch", "/rollback/checkpoints", {
+        name: `manual ${state.name} ${new Date().toISOString()}`,
+        description: `created from the batch page of ${state.name}`,
+      });
       return `Checkpoint created: ${cid}`;
     });
   const rollback = () =>
     act(async () => {
       setConfirm(null);
-      const r = await api.post<{ operations_executed: number; operations_failed: number }>("orch", "/rollback/execute", { operation_ids: [...chosen], workflow_id: id });
+      const r = await api.post<{ operations_executed: number; operations_failed: number }>("orch", "/rollback/execute", {
+        operation_ids: [...chosen],
+        workflow_id: id,
+      });
       setChosen(new Set());
       return `Rollback finished: ${r.operations_executed} undone, ${r.operations_failed} failed`;
     });
@@ -193,8 +194,7 @@ export function BatchPage({ id }: { id: string }) {
           </button>
         ) : null}
       </div>
-      {notice ? <Notice>{notice}</Notice> : null}
-      <ErrorBox error={actionError} />
+      {action.outcome}
       <Dag
         ops={ops}
         selected={selected}
@@ -220,9 +220,7 @@ export function BatchPage({ id }: { id: string }) {
         {tab === "rollback" ? (
           <div>
             {state.liveRollback ? (
-              <p>
-                {state.liveRollback.running ? "A rollback is running…" : `Last rollback: ${state.liveRollback.executed ?? 0} undone, ${state.liveRollback.failed ?? 0} failed.`}
-              </p>
+              <p>{state.liveRollback.running ? "A rollback is running…" : `Last rollback: ${state.liveRollback.executed ?? 0} undone, ${state.liveRollback.failed ?? 0} failed.`}</p>
             ) : null}
             {state.rollback ? <pre className="json">{JSON.stringify(state.rollback, null, 2)}</pre> : <p className="muted">This batch has not been rolled back.</p>}
           </div>
@@ -238,47 +236,38 @@ export function BatchPage({ id }: { id: string }) {
           </option>
         ))}
       </select>
-      <div className="table-wrap">
-        <table className="ops">
-          <caption className="sr-only">operations of {state.name}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Roll back</th>
-              <th scope="col">Operation</th>
-              <th scope="col">Status</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Attempt</th>
-              <th scope="col">Duration</th>
-            </tr>
-          </thead>
-          <tbody>
-            {shown.slice(0, tableLimit).map((o) => (
-              <tr key={o.id} className={selected === o.id ? "is-selected" : undefined}>
-                <td>
-                  <input type="checkbox" aria-label={`roll back ${o.id}`} checked={chosen.has(o.id)} disabled={o.status !== "Completed"} onChange={() => toggle(o.id)} />
-                </td>
-                <td>
-                  <button type="button" className="linkish" onClick={() => { setSelected(o.id); setTab("details"); }}>
-                    {o.id}
-                  </button>
-                </td>
-                <td>
-                  <StatusBadge status={o.status} />
-                </td>
-                <td>{o.provider}</td>
-                <td>{o.attempt}</td>
-                <td>{duration(o.startedAt, o.completedAt)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable className="ops" caption={`operations of ${state.name}`} columns={["Roll back", "Operation", "Status", "Provider", "Attempt", "Duration"]}>
+        {shown.slice(0, tableLimit).map((o) => (
+          <tr key={o.id} className={selected === o.id ? "is-selected" : undefined}>
+            <td>
+              <input type="checkbox" aria-label={`roll back ${o.id}`} checked={chosen.has(o.id)} disabled={o.status !== "Completed"} onChange={() => toggle(o.id)} />
+            </td>
+            <td>
+              <button
+                type="button"
+                className="linkish"
+                onClick={() => {
+                  setSelected(o.id);
+                  setTab("details");
+                }}
+              >
+                {o.id}
+              </button>
+            </td>
+            <td>
+              <StatusBadge status={o.status} />
+            </td>
+            <td>{o.provider}</td>
+            <td>{o.attempt}</td>
+            <td>{duration(o.startedAt, o.completedAt)}</td>
+          </tr>
+        ))}
+      </DataTable>
       {shown.length > tableLimit ? (
         <button type="button" onClick={() => setTableLimit((n) => n + TABLE_PAGE)}>
           Show {Math.min(TABLE_PAGE, shown.length - tableLimit)} more of {shown.length - tableLimit}
         </button>
       ) : null}
-
       <Dialog title="Cancel this batch?" open={confirm === "cancel"} onClose={() => setConfirm(null)}>
         <p>Running operations are stopped and every unfinished operation is marked Cancelled.</p>
         <div className="actions">
@@ -351,7 +340,17 @@ function OpDetails({ op }: { op: BatchState["ops"][string] }) {
         <dt>Command</dt>
         <dd>{task ? <code>{[task.command, ...task.args].join(" ")}</code> : "…"}</dd>
         <dt>Undo</dt>
-        <dd>{results && "undo" in results ? <code>{JSON.stringify(results.undo)}</code> : task ? <span className="muted">the provider's rollback of {op.type || "this operation"} ({op.provider})</span> : "…"}</dd>
+        <dd>
+          {results && "undo" in results ? (
+            <code>{JSON.stringify(results.undo)}</code>
+          ) : task ? (
+            <span className="muted">
+              the provider's rollback of {op.type || "this operation"} ({op.provider})
+            </span>
+          ) : (
+            "…"
+          )}
+        </dd>
       </dl>
       <ErrorBox error={error} />
       {op.error ? (
@@ -381,26 +380,23 @@ interface Snapshot {
 
 function Snapshots({ id }: { id: string }) {
   const { api } = useApp();
-  const [rows, setRows] = useState<Snapshot[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    api.get<Snapshot[]>("orch", `/state/workflows/${encodeURIComponent(id)}/snapshots`).then(setRows, setError);
-  }, [api, id]);
-  if (error) return <ErrorBox error={error} />;
-  if (!rows) return <Loading what="snapshots" />;
   return (
-    <ol className="plain">
-      {rows.map((s) => (
-        <li key={s.snapshot_id}>
-          <details>
-            <summary>
-              {when(s.timestamp)} — {String(s.details?.reason ?? s.details?.milestone ?? s.state?.status ?? "snapshot")}
-            </summary>
-            <pre className="json">{JSON.stringify(s, null, 2)}</pre>
-          </details>
-        </li>
-      ))}
-    </ol>
+    <Fetched key={id} what="snapshots" load={() => api.get<Snapshot[]>("orch", `/state/workflows/${encodeURIComponent(id)}/snapshots`)}>
+      {(rows) => (
+        <ol className="plain">
+          {rows.map((s) => (
+            <li key={s.snapshot_id}>
+              <details>
+                <summary>
+                  {when(s.timestamp)} — {String(s.details?.reason ?? s.details?.milestone ?? s.state?.status ?? "snapshot")}
+                </summary>
+                <pre className="json">{JSON.stringify(s, null, 2)}</pre>
+              </details>
+            </li>
+          ))}
+        </ol>
+      )}
+    </Fetched>
   );
 }
 
@@ -417,30 +413,12 @@ interface JournalEntry {
 
 function Journal({ id }: { id: string }) {
   const { api } = useApp();
-  const [rows, setRows] = useState<JournalEntry[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
   const [limit, setLimit] = useState(300);
-  useEffect(() => {
-    api.get<JournalEntry[]>("orch", `/state/workflows/${encodeURIComponent(id)}/journal`).then(setRows, setError);
-  }, [api, id]);
-  if (error) return <ErrorBox error={error} />;
-  if (!rows) return <Loading what="the journal" />;
   return (
-    <>
-      <div className="table-wrap">
-        <table>
-          <caption className="sr-only">journal</caption>
-          <thead>
-            <tr>
-              <th scope="col">#</th>
-              <th scope="col">At</th>
-              <th scope="col">What</th>
-              <th scope="col">From</th>
-              <th scope="col">To</th>
-              <th scope="col">Note</th>
-            </tr>
-          </thead>
-          <tbody>
+    <Fetched key={id} what="the journal" load={() => api.get<JournalEntry[]>("orch", `/state/workflows/${encodeURIComponent(id)}/journal`)}>
+      {(rows) => (
+        <>
+          <DataTable caption="journal" columns={["#", "At", "What", "From", "To", "Note"]}>
             {rows.slice(0, limit).map((e) => (
               <tr key={`${e.seq}-${e.name}`}>
                 <td>{e.seq}</td>
@@ -453,14 +431,14 @@ function Journal({ id }: { id: string }) {
                 <td>{e.note ?? ""}</td>
               </tr>
             ))}
-          </tbody>
-        </table>
-      </div>
-      {rows.length > limit ? (
-        <button type="button" onClick={() => setLimit((n) => n + 300)}>
-          Show more ({rows.length - limit} left)
-        </button>
-      ) : null}
-    </>
+          </DataTable>
+          {rows.length > limit ? (
+            <button type="button" onClick={() => setLimit((n) => n + 300)}>
+              Show more ({rows.length - limit} left)
+            </button>
+          ) : null}
+        </>
+      )}
+    </Fetched>
   );
 }

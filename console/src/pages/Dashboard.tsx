@@ -45,7 +45,6 @@ interface AuditRecord {
   result: string;
 }
 
-
 export function Dashboard() {
   const { api, me } = useApp();
   const mayBatches = can(me, "batch", "read");
@@ -136,8 +135,7 @@ export function Dashboard() {
             <dl className="kv">
               <dt>Batches</dt>
               <dd>
-                {metrics.total_workflows} total, {metrics.active_workflows} active, {metrics.completed_workflows} completed, {metrics.failed_workflows} failed,{" "}
-                {metrics.cancelled_workflows} cancelled
+                {metrics.total_workflows} total, {metrics.active_workflows} active, {metrics.completed_workflows} completed, {metrics.failed_workflows} failed, {metrics.cancelled_workflows} cancelled
               </dd>
               <dt>CPU</dt>
               <dd>{metrics.system_load.cpu_usage.toFixed(1)} %</dd>
@@ -203,7 +201,8 @@ function HealthRow({ name, h }: { name: string; h: HealthView | null }) {
         {h.components ? (
           <span className="muted">
             {" "}
-            ({Object.entries(h.components)
+            (
+            {Object.entries(h.components)
               .map(([k, v]) => `${k}: ${v}`)
               .join(", ")}
             )

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState, type FormEvent } from "react";
 import { ApiError } from "../lib/api";
 import { useApp } from "../context";
 import { ErrorBox, Notice, download } from "../components/ui";
+import { TextField } from "../components/data";
 
 interface LoginData {
   token?: string;
@@ -52,11 +53,16 @@ export function SignIn({ message }: { message: string | null }) {
       const data = await api.post<LoginData>("cc", "/auth/login", body, { anonymous: true, noRetry: true, headers: COOKIE });
       if (data.mfa_setup_required && data.setup_token) {
         setSetupToken(data.setup_token);
-        const en = await api.post<Enrolment>("cc", "/auth/mfa/setup", { password }, {
-          anonymous: true,
-          noRetry: true,
-          headers: { ...COOKIE, Authorization: `Bearer ${data.setup_token}` },
-        });
+        const en = await api.post<Enrolment>(
+          "cc",
+          "/auth/mfa/setup",
+          { password },
+          {
+            anonymous: true,
+            noRetry: true,
+            headers: { ...COOKIE, Authorization: `Bearer ${data.setup_token}` },
+          },
+        );
         setEnrolment(en);
         setCode("");
       } else if (data.token) {
@@ -79,11 +85,16 @@ export function SignIn({ message }: { message: string | null }) {
     setBusy(true);
     setError(null);
     try {
-      const data = await api.post<{ backup_codes: string[] }>("cc", "/auth/mfa/enable", { password, code: code.trim() }, {
-        anonymous: true,
-        noRetry: true,
-        headers: { ...COOKIE, Authorization: `Bearer ${setupToken ?? ""}` },
-      });
+      const data = await api.post<{ backup_codes: string[] }>(
+        "cc",
+        "/auth/mfa/enable",
+        { password, code: code.trim() },
+        {
+          anonymous: true,
+          noRetry: true,
+          headers: { ...COOKIE, Authorization: `Bearer ${setupToken ?? ""}` },
+        },
+      );
       setBackupCodes(data.backup_codes);
       setEnrolment(null);
       setSetupToken(null);
@@ -103,8 +114,7 @@ export function SignIn({ message }: { message: string | null }) {
           Your backup codes
         </h1>
         <p>
-          MFA is on. Each code below signs you in once if you lose your authenticator. They are shown <strong>only now</strong>: copy or
-          download them and keep them somewhere safe.
+          MFA is on. Each code below signs you in once if you lose your authenticator. They are shown <strong>only now</strong>: copy or download them and keep them somewhere safe.
         </p>
         <ol className="backup-codes" aria-label="backup codes">
           {backupCodes.map((c) => (
@@ -160,8 +170,7 @@ export function SignIn({ message }: { message: string | null }) {
               Cannot scan? Enter this secret by hand: <code className="secret">{enrolment.secret}</code>
             </p>
             <form onSubmit={enable}>
-              <label htmlFor="enrol-code">Code from the app</label>
-              <input id="enrol-code" inputMode="numeric" autoComplete="one-time-code" value={code} onChange={(e) => setCode(e.target.value)} required maxLength={12} />
+              <TextField id="enrol-code" label="Code from the app" inputMode="numeric" autoComplete="one-time-code" value={code} onChange={(e) => setCode(e.target.value)} required maxLength={12} />
               <button type="submit" className="primary" disabled={busy}>
                 Enable MFA
               </button>
@@ -183,12 +192,19 @@ export function SignIn({ message }: { message: string | null }) {
       {info ? <Notice>{info}</Notice> : null}
       <ErrorBox error={error} />
       <form onSubmit={login}>
-        <label htmlFor="username">Username</label>
-        <input id="username" autoComplete="username" value={username} onChange={(e) => setUsername(e.target.value)} required maxLength={128} autoFocus />
-        <label htmlFor="password">Password</label>
-        <input id="password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required maxLength={1024} />
-        <label htmlFor="mfa-code">Authentication code {needCode ? "" : <span className="muted">(if MFA is on)</span>}</label>
-        <input id="mfa-code" ref={codeRef} inputMode="numeric" autoComplete="one-time-code" value={code} onChange={(e) => setCode(e.target.value)} required={needCode} maxLength={32} />
+        <TextField id="username" label="Username" autoComplete="username" value={username} onChange={(e) => setUsername(e.target.value)} required maxLength={128} autoFocus />
+        <TextField id="password" label="Password" type="password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required maxLength={1024} />
+        <TextField
+          id="mfa-code"
+          label={<>Authentication code {needCode ? "" : <span className="muted">(if MFA is on)</span>}</>}
+          ref={codeRef}
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          value={code}
+          onChange={(e) => setCode(e.target.value)}
+          required={needCode}
+          maxLength={32}
+        />
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>

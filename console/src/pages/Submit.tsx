@@ -6,6 +6,7 @@ import { parseBatch, placeProblems, ParseError, type ParsedBatch, type PlacedPro
 import { useApp } from "../context";
 import { useNavigate } from "../router";
 import { Dag } from "../components/Dag";
+import { DataTable } from "../components/data";
 import { ErrorBox, Notice } from "../components/ui";
 import { can } from "../lib/perms";
 
@@ -88,8 +89,7 @@ export function Submit() {
     <section aria-labelledby="submit-title">
       <h1 id="submit-title">Submit a batch</h1>
       <p>Paste a batch file or upload one (JSON or YAML). Validate runs it in check mode: nothing is changed, and you see the plan.</p>
-      <label htmlFor="batch-file">Upload a file</label>{" "}
-      <input id="batch-file" type="file" accept=".json,.yaml,.yml,application/json,text/yaml" onChange={(e) => void upload(e)} />
+      <label htmlFor="batch-file">Upload a file</label> <input id="batch-file" type="file" accept=".json,.yaml,.yml,application/json,text/yaml" onChange={(e) => void upload(e)} />
       <label htmlFor="batch-text">Batch file</label>
       <textarea
         id="batch-text"
@@ -165,30 +165,18 @@ export function Submit() {
               </li>
             ))}
           </ol>
-          <div className="table-wrap">
-            <table>
-              <caption className="sr-only">what each operation would do</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Operation</th>
-                  <th scope="col">Provider</th>
-                  <th scope="col">Would</th>
-                </tr>
-              </thead>
-              <tbody>
-                {plan.operations.map((o) => (
-                  <tr key={o.id}>
-                    <td>{o.id}</td>
-                    <td>
-                      {o.provider}
-                      {o.implementation && o.implementation !== o.provider ? <span className="muted"> ({o.implementation})</span> : null}
-                    </td>
-                    <td>{o.would}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable caption="what each operation would do" columns={["Operation", "Provider", "Would"]}>
+            {plan.operations.map((o) => (
+              <tr key={o.id}>
+                <td>{o.id}</td>
+                <td>
+                  {o.provider}
+                  {o.implementation && o.implementation !== o.provider ? <span className="muted"> ({o.implementation})</span> : null}
+                </td>
+                <td>{o.would}</td>
+              </tr>
+            ))}
+          </DataTable>
         </section>
       ) : null}
     </section>

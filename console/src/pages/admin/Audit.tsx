@@ -1,10 +1,11 @@
 /** The audit log: the seed's filters, a live tail, NDJSON and CSV export, chain verification. */
 
-import { useCallback, useEffect, useState, type FormEvent } from "react";
+import { useState, type FormEvent } from "react";
 import { useApp } from "../../context";
 import { useDebounced, useLive } from "../../live";
 import { LiveBadge } from "../../components/LiveBadge";
-import { ErrorBox, Loading, Notice, download, when } from "../../components/ui";
+import { ListTable, usePaged } from "../../components/data";
+import { ErrorBox, Notice, download, when } from "../../components/ui";
 
 interface AuditRecord {
   id: string;
@@ -48,27 +49,12 @@ export function Audit() {
   const { api } = useApp();
   const [filters, setFilters] = useState<Filters>(EMPTY);
   const [applied, setApplied] = useState<Filters>(EMPTY);
-  const [rows, setRows] = useState<AuditRecord[] | null>(null);
-  const [next, setNext] = useState<string | null>(null);
-  const [total, setTotal] = useState<number | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const list = usePaged<AuditRecord>("cc", `/audit/logs?${auditQuery(applied, { limit: "50" })}`);
+  const [exportError, setExportError] = useState<unknown>(null);
   const [verify, setVerify] = useState<Verify | null>(null);
   const [tail, setTail] = useState(true);
 
-  const load = useCallback(() => {
-    api.page<AuditRecord>("cc", `/audit/logs?${auditQuery(applied, { limit: "50" })}`).then(
-      (p) => {
-        setRows(p.items);
-        setNext(p.next);
-        setTotal(p.total);
-        setError(null);
-      },
-      setError,
-    );
-  }, [api, applied]);
-  useEffect(load, [load]);
-
-  const changed = useDebounced(load, 500);
+  const changed = useDebounced(list.reload, 500);
   const live = useLive({ service: "cc", query: { events: "security" }, enabled: tail, onEvent: changed, onGap: changed });
 
   const apply = (e: FormEvent) => {
@@ -81,7 +67,7 @@ export function Audit() {
       const text = await api.text("cc", `/audit/logs?${auditQuery(applied, { format })}`);
       download(`audit.${format}`, text, format === "csv" ? "text/csv" : "application/x-ndjson");
     } catch (e) {
-      setError(e);
+      setExportError(e);
     }
   };
 
@@ -119,7 +105,13 @@ export function Audit() {
           <button type="submit" className="primary">
             Apply filters
           </button>
-          <button type="button" onClick={() => { setFilters(EMPTY); setApplied(EMPTY); }}>
+          <button
+            type="button"
+            onClick={() => {
+              setFilters(EMPTY);
+              setApplied(EMPTY);
+            }}
+          >
             Clear
           </button>
         </div>
@@ -134,7 +126,7 @@ export function Audit() {
         <button type="button" onClick={() => void exportAs("csv")}>
           Export CSV
         </button>
-        <button type="button" onClick={() => void api.get<Verify>("cc", "/audit/verify").then(setVerify, setError)}>
+        <button type="button" onClick={() => void api.get<Verify>("cc", "/audit/verify").then(setVerify, setExportError)}>
           Verify the chain
         </button>
       </div>
@@ -147,53 +139,31 @@ export function Audit() {
           </div>
         )
       ) : null}
-      <ErrorBox error={error} />
-      {total !== null ? <p className="muted">{total} records match.</p> : null}
-      {!rows ? (
-        error ? null : <Loading what="the audit log" />
-      ) : (
-        <div className="table-wrap">
-          <table>
-            <caption className="sr-only">audit records, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">#</th>
-                <th scope="col">Time</th>
-                <th scope="col">User</th>
-                <th scope="col">Action</th>
-                <th scope="col">Resource</th>
-                <th scope="col">Result</th>
-                <th scope="col">Service</th>
-              </tr>
-            </thead>
-            <tbody>
-              {rows.map((r) => (
-                <tr key={r.id}>
-                  <td>{r.seq}</td>
-                  <td>{when(r.timestamp)}</td>
-                  <td>{r.username ?? "—"}</td>
-                  <td>
-                    <details>
-                      <summary>{r.action}</summary>
-                      <pre className="json">{JSON.stringify(r.details, null, 2)}</pre>
-                    </details>
-                  </td>
-                  <td>
-                    <code>{r.resource}</code>
-                  </td>
-                  <td className={r.result === "success" ? "ok" : "bad"}>{r.result}</td>
-                  <td>{r.service}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-      {next ? (
-        <button type="button" onClick={() => void api.page<AuditRecord>("cc", next).then((p) => { setRows((o) => [...(o ?? []), ...p.items]); setNext(p.next); }, setError)}>
-          Load more
-        </button>
-      ) : null}
+      <ErrorBox error={exportError} />
+      {list.total !== null ? <p className="muted">{list.total} records match.</p> : null}
+      <ListTable
+        list={list}
+        what="the audit log"
+        columns={["#", "Time", "User", "Action", "Resource", "Result", "Service"]}
+        row={(r) => (
+          <tr key={r.id}>
+            <td>{r.seq}</td>
+            <td>{when(r.timestamp)}</td>
+            <td>{r.username ?? "—"}</td>
+            <td>
+              <details>
+                <summary>{r.action}</summary>
+                <pre className="json">{JSON.stringify(r.details, null, 2)}</pre>
+              </details>
+            </td>
+            <td>
+              <code>{r.resource}</code>
+            </td>
+            <td className={r.result === "success" ? "ok" : "bad"}>{r.result}</td>
+            <td>{r.service}</td>
+          </tr>
+        )}
+      />
     </section>
   );
 }

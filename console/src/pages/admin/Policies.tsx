@@ -1,10 +1,11 @@
 /** Policies: list, view, edit the rules (validation errors next to the rule), versions. */
 
-import { useEffect, useState } from "react";
+import { useState } from "react";
 import { useApp } from "../../context";
 import { can } from "../../lib/perms";
 import { ApiError } from "../../lib/api";
-import { ErrorBox, Loading, Notice, when } from "../../components/ui";
+import { ListView, Page, usePaged } from "../../components/data";
+import { ErrorBox, Notice, when } from "../../components/ui";
 
 interface Rule {
   effect: string;
@@ -27,40 +28,30 @@ interface Policy {
 }
 
 export function Policies() {
-  const { api, me } = useApp();
-  const [items, setItems] = useState<Policy[] | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const { me } = useApp();
+  const list = usePaged<Policy>("cc", "/policies?limit=100");
   const [open, setOpen] = useState<string | null>(null);
-  const [n, setN] = useState(0);
-  useEffect(() => {
-    api.page<Policy>("cc", "/policies?limit=100").then((p) => {
-      setItems(p.items);
-      setError(null);
-    }, setError);
-  }, [api, n]);
-  const current = items?.find((p) => p.id === open) ?? null;
+  const current = list.items?.find((p) => p.id === open) ?? null;
   return (
-    <section aria-labelledby="pol-title">
-      <h1 id="pol-title">Policies</h1>
-      <ErrorBox error={error} />
-      {!items ? (
-        error ? null : <Loading what="policies" />
-      ) : (
-        <ul className="plain policy-list">
-          {items.map((p) => (
-            <li key={p.id}>
-              <button type="button" className="linkish" aria-expanded={open === p.id} onClick={() => setOpen(open === p.id ? null : p.id)}>
-                {p.name}
-              </button>{" "}
-              <span className="muted">
-                v{p.version} · {p.rules.length} rules · {p.enabled ? "enabled" : "disabled"} · updated {when(p.updated_at)} by {p.updated_by ?? "—"}
-              </span>
-            </li>
-          ))}
-        </ul>
-      )}
-      {current ? <PolicyEditor key={current.id + current.version} policy={current} mayEdit={can(me, "policies", "update")} onSaved={() => setN((x) => x + 1)} /> : null}
-    </section>
+    <Page id="pol-title" title="Policies">
+      <ListView list={list} what="policies">
+        {(items) => (
+          <ul className="plain policy-list">
+            {items.map((p) => (
+              <li key={p.id}>
+                <button type="button" className="linkish" aria-expanded={open === p.id} onClick={() => setOpen(open === p.id ? null : p.id)}>
+                  {p.name}
+                </button>{" "}
+                <span className="muted">
+                  v{p.version} · {p.rules.length} rules · {p.enabled ? "enabled" : "disabled"} · updated {when(p.updated_at)} by {p.updated_by ?? "—"}
+                </span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </ListView>
+      {current ? <PolicyEditor key={current.id + current.version} policy={current} mayEdit={can(me, "policies", "update")} onSaved={list.reload} /> : null}
+    </Page>
   );
 }
 

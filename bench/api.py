@@ -91,7 +91,7 @@ class Sizes:
 
 
 QUICK = Sizes(
-    n=200, small=1_000, large=2_000, per_workflow=50, requests=5, batches=3, limits=(50,), read_budget_s=5.0
+    n=200, small=1_000, large=2_000, per_workflow=50, requests=5, batches=6, limits=(50,), read_budget_s=5.0
 )
 
 

@@ -368,12 +368,13 @@ def print_run(run: dict[str, Any], sync: bool) -> None:
 # -- reads and restart ---------------------------------------------------------------------
 
 
-async def timed(http: aiohttp.ClientSession, url: str, count: int, budget_s: float) -> dict[str, Any]:
-    """p50/p99 of ``count`` sequential GETs (fewer if they take more than ``budget_s`` in
-    all), and what the answers looked like."""
+async def sampled(
+    http: aiohttp.ClientSession, url: str, count: int, budget_s: float
+) -> tuple[list[float], bytes, str]:
+    """Seconds of up to ``count`` sequential GETs (fewer once ``budget_s`` is spent), the
+    last answer's body and its ``Link`` header."""
     samples: list[float] = []
-    size = 0
-    link = ""
+    body, link = b"", ""
     deadline = time.perf_counter() + budget_s
     for _ in range(count):
         if samples and time.perf_counter() > deadline:
@@ -384,27 +385,26 @@ async def timed(http: aiohttp.ClientSession, url: str, count: int, budget_s: flo
             if resp.status != 200:
                 raise RuntimeError(f"GET {url}: {resp.status} {body[:300]!r}")
         samples.append(time.perf_counter() - t0)
-        size = len(body)
         link = resp.headers.get("Link", "")
+    return samples, body, link
+
+
+async def timed(http: aiohttp.ClientSession, url: str, count: int, budget_s: float) -> dict[str, Any]:
+    """p50/p99 of ``count`` sequential GETs (fewer if they take more than ``budget_s`` in
+    all), and what the answers looked like; for a list with a ``Link: rel="next"``, the
+    next page's too."""
+    samples, body, link = await sampled(http, url, count, budget_s)
     out: dict[str, Any] = {
         "p50_ms": round(pct(samples, 50) * 1000, 2),
         "p99_ms": round(pct(samples, 99) * 1000, 2),
         "requests": len(samples),
-        "bytes": size,
+        "bytes": len(body),
     }
     found = re.search(r'<([^>]+)>;\s*rel="?next"?', link)
-    if found:  # a list that pages by cursor: the next page as well
+    if found:
         nxt = found.group(1)
         nxt = nxt if nxt.startswith("http") else url.split("/", 3)[0] + "//" + url.split("/", 3)[2] + nxt
-        samples = []
-        deadline = time.perf_counter() + budget_s
-        for _ in range(count):
-            if samples and time.perf_counter() > deadline:
-                break
-            t0 = time.perf_counter()
-            async with http.get(nxt) as resp:
-                await resp.read()
-            samples.append(time.perf_counter() - t0)
+        samples, _, _ = await sampled(http, nxt, count, budget_s)
         out["next_p50_ms"] = round(pct(samples, 50) * 1000, 2)
         out["next_p99_ms"] = round(pct(samples, 99) * 1000, 2)
     return out

@@ -407,6 +407,11 @@ class Settings(BaseSettings):
     # -- reads, counters and retention --
 
     # -- durability --
+    # Every group commit is synced to disk (fsync of the engine's commit log) before its
+    # writers are told it is durable, so an announced change survives a power cut, not only
+    # a killed process. false relaxes it for throwaway environments (tests, demos, benches):
+    # commits then sit in the page cache until the OS writes them. Cost: docs/performance.md.
+    sync_commits: Annotated[bool, BeforeValidator(_stripped_lower)] = True
 
     # -- engine documents --
 

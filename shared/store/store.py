@@ -43,6 +43,7 @@ from surrealdb import AsyncEmbeddedSurrealConnection, AsyncSurreal, RecordID
 from shared.errors import StoreError
 from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
+from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
@@ -92,8 +93,10 @@ class Store:
         lazy_max: int = 20_000,
         secrets: SecretBox | None = None,
         after_connect: Callable[[], None] | None = None,
+        sync_commits: bool = True,
     ) -> None:
         self.url = url
+        self.sync_commits = sync_commits  # fsync every commit (shared/store/durability.py)
         # Seals and opens the secret fields of the rows repositories write and read
         # (shared/store/secrets.py); ``open_store`` passes the configured key, a bare store
         # (a test's, a benchmark's) gets a key of its own.
@@ -130,6 +133,7 @@ class Store:
         try:
             if self.url.startswith("surrealkv://"):
                 Path(self.url.removeprefix("surrealkv://")).parent.mkdir(parents=True, exist_ok=True)
+            apply_engine_sync(self.url, self.sync_commits)
             self._db = AsyncSurreal(self.url)
             await self._db.connect()
             if self._after_connect is not None:

@@ -52,6 +52,7 @@ def open_store(settings: Settings) -> Store:
         lazy_max_age_s=settings.row_apply_max_age_s,
         secrets=secrets,
         after_connect=after_connect,
+        sync_commits=settings.sync_commits,
     )
 
 

@@ -18,8 +18,41 @@ from surrealdb import RecordID
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
+from shared.store.counters import TOTAL, moved, read_counter, read_counters
+from shared.store.keyset import KEY, Listing, Page, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Insert, Lazy, Merge, Stmt, Write
+from shared.store.writes import Count, Insert, Lazy, Merge, Stmt, Write
+
+# Counters (shared/store/counters.py), kept in the commit of each change.
+TASK_COUNTS = "task"  # tasks by status
+WORKFLOW_COUNTS = "workflow"  # workflows by status
+KIND_COUNTS = "workflow_kind"  # workflows by kind
+DURATIONS = "workflow_duration"  # finished workflows: "ms" summed, "n" of them
+CHECKPOINT_COUNTS = "checkpoint"
+SNAPSHOT_COUNTS = "snapshot"
+PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
+# Set by migration 0011: the counters of task and workflow rows are recounted once
+# the rows have caught up with the journal (the previous version kept none).
+RECOUNT = RecordID("meta", "recount")
+
+
+def tasks_of(workflow_id: str) -> str:
+    """The counter of one workflow's tasks by status."""
+    return f"workflow/{workflow_id}"
+
+
+def _micros(value: Any) -> int:
+    return int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else 0
+
+
+def workflow_partition(submitted_seq: int) -> str:
+    """The key prefix of a workflow and of all its tasks: its submission's position."""
+    return part(submitted_seq, descending=True)
+
+
+def task_key(submitted_seq: int, index: int, task_id: str) -> str:
+    """Newest workflow first, then its tasks in submission order."""
+    return list_key(workflow_partition(submitted_seq), part(index), tiebreak=task_id)
 
 
 class Repository:
@@ -45,18 +78,86 @@ class Repository:
             )
         )
 
+    async def recount_requested(self) -> bool:
+        """Whether the counters of task and workflow rows must be recounted (an upgrade)."""
+        return bool(await self.store.query("SELECT VALUE id FROM $m", {"m": RECOUNT}))
+
+    async def recount(self) -> None:
+        """Count task and workflow rows into their counters, in one transaction: only
+        once, after an upgrade, when the rows have caught up with the journal."""
+        by = (
+            "object::from_entries((SELECT VALUE [{f}, n] FROM "
+            "(SELECT {f}, count() AS n FROM {t}{w} GROUP BY {f})))"
+        )
+        await self.store.write(
+            Stmt(f"UPSERT counter:{TASK_COUNTS} CONTENT {by.format(f='status', t='task', w='')}"),
+            Stmt(f"UPSERT counter:{WORKFLOW_COUNTS} CONTENT {by.format(f='status', t='workflow', w='')}"),
+            Stmt(f"UPSERT counter:{KIND_COUNTS} CONTENT {by.format(f='kind', t='workflow', w='')}"),
+            Stmt(
+                "FOR $w IN (SELECT VALUE record::id(id) FROM workflow) { "
+                "UPSERT type::thing('counter', string::concat('workflow/', $w)) CONTENT "
+                f"{by.format(f='status', t='task', w=' WHERE workflow_id = $w')} }}"
+            ),
+            Stmt(
+                f"UPSERT counter:{DURATIONS} CONTENT {{"
+                "ms: math::sum((SELECT VALUE math::round(duration_s * 1000) FROM workflow "
+                "WHERE type::is::number(duration_s))), "
+                "n: count((SELECT VALUE id FROM workflow WHERE type::is::number(duration_s)))}"
+            ),
+            Stmt(f"UPSERT counter:{SNAPSHOT_COUNTS} CONTENT {{n: count((SELECT VALUE id FROM snapshot))}}"),
+            Stmt(
+                f"UPSERT counter:{CHECKPOINT_COUNTS} CONTENT {{n: count((SELECT VALUE id FROM checkpoint))}}"
+            ),
+            Stmt("DELETE $m", {"m": RECOUNT}),
+        )
+
     # -- write builders (the engine adds them to one atomic write) --------------
 
     @staticmethod
     def insert_workflow(row: dict[str, Any]) -> Write:
-        return Insert("workflow", row)
+        """A workflow row, counted by status and kind."""
+        wid = str(row["id"])
+        seq = int(row.get("submitted_seq") or row.get("updated_seq") or 0)
+        return Insert(
+            "workflow",
+            {**row, KEY: list_key(workflow_partition(seq), tiebreak=wid)},
+            counts=(
+                Count(WORKFLOW_COUNTS, str(row["status"]), 1),
+                Count(KIND_COUNTS, str(row.get("kind") or "batch"), 1),
+            ),
+        )
 
     @staticmethod
     def create_task(row: dict[str, Any], seq: int) -> Write:
         """A task row, applied lazily: the journal entry at ``seq`` (its workflow's
-        submission) is what makes it recoverable."""
+        submission) is what makes it recoverable. Counted at once, with that entry."""
         fields = dict(row)
-        return Lazy("task", str(fields.pop("id")), fields, seq, create=True)
+        tid = str(fields.pop("id"))
+        status = str(fields["status"])
+        fields[KEY] = task_key(seq, int(fields.get("index") or 0), tid)
+        counts = (Count(TASK_COUNTS, status, 1), Count(tasks_of(str(fields["workflow_id"])), status, 1))
+        return Lazy("task", tid, fields, seq, create=True, counts=counts)
+
+    @staticmethod
+    def rebuilt_task(row: dict[str, Any], seq: int) -> Write:
+        """A task row catch-up rebuilds: counted already, when it was submitted."""
+        return Insert("task", {**row, KEY: task_key(seq, int(row.get("index") or 0), str(row["id"]))})
+
+    @staticmethod
+    def status_counts(
+        entity: str, workflow_id: str, from_status: str | None, to_status: str, patch: dict[str, Any]
+    ) -> list[Write]:
+        """The counter deltas of a task or workflow moving from one status to another."""
+        if entity == "task":
+            return [
+                *moved(TASK_COUNTS, from_status, to_status),
+                *moved(tasks_of(workflow_id), from_status, to_status),
+            ]
+        out: list[Write] = list(moved(WORKFLOW_COUNTS, from_status, to_status))
+        duration = patch.get("duration_s")
+        if isinstance(duration, int | float):
+            out += [Count(DURATIONS, "ms", round(duration * 1000)), Count(DURATIONS, TOTAL, 1)]
+        return out
 
     @staticmethod
     def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
@@ -68,38 +169,23 @@ class Repository:
 
     @staticmethod
     def insert_snapshot(row: dict[str, Any]) -> Write:
-        return Insert("snapshot", row)
+        return Insert("snapshot", row, counts=(Count(SNAPSHOT_COUNTS, TOTAL, 1),))
 
     @staticmethod
     def insert_checkpoint(row: dict[str, Any]) -> Write:
-        return Insert("checkpoint", row)
+        """A checkpoint, listed newest position first (then newest made first)."""
+        key = list_key(
+            part(int(row["seq"]), descending=True),
+            part(_micros(row.get("created_at")), descending=True),
+            tiebreak=str(row["id"]),
+        )
+        return Insert("checkpoint", {**row, KEY: key}, counts=(Count(CHECKPOINT_COUNTS, TOTAL, 1),))
 
     @staticmethod
     def upsert_rollback(rollback_id: str, row: dict[str, Any]) -> Write:
         return Stmt("UPSERT type::thing('rollback', $id) MERGE $row", {"id": rollback_id, "row": row})
 
     # -- reads --------------------------------------------------------------------
-
-    async def _page(
-        self,
-        table: str,
-        filters: dict[str, Any],
-        order: str,
-        limit: int,
-        offset: int,
-        omit: str = "",
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page of a table (equality filters, fixed order) and the total that match."""
-        where, params = _where(filters)
-        return await self.store.page(
-            table,
-            where=where,
-            params=params,
-            order=order,
-            limit=limit,
-            offset=offset,
-            fields=f"* OMIT {omit}" if omit else "*",
-        )
 
     async def last_journal_seq(self) -> int:
         rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
@@ -140,16 +226,32 @@ class Repository:
         return rows[0] if rows else None
 
     async def workflows(
-        self, *, status: str | None, kind: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page(
+        self, *, status: str | None, kind: str | None, limit: int, offset: int, cursor: str | None
+    ) -> tuple[Page, int | None]:
+        """A page of workflows, newest first, and how many match (from the counters)."""
+        filters = {"status": status, "kind": kind}
+        where, params = _where(filters)
+        page = await keyset_page(
+            self.store,
             "workflow",
-            {"status": status, "kind": kind},
-            "created_at DESC, id",
-            limit,
-            offset,
-            omit="operations_json",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            where=where,
+            params=params,
+            fields="* OMIT operations_json, task_ids_json",
         )
+        if kind is None:
+            total = await self._counted(WORKFLOW_COUNTS, status)
+        elif status is None:
+            total = await self._counted(KIND_COUNTS, kind)
+        else:
+            total = None  # no counter follows both at once
+        return page, total
+
+    async def _counted(self, key: str, field: str | None) -> int:
+        counts = await read_counter(self.store, key)
+        return counts.get(field, 0) if field is not None else sum(counts.values())
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -197,11 +299,32 @@ class Repository:
         return rows[0] if rows else None
 
     async def tasks(
-        self, *, status: str | None, workflow_id: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page(
-            "task", {"status": status, "workflow_id": workflow_id}, "created_at DESC, index", limit, offset
+        self, *, status: str | None, workflow_id: str | None, limit: int, offset: int, cursor: str | None
+    ) -> tuple[Page, int]:
+        """A page of tasks (newest workflow first, each in submission order) and how many
+        match. One workflow's tasks are one contiguous range of the same key."""
+        prefix = ""
+        key = TASK_COUNTS
+        if workflow_id is not None:
+            rows = await self.store.query(
+                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": workflow_id}
+            )
+            if not rows:
+                return Page([], None), 0
+            prefix = workflow_partition(int(rows[0] or 0))
+            key = tasks_of(workflow_id)
+        where, params = _where({"status": status, "workflow_id": workflow_id})
+        page = await keyset_page(
+            self.store,
+            "task",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            prefix=prefix,
+            where=where if status is not None else "",
+            params=params,
         )
+        return page, await self._counted(key, status)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]})
@@ -259,8 +382,9 @@ class Repository:
             "SELECT * FROM journal WHERE first <= $seq", {"seq": seq}, upto=seq, entities=set(entity_ids)
         )
 
-    async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self._page("checkpoint", {}, "seq DESC, created_at DESC", limit, offset)
+    async def checkpoints(self, limit: int, offset: int, cursor: str | None) -> tuple[Page, int]:
+        page = await keyset_page(self.store, "checkpoint", limit=limit, offset=offset, cursor=cursor)
+        return page, await self._counted(CHECKPOINT_COUNTS, TOTAL)
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id})
@@ -276,17 +400,34 @@ class Repository:
         return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
 
     async def workflow_stats(self) -> dict[str, Any]:
-        by_status, durations, snaps = await self.store.query_each(
-            "SELECT status, count() AS n FROM workflow GROUP BY status;"
-            "SELECT math::mean(duration_s) AS mean FROM workflow "
-            "WHERE duration_s != NONE GROUP ALL;"
-            "SELECT count() AS n FROM snapshot GROUP ALL",
+        """Workflows by status and kind, tasks by status, durations, snapshots,
+        checkpoints and what retention pruned: counter rows, one lookup each."""
+        keys = (
+            WORKFLOW_COUNTS,
+            KIND_COUNTS,
+            TASK_COUNTS,
+            DURATIONS,
+            SNAPSHOT_COUNTS,
+            CHECKPOINT_COUNTS,
+            PRUNED,
         )
+        c = await read_counters(self.store, keys)
+        durations = c[DURATIONS]
+        finished = durations.get(TOTAL, 0)
         return {
-            "by_status": {r["status"]: int(r["n"]) for r in by_status},
-            "mean_duration_s": float(durations[0]["mean"]) if durations else 0.0,
-            "snapshots": int(snaps[0]["n"]) if snaps else 0,
+            "by_status": c[WORKFLOW_COUNTS],
+            "by_kind": c[KIND_COUNTS],
+            "tasks_by_status": c[TASK_COUNTS],
+            "mean_duration_s": durations.get("ms", 0) / finished / 1000 if finished else 0.0,
+            "snapshots": c[SNAPSHOT_COUNTS].get(TOTAL, 0),
+            "checkpoints": c[CHECKPOINT_COUNTS].get(TOTAL, 0),
+            "pruned": c[PRUNED],
         }
+
+    async def task_counts_of(self, workflow_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Each workflow's tasks by status (its counter row)."""
+        counts = await read_counters(self.store, [tasks_of(w) for w in workflow_ids])
+        return {w: counts[tasks_of(w)] for w in workflow_ids}
 
     async def ping(self) -> None:
         """A round trip to the store; raises if it cannot answer."""
@@ -299,12 +440,22 @@ class Repository:
         return None if row is None else Workflow.from_row(row)
 
     async def list_workflows(
-        self, *, status: WorkflowStatus | None, kind: str | None, limit: int, offset: int
-    ) -> tuple[list[Workflow], int]:
-        rows, total = await self.workflows(
-            status=None if status is None else str(status), kind=kind, limit=limit, offset=offset
+        self,
+        *,
+        status: WorkflowStatus | None,
+        kind: str | None,
+        limit: int,
+        offset: int,
+        cursor: str | None = None,
+    ) -> Listing[Workflow]:
+        page, total = await self.workflows(
+            status=None if status is None else str(status),
+            kind=kind,
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
         )
-        return [Workflow.from_row(r) for r in rows], total
+        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def workflow_tasks(self, workflow_id: str) -> list[Task]:
         """A workflow's tasks in submission order."""
@@ -324,23 +475,32 @@ class Repository:
         return None if row is None else Task.from_row(row)
 
     async def list_tasks(
-        self, *, status: TaskStatus | None, workflow_id: str | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        rows, total = await self.tasks(
+        self,
+        *,
+        status: TaskStatus | None,
+        workflow_id: str | None,
+        limit: int,
+        offset: int,
+        cursor: str | None = None,
+    ) -> Listing[Task]:
+        page, total = await self.tasks(
             status=None if status is None else str(status),
             workflow_id=workflow_id,
             limit=limit,
             offset=offset,
+            cursor=cursor,
         )
-        return [Task.from_row(r) for r in rows], total
+        return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         row = await self.checkpoint(checkpoint_id)
         return None if row is None else Checkpoint.from_row(row)
 
-    async def list_checkpoints(self, limit: int, offset: int) -> tuple[list[Checkpoint], int]:
-        rows, total = await self.checkpoints(limit, offset)
-        return [Checkpoint.from_row(r) for r in rows], total
+    async def list_checkpoints(
+        self, limit: int, offset: int, cursor: str | None = None
+    ) -> Listing[Checkpoint]:
+        page, total = await self.checkpoints(limit, offset, cursor)
+        return Listing([Checkpoint.from_row(r) for r in page.rows], total, page.next_cursor)
 
 
 class InventoryRepository:

@@ -13,6 +13,7 @@ from orchestrator.events import VOCABULARY
 from orchestrator.journal import OutboxHook
 from orchestrator.keys import CHECKPOINTS, ENGINE, ROLLBACKS, STATE, WORKFLOWS
 from orchestrator.repository import InventoryRepository, Repository
+from orchestrator.retention import retention_ctx
 from orchestrator.rollback import RollbackService
 from orchestrator.state import StateService
 from orchestrator.workflows import WorkflowService
@@ -72,4 +73,5 @@ def create_app(
     install_streams(app, events.CONFIG)
     app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(retention_ctx)  # after the engine: it has caught up with the journal
     return app

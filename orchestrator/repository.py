@@ -11,15 +11,17 @@ Two kinds of reads: the rows the engine rebuilds its runtime state from (``workf
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from surrealdb import RecordID
 
 from orchestrator.records import Checkpoint, Task, Workflow
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
 from shared.store.counters import TOTAL, moved, read_counter, read_counters
-from shared.store.keyset import KEY, Listing, Page, keyset_page, list_key, part
+from shared.store.keyset import END, KEY, Listing, Page, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Stmt, Write
 
@@ -34,6 +36,12 @@ PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
 # Set by migration 0011: the counters of task and workflow rows are recounted once
 # the rows have caught up with the journal (the previous version kept none).
 RECOUNT = RecordID("meta", "recount")
+
+
+_FINAL_TASK = sorted(str(s) for s in FINAL_TASK)
+_FINAL_WORKFLOW = sorted(str(s) for s in FINAL_WORKFLOW)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a status or kind pasted into SET
 
 
 def tasks_of(workflow_id: str) -> str:
@@ -432,6 +440,120 @@ class Repository:
     async def ping(self) -> None:
         """A round trip to the store; raises if it cannot answer."""
         await self.store.query("RETURN 1")
+
+    # -- retention (orchestrator/retention.py): bounded chunks, counters kept exact ----------
+
+    async def oldest_checkpoints(self, limit: int) -> list[dict[str, Any]]:
+        """Checkpoints with the lowest positions first (index ``checkpoint_seq``)."""
+        return await self.store.query(
+            "SELECT id, seq, created_at, workflow_id FROM checkpoint WHERE seq >= 0 ORDER BY seq LIMIT $n",
+            {"n": limit},
+        )
+
+    async def oldest_submitted_seq(self) -> int | None:
+        """The submission position of the oldest workflow still recorded."""
+        rows = await self.store.query(
+            "SELECT submitted_seq, created_at FROM workflow WHERE created_at >= $epoch "
+            "ORDER BY created_at LIMIT 10",
+            {"epoch": _EPOCH},
+        )
+        seqs = [int(r["submitted_seq"]) for r in rows if isinstance(r.get("submitted_seq"), int)]
+        return min(seqs) if seqs else None
+
+    async def expired_workflows(
+        self, cutoff: datetime, below_seq: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Finished workflows completed before ``cutoff`` whose last change lies below
+        ``below_seq`` (no kept checkpoint could roll them back), oldest first."""
+        return await self.store.query(
+            "SELECT id, status, kind, submitted_seq, duration_s, checkpoint_id, created_at FROM workflow "
+            "WHERE created_at < $cutoff AND status IN $final AND completed_at < $cutoff "
+            "AND ($below = NONE OR updated_seq < $below) ORDER BY created_at LIMIT $n",
+            {"cutoff": cutoff, "final": _FINAL_WORKFLOW, "below": below_seq, "n": limit},
+        )
+
+    @staticmethod
+    def prune_checkpoint(checkpoint_id: str) -> Write:
+        """Forget an expired checkpoint, counted."""
+        return Stmt(
+            "{ LET $gone = array::len((DELETE type::thing('checkpoint', $id) RETURN BEFORE)); "
+            f"UPSERT counter:{CHECKPOINT_COUNTS} SET {TOTAL} -= $gone; "
+            f"UPSERT counter:{PRUNED} SET checkpoint += $gone; }}",
+            {"id": checkpoint_id},
+        )
+
+    @staticmethod
+    def prune_tasks(workflow_id: str, submitted_seq: int, chunk: int) -> Write:
+        """Forget up to ``chunk`` finished tasks of a workflow (one range of the list
+        index), each status counter dropping with them; the result is how many went."""
+        by_status = ", ".join(f"{s} -= array::len($gone[WHERE status = '{s}'])" for s in _FINAL_TASK)
+        prefix = workflow_partition(submitted_seq)
+        return Stmt(
+            "{ LET $gone = (DELETE (SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi "
+            "AND status IN $final LIMIT $chunk) RETURN BEFORE); "
+            f"UPSERT counter:{TASK_COUNTS} SET {by_status}; "
+            f"UPSERT type::thing('counter', $wf) SET {by_status}; "
+            f"UPSERT counter:{PRUNED} SET task += array::len($gone); "
+            "array::len($gone) }",
+            {
+                "lo": prefix,
+                "hi": prefix + END,
+                "final": _FINAL_TASK,
+                "chunk": chunk,
+                "wf": tasks_of(workflow_id),
+            },
+        )
+
+    @staticmethod
+    def prune_workflow(row: dict[str, Any]) -> Write:
+        """Forget a finished workflow whose tasks are gone: its row, snapshots, the
+        automatic checkpoint and its counter, all counted; nothing if it changed status
+        or still has a task (a rollback started meanwhile). The result says whether."""
+        status, kind = str(row["status"]), str(row.get("kind") or "batch")
+        duration = row.get("duration_s")
+        ms, finished = (round(duration * 1000), 1) if isinstance(duration, int | float) else (0, 0)
+        for name in (status, kind):
+            if not _IDENT.fullmatch(name):
+                raise ValueError(f"not a counter field: {name!r}")
+        # No RETURN inside: in a transaction it would end the whole group commit.
+        return Stmt(
+            "{ LET $left = array::len((SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi LIMIT 1)); "
+            "LET $wf = IF $left = 0 { (DELETE type::thing('workflow', $id) WHERE status = $status "
+            "RETURN BEFORE) } ELSE { [] }; "
+            "LET $ok = array::len($wf); "
+            "LET $snaps = IF $ok > 0 { array::len((DELETE snapshot WHERE workflow_id = $id RETURN BEFORE)) } "
+            "ELSE { 0 }; "
+            "LET $cps = IF $ok > 0 { array::len((DELETE $cp WHERE auto = true RETURN BEFORE)) } ELSE { 0 }; "
+            f"UPSERT counter:{WORKFLOW_COUNTS} SET {status} -= $ok; "
+            f"UPSERT counter:{KIND_COUNTS} SET {kind} -= $ok; "
+            f"UPSERT counter:{DURATIONS} SET ms -= $ms * $ok, {TOTAL} -= $finished * $ok; "
+            f"UPSERT counter:{SNAPSHOT_COUNTS} SET {TOTAL} -= $snaps; "
+            f"UPSERT counter:{CHECKPOINT_COUNTS} SET {TOTAL} -= $cps; "
+            "IF $ok > 0 { DELETE type::thing('counter', $wfc) }; "
+            f"UPSERT counter:{PRUNED} SET workflow += $ok, snapshot += $snaps, checkpoint += $cps; "
+            "$ok > 0 }",
+            {
+                "id": str(row["id"]),
+                "status": status,
+                "lo": workflow_partition(int(row.get("submitted_seq") or 0)),
+                "hi": workflow_partition(int(row.get("submitted_seq") or 0)) + END,
+                "ms": ms,
+                "finished": finished,
+                "wfc": tasks_of(str(row["id"])),
+                "cp": RecordID("checkpoint", str(row.get("checkpoint_id") or "")),
+            },
+        )
+
+    @staticmethod
+    def prune_journal(below_seq: int, chunk: int) -> Write:
+        """Forget up to ``chunk`` journal segments whose entries all lie below a position
+        (a range scan of record ids); the result is how many went."""
+        return Stmt(
+            "{ LET $gone = array::len((DELETE (SELECT VALUE id FROM "
+            f"journal:..{int(below_seq)} LIMIT $chunk) RETURN BEFORE)); "
+            f"UPSERT counter:{PRUNED} SET journal += $gone; $gone }}",
+            {"chunk": chunk},
+        )
 
     # -- typed reads (the API's services): frozen records ------------------------------
 

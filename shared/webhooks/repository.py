@@ -121,10 +121,11 @@ class WebhookRepository:
         )
 
     @staticmethod
-    def prune(before_epoch_s: float, chunk: int) -> Write:
+    def prune(before_epoch_s: float, chunk: int, *, tally: bool = False) -> Write:
         """Forget up to ``chunk`` finished deliveries (and their attempts) older than a
         cutoff, each webhook's counter dropping with them in the same statement; the
-        result is how many went (prune again while it is ``chunk``)."""
+        result is how many went (prune again while it is ``chunk``). With ``tally``,
+        ``counter:pruned`` counts them (the retention job's report)."""
         return Stmt(
             "{ LET $gone = (DELETE (SELECT VALUE id FROM webhook_delivery WHERE status != 'pending' "
             "AND created_epoch < $before LIMIT $chunk) RETURN BEFORE); "
@@ -132,8 +133,9 @@ class WebhookRepository:
             "FOR $g IN (SELECT webhook_id, count() AS n FROM $gone GROUP BY webhook_id) { "
             f"UPSERT type::thing('counter', string::concat('{DELIVERY}/', $g.webhook_id)) "
             f"SET {TOTAL} -= $g.n; }}; "
-            "RETURN array::len($gone); }",
-            {"before": before_epoch_s, "chunk": chunk},
+            "IF $tally { UPSERT counter:pruned SET webhook_delivery += array::len($gone) }; "
+            "array::len($gone) }",
+            {"before": before_epoch_s, "chunk": chunk, "tally": tally},
         )
 
     # -- reads -------------------------------------------------------------------------

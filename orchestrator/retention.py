@@ -63,8 +63,10 @@ class Retention:
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.retention_days)
         chunk = self.settings.retention_chunk
         kept_seq = await self._expire_checkpoints(cutoff, pruned)
+        # Rolling back to a kept checkpoint undoes what changed after its position only.
+        below = None if kept_seq is None else kept_seq + 1
         while True:
-            expired = await self.repo.expired_workflows(cutoff, kept_seq, chunk)
+            expired = await self.repo.expired_workflows(cutoff, below, chunk)
             for row in expired:
                 await self._prune_workflow(row, pruned)
             if len(expired) < chunk:

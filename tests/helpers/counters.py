@@ -39,7 +39,8 @@ async def counter_mismatches(store: Store) -> list[str]:
     }
     for wid in await store.query("SELECT VALUE record::id(id) FROM workflow"):
         expected[f"workflow/{wid}"] = await _by(store, "task", "status", "WHERE workflow_id = $w", {"w": wid})
-    for hook in await store.query("SELECT VALUE webhook_id FROM webhook_delivery GROUP BY webhook_id"):
+    for row in await store.query("SELECT webhook_id FROM webhook_delivery GROUP BY webhook_id"):
+        hook = row["webhook_id"]
         expected[f"webhook_delivery/{hook}"] = await _total(
             store, "webhook_delivery", "WHERE webhook_id = $w", {"w": hook}
         )

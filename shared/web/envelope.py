@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel
 
-from shared.web.routing import OffsetPageQuery
+from shared.web.routing import OffsetPageQuery, PageQuery
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def paginated(request: web.Request, items: list[Any], query: OffsetPageQuery, li
         kept = {k: v for k, v in request.rel_url.query.items() if k not in ("offset", "cursor", "limit")}
         nxt = request.rel_url.with_query({**kept, "cursor": listed.next_cursor, "limit": str(limit)})
         links.append(f'<{nxt}>; rel="next"')
-    elif listed.total is not None and offset + limit < listed.total:  # a small list paged by offset
+    elif not isinstance(query, PageQuery) and listed.total is not None and offset + limit < listed.total:
+        # a small list that pages by offset only
         nxt = request.rel_url.update_query(offset=offset + limit, limit=limit)
         links.append(f'<{nxt}>; rel="next"')
     if offset > 0 and "cursor" not in request.rel_url.query:

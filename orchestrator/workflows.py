@@ -23,6 +23,7 @@ from shared.store.keyset import Listing
 # A listed batch carries its operations only up to this many (a bigger one is paged
 # through GET /tasks?workflow_id=…): a page of batches stays small whatever they hold.
 LIST_OPERATIONS_MAX = 100
+PAGE_OPERATIONS_MAX = 1000  # and at most this many over a page (its later batches: counts only)
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
@@ -72,13 +73,20 @@ class WorkflowService:
     ) -> Listing[BatchSummary]:
         """A page of workflows, newest first, each with its tasks counted by status; with
         ``full``, the operations too of each batch of at most ``LIST_OPERATIONS_MAX``
-        operations (page through a bigger one with ``tasks(workflow_id=…)``)."""
+        operations, up to ``PAGE_OPERATIONS_MAX`` over the page (page through the
+        others with ``tasks(workflow_id=…)``)."""
         listing = await self.repo.list_workflows(
             status=status, kind=None, limit=limit, offset=offset, cursor=cursor
         )
         ids = [wf.id for wf in listing.items]
         counts = await self.repo.task_counts_of(ids)
-        small = [w for w in ids if full and sum(counts[w].values()) <= LIST_OPERATIONS_MAX]
+        small: list[str] = []
+        listed = 0
+        for w in ids if full else []:
+            n = sum(counts[w].values())
+            if n <= LIST_OPERATIONS_MAX and listed + n <= PAGE_OPERATIONS_MAX:
+                small.append(w)
+                listed += n
         tasks = await self.repo.tasks_by_workflow(small) if small else {}
         items = [BatchSummary(wf, counts[wf.id], tasks.get(wf.id)) for wf in listing.items]
         return Listing(items, listing.total, listing.next_cursor)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from surrealdb import RecordID
 
@@ -21,7 +21,7 @@ from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
 from shared.store.counters import TOTAL, moved, read_counter, read_counters
-from shared.store.keyset import END, KEY, Listing, Page, keyset_page, list_key, part
+from shared.store.keyset import END, KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Stmt, Write
 
@@ -61,6 +61,21 @@ def workflow_partition(submitted_seq: int) -> str:
 def task_key(submitted_seq: int, index: int, task_id: str) -> str:
     """Newest workflow first, then its tasks in submission order."""
     return list_key(workflow_partition(submitted_seq), part(index), tiebreak=task_id)
+
+
+class TaskFilter(Protocol):
+    """What a page of tasks is asked for (``orchestrator.models.TaskQuery`` is one)."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def workflow_id(self) -> str | None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def cursor(self) -> str | None: ...
 
 
 class Repository:
@@ -233,11 +248,11 @@ class Repository:
         )
         return rows[0] if rows else None
 
-    async def workflows(
-        self, *, status: str | None, kind: str | None, limit: int, offset: int, cursor: str | None
-    ) -> tuple[Page, int | None]:
+    async def list_workflows(
+        self, *, status: WorkflowStatus | None, kind: str | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[Workflow]:
         """A page of workflows, newest first, and how many match (from the counters)."""
-        filters = {"status": status, "kind": kind}
+        filters = {"status": None if status is None else str(status), "kind": kind}
         where, params = _where(filters)
         page = await keyset_page(
             self.store,
@@ -250,12 +265,12 @@ class Repository:
             fields="* OMIT operations_json, task_ids_json",
         )
         if kind is None:
-            total = await self._counted(WORKFLOW_COUNTS, status)
+            total = await self._counted(WORKFLOW_COUNTS, filters["status"])
         elif status is None:
             total = await self._counted(KIND_COUNTS, kind)
         else:
             total = None  # no counter follows both at once
-        return page, total
+        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def _counted(self, key: str, field: str | None) -> int:
         counts = await read_counter(self.store, key)
@@ -306,33 +321,33 @@ class Repository:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
         return rows[0] if rows else None
 
-    async def tasks(
-        self, *, status: str | None, workflow_id: str | None, limit: int, offset: int, cursor: str | None
-    ) -> tuple[Page, int]:
+    async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
         """A page of tasks (newest workflow first, each in submission order) and how many
         match. One workflow's tasks are one contiguous range of the same key."""
         prefix = ""
         key = TASK_COUNTS
-        if workflow_id is not None:
+        status = None if query.status is None else str(query.status)
+        if query.workflow_id is not None:
             rows = await self.store.query(
-                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": workflow_id}
+                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": query.workflow_id}
             )
             if not rows:
-                return Page([], None), 0
+                return Listing([], 0, None)
             prefix = workflow_partition(int(rows[0] or 0))
-            key = tasks_of(workflow_id)
-        where, params = _where({"status": status, "workflow_id": workflow_id})
+            key = tasks_of(query.workflow_id)
+        where, params = _where({"status": status, "workflow_id": query.workflow_id})
         page = await keyset_page(
             self.store,
             "task",
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
+            limit=query.limit,
+            offset=query.offset,
+            cursor=query.cursor,
             prefix=prefix,
             where=where if status is not None else "",
             params=params,
         )
-        return page, await self._counted(key, status)
+        total = await self._counted(key, status)
+        return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]})
@@ -390,9 +405,12 @@ class Repository:
             "SELECT * FROM journal WHERE first <= $seq", {"seq": seq}, upto=seq, entities=set(entity_ids)
         )
 
-    async def checkpoints(self, limit: int, offset: int, cursor: str | None) -> tuple[Page, int]:
+    async def list_checkpoints(
+        self, limit: int, offset: int, cursor: str | None = None
+    ) -> Listing[Checkpoint]:
         page = await keyset_page(self.store, "checkpoint", limit=limit, offset=offset, cursor=cursor)
-        return page, await self._counted(CHECKPOINT_COUNTS, TOTAL)
+        total = await self._counted(CHECKPOINT_COUNTS, TOTAL)
+        return Listing([Checkpoint.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id})
@@ -561,24 +579,6 @@ class Repository:
         row = await self.workflow(workflow_id)
         return None if row is None else Workflow.from_row(row)
 
-    async def list_workflows(
-        self,
-        *,
-        status: WorkflowStatus | None,
-        kind: str | None,
-        limit: int,
-        offset: int,
-        cursor: str | None = None,
-    ) -> Listing[Workflow]:
-        page, total = await self.workflows(
-            status=None if status is None else str(status),
-            kind=kind,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-        )
-        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
-
     async def workflow_tasks(self, workflow_id: str) -> list[Task]:
         """A workflow's tasks in submission order."""
         return [Task.from_row(r) for r in await self.tasks_of(workflow_id)]
@@ -596,33 +596,9 @@ class Repository:
         row = await self.task(task_id)
         return None if row is None else Task.from_row(row)
 
-    async def list_tasks(
-        self,
-        *,
-        status: TaskStatus | None,
-        workflow_id: str | None,
-        limit: int,
-        offset: int,
-        cursor: str | None = None,
-    ) -> Listing[Task]:
-        page, total = await self.tasks(
-            status=None if status is None else str(status),
-            workflow_id=workflow_id,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-        )
-        return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
-
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         row = await self.checkpoint(checkpoint_id)
         return None if row is None else Checkpoint.from_row(row)
-
-    async def list_checkpoints(
-        self, limit: int, offset: int, cursor: str | None = None
-    ) -> Listing[Checkpoint]:
-        page, total = await self.checkpoints(limit, offset, cursor)
-        return Listing([Checkpoint.from_row(r) for r in page.rows], total, page.next_cursor)
 
 
 class InventoryRepository:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.models import BatchRequest
+from orchestrator.models import BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
 from orchestrator.runtime import WorkflowState
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import WorkflowStatus
 from shared.errors import NotFound
 from shared.security.actor import Actor
 from shared.store.keyset import Listing
@@ -97,16 +97,6 @@ class WorkflowService:
             raise NotFound(f"no task with id {task_id}")
         return task
 
-    async def tasks(
-        self,
-        *,
-        status: TaskStatus | None,
-        workflow_id: str | None,
-        limit: int,
-        offset: int,
-        cursor: str | None = None,
-    ) -> Listing[Task]:
+    async def tasks(self, query: TaskQuery) -> Listing[Task]:
         """A page of tasks (newest workflow first, each in submission order); how many match."""
-        return await self.repo.list_tasks(
-            status=status, workflow_id=workflow_id, limit=limit, offset=offset, cursor=cursor
-        )
+        return await self.repo.list_tasks(query)

@@ -33,13 +33,7 @@ async def list_tasks(request: web.Request, query: TaskQuery) -> web.Response:
             f"unknown status {query.status!r}; use one of {', '.join(STATUSES)}",
             details={"fields": [{"field": "status", "message": "unknown status"}]},
         )
-    listing = await request.app[WORKFLOWS].tasks(
-        status=None if query.status is None else TaskStatus(query.status),
-        workflow_id=query.workflow_id,
-        limit=query.limit,
-        offset=query.offset,
-        cursor=query.cursor,
-    )
+    listing = await request.app[WORKFLOWS].tasks(query)
     return paginated(request, [task_view(t) for t in listing.items], query, listing)
 
 

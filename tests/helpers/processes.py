@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,21 @@ async def wait_up(session: aiohttp.ClientSession, base: str) -> None:
         except aiohttp.ClientError:
             await asyncio.sleep(0.05)
     raise AssertionError("orchestrator did not start")
+
+
+async def poll_until(
+    session: aiohttp.ClientSession,
+    url: str,
+    done: Callable[[Any], bool],
+    *,
+    attempts: int = 600,
+    delay_s: float = 0.05,
+) -> Any:
+    """GET ``url`` until ``done(data)`` holds (or attempts run out); the last data."""
+    data = None
+    for _ in range(attempts):
+        data = await get_data(session, url)
+        if done(data):
+            break
+        await asyncio.sleep(delay_s)
+    return data

@@ -5,7 +5,6 @@ before counters (migration 0011, recount after catch-up)."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from shared.web.keys import STORE
 from tests.helpers.batches import batch, op, submit, wait_batch
 from tests.helpers.counters import counter_mismatches
 from tests.helpers.orchestrator_api import data_of, run
-from tests.helpers.processes import free_port, get_data, start_orchestrator, wait_up
+from tests.helpers.processes import free_port, get_data, poll_until, start_orchestrator, wait_up
 
 
 async def post(client: Any, path: str, body: Any = None) -> Any:
@@ -144,22 +143,15 @@ async def test_counters_are_exact_after_a_sigkill_and_a_restart(tmp_path: Path, 
                 async with session.post(base + "/batch/execute", json=body) as resp:
                     assert resp.status == 201, await resp.text()
                     ids.append((await resp.json())["data"]["batch_id"])
-            for _ in range(400):
-                done = await get_data(session, f"{base}/tasks?status=Completed&limit=1")
-                if done:
-                    break
-                await asyncio.sleep(0.02)
+            await poll_until(session, f"{base}/tasks?status=Completed&limit=1", bool, delay_s=0.02)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
         proc = start_orchestrator(data, work_root, port, log)
         try:
             await wait_up(session, base)
-            for _ in range(600):
-                listed = await get_data(session, f"{base}/batch/operations?view=summary")
-                if all(b["status"] != "Running" for b in listed):
-                    break
-                await asyncio.sleep(0.05)
+            url = f"{base}/batch/operations?view=summary"
+            await poll_until(session, url, lambda listed: all(b["status"] != "Running" for b in listed))
             stats = await get_data(session, f"{base}/state/statistics")
         finally:
             proc.send_signal(signal.SIGTERM)

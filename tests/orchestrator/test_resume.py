@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers.processes import free_port, get_data, start_orchestrator, wait_up
+from tests.helpers.processes import free_port, get_data, poll_until, start_orchestrator, wait_up
 
 N_OPS = 12
 
@@ -62,11 +62,8 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(
         proc = start_orchestrator(tmp_path / "data", work_root, port, log)
         try:
             await wait_up(session, base)
-            for _ in range(600):
-                batch = await get_data(session, f"{base}/batch/operations/{batch_id}")
-                if batch["status"] != "Running":
-                    break
-                await asyncio.sleep(0.05)
+            url = f"{base}/batch/operations/{batch_id}"
+            batch = await poll_until(session, url, lambda b: b["status"] != "Running")
             journal = await get_data(session, f"{base}/state/workflows/{batch_id}/journal")
         finally:
             proc.send_signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from orchestrator.app import create_app
 from orchestrator.keys import CHECKPOINTS, ROLLBACKS, STATE, WORKFLOWS
-from orchestrator.models import BatchRequest, CheckpointRequest, RollbackRequest
+from orchestrator.models import BatchRequest, CheckpointRequest, RollbackRequest, TaskQuery
 from orchestrator.records import Task, Workflow
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.state import Health, StateService
@@ -69,7 +69,7 @@ async def test_a_submission_names_its_actor_and_reads_back_as_typed_records(app:
     assert tasks[1].dependencies == (tasks[0].id,)
     one = await app[WORKFLOWS].task(tasks[0].id)
     assert one == tasks[0]
-    listed = await app[WORKFLOWS].tasks(status=TaskStatus.COMPLETED, workflow_id=wf.id, limit=10, offset=0)
+    listed = await app[WORKFLOWS].tasks(TaskQuery(status="Completed", workflow_id=wf.id, limit=10))
     assert listed.total == 2 and {t.id for t in listed.items} == {t.id for t in tasks}
     batches = await app[WORKFLOWS].batches(
         status=WorkflowStatus.COMPLETED, limit=10, offset=0, cursor=None, full=True
@@ -165,7 +165,7 @@ async def test_checkpoints_and_rollback_statistics(app: web.Application) -> None
     await app[ROLLBACKS].execute(RollbackRequest(operation_ids=["b"], workflow_id=wf.id))
     after = await state.rollback_statistics()
     assert after.total_rollbacks == 1 and after.success_rate == 100.0
-    undone = await app[WORKFLOWS].tasks(status=TaskStatus.ROLLED_BACK, workflow_id=wf.id, limit=10, offset=0)
+    undone = await app[WORKFLOWS].tasks(TaskQuery(status="RolledBack", workflow_id=wf.id, limit=10))
     assert [t.name for t in undone.items] == ["b"] and undone.total == 1
 
 

@@ -130,7 +130,8 @@ async def keyset_page(
     skipping ``offset``, at most ``limit``.
 
     ``table``, ``where`` and ``fields`` are the caller's own SurrealQL (never request
-    text; ``fields`` must keep ``lk``); every value goes in ``params``. Without
+    text; ``fields`` must keep ``lk`` and what ``where`` reads); every value goes in
+    ``params``. Without
     ``where`` the page is one forward index walk of ``offset + limit + 1`` entries;
     with it, a walk of at most ``offset + scan_budget`` entries, filtered."""
     after = None if cursor is None else decode_cursor(cursor)
@@ -149,8 +150,8 @@ async def keyset_page(
         return Page(rows, str(rows[-1][KEY]) if more and rows else None)
     budget = (store.list_scan_budget if scan_budget is None else scan_budget) + offset
     result = await store.query(
-        f"LET $ks_scan = (SELECT * FROM {table} WHERE {range_clause} ORDER BY {KEY} LIMIT $ks_budget);"
-        f"RETURN {{rows: (SELECT {fields} FROM $ks_scan WHERE {where} LIMIT $ks_n START $ks_skip), "
+        f"LET $ks_scan = (SELECT {fields} FROM {table} WHERE {range_clause} ORDER BY {KEY} LIMIT $ks_budget);"
+        f"RETURN {{rows: (SELECT * FROM $ks_scan WHERE {where} LIMIT $ks_n START $ks_skip), "
         "last: array::last($ks_scan).lk, scanned: array::len($ks_scan)}",
         {**binds, "ks_budget": budget, "ks_n": limit + 1, "ks_skip": offset},
     )

@@ -135,3 +135,14 @@ async def test_a_filter_reads_at_most_the_budget_per_page_and_finds_every_match(
 async def test_an_empty_table_has_one_empty_page(table: Store) -> None:
     page = await keyset_page(table, "t", limit=10)
     assert page.rows == [] and page.next_cursor is None
+
+
+async def test_the_engine_cannot_walk_an_index_backwards(table: Store) -> None:
+    """Why keys are stored inverted: ``WHERE f < $x ORDER BY f DESC LIMIT n`` on an indexed
+    ``f`` returns the *oldest* n rows below ``$x`` (the engine stops after n index entries
+    and sorts those), not the newest. If this starts failing, the engine learned to walk
+    backwards and the inversion could go."""
+    await table.write(Stmt("DEFINE INDEX t_n ON t FIELDS n"))
+    await fill(table, range(1, 301))
+    rows = await table.query("SELECT VALUE n FROM t WHERE n < 200 ORDER BY n DESC LIMIT 3")
+    assert rows == [3, 2, 1]  # the right answer would be [199, 198, 197]

@@ -81,6 +81,7 @@ class UserRepository:
             limit=limit,
             offset=offset,
             cursor=cursor,
+            reads="roles, enabled",
             where="($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)"
             if filtered
             else "",

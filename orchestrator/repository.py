@@ -261,6 +261,7 @@ class Repository:
             offset=offset,
             cursor=cursor,
             where=where,
+            reads="status, kind",
             params=params,
             fields="* OMIT operations_json, task_ids_json",
         )
@@ -344,6 +345,7 @@ class Repository:
             cursor=query.cursor,
             prefix=prefix,
             where=where if status is not None else "",
+            reads="status, workflow_id",
             params=params,
         )
         total = await self._counted(key, status)

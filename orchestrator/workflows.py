@@ -23,7 +23,7 @@ from shared.store.keyset import Listing
 # A listed batch carries its operations only up to this many (a bigger one is paged
 # through GET /tasks?workflow_id=…): a page of batches stays small whatever they hold.
 LIST_OPERATIONS_MAX = 100
-PAGE_OPERATIONS_MAX = 1000  # and at most this many over a page (its later batches: counts only)
+PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batches: counts only)
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine

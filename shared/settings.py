@@ -336,7 +336,7 @@ class Settings(BaseSettings):
     # -- reads, counters and retention --
     # Filters a list's key cannot express (a status) read at most this many rows per page
     # (shared/store/keyset.py); a page may then hold fewer items and still link to the next.
-    list_scan_budget: Count = 5_000
+    list_scan_budget: Count = 2_000
     # Finished workflows (their tasks, snapshots, checkpoints), journal segments no
     # workflow or checkpoint still needs, and sent webhook deliveries older than this
     # are pruned by a background job (orchestrator/retention.py); 0 keeps everything.

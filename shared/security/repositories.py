@@ -264,7 +264,14 @@ class AuditRepository:
         counting (unfiltered: the chain's head, since no record is ever removed)."""
         where, params = _audit_where(filters)
         page = await keyset_page(
-            self.store, "audit", limit=limit, offset=offset, cursor=cursor, where=where, params=params
+            self.store,
+            "audit",
+            limit=limit,
+            offset=offset,
+            cursor=cursor,
+            where=where,
+            reads="user_id, action, resource, result, timestamp",
+            params=params,
         )
         return page, None if where else (await self.head())[0]
 

@@ -121,6 +121,7 @@ async def keyset_page(
     cursor: str | None = None,
     prefix: str = "",
     where: str = "",
+    reads: str = "",
     params: dict[str, Any] | None = None,
     fields: str = "*",
     scan_budget: int | None = None,
@@ -129,9 +130,9 @@ async def keyset_page(
     page; a 422 naming ``cursor`` if it is not one), within the partition ``prefix``,
     skipping ``offset``, at most ``limit``.
 
-    ``table``, ``where`` and ``fields`` are the caller's own SurrealQL (never request
-    text; ``fields`` must keep ``lk`` and what ``where`` reads); every value goes in
-    ``params``. Without
+    ``table``, ``where``, ``reads`` (the fields ``where`` reads) and ``fields`` are the
+    caller's own SurrealQL (never request text; ``fields`` must keep ``lk``); every
+    value goes in ``params``. Without
     ``where`` the page is one forward index walk of ``offset + limit + 1`` entries;
     with it, a walk of at most ``offset + scan_budget`` entries, filtered."""
     after = None if cursor is None else decode_cursor(cursor)
@@ -140,6 +141,8 @@ async def keyset_page(
     # leaves that row out by name.
     range_clause = f"{KEY} >= $ks_low AND {KEY} < $ks_high AND {KEY} != $ks_after"
     binds = {**(params or {}), "ks_low": low, "ks_high": prefix + END, "ks_after": after}
+    if where and not reads:
+        raise ValueError("a filtered page names the fields its filter reads")
     if not where:
         rows = await store.query(
             f"SELECT {fields} FROM {table} WHERE {range_clause} ORDER BY {KEY} LIMIT $ks_n START $ks_skip",
@@ -149,9 +152,13 @@ async def keyset_page(
         rows = rows[:limit]
         return Page(rows, str(rows[-1][KEY]) if more and rows else None)
     budget = (store.list_scan_budget if scan_budget is None else scan_budget) + offset
+    # The walk reads only the key and what the filter needs (half the cost of whole
+    # rows); the rows of the page are then read by id, in order.
     result = await store.query(
-        f"LET $ks_scan = (SELECT {fields} FROM {table} WHERE {range_clause} ORDER BY {KEY} LIMIT $ks_budget);"
-        f"RETURN {{rows: (SELECT * FROM $ks_scan WHERE {where} LIMIT $ks_n START $ks_skip), "
+        f"LET $ks_scan = (SELECT id, {KEY}, {reads} FROM {table} WHERE {range_clause} "
+        f"ORDER BY {KEY} LIMIT $ks_budget);"
+        f"LET $ks_hits = (SELECT VALUE id FROM $ks_scan WHERE {where} LIMIT $ks_n START $ks_skip);"
+        f"RETURN {{rows: (SELECT {fields} FROM $ks_hits), "
         "last: array::last($ks_scan).lk, scanned: array::len($ks_scan)}",
         {**binds, "ks_budget": budget, "ks_n": limit + 1, "ks_skip": offset},
     )

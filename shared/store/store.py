@@ -90,7 +90,7 @@ class Store:
         lazy_max_age_s: float = 1.0,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
-        list_scan_budget: int = 5_000,
+        list_scan_budget: int = 2_000,
         secrets: SecretBox | None = None,
         after_connect: Callable[[], None] | None = None,
     ) -> None:

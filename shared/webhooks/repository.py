@@ -183,6 +183,7 @@ class WebhookRepository:
             cursor=cursor,
             prefix=delivery_partition(webhook_id),
             where="status = $status" if status else "",
+            reads="status",
             params={"status": status},
             fields="* OMIT body",
         )

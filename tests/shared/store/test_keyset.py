@@ -127,7 +127,9 @@ async def test_a_partition_is_one_range(table: Store) -> None:
 async def test_a_filter_reads_at_most_the_budget_per_page_and_finds_every_match(table: Store) -> None:
     await fill(table, range(1, 501))
     await table.write(Stmt("UPDATE t SET status = 'rare' WHERE n IN [7, 250, 251, 499]"))
-    seen, pages = await walk(table, 2, where="status = $s", params={"s": "rare"}, scan_budget=40)
+    seen, pages = await walk(
+        table, 2, where="status = $s", reads="status", params={"s": "rare"}, scan_budget=40
+    )
     assert seen == [499, 251, 250, 7]
     assert pages >= 500 // 40  # walked in budget-sized steps, some pages empty
 

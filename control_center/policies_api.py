@@ -16,8 +16,7 @@ from control_center.policies import PolicyChanges, rules_from
 from control_center.views import policy_version_view, policy_view
 from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.store.keyset import Listing
-from shared.web.envelope import ok, paginated
+from shared.web.envelope import Counted, ok, paginated
 from shared.web.routing import MESSAGE, Api, OffsetPageQuery, array
 
 api = Api()
@@ -35,7 +34,7 @@ TAGS = ("policies",)
 )
 async def list_policies(request: web.Request, query: OffsetPageQuery) -> web.Response:
     rows, total = await request.app[POLICIES].page(query.limit, query.offset)
-    return paginated(request, [policy_view(r) for r in rows], query, Listing(rows, total, None))
+    return paginated(request, [policy_view(r) for r in rows], query, Counted(total))
 
 
 @api.route(

@@ -29,8 +29,7 @@ from control_center.models import (
 from control_center.views import delivery_view, webhook_view
 from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.store.keyset import Listing
-from shared.web.envelope import ok, paginated
+from shared.web.envelope import Counted, ok, paginated
 from shared.web.keys import BUS
 from shared.web.routing import Api, Model, OffsetPageQuery, PageQuery, array
 from shared.webhooks import Catalogue, WebhookChange
@@ -132,7 +131,7 @@ async def list_event_names(request: web.Request) -> web.Response:
 async def list_webhooks(request: web.Request, query: OffsetPageQuery) -> web.Response:
     """Every webhook subscription (never their secrets)."""
     webhooks, total = await request.app[WEBHOOKS].list_webhooks(query.limit, query.offset)
-    return paginated(request, [webhook_view(w) for w in webhooks], query, Listing(webhooks, total, None))
+    return paginated(request, [webhook_view(w) for w in webhooks], query, Counted(total))
 
 
 @api.route(

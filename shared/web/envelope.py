@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -43,6 +44,14 @@ def error_response(
     if details:
         body["details"] = details
     return web.json_response(body, status=status, dumps=_dumps)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A page of a small list that pages by offset only: its total, and no cursor."""
+
+    total: int
+    next_cursor: None = None
 
 
 class Listed(Protocol):

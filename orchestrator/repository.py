@@ -254,16 +254,17 @@ class Repository:
         """A page of workflows, newest first, and how many match (from the counters)."""
         filters = {"status": None if status is None else str(status), "kind": kind}
         where, params = _where(filters)
+        fields = "* OMIT operations_json, task_ids_json"
         page = await keyset_page(
             self.store,
             "workflow",
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
+            limit,
+            offset,
+            cursor,
             where=where,
             reads="status, kind",
             params=params,
-            fields="* OMIT operations_json, task_ids_json",
+            fields=fields,
         )
         if kind is None:
             total = await self._counted(WORKFLOW_COUNTS, filters["status"])

@@ -263,15 +263,9 @@ class AuditRepository:
         """Records newest first, filtered; and how many match when that is known without
         counting (unfiltered: the chain's head, since no record is ever removed)."""
         where, params = _audit_where(filters)
+        reads = "user_id, action, resource, result, timestamp"
         page = await keyset_page(
-            self.store,
-            "audit",
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            where=where,
-            reads="user_id, action, resource, result, timestamp",
-            params=params,
+            self.store, "audit", limit, offset, cursor, where=where, reads=reads, params=params
         )
         return page, None if where else (await self.head())[0]
 

@@ -115,10 +115,10 @@ class Listing(Generic[T]):
 async def keyset_page(
     store: Store,
     table: str,
-    *,
     limit: int,
     offset: int = 0,
     cursor: str | None = None,
+    *,
     prefix: str = "",
     where: str = "",
     reads: str = "",

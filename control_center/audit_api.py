@@ -41,8 +41,8 @@ async def audit_logs(request: web.Request, query: AuditQuery) -> web.StreamRespo
     log = request.app[AUDIT]
     filters = _filters(query)
     if query.format == "json":
-        rows, total = await log.search(filters, query.limit, query.offset)
-        return paginated(request, [audit_record_view(r) for r in rows], total, query.limit, query.offset)
+        listing = await log.search(filters, query.limit, query.offset, query.cursor)
+        return paginated(request, [audit_record_view(r) for r in listing.items], query, listing)
     return await _export(request, query, filters)
 
 
@@ -60,11 +60,11 @@ async def _export(request: web.Request, query: AuditQuery, filters: dict[str, An
     await response.prepare(request)
     if query.format == "csv":
         await response.write(_csv_line(AUDIT_COLUMNS))
-    offset, sent = query.offset, 0
+    offset, cursor, sent = query.offset, query.cursor, 0
     while wanted is None or sent < wanted:
         size = EXPORT_PAGE if wanted is None else min(EXPORT_PAGE, wanted - sent)
-        rows, _ = await log.search(filters, size, offset)
-        for row in rows:
+        listing = await log.search(filters, size, offset, cursor)
+        for row in listing.items:
             view = audit_record_view(row)
             if query.format == "ndjson":
                 await response.write(json.dumps(view, separators=(",", ":")).encode() + b"\n")
@@ -76,9 +76,9 @@ async def _export(request: web.Request, query: AuditQuery, filters: dict[str, An
                     for c in AUDIT_COLUMNS
                 ]
                 await response.write(_csv_line(values))
-        sent += len(rows)
-        offset += len(rows)
-        if len(rows) < size:
+        sent += len(listing.items)
+        offset, cursor = 0, listing.next_cursor
+        if cursor is None:
             break
     await response.write_eof()
     return response

@@ -18,6 +18,7 @@ from shared.web.routing import (
     STR,
     JsonSchema,
     Model,
+    OffsetPageQuery,
     PageQuery,
     absent_not_null,
     array,
@@ -477,7 +478,7 @@ class CreateApiToken(Model):
     )
 
 
-class ApiTokenQuery(PageQuery):
+class ApiTokenQuery(OffsetPageQuery):
     """``GET /auth/tokens``: your own tokens; ``all`` or ``user_id`` need tokens:manage."""
 
     user_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")

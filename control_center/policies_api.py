@@ -16,8 +16,8 @@ from control_center.policies import PolicyChanges, rules_from
 from control_center.views import policy_version_view, policy_view
 from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.web.envelope import ok, paginated
-from shared.web.routing import MESSAGE, Api, PageQuery, array
+from shared.web.envelope import Counted, ok, paginated
+from shared.web.routing import MESSAGE, Api, OffsetPageQuery, array
 
 api = Api()
 TAGS = ("policies",)
@@ -28,13 +28,13 @@ TAGS = ("policies",)
     "/policies",
     resource="policies",
     action="read",
-    query=PageQuery,
+    query=OffsetPageQuery,
     tags=TAGS,
     response=array(POLICY_VIEW),
 )
-async def list_policies(request: web.Request, query: PageQuery) -> web.Response:
+async def list_policies(request: web.Request, query: OffsetPageQuery) -> web.Response:
     rows, total = await request.app[POLICIES].page(query.limit, query.offset)
-    return paginated(request, [policy_view(r) for r in rows], total, query.limit, query.offset)
+    return paginated(request, [policy_view(r) for r in rows], query, Counted(total))
 
 
 @api.route(

@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.store.counters import TOTAL, read_counter
+from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Insert, Merge, Stmt, Write
+from shared.store.writes import Count, Insert, Merge, Stmt, Write
 
 
 def username_key(username: str) -> str:
@@ -23,6 +25,12 @@ def username_key(username: str) -> str:
 LAST_ADMIN = "last_enabled_admin"
 ADMIN_ROLE = "admin"
 USER_TABLE = "user"
+USER_COUNTS = "user"  # the counter of users (shared/store/counters.py)
+
+
+def user_key(created_at: datetime, user_id: str) -> str:
+    """Users are listed oldest first."""
+    return list_key(part(int(created_at.timestamp() * 1_000_000)), tiebreak=user_id)
 
 
 class UserRepository:
@@ -59,32 +67,37 @@ class UserRepository:
         return int(rows[0]["n"]) if rows else 0
 
     async def count(self) -> int:
-        rows = await self.store.query("SELECT count() AS n FROM user GROUP ALL")
-        return int(rows[0]["n"]) if rows else 0
+        """How many users there are (a counter row, kept with every create and delete)."""
+        return (await read_counter(self.store, USER_COUNTS)).get(TOTAL, 0)
 
     async def page(
-        self,
-        *,
-        role: str | None,
-        enabled: bool | None,
-        limit: int,
-        offset: int,
-    ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = await self.store.page(
-            "user",
-            where="($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)",
-            params={"role": role, "enabled": enabled},
-            order="created_at, id",
+        self, *, role: str | None, enabled: bool | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[dict[str, Any]]:
+        """Users oldest first; counted only unfiltered (no counter follows the filters)."""
+        filtered = role is not None or enabled is not None
+        page = await keyset_page(
+            self.store,
+            USER_TABLE,
             limit=limit,
             offset=offset,
+            cursor=cursor,
+            reads="roles, enabled",
+            where="($role = NONE OR roles CONTAINS $role) AND ($enabled = NONE OR enabled = $enabled)"
+            if filtered
+            else "",
+            params={"role": role, "enabled": enabled},
         )
-        return [self._opened(r) for r in rows], total
+        total = None if filtered else await self.count()
+        return Listing([self._opened(r) for r in page.rows], total, page.next_cursor)
 
-    def create(self, user_id: str, row: dict[str, Any]) -> Write:
+    def create(self, user_id: str, row: dict[str, Any]) -> list[Write]:
+        """The user's row (refused if it exists), counted in the same commit."""
         sealed = self.store.secrets.seal_fields(USER_TABLE, user_id, row)
-        return Stmt(
-            "CREATE type::thing('user', $id) CONTENT $row RETURN NONE", {"id": user_id, "row": sealed}
-        )
+        sealed[KEY] = user_key(row["created_at"], user_id)
+        return [
+            Stmt("CREATE type::thing('user', $id) CONTENT $row RETURN NONE", {"id": user_id, "row": sealed}),
+            Count(USER_COUNTS, TOTAL, 1),
+        ]
 
     def merge(self, user_id: str, patch: dict[str, Any]) -> Write:
         return Merge(USER_TABLE, user_id, self.store.secrets.seal_fields(USER_TABLE, user_id, patch))
@@ -95,7 +108,12 @@ class UserRepository:
         return Stmt(f"UPDATE type::thing('user', $id) SET {assignments} RETURN NONE", {"id": user_id})
 
     def delete(self, user_id: str) -> Write:
-        return Stmt("DELETE type::thing('user', $id) RETURN NONE", {"id": user_id})
+        """Delete a user; the counter drops only if there was one to delete."""
+        return Stmt(
+            "IF array::len((DELETE type::thing('user', $id) RETURN BEFORE)) > 0 "
+            f"{{ UPSERT type::thing('counter', $counter) SET {TOTAL} -= 1 RETURN NONE }}",
+            {"id": user_id, "counter": USER_COUNTS},
+        )
 
     def last_admin_guard(self, user_id: str) -> Write:
         """Throws unless another enabled admin remains besides ``user_id``.

@@ -8,7 +8,7 @@ from control_center.keys import API_TOKENS
 from control_center.models import API_TOKEN_CREATED, API_TOKEN_VIEW, ApiTokenQuery, CreateApiToken
 from control_center.views import api_token_created_view, api_token_view
 from shared.security.actor import actor_of
-from shared.web.envelope import ok, paginated
+from shared.web.envelope import Counted, ok, paginated
 from shared.web.routing import Api, array
 
 api = Api()
@@ -55,7 +55,7 @@ async def list_tokens(request: web.Request, query: ApiTokenQuery) -> web.Respons
         limit=query.limit,
         offset=query.offset,
     )
-    return paginated(request, [api_token_view(t) for t in tokens], total, query.limit, query.offset)
+    return paginated(request, [api_token_view(t) for t in tokens], query, Counted(total))
 
 
 @api.route(

@@ -35,6 +35,7 @@ from shared.errors import Conflict, NotFound, StoreError, Unauthorized, Validati
 from shared.events.bus import EventBus
 from shared.security.subjects import Subjects
 from shared.security.tokens import utcnow
+from shared.store.keyset import Listing
 from shared.store.store import Store
 from shared.store.writes import Write
 
@@ -138,9 +139,11 @@ class UserService:
         enabled: bool | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[User], int]:
-        rows, total = await self.repo.page(role=role, enabled=enabled, limit=limit, offset=offset)
-        return [User.from_row(r) for r in rows], total
+        cursor: str | None = None,
+    ) -> Listing[User]:
+        """Users oldest first, filtered; counted when unfiltered."""
+        listing = await self.repo.page(role=role, enabled=enabled, limit=limit, offset=offset, cursor=cursor)
+        return Listing([User.from_row(r) for r in listing.items], listing.total, listing.next_cursor)
 
     async def create(
         self, *, username: str, email: str | None, password: str, roles: list[str], enabled: bool = True
@@ -167,7 +170,7 @@ class UserService:
         }
         try:
             await self.repo.store.write(
-                self.repo.create(user_id, {k: v for k, v in row.items() if v is not None})
+                *self.repo.create(user_id, {k: v for k, v in row.items() if v is not None})
             )
         except StoreError as exc:  # the unique index caught a concurrent create
             raise Conflict(

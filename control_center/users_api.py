@@ -29,10 +29,10 @@ TAGS = ("users",)
 )
 async def list_users(request: web.Request, query: UserQuery) -> web.Response:
     """Users, oldest first; filter by ``role`` and ``enabled``."""
-    users, total = await request.app[USERS].page(
-        role=query.role, enabled=query.enabled, limit=query.limit, offset=query.offset
+    listing = await request.app[USERS].page(
+        role=query.role, enabled=query.enabled, limit=query.limit, offset=query.offset, cursor=query.cursor
     )
-    return paginated(request, [user_view(u) for u in users], total, query.limit, query.offset)
+    return paginated(request, [user_view(u) for u in listing.items], query, listing)
 
 
 @api.route(

@@ -29,9 +29,9 @@ from control_center.models import (
 from control_center.views import delivery_view, webhook_view
 from shared.security.actor import actor_of
 from shared.security.audit import AUDIT_DETAILS
-from shared.web.envelope import ok, paginated
+from shared.web.envelope import Counted, ok, paginated
 from shared.web.keys import BUS
-from shared.web.routing import Api, Model, PageQuery, array
+from shared.web.routing import Api, Model, OffsetPageQuery, PageQuery, array
 from shared.webhooks import Catalogue, WebhookChange
 
 # The OpenAPI document's enum of event patterns is the running catalogue's, put in
@@ -124,14 +124,14 @@ async def list_event_names(request: web.Request) -> web.Response:
     "/webhooks",
     resource="webhooks",
     action="read",
-    query=PageQuery,
+    query=OffsetPageQuery,
     tags=TAGS,
     response=array(WEBHOOK_VIEW),
 )
-async def list_webhooks(request: web.Request, query: PageQuery) -> web.Response:
+async def list_webhooks(request: web.Request, query: OffsetPageQuery) -> web.Response:
     """Every webhook subscription (never their secrets)."""
     webhooks, total = await request.app[WEBHOOKS].list_webhooks(query.limit, query.offset)
-    return paginated(request, [webhook_view(w) for w in webhooks], total, query.limit, query.offset)
+    return paginated(request, [webhook_view(w) for w in webhooks], query, Counted(total))
 
 
 @api.route(
@@ -244,10 +244,10 @@ async def send_test(request: web.Request) -> web.Response:
 )
 async def list_deliveries(request: web.Request, query: DeliveryQuery) -> web.Response:
     """A webhook's deliveries, newest first: status code, attempt, latency, error."""
-    rows, total = await request.app[WEBHOOKS].deliveries(
-        request.match_info["id"], query.status, query.limit, query.offset
+    listing = await request.app[WEBHOOKS].deliveries(
+        request.match_info["id"], query.status, query.limit, query.offset, query.cursor
     )
-    return paginated(request, [delivery_view(r) for r in rows], total, query.limit, query.offset)
+    return paginated(request, [delivery_view(r) for r in listing.items], query, listing)
 
 
 @api.route(

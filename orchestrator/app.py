@@ -20,6 +20,7 @@ from orchestrator.keys import CHECKPOINTS, ENGINE, EXTENSIONS, ROLLBACKS, STATE,
 from orchestrator.mcp.http_api import document_mcp, well_known_api
 from orchestrator.product_tools import product_tools
 from orchestrator.repository import InventoryRepository, Repository
+from orchestrator.retention import retention_ctx
 from orchestrator.rollback import RollbackService
 from orchestrator.state import StateService
 from orchestrator.tools import TOOLS, ToolRegistry
@@ -123,5 +124,6 @@ def create_app(
     install_streams(app, events.CONFIG)
     app.cleanup_ctx.append(dispatcher_ctx)  # before the engine: see dispatcher_ctx
     app.cleanup_ctx.append(engine_ctx)
+    app.cleanup_ctx.append(retention_ctx)  # after the engine: it has caught up with the journal
     app.cleanup_ctx.append(extensions_ctx)
     return app

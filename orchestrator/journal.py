@@ -23,7 +23,7 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
 from shared.store.store import Store
-from shared.store.writes import Append, Insert, Lazy, Merge, Write
+from shared.store.writes import Append, Lazy, Merge, Write
 
 # Outbox hook: (event_type, data) -> extra writes committed with the change.
 OutboxHook = Callable[[str, dict[str, Any]], list[Write]]
@@ -113,6 +113,9 @@ class Journal:
         return [
             Append(JOURNAL, change.seq, change.workflow_id, entry),
             Lazy(change.entity, change.id, patch, change.seq, settled=change.to_status in _SETTLED),
+            *Repository.status_counts(
+                change.entity, change.workflow_id, change.from_status, change.to_status, patch
+            ),
         ]
 
     @staticmethod
@@ -150,11 +153,26 @@ async def catch_up(
     Every entry after the store's lazy mark is re-applied in order; a workflow
     submitted in that range gets the task rows it is missing, rebuilt from its
     recorded operations. Re-applying an entry that had landed is harmless: each
-    patch sets fields to the values that entry recorded."""
+    patch sets fields to the values that entry recorded. Counters are not touched:
+    they were committed with the entries (after an upgrade from a version that kept
+    none, they are recounted from the rows once those have caught up)."""
     mark = await store.lazy_mark()
     entries = await repo.journal_after(mark)
-    if not entries:
-        return 0
+    if entries:
+        await _reapply(store, repo, task_rows_of, mark, entries)
+    if await repo.recount_requested():
+        await repo.recount()
+        log.info("recounted the task and workflow counters after an upgrade")
+    return len(entries)
+
+
+async def _reapply(
+    store: Store,
+    repo: Repository,
+    task_rows_of: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    mark: int,
+    entries: list[dict[str, Any]],
+) -> None:
     patches: dict[tuple[str, str], dict[str, Any]] = {}
     submitted: list[str] = []
     for e in entries:
@@ -169,9 +187,8 @@ async def catch_up(
             for row in task_rows_of(wf):
                 if row["id"] not in existing:
                     row.update(patches.pop(("task", row["id"]), {}))
-                    writes.append(Insert("task", row))
+                    writes.append(Repository.rebuilt_task(row, int(wf.get("submitted_seq") or 0)))
     writes.extend(Merge(kind, rid, patch) for (kind, rid), patch in patches.items())
     writes.append(store.mark_write(int(entries[-1]["seq"])))
     await store.write(*writes)
     log.info("caught up with the journal", extra={"entries": len(entries), "after": mark})
-    return len(entries)

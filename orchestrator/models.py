@@ -18,6 +18,7 @@ from shared.web.routing import (
     BOOL,
     DATETIME,
     INT,
+    NAMED_SCHEMAS,
     NUM,
     STR,
     JsonSchema,
@@ -253,6 +254,10 @@ class TaskQuery(PageQuery):
 
 class BatchListQuery(PageQuery):
     status: WorkflowStatusName | None = None
+    view: Annotated[str, *choice(["full", "summary"], "view")] = Field(
+        "full",
+        description="summary: counts only; full: also the operations of batches of at most 100",
+    )
 
 
 class CheckpointRequest(Model):
@@ -375,6 +380,19 @@ BATCH_VIEW = named(
         }
     ),
 )
+# A batch as GET /batch/operations lists it: the batch's fields, its operations
+# counted by status, and ``operations`` only for a small batch in the full view.
+BATCH_LIST_ITEM = named(
+    "BatchListItem",
+    obj(
+        {
+            **NAMED_SCHEMAS["Batch"]["properties"],
+            "counts": {"type": "object", "additionalProperties": INT, "description": "operations by status"},
+            "total_operations": INT,
+        },
+        optional=("operations",),
+    ),
+)
 BATCH_SUBMITTED = named(
     "BatchSubmitted",
     obj(
@@ -479,12 +497,24 @@ SYSTEM_HEALTH = obj(
         "last_check": DATETIME,
     }
 )
+_BY: JsonSchema = {"type": "object", "additionalProperties": INT}
 STATE_STATISTICS = obj(
     {
         "total_workflows": INT,
         "active_snapshots": INT,
         "storage_usage": STR,
         "average_workflow_duration": NUM,
+        "workflows_by_status": _BY,
+        "workflows_by_kind": _BY,
+        "total_tasks": INT,
+        "tasks_by_status": _BY,
+        "total_checkpoints": INT,
+        "retention": obj(
+            {
+                "days": {**INT, "description": "PROVISIONING_RETENTION_DAYS; 0 keeps everything"},
+                "pruned": {**_BY, "description": "rows removed so far, by table"},
+            }
+        ),
     }
 )
 INVENTORY = array({"type": "object", "description": "a simulated resource"})

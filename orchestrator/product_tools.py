@@ -26,9 +26,10 @@ from orchestrator.models import (
     RollbackRequest,
     TaskQuery,
 )
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import WorkflowStatus
 from orchestrator.tools import Tool, ToolCall
 from orchestrator.views import (
+    batch_list_view,
     batch_view,
     checkpoint_view,
     rollback_statistics_view,
@@ -38,6 +39,7 @@ from orchestrator.views import (
     workflow_progress,
 )
 from shared.security.audit import AUDIT, HASHED_FIELDS, SEARCH_FIELDS, search_filters
+from shared.store.keyset import Listing
 from shared.web.routing import Model, PageQuery
 
 PREFIX = "provisioning."
@@ -94,8 +96,15 @@ class NoArguments(Model):
     pass
 
 
-def _page(items: list[Any], total: int, query: PageQuery) -> dict[str, Any]:
-    return {"items": plain(items), "total": total, "limit": query.limit, "offset": query.offset}
+def _page(items: list[Any], listing: Listing[Any], query: PageQuery) -> dict[str, Any]:
+    """A page as a tool answers it: ``next_cursor`` continues it (``cursor`` argument)."""
+    return {
+        "items": plain(items),
+        "total": listing.total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "next_cursor": listing.next_cursor,
+    }
 
 
 def _check_mode(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +152,10 @@ def product_tools(app: web.Application) -> list[Tool]:
 
     async def list_batches(call: ToolCall, args: BatchListQuery) -> Any:
         status = None if args.status is None else WorkflowStatus(args.status)
-        batches, total = await app[WORKFLOWS].batches(status=status, limit=args.limit, offset=args.offset)
-        return _page([batch_view(wf, tasks) for wf, tasks in batches], total, args)
+        listing = await app[WORKFLOWS].batches(
+            status=status, limit=args.limit, offset=args.offset, cursor=args.cursor, full=args.view == "full"
+        )
+        return _page([batch_list_view(b) for b in listing.items], listing, args)
 
     async def progress(call: ToolCall, args: ById) -> Any:
         wf, tasks = await app[STATE].progress(args.id)
@@ -155,20 +166,15 @@ def product_tools(app: web.Application) -> list[Tool]:
         return {"batch_id": args.id, "message": "Operation cancelled"}
 
     async def list_tasks(call: ToolCall, args: TaskQuery) -> Any:
-        tasks, total = await app[WORKFLOWS].tasks(
-            status=None if args.status is None else TaskStatus(args.status),
-            workflow_id=args.workflow_id,
-            limit=args.limit,
-            offset=args.offset,
-        )
-        return _page([task_view(t) for t in tasks], total, args)
+        listing = await app[WORKFLOWS].tasks(args)
+        return _page([task_view(t) for t in listing.items], listing, args)
 
     async def get_task(call: ToolCall, args: ById) -> Any:
         return plain(task_view(await app[WORKFLOWS].task(args.id)))
 
     async def list_checkpoints(call: ToolCall, args: PageQuery) -> Any:
-        checkpoints, total = await app[STATE].checkpoints(args.limit, args.offset)
-        return _page([checkpoint_view(c) for c in checkpoints], total, args)
+        listing = await app[STATE].checkpoints(args.limit, args.offset, args.cursor)
+        return _page([checkpoint_view(c) for c in listing.items], listing, args)
 
     async def create_checkpoint(call: ToolCall, args: CheckpointRequest) -> Any:
         return {"checkpoint_id": await app[CHECKPOINTS].create(args)}
@@ -182,9 +188,9 @@ def product_tools(app: web.Application) -> list[Tool]:
 
     async def audit_log(call: ToolCall, args: AuditLogQuery) -> Any:
         filters = search_filters(**args.model_dump(include=SEARCH_FIELDS))
-        rows, total = await app[AUDIT].search(filters, args.limit, args.offset)
-        records = [{k: row.get(k) for k in (*HASHED_FIELDS, "hash") if k != "prev_hash"} for row in rows]
-        return _page(records, total, args)
+        listing = await app[AUDIT].search(filters, args.limit, args.offset, args.cursor)
+        fields = [k for k in (*HASHED_FIELDS, "hash") if k != "prev_hash"]
+        return _page([{k: row.get(k) for k in fields} for row in listing.items], listing, args)
 
     async def statistics(call: ToolCall, args: NoArguments) -> Any:
         return plain(state_statistics_view(await app[STATE].statistics()))

@@ -155,3 +155,16 @@ class Checkpoint:
             auto=bool(row.get("auto")),
             created_at=row.get("created_at"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSummary:
+    """A listed workflow: its tasks counted by status and, for a small one, the tasks."""
+
+    workflow: Workflow
+    counts: dict[str, int]
+    tasks: list[Task] | None = None  # None: not listed (a big batch, or the summary view)
+
+    @property
+    def total_operations(self) -> int:
+        return sum(self.counts.values())

@@ -11,15 +11,71 @@ Two kinds of reads: the rows the engine rebuilds its runtime state from (``workf
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from surrealdb import RecordID
 
 from orchestrator.records import Checkpoint, Task, Workflow
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
+from shared.store.counters import TOTAL, moved, read_counter, read_counters
+from shared.store.keyset import END, KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Insert, Lazy, Merge, Stmt, Write
+from shared.store.writes import Count, Insert, Lazy, Merge, Stmt, Write
+
+# Counters (shared/store/counters.py), kept in the commit of each change.
+TASK_COUNTS = "task"  # tasks by status
+WORKFLOW_COUNTS = "workflow"  # workflows by status
+KIND_COUNTS = "workflow_kind"  # workflows by kind
+DURATIONS = "workflow_duration"  # finished workflows: "ms" summed, "n" of them
+CHECKPOINT_COUNTS = "checkpoint"
+SNAPSHOT_COUNTS = "snapshot"
+PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
+# Set by migration 0011: the counters of task and workflow rows are recounted once
+# the rows have caught up with the journal (the previous version kept none).
+RECOUNT = RecordID("meta", "recount")
+
+
+_FINAL_TASK = sorted(str(s) for s in FINAL_TASK)
+_FINAL_WORKFLOW = sorted(str(s) for s in FINAL_WORKFLOW)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a status or kind pasted into SET
+
+
+def tasks_of(workflow_id: str) -> str:
+    """The counter of one workflow's tasks by status."""
+    return f"workflow/{workflow_id}"
+
+
+def _micros(value: Any) -> int:
+    return int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else 0
+
+
+def workflow_partition(submitted_seq: int) -> str:
+    """The key prefix of a workflow and of all its tasks: its submission's position."""
+    return part(submitted_seq, descending=True)
+
+
+def task_key(submitted_seq: int, index: int, task_id: str) -> str:
+    """Newest workflow first, then its tasks in submission order."""
+    return list_key(workflow_partition(submitted_seq), part(index), tiebreak=task_id)
+
+
+class TaskFilter(Protocol):
+    """What a page of tasks is asked for (``orchestrator.models.TaskQuery`` is one)."""
+
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def workflow_id(self) -> str | None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def cursor(self) -> str | None: ...
 
 
 class Repository:
@@ -45,18 +101,86 @@ class Repository:
             )
         )
 
+    async def recount_requested(self) -> bool:
+        """Whether the counters of task and workflow rows must be recounted (an upgrade)."""
+        return bool(await self.store.query("SELECT VALUE id FROM $m", {"m": RECOUNT}))
+
+    async def recount(self) -> None:
+        """Count task and workflow rows into their counters, in one transaction: only
+        once, after an upgrade, when the rows have caught up with the journal."""
+        by = (
+            "object::from_entries((SELECT VALUE [{f}, n] FROM "
+            "(SELECT {f}, count() AS n FROM {t}{w} GROUP BY {f})))"
+        )
+        await self.store.write(
+            Stmt(f"UPSERT counter:{TASK_COUNTS} CONTENT {by.format(f='status', t='task', w='')}"),
+            Stmt(f"UPSERT counter:{WORKFLOW_COUNTS} CONTENT {by.format(f='status', t='workflow', w='')}"),
+            Stmt(f"UPSERT counter:{KIND_COUNTS} CONTENT {by.format(f='kind', t='workflow', w='')}"),
+            Stmt(
+                "FOR $w IN (SELECT VALUE record::id(id) FROM workflow) { "
+                "UPSERT type::thing('counter', string::concat('workflow/', $w)) CONTENT "
+                f"{by.format(f='status', t='task', w=' WHERE workflow_id = $w')} }}"
+            ),
+            Stmt(
+                f"UPSERT counter:{DURATIONS} CONTENT {{"
+                "ms: math::sum((SELECT VALUE math::round(duration_s * 1000) FROM workflow "
+                "WHERE type::is::number(duration_s))), "
+                "n: count((SELECT VALUE id FROM workflow WHERE type::is::number(duration_s)))}"
+            ),
+            Stmt(f"UPSERT counter:{SNAPSHOT_COUNTS} CONTENT {{n: count((SELECT VALUE id FROM snapshot))}}"),
+            Stmt(
+                f"UPSERT counter:{CHECKPOINT_COUNTS} CONTENT {{n: count((SELECT VALUE id FROM checkpoint))}}"
+            ),
+            Stmt("DELETE $m", {"m": RECOUNT}),
+        )
+
     # -- write builders (the engine adds them to one atomic write) --------------
 
     @staticmethod
     def insert_workflow(row: dict[str, Any]) -> Write:
-        return Insert("workflow", row)
+        """A workflow row, counted by status and kind."""
+        wid = str(row["id"])
+        seq = int(row.get("submitted_seq") or row.get("updated_seq") or 0)
+        return Insert(
+            "workflow",
+            {**row, KEY: list_key(workflow_partition(seq), tiebreak=wid)},
+            counts=(
+                Count(WORKFLOW_COUNTS, str(row["status"]), 1),
+                Count(KIND_COUNTS, str(row.get("kind") or "batch"), 1),
+            ),
+        )
 
     @staticmethod
     def create_task(row: dict[str, Any], seq: int) -> Write:
         """A task row, applied lazily: the journal entry at ``seq`` (its workflow's
-        submission) is what makes it recoverable."""
+        submission) is what makes it recoverable. Counted at once, with that entry."""
         fields = dict(row)
-        return Lazy("task", str(fields.pop("id")), fields, seq, create=True)
+        tid = str(fields.pop("id"))
+        status = str(fields["status"])
+        fields[KEY] = task_key(seq, int(fields.get("index") or 0), tid)
+        counts = (Count(TASK_COUNTS, status, 1), Count(tasks_of(str(fields["workflow_id"])), status, 1))
+        return Lazy("task", tid, fields, seq, create=True, counts=counts)
+
+    @staticmethod
+    def rebuilt_task(row: dict[str, Any], seq: int) -> Write:
+        """A task row catch-up rebuilds: counted already, when it was submitted."""
+        return Insert("task", {**row, KEY: task_key(seq, int(row.get("index") or 0), str(row["id"]))})
+
+    @staticmethod
+    def status_counts(
+        entity: str, workflow_id: str, from_status: str | None, to_status: str, patch: dict[str, Any]
+    ) -> list[Write]:
+        """The counter deltas of a task or workflow moving from one status to another."""
+        if entity == "task":
+            return [
+                *moved(TASK_COUNTS, from_status, to_status),
+                *moved(tasks_of(workflow_id), from_status, to_status),
+            ]
+        out: list[Write] = list(moved(WORKFLOW_COUNTS, from_status, to_status))
+        duration = patch.get("duration_s")
+        if isinstance(duration, int | float):
+            out += [Count(DURATIONS, "ms", round(duration * 1000)), Count(DURATIONS, TOTAL, 1)]
+        return out
 
     @staticmethod
     def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
@@ -68,38 +192,23 @@ class Repository:
 
     @staticmethod
     def insert_snapshot(row: dict[str, Any]) -> Write:
-        return Insert("snapshot", row)
+        return Insert("snapshot", row, counts=(Count(SNAPSHOT_COUNTS, TOTAL, 1),))
 
     @staticmethod
     def insert_checkpoint(row: dict[str, Any]) -> Write:
-        return Insert("checkpoint", row)
+        """A checkpoint, listed newest position first (then newest made first)."""
+        key = list_key(
+            part(int(row["seq"]), descending=True),
+            part(_micros(row.get("created_at")), descending=True),
+            tiebreak=str(row["id"]),
+        )
+        return Insert("checkpoint", {**row, KEY: key}, counts=(Count(CHECKPOINT_COUNTS, TOTAL, 1),))
 
     @staticmethod
     def upsert_rollback(rollback_id: str, row: dict[str, Any]) -> Write:
         return Stmt("UPSERT type::thing('rollback', $id) MERGE $row", {"id": rollback_id, "row": row})
 
     # -- reads --------------------------------------------------------------------
-
-    async def _page(
-        self,
-        table: str,
-        filters: dict[str, Any],
-        order: str,
-        limit: int,
-        offset: int,
-        omit: str = "",
-    ) -> tuple[list[dict[str, Any]], int]:
-        """One page of a table (equality filters, fixed order) and the total that match."""
-        where, params = _where(filters)
-        return await self.store.page(
-            table,
-            where=where,
-            params=params,
-            order=order,
-            limit=limit,
-            offset=offset,
-            fields=f"* OMIT {omit}" if omit else "*",
-        )
 
     async def last_journal_seq(self) -> int:
         rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
@@ -139,17 +248,35 @@ class Repository:
         )
         return rows[0] if rows else None
 
-    async def workflows(
-        self, *, status: str | None, kind: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page(
+    async def list_workflows(
+        self, *, status: WorkflowStatus | None, kind: str | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[Workflow]:
+        """A page of workflows, newest first, and how many match (from the counters)."""
+        filters = {"status": None if status is None else str(status), "kind": kind}
+        where, params = _where(filters)
+        fields = "* OMIT operations_json, task_ids_json"
+        page = await keyset_page(
+            self.store,
             "workflow",
-            {"status": status, "kind": kind},
-            "created_at DESC, id",
             limit,
             offset,
-            omit="operations_json",
+            cursor,
+            where=where,
+            reads="status, kind",
+            params=params,
+            fields=fields,
         )
+        if kind is None:
+            total = await self._counted(WORKFLOW_COUNTS, filters["status"])
+        elif status is None:
+            total = await self._counted(KIND_COUNTS, kind)
+        else:
+            total = None  # no counter follows both at once
+        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+
+    async def _counted(self, key: str, field: str | None) -> int:
+        counts = await read_counter(self.store, key)
+        return counts.get(field, 0) if field is not None else sum(counts.values())
 
     async def active_workflows(self) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -196,12 +323,34 @@ class Repository:
         rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
         return rows[0] if rows else None
 
-    async def tasks(
-        self, *, status: str | None, workflow_id: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        return await self._page(
-            "task", {"status": status, "workflow_id": workflow_id}, "created_at DESC, index", limit, offset
+    async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
+        """A page of tasks (newest workflow first, each in submission order) and how many
+        match. One workflow's tasks are one contiguous range of the same key."""
+        prefix = ""
+        key = TASK_COUNTS
+        status = None if query.status is None else str(query.status)
+        if query.workflow_id is not None:
+            rows = await self.store.query(
+                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": query.workflow_id}
+            )
+            if not rows:
+                return Listing([], 0, None)
+            prefix = workflow_partition(int(rows[0] or 0))
+            key = tasks_of(query.workflow_id)
+        where, params = _where({"status": status, "workflow_id": query.workflow_id})
+        page = await keyset_page(
+            self.store,
+            "task",
+            limit=query.limit,
+            offset=query.offset,
+            cursor=query.cursor,
+            prefix=prefix,
+            where=where if status is not None else "",
+            reads="status, workflow_id",
+            params=params,
         )
+        total = await self._counted(key, status)
+        return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]})
@@ -259,8 +408,12 @@ class Repository:
             "SELECT * FROM journal WHERE first <= $seq", {"seq": seq}, upto=seq, entities=set(entity_ids)
         )
 
-    async def checkpoints(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        return await self._page("checkpoint", {}, "seq DESC, created_at DESC", limit, offset)
+    async def list_checkpoints(
+        self, limit: int, offset: int, cursor: str | None = None
+    ) -> Listing[Checkpoint]:
+        page = await keyset_page(self.store, "checkpoint", limit=limit, offset=offset, cursor=cursor)
+        total = await self._counted(CHECKPOINT_COUNTS, TOTAL)
+        return Listing([Checkpoint.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any] | None:
         rows = await self.store.query("SELECT * FROM type::thing('checkpoint', $id)", {"id": checkpoint_id})
@@ -276,35 +429,158 @@ class Repository:
         return await self.store.query("SELECT * FROM rollback ORDER BY started_at")
 
     async def workflow_stats(self) -> dict[str, Any]:
-        by_status, durations, snaps = await self.store.query_each(
-            "SELECT status, count() AS n FROM workflow GROUP BY status;"
-            "SELECT math::mean(duration_s) AS mean FROM workflow "
-            "WHERE duration_s != NONE GROUP ALL;"
-            "SELECT count() AS n FROM snapshot GROUP ALL",
+        """Workflows by status and kind, tasks by status, durations, snapshots,
+        checkpoints and what retention pruned: counter rows, one lookup each."""
+        keys = (
+            WORKFLOW_COUNTS,
+            KIND_COUNTS,
+            TASK_COUNTS,
+            DURATIONS,
+            SNAPSHOT_COUNTS,
+            CHECKPOINT_COUNTS,
+            PRUNED,
         )
+        c = await read_counters(self.store, keys)
+        durations = c[DURATIONS]
+        finished = durations.get(TOTAL, 0)
         return {
-            "by_status": {r["status"]: int(r["n"]) for r in by_status},
-            "mean_duration_s": float(durations[0]["mean"]) if durations else 0.0,
-            "snapshots": int(snaps[0]["n"]) if snaps else 0,
+            "by_status": c[WORKFLOW_COUNTS],
+            "by_kind": c[KIND_COUNTS],
+            "tasks_by_status": c[TASK_COUNTS],
+            "mean_duration_s": durations.get("ms", 0) / finished / 1000 if finished else 0.0,
+            "snapshots": c[SNAPSHOT_COUNTS].get(TOTAL, 0),
+            "checkpoints": c[CHECKPOINT_COUNTS].get(TOTAL, 0),
+            "pruned": c[PRUNED],
         }
+
+    async def task_counts_of(self, workflow_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Each workflow's tasks by status (its counter row)."""
+        counts = await read_counters(self.store, [tasks_of(w) for w in workflow_ids])
+        return {w: counts[tasks_of(w)] for w in workflow_ids}
 
     async def ping(self) -> None:
         """A round trip to the store; raises if it cannot answer."""
         await self.store.query("RETURN 1")
+
+    # -- retention (orchestrator/retention.py): bounded chunks, counters kept exact ----------
+
+    async def oldest_checkpoints(self, limit: int) -> list[dict[str, Any]]:
+        """Checkpoints with the lowest positions first (index ``checkpoint_seq``)."""
+        return await self.store.query(
+            "SELECT id, seq, created_at, workflow_id FROM checkpoint WHERE seq >= 0 ORDER BY seq LIMIT $n",
+            {"n": limit},
+        )
+
+    async def oldest_submitted_seq(self) -> int | None:
+        """The submission position of the oldest workflow still recorded."""
+        rows = await self.store.query(
+            "SELECT submitted_seq, created_at FROM workflow WHERE created_at >= $epoch "
+            "ORDER BY created_at LIMIT 10",
+            {"epoch": _EPOCH},
+        )
+        seqs = [int(r["submitted_seq"]) for r in rows if isinstance(r.get("submitted_seq"), int)]
+        return min(seqs) if seqs else None
+
+    async def expired_workflows(
+        self, cutoff: datetime, below_seq: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Finished workflows completed before ``cutoff`` whose last change lies below
+        ``below_seq`` (no kept checkpoint could roll them back), oldest first."""
+        return await self.store.query(
+            "SELECT id, status, kind, submitted_seq, duration_s, checkpoint_id, created_at FROM workflow "
+            "WHERE created_at < $cutoff AND status IN $final AND completed_at < $cutoff "
+            "AND ($below = NONE OR updated_seq < $below) ORDER BY created_at LIMIT $n",
+            {"cutoff": cutoff, "final": _FINAL_WORKFLOW, "below": below_seq, "n": limit},
+        )
+
+    @staticmethod
+    def prune_checkpoint(checkpoint_id: str) -> Write:
+        """Forget an expired checkpoint, counted."""
+        return Stmt(
+            "{ LET $gone = array::len((DELETE type::thing('checkpoint', $id) RETURN BEFORE)); "
+            f"UPSERT counter:{CHECKPOINT_COUNTS} SET {TOTAL} -= $gone; "
+            f"UPSERT counter:{PRUNED} SET checkpoint += $gone; }}",
+            {"id": checkpoint_id},
+        )
+
+    @staticmethod
+    def prune_tasks(workflow_id: str, submitted_seq: int, chunk: int) -> Write:
+        """Forget up to ``chunk`` finished tasks of a workflow (one range of the list
+        index), each status counter dropping with them; the result is how many went."""
+        by_status = ", ".join(f"{s} -= array::len($gone[WHERE status = '{s}'])" for s in _FINAL_TASK)
+        prefix = workflow_partition(submitted_seq)
+        return Stmt(
+            "{ LET $gone = (DELETE (SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi "
+            "AND status IN $final LIMIT $chunk) RETURN BEFORE); "
+            f"UPSERT counter:{TASK_COUNTS} SET {by_status}; "
+            f"UPSERT type::thing('counter', $wf) SET {by_status}; "
+            f"UPSERT counter:{PRUNED} SET task += array::len($gone); "
+            "array::len($gone) }",
+            {
+                "lo": prefix,
+                "hi": prefix + END,
+                "final": _FINAL_TASK,
+                "chunk": chunk,
+                "wf": tasks_of(workflow_id),
+            },
+        )
+
+    @staticmethod
+    def prune_workflow(row: dict[str, Any]) -> Write:
+        """Forget a finished workflow whose tasks are gone: its row, snapshots, the
+        automatic checkpoint and its counter, all counted; nothing if it changed status
+        or still has a task (a rollback started meanwhile). The result says whether."""
+        status, kind = str(row["status"]), str(row.get("kind") or "batch")
+        duration = row.get("duration_s")
+        ms, finished = (round(duration * 1000), 1) if isinstance(duration, int | float) else (0, 0)
+        for name in (status, kind):
+            if not _IDENT.fullmatch(name):
+                raise ValueError(f"not a counter field: {name!r}")
+        # No RETURN inside: in a transaction it would end the whole group commit.
+        return Stmt(
+            "{ LET $left = array::len((SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi LIMIT 1)); "
+            "LET $wf = IF $left = 0 { (DELETE type::thing('workflow', $id) WHERE status = $status "
+            "RETURN BEFORE) } ELSE { [] }; "
+            "LET $ok = array::len($wf); "
+            "LET $snaps = IF $ok > 0 { array::len((DELETE snapshot WHERE workflow_id = $id RETURN BEFORE)) } "
+            "ELSE { 0 }; "
+            "LET $cps = IF $ok > 0 { array::len((DELETE $cp WHERE auto = true RETURN BEFORE)) } ELSE { 0 }; "
+            f"UPSERT counter:{WORKFLOW_COUNTS} SET {status} -= $ok; "
+            f"UPSERT counter:{KIND_COUNTS} SET {kind} -= $ok; "
+            f"UPSERT counter:{DURATIONS} SET ms -= $ms * $ok, {TOTAL} -= $finished * $ok; "
+            f"UPSERT counter:{SNAPSHOT_COUNTS} SET {TOTAL} -= $snaps; "
+            f"UPSERT counter:{CHECKPOINT_COUNTS} SET {TOTAL} -= $cps; "
+            "IF $ok > 0 { DELETE type::thing('counter', $wfc) }; "
+            f"UPSERT counter:{PRUNED} SET workflow += $ok, snapshot += $snaps, checkpoint += $cps; "
+            "$ok > 0 }",
+            {
+                "id": str(row["id"]),
+                "status": status,
+                "lo": workflow_partition(int(row.get("submitted_seq") or 0)),
+                "hi": workflow_partition(int(row.get("submitted_seq") or 0)) + END,
+                "ms": ms,
+                "finished": finished,
+                "wfc": tasks_of(str(row["id"])),
+                "cp": RecordID("checkpoint", str(row.get("checkpoint_id") or "")),
+            },
+        )
+
+    @staticmethod
+    def prune_journal(below_seq: int, chunk: int) -> Write:
+        """Forget up to ``chunk`` journal segments whose entries all lie below a position
+        (a range scan of record ids); the result is how many went."""
+        return Stmt(
+            "{ LET $gone = array::len((DELETE (SELECT VALUE id FROM "
+            f"journal:..{int(below_seq)} LIMIT $chunk) RETURN BEFORE)); "
+            f"UPSERT counter:{PRUNED} SET journal += $gone; $gone }}",
+            {"chunk": chunk},
+        )
 
     # -- typed reads (the API's services): frozen records ------------------------------
 
     async def get_workflow(self, workflow_id: str) -> Workflow | None:
         row = await self.workflow(workflow_id)
         return None if row is None else Workflow.from_row(row)
-
-    async def list_workflows(
-        self, *, status: WorkflowStatus | None, kind: str | None, limit: int, offset: int
-    ) -> tuple[list[Workflow], int]:
-        rows, total = await self.workflows(
-            status=None if status is None else str(status), kind=kind, limit=limit, offset=offset
-        )
-        return [Workflow.from_row(r) for r in rows], total
 
     async def workflow_tasks(self, workflow_id: str) -> list[Task]:
         """A workflow's tasks in submission order."""
@@ -323,24 +599,9 @@ class Repository:
         row = await self.task(task_id)
         return None if row is None else Task.from_row(row)
 
-    async def list_tasks(
-        self, *, status: TaskStatus | None, workflow_id: str | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        rows, total = await self.tasks(
-            status=None if status is None else str(status),
-            workflow_id=workflow_id,
-            limit=limit,
-            offset=offset,
-        )
-        return [Task.from_row(r) for r in rows], total
-
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         row = await self.checkpoint(checkpoint_id)
         return None if row is None else Checkpoint.from_row(row)
-
-    async def list_checkpoints(self, limit: int, offset: int) -> tuple[list[Checkpoint], int]:
-        rows, total = await self.checkpoints(limit, offset)
-        return [Checkpoint.from_row(r) for r in rows], total
 
 
 class InventoryRepository:

@@ -27,6 +27,7 @@ from orchestrator.states import TaskStatus, WorkflowStatus
 from orchestrator.views import human_size
 from shared.errors import NotFound
 from shared.settings import Settings
+from shared.store.keyset import Listing
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ class StateStatistics:
     snapshots: int
     storage_usage: str
     mean_duration_s: float
+    workflows_by_status: dict[str, int]
+    workflows_by_kind: dict[str, int]
+    tasks_by_status: dict[str, int]
+    checkpoints: int
+    pruned: dict[str, int]  # what retention removed, by table (orchestrator/retention.py)
+    retention_days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +189,19 @@ class StateService:
         return SystemHealth(storage, coordinator, Health.HEALTHY, datetime.now(UTC))
 
     async def statistics(self) -> StateStatistics:
+        """Counts from the counter rows (one lookup each, whatever the history)."""
         stats = await self.repo.workflow_stats()
         return StateStatistics(
             total_workflows=sum(stats["by_status"].values()),
             snapshots=stats["snapshots"],
             storage_usage=_storage_usage(self.settings),
             mean_duration_s=round(stats["mean_duration_s"], 3),
+            workflows_by_status=stats["by_status"],
+            workflows_by_kind=stats["by_kind"],
+            tasks_by_status=stats["tasks_by_status"],
+            checkpoints=stats["checkpoints"],
+            pruned=stats["pruned"],
+            retention_days=self.settings.retention_days,
         )
 
     async def inventory(self) -> list[dict[str, Any]]:
@@ -196,9 +210,9 @@ class StateService:
 
     # -- checkpoints and rollbacks ----------------------------------------------------------
 
-    async def checkpoints(self, limit: int, offset: int) -> tuple[list[Checkpoint], int]:
+    async def checkpoints(self, limit: int, offset: int, cursor: str | None) -> Listing[Checkpoint]:
         """Checkpoints, newest first, and how many there are."""
-        return await self.repo.list_checkpoints(limit, offset)
+        return await self.repo.list_checkpoints(limit, offset, cursor)
 
     async def checkpoint(self, checkpoint_id: str) -> tuple[Checkpoint, int]:
         """A checkpoint and how many operations stood Completed at it."""
@@ -217,7 +231,7 @@ class StateService:
 
     async def rollback_statistics(self) -> RollbackStatistics:
         """Checkpoints, finished rollbacks, their success rate and mean duration."""
-        _, total_checkpoints = await self.repo.checkpoints(1, 0)
+        total_checkpoints = (await self.repo.workflow_stats())["checkpoints"]
         finished = [r for r in await self.repo.rollbacks() if r.get("completed_at") is not None]
         succeeded = sum(1 for r in finished if r.get("success"))
         durations = [float(r.get("duration") or 0) for r in finished]

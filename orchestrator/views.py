@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.records import Checkpoint, Task, Workflow
+from orchestrator.records import BatchSummary, Checkpoint, Task, Workflow
 from orchestrator.runtime import WorkflowState
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from orchestrator.state import RollbackStatistics, StateStatistics, SystemHealth, SystemMetrics
@@ -93,6 +93,20 @@ def batch_view(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
         "checkpoint_id": wf.checkpoint_id,
         "operations": [operation_view(t) for t in tasks],
     }
+
+
+def batch_list_view(item: BatchSummary) -> dict[str, Any]:
+    """A ``GET /batch/operations`` entry: the batch, its operations counted by status, and
+    the operations themselves only when listed (a small batch, full view)."""
+    doc = batch_view(item.workflow, item.tasks or [])
+    if item.tasks is None:
+        del doc["operations"]
+        total = item.total_operations
+        done = sum(n for status, n in item.counts.items() if TaskStatus(status) in FINAL_TASK)
+        doc["progress"] = round(done / total * 100, 2) if total else 100.0
+    doc["counts"] = item.counts
+    doc["total_operations"] = item.total_operations
+    return doc
 
 
 def submitted_view(wf: WorkflowState) -> dict[str, Any]:
@@ -210,6 +224,12 @@ def state_statistics_view(stats: StateStatistics) -> dict[str, Any]:
         "active_snapshots": stats.snapshots,
         "storage_usage": stats.storage_usage,
         "average_workflow_duration": stats.mean_duration_s,
+        "workflows_by_status": stats.workflows_by_status,
+        "workflows_by_kind": stats.workflows_by_kind,
+        "total_tasks": sum(stats.tasks_by_status.values()),
+        "tasks_by_status": stats.tasks_by_status,
+        "total_checkpoints": stats.checkpoints,
+        "retention": {"days": stats.retention_days, "pruned": stats.pruned},
     }
 
 

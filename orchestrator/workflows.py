@@ -11,13 +11,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.models import BatchRequest
-from orchestrator.records import DEFAULT_KIND, Task, Workflow
+from orchestrator.models import BatchRequest, TaskQuery
+from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
 from orchestrator.runtime import WorkflowState
-from orchestrator.states import TaskStatus, WorkflowStatus
+from orchestrator.states import WorkflowStatus
 from shared.errors import NotFound
 from shared.security.actor import Actor
+from shared.store.keyset import Listing
+
+# A listed batch carries its operations only up to this many (a bigger one is paged
+# through GET /tasks?workflow_id=…): a page of batches stays small whatever they hold.
+LIST_OPERATIONS_MAX = 100
+PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batches: counts only)
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
@@ -63,14 +69,27 @@ class WorkflowService:
         return wf, await self.repo.workflow_tasks(wf.id)
 
     async def batches(
-        self, *, status: WorkflowStatus | None, limit: int, offset: int
-    ) -> tuple[list[tuple[Workflow, list[Task]]], int]:
-        """A page of workflows, newest first, each with its tasks; and how many match."""
-        workflows, total = await self.repo.list_workflows(
-            status=status, kind=None, limit=limit, offset=offset
+        self, *, status: WorkflowStatus | None, limit: int, offset: int, cursor: str | None, full: bool
+    ) -> Listing[BatchSummary]:
+        """A page of workflows, newest first, each with its tasks counted by status; with
+        ``full``, the operations too of each batch of at most ``LIST_OPERATIONS_MAX``
+        operations, up to ``PAGE_OPERATIONS_MAX`` over the page (page through the
+        others with ``tasks(workflow_id=…)``)."""
+        listing = await self.repo.list_workflows(
+            status=status, kind=None, limit=limit, offset=offset, cursor=cursor
         )
-        tasks = await self.repo.tasks_by_workflow([wf.id for wf in workflows])
-        return [(wf, tasks.get(wf.id, [])) for wf in workflows], total
+        ids = [wf.id for wf in listing.items]
+        counts = await self.repo.task_counts_of(ids)
+        small: list[str] = []
+        listed = 0
+        for w in ids if full else []:
+            n = sum(counts[w].values())
+            if n <= LIST_OPERATIONS_MAX and listed + n <= PAGE_OPERATIONS_MAX:
+                small.append(w)
+                listed += n
+        tasks = await self.repo.tasks_by_workflow(small) if small else {}
+        items = [BatchSummary(wf, counts[wf.id], tasks.get(wf.id)) for wf in listing.items]
+        return Listing(items, listing.total, listing.next_cursor)
 
     async def task(self, task_id: str) -> Task:
         task = await self.repo.get_task(task_id)
@@ -78,8 +97,6 @@ class WorkflowService:
             raise NotFound(f"no task with id {task_id}")
         return task
 
-    async def tasks(
-        self, *, status: TaskStatus | None, workflow_id: str | None, limit: int, offset: int
-    ) -> tuple[list[Task], int]:
-        """A page of tasks, newest first; and how many match."""
-        return await self.repo.list_tasks(status=status, workflow_id=workflow_id, limit=limit, offset=offset)
+    async def tasks(self, query: TaskQuery) -> Listing[Task]:
+        """A page of tasks (newest workflow first, each in submission order); how many match."""
+        return await self.repo.list_tasks(query)

@@ -405,6 +405,15 @@ class Settings(BaseSettings):
     metrics_token: str = Field(default="", repr=False)  # set: /metrics needs "Authorization: Bearer <token>"
 
     # -- reads, counters and retention --
+    # Filters a list's key cannot express (a status) read at most this many rows per page
+    # (shared/store/keyset.py); a page may then hold fewer items and still link to the next.
+    list_scan_budget: Count = 2_000
+    # Finished workflows (their tasks, snapshots, checkpoints), journal segments no
+    # workflow or checkpoint still needs, and sent webhook deliveries older than this
+    # are pruned by a background job (orchestrator/retention.py); 0 keeps everything.
+    retention_days: Amount = 30
+    retention_chunk: Count = 500  # rows (or workflows, journal segments) removed per commit
+    retention_interval_s: Seconds = 3600.0  # how often the job runs (and once at start)
 
     # -- durability --
     # Every group commit is synced to disk (fsync of the engine's commit log) before its

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from orchestrator.keys import WORKFLOWS
 from orchestrator.models import (
+    BATCH_LIST_ITEM,
     BATCH_SUBMITTED,
     BATCH_VIEW,
     PLAN,
@@ -26,7 +27,7 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
-from orchestrator.views import batch_view, submitted_view
+from orchestrator.views import batch_list_view, batch_view, submitted_view
 from shared.errors import ValidationFailed
 from shared.security.actor import actor_of
 from shared.web.envelope import ok, paginated
@@ -67,19 +68,21 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
     action="read",
     query=BatchListQuery,
     tags=("batch",),
-    response=array(BATCH_VIEW),
+    response=array(BATCH_LIST_ITEM),
 )
 async def list_batches(request: web.Request, query: BatchListQuery) -> web.Response:
-    """Every batch, newest first, with its operations."""
+    """Every batch, newest first, its operations counted by status (and listed for batches
+    of at most 100 in the full view; page a bigger one with ``GET /tasks?workflow_id=``)."""
     if query.status is not None and query.status not in WORKFLOW_STATUSES:
         raise ValidationFailed(f"unknown status {query.status!r}")
-    batches, total = await request.app[WORKFLOWS].batches(
+    listing = await request.app[WORKFLOWS].batches(
         status=None if query.status is None else WorkflowStatus(query.status),
         limit=query.limit,
         offset=query.offset,
+        cursor=query.cursor,
+        full=query.view == "full",
     )
-    data = [batch_view(wf, tasks) for wf, tasks in batches]
-    return paginated(request, data, total, query.limit, query.offset)
+    return paginated(request, [batch_list_view(b) for b in listing.items], query, listing)
 
 
 @api.route(

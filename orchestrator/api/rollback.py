@@ -47,8 +47,8 @@ async def create_checkpoint(request: web.Request, body: CheckpointRequest) -> we
 )
 async def list_checkpoints(request: web.Request, query: PageQuery) -> web.Response:
     """Checkpoints, newest first."""
-    checkpoints, total = await request.app[STATE].checkpoints(query.limit, query.offset)
-    return paginated(request, [checkpoint_view(c) for c in checkpoints], total, query.limit, query.offset)
+    listing = await request.app[STATE].checkpoints(query.limit, query.offset, query.cursor)
+    return paginated(request, [checkpoint_view(c) for c in listing.items], query, listing)
 
 
 @api.route(

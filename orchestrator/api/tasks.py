@@ -26,19 +26,15 @@ STATUSES = [s.value for s in TaskStatus]
     response=array(TASK_VIEW),
 )
 async def list_tasks(request: web.Request, query: TaskQuery) -> web.Response:
-    """List tasks, newest first; filter by status or workflow."""
+    """List tasks, newest workflow first (each in submission order); filter by status or
+    workflow (``workflow_id`` pages through one batch's operations)."""
     if query.status is not None and query.status not in STATUSES:
         raise ValidationFailed(
             f"unknown status {query.status!r}; use one of {', '.join(STATUSES)}",
             details={"fields": [{"field": "status", "message": "unknown status"}]},
         )
-    tasks, total = await request.app[WORKFLOWS].tasks(
-        status=None if query.status is None else TaskStatus(query.status),
-        workflow_id=query.workflow_id,
-        limit=query.limit,
-        offset=query.offset,
-    )
-    return paginated(request, [task_view(t) for t in tasks], total, query.limit, query.offset)
+    listing = await request.app[WORKFLOWS].tasks(query)
+    return paginated(request, [task_view(t) for t in listing.items], query, listing)
 
 
 @api.route("GET", "/tasks/{id}", resource="tasks", action="read", tags=("tasks",), response=TASK_VIEW)

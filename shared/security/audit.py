@@ -34,6 +34,7 @@ from shared.logs import redact
 from shared.security.actor import Actor, actor_of, audited
 from shared.security.auth import PRINCIPAL
 from shared.security.repositories import AUDIT_HEAD_MOVED, AuditRepository
+from shared.store.keyset import Listing
 from shared.store.store import Store
 from shared.web.routing import route_spec
 
@@ -435,13 +436,12 @@ class AuditLog:
                 log.exception("could not write the counts of coalesced refusals")
 
     async def search(
-        self,
-        filters: dict[str, Any],
-        limit: int,
-        offset: int,
-    ) -> tuple[list[dict[str, Any]], int]:
+        self, filters: dict[str, Any], limit: int, offset: int = 0, cursor: str | None = None
+    ) -> Listing[dict[str, Any]]:
+        """A page of records, newest first (see ``AuditRepository.search``)."""
         assert self.repo is not None
-        return await self.repo.search(filters, limit, offset)
+        page, total = await self.repo.search(filters, limit, offset, cursor)
+        return Listing(page.rows, total, page.next_cursor)
 
 
 class _ChainWalk:

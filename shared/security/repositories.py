@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.store.keyset import KEY, Page, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Insert, Stmt, Write
 
@@ -219,7 +220,7 @@ class AuditRepository:
             f"{{ THROW '{AUDIT_HEAD_MOVED}' }}",
             {"id": AUDIT_HEAD_ID, "seq": head_seq, "hash": head_hash, "prev": prev_seq},
         )
-        return [guard, *(Insert("audit", row) for row in rows)]
+        return [guard, *(Insert("audit", {**row, KEY: audit_key(int(row["seq"]))}) for row in rows)]
 
     async def snapshot(self) -> tuple[int, str, int]:
         """The head (seq, hash) and how many rows the table holds, read in one statement
@@ -257,15 +258,21 @@ class AuditRepository:
         return rows[0] if rows else None
 
     async def search(
-        self,
-        filters: dict[str, Any],
-        limit: int,
-        offset: int,
-    ) -> tuple[list[dict[str, Any]], int]:
+        self, filters: dict[str, Any], limit: int, offset: int, cursor: str | None
+    ) -> tuple[Page, int | None]:
+        """Records newest first, filtered; and how many match when that is known without
+        counting (unfiltered: the chain's head, since no record is ever removed)."""
         where, params = _audit_where(filters)
-        return await self.store.page(
-            "audit", where=where, params=params, order="seq DESC", limit=limit, offset=offset
+        reads = "user_id, action, resource, result, timestamp"
+        page = await keyset_page(
+            self.store, "audit", limit, offset, cursor, where=where, reads=reads, params=params
         )
+        return page, None if where else (await self.head())[0]
+
+
+def audit_key(seq: int) -> str:
+    """Newest record first (positions are unique: no tiebreak needed)."""
+    return list_key(part(seq, descending=True), tiebreak="")
 
 
 def _audit_where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -91,6 +91,7 @@ class Store:
         lazy_max_age_s: float = 1.0,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
+        list_scan_budget: int = 2_000,
         secrets: SecretBox | None = None,
         after_connect: Callable[[], None] | None = None,
         sync_commits: bool = True,
@@ -112,6 +113,8 @@ class Store:
         self.lazy_max_age_s = lazy_max_age_s
         self.lazy_chunk = lazy_chunk
         self.lazy_max = lazy_max
+        # Rows a filtered list page reads at most (shared/store/keyset.py).
+        self.list_scan_budget = list_scan_budget
         self._lock = DataDirLock(lock_dir) if lock_dir is not None else None
         self._db: Any = None
         self._queue: asyncio.Queue[_Pending | object | None] = asyncio.Queue()
@@ -207,7 +210,9 @@ class Store:
         params: dict[str, Any] | None = None,
         fields: str = "*",
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of rows and how many match in all, in one round trip.
+        """One page of rows and how many match in all, in one round trip: a sort and a
+        count of every match, so only for tables that stay small (policies, webhook
+        subscriptions); lists that grow use ``shared/store/keyset.py``.
 
         ``table``, ``where``, ``order`` and ``fields`` are the caller's own SurrealQL
         (never request text); every value goes in ``params``."""
@@ -475,6 +480,8 @@ class Store:
             for write in pending.stmts:
                 if isinstance(write, Lazy):
                     lazies.append(write)
+                    for count in write.counts:  # with the log entry, applied or not
+                        plan.add(count, own=False)
                     if not applying:
                         plan.slots.append(None)
                         continue

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel
 
-log = logging.getLogger(__name__)
-
+from shared.web.routing import OffsetPageQuery, PageQuery
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,44 @@ def error_response(
     return web.json_response(body, status=status, dumps=_dumps)
 
 
-def paginated(request: web.Request, items: list[Any], total: int, limit: int, offset: int) -> web.Response:
-    """A list response with ``X-Total-Count``, ``X-Limit``, ``X-Offset`` and ``Link``."""
-    headers = {"X-Total-Count": str(total), "X-Limit": str(limit), "X-Offset": str(offset)}
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A page of a small list that pages by offset only: its total, and no cursor."""
+
+    total: int
+    next_cursor: None = None
+
+
+class Listed(Protocol):
+    """A page as a service returns it (``shared.store.keyset.Listing``)."""
+
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
+def paginated(request: web.Request, items: list[Any], query: OffsetPageQuery, listed: Listed) -> web.Response:
+    """A list page with ``X-Limit``, ``X-Offset``, ``X-Total-Count`` (when the total is
+    maintained; a filter no counter follows sends none) and ``Link``: ``rel="next"``
+    carries the cursor of the page after this one (present exactly when there is
+    one; by offset for the small lists that have no cursor), ``rel="prev"`` the
+    previous offset for a client paging by offsets."""
+    limit, offset = query.limit, query.offset
+    headers = {"X-Limit": str(limit), "X-Offset": str(offset)}
+    if listed.total is not None:
+        headers["X-Total-Count"] = str(listed.total)
     links = []
-    if offset + limit < total:
+    if listed.next_cursor is not None:
+        kept = {k: v for k, v in request.rel_url.query.items() if k not in ("offset", "cursor", "limit")}
+        nxt = request.rel_url.with_query({**kept, "cursor": listed.next_cursor, "limit": str(limit)})
+        links.append(f'<{nxt}>; rel="next"')
+    elif not isinstance(query, PageQuery) and listed.total is not None and offset + limit < listed.total:
+        # a small list that pages by offset only
         nxt = request.rel_url.update_query(offset=offset + limit, limit=limit)
         links.append(f'<{nxt}>; rel="next"')
-    if offset > 0:
+    if offset > 0 and "cursor" not in request.rel_url.query:
         prev = request.rel_url.update_query(offset=max(0, offset - limit), limit=limit)
         links.append(f'<{prev}>; rel="prev"')
     if links:

@@ -17,7 +17,7 @@ from pydantic.json_schema import JsonSchemaMode
 from shared.web.envelope import ok
 from shared.web.keys import SERVICE_KEY
 from shared.web.middlewares import add_response_headers
-from shared.web.routing import NAMED_SCHEMAS, STR, Api, JsonSchema, ResponseSchema, RouteSpec
+from shared.web.routing import NAMED_SCHEMAS, STR, Api, JsonSchema, OffsetPageQuery, ResponseSchema, RouteSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,23 @@ ERROR_SCHEMA: JsonSchema = {
     "required": ["success", "error", "code"],
     "additionalProperties": False,
 }
+# What every list answers beside its page (shared/web/envelope.py, ``paginated``).
+PAGE_HEADERS: dict[str, Any] = {
+    "X-Limit": {"description": "the page size used", "schema": {"type": "integer"}},
+    "X-Offset": {"description": "the offset used", "schema": {"type": "integer"}},
+    "X-Total-Count": {
+        "description": "how many items match in all; absent when no counter follows the filters",
+        "schema": {"type": "integer"},
+    },
+    "Link": {
+        "description": (
+            '<…?cursor=…&limit=…>; rel="next" while there is a next page (its cursor costs '
+            'nothing, an offset O(offset)); <…?offset=…>; rel="prev" when paging by offset'
+        ),
+        "schema": {"type": "string"},
+    },
+}
+
 ERROR_DESCRIPTIONS = {
     400: "malformed request (not JSON, bad header, parameter or body)",
     401: "missing, invalid, expired or revoked credentials",
@@ -155,6 +172,8 @@ def openapi_document(
                 ok_response = success(spec.response, spec.raw)
             for media_type, media_object in spec.media:
                 ok_response["content"][media_type] = media_object
+            if isinstance(spec.query, type) and issubclass(spec.query, OffsetPageQuery):
+                ok_response["headers"] = PAGE_HEADERS
             responses[str(spec.success_status)] = ok_response
         for status, value in spec.alternatives:
             responses[str(status)] = success(value, spec.raw)

@@ -53,11 +53,25 @@ def choice(values: Sequence[str], what: str) -> tuple[AfterValidator, WithJsonSc
     return AfterValidator(check), WithJsonSchema({"type": "string", "enum": list(values)})
 
 
-class PageQuery(Model):
-    """``limit`` (default 50, max 1000) and ``offset`` (max 10,000,000) for list endpoints."""
+class OffsetPageQuery(Model):
+    """``limit`` (default 50, max 1000) and ``offset`` (max 10,000,000) for the small lists
+    that page by offset only (policies, webhook subscriptions)."""
 
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class PageQuery(OffsetPageQuery):
+    """``limit``, ``offset`` (costs O(offset)) and ``cursor`` (from the previous page's
+    ``Link: rel="next"``; costs nothing whatever the page) for lists that grow."""
+
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        max_length=600,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="opaque: the next page after the one whose Link header gave it",
+    )
 
 
 # -- response schemas ----------------------------------------------------------------

@@ -71,6 +71,7 @@ LEASE_TTL_S = 15.0  # a crashed replica's webhooks are taken over after this
 RESPONSE_EXCERPT_BYTES = 1024  # of each answer, kept in the attempt log
 ERROR_MAX_CHARS = 512  # of an attempt's error (it may quote the consumer's reason phrase)
 PRUNE_EVERY_S = 3600.0
+PRUNE_CHUNK = 500  # finished deliveries forgotten per commit
 
 
 def _now_dt() -> datetime:
@@ -229,7 +230,10 @@ class Dispatcher:
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             cutoff = wall - self.settings.webhook_log_retention_s
-            await self.store.write(WebhookRepository.expire_pending(cutoff), *WebhookRepository.prune(cutoff))
+            await self.store.write(WebhookRepository.expire_pending(cutoff))
+            pruned = PRUNE_CHUNK
+            while pruned == PRUNE_CHUNK:  # in chunks: other writes commit in between
+                pruned = (await self.store.write(WebhookRepository.prune(cutoff, PRUNE_CHUNK)))[0]
         touched, self._touched = self._touched, set()
         for webhook_id in sorted(touched):
             self._start_worker(webhook_id)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.store.counters import TOTAL, read_counter
+from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Insert, Merge, Stmt, Write
+from shared.store.writes import Count, Insert, Merge, Stmt, Write
 
 WEBHOOK = "webhook"
 DELIVERY = "webhook_delivery"
@@ -20,6 +22,16 @@ ATTEMPT = "webhook_attempt"
 # Delivery statuses.
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 DELIVERY_STATUSES = (PENDING, DELIVERED, FAILED, CANCELLED)
+
+
+def deliveries_of(webhook_id: str) -> str:
+    """The counter of one webhook's deliveries."""
+    return f"{DELIVERY}/{webhook_id}"
+
+
+def delivery_partition(webhook_id: str) -> str:
+    """The key prefix of one webhook's deliveries."""
+    return f"{webhook_id}|"
 
 
 class WebhookRepository:
@@ -65,7 +77,12 @@ class WebhookRepository:
 
     @staticmethod
     def insert_delivery(row: dict[str, Any]) -> Write:
-        return Insert(DELIVERY, row)
+        """A delivery, listed with its webhook's, newest first; counted per webhook."""
+        webhook_id = str(row["webhook_id"])
+        key = list_key(
+            delivery_partition(webhook_id), part(int(row["seq"]), descending=True), tiebreak=str(row["id"])
+        )
+        return Insert(DELIVERY, {**row, KEY: key}, counts=(Count(deliveries_of(webhook_id), TOTAL, 1),))
 
     @staticmethod
     def patch_delivery(delivery_id: str, patch: dict[str, Any]) -> Write:
@@ -104,20 +121,22 @@ class WebhookRepository:
         )
 
     @staticmethod
-    def prune(before_epoch_s: float) -> list[Write]:
-        """Forget finished deliveries (and their attempts) older than a cutoff."""
-        return [
-            Stmt(
-                "DELETE webhook_attempt WHERE delivery_id IN "
-                "(SELECT VALUE record::id(id) FROM webhook_delivery WHERE status != 'pending' "
-                "AND created_epoch < $before)",
-                {"before": before_epoch_s},
-            ),
-            Stmt(
-                "DELETE webhook_delivery WHERE status != 'pending' AND created_epoch < $before",
-                {"before": before_epoch_s},
-            ),
-        ]
+    def prune(before_epoch_s: float, chunk: int, *, tally: bool = False) -> Write:
+        """Forget up to ``chunk`` finished deliveries (and their attempts) older than a
+        cutoff, each webhook's counter dropping with them in the same statement; the
+        result is how many went (prune again while it is ``chunk``). With ``tally``,
+        ``counter:pruned`` counts them (the retention job's report)."""
+        return Stmt(
+            "{ LET $gone = (DELETE (SELECT VALUE id FROM webhook_delivery WHERE status != 'pending' "
+            "AND created_epoch < $before LIMIT $chunk) RETURN BEFORE); "
+            "DELETE webhook_attempt WHERE delivery_id IN (SELECT VALUE record::id(id) FROM $gone); "
+            "FOR $g IN (SELECT webhook_id, count() AS n FROM $gone GROUP BY webhook_id) { "
+            f"UPSERT type::thing('counter', string::concat('{DELIVERY}/', $g.webhook_id)) "
+            f"SET {TOTAL} -= $g.n; }}; "
+            "IF $tally { UPSERT counter:pruned SET webhook_delivery += array::len($gone) }; "
+            "array::len($gone) }",
+            {"before": before_epoch_s, "chunk": chunk, "tally": tally},
+        )
 
     # -- reads -------------------------------------------------------------------------
 
@@ -152,18 +171,24 @@ class WebhookRepository:
         )
 
     async def deliveries(
-        self, webhook_id: str, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        where = "webhook_id = $id" + (" AND status = $status" if status else "")
-        return await self.store.page(
-            "webhook_delivery",
-            where=where,
-            params={"id": webhook_id, "status": status},
-            order="seq DESC",
+        self, webhook_id: str, status: str | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[dict[str, Any]]:
+        """A webhook's deliveries, newest first: one range of the list index. Counted
+        when unfiltered (the counter is per webhook, not per status)."""
+        page = await keyset_page(
+            self.store,
+            DELIVERY,
             limit=limit,
             offset=offset,
+            cursor=cursor,
+            prefix=delivery_partition(webhook_id),
+            where="status = $status" if status else "",
+            reads="status",
+            params={"status": status},
             fields="* OMIT body",
         )
+        total = None if status else (await read_counter(self.store, deliveries_of(webhook_id))).get(TOTAL, 0)
+        return Listing(page.rows, total, page.next_cursor)
 
     async def delivery(self, delivery_id: str) -> dict[str, Any] | None:
         rows = await self.store.query(

@@ -18,6 +18,7 @@ from shared.events.bus import EventBus
 from shared.security.actor import Actor
 from shared.security.auth import ANONYMOUS
 from shared.settings import Settings
+from shared.store.keyset import Listing
 from shared.store.store import Store
 from shared.store.writes import Write
 from shared.webhooks.catalogue import TEST_EVENT, Catalogue
@@ -154,10 +155,11 @@ class WebhookService:
         return row
 
     async def deliveries(
-        self, webhook_id: str, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+        self, webhook_id: str, status: str | None, limit: int, offset: int, cursor: str | None = None
+    ) -> Listing[dict[str, Any]]:
+        """A webhook's deliveries, newest first."""
         await self.get(webhook_id)
-        return await self.repo.deliveries(webhook_id, status, limit, offset)
+        return await self.repo.deliveries(webhook_id, status, limit, offset, cursor)
 
     async def delivery(
         self, webhook_id: str, delivery_id: str

@@ -47,8 +47,7 @@ async def as_user(app: web.Application, username: str) -> Actor:
 
 
 async def records(app: web.Application, action: str) -> list[dict[str, Any]]:
-    rows, _ = await app[AUDIT].search({"action": action}, 50, 0)
-    return rows
+    return (await app[AUDIT].search({"action": action}, 50, 0)).items
 
 
 async def test_login_audits_through_the_actor_and_marks_it(app: web.Application) -> None:

@@ -131,13 +131,19 @@ async def test_limit_offset_and_link_headers(orch):
     assert 'rel="next"' in link and 'rel="prev"' not in link
     nxt = re.search(r'<([^>]+)>; rel="next"', link)
     assert nxt is not None
-    assert "offset=2" in nxt.group(1) and "limit=2" in nxt.group(1)
+    assert "cursor=" in nxt.group(1) and "limit=2" in nxt.group(1) and "offset" not in nxt.group(1)
 
-    # following the next link gives the next page
+    # following the next link (a cursor) gives the next page
     resp = await orch.get(nxt.group(1))
     assert resp.status == 200
     page2 = (await resp.json())["data"]
     assert [t["id"] for t in page2] == all_ids[2:4]
+    assert resp.headers["X-Offset"] == "0"
+    assert 'rel="next"' in resp.headers["Link"]
+
+    # offsets still work as documented, with a previous link
+    resp, by_offset = await get_tasks(orch, limit=2, offset=2)
+    assert [t["id"] for t in by_offset] == all_ids[2:4]
     assert resp.headers["X-Offset"] == "2"
     link = resp.headers["Link"]
     assert 'rel="next"' in link and 'rel="prev"' in link

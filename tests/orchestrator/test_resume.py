@@ -5,58 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
+from tests.helpers.processes import free_port, get_data, poll_until, start_orchestrator, wait_up
+
 N_OPS = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(data_dir: Path, work_root: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "PROVISIONING_DATA_DIR": str(data_dir),
-            "PROVISIONING_COMMAND_WORK_ROOT": str(work_root),
-            "PROVISIONING_ORCHESTRATOR_PORT": str(port),
-            "PROVISIONING_AUTH_ENABLED": "false",
-            "PROVISIONING_DEFAULT_INITIAL_DELAY_S": "0.05",
-        }
-    )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "provisioning", "orchestrator"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-async def _get(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as resp:
-        return (await resp.json())["data"]
-
-
-async def _wait_up(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
-        try:
-            await _get(session, base + "/health")
-            return
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.05)
-    raise AssertionError("orchestrator did not start")
 
 
 async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(
@@ -79,19 +35,19 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(
             }
         )
     body = {"name": "resume", "parallel_limit": 3, "operations": ops}
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    proc = _start(tmp_path / "data", work_root, port, log)
+    proc = start_orchestrator(tmp_path / "data", work_root, port, log)
     async with aiohttp.ClientSession() as session:
         try:
-            await _wait_up(session, base)
+            await wait_up(session, base)
             async with session.post(base + "/batch/execute", json=body) as resp:
                 assert resp.status == 201, await resp.text()
                 batch_id = (await resp.json())["data"]["batch_id"]
             # Kill once some operations have completed and others are running.
             for _ in range(400):
-                batch = await _get(session, f"{base}/batch/operations/{batch_id}")
+                batch = await get_data(session, f"{base}/batch/operations/{batch_id}")
                 statuses = collections.Counter(o["status"] for o in batch["operations"])
                 if statuses["Completed"] >= 3 and statuses["Running"] >= 1:
                     break
@@ -103,15 +59,12 @@ async def test_sigkill_mid_batch_then_resume_completes_each_operation_once(
             proc.wait(10)
         completed_before = {o["id"] for o in batch["operations"] if o["status"] == "Completed"}
 
-        proc = _start(tmp_path / "data", work_root, port, log)
+        proc = start_orchestrator(tmp_path / "data", work_root, port, log)
         try:
-            await _wait_up(session, base)
-            for _ in range(600):
-                batch = await _get(session, f"{base}/batch/operations/{batch_id}")
-                if batch["status"] != "Running":
-                    break
-                await asyncio.sleep(0.05)
-            journal = await _get(session, f"{base}/state/workflows/{batch_id}/journal")
+            await wait_up(session, base)
+            url = f"{base}/batch/operations/{batch_id}"
+            batch = await poll_until(session, url, lambda b: b["status"] != "Running")
+            journal = await get_data(session, f"{base}/state/workflows/{batch_id}/journal")
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(20)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from orchestrator.app import create_app
 from orchestrator.keys import CHECKPOINTS, ROLLBACKS, STATE, WORKFLOWS
-from orchestrator.models import BatchRequest, CheckpointRequest, RollbackRequest
+from orchestrator.models import BatchRequest, CheckpointRequest, RollbackRequest, TaskQuery
 from orchestrator.records import Task, Workflow
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.state import Health, StateService
@@ -69,12 +69,14 @@ async def test_a_submission_names_its_actor_and_reads_back_as_typed_records(app:
     assert tasks[1].dependencies == (tasks[0].id,)
     one = await app[WORKFLOWS].task(tasks[0].id)
     assert one == tasks[0]
-    page, total = await app[WORKFLOWS].tasks(
-        status=TaskStatus.COMPLETED, workflow_id=wf.id, limit=10, offset=0
+    listed = await app[WORKFLOWS].tasks(TaskQuery(status="Completed", workflow_id=wf.id, limit=10))
+    assert listed.total == 2 and {t.id for t in listed.items} == {t.id for t in tasks}
+    batches = await app[WORKFLOWS].batches(
+        status=WorkflowStatus.COMPLETED, limit=10, offset=0, cursor=None, full=True
     )
-    assert total == 2 and {t.id for t in page} == {t.id for t in tasks}
-    batches, total = await app[WORKFLOWS].batches(status=WorkflowStatus.COMPLETED, limit=10, offset=0)
-    assert total == 1 and batches[0][0].id == wf.id and len(batches[0][1]) == 2
+    assert batches.total == 1 and batches.items[0].workflow.id == wf.id
+    assert batches.items[0].tasks is not None and len(batches.items[0].tasks) == 2
+    assert batches.items[0].counts == {"Completed": 2}
     # The views shape records into the API's JSON: statuses as their API strings.
     view = batch_view(wf, tasks)
     assert view["status"] == "Completed" and view["progress"] == 100.0
@@ -154,19 +156,17 @@ async def test_checkpoints_and_rollback_statistics(app: web.Application) -> None
     cp, completed = await state.checkpoint(cid)
     assert cp.name == "after" and cp.workflow_id == wf.id and not cp.auto and completed == 2
     assert checkpoint_view(cp, operations_count=completed)["operations_count"] == 2
-    page, total = await state.checkpoints(10, 0)
-    assert total == 2 and {c.id for c in page} == {cid, wf.checkpoint_id}
-    automatic = next(c for c in page if c.id == wf.checkpoint_id)
+    listed = await state.checkpoints(10, 0, None)
+    assert listed.total == 2 and {c.id for c in listed.items} == {cid, wf.checkpoint_id}
+    automatic = next(c for c in listed.items if c.id == wf.checkpoint_id)
     assert automatic.auto and (await state.checkpoint(automatic.id))[1] == 0
     before = await state.rollback_statistics()
     assert (before.total_checkpoints, before.total_rollbacks, before.success_rate) == (2, 0, 100.0)
     await app[ROLLBACKS].execute(RollbackRequest(operation_ids=["b"], workflow_id=wf.id))
     after = await state.rollback_statistics()
     assert after.total_rollbacks == 1 and after.success_rate == 100.0
-    undone, _ = await app[WORKFLOWS].tasks(
-        status=TaskStatus.ROLLED_BACK, workflow_id=wf.id, limit=10, offset=0
-    )
-    assert [t.name for t in undone] == ["b"]
+    undone = await app[WORKFLOWS].tasks(TaskQuery(status="RolledBack", workflow_id=wf.id, limit=10))
+    assert [t.name for t in undone.items] == ["b"] and undone.total == 1
 
 
 async def test_the_inventory_lists_what_the_local_provider_made(app: web.Application) -> None:

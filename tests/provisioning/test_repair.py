@@ -21,7 +21,7 @@ from surrealdb import AsyncSurreal
 from provisioning.repair import repair_store, scan_store
 from shared.errors import StoreError
 from shared.security.audit import AuditEntry, AuditLog, chain_hash, timestamp_now
-from shared.security.repositories import AUDIT_HEAD_ID
+from shared.security.repositories import AUDIT_HEAD_ID, audit_key
 from shared.settings import load_settings
 from shared.store.secrets import SecretBox
 from shared.store.store import CLOSE_SETTLE_S, Store
@@ -94,6 +94,7 @@ async def damaged_audit_record(store: Store, resource: str) -> tuple[str, dict[s
         "prev_hash": prev,
     }
     row["hash"] = chain_hash(prev, row)
+    row["lk"] = audit_key(seq + 1)  # the list key migration 0011 gives every record (not hashed)
     sql = (
         "CREATE type::thing('audit', $row.id) CONTENT $row RETURN NONE;"
         "UPDATE type::thing('audit_head', $head) SET seq = $row.seq, hash = $row.hash RETURN NONE"

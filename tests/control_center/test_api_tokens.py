@@ -49,7 +49,7 @@ async def test_every_use_is_audited_and_counted(services: Services) -> None:
         assert await status_of(services.orch, "GET", "/tasks", token) == 200
     security = services.cc.app[SECURITY]
     await security.token_uses.flush(everything=True)
-    rows, _ = await security.audit.search({"action": USE_ACTION}, 50, 0)
+    rows = (await security.audit.search({"action": USE_ACTION}, 50, 0)).items
     assert sum(r["details"]["count"] for r in rows) == 3
     assert {r["username"] for r in rows} == {"admin"}
     assert all(r["details"]["key_prefix"] == record["prefix"] for r in rows)

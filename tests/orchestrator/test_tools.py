@@ -53,7 +53,7 @@ async def test_calls_are_validated_run_and_audited(orch: TestClient) -> None:
     assert [f["field"] for f in bad.value.details["fields"]] == ["text"]
     with pytest.raises(NotFound):
         await registry.call("ext.hello.nothing", {}, call)
-    rows, _ = await orch.app[AUDIT].search({"action": "tool.ext.hello.echo"}, 10, 0)
+    rows = (await orch.app[AUDIT].search({"action": "tool.ext.hello.echo"}, 10, 0)).items
     assert sorted(r["result"] for r in rows) == ["failure", "success"]
     assert {r["resource"] for r in rows} == {"ext:hello:invoke"}
 

@@ -222,7 +222,7 @@ async def test_the_seed_routes(services: Services) -> None:
     doc = await resp.json()
     assert resp.status == 200 and doc == {
         "success": True,
-        "result": {"items": [], "total": 0, "limit": 50, "offset": 0},
+        "result": {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None},
     }
     for tool, parameters, status, code in (
         ("provisioning.batch.submit", batch(op("a")), 403, "forbidden"),

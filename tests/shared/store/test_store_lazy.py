@@ -287,6 +287,60 @@ async def test_a_lazy_change_in_the_same_write_as_a_statement_is_applied_before_
         assert await row(s, "a") == {"id": "a", "n": 1, "touched": True}
 
 
+async def test_reads_and_statements_of_other_tables_leave_pending_rows_alone() -> None:
+    """A read or statement that cannot reach the pending rows' table does not wait for
+    them (a submission's thousands of task rows must not be applied in one burst because
+    the audit log or a poller touched another table)."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"), Insert("u", {"id": "z", "n": 0}))
+        await s.write(Lazy("t", "r", {"a": 1}, 5, create=True))
+        assert s.pending_tables == {"t"}
+
+        assert await s.query("SELECT n FROM u:z") == [{"n": 0}]
+        assert await s.query("SELECT * FROM $r", {"r": RecordID("u", "z")}) == [{"id": "z", "n": 0}]
+        await s.write(Stmt("UPSERT type::thing('u', $id) SET n = 1", {"id": "z"}))
+
+        assert s.lazy_pending == 1
+        assert s.lazy_rows_applied == 0
+        assert await s.lazy_mark() == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT * FROM t", {}),  # the table named in the text
+        ("SELECT * FROM type::thing('t', $id)", {"id": "r"}),
+        ("SELECT * FROM $r", {"r": RecordID("t", "r")}),  # a record id bound
+        ("SELECT * FROM $ids", {"ids": [RecordID("u", "z"), RecordID("t", "r")]}),  # in a list
+        ("SELECT * FROM type::table($tb)", {"tb": "t"}),  # the table's name bound
+    ],
+)
+async def test_a_read_reaching_the_pending_table_applies_its_rows_first(
+    sql: str, params: dict[str, Any]
+) -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"), Insert("u", {"id": "z", "n": 0}))
+        await s.write(Lazy("t", "r", {"a": 1}, 5, create=True))
+
+        rows = await s.query(sql, params)
+
+        assert {"id": "r", "a": 1} in rows
+        assert s.lazy_pending == 0
+        assert s.pending_tables == set()
+        assert await s.lazy_mark() == 5
+
+
+async def test_a_statement_naming_a_table_lazily_written_in_the_same_commit_applies_it() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"))
+        await s.write(
+            Lazy("t", "a", {"n": 1}, 1, create=True),
+            Stmt("UPSERT u:x SET seen = (SELECT VALUE n FROM t:a) RETURN NONE"),
+        )
+        assert s.lazy_pending == 0
+        assert await s.query("SELECT seen FROM u:x") == [{"seen": [1]}]
+
+
 # -- Lazy: applied by the writer on its own ---------------------------------------
 
 

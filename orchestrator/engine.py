@@ -285,6 +285,7 @@ class Engine:
             rollback_enabled=batch.rollback_enabled,
             created_at=now,
             started_at=now,
+            version=batch.version,
         )
         ids = {
             op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
@@ -475,6 +476,7 @@ class Engine:
             created_at=row.get("created_at"),
             started_at=row.get("started_at"),
             checkpoint_id=row.get("checkpoint_id"),
+            version=row.get("version"),
         )
         changes: list[Change] = []
         for r, op in zip(rows, batch_ops, strict=True):
@@ -823,6 +825,12 @@ class Engine:
             task.cancel()
         if run.driver is not None:
             await asyncio.shield(run.driver)
+
+    def live(self, workflow_id: str) -> WorkflowState | None:
+        """The in-memory state of a workflow this engine drives (None once it finished:
+        its rows are then the record)."""
+        run = self.runs.get(workflow_id)
+        return run.wf if run is not None else None
 
     def is_running(self, workflow_id: str) -> bool:
         return workflow_id in self.runs

@@ -8,7 +8,22 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.models import OperationSpec, RetryPolicy
+from orchestrator.records import Task, Workflow
 from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
+
+# What changes about a task while it runs, read at one instant (TaskState.moment):
+# status, progress, attempt, message, output, error, results, started_at, completed_at.
+Moment = tuple[
+    TaskStatus,
+    float,
+    int,
+    str,
+    str | None,
+    str | None,
+    dict[str, Any] | None,
+    datetime | None,
+    datetime | None,
+]
 
 
 @dataclass
@@ -42,6 +57,45 @@ class TaskState:
     def final(self) -> bool:
         return self.status in FINAL_TASK
 
+    def moment(self) -> Moment:
+        """What changes while it runs, as one value (cheap: a document of thousands of
+        operations is read in one synchronous pass, so it shows a single instant)."""
+        return (
+            self.status,
+            self.progress,
+            self.attempt,
+            self.message,
+            self.output,
+            self.error,
+            self.results,
+            self.started_at,
+            self.completed_at,
+        )
+
+    def record(self, moment: Moment) -> Task:
+        """The task as its row would record it at ``moment`` (the fields documents show)."""
+        status, progress, attempt, message, output, error, results, started_at, completed_at = moment
+        return Task(
+            id=self.id,
+            workflow_id=self.workflow_id,
+            name=self.name,
+            status=status,
+            index=self.index,
+            type=str(self.spec.type),
+            provider=self.provider,
+            dependency_names=tuple(ref.id for ref in self.spec.dependency_refs),
+            attempt=attempt,
+            max_attempts=self.retry.max_attempts,
+            progress=progress,
+            message=message or None,
+            output=output,
+            error=error,
+            results=results,
+            created_at=self.created_at,
+            started_at=started_at,
+            completed_at=completed_at,
+        )
+
     def event_data(self) -> dict[str, Any]:
         return {
             "task_id": self.id,
@@ -68,6 +122,30 @@ class WorkflowState:
     error: str | None = None
     checkpoint_id: str | None = None
     counts: Counter[str] = field(default_factory=Counter)  # tasks by status, kept current
+    version: str | None = None
+
+    def capture(self) -> list[tuple[TaskState, Moment]]:
+        """Every task with what changes about it, in one synchronous pass: no transition
+        can land in between, so the result is one consistent instant of the workflow."""
+        return [(t, t.moment()) for t in self.tasks.values()]
+
+    def record(self) -> Workflow:
+        """The workflow as its row records it (while it runs: not yet completed)."""
+        return Workflow(
+            id=self.id,
+            name=self.name,
+            status=self.status,
+            kind=self.kind,
+            version=self.version,
+            parallel_limit=self.parallel_limit,
+            rollback_enabled=self.rollback_enabled,
+            error=self.error,
+            rollback=self.rollback,
+            checkpoint_id=self.checkpoint_id,
+            operation_count=len(self.tasks),
+            created_at=self.created_at,
+            started_at=self.started_at,
+        )
 
     def recount(self) -> None:
         self.counts = Counter(str(t.status) for t in self.tasks.values())

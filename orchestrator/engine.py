@@ -707,6 +707,7 @@ class Engine:
                         "completed_at": utcnow(),
                         "progress": 100.0,
                     },
+                    extra=result.writes,
                 )
                 await running  # long since resolved; surfaces a failed write
                 return

@@ -19,7 +19,7 @@ from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import TaskStatus, WorkflowStatus
 from shared.store.codec import log_entries
 from shared.store.store import Store
-from shared.store.writes import Insert, Lazy, Merge, Stmt, Write
+from shared.store.writes import Insert, Lazy, Merge, Put, Stmt, Write
 
 
 class Repository:
@@ -357,11 +357,12 @@ class InventoryRepository:
 
     @staticmethod
     def put(key: str, row: dict[str, Any]) -> Write:
-        return Stmt("UPSERT type::thing('inventory', $key) CONTENT $row", {"key": key, "row": row})
+        """Create or replace a resource (the puts of one commit share one statement)."""
+        return Put("inventory", key, row)
 
     @staticmethod
     def remove(key: str) -> Write:
-        return Stmt("DELETE type::thing('inventory', $key)", {"key": key})
+        return Put("inventory", key, None)
 
     @staticmethod
     def remove_made_by(task_id: str) -> Write:

@@ -20,7 +20,6 @@ from orchestrator.providers.base import (
     ProviderEnv,
 )
 from orchestrator.repository import InventoryRepository
-from shared.store.store import Store
 from shared.store.writes import Write
 
 DEFAULT_SIMULATION = Simulate()
@@ -56,7 +55,6 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, env: ProviderEnv) -> None:
-        self.store: Store = env.store
         self.inventory = InventoryRepository(env.store)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
@@ -89,27 +87,26 @@ class LocalProvider:
         # remove only what this operation created.
         before = {str(r["id"]): r for r in await self.inventory.by_keys(keys)}
         previous = {k: _strip(before.get(k)) for k in keys}
+        # Recorded with the operation's Completed transition, in its group commit.
         if ctx.spec.operation == "delete":
-            await self.store.write(*(InventoryRepository.remove(f"{kind}/{n}") for n in names))
+            writes = tuple(InventoryRepository.remove(key) for key in keys)
         else:
-            await self.store.write(
-                *(
-                    InventoryRepository.put(
-                        f"{kind}/{item['name']}",
-                        {
-                            "kind": kind,
-                            "name": item["name"],
-                            "provider": ctx.provider,
-                            "attributes": item,
-                            "task_id": ctx.task_id,
-                            "workflow_id": ctx.workflow_id,
-                            "state": "running",
-                            "simulated": True,
-                            "updated_at": now,
-                        },
-                    )
-                    for item in items
+            writes = tuple(
+                InventoryRepository.put(
+                    f"{kind}/{item['name']}",
+                    {
+                        "kind": kind,
+                        "name": item["name"],
+                        "provider": ctx.provider,
+                        "attributes": item,
+                        "task_id": ctx.task_id,
+                        "workflow_id": ctx.workflow_id,
+                        "state": "running",
+                        "simulated": True,
+                        "updated_at": now,
+                    },
                 )
+                for item in items
             )
         verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
         summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
@@ -123,6 +120,7 @@ class LocalProvider:
                 "attempt": ctx.attempt,
                 "previous": previous,
             },
+            writes=writes,
         )
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
@@ -132,11 +130,11 @@ class LocalProvider:
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
         previous = ctx.previous_results.get("previous")
+        writes: list[Write] = []
         if not isinstance(previous, dict):
             # Applied before this provider recorded prior state: remove what it made.
-            await self.store.write(InventoryRepository.remove_made_by(ctx.task_id))
+            writes.append(InventoryRepository.remove_made_by(ctx.task_id))
             previous = {}
-        writes: list[Write] = []
         removed, restored = [], []
         for key, row in previous.items():
             if row is None:
@@ -145,14 +143,14 @@ class LocalProvider:
             else:
                 restored.append(key.split("/", 1)[1])
                 writes.append(InventoryRepository.put(key, row))
-        if writes:
-            await self.store.write(*writes)
+        # Recorded with the operation's RolledBack transition.
         return OperationResult(
             output=(
                 f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
                 f"(simulated): removed {len(removed)}, restored {len(restored)}"
             ),
             results={"simulated": True, "removed": removed, "restored": restored},
+            writes=tuple(writes),
         )
 
     async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:

@@ -51,7 +51,7 @@ from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.lock import DataDirLock
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
-from shared.store.writes import Lazy, Merge, Plan, Stmt, Write, eager
+from shared.store.writes import Lazy, Merge, Plan, Put, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ class Store:
     def _must_apply(self, batch: list[_Pending]) -> bool:
         """Whether this commit must apply every lazy change first: a reader asked, a
         statement reaches a table with lazy changes pending (:func:`reaches`; those of
-        this batch count too), or a merge targets a row with lazy changes pending."""
+        this batch count too), or a merge or put targets a row with lazy changes pending."""
         pending_rows: set[tuple[str, str]] = set()
         stmts: list[Stmt] = []
         for pending in batch:
@@ -485,7 +485,7 @@ class Store:
                     stmts.append(write)
                 elif isinstance(write, Lazy):
                     pending_rows.add((write.table, write.id))
-                elif isinstance(write, Merge):
+                elif isinstance(write, Merge | Put):
                     key = (write.table, write.id)
                     if key in self._lazy or key in pending_rows:
                         return True

@@ -309,7 +309,7 @@ class Store:
     async def write(self, *stmts: Write) -> list[Any]:
         """Queue writes to commit atomically; return each one's result once durable.
 
-        ``Merge`` and ``Insert`` results are ``None``: they are coalesced with
+        ``Merge``, ``Insert`` and ``Put`` results are ``None``: they are coalesced with
         their neighbours into one statement per kind, which is what makes the
         group commit cheap (one ``INSERT`` of 1,000 rows costs about as much as
         twenty single-row statements).

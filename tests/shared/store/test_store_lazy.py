@@ -23,7 +23,7 @@ from surrealdb import RecordID
 from shared.errors import StoreError
 from shared.store.codec import log_entries
 from shared.store.store import Store
-from shared.store.writes import Append, Insert, Lazy, Merge, Stmt
+from shared.store.writes import Append, Insert, Lazy, Merge, Put, Stmt
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
 WAIT_S = 20.0  # bound of every poll (the per-test timeout is 60 s)
@@ -339,6 +339,44 @@ async def test_a_statement_naming_a_table_lazily_written_in_the_same_commit_appl
         )
         assert s.lazy_pending == 0
         assert await s.query("SELECT seen FROM u:x") == [{"seen": [1]}]
+
+
+async def test_puts_create_replace_and_delete_and_the_last_of_a_run_wins() -> None:
+    async with opened() as s:
+        await s.write(Put("t", "a", {"n": 1, "gone": None}), Put("t", "b", {"n": 2}), Put("t", "c", {"n": 3}))
+        assert await s.query("SELECT * FROM t ORDER BY id") == [
+            {"id": "a", "n": 1},
+            {"id": "b", "n": 2},
+            {"id": "c", "n": 3},
+        ]
+        results = await s.write(
+            Put("t", "a", {"m": 10}),  # replaced whole
+            Put("t", "b", None),  # deleted
+            Put("t", "c", None),
+            Put("t", "c", {"n": 30}),  # deleted, then put again: the last wins
+            Put("t", "missing", None),  # deleting nothing is no error
+        )
+        assert results == [None] * 5
+        assert await s.query("SELECT * FROM t ORDER BY id") == [{"id": "a", "m": 10}, {"id": "c", "n": 30}]
+
+
+async def test_a_merge_and_a_put_to_one_record_in_one_run_apply_in_order() -> None:
+    async with opened() as s:
+        await s.write(Insert("t", {"id": "r", "n": 1}))
+        await s.write(Merge("t", "r", {"m": 2}), Put("t", "r", {"p": 3}), Merge("t", "r", {"q": 4}))
+        assert await row(s, "r") == {"id": "r", "p": 3, "q": 4}
+
+
+async def test_puts_leave_pending_rows_of_other_records_alone_but_apply_their_own() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Lazy("t", "lazy", {"a": 1}, 5, create=True))
+
+        await s.write(Put("t", "other", {"b": 2}), Append("u", 6, "k", {"e": 1}))
+        assert s.lazy_pending == 1
+
+        await s.write(Put("t", "lazy", {"c": 3}))  # replaces a row still pending: applied first
+        assert s.lazy_pending == 0
+        assert await row(s, "lazy") == {"id": "lazy", "c": 3}
 
 
 # -- Lazy: applied by the writer on its own ---------------------------------------

@@ -471,15 +471,18 @@ class Store:
         else:
             self._settled.pop(key, None)
 
-    def _must_apply(self, batch: list[_Pending]) -> bool:
-        """Whether this commit must apply every lazy change first: a reader asked, a
-        statement reaches a table with lazy changes pending (:func:`reaches`; those of
-        this batch count too), or a merge or put targets a row with lazy changes pending."""
+    def _must_apply(self, batch: list[_Pending]) -> tuple[bool, list[tuple[str, str]]]:
+        """Which lazy changes this commit must apply first: every one (``True``) when a
+        reader asked, a statement reaches a table with lazy changes pending
+        (:func:`reaches`; those of this batch count too), or a merge or put targets a
+        row lazily changed in this same batch; else the pending rows that a merge or put
+        targets (a progress report on a running task), and only those."""
         pending_rows: set[tuple[str, str]] = set()
         stmts: list[Stmt] = []
+        targets: dict[tuple[str, str], None] = {}
         for pending in batch:
             if pending.flush:
-                return True
+                return True, []
             for write in pending.stmts:
                 if isinstance(write, Stmt):
                     stmts.append(write)
@@ -487,22 +490,28 @@ class Store:
                     pending_rows.add((write.table, write.id))
                 elif isinstance(write, Merge | Put):
                     key = (write.table, write.id)
-                    if key in self._lazy or key in pending_rows:
-                        return True
-        if not stmts:
-            return False
-        tables = self.pending_tables | {table for table, _ in pending_rows}
-        return bool(tables) and any(reaches(w.sql, w.params, tables) for w in stmts)
+                    if key in pending_rows:
+                        return True, []
+                    if key in self._lazy:
+                        targets[key] = None
+        if stmts:
+            tables = self.pending_tables | {table for table, _ in pending_rows}
+            if tables and any(reaches(w.sql, w.params, tables) for w in stmts):
+                return True, []
+        return False, list(targets)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        applying = self._must_apply(batch)
-        if applying:
+        applying, targets = self._must_apply(batch)
+        if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they
             # need not share its transaction): one huge transaction costs the embedded
             # engine far more memory than several small ones.
             try:
-                while self._lazy:
-                    await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+                if applying:
+                    while self._lazy:
+                        await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+                for start in range(0, len(targets), self.lazy_chunk):
+                    await self._apply_lazy(targets[start : start + self.lazy_chunk])
             except StoreError as exc:
                 for pending in batch:
                     if not pending.future.done():

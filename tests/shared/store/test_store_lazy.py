@@ -237,6 +237,20 @@ async def test_merge_to_a_pending_row_is_applied_after_its_lazy_create() -> None
         assert await row(s, "r") == {"id": "r", "a": 1, "b": 2}
 
 
+async def test_merge_to_a_pending_row_applies_that_row_only() -> None:
+    """A progress report on a running task must not apply every other pending row."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(*(Lazy("t", f"r{i}", {"i": i}, 10 + i, create=True) for i in range(4)))
+
+        await s.write(Merge("t", "r2", {"progress": 50}))
+
+        assert s.lazy_pending == 3
+        assert s.lazy_rows_applied == 1
+        assert await s.lazy_mark() == 9  # r0 (position 10) is still pending
+        assert await row(s, "r2") == {"id": "r2", "i": 2, "progress": 50}
+        assert s.lazy_pending == 0  # that read reached the table: the rest are applied
+
+
 async def test_merge_to_a_row_lazily_created_in_the_same_write_is_applied_after_it() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
         await s.write(Lazy("t", "r", {"a": 1}, 5, create=True), Merge("t", "r", {"b": 2}))

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel
 
 from orchestrator.records import Checkpoint, Task, Workflow
-from orchestrator.runtime import WorkflowState
+from orchestrator.runtime import TaskSnapshot, WorkflowState
 from orchestrator.states import TaskStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from orchestrator.state import RollbackStatistics, StateStatistics, SystemHealth, SystemMetrics
     from orchestrator.workflows import BatchCapture
 
-DOCUMENT_CHUNK = 500  # operations encoded between two turns of the event loop
+DOCUMENT_CHUNK = 1_000  # operations encoded between two turns of the event loop (~2 ms)
+# A task as a document shows it: its record, or a running task's snapshot.
+TaskLike = Task | TaskSnapshot
 _ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 BYTES_PER_JOURNAL_ENTRY = 256  # measured average of a journal row, for a checkpoint's size
@@ -65,7 +68,7 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
-def operation_view(task: Task) -> dict[str, Any]:
+def operation_view(task: TaskLike) -> dict[str, Any]:
     """A batch's ``operations[]`` entry."""
     return {
         "id": task.name,
@@ -84,11 +87,11 @@ def operation_view(task: Task) -> dict[str, Any]:
     }
 
 
-def batch_view(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
+def batch_view(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
     return {**batch_head(wf, tasks), "operations": [operation_view(t) for t in tasks]}
 
 
-def batch_head(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
+def batch_head(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
     """A batch's fields, without its operations."""
     return {
         "batch_id": wf.id,
@@ -108,7 +111,7 @@ def batch_head(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
     }
 
 
-def status_counts(tasks: list[Task]) -> dict[str, int]:
+def status_counts(tasks: Sequence[TaskLike]) -> dict[str, int]:
     """How many operations are in each status (every status, zeros included)."""
     counts = dict.fromkeys((s.value for s in TaskStatus), 0)
     for t in tasks:
@@ -172,7 +175,7 @@ def submitted_view(wf: WorkflowState) -> dict[str, Any]:
     }
 
 
-def progress_of(tasks: list[Task]) -> float:
+def progress_of(tasks: Sequence[TaskLike]) -> float:
     """Percent done: finished operations count fully, the others by their progress."""
     if not tasks:
         return 100.0
@@ -180,7 +183,7 @@ def progress_of(tasks: list[Task]) -> float:
     return round(total / len(tasks), 2)
 
 
-def workflow_progress(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
+def workflow_progress(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
     """``/state/workflows/{id}/progress``: percent, current step and an ETA in seconds."""
     finished = [t for t in tasks if t.final]
     running = [t for t in tasks if t.status in (TaskStatus.RUNNING, TaskStatus.ROLLING_BACK)]

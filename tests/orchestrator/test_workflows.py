@@ -144,6 +144,6 @@ async def test_finished_and_live_documents_have_the_same_shape_and_operations(ai
     assert list(summary) == list(live_summary)
     assert list(progress) == list(live_progress)
     # The engine's last state of each operation is exactly what its row now records.
-    memory = BatchCapture(state.record(), [t.record(m) for t, m in state.capture()])
+    memory = BatchCapture(state.record(), [t.snapshot(m) for t, m in state.capture()])
     from_memory = json.loads(await batch_document(memory, ("batch_id", "operations")))
     assert from_memory["operations"] == done["operations"]

@@ -164,13 +164,13 @@ def _json_default(value: Any) -> Any:
 
 def submitted_view(wf: WorkflowState) -> dict[str, Any]:
     """``POST /batch/execute``'s answer: the batch just started, every operation pending."""
+    pending = TaskStatus.PENDING.value  # an enum member's .value is a descriptor call: once
     return {
         "batch_id": wf.id,
         "status": WorkflowStatus.RUNNING.value,  # as submitted, whatever it has reached since
         "checkpoint_id": wf.checkpoint_id,
         "operations": [
-            {"id": t.name, "task_id": t.id, "status": TaskStatus.PENDING.value, "progress": 0.0}
-            for t in wf.tasks.values()
+            {"id": t.name, "task_id": t.id, "status": pending, "progress": 0.0} for t in wf.tasks.values()
         ],
     }
 

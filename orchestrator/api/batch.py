@@ -28,7 +28,7 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
-from orchestrator.views import batch_document, batch_view, submitted_view
+from orchestrator.views import batch_document, batch_view, encode_json, submitted_view
 from shared.errors import ValidationFailed
 from shared.security.actor import actor_of
 from shared.web.envelope import ok, ok_encoded, paginated
@@ -59,7 +59,7 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
         return ok({"check_mode": True, "plan": workflows.plan(body)})
     wf = await workflows.submit(body, actor_of(request))
     request[SUBMITTED] = True
-    return ok(submitted_view(wf), status=201)
+    return ok_encoded(encode_json(submitted_view(wf)), status=201)
 
 
 @api.route(

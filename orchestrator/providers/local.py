@@ -56,6 +56,10 @@ class LocalProvider:
 
     def __init__(self, env: ProviderEnv) -> None:
         self.inventory = InventoryRepository(env.store)
+        # Reads of what stands before, asked for in one turn of the event loop, share
+        # one query (fifty operations finishing together asked fifty times).
+        self._wanted: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
+        self._reading: asyncio.Task[None] | None = None
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         kind, items = _items(spec)
@@ -85,7 +89,7 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        before = {str(r["id"]): r for r in await self.inventory.by_keys(keys)}
+        before = await self._standing(keys)
         previous = {k: _strip(before.get(k)) for k in keys}
         # Recorded with the operation's Completed transition, in its group commit.
         if ctx.spec.operation == "delete":
@@ -152,6 +156,30 @@ class LocalProvider:
             results={"simulated": True, "removed": removed, "restored": restored},
             writes=tuple(writes),
         )
+
+    async def _standing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The inventory rows of ``keys`` that exist, by key (read with the other
+        operations' asked for in the same turn of the event loop)."""
+        future: asyncio.Future[dict[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._wanted.append((keys, future))
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read_wanted())
+        return await future
+
+    async def _read_wanted(self) -> None:
+        await asyncio.sleep(0)  # let the others of this turn ask too
+        wanted, self._wanted, self._reading = self._wanted, [], None
+        try:
+            rows = await self.inventory.by_keys(list(dict.fromkeys(k for keys, _ in wanted for k in keys)))
+        except Exception as exc:
+            for _, future in wanted:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        found = {str(r["id"]): r for r in rows}
+        for keys, future in wanted:
+            if not future.done():  # an operation cancelled meanwhile no longer waits
+                future.set_result({k: found[k] for k in keys if k in found})
 
     async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:
         if sim.latency_s <= 0:

@@ -10,8 +10,10 @@ journal, announced); ``rows ops/s`` until every task row, which the store applie
 lazily from the journal, has caught up as well. Also prints the latency from
 ``POST /batch/execute`` to the first operation starting.
 
-    python bench/engine.py            # full table, writes bench/results/engine.json
-    python bench/engine.py --quick    # N = 1,000 only
+    python bench/engine.py                    # full table, writes bench/results/engine.json
+    python bench/engine.py --quick            # N = 1,000 only
+    python bench/engine.py --provider local   # the simulated cloud (no latency) instead of
+                                              # no-ops: writes engine-local.json
 """
 
 from __future__ import annotations
@@ -81,7 +83,14 @@ async def run_memory(n: int, limit: int) -> float:
     return time.perf_counter() - started
 
 
-async def run_engine(n: int, limit: int) -> dict[str, Any]:
+def operation(name: str, deps: list[str], provider: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"id": name, "type": "server_batch", "provider": provider, "dependencies": deps}
+    if provider == "local":  # the simulated cloud's own cost, without its simulated latency
+        spec["simulate"] = {"latency_s": 0}
+    return spec
+
+
+async def run_engine(n: int, limit: int, provider: str = "noop") -> dict[str, Any]:
     from orchestrator.engine import Engine
     from orchestrator.models import BatchRequest, OperationSpec
     from orchestrator.rollback import RollbackService
@@ -98,10 +107,7 @@ async def run_engine(n: int, limit: int) -> dict[str, Any]:
             name="bench",
             parallel_limit=limit,
             operations=[
-                OperationSpec.model_validate(
-                    {"id": name, "type": "server_batch", "provider": "noop", "dependencies": deps}
-                )
-                for name, deps in layered_dag(n)
+                OperationSpec.model_validate(operation(name, deps, provider)) for name, deps in layered_dag(n)
             ],
         )
         started = time.perf_counter()
@@ -184,23 +190,27 @@ async def first_start_latency(samples: int) -> list[float]:
     return out
 
 
-def child(kind: str, n: int, limit: int) -> None:
+def child(kind: str, n: int, limit: int, provider: str) -> None:
     if kind == "memory":
         seconds = asyncio.run(run_memory(n, limit))
         doc: dict[str, Any] = {"seconds": seconds}
     else:
-        doc = asyncio.run(run_engine(n, limit))
-    doc["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        doc = asyncio.run(run_engine(n, limit, provider))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    doc["peak_rss_mb"] = usage.ru_maxrss / 1024
+    # CPU of the whole child (start-up included): steadier than wall time on a busy machine.
+    doc["cpu_s"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(doc))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--provider", choices=("noop", "local"), default="noop")
     ap.add_argument("--child", nargs=3, metavar=("KIND", "N", "LIMIT"))
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), int(args.child[2]))
+        child(args.child[0], int(args.child[1]), int(args.child[2]), args.provider)
         return
     sizes = [1000] if args.quick else [1000, 5000]
     rows = []
@@ -213,7 +223,16 @@ def main() -> None:
         for limit in (5, 50):
             for kind in ("memory", "durable"):
                 res = subprocess.run(
-                    [sys.executable, __file__, "--child", kind, str(n), str(limit)],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--provider",
+                        args.provider,
+                        "--child",
+                        kind,
+                        str(n),
+                        str(limit),
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -226,6 +245,7 @@ def main() -> None:
                 rows_s = n / doc.get("applied_s", doc["seconds"])
                 row = {
                     "scheduler": kind,
+                    "provider": args.provider if kind == "durable" else "-",
                     "n": n,
                     "parallel_limit": limit,
                     "ops_per_s": round(ops_s),
@@ -252,7 +272,7 @@ def main() -> None:
         f"running when the response arrived)"
     )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "engine.json"
+    out = RESULTS / ("engine.json" if args.provider == "noop" else f"engine-{args.provider}.json")
     out.write_text(
         json.dumps(
             {"runs": rows, "first_start_latency_ms": {"p50": p50, "p99": p99, "samples": lat}}, indent=2

@@ -82,7 +82,7 @@ def create_app(
         app[ROLLBACKS] = engine.rollbacks
         app[CHECKPOINTS] = Checkpoints(engine)
         repo = Repository(app[STORE])
-        app[WORKFLOWS] = WorkflowService(engine, repo)
+        app[WORKFLOWS] = WorkflowService(engine, repo, max_age_s=app[SETTINGS].live_document_max_age_s)
         app[STATE] = StateService(
             app[SETTINGS], repo, InventoryRepository(app[STORE]), coordinator_healthy=lambda: engine.healthy
         )

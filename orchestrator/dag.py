@@ -27,7 +27,7 @@ def validate(
     batch: BatchRequest,
     known_provider: Any,
     operation_problems: Callable[[OperationSpec], list[tuple[str, str]]] | None = None,
-) -> nx.DiGraph:
+) -> None:
     """Unique ids, known dependencies and providers, no cycles; 422 naming every problem.
 
     ``known_provider(name) -> bool`` says whether a provider name resolves;
@@ -76,17 +76,38 @@ def validate(
                 problems.append({"field": f"operations.{i}.{name}", "operation": op.id, "message": message})
     if problems:
         raise ValidationFailed(_summary(problems), details={"fields": problems})
-    graph = build_graph(batch)
-    # is_directed_acyclic_graph is a linear topological sort; find_cycle is far slower
-    # on large graphs, so it only runs once we know there is a cycle to name.
-    if nx.is_directed_acyclic_graph(graph):
-        return graph
-    cycle = nx.find_cycle(graph)
+    if _acyclic(batch):
+        return None
+    # find_cycle is far slower on large graphs than the check: it only runs once we
+    # know there is a cycle to name.
+    cycle = nx.find_cycle(build_graph(batch))
     path = [edge[0] for edge in cycle] + [cycle[0][0]]
     message = "dependency cycle: " + " -> ".join(path)
     raise ValidationFailed(
         message, details={"cycle": path, "fields": [{"field": "operations", "message": message}]}
     )
+
+
+def _acyclic(batch: BatchRequest) -> bool:
+    """Kahn's topological sort on plain dicts (ids and references already checked): a
+    networkx graph of 5,000 operations cost a submission ~100 ms in allocations alone."""
+    dependents: dict[str, list[str]] = {}
+    waiting: dict[str, int] = {}
+    for op in batch.operations:
+        refs = op.dependency_refs
+        waiting[op.id] = len(refs)
+        for ref in refs:
+            dependents.setdefault(ref.id, []).append(op.id)
+    ready = [op_id for op_id, n in waiting.items() if n == 0]
+    seen = 0
+    while ready:
+        op_id = ready.pop()
+        seen += 1
+        for nxt in dependents.get(op_id, ()):
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                ready.append(nxt)
+    return seen == len(waiting)
 
 
 def generations(graph: nx.DiGraph, order: list[str]) -> list[list[str]]:

@@ -358,27 +358,37 @@ OPERATION_VIEW = named(
         }
     ),
 )
-BATCH_VIEW = named(
-    "Batch",
-    obj(
-        {
-            "batch_id": STR,
-            "name": STR,
-            "version": nullable(STR),
-            "kind": STR,
-            "status": WORKFLOW_STATUS,
-            "created_at": nullable(DATETIME),
-            "started_at": nullable(DATETIME),
-            "completed_at": nullable(DATETIME),
-            "parallel_limit": nullable(INT),
-            "rollback_enabled": nullable(BOOL),
-            "progress": NUM,
-            "error": ANY,
-            "rollback": ANY,
-            "checkpoint_id": nullable(STR),
-            "operations": array(OPERATION_VIEW),
-        }
-    ),
+BATCH_VIEW_PROPERTIES: dict[str, JsonSchema] = {
+    "batch_id": STR,
+    "name": STR,
+    "version": nullable(STR),
+    "kind": STR,
+    "status": WORKFLOW_STATUS,
+    "created_at": nullable(DATETIME),
+    "started_at": nullable(DATETIME),
+    "completed_at": nullable(DATETIME),
+    "parallel_limit": nullable(INT),
+    "rollback_enabled": nullable(BOOL),
+    "progress": NUM,
+    "error": ANY,
+    "rollback": ANY,
+    "checkpoint_id": nullable(STR),
+    "operations": array(OPERATION_VIEW),
+}
+BATCH_VIEW = named("Batch", obj(BATCH_VIEW_PROPERTIES))
+# GET /batch/operations/{id}: the batch above, plus its operations counted by status,
+# whole or cut down to the top-level fields asked for (``view``, ``fields``).
+BATCH_DOCUMENT_PROPERTIES: dict[str, JsonSchema] = {
+    **{k: v for k, v in BATCH_VIEW_PROPERTIES.items() if k != "operations"},
+    "counts": obj({status.value: INT for status in TaskStatus}),
+    "total_operations": INT,
+    "operations": BATCH_VIEW_PROPERTIES["operations"],
+}
+BATCH_DOCUMENT_FIELDS = tuple(BATCH_DOCUMENT_PROPERTIES)
+BATCH_SUMMARY_FIELDS = tuple(f for f in BATCH_DOCUMENT_FIELDS if f != "operations")
+BATCH_DOCUMENT = named(
+    "BatchDocument",
+    obj(BATCH_DOCUMENT_PROPERTIES, optional=[f for f in BATCH_DOCUMENT_FIELDS if f != "batch_id"]),
 )
 # A batch as GET /batch/operations lists it: the batch's fields, its operations
 # counted by status, and ``operations`` only for a small batch in the full view.
@@ -393,6 +403,45 @@ BATCH_LIST_ITEM = named(
         optional=("operations",),
     ),
 )
+MAX_FIELDS_CHARS = 512
+
+
+class BatchDocumentQuery(Model):
+    """``GET /batch/operations/{id}``: the whole document, its summary (counts by status,
+    no operation list) or a chosen set of its top-level fields."""
+
+    view: Annotated[str, *choice(("full", "summary"), "view")] = Field(
+        "full", description="`summary`: every field but `operations`"
+    )
+    fields: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FIELDS_CHARS,
+        description="comma-separated top-level fields to return (`batch_id` always is): "
+        + ", ".join(BATCH_DOCUMENT_FIELDS),
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return value
+        allowed = BATCH_SUMMARY_FIELDS if info.data.get("view") == "summary" else BATCH_DOCUMENT_FIELDS
+        unknown = [f for f in value.split(",") if f.strip() not in allowed]
+        if unknown:
+            shown = ", ".join(repr(f[:64]) for f in unknown[:5])
+            raise ValueError(f"unknown field(s) {shown}; use any of {', '.join(allowed)}")
+        return value
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The fields to return, in the document's order (``batch_id`` first, always)."""
+        if self.fields is not None:
+            wanted = {"batch_id", *(f.strip() for f in self.fields.split(","))}
+            return tuple(f for f in BATCH_DOCUMENT_FIELDS if f in wanted)
+        return BATCH_SUMMARY_FIELDS if self.view == "summary" else BATCH_DOCUMENT_FIELDS
+
+
 BATCH_SUBMITTED = named(
     "BatchSubmitted",
     obj(

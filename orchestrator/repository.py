@@ -23,7 +23,7 @@ from shared.store.codec import log_entries
 from shared.store.counters import TOTAL, moved, read_counter, read_counters
 from shared.store.keyset import END, KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Count, Insert, Lazy, Merge, Stmt, Write
+from shared.store.writes import Count, Insert, Lazy, Merge, Put, Stmt, Write
 
 # Counters (shared/store/counters.py), kept in the commit of each change.
 TASK_COUNTS = "task"  # tasks by status
@@ -618,11 +618,12 @@ class InventoryRepository:
 
     @staticmethod
     def put(key: str, row: dict[str, Any]) -> Write:
-        return Stmt("UPSERT type::thing('inventory', $key) CONTENT $row", {"key": key, "row": row})
+        """Create or replace a resource (the puts of one commit share one statement)."""
+        return Put("inventory", key, row)
 
     @staticmethod
     def remove(key: str) -> Write:
-        return Stmt("DELETE type::thing('inventory', $key)", {"key": key})
+        return Put("inventory", key, None)
 
     @staticmethod
     def remove_made_by(task_id: str) -> Write:

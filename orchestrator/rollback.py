@@ -217,6 +217,7 @@ class RollbackService:
                     "rolled_back_at": utcnow(),
                     "undone_seq": transitions.last_seq + 1,
                 },
+                extra=result.writes,
             )
         duration = round(time.monotonic() - started, 3)
         result_doc = {

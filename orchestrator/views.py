@@ -7,14 +7,26 @@ holds the matching response schemas).
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from pydantic import BaseModel
+
 from orchestrator.records import BatchSummary, Checkpoint, Task, Workflow
-from orchestrator.runtime import WorkflowState
+from orchestrator.runtime import TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
 
 if TYPE_CHECKING:
     from orchestrator.state import RollbackStatistics, StateStatistics, SystemHealth, SystemMetrics
+    from orchestrator.workflows import BatchCapture
+
+DOCUMENT_CHUNK = 1_000  # operations encoded between two turns of the event loop (~2 ms)
+# A task as a document shows it: its record, or a running task's snapshot.
+TaskLike = Task | TaskSnapshot
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 BYTES_PER_JOURNAL_ENTRY = 256  # measured average of a journal row, for a checkpoint's size
 
@@ -56,7 +68,7 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
-def operation_view(task: Task) -> dict[str, Any]:
+def operation_view(task: TaskLike) -> dict[str, Any]:
     """A batch's ``operations[]`` entry."""
     return {
         "id": task.name,
@@ -75,7 +87,12 @@ def operation_view(task: Task) -> dict[str, Any]:
     }
 
 
-def batch_view(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
+def batch_view(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
+    return {**batch_head(wf, tasks), "operations": [operation_view(t) for t in tasks]}
+
+
+def batch_head(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
+    """A batch's fields, without its operations."""
     return {
         "batch_id": wf.id,
         "name": wf.name,
@@ -91,7 +108,6 @@ def batch_view(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
         "error": wf.error,
         "rollback": wf.rollback,
         "checkpoint_id": wf.checkpoint_id,
-        "operations": [operation_view(t) for t in tasks],
     }
 
 
@@ -109,20 +125,71 @@ def batch_list_view(item: BatchSummary) -> dict[str, Any]:
     return doc
 
 
+def status_counts(tasks: Sequence[TaskLike]) -> dict[str, int]:
+    """How many operations are in each status (every status, zeros included)."""
+    counts = dict.fromkeys((s.value for s in TaskStatus), 0)
+    for t in tasks:
+        counts[t.status.value] += 1
+    return counts
+
+
+async def batch_document(capture: BatchCapture, fields: tuple[str, ...]) -> bytes:
+    """``GET /batch/operations/{id}``'s data, encoded: the batch's ``fields`` (in the
+    document's order, ``operations`` last), its operations encoded a chunk per turn
+    of the event loop. Kept on the capture, so readers sharing one share the bytes."""
+    body = capture.documents.get(fields)
+    if body is not None:
+        return body
+    wf, tasks = capture.workflow, capture.tasks
+    whole = {**batch_head(wf, tasks), "counts": status_counts(tasks), "total_operations": len(tasks)}
+    head = encode_json({name: whole[name] for name in fields if name != "operations"})
+    if "operations" in fields:
+        parts = []
+        for start in range(0, len(tasks), DOCUMENT_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            chunk = tasks[start : start + DOCUMENT_CHUNK]
+            parts.append(encode_json([operation_view(t) for t in chunk])[1:-1])
+        operations = b'"operations":[' + b",".join(parts) + b"]"
+        head = head[:-1] + (b"," if len(head) > 2 else b"") + operations + b"}"
+    capture.documents[fields] = head
+    return head
+
+
+def encode_json(value: Any) -> bytes:
+    """JSON as the envelope writes it (datetimes ISO 8601 with ``Z``), with orjson: ~10 times
+    faster than the standard library on a 5,000-operation document. What orjson
+    refuses (integers beyond 64 bits) falls back to the standard encoder."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON)
+    except TypeError:
+        return json.dumps(value, default=_json_default, separators=(",", ":")).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 def submitted_view(wf: WorkflowState) -> dict[str, Any]:
     """``POST /batch/execute``'s answer: the batch just started, every operation pending."""
+    pending = TaskStatus.PENDING.value  # an enum member's .value is a descriptor call: once
     return {
         "batch_id": wf.id,
         "status": WorkflowStatus.RUNNING.value,  # as submitted, whatever it has reached since
         "checkpoint_id": wf.checkpoint_id,
         "operations": [
-            {"id": t.name, "task_id": t.id, "status": TaskStatus.PENDING.value, "progress": 0.0}
-            for t in wf.tasks.values()
+            {"id": t.name, "task_id": t.id, "status": pending, "progress": 0.0} for t in wf.tasks.values()
         ],
     }
 
 
-def progress_of(tasks: list[Task]) -> float:
+def progress_of(tasks: Sequence[TaskLike]) -> float:
     """Percent done: finished operations count fully, the others by their progress."""
     if not tasks:
         return 100.0
@@ -130,7 +197,7 @@ def progress_of(tasks: list[Task]) -> float:
     return round(total / len(tasks), 2)
 
 
-def workflow_progress(wf: Workflow, tasks: list[Task]) -> dict[str, Any]:
+def workflow_progress(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
     """``/state/workflows/{id}/progress``: percent, current step and an ETA in seconds."""
     finished = [t for t in tasks if t.final]
     running = [t for t in tasks if t.status in (TaskStatus.RUNNING, TaskStatus.ROLLING_BACK)]

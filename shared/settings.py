@@ -423,6 +423,14 @@ class Settings(BaseSettings):
     sync_commits: Annotated[bool, BeforeValidator(_stripped_lower)] = True
 
     # -- engine documents --
+    # GET /batch/operations/{id} and /state/workflows/{id}/progress of a running batch
+    # come from the engine's memory, captured at most this often (pollers in between
+    # share the capture): TOML [live_document] max_age_s
+    live_document_max_age_s: Delay = 0.25
+    # Python's first GC generation threshold for the service (0: Python's default, 700).
+    # A 5,000-operation submission allocates ~100,000 objects: at 700 it ran two full
+    # collections of the whole heap, whose cost grows with the process's history.
+    gc_gen0_threshold: Amount = 20_000
 
     # -- console --
     # Browser origins (scheme://host[:port]) the orchestrator answers CORS for and whose

@@ -11,11 +11,12 @@ from pydantic import ValidationError
 
 from orchestrator.keys import WORKFLOWS
 from orchestrator.models import (
+    BATCH_DOCUMENT,
     BATCH_LIST_ITEM,
     BATCH_SUBMITTED,
-    BATCH_VIEW,
     PLAN,
     WORKFLOW_ID,
+    BatchDocumentQuery,
     BatchListQuery,
     BatchRequest,
     ClusterWorkflowRequest,
@@ -27,10 +28,10 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
-from orchestrator.views import batch_list_view, batch_view, submitted_view
+from orchestrator.views import batch_document, batch_list_view, encode_json, submitted_view
 from shared.errors import ValidationFailed
 from shared.security.actor import actor_of
-from shared.web.envelope import ok, paginated
+from shared.web.envelope import ok, ok_encoded, paginated
 from shared.web.middlewares import SUBMITTED
 from shared.web.routing import MESSAGE, Api, array
 from shared.web.validation import validation_failed
@@ -58,7 +59,7 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
         return ok({"check_mode": True, "plan": workflows.plan(body)})
     wf = await workflows.submit(body, actor_of(request))
     request[SUBMITTED] = True
-    return ok(submitted_view(wf), status=201)
+    return ok_encoded(encode_json(submitted_view(wf)), status=201)
 
 
 @api.route(
@@ -86,12 +87,19 @@ async def list_batches(request: web.Request, query: BatchListQuery) -> web.Respo
 
 
 @api.route(
-    "GET", "/batch/operations/{id}", resource="batch", action="read", tags=("batch",), response=BATCH_VIEW
+    "GET",
+    "/batch/operations/{id}",
+    resource="batch",
+    action="read",
+    query=BatchDocumentQuery,
+    tags=("batch",),
+    response=BATCH_DOCUMENT,
 )
-async def get_batch(request: web.Request) -> web.Response:
-    """One batch's status and its operations' progress and results."""
-    wf, tasks = await request.app[WORKFLOWS].batch(request.match_info["id"])
-    return ok(batch_view(wf, tasks))
+async def get_batch(request: web.Request, query: BatchDocumentQuery) -> web.Response:
+    """One batch's status, its operations counted by status, and their progress and
+    results (``view=summary``: without the operations; ``fields``: only those)."""
+    capture = await request.app[WORKFLOWS].capture(request.match_info["id"])
+    return ok_encoded(await batch_document(capture, query.selected))
 
 
 @api.route(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import Field
 
-from orchestrator.keys import STATE
+from orchestrator.keys import STATE, WORKFLOWS
 from orchestrator.models import (
     INVENTORY,
     JOURNAL,
@@ -46,8 +46,8 @@ class StateQuery(Model):
 )
 async def get_progress(request: web.Request) -> web.Response:
     """Real-time progress of a workflow."""
-    wf, tasks = await request.app[STATE].progress(request.match_info["id"])
-    return ok(workflow_progress(wf, tasks))
+    capture = await request.app[WORKFLOWS].capture(request.match_info["id"])
+    return ok(workflow_progress(capture.workflow, capture.tasks))
 
 
 @api.route(

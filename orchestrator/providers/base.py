@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from orchestrator.models import OperationSpec
 from shared.settings import Settings
 from shared.store.store import Store
+from shared.store.writes import Write
 
 ProgressFn = Callable[[float, str], Awaitable[None]]
 
@@ -25,10 +26,15 @@ class OperationFailed(Exception):
 
 @dataclass(frozen=True)
 class OperationResult:
-    """What an operation produced: shown as the task's ``output`` and ``results``."""
+    """What an operation produced: shown as the task's ``output`` and ``results``.
+
+    ``writes``: store writes that record what it changed (the ``local`` provider's
+    inventory), committed in the same transaction as the outcome's transition: they
+    share its group commit, and neither is recorded without the other."""
 
     output: str = ""
     results: dict[str, Any] = field(default_factory=dict)
+    writes: tuple[Write, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from orchestrator.providers.base import (
     ProviderEnv,
 )
 from orchestrator.repository import InventoryRepository
-from shared.store.store import Store
 from shared.store.writes import Write
 
 DEFAULT_SIMULATION = Simulate()
@@ -56,8 +55,11 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, env: ProviderEnv) -> None:
-        self.store: Store = env.store
         self.inventory = InventoryRepository(env.store)
+        # Reads of what stands before, asked for in one turn of the event loop, share
+        # one query (fifty operations finishing together asked fifty times).
+        self._wanted: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
+        self._reading: asyncio.Task[None] | None = None
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         kind, items = _items(spec)
@@ -87,29 +89,28 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        before = {str(r["id"]): r for r in await self.inventory.by_keys(keys)}
+        before = await self._standing(keys)
         previous = {k: _strip(before.get(k)) for k in keys}
+        # Recorded with the operation's Completed transition, in its group commit.
         if ctx.spec.operation == "delete":
-            await self.store.write(*(InventoryRepository.remove(f"{kind}/{n}") for n in names))
+            writes = tuple(InventoryRepository.remove(key) for key in keys)
         else:
-            await self.store.write(
-                *(
-                    InventoryRepository.put(
-                        f"{kind}/{item['name']}",
-                        {
-                            "kind": kind,
-                            "name": item["name"],
-                            "provider": ctx.provider,
-                            "attributes": item,
-                            "task_id": ctx.task_id,
-                            "workflow_id": ctx.workflow_id,
-                            "state": "running",
-                            "simulated": True,
-                            "updated_at": now,
-                        },
-                    )
-                    for item in items
+            writes = tuple(
+                InventoryRepository.put(
+                    f"{kind}/{item['name']}",
+                    {
+                        "kind": kind,
+                        "name": item["name"],
+                        "provider": ctx.provider,
+                        "attributes": item,
+                        "task_id": ctx.task_id,
+                        "workflow_id": ctx.workflow_id,
+                        "state": "running",
+                        "simulated": True,
+                        "updated_at": now,
+                    },
                 )
+                for item in items
             )
         verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
         summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
@@ -123,6 +124,7 @@ class LocalProvider:
                 "attempt": ctx.attempt,
                 "previous": previous,
             },
+            writes=writes,
         )
 
     async def rollback(self, ctx: OperationContext) -> OperationResult:
@@ -132,11 +134,11 @@ class LocalProvider:
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
         previous = ctx.previous_results.get("previous")
+        writes: list[Write] = []
         if not isinstance(previous, dict):
             # Applied before this provider recorded prior state: remove what it made.
-            await self.store.write(InventoryRepository.remove_made_by(ctx.task_id))
+            writes.append(InventoryRepository.remove_made_by(ctx.task_id))
             previous = {}
-        writes: list[Write] = []
         removed, restored = [], []
         for key, row in previous.items():
             if row is None:
@@ -145,15 +147,39 @@ class LocalProvider:
             else:
                 restored.append(key.split("/", 1)[1])
                 writes.append(InventoryRepository.put(key, row))
-        if writes:
-            await self.store.write(*writes)
+        # Recorded with the operation's RolledBack transition.
         return OperationResult(
             output=(
                 f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
                 f"(simulated): removed {len(removed)}, restored {len(restored)}"
             ),
             results={"simulated": True, "removed": removed, "restored": restored},
+            writes=tuple(writes),
         )
+
+    async def _standing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The inventory rows of ``keys`` that exist, by key (read with the other
+        operations' asked for in the same turn of the event loop)."""
+        future: asyncio.Future[dict[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._wanted.append((keys, future))
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read_wanted())
+        return await future
+
+    async def _read_wanted(self) -> None:
+        await asyncio.sleep(0)  # let the others of this turn ask too
+        wanted, self._wanted, self._reading = self._wanted, [], None
+        try:
+            rows = await self.inventory.by_keys(list(dict.fromkeys(k for keys, _ in wanted for k in keys)))
+        except Exception as exc:
+            for _, future in wanted:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        found = {str(r["id"]): r for r in rows}
+        for keys, future in wanted:
+            if not future.done():  # an operation cancelled meanwhile no longer waits
+                future.set_result({k: found[k] for k in keys if k in found})
 
     async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:
         if sim.latency_s <= 0:

@@ -20,7 +20,9 @@ Measured facts that shape this package (docs/architecture.md has the whole pictu
   rows cost ~35 ms to insert, the same 1,000 entries as one CBOR blob ~2 ms. So a
   log (:class:`Append`) is written as one row per commit holding its entries as a
   blob, and rows that are a projection of such a log (:class:`Lazy`) are applied
-  coalesced, off the hot path, but always before anything reads or rewrites them.
+  coalesced, off the hot path, but always before anything reads or rewrites them:
+  any read or statement that names their table, or binds its name or their record
+  ids as a parameter (:func:`reaches`). Reads of other tables do not wait for them.
 
 The write model and the transaction plan are ``writes.py``, values at the
 boundary (CBOR, NUL guard, dates) ``codec.py``, the directory lock ``lock.py``
@@ -31,8 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +52,7 @@ from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
-from shared.store.writes import Lazy, Merge, Plan, Stmt, Write, eager
+from shared.store.writes import Lazy, Merge, Plan, Put, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,28 @@ class _LazyRow:
 
 
 _TICK = object()  # queued by a timer: lazy changes are due
+
+
+@functools.cache
+def _table_word(table: str) -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(table)}\b")
+
+
+def reaches(sql: str, params: dict[str, Any] | None, tables: set[str]) -> bool:
+    """Whether a statement may read or write rows of ``tables``: it names one of them
+    in its text, or binds one's name or one of its record ids (alone or in a list) as a
+    parameter. Conservative: a mention anywhere counts, even in a string literal."""
+    for table in tables:
+        if _table_word(table).search(sql):
+            return True
+    for value in (params or {}).values():
+        items = value if isinstance(value, list | tuple | set | frozenset) else (value,)
+        for item in items:
+            if isinstance(item, RecordID) and item.table_name in tables:
+                return True
+            if isinstance(item, str) and item in tables:
+                return True
+    return False
 
 
 class Store:
@@ -121,6 +148,7 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
         self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
+        self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
         self._lazy_applied = 0  # every lazy change up to this mark is in the store
         self._lazy_high = 0  # the highest mark of any lazy change taken in
         self._tick: asyncio.TimerHandle | None = None
@@ -187,9 +215,11 @@ class Store:
     async def query_each(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         """Run statements and return every statement's result, raising on any error.
 
-        Lazy changes already committed are applied first: a read never sees less
-        than every write that has resolved before it."""
-        if self._lazy:
+        Lazy changes already committed are applied first when the statements reach
+        their tables (:func:`reaches`): a read never sees less than every write that
+        has resolved before it, and a read of other tables never waits for rows it
+        cannot see (a submission's thousands of task rows, say)."""
+        if self._lazy and reaches(sql, params, self.pending_tables):
             await self.flush_lazy()
         raw = await self._raw(sql, nones(params or {}))
         out = []
@@ -263,6 +293,11 @@ class Store:
         await asyncio.shield(self._enqueue(_Pending((), self._future(), flush=True)))
 
     @property
+    def pending_tables(self) -> set[str]:
+        """The tables with lazy changes not yet applied."""
+        return {table for table, n in self._lazy_tables.items() if n > 0}
+
+    @property
     def lazy_pending(self) -> int:
         """Rows with lazy changes not yet applied."""
         return len(self._lazy)
@@ -283,7 +318,7 @@ class Store:
     async def write(self, *stmts: Write) -> list[Any]:
         """Queue writes to commit atomically; return each one's result once durable.
 
-        ``Merge`` and ``Insert`` results are ``None``: they are coalesced with
+        ``Merge``, ``Insert`` and ``Put`` results are ``None``: they are coalesced with
         their neighbours into one statement per kind, which is what makes the
         group commit cheap (one ``INSERT`` of 1,000 rows costs about as much as
         twenty single-row statements).
@@ -403,8 +438,7 @@ class Store:
         self.commits += 1
         STORE_COMMITS.inc()
         for key in keys:
-            del self._lazy[key]
-            self._settled.pop(key, None)
+            self._drop_lazy(key)
         self._lazy_applied = mark
         self.lazy_rows_applied += len(keys)
 
@@ -423,8 +457,12 @@ class Store:
             "the store refused a lazily applied row; its change stays in the log only",
             extra={"table": key[0], "row": key[1], "reason": reason},
         )
+        self._drop_lazy(key)
+
+    def _drop_lazy(self, key: tuple[str, str]) -> None:
         del self._lazy[key]
         self._settled.pop(key, None)
+        self._lazy_tables[key[0]] -= 1
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -433,6 +471,7 @@ class Store:
         if row is None:
             since = asyncio.get_running_loop().time()
             self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), lazy.mark, lazy.mark, since)
+            self._lazy_tables[key[0]] += 1
         else:
             row.patch.update(lazy.patch)
             row.last_mark = lazy.mark
@@ -441,34 +480,47 @@ class Store:
         else:
             self._settled.pop(key, None)
 
-    def _must_apply(self, batch: list[_Pending]) -> bool:
-        """Whether this commit must apply every lazy change first: a reader asked, a
-        statement could read or rewrite anything, or a merge targets a row with lazy
-        changes pending."""
+    def _must_apply(self, batch: list[_Pending]) -> tuple[bool, list[tuple[str, str]]]:
+        """Which lazy changes this commit must apply first: every one (``True``) when a
+        reader asked, a statement reaches a table with lazy changes pending
+        (:func:`reaches`; those of this batch count too), or a merge or put targets a
+        row lazily changed in this same batch; else the pending rows that a merge or put
+        targets (a progress report on a running task), and only those."""
         pending_rows: set[tuple[str, str]] = set()
+        stmts: list[Stmt] = []
+        targets: dict[tuple[str, str], None] = {}
         for pending in batch:
             if pending.flush:
-                return True
+                return True, []
             for write in pending.stmts:
                 if isinstance(write, Stmt):
-                    return True
-                if isinstance(write, Lazy):
+                    stmts.append(write)
+                elif isinstance(write, Lazy):
                     pending_rows.add((write.table, write.id))
-                elif isinstance(write, Merge):
+                elif isinstance(write, Merge | Put):
                     key = (write.table, write.id)
-                    if key in self._lazy or key in pending_rows:
-                        return True
-        return False
+                    if key in pending_rows:
+                        return True, []
+                    if key in self._lazy:
+                        targets[key] = None
+        if stmts:
+            tables = self.pending_tables | {table for table, _ in pending_rows}
+            if tables and any(reaches(w.sql, w.params, tables) for w in stmts):
+                return True, []
+        return False, list(targets)
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        applying = self._must_apply(batch)
-        if applying:
+        applying, targets = self._must_apply(batch)
+        if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they
             # need not share its transaction): one huge transaction costs the embedded
             # engine far more memory than several small ones.
             try:
-                while self._lazy:
-                    await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+                if applying:
+                    while self._lazy:
+                        await self._apply_lazy(list(itertools.islice(self._lazy, self.lazy_chunk)))
+                for start in range(0, len(targets), self.lazy_chunk):
+                    await self._apply_lazy(targets[start : start + self.lazy_chunk])
             except StoreError as exc:
                 for pending in batch:
                     if not pending.future.done():

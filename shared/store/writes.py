@@ -68,6 +68,17 @@ class Insert:
 
 
 @dataclass(frozen=True)
+class Put:
+    """Create or replace record ``table:id`` with ``row`` (``None``: delete it); the puts
+    of a run share one statement, the last one to a record winning. Unlike a statement,
+    a put never makes the writer apply pending lazy rows of other records."""
+
+    table: str
+    id: str
+    row: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Append:
     """An entry of an append-only log, at position ``seq`` (increasing in queue order).
 
@@ -107,7 +118,7 @@ class Lazy:
     counts: tuple[Count, ...] = ()
 
 
-Write = Stmt | Merge | Insert | Append | Lazy | Count
+Write = Stmt | Merge | Insert | Put | Append | Lazy | Count
 
 
 def eager(table: str, rid: str, create: bool, patch: dict[str, Any]) -> Write:
@@ -128,6 +139,7 @@ class Plan:
         self._inserts: dict[str, list[dict[str, Any]]] = {}
         self._appends: dict[str, list[Append]] = {}
         self._counts: dict[str, dict[str, int]] = {}
+        self._puts: dict[str, dict[str, dict[str, Any] | None]] = {}
 
     def add(self, write: Write, *, own: bool = True) -> None:
         """Plan a write; ``own`` ones get a result slot (those the writer adds do not)."""
@@ -147,11 +159,21 @@ class Plan:
             patch = {k: NONE if v is None else v for k, v in guard_nul(write.patch, write.table).items()}
             # Two merges into one record in the same run are one merge: the later
             # patch wins key by key, exactly as applying them in order would.
+            if rid in self._puts.get(write.table, {}):
+                self._flush()  # the put first, then the merge into what it wrote
             pending = self._merges.setdefault(write.table, {})
             if rid in pending:
                 pending[rid].update(patch)
             else:
                 pending[rid] = patch
+        elif isinstance(write, Put):
+            rid = guard_nul(write.id, write.table)
+            if rid in self._merges.get(write.table, {}):
+                self._flush()  # the merge first, then the put that replaces its result
+            row = None
+            if write.row is not None:
+                row = {k: v for k, v in guard_nul(write.row, write.table).items() if v is not None}
+            self._puts.setdefault(write.table, {})[rid] = row
         elif isinstance(write, Insert):
             for count in write.counts:
                 self.add(count, own=False)
@@ -193,8 +215,19 @@ class Plan:
             self.params[name] = [
                 {"id": RecordID(table, rid), "patch": patch} for rid, patch in merges.items()
             ]
+        for table, puts in self._puts.items():
+            name = f"p{len(self.statements)}"
+            self.statements.append(
+                f"FOR $put IN ${name} {{ IF $put.row = NONE {{ DELETE $put.id RETURN NONE }} "
+                "ELSE { UPSERT $put.id CONTENT $put.row RETURN NONE } }"
+            )
+            self.params[name] = [
+                {"id": RecordID(table, rid)} if row is None else {"id": RecordID(table, rid), "row": row}
+                for rid, row in puts.items()
+            ]
         self._merges = {}
         self._inserts = {}
+        self._puts = {}
         # Counters last: a delta never depends on the rows written with it.
         for key, fields in self._counts.items():
             changed = {f: d for f, d in fields.items() if d}

@@ -36,6 +36,17 @@ def ok(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -
     return web.json_response({"success": True, "data": data}, status=status, headers=headers, dumps=_dumps)
 
 
+def ok_encoded(data: bytes, *, status: int = 200) -> web.Response:
+    """The success envelope around ``data`` already encoded as JSON (a big document
+    encoded in parts, or shared by several readers)."""
+    return web.Response(
+        body=b'{"success":true,"data":' + data + b"}",
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 def error_response(
     status: int, message: str, code: str, details: dict[str, Any] | None = None
 ) -> web.Response:

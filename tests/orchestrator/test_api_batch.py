@@ -492,6 +492,83 @@ async def test_unknown_batch_is_404(orch, bid):
     assert bid in doc["error"]
 
 
+async def test_batch_document_counts_operations_by_status(orch):
+    done = await run(orch, op("a"), op("b", ["a"]), op("c", simulate={"fail_always": True}))
+    assert done["total_operations"] == 3
+    assert set(done["counts"]) == {
+        "Pending",
+        "Running",
+        "Completed",
+        "Failed",
+        "Cancelled",
+        "RollingBack",
+        "RolledBack",
+    }
+    assert done["counts"]["Completed"] + done["counts"]["Failed"] + done["counts"]["Cancelled"] == 3
+    assert done["counts"]["Failed"] == 1
+
+
+async def test_summary_view_has_every_field_but_the_operations(orch):
+    done = await run(orch, op("a"), op("b", ["a"]))
+    resp = await orch.get(f"/batch/operations/{done['batch_id']}", params={"view": "summary"})
+    assert resp.status == 200
+    summary = (await resp.json())["data"]
+    assert list(summary) == [k for k in done if k != "operations"]
+    assert summary == {k: v for k, v in done.items() if k != "operations"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ("status", ["batch_id", "status"]),
+        ("counts,status,progress", ["batch_id", "status", "progress", "counts"]),  # document order
+        ("operations, batch_id", ["batch_id", "operations"]),
+        ("total_operations,total_operations", ["batch_id", "total_operations"]),
+    ],
+)
+async def test_fields_selects_top_level_fields(orch, fields, expected):
+    done = await run(orch, op("a"), op("b", ["a"]))
+    resp = await orch.get(f"/batch/operations/{done['batch_id']}", params={"fields": fields})
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    data = (await resp.json())["data"]
+    assert list(data) == expected
+    assert data == {k: done[k] for k in expected}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"fields": "status,nope"},
+        {"fields": ""},
+        {"fields": "status,,counts"},
+        {"fields": "x" * 600},
+        {"fields": "operations", "view": "summary"},  # a summary has no operation list
+        {"fields": "<script>"},
+    ],
+)
+async def test_unknown_fields_are_422_naming_fields(orch, params):
+    done = await run(orch, op("a"))
+    doc = await expect_error(await orch.get(f"/batch/operations/{done['batch_id']}", params=params), 422)
+    assert "fields" in fields_of(doc)
+
+
+@pytest.mark.parametrize("view", ["", "full ", "everything", "SUMMARY"])
+async def test_unknown_view_is_422_naming_view(orch, view):
+    done = await run(orch, op("a"))
+    resp = await orch.get(f"/batch/operations/{done['batch_id']}", params={"view": view})
+    doc = await expect_error(resp, 422)
+    assert "view" in fields_of(doc)
+
+
+async def test_unknown_query_parameter_on_the_document_is_422(orch):
+    done = await run(orch, op("a"))
+    doc = await expect_error(
+        await orch.get(f"/batch/operations/{done['batch_id']}", params={"fieldz": "a"}), 422
+    )
+    assert "fieldz" in fields_of(doc)
+
+
 # -- cancel ----------------------------------------------------------------------------
 
 

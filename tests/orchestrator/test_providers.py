@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint
 
+from orchestrator.app import create_app
 from orchestrator.models import OperationSpec
 from orchestrator.providers import OperationContext, OperationResult, ProviderEnv
 from orchestrator.providers import registry as registry_module
@@ -82,3 +83,61 @@ async def test_a_batch_runs_on_a_plugin_through_the_provider_map(aiohttp_client,
     done = await wait_batch(client, data["batch_id"])
     assert done["operations"][0]["output"] == "echo hello via hetzner"
     assert done["operations"][0]["results"] == {"plugin": True}
+
+
+# -- local: the simulated cloud's inventory ----------------------------------------------
+
+
+async def test_local_inventory_is_committed_with_the_outcome_and_survives_a_restart(aiohttp_client, settings):
+    """The inventory a batch makes is written in the commit of each operation's Completed
+    transition: after the service stops and starts again on the same data directory it
+    is all there, and a deleting operation's removal too."""
+    on_disk = settings.model_copy(update={"db_url": "", "data_dir": settings.data_dir / "data"})
+    client = await aiohttp_client(create_app(on_disk))
+    body = {
+        "name": "inventory",
+        "parallel_limit": 5,
+        "operations": [
+            {
+                "id": f"s{i}",
+                "type": "server_batch",
+                "provider": "upcloud",
+                "servers": [f"web-{i}"],
+                "simulate": {"latency_s": 0},
+            }
+            for i in range(20)
+        ]
+        + [
+            {
+                "id": "drop",
+                "type": "server_batch",
+                "provider": "aws",
+                "operation": "delete",
+                "servers": ["web-3"],
+                "dependencies": ["s3"],
+                "simulate": {"latency_s": 0},
+            },
+            {
+                "id": "broken",
+                "type": "server_batch",
+                "provider": "upcloud",
+                "servers": ["never"],
+                "on_failure": "continue",
+                "simulate": {"latency_s": 0, "fail_always": True},
+                "retry": {"max_attempts": 1},
+            },
+        ],
+    }
+    bid = (await submit(client, body))["batch_id"]
+    done = await wait_batch(client, bid)
+    assert done["status"] == "Failed"
+    assert done["counts"]["Completed"] == 21 and done["counts"]["Failed"] == 1
+    expected = {f"web-{i}" for i in range(20)} - {"web-3"}
+    before = (await (await client.get("/state/inventory")).json())["data"]
+    assert {r["name"] for r in before} == expected
+    await client.close()  # stops the engine and closes the store
+
+    again = await aiohttp_client(create_app(on_disk))
+    after = (await (await again.get("/state/inventory")).json())["data"]
+    assert after == before
+    assert {r["task_id"] for r in after} <= {o["task_id"] for o in done["operations"]}

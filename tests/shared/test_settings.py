@@ -419,6 +419,22 @@ def test_a_bad_value_names_the_variable_the_value_and_what_is_expected(
     assert refused().problems == (f"{variable}={raw!r}: {expected}",)
 
 
+def test_engine_document_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    defaults = load_settings()
+    assert (defaults.live_document_max_age_s, defaults.gc_gen0_threshold) == (0.25, 20_000)
+    monkeypatch.setenv("PROVISIONING_LIVE_DOCUMENT_MAX_AGE_S", "0")  # capture at every read
+    monkeypatch.setenv("PROVISIONING_GC_GEN0_THRESHOLD", "0")  # Python's own threshold
+    assert (load_settings().live_document_max_age_s, load_settings().gc_gen0_threshold) == (0.0, 0)
+    path = toml_file(tmp_path, "[live_document]\nmax_age_s = -1\n")
+    monkeypatch.delenv("PROVISIONING_LIVE_DOCUMENT_MAX_AGE_S")
+    with pytest.raises(SettingsError) as err:
+        load_settings(path)
+    assert err.value.problems == (
+        f"`[live_document] max_age_s` = -1 in {path}: "
+        "expected a number of at least 0 (live_document_max_age_s)",
+    )
+
+
 def test_a_bad_value_in_the_file_names_the_key_and_the_file(tmp_path: Path) -> None:
     path = toml_file(tmp_path, 'orchestrator_port = "abc"\n[http]\nidle_timeout_s = -1\n')
     with pytest.raises(SettingsError) as err:

@@ -23,7 +23,7 @@ from surrealdb import RecordID
 from shared.errors import StoreError
 from shared.store.codec import log_entries
 from shared.store.store import Store
-from shared.store.writes import Append, Insert, Lazy, Merge, Stmt
+from shared.store.writes import Append, Insert, Lazy, Merge, Put, Stmt
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
 WAIT_S = 20.0  # bound of every poll (the per-test timeout is 60 s)
@@ -237,6 +237,20 @@ async def test_merge_to_a_pending_row_is_applied_after_its_lazy_create() -> None
         assert await row(s, "r") == {"id": "r", "a": 1, "b": 2}
 
 
+async def test_merge_to_a_pending_row_applies_that_row_only() -> None:
+    """A progress report on a running task must not apply every other pending row."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(*(Lazy("t", f"r{i}", {"i": i}, 10 + i, create=True) for i in range(4)))
+
+        await s.write(Merge("t", "r2", {"progress": 50}))
+
+        assert s.lazy_pending == 3
+        assert s.lazy_rows_applied == 1
+        assert await s.lazy_mark() == 9  # r0 (position 10) is still pending
+        assert await row(s, "r2") == {"id": "r2", "i": 2, "progress": 50}
+        assert s.lazy_pending == 0  # that read reached the table: the rest are applied
+
+
 async def test_merge_to_a_row_lazily_created_in_the_same_write_is_applied_after_it() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
         await s.write(Lazy("t", "r", {"a": 1}, 5, create=True), Merge("t", "r", {"b": 2}))
@@ -285,6 +299,98 @@ async def test_a_lazy_change_in_the_same_write_as_a_statement_is_applied_before_
         assert s.lazy_pending == 0
         assert await s.lazy_mark() == 1
         assert await row(s, "a") == {"id": "a", "n": 1, "touched": True}
+
+
+async def test_reads_and_statements_of_other_tables_leave_pending_rows_alone() -> None:
+    """A read or statement that cannot reach the pending rows' table does not wait for
+    them (a submission's thousands of task rows must not be applied in one burst because
+    the audit log or a poller touched another table)."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"), Insert("u", {"id": "z", "n": 0}))
+        await s.write(Lazy("t", "r", {"a": 1}, 5, create=True))
+        assert s.pending_tables == {"t"}
+
+        assert await s.query("SELECT n FROM u:z") == [{"n": 0}]
+        assert await s.query("SELECT * FROM $r", {"r": RecordID("u", "z")}) == [{"id": "z", "n": 0}]
+        await s.write(Stmt("UPSERT type::thing('u', $id) SET n = 1", {"id": "z"}))
+
+        assert s.lazy_pending == 1
+        assert s.lazy_rows_applied == 0
+        assert await s.lazy_mark() == 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "params"),
+    [
+        ("SELECT * FROM t", {}),  # the table named in the text
+        ("SELECT * FROM type::thing('t', $id)", {"id": "r"}),
+        ("SELECT * FROM $r", {"r": RecordID("t", "r")}),  # a record id bound
+        ("SELECT * FROM $ids", {"ids": [RecordID("u", "z"), RecordID("t", "r")]}),  # in a list
+        ("SELECT * FROM type::table($tb)", {"tb": "t"}),  # the table's name bound
+    ],
+)
+async def test_a_read_reaching_the_pending_table_applies_its_rows_first(
+    sql: str, params: dict[str, Any]
+) -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"), Insert("u", {"id": "z", "n": 0}))
+        await s.write(Lazy("t", "r", {"a": 1}, 5, create=True))
+
+        rows = await s.query(sql, params)
+
+        assert {"id": "r", "a": 1} in rows
+        assert s.lazy_pending == 0
+        assert s.pending_tables == set()
+        assert await s.lazy_mark() == 5
+
+
+async def test_a_statement_naming_a_table_lazily_written_in_the_same_commit_applies_it() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"))
+        await s.write(
+            Lazy("t", "a", {"n": 1}, 1, create=True),
+            Stmt("UPSERT u:x SET seen = (SELECT VALUE n FROM t:a) RETURN NONE"),
+        )
+        assert s.lazy_pending == 0
+        assert await s.query("SELECT seen FROM u:x") == [{"seen": [1]}]
+
+
+async def test_puts_create_replace_and_delete_and_the_last_of_a_run_wins() -> None:
+    async with opened() as s:
+        await s.write(Put("t", "a", {"n": 1, "gone": None}), Put("t", "b", {"n": 2}), Put("t", "c", {"n": 3}))
+        assert await s.query("SELECT * FROM t ORDER BY id") == [
+            {"id": "a", "n": 1},
+            {"id": "b", "n": 2},
+            {"id": "c", "n": 3},
+        ]
+        results = await s.write(
+            Put("t", "a", {"m": 10}),  # replaced whole
+            Put("t", "b", None),  # deleted
+            Put("t", "c", None),
+            Put("t", "c", {"n": 30}),  # deleted, then put again: the last wins
+            Put("t", "missing", None),  # deleting nothing is no error
+        )
+        assert results == [None] * 5
+        assert await s.query("SELECT * FROM t ORDER BY id") == [{"id": "a", "m": 10}, {"id": "c", "n": 30}]
+
+
+async def test_a_merge_and_a_put_to_one_record_in_one_run_apply_in_order() -> None:
+    async with opened() as s:
+        await s.write(Insert("t", {"id": "r", "n": 1}))
+        await s.write(Merge("t", "r", {"m": 2}), Put("t", "r", {"p": 3}), Merge("t", "r", {"q": 4}))
+        assert await row(s, "r") == {"id": "r", "p": 3, "q": 4}
+
+
+async def test_puts_leave_pending_rows_of_other_records_alone_but_apply_their_own() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Lazy("t", "lazy", {"a": 1}, 5, create=True))
+
+        await s.write(Put("t", "other", {"b": 2}), Append("u", 6, "k", {"e": 1}))
+        assert s.lazy_pending == 1
+
+        await s.write(Put("t", "lazy", {"c": 3}))  # replaces a row still pending: applied first
+        assert s.lazy_pending == 0
+        assert await row(s, "lazy") == {"id": "lazy", "c": 3}
 
 
 # -- Lazy: applied by the writer on its own ---------------------------------------

@@ -9,6 +9,8 @@ no service and no ``shared`` module, so the CLI works against any deployment.
   ``details``; a service that cannot be reached raises :class:`ServerDown`.
 * Lists follow the ``Link: <…>; rel="next"`` header (offset or cursor links alike)
   and read ``X-Total-Count`` when the server sends it.
+* A few routes answer their JSON without the envelope (``GET /ext/status``):
+  :meth:`Client.raw` returns it as it is (an error answer is still an :class:`ApiError`).
 * On a 401 the client asks its ``refresher`` for a new access token (the
   credentials file's refresh token, rotated) and tries the call once more.
 """
@@ -147,15 +149,26 @@ class Client:
         self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, str]]:
         """The ``data`` of a call's envelope and the answer's headers."""
+        return await self._refreshed_request(method, path, body, params, raw=False)
+
+    async def raw(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """A GET whose answer has no envelope (``GET /ext/status``): its JSON as it is."""
+        data, _ = await self._refreshed_request("GET", path, None, params, raw=True)
+        return data
+
+    async def _refreshed_request(
+        self, method: str, path: str, body: Any, params: dict[str, Any] | None, *, raw: bool
+    ) -> tuple[Any, dict[str, str]]:
+        """One call, tried once more with a refreshed token after a 401."""
         try:
-            return await self._request(method, path, body, params)
+            return await self._request(method, path, body, params, raw)
         except ApiError as exc:
             if exc.status != 401 or not await self.refresh():
                 raise
-            return await self._request(method, path, body, params)
+            return await self._request(method, path, body, params, raw)
 
     async def _request(
-        self, method: str, path: str, body: Any, params: dict[str, Any] | None
+        self, method: str, path: str, body: Any, params: dict[str, Any] | None, raw: bool
     ) -> tuple[Any, dict[str, str]]:
         url = self.url(path)
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
@@ -172,6 +185,8 @@ class Client:
             doc = json.loads(text)
         except ValueError:
             raise ApiError(status, text.strip()[:300] or f"HTTP {status}") from None
+        if raw and status < 400:
+            return doc, headers
         if not isinstance(doc, dict) or not doc.get("success"):
             message = doc.get("error") if isinstance(doc, dict) else None
             details = doc.get("details") if isinstance(doc, dict) else None

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from provisioning.cli.commands import client_of, delete_command, item_command
+from provisioning.cli.commands import ALL, LIMIT, YES_OPTION, delete_command, item_command, listing
 from provisioning.cli.common import EXIT_FAILED, Session, confirm, fail, load_document, run, say
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError
@@ -21,28 +21,8 @@ audit_app = typer.Typer(help="The audit log: tail, verify the hash chain, export
 webhooks_app = typer.Typer(help="Webhook subscriptions and their deliveries.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Tasks (one per operation of every batch).", no_args_is_help=True)
 
-LIMIT = typer.Option(50, "--limit", min=1, help="at most this many")
-ALL = typer.Option(False, "--all", help="every one, following the pages")
-YES = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")
+
 AUDIT_POLL_S = 2.0
-
-
-def _listing(
-    ctx: typer.Context,
-    service: str,
-    path: str,
-    params: dict[str, Any],
-    columns: list[Any],
-    output: Output,
-    limit: int,
-    every: bool,
-    empty: str,
-) -> None:
-    def go(s: Session) -> Any:
-        return client_of(s, service).collect(path, params, limit=limit, every=every)
-
-    page = run(ctx, go)
-    show_list(page.items, columns, output, total=page.total, empty=empty)
 
 
 # -- users ------------------------------------------------------------------------------------------
@@ -60,7 +40,7 @@ USER_COLUMNS = [
 ]
 
 
-async def _user_id(s: Session, ref: str) -> str:
+async def user_id_of(s: Session, ref: str) -> str:
     """A user id from an id or a username."""
     try:
         return str((await s.cc.call("GET", f"/users/{ref}"))["id"])
@@ -95,7 +75,7 @@ def users_list(
       provisioning users list --role operator
     """
     params = {"role": role, "enabled": None if enabled is None else str(enabled).lower()}
-    _listing(ctx, "cc", "/users", params, USER_COLUMNS, output, limit, every, "no users")
+    listing(ctx, "cc", "/users", params, USER_COLUMNS, output, limit, every, "no users")
 
 
 @users_app.command("create")
@@ -142,7 +122,7 @@ def users_update(
         fail("nothing to change: give --email, --role, --enable/--disable or --password")
 
     async def go(s: Session) -> Any:
-        user_id = await _user_id(s, user)
+        user_id = await user_id_of(s, user)
         await s.cc.call("PUT", f"/users/{user_id}", body)
         return await s.cc.call("GET", f"/users/{user_id}")
 
@@ -151,7 +131,7 @@ def users_update(
 
 @users_app.command("delete")
 def users_delete(
-    ctx: typer.Context, user: str = typer.Argument(..., help="user id or username"), yes: bool = YES
+    ctx: typer.Context, user: str = typer.Argument(..., help="user id or username"), yes: bool = YES_OPTION
 ) -> None:
     """Delete a user (asks first).
 
@@ -162,7 +142,7 @@ def users_delete(
     confirm(f"Delete user {user}?", yes)
 
     async def go(s: Session) -> Any:
-        return await s.cc.call("DELETE", f"/users/{await _user_id(s, user)}")
+        return await s.cc.call("DELETE", f"/users/{await user_id_of(s, user)}")
 
     say(str(run(ctx, go)))
 
@@ -177,7 +157,7 @@ def users_reset_mfa(ctx: typer.Context, user: str = typer.Argument(..., help="us
     """
 
     async def go(s: Session) -> Any:
-        return await s.cc.call("POST", f"/users/{await _user_id(s, user)}/mfa/reset")
+        return await s.cc.call("POST", f"/users/{await user_id_of(s, user)}/mfa/reset")
 
     say(str(run(ctx, go)))
 
@@ -205,7 +185,7 @@ def policies_list(
     Example:
       provisioning policies list -o yaml
     """
-    _listing(ctx, "cc", "/policies", {}, POLICY_COLUMNS, output, limit, every, "no policies")
+    listing(ctx, "cc", "/policies", {}, POLICY_COLUMNS, output, limit, every, "no policies")
 
 
 @policies_app.command("show")
@@ -485,7 +465,7 @@ def webhooks_list(
     Example:
       provisioning webhooks list
     """
-    _listing(ctx, "cc", "/webhooks", {}, WEBHOOK_COLUMNS, output, limit, every, "no webhooks")
+    listing(ctx, "cc", "/webhooks", {}, WEBHOOK_COLUMNS, output, limit, every, "no webhooks")
 
 
 item_command(
@@ -598,7 +578,7 @@ def webhooks_deliveries(
         ("CREATED", "created_at"),
         ("ERROR", "error"),
     ]
-    _listing(
+    listing(
         ctx,
         "cc",
         f"/webhooks/{webhook_id}/deliveries",
@@ -656,7 +636,7 @@ def tasks_list(
         ("BATCH", "workflow_id"),
         ("COMPLETED", "completed_at"),
     ]
-    _listing(
+    listing(
         ctx,
         "orch",
         "/tasks",

@@ -8,7 +8,7 @@ import sys
 import typer
 from typer._completion_shared import get_completion_script
 
-from provisioning.cli import admin, auth, batches, rollback, services
+from provisioning.cli import admin, auth, batches, extensions, rollback, services, tokens
 from provisioning.cli.common import EXIT_USAGE, Options, fail, options
 
 HELP = """Run, drive and administer the provisioning orchestrator and control center.
@@ -101,6 +101,8 @@ GROUPS = {
     "policies": admin.policies_app,
     "audit": admin.audit_app,
     "webhooks": admin.webhooks_app,
+    "tokens": tokens.tokens_app,
+    "extensions": extensions.extensions_app,
     "keys": services.keys_app,
 }
 for _name, _command in COMMANDS.items():

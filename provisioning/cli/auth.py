@@ -25,6 +25,7 @@ from provisioning.cli.config import Credentials, parse_time
 from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import ApiError, Client
 
+API_TOKEN_PREFIX = "pvt_"
 SESSION_FIELDS = ("token", "expires_at", "refresh_token", "refresh_expires_at", "token_kind")
 
 context_app = typer.Typer(
@@ -78,7 +79,12 @@ def login(
         async with Client(target.server, token) as cc:
             if token:
                 me = await cc.call("GET", "/users/me")
-                return {"token": token, "token_kind": "api", "user": _summary(me)}
+                return {
+                    "token": token,
+                    "token_kind": "api",
+                    "user": _summary(me),
+                    "expires_at": _token_expiry({}, token) or await _api_token_expiry(cc, token),
+                }
             return await _password_login(cc, target.server, username, mfa_code)
 
     data = run_coroutine(ctx, go)
@@ -87,6 +93,20 @@ def login(
     path = creds.put(name, values)
     user = (data.get("user") or {}).get("username", "?")
     say(f"logged in as {user} on {target.server} (context {name}); session saved to {path}")
+
+
+async def _api_token_expiry(cc: Client, token: str) -> str | None:
+    """An API token's expiry, from its own record (``pvt_<id>_…``); None when the token may
+    not read the list (its scopes) or is not an API token."""
+    token_id = token.removeprefix(API_TOKEN_PREFIX).split("_", 1)[0]
+    if not token.startswith(API_TOKEN_PREFIX) or not token_id:
+        return None
+    try:
+        page = await cc.collect("/auth/tokens", {"active": "true"}, every=True)
+    except ApiError:
+        return None
+    found = next((t for t in page.items if isinstance(t, dict) and t.get("id") == token_id), None)
+    return str(found["expires_at"]) if found and found.get("expires_at") else None
 
 
 def _summary(me: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +208,13 @@ def _token_expiry(target_values: dict[str, Any], token: str | None) -> str | Non
         return None
 
 
+def _token_kind(s: Session) -> str:
+    """``session`` (a login's, refreshed), ``api`` (an API token) or ``token`` (another bearer)."""
+    if s.target.values.get("token") == s.cc.token:
+        return str(s.target.values.get("token_kind", "session"))
+    return "api" if (s.cc.token or "").startswith(API_TOKEN_PREFIX) else "token"
+
+
 def whoami(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
     """Who the current session is: user, roles, MFA, server and token expiry.
 
@@ -208,7 +235,7 @@ def whoami(ctx: typer.Context, output: Output = OUTPUT_OPTION) -> None:
             "context": s.target.context,
             "server": s.target.server,
             "orchestrator": s.target.orchestrator,
-            "token_kind": s.target.values.get("token_kind", "session") if s.target.refreshable else "token",
+            "token_kind": _token_kind(s),
             "token_expires_at": _token_expiry(s.target.values, s.cc.token),
             "refresh_expires_at": s.target.values.get("refresh_expires_at") if s.target.refreshable else None,
         }

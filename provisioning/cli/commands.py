@@ -1,5 +1,6 @@
 """Commands that call one route on one item (``provisioning tasks show ID``,
-``provisioning webhooks delete ID``), built once instead of written out each time."""
+``provisioning webhooks delete ID``) or list one collection, built once instead of written
+out each time."""
 
 from __future__ import annotations
 
@@ -9,17 +10,39 @@ from typing import Any
 import typer
 
 from provisioning.cli.common import Session, confirm, run, say
-from provisioning.cli.output import OUTPUT_OPTION, Output, show_item
+from provisioning.cli.output import OUTPUT_OPTION, Output, show_item, show_list
 from provisioning.client import Client
 
 ID_ARGUMENT = typer.Argument(..., metavar="ID")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")
+LIMIT = typer.Option(50, "--limit", min=1, help="at most this many")
+ALL = typer.Option(False, "--all", help="every one, following the pages")
 Render = Callable[[Any, Output], None]
 
 
 def client_of(s: Session, service: str) -> Client:
     """``cc`` (the control center) or ``orch`` (the orchestrator)."""
     return s.cc if service == "cc" else s.orch
+
+
+def listing(
+    ctx: typer.Context,
+    service: str,
+    path: str,
+    params: dict[str, Any],
+    columns: list[Any],
+    output: Output,
+    limit: int,
+    every: bool,
+    empty: str,
+) -> None:
+    """A paged listing (``--limit N`` or ``--all``) shown as a table or the API's items."""
+
+    def go(s: Session) -> Any:
+        return client_of(s, service).collect(path, params, limit=limit, every=every)
+
+    page = run(ctx, go)
+    show_list(page.items, columns, output, total=page.total, empty=empty)
 
 
 def item_command(

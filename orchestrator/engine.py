@@ -294,7 +294,7 @@ class Engine:
         seq = self.transitions.journal.next_seq()
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
-            state = self._task_state(wid, ids[op.id], index, op)
+            state = self._described(self._task_state(wid, ids[op.id], index, op))
             state.created_at = now
             wf.tasks[op.id] = state
             task_rows.append(Repository.create_task(self._task_row(state, ids, now), seq))
@@ -385,10 +385,17 @@ class Engine:
             retry=op.retry or self.default_retry,
         )
 
+    def _described(self, t: TaskState) -> TaskState:
+        """``t`` with what its provider says it runs (``/tasks``' command and args), as
+        submission records it (a resumed task reads them from its row instead)."""
+        op = t.spec
+        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
+        t.command, t.args = command, tuple(args)
+        return t
+
     def _task_row(self, t: TaskState, ids: dict[str, str], now: datetime) -> dict[str, Any]:
         """A new task's row, as submission records it (and catch-up rebuilds it)."""
         op = t.spec
-        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
         refs = op.dependency_refs
         return {
             "id": t.id,
@@ -398,8 +405,9 @@ class Engine:
             "type": str(op.type),
             "provider": op.provider_name,
             "implementation": self.registry.resolve_name(op.provider_name),
-            "command": command,
-            "args": args,
+            "command": t.command,
+            "args": list(t.args),
+            "undo": op.undo_argv,
             "dependencies": [ids[d.id] for d in refs],
             "dependency_names": [d.id for d in refs],
             "status": str(TaskStatus.PENDING),
@@ -421,7 +429,9 @@ class Engine:
         specs = [OperationSpec.model_validate(op) for op in json.loads(workflow_row["operations_json"])]
         ids = dict(zip((op.id for op in specs), json.loads(workflow_row["task_ids_json"]), strict=True))
         return [
-            self._task_row(self._task_state(wid, ids[op.id], index, op), ids, workflow_row["created_at"])
+            self._task_row(
+                self._described(self._task_state(wid, ids[op.id], index, op)), ids, workflow_row["created_at"]
+            )
             for index, op in enumerate(specs)
         ]
 
@@ -432,6 +442,7 @@ class Engine:
         t.attempt = int(row.get("attempt") or 0)
         t.progress = float(row.get("progress") or 0.0)
         t.output, t.error, t.results = row.get("output"), row.get("error"), row.get("results")
+        t.command, t.args = row.get("command"), tuple(row.get("args") or ())
         t.created_at, t.started_at = row.get("created_at"), row.get("started_at")
         t.completed_at, t.completed_seq = row.get("completed_at"), row.get("completed_seq")
         return t

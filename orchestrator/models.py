@@ -182,6 +182,11 @@ class OperationSpec(Model):
         return list(refs.values())
 
     @property
+    def undo_argv(self) -> list[str] | None:
+        """The argv that undoes a ``command`` operation (``None``: none, or another type)."""
+        return self.undo if self.type is OperationType.COMMAND else None
+
+    @property
     def provider_name(self) -> str:
         if self.provider:
             return self.provider
@@ -312,6 +317,10 @@ class RollbackRequest(Model):
 
 TASK_STATUS: JsonSchema = {"enum": [str(s) for s in TaskStatus]}
 WORKFLOW_STATUS: JsonSchema = {"enum": [str(s) for s in WorkflowStatus]}
+UNDO_ARGV: JsonSchema = {
+    **nullable(array(STR)),
+    "description": "a command operation's undo argv as submitted (null: none, or another type)",
+}
 TASK_VIEW = named(
     "Task",
     obj(
@@ -335,6 +344,7 @@ TASK_VIEW = named(
             "progress": NUM,
             "message": ANY,
             "results": ANY,
+            "undo": UNDO_ARGV,
         }
     ),
 )
@@ -355,6 +365,9 @@ OPERATION_VIEW = named(
             "results": ANY,
             "output": ANY,
             "error": ANY,
+            "command": nullable(STR),
+            "args": array(STR),
+            "undo": UNDO_ARGV,
         }
     ),
 )

@@ -33,6 +33,7 @@ class Task:
     provider: str | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
+    undo: tuple[str, ...] | None = None  # a command operation's undo argv
     dependencies: tuple[str, ...] = ()  # task ids
     dependency_names: tuple[str, ...] = ()  # operation ids
     attempt: int = 0
@@ -59,6 +60,7 @@ class Task:
             provider=row.get("provider"),
             command=row.get("command"),
             args=_tuple(row.get("args")),
+            undo=None if row.get("undo") is None else tuple(row["undo"]),
             dependencies=_tuple(row.get("dependencies")),
             dependency_names=_tuple(row.get("dependency_names")),
             attempt=int(row.get("attempt") or 0),

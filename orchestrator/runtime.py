@@ -25,8 +25,20 @@ Moment = tuple[
     datetime | None,
 ]
 # What never changes about a task once submitted (TaskState.facts): id, workflow_id,
-# name, type, provider, dependency_names, max_attempts, created_at.
-Facts = tuple[str, str, str, str, str, tuple[str, ...], int, datetime | None]
+# name, type, provider, dependency_names, max_attempts, created_at, command, args, undo.
+Facts = tuple[
+    str,
+    str,
+    str,
+    str,
+    str,
+    tuple[str, ...],
+    int,
+    datetime | None,
+    str | None,
+    tuple[str, ...],
+    tuple[str, ...] | None,
+]
 
 
 class TaskSnapshot(NamedTuple):
@@ -42,6 +54,9 @@ class TaskSnapshot(NamedTuple):
     dependency_names: tuple[str, ...]
     max_attempts: int
     created_at: datetime | None
+    command: str | None
+    args: tuple[str, ...]
+    undo: tuple[str, ...] | None
     status: TaskStatus
     progress: float
     attempt: int
@@ -89,6 +104,9 @@ class TaskState:
     deps: list[tuple[str, str]] = field(default_factory=list)  # (name, kind)
     dependents: list[tuple[str, str]] = field(default_factory=list)
     waiting: int = 0  # dependencies not yet satisfied
+    # What its provider says it runs (``/tasks``' command and args), as submission recorded it.
+    command: str | None = None
+    args: tuple[str, ...] = ()
     _facts: Facts | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -123,6 +141,9 @@ class TaskState:
                 tuple(ref.id for ref in self.spec.dependency_refs),
                 self.retry.max_attempts,
                 self.created_at,
+                self.command,
+                self.args,
+                None if (undo := self.spec.undo_argv) is None else tuple(undo),
             )
         return self._facts
 

@@ -65,6 +65,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "progress": task.progress,
         "message": task.message,
         "results": task.results,
+        "undo": _argv(task.undo),
     }
 
 
@@ -84,7 +85,14 @@ def operation_view(task: TaskLike) -> dict[str, Any]:
         "results": task.results,
         "output": task.output,
         "error": task.error,
+        "command": task.command,
+        "args": list(task.args),
+        "undo": _argv(task.undo),
     }
+
+
+def _argv(argv: tuple[str, ...] | None) -> list[str] | None:
+    return None if argv is None else list(argv)
 
 
 def batch_view(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:

@@ -76,6 +76,8 @@ def test_multi_cloud_batch_nodes_turn_completed_live(
     expect(details).to_contain_text("aws")
     expect(details.locator("dd").filter(has_text=re.compile(r"^1 of \d+$"))).to_have_count(1)
     expect(details).to_contain_text("Command")
+    # not a command operation: no undo argv, the provider's own rollback undoes it
+    expect(details).to_contain_text("the provider's rollback of taskserv_batch (aws)")
     page.get_by_role("tab", name="Journal").click()
     expect(page.locator("#panel-journal table")).to_contain_text("Completed")
     page.get_by_role("tab", name="Snapshots").click()
@@ -105,6 +107,22 @@ def test_failing_batch_rolls_back_live(
     page.get_by_role("tab", name="Rollback").click()
     expect(page.locator("#panel-rollback")).to_contain_text("operations_executed")
     shoot(page, shots, "batch-rolled-back")
+
+
+def test_a_command_operations_details_show_its_command_and_undo(
+    admin: Admin, product: Product, shots: list[Path]
+) -> None:
+    page = admin.page
+    submit_text(page, product, batch_file("local_commands.json"))
+    expect_status(page, "verify", "Completed")
+    page.locator('.dag-node[data-op="write_config"]').click()
+    details = page.locator(".op-details")
+    expect(details).to_contain_text("sh -c 'echo")
+    expect(details).to_contain_text("rm -f example/site/config.txt")
+    shoot(page, shots, "command-undo")
+    page.locator('.dag-node[data-op="verify"]').click()
+    expect(details).to_contain_text("ls -l example/site")
+    expect(details).to_contain_text("no undo command: a rollback leaves it as it is")
 
 
 def test_submit_shows_field_errors_and_the_cycle(admin: Admin, shots: list[Path]) -> None:

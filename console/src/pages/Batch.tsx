@@ -3,6 +3,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { useApp } from "../context";
 import { applyEvents, batchFromApi, countByStatus, rollbackPlan, type BatchState, type StreamEvent } from "../lib/events";
+import { commandText, undoOf, type TaskCommand } from "../lib/commands";
 import { can } from "../lib/perms";
 import { useLive } from "../live";
 import { Dag } from "../components/Dag";
@@ -15,9 +16,7 @@ import { Link } from "../router";
 const TABLE_PAGE = 200;
 const FLUSH_MS = 150;
 
-interface TaskDetail {
-  command: string;
-  args: string[];
+interface TaskDetail extends TaskCommand {
   max_attempts: number;
   created_at: string;
   results: unknown;
@@ -310,6 +309,7 @@ function OpDetails({ op }: { op: BatchState["ops"][string] }) {
     api.get<TaskDetail>("orch", `/tasks/${encodeURIComponent(op.taskId)}`).then(setTask, setError);
   }, [api, op.taskId, op.status]);
   const results = task?.results && typeof task.results === "object" ? (task.results as Record<string, unknown>) : null;
+  const undo = task ? undoOf(task) : null;
   return (
     <div className="op-details" aria-live="polite">
       <h3>
@@ -338,19 +338,9 @@ function OpDetails({ op }: { op: BatchState["ops"][string] }) {
         <dt>Depends on</dt>
         <dd>{op.dependencies.length ? op.dependencies.join(", ") : "nothing"}</dd>
         <dt>Command</dt>
-        <dd>{task ? <code>{[task.command, ...task.args].join(" ")}</code> : "…"}</dd>
+        <dd>{task ? <code>{commandText(task)}</code> : "…"}</dd>
         <dt>Undo</dt>
-        <dd>
-          {results && "undo" in results ? (
-            <code>{JSON.stringify(results.undo)}</code>
-          ) : task ? (
-            <span className="muted">
-              the provider's rollback of {op.type || "this operation"} ({op.provider})
-            </span>
-          ) : (
-            "…"
-          )}
-        </dd>
+        <dd>{undo ? "argv" in undo ? <code>{undo.argv}</code> : <span className="muted">{undo.note}</span> : "…"}</dd>
       </dl>
       <ErrorBox error={error} />
       {op.error ? (

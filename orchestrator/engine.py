@@ -20,7 +20,6 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
@@ -28,7 +27,7 @@ from pydantic import TypeAdapter
 from orchestrator.dag import build_graph, generations, validate
 from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
-from orchestrator.models import BatchRequest, OperationSpec, RetryPolicy
+from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import (
     OperationFailed,
     ProviderEnv,
@@ -39,6 +38,7 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
 from orchestrator.states import FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from orchestrator.tasks import TaskFactory
 from orchestrator.transitions import Transitions, task_change
 from shared.errors import Conflict, NotFound
 from shared.events.bus import EventBus
@@ -122,11 +122,7 @@ class Engine:
         self.transitions = Transitions(store, bus, outbox, live_counts=self._live_counts)
         self.snapshots = Snapshots()
         self.registry = registry or ProviderRegistry(ProviderEnv(settings, store), settings.provider_map)
-        self.default_retry = RetryPolicy(  # shared by every operation without its own
-            max_attempts=settings.default_max_attempts,
-            initial_delay_s=settings.default_initial_delay_s,
-            max_delay_s=settings.default_max_delay_s,
-        )
+        self.tasks = TaskFactory(settings, self.registry)
         # Rollbacks by request and restores rewrite recorded state: one at a time.
         self.admin_lock = asyncio.Lock()
         self.submitting = 0  # submissions between validation and launch
@@ -294,10 +290,10 @@ class Engine:
         seq = self.transitions.journal.next_seq()
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
-            state = self._described(self._task_state(wid, ids[op.id], index, op))
+            state = self.tasks.described(self.tasks.state(wid, ids[op.id], index, op))
             state.created_at = now
             wf.tasks[op.id] = state
-            task_rows.append(Repository.create_task(self._task_row(state, ids, now), seq))
+            task_rows.append(Repository.create_task(self.tasks.row(state, ids, now), seq))
         self._link(wf)
         checkpoint_id = str(uuid.uuid4())
         wf.checkpoint_id = checkpoint_id
@@ -373,79 +369,13 @@ class Engine:
         self._launch(wf)
         return wf
 
-    def _task_state(self, wid: str, tid: str, index: int, op: OperationSpec) -> TaskState:
-        return TaskState(
-            id=tid,
-            workflow_id=wid,
-            name=op.id,
-            index=index,
-            spec=op,
-            provider=op.provider_name,
-            timeout_s=op.timeout or self.settings.default_timeout_s,
-            retry=op.retry or self.default_retry,
-        )
-
-    def _described(self, t: TaskState) -> TaskState:
-        """``t`` with what its provider says it runs (``/tasks``' command and args), as
-        submission records it (a resumed task reads them from its row instead)."""
-        op = t.spec
-        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
-        t.command, t.args = command, tuple(args)
-        return t
-
-    def _task_row(self, t: TaskState, ids: dict[str, str], now: datetime) -> dict[str, Any]:
-        """A new task's row, as submission records it (and catch-up rebuilds it)."""
-        op = t.spec
-        refs = op.dependency_refs
-        return {
-            "id": t.id,
-            "workflow_id": t.workflow_id,
-            "name": op.id,
-            "index": t.index,
-            "type": str(op.type),
-            "provider": op.provider_name,
-            "implementation": self.registry.resolve_name(op.provider_name),
-            "command": t.command,
-            "args": list(t.args),
-            "undo": op.undo_argv,
-            "dependencies": [ids[d.id] for d in refs],
-            "dependency_names": [d.id for d in refs],
-            "status": str(TaskStatus.PENDING),
-            "attempt": 0,
-            "progress": 0.0,
-            "max_attempts": t.retry.max_attempts,
-            "timeout_s": t.timeout_s,
-            "created_at": now,
-            "started_at": None,
-            "completed_at": None,
-            "output": None,
-            "error": None,
-            "results": None,
-        }
-
     def task_rows_of(self, workflow_row: dict[str, Any]) -> list[dict[str, Any]]:
         """A recorded workflow's task rows as first submitted (for catch-up)."""
-        wid = str(workflow_row["id"])
-        specs = [OperationSpec.model_validate(op) for op in json.loads(workflow_row["operations_json"])]
-        ids = dict(zip((op.id for op in specs), json.loads(workflow_row["task_ids_json"]), strict=True))
-        return [
-            self._task_row(
-                self._described(self._task_state(wid, ids[op.id], index, op)), ids, workflow_row["created_at"]
-            )
-            for index, op in enumerate(specs)
-        ]
+        return self.tasks.rows_of(workflow_row)
 
     def task_from_row(self, row: dict[str, Any], spec: OperationSpec) -> TaskState:
         """A task as recorded in the store, ready to schedule or roll back."""
-        t = self._task_state(str(row["workflow_id"]), str(row["id"]), int(row["index"]), spec)
-        t.status = TaskStatus(row["status"])
-        t.attempt = int(row.get("attempt") or 0)
-        t.progress = float(row.get("progress") or 0.0)
-        t.output, t.error, t.results = row.get("output"), row.get("error"), row.get("results")
-        t.command, t.args = row.get("command"), tuple(row.get("args") or ())
-        t.created_at, t.started_at = row.get("created_at"), row.get("started_at")
-        t.completed_at, t.completed_seq = row.get("completed_at"), row.get("completed_seq")
-        return t
+        return self.tasks.from_row(row, spec)
 
     @staticmethod
     def _link(wf: WorkflowState) -> None:

@@ -134,7 +134,9 @@ def product_tools(app: web.Application) -> list[Tool]:
         deadline = asyncio.get_running_loop().time() + wait_s
         reported = -1.0  # progress notifications must increase
         while True:
-            wf, tasks = await workflows.batch(batch_id)
+            # From the engine's memory while it runs (a poll never reads every task row).
+            capture = await workflows.capture(batch_id)
+            wf, tasks = capture.workflow, capture.tasks
             view = batch_view(wf, tasks)
             percent = float(view["progress"])
             if percent > reported:
@@ -147,8 +149,8 @@ def product_tools(app: web.Application) -> list[Tool]:
             await asyncio.sleep(POLL_S)
 
     async def get_batch(call: ToolCall, args: ById) -> Any:
-        wf, tasks = await app[WORKFLOWS].batch(args.id)
-        return plain(batch_view(wf, tasks))
+        capture = await app[WORKFLOWS].capture(args.id)
+        return plain(batch_view(capture.workflow, capture.tasks))
 
     async def list_batches(call: ToolCall, args: BatchListQuery) -> Any:
         status = None if args.status is None else WorkflowStatus(args.status)

@@ -122,9 +122,10 @@ def batch_head(wf: Workflow, tasks: Sequence[TaskLike]) -> dict[str, Any]:
 def batch_list_view(item: BatchSummary) -> dict[str, Any]:
     """A ``GET /batch/operations`` entry: the batch, its operations counted by status, and
     the operations themselves only when listed (a small batch, full view)."""
-    doc = batch_view(item.workflow, item.tasks or [])
-    if item.tasks is None:
-        del doc["operations"]
+    if item.tasks is not None:
+        doc = batch_view(item.workflow, item.tasks)
+    else:  # counted, not listed: no operation to build
+        doc = batch_head(item.workflow, ())
         total = item.total_operations
         done = sum(n for status, n in item.counts.items() if TaskStatus(status) in FINAL_TASK)
         doc["progress"] = round(done / total * 100, 2) if total else 100.0

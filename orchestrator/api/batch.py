@@ -28,10 +28,10 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
-from orchestrator.views import batch_document, batch_list_view, encode_json, submitted_view
+from orchestrator.views import batch_document, batch_list_view, submitted_view
 from shared.errors import ValidationFailed
 from shared.security.actor import actor_of
-from shared.web.envelope import ok, ok_encoded, paginated
+from shared.web.envelope import encode_json, ok, ok_encoded, paginated
 from shared.web.middlewares import SUBMITTED
 from shared.web.routing import MESSAGE, Api, array
 from shared.web.validation import validation_failed

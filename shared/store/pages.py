@@ -26,12 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
-import cbor2
-
-from shared.store.codec import cbor_default, guard_nul
+from shared.store.codec import guard_nul, pack, unpack
 
 ROWS = "rows"  # the field of a page record that holds its rows, as one CBOR blob
 
@@ -54,7 +51,7 @@ class PagedTable:
 
 
 def encode_rows(rows: list[dict[str, Any]]) -> bytes:
-    return cbor2.dumps(rows, default=cbor_default, timezone=UTC)
+    return pack(rows)
 
 
 def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -62,7 +59,7 @@ def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:
     blob = (record or {}).get(ROWS)
     if not isinstance(blob, bytes):
         return []
-    rows: list[dict[str, Any]] = cbor2.loads(blob)
+    rows: list[dict[str, Any]] = unpack(blob)
     return rows
 
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
-import cbor2
 from surrealdb import RecordID
 
-from shared.store.codec import NONE, cbor_default, guard_nul, nones, table_of
+from shared.store.codec import NONE, guard_nul, nones, pack, table_of
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +215,7 @@ class Plan:
                     "first": appends[0].seq,
                     "last": appends[-1].seq,
                     "keys": guard_nul(list(dict.fromkeys(a.key for a in appends)), table),
-                    "entries": cbor2.dumps([a.entry for a in appends], default=cbor_default, timezone=UTC),
+                    "entries": pack([a.entry for a in appends]),
                 }
             )
         self._appends = {}

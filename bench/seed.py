@@ -94,7 +94,7 @@ def workflow_writes(
         ),
         "task_ids_json": json.dumps(task_ids),
     }
-    writes: list[Write] = [Repository.insert_workflow(row)]
+    writes: list[Write] = [*Repository.insert_workflow(row)]
     tasks = engine.task_rows_of(row)
     writes += [Repository.create_task(task, seq) for task in tasks]
     writes.append(Journal.submission(seq, wid, name, "Running", at))

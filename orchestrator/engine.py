@@ -146,7 +146,7 @@ class Engine:
         if moved := await self.repo.convert_legacy_tasks():
             log.info("moved task rows into pages", extra={"tasks": moved})
         await self._sweep_interrupted_rollbacks()
-        for row in await self.repo.active_workflows():
+        for row in await self.repo.with_specs(await self.repo.active_workflows()):
             try:
                 await self._resume(row)
             except Exception:
@@ -338,7 +338,7 @@ class Engine:
             "task_ids_json": json.dumps([ids[op.id] for op in batch.operations]),
         }
         writes: list[Write] = [
-            Repository.insert_workflow(wf_row),
+            *Repository.insert_workflow(wf_row),
             *task_rows,
             Journal.submission(seq, wid, batch.name, str(WorkflowStatus.RUNNING), now),
             Repository.insert_checkpoint(

@@ -37,7 +37,7 @@ from orchestrator.journal import Change, Journal
 from orchestrator.models import OperationSpec
 from orchestrator.repository import Repository
 from orchestrator.rollback import RollbackService
-from orchestrator.task_pages import page_id
+from orchestrator.task_repository import page_id
 from shared.events.bus import EventBus
 from shared.settings import load_settings
 from shared.store.writes import Write

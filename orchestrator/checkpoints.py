@@ -17,7 +17,7 @@ from orchestrator.journal import Change, utcnow
 from orchestrator.models import CheckpointRequest
 from orchestrator.repository import Repository
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
-from orchestrator.task_pages import page_of_key
+from orchestrator.task_repository import page_of_key
 from orchestrator.transitions import restore_change
 from shared.errors import Conflict, NotFound
 

@@ -39,7 +39,7 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
 from orchestrator.states import FINAL_WORKFLOW, TaskStatus, WorkflowStatus
-from orchestrator.task_pages import page_id, page_of_key
+from orchestrator.task_repository import page_id, page_of_key
 from orchestrator.tasks import TaskFactory
 from orchestrator.transitions import Transitions, task_change
 from shared.errors import Conflict, NotFound

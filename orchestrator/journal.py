@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
-from orchestrator.task_pages import TASK_PAGES
+from orchestrator.task_repository import TASK_PAGES
 from shared.store.store import Store
 from shared.store.writes import Append, Lazy, Merge, Paged, Write
 
@@ -59,7 +59,7 @@ class Change:
     note: str | None = None
     seq: int = 0
     subject: TaskState | WorkflowState | None = field(default=None, repr=False, compare=False)
-    page: str | None = None  # a task's: the page holding its row (orchestrator/task_pages.py)
+    page: str | None = None  # a task's: the page holding its row (orchestrator/task_repository.py)
 
     def event(self) -> dict[str, Any]:
         """The data of the event that announces this change (a new dict each call)."""

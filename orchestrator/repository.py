@@ -19,7 +19,7 @@ from surrealdb import RecordID
 
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
-from orchestrator.task_pages import (
+from orchestrator.task_repository import (
     LEGACY_TASKS,
     PAGE_SIZE,
     TASK_PAGES,

@@ -12,7 +12,7 @@ from orchestrator.models import OperationSpec, RetryPolicy
 from orchestrator.providers import ProviderRegistry
 from orchestrator.runtime import TaskState
 from orchestrator.states import TaskStatus
-from orchestrator.task_pages import page_of_key
+from orchestrator.task_repository import page_of_key
 from shared.settings import Settings
 
 

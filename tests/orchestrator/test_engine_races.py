@@ -143,7 +143,7 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
 
 
 async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Engine) -> None:
-    from orchestrator.task_pages import TASK_PAGES, page_of_key
+    from orchestrator.task_repository import TASK_PAGES, page_of_key
     from shared.store.writes import Count, Paged
 
     wf = await engine.submit(

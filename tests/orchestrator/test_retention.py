@@ -36,7 +36,7 @@ def retention(orch: Any, **overrides: Any) -> Retention:
 
 
 async def count(orch: Any, table: str) -> int:
-    if table == "task":  # tasks live in pages (orchestrator/task_pages.py)
+    if table == "task":  # tasks live in pages (orchestrator/task_repository.py)
         rows = await orch.app[STORE].query("SELECT VALUE n FROM task_page")
         return int(sum(rows))
     rows = await orch.app[STORE].query(f"SELECT count() AS n FROM {table} GROUP ALL")

@@ -1,4 +1,4 @@
-"""Task rows in pages of 100 (``orchestrator/task_pages.py``) over real HTTP and the real
+"""Task rows in pages of 100 (``orchestrator/task_repository.py``) over real HTTP and the real
 embedded store: ids that name their page, lists that cross page boundaries with
 cursors, offsets and a status filter, and a store that holds pages, not rows."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.app import create_app
 from orchestrator.ids import MAX_INDEX, locate, task_id
-from orchestrator.task_pages import PAGE_SIZE, end_of_page, page_id, page_of_key
+from orchestrator.task_repository import PAGE_SIZE, end_of_page, page_id, page_of_key
 from shared.settings import Settings
 from shared.store.store import Store
 from shared.web.keys import STORE

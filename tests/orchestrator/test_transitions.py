@@ -18,7 +18,7 @@ from orchestrator.repository import Repository
 from orchestrator.rollback import RollbackService
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import IllegalTransition, TaskStatus, WorkflowStatus
-from orchestrator.task_pages import TASK_PAGES, page_id
+from orchestrator.task_repository import TASK_PAGES, page_id
 from orchestrator.transitions import Transitions, restore_change, task_change
 from shared.events.bus import Event, EventBus
 from shared.settings import load_settings

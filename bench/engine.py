@@ -128,7 +128,10 @@ async def run_engine(n: int, limit: int, provider: str = "noop") -> dict[str, An
         commits = store.commits
         await engine.stop()
         await store.close()
+        # What the embedded engine replays at every later start (its log is append-only).
+        log_bytes = sum(f.stat().st_size for f in Path(tmp, "db").rglob("*") if f.is_file())
     return {
+        "log_mb": round(log_bytes / 1e6, 1),
         "seconds": elapsed,
         "submit_s": submitted - started,
         "commits": commits,

@@ -45,7 +45,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def workflow_writes(seq: int, at: datetime) -> tuple[str, list[Write]]:
     wid = str(uuid.uuid4())
     writes: list[Write] = [
-        Repository.insert_workflow(
+        *Repository.insert_workflow(
             {
                 "id": wid,
                 "name": f"seeded {seq}",

@@ -32,10 +32,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.engine import Engine
+from orchestrator.ids import task_id
 from orchestrator.journal import Change, Journal
 from orchestrator.models import OperationSpec
 from orchestrator.repository import Repository
 from orchestrator.rollback import RollbackService
+from orchestrator.task_repository import page_id
 from shared.events.bus import EventBus
 from shared.settings import load_settings
 from shared.store.writes import Write
@@ -63,8 +65,8 @@ def workflow_writes(
 ) -> list[Write]:
     """Every write a finished workflow of these operations left behind, as of ``at``."""
     wid = str(uuid.uuid4())
-    task_ids = [str(uuid.uuid4()) for _ in specs]
     seq = journal.next_seq()
+    task_ids = [task_id(seq, index) or str(uuid.uuid4()) for index in range(len(specs))]
     finished = at + timedelta(seconds=1)
     row: dict[str, Any] = {
         "id": wid,
@@ -92,7 +94,7 @@ def workflow_writes(
         ),
         "task_ids_json": json.dumps(task_ids),
     }
-    writes: list[Write] = [Repository.insert_workflow(row)]
+    writes: list[Write] = [*Repository.insert_workflow(row)]
     tasks = engine.task_rows_of(row)
     writes += [Repository.create_task(task, seq) for task in tasks]
     writes.append(Journal.submission(seq, wid, name, "Running", at))
@@ -109,12 +111,12 @@ def workflow_writes(
             }
         )
     )
-    for task in tasks:
-        tid, op = str(task["id"]), str(task["name"])
+    for index, task in enumerate(tasks):
+        tid, op, page = str(task["id"]), str(task["name"]), page_id(seq, index)
         running = {"attempt": 1, "started_at": at, "completed_at": None, "error": None, "progress": 0.0}
         done = {"output": "", "results": {}, "completed_at": finished, "progress": 100.0}
-        writes += journal.writes_for(Change("task", tid, wid, op, "Pending", "Running", running))
-        writes += journal.writes_for(Change("task", tid, wid, op, "Running", "Completed", done))
+        writes += journal.writes_for(Change("task", tid, wid, op, "Pending", "Running", running, page=page))
+        writes += journal.writes_for(Change("task", tid, wid, op, "Running", "Completed", done, page=page))
     patch = {"completed_at": finished, "duration_s": 1.0}
     writes += journal.writes_for(Change("workflow", wid, wid, name, "Running", "Completed", patch))
     return writes

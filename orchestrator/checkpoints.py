@@ -17,6 +17,7 @@ from orchestrator.journal import Change, utcnow
 from orchestrator.models import CheckpointRequest
 from orchestrator.repository import Repository
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from orchestrator.task_repository import page_of_key
 from orchestrator.transitions import restore_change
 from shared.errors import Conflict, NotFound
 
@@ -56,6 +57,16 @@ class Checkpoints:
         )
         return cid
 
+    async def _pages_of(self, touched: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """The page of each task these entries touch: named by the entry, or (entries
+        from before pages) by the task's row."""
+        tasks = {t: e for t, e in touched.items() if e["entity_kind"] == "task"}
+        pages = {t: str(e["page"]) for t, e in tasks.items() if e.get("page")}
+        unnamed = [t for t in tasks if t not in pages]
+        for row in await self.repo.tasks_by_ids(unnamed) if unnamed else []:
+            pages[str(row["id"])] = page_of_key(str(row["lk"]))
+        return pages
+
     def _refuse_if_busy(self) -> None:
         if self.engine.runs or self.engine.submitting:
             raise Conflict(
@@ -89,6 +100,7 @@ class Checkpoints:
             }
             changes: list[Change] = []
             submitted: dict[str, bool] = {}
+            pages = await self._pages_of(touched)
             for entity, last in touched.items():
                 kind = last["entity_kind"]
                 wid = str(last["workflow_id"])
@@ -118,6 +130,7 @@ class Checkpoints:
                         status,
                         checkpoint_id=checkpoint_id,
                         patch=patch,
+                        page=pages.get(entity),
                     )
                 )
             restored = {"checkpoint_id": checkpoint_id, "records": len(changes)}

@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 
 from orchestrator.dag import build_graph, generations, validate
 from orchestrator.events import EventType
+from orchestrator.ids import task_id as new_task_id
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import (
@@ -38,6 +39,7 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
 from orchestrator.states import FINAL_WORKFLOW, TaskStatus, WorkflowStatus
+from orchestrator.task_repository import page_id, page_of_key
 from orchestrator.tasks import TaskFactory
 from orchestrator.transitions import Transitions, task_change
 from shared.errors import Conflict, NotFound
@@ -141,8 +143,10 @@ class Engine:
         tune_gc(self.settings.gc_gen0_threshold)
         await self.transitions.load()
         await catch_up(self.store, self.repo, self.task_rows_of)
+        if moved := await self.repo.convert_legacy_tasks():
+            log.info("moved task rows into pages", extra={"tasks": moved})
         await self._sweep_interrupted_rollbacks()
-        for row in await self.repo.active_workflows():
+        for row in await self.repo.with_specs(await self.repo.active_workflows()):
             try:
                 await self._resume(row)
             except Exception:
@@ -164,6 +168,7 @@ class Engine:
                 spec=OperationSpec(id=row["name"], type=row["type"]),
                 provider=row["provider"],
                 status=TaskStatus.ROLLING_BACK,
+                page=page_of_key(str(row["lk"])),
             )
             changes.append(
                 task_change(
@@ -283,15 +288,22 @@ class Engine:
             started_at=now,
             version=batch.version,
         )
-        ids = {
-            op.id: (task_id if task_id and len(batch.operations) == 1 else str(uuid.uuid4()))
-            for op in batch.operations
-        }
         seq = self.transitions.journal.next_seq()
+        # A task's id names the page of its row (orchestrator/ids.py), unless the caller
+        # chose it (a single-purpose workflow's task id is the workflow's).
+        ids = {
+            op.id: (
+                task_id
+                if task_id and len(batch.operations) == 1
+                else (new_task_id(seq, index) or str(uuid.uuid4()))
+            )
+            for index, op in enumerate(batch.operations)
+        }
         task_rows: list[Write] = []
         for index, op in enumerate(batch.operations):
             state = self.tasks.described(self.tasks.state(wid, ids[op.id], index, op))
             state.created_at = now
+            state.page = page_id(seq, index)
             wf.tasks[op.id] = state
             task_rows.append(Repository.create_task(self.tasks.row(state, ids, now), seq))
         self._link(wf)
@@ -326,7 +338,7 @@ class Engine:
             "task_ids_json": json.dumps([ids[op.id] for op in batch.operations]),
         }
         writes: list[Write] = [
-            Repository.insert_workflow(wf_row),
+            *Repository.insert_workflow(wf_row),
             *task_rows,
             Journal.submission(seq, wid, batch.name, str(WorkflowStatus.RUNNING), now),
             Repository.insert_checkpoint(

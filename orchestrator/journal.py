@@ -22,8 +22,9 @@ from typing import Any
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW
+from orchestrator.task_repository import TASK_PAGES
 from shared.store.store import Store
-from shared.store.writes import Append, Lazy, Merge, Write
+from shared.store.writes import Append, Lazy, Merge, Paged, Write
 
 # Outbox hook: (event_type, data) -> extra writes committed with the change.
 OutboxHook = Callable[[str, dict[str, Any]], list[Write]]
@@ -58,6 +59,7 @@ class Change:
     note: str | None = None
     seq: int = 0
     subject: TaskState | WorkflowState | None = field(default=None, repr=False, compare=False)
+    page: str | None = None  # a task's: the page holding its row (orchestrator/task_repository.py)
 
     def event(self) -> dict[str, Any]:
         """The data of the event that announces this change (a new dict each call)."""
@@ -110,9 +112,15 @@ class Journal:
             entry["note"] = change.note
         if "attempt" in patch:
             entry["attempt"] = patch["attempt"]
+        table, page = change.entity, None
+        if change.entity == "task":
+            if change.page is None:
+                raise ValueError(f"task {change.id}: a change of a task names the page holding its row")
+            table, page = TASK_PAGES, change.page
+            entry["page"] = page
         return [
             Append(JOURNAL, change.seq, change.workflow_id, entry),
-            Lazy(change.entity, change.id, patch, change.seq, settled=change.to_status in _SETTLED),
+            Lazy(table, change.id, patch, change.seq, settled=change.to_status in _SETTLED, page=page),
             *Repository.status_counts(
                 change.entity, change.workflow_id, change.from_status, change.to_status, patch
             ),
@@ -174,21 +182,28 @@ async def _reapply(
     entries: list[dict[str, Any]],
 ) -> None:
     patches: dict[tuple[str, str], dict[str, Any]] = {}
+    pages: dict[str, str] = {}  # task id -> its page (entries from before pages have none)
     submitted: list[str] = []
     for e in entries:
         if e["entity_kind"] == "workflow" and e.get("note") == "submitted":
             submitted.append(str(e["entity"]))
+        if e.get("page"):
+            pages[str(e["entity"])] = str(e["page"])
         patches.setdefault((str(e["entity_kind"]), str(e["entity"])), {}).update(e.get("patch") or {})
     writes: list[Write] = []
     if submitted:
         workflows = await repo.workflow_rows(submitted)
-        existing = await repo.task_ids_of(submitted)
+        existing = await repo.task_ids_of(workflows)
         for wf in workflows:
             for row in task_rows_of(wf):
                 if row["id"] not in existing:
                     row.update(patches.pop(("task", row["id"]), {}))
                     writes.append(Repository.rebuilt_task(row, int(wf.get("submitted_seq") or 0)))
-    writes.extend(Merge(kind, rid, patch) for (kind, rid), patch in patches.items())
+    for (kind, rid), patch in patches.items():
+        if kind == "task" and rid in pages:
+            writes.append(Paged(TASK_PAGES, pages[rid], rid, patch))
+        else:  # a workflow's row, or a task row from before pages (moved into one after)
+            writes.append(Merge(kind, rid, patch))
     writes.append(store.mark_write(int(entries[-1]["seq"])))
     await store.write(*writes)
     log.info("caught up with the journal", extra={"entries": len(entries), "after": mark})

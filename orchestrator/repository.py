@@ -19,11 +19,25 @@ from surrealdb import RecordID
 
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
-from shared.store.codec import log_entries
+from orchestrator.task_repository import (
+    LEGACY_TASKS,
+    PAGE_SIZE,
+    TASK_PAGES,
+    TASK_REFS,
+    TaskPages,
+    of_workflow,
+    page_id,
+    page_of_key,
+    partition,
+)
+from shared.store.codec import log_entries, pack, unpack
 from shared.store.counters import TOTAL, moved, read_counter, read_counters
-from shared.store.keyset import END, KEY, Listing, keyset_page, list_key, part
+from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
-from shared.store.writes import Count, Insert, Lazy, Merge, Put, Stmt, Write
+from shared.store.writes import Count, Insert, Lazy, Merge, Paged, Put, Stmt, Write
+
+WORKFLOW_SPECS = "workflow_spec"  # a workflow's operations as submitted, packed
+_SPEC_FIELDS = ("operations_json", "task_ids_json")
 
 # Counters (shared/store/counters.py), kept in the commit of each change.
 TASK_COUNTS = "task"  # tasks by status
@@ -53,9 +67,7 @@ def _micros(value: Any) -> int:
     return int(value.timestamp() * 1_000_000) if hasattr(value, "timestamp") else 0
 
 
-def workflow_partition(submitted_seq: int) -> str:
-    """The key prefix of a workflow and of all its tasks: its submission's position."""
-    return part(submitted_seq, descending=True)
+workflow_partition = partition  # the key prefix of a workflow and of all its tasks
 
 
 def task_key(submitted_seq: int, index: int, task_id: str) -> str:
@@ -83,23 +95,51 @@ class Repository:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.pages = TaskPages(store)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 
     async def workflow_rows(self, workflow_ids: list[str]) -> list[dict[str, Any]]:
-        """The stored rows of these workflows, as they are (no record types)."""
+        """The stored rows of these workflows with their specs (no record types)."""
         rows: list[dict[str, Any]] = await self.store.query(
             "SELECT * FROM $ids", {"ids": [RecordID("workflow", w) for w in workflow_ids]}
         )
-        return rows
+        return await self.with_specs(rows)
 
-    async def task_ids_of(self, workflow_ids: list[str]) -> set[str]:
-        """The ids of the task rows these workflows already have."""
-        return set(
-            await self.store.query(
-                "SELECT VALUE id FROM task WHERE workflow_id IN $wids", {"wids": workflow_ids}
+    async def task_ids_of(self, workflows: list[dict[str, Any]]) -> set[str]:
+        """The ids of the task rows these workflows (their rows) already have."""
+        rows = await self.pages.of_workflows(int(w.get("submitted_seq") or 0) for w in workflows)
+        return {str(r["id"]) for r in rows}
+
+    async def convert_legacy_tasks(self) -> int:
+        """Move task rows kept one to a record (before pages) into pages, a workflow per
+        commit, each with a ``task_ref`` (its id does not name its page); then drop the
+        old table. Runs at start, after catch-up; a crash midway resumes where it was.
+        Counters are untouched: the tasks are the same."""
+        moved = 0
+        while True:
+            first = await self.store.query(f"SELECT VALUE workflow_id FROM {LEGACY_TASKS} LIMIT 1")
+            if not first:
+                break
+            wid = str(first[0])
+            rows = await self.store.query(f"SELECT * FROM {LEGACY_TASKS} WHERE workflow_id = $w", {"w": wid})
+            seqs = await self.store.query(
+                "SELECT VALUE submitted_seq FROM type::thing('workflow', $w)", {"w": wid}
             )
-        )
+            seq = int(seqs[0] or 0) if seqs else 0
+            writes: list[Write] = []
+            for row in rows:
+                tid = str(row["id"])
+                key = str(row.get(KEY) or task_key(seq, int(row.get("index") or 0), tid))
+                page = page_of_key(key)
+                writes.append(Paged(TASK_PAGES, page, tid, {**row, KEY: key}, create=True))
+                writes.append(Put(TASK_REFS, tid, {"page": page, "workflow_id": wid}))
+            writes.append(Stmt(f"DELETE {LEGACY_TASKS} WHERE workflow_id = $w", {"w": wid}))
+            await self.store.write(*writes)
+            moved += len(rows)
+        if moved:
+            await self.store.write(Stmt(f"REMOVE TABLE IF EXISTS {LEGACY_TASKS}"))
+        return moved
 
     async def recount_requested(self) -> bool:
         """Whether the counters of task and workflow rows must be recounted (an upgrade)."""
@@ -137,34 +177,58 @@ class Repository:
     # -- write builders (the engine adds them to one atomic write) --------------
 
     @staticmethod
-    def insert_workflow(row: dict[str, Any]) -> Write:
-        """A workflow row, counted by status and kind."""
+    def insert_workflow(row: dict[str, Any]) -> list[Write]:
+        """A workflow row, counted by status and kind; its operations as submitted and their
+        task ids (``operations_json``, ``task_ids_json``) go to a ``workflow_spec`` record
+        of their own, packed: written once, where the row is rewritten at each of its
+        changes (5,000 operations: 0.8 MB a rewrite, half of what a run wrote)."""
         wid = str(row["id"])
         seq = int(row.get("submitted_seq") or row.get("updated_seq") or 0)
-        return Insert(
-            "workflow",
-            {**row, KEY: list_key(workflow_partition(seq), tiebreak=wid)},
-            counts=(
-                Count(WORKFLOW_COUNTS, str(row["status"]), 1),
-                Count(KIND_COUNTS, str(row.get("kind") or "batch"), 1),
+        fields = {k: v for k, v in row.items() if k not in _SPEC_FIELDS}
+        spec = {k: row[k] for k in _SPEC_FIELDS if k in row}
+        return [
+            Insert(
+                "workflow",
+                {**fields, KEY: list_key(workflow_partition(seq), tiebreak=wid)},
+                counts=(
+                    Count(WORKFLOW_COUNTS, str(row["status"]), 1),
+                    Count(KIND_COUNTS, str(row.get("kind") or "batch"), 1),
+                ),
             ),
+            Put(WORKFLOW_SPECS, wid, {"spec": pack(spec)}),
+        ]
+
+    async def with_specs(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Workflow rows with their submitted operations and task ids (from their
+        ``workflow_spec`` record; rows from before it hold them themselves)."""
+        wanted = [str(r["id"]) for r in rows if r.get("operations_json") is None]
+        if not wanted:
+            return rows
+        records = await self.store.query(
+            "SELECT id, spec FROM $ids", {"ids": [RecordID(WORKFLOW_SPECS, w) for w in wanted]}
         )
+        specs = {str(r["id"]): unpack(r["spec"]) for r in records if isinstance(r.get("spec"), bytes)}
+        return [{**r, **specs[str(r["id"])]} if str(r["id"]) in specs else r for r in rows]
 
     @staticmethod
     def create_task(row: dict[str, Any], seq: int) -> Write:
-        """A task row, applied lazily: the journal entry at ``seq`` (its workflow's
-        submission) is what makes it recoverable. Counted at once, with that entry."""
+        """A task row, applied lazily into its page: the journal entry at ``seq`` (its
+        workflow's submission) is what makes it recoverable. Counted at once, with
+        that entry."""
         fields = dict(row)
         tid = str(fields.pop("id"))
         status = str(fields["status"])
-        fields[KEY] = task_key(seq, int(fields.get("index") or 0), tid)
+        index = int(fields.get("index") or 0)
+        fields[KEY] = task_key(seq, index, tid)
         counts = (Count(TASK_COUNTS, status, 1), Count(tasks_of(str(fields["workflow_id"])), status, 1))
-        return Lazy("task", tid, fields, seq, create=True, counts=counts)
+        return Lazy(TASK_PAGES, tid, fields, seq, create=True, counts=counts, page=page_id(seq, index))
 
     @staticmethod
     def rebuilt_task(row: dict[str, Any], seq: int) -> Write:
         """A task row catch-up rebuilds: counted already, when it was submitted."""
-        return Insert("task", {**row, KEY: task_key(seq, int(row.get("index") or 0), str(row["id"]))})
+        index = int(row.get("index") or 0)
+        key = task_key(seq, index, str(row["id"]))
+        return Paged(TASK_PAGES, page_id(seq, index), str(row["id"]), {**row, KEY: key}, create=True)
 
     @staticmethod
     def status_counts(
@@ -183,8 +247,9 @@ class Repository:
         return out
 
     @staticmethod
-    def patch_task(task_id: str, patch: dict[str, Any]) -> Write:
-        return Merge("task", task_id, patch)
+    def patch_task(page: str, task_id: str, patch: dict[str, Any]) -> Write:
+        """A change to a task's row (in ``page``) committed now, not through the journal."""
+        return Paged(TASK_PAGES, page, task_id, patch)
 
     @staticmethod
     def patch_workflow(workflow_id: str, patch: dict[str, Any]) -> Write:
@@ -285,31 +350,44 @@ class Repository:
         )
 
     async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
-        return await self.store.query(
-            "SELECT * FROM task WHERE workflow_id = $wid ORDER BY index", {"wid": workflow_id}
-        )
+        """A workflow's task rows in index order (its pages: one range read)."""
+        return await self.tasks_of_many([workflow_id])
 
     async def tasks_of_many(self, workflow_ids: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query(
-            "SELECT * FROM task WHERE workflow_id IN $wids ORDER BY workflow_id, index",
-            {"wids": workflow_ids},
+        """The task rows of several workflows, each workflow's in index order."""
+        if not workflow_ids:
+            return []
+        seqs = await self.store.query(
+            "SELECT VALUE submitted_seq FROM $ids", {"ids": [RecordID("workflow", w) for w in workflow_ids]}
         )
+        return await self.pages.of_workflows(int(s) for s in seqs if isinstance(s, int))
 
     async def operation_specs(self, workflow_ids: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
         """The submitted operation specs of workflows, by (workflow id, operation id)."""
-        rows = await self.store.query(
-            "SELECT id, operations_json FROM $ids",
-            {"ids": [RecordID("workflow", w) for w in workflow_ids]},
+        rows = await self.with_specs(
+            await self.store.query(
+                "SELECT id, operations_json FROM $ids",
+                {"ids": [RecordID("workflow", w) for w in workflow_ids]},
+            )
         )
-        return {(str(r["id"]), op["id"]): op for r in rows for op in json.loads(r["operations_json"])}
+        return {
+            (str(r["id"]), op["id"]): op for r in rows for op in json.loads(r.get("operations_json") or "[]")
+        }
 
     async def tasks_rolling_back(self) -> list[dict[str, Any]]:
-        """Tasks left RollingBack, with their workflow's status (a scan: start-up only)."""
-        return await self.store.query(
-            "SELECT *, (SELECT VALUE status FROM ONLY type::thing('workflow', $parent.workflow_id))"
-            " AS workflow_status FROM task WHERE status = $status",
-            {"status": TaskStatus.ROLLING_BACK.value},
+        """Tasks left RollingBack, with their workflow's status (start-up only: the
+        counters say whether there is any, and only then are the pages walked)."""
+        counts = await read_counter(self.store, TASK_COUNTS)
+        if not counts.get(TaskStatus.ROLLING_BACK.value):
+            return []
+        rows = await self.pages.rolling_back()
+        wids = sorted({str(r["workflow_id"]) for r in rows})
+        statuses = await self.store.query(
+            "SELECT VALUE [record::id(id), status] FROM $ids",
+            {"ids": [RecordID("workflow", w) for w in wids]},
         )
+        of = {str(w): s for w, s in statuses}
+        return [{**r, "workflow_status": of.get(str(r["workflow_id"]))} for r in rows]
 
     async def close_interrupted_rollbacks(self) -> None:
         await self.store.write(
@@ -320,7 +398,7 @@ class Repository:
         )
 
     async def task(self, task_id: str) -> dict[str, Any] | None:
-        rows = await self.store.query("SELECT * FROM type::thing('task', $id)", {"id": task_id})
+        rows = await self.pages.find([task_id])
         return rows[0] if rows else None
 
     async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
@@ -337,29 +415,23 @@ class Repository:
                 return Listing([], 0, None)
             prefix = workflow_partition(int(rows[0] or 0))
             key = tasks_of(query.workflow_id)
-        where, params = _where({"status": status, "workflow_id": query.workflow_id})
-        page = await keyset_page(
-            self.store,
-            "task",
+        page = await self.pages.page(
+            prefix,
             limit=query.limit,
             offset=query.offset,
             cursor=query.cursor,
-            prefix=prefix,
-            where=where if status is not None else "",
-            reads="status, workflow_id",
-            params=params,
+            status=status,
+            scan_budget=self.store.list_scan_budget,
         )
         total = await self._counted(key, status)
         return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("task", t) for t in task_ids]})
+        return await self.pages.find(task_ids)
 
     async def tasks_by_names(self, workflow_id: str, names: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query(
-            "SELECT * FROM task WHERE workflow_id = $wid AND name IN $names",
-            {"wid": workflow_id, "names": names},
-        )
+        wanted = set(names)
+        return [r for r in await self.tasks_of(workflow_id) if r.get("name") in wanted]
 
     async def completed_after(self, seq: int) -> list[dict[str, Any]]:
         """Tasks completed after a journal position, latest completion first."""
@@ -373,11 +445,12 @@ class Repository:
         )
         if not ids:
             return []
-        return await self.store.query(
-            "SELECT * FROM $ids WHERE status = $completed AND completed_seq > $seq "
-            "ORDER BY completed_seq DESC",
-            {"ids": [RecordID("task", t) for t in ids], "seq": seq, "completed": TaskStatus.COMPLETED.value},
-        )
+        rows = [
+            r
+            for r in await self.pages.find(ids)
+            if r.get("status") == TaskStatus.COMPLETED.value and int(r.get("completed_seq") or 0) > seq
+        ]
+        return sorted(rows, key=lambda r: -int(r["completed_seq"]))
 
     async def snapshots(self, workflow_id: str) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -505,24 +578,20 @@ class Repository:
 
     @staticmethod
     def prune_tasks(workflow_id: str, submitted_seq: int, chunk: int) -> Write:
-        """Forget up to ``chunk`` finished tasks of a workflow (one range of the list
-        index), each status counter dropping with them; the result is how many went."""
-        by_status = ", ".join(f"{s} -= array::len($gone[WHERE status = '{s}'])" for s in _FINAL_TASK)
-        prefix = workflow_partition(submitted_seq)
+        """Forget about ``chunk`` finished tasks of a workflow: whole pages of its range
+        whose every task is final, each status counter dropping by what they held;
+        the result is how many tasks went (0: none left to prune)."""
+        sums = {s: f"math::sum($gone.map(|$p| $p.counts.{s} ?? 0))" for s in _FINAL_TASK}
+        by_status = ", ".join(f"{s} -= {total}" for s, total in sums.items())
         return Stmt(
-            "{ LET $gone = (DELETE (SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi "
-            "AND status IN $final LIMIT $chunk) RETURN BEFORE); "
+            f"{{ LET $gone = (DELETE (SELECT VALUE id FROM {of_workflow(submitted_seq)} "
+            "WHERE open = 0 LIMIT $pages) RETURN BEFORE); "
+            "LET $n = math::sum($gone.map(|$p| $p.n ?? 0)); "
             f"UPSERT counter:{TASK_COUNTS} SET {by_status}; "
             f"UPSERT type::thing('counter', $wf) SET {by_status}; "
-            f"UPSERT counter:{PRUNED} SET task += array::len($gone); "
-            "array::len($gone) }",
-            {
-                "lo": prefix,
-                "hi": prefix + END,
-                "final": _FINAL_TASK,
-                "chunk": chunk,
-                "wf": tasks_of(workflow_id),
-            },
+            f"UPSERT counter:{PRUNED} SET task += $n; "
+            "$n }",
+            {"pages": max(1, chunk // PAGE_SIZE), "wf": tasks_of(workflow_id)},
         )
 
     @staticmethod
@@ -538,13 +607,16 @@ class Repository:
                 raise ValueError(f"not a counter field: {name!r}")
         # No RETURN inside: in a transaction it would end the whole group commit.
         return Stmt(
-            "{ LET $left = array::len((SELECT VALUE id FROM task WHERE lk >= $lo AND lk < $hi LIMIT 1)); "
+            "{ LET $left = array::len((SELECT VALUE id FROM "
+            f"{of_workflow(int(row.get('submitted_seq') or 0))} LIMIT 1)); "
             "LET $wf = IF $left = 0 { (DELETE type::thing('workflow', $id) WHERE status = $status "
             "RETURN BEFORE) } ELSE { [] }; "
             "LET $ok = array::len($wf); "
             "LET $snaps = IF $ok > 0 { array::len((DELETE snapshot WHERE workflow_id = $id RETURN BEFORE)) } "
             "ELSE { 0 }; "
             "LET $cps = IF $ok > 0 { array::len((DELETE $cp WHERE auto = true RETURN BEFORE)) } ELSE { 0 }; "
+            f"IF $ok > 0 {{ DELETE {TASK_REFS} WHERE workflow_id = $id }}; "
+            f"IF $ok > 0 {{ DELETE type::thing('{WORKFLOW_SPECS}', $id) }}; "
             f"UPSERT counter:{WORKFLOW_COUNTS} SET {status} -= $ok; "
             f"UPSERT counter:{KIND_COUNTS} SET {kind} -= $ok; "
             f"UPSERT counter:{DURATIONS} SET ms -= $ms * $ok, {TOTAL} -= $finished * $ok; "
@@ -556,8 +628,6 @@ class Repository:
             {
                 "id": str(row["id"]),
                 "status": status,
-                "lo": workflow_partition(int(row.get("submitted_seq") or 0)),
-                "hi": workflow_partition(int(row.get("submitted_seq") or 0)) + END,
                 "ms": ms,
                 "finished": finished,
                 "wfc": tasks_of(str(row["id"])),

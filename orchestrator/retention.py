@@ -111,9 +111,9 @@ class Retention:
     async def _prune_workflow(self, row: dict[str, Any], pruned: Counter[str]) -> None:
         chunk = self.settings.retention_chunk
         seq = int(row.get("submitted_seq") or 0)
-        gone = chunk
-        while gone == chunk:  # one commit per chunk: the engine's writes go in between
-            gone = (await self.store.write(Repository.prune_tasks(str(row["id"]), seq, chunk)))[0]
+        gone = 1
+        while gone:  # one commit per chunk of pages: the engine's writes go in between
+            gone = int((await self.store.write(Repository.prune_tasks(str(row["id"]), seq, chunk)))[0] or 0)
             pruned["task"] += gone
         if (await self.store.write(Repository.prune_workflow(row)))[0]:
             pruned["workflow"] += 1

@@ -107,6 +107,8 @@ class TaskState:
     # What its provider says it runs (``/tasks``' command and args), as submission recorded it.
     command: str | None = None
     args: tuple[str, ...] = ()
+    # The page holding its row (orchestrator/task_repository.py), set when it is recorded.
+    page: str | None = None
     _facts: Facts | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -12,6 +12,7 @@ from orchestrator.models import OperationSpec, RetryPolicy
 from orchestrator.providers import ProviderRegistry
 from orchestrator.runtime import TaskState
 from orchestrator.states import TaskStatus
+from orchestrator.task_repository import page_of_key
 from shared.settings import Settings
 
 
@@ -98,4 +99,5 @@ class TaskFactory:
         t.command, t.args = row.get("command"), tuple(row.get("args") or ())
         t.created_at, t.started_at = row.get("created_at"), row.get("started_at")
         t.completed_at, t.completed_seq = row.get("completed_at"), row.get("completed_seq")
+        t.page = page_of_key(str(row["lk"]))
         return t

@@ -104,6 +104,7 @@ def task_change(
         event_data=data,
         note=note,
         subject=t,
+        page=t.page,
     )
 
 
@@ -138,6 +139,7 @@ def restore_change(
     *,
     checkpoint_id: str,
     patch: dict[str, Any] | None = None,
+    page: str | None = None,
 ) -> Change:
     """The change that resets a recorded task or workflow (``entity``) to the status
     it had at a checkpoint; raises :class:`~orchestrator.states.IllegalTransition`
@@ -156,6 +158,7 @@ def restore_change(
         event_type=EventType.TASK_STATUS_CHANGED if is_task else EventType.BATCH_STATUS_CHANGED,
         event_data={"task_id": entity_id} if is_task else {"batch_id": entity_id},
         note=f"restored from checkpoint {checkpoint_id}",
+        page=page,
     )
 
 
@@ -290,7 +293,7 @@ class Transitions:
         t.progress = round(percent, 2)
         t.message = message
         await self.announce(
-            [Repository.patch_task(t.id, {"progress": t.progress, "message": message})],
+            [Repository.patch_task(str(t.page), t.id, {"progress": t.progress, "message": message})],
             (
                 EventType.OPERATION_PROGRESS,
                 {

@@ -37,7 +37,7 @@ import functools
 import itertools
 import logging
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +50,10 @@ from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
+from shared.store.pages import PagedTable, apply_change, page_rows
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
-from shared.store.writes import Lazy, Merge, Plan, Put, Stmt, Write, eager
+from shared.store.writes import Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class _LazyRow:
     first_mark: int
     last_mark: int
     since: float  # loop time of its oldest pending change
+    page: str | None = None  # the page holding the row, in a paged table
 
+
+_PageRows = dict[str, dict[str, Any]]  # a page's rows by id
 
 _TICK = object()  # queued by a timer: lazy changes are due
 
@@ -152,10 +156,21 @@ class Store:
         self._lazy_applied = 0  # every lazy change up to this mark is in the store
         self._lazy_high = 0  # the highest mark of any lazy change taken in
         self._tick: asyncio.TimerHandle | None = None
+        # Paged tables (shared/store/pages.py), the pending rows of each page, and the
+        # pages the writer last wrote (by page, their rows by id; never mutated in place).
+        self._paged: dict[str, PagedTable] = {}
+        self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._page_cache: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
+        self.page_cache_max = 64
         self._last_write = 0.0  # loop time the writer last committed other work
         self.commits = 0
         self.statements_written = 0
         self.lazy_rows_applied = 0
+
+    def register_pages(self, spec: PagedTable) -> None:
+        """Declare a paged table: its rows are written by :class:`Lazy` changes with a
+        ``page`` and by :class:`Paged` changes (``shared/store/pages.py``)."""
+        self._paged[spec.table] = spec
 
     async def open(self) -> None:
         """Take the directory lock, connect, start the writer and apply migrations."""
@@ -417,9 +432,19 @@ class Store:
         if not keys:
             return
         plan = Plan()
+        by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
             row = self._lazy[key]
-            plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
+            if row.page is None:
+                plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
+            else:
+                by_page.setdefault((key[0], row.page), []).append(key)
+        pages = await self._load_pages(list(by_page))
+        for page_key, members in by_page.items():
+            for key in members:
+                row = self._lazy[key]
+                apply_change(pages[page_key], key[1], row.patch, row.create)
+        self._plan_pages(plan, pages)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
         left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
@@ -429,6 +454,7 @@ class Store:
         sql, params, _ = plan.build()
         raw = await self._raw(sql, params)
         if len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw):
+            self._forget_pages(pages)
             if len(keys) > 1:  # find the row at fault: apply them one by one
                 for key in keys:
                     await self._apply_lazy([key])
@@ -437,6 +463,7 @@ class Store:
             return
         self.commits += 1
         STORE_COMMITS.inc()
+        self._cache_pages(pages)
         for key in keys:
             self._drop_lazy(key)
         self._lazy_applied = mark
@@ -460,9 +487,60 @@ class Store:
         self._drop_lazy(key)
 
     def _drop_lazy(self, key: tuple[str, str]) -> None:
-        del self._lazy[key]
+        row = self._lazy.pop(key)
         self._settled.pop(key, None)
         self._lazy_tables[key[0]] -= 1
+        if row.page is not None:
+            members = self._page_members.get((key[0], row.page))
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._page_members[(key[0], row.page)]
+
+    # -- pages (shared/store/pages.py) ------------------------------------------------
+
+    async def _load_pages(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _PageRows]:
+        """The rows of these pages by id, each page a fresh dict (rows are replaced,
+        never changed in place, so the cache's own stay as committed)."""
+        out: dict[tuple[str, str], _PageRows] = {}
+        missing = []
+        for key in keys:
+            cached = self._page_cache.get(key)
+            if cached is None:
+                missing.append(key)
+            else:
+                self._page_cache.move_to_end(key)
+                out[key] = dict(cached)
+        if missing:
+            raw = await self._raw("SELECT id, rows FROM $ids", {"ids": [RecordID(t, p) for t, p in missing]})
+            if not raw or raw[0].get("status") != "OK":
+                raise StoreError(f"database error: {raw[0].get('result') if raw else 'no answer'}")
+            for record in raw[0].get("result") or []:
+                rid = record["id"]
+                out[(rid.table_name, str(rid.id))] = {str(r["id"]): r for r in page_rows(record)}
+            for key in missing:
+                out.setdefault(key, {})
+        return out
+
+    def _plan_pages(self, plan: Plan, pages: dict[tuple[str, str], _PageRows]) -> None:
+        for (table, page), rows in pages.items():
+            plan.add(Put(table, page, self._paged[table].record(rows) if rows else None), own=False)
+
+    def _cache_pages(self, pages: dict[tuple[str, str], _PageRows]) -> None:
+        for key, rows in pages.items():
+            self._page_cache[key] = rows
+            self._page_cache.move_to_end(key)
+        while len(self._page_cache) > self.page_cache_max:
+            self._page_cache.popitem(last=False)
+
+    def _forget_pages(self, pages: dict[tuple[str, str], Any] | set[str]) -> None:
+        """Drop cached pages: these (by key), or every page of these tables."""
+        if isinstance(pages, set):
+            for key in [k for k in self._page_cache if k[0] in pages]:
+                del self._page_cache[key]
+            return
+        for key in pages:
+            self._page_cache.pop(key, None)
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -470,8 +548,10 @@ class Store:
         row = self._lazy.get(key)
         if row is None:
             since = asyncio.get_running_loop().time()
-            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), lazy.mark, lazy.mark, since)
+            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), lazy.mark, lazy.mark, since, lazy.page)
             self._lazy_tables[key[0]] += 1
+            if lazy.page is not None:
+                self._page_members.setdefault((lazy.table, lazy.page), set()).add(key)
         else:
             row.patch.update(lazy.patch)
             row.last_mark = lazy.mark
@@ -503,6 +583,12 @@ class Store:
                         return True, []
                     if key in self._lazy:
                         targets[key] = None
+                elif isinstance(write, Paged):
+                    # The page is rewritten whole: its pending rows go first.
+                    if (write.table, write.id) in pending_rows:
+                        return True, []
+                    for member in self._page_members.get((write.table, write.page), ()):
+                        targets[member] = None
         if stmts:
             tables = self.pending_tables | {table for table, _ in pending_rows}
             if tables and any(reaches(w.sql, w.params, tables) for w in stmts):
@@ -528,17 +614,28 @@ class Store:
                 return
         plan = Plan()
         lazies: list[Lazy] = []
+        pages = await self._pages_of(batch, applying)
+        reached: set[str] = set()
         for pending in batch:
             for write in pending.stmts:
                 if isinstance(write, Lazy):
                     lazies.append(write)
                     for count in write.counts:  # with the log entry, applied or not
                         plan.add(count, own=False)
-                    if not applying:
+                    if applying and write.page is not None:
+                        apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                    if not applying or write.page is not None:
                         plan.slots.append(None)
                         continue
                     write = eager(write.table, write.id, write.create, write.patch)
+                elif isinstance(write, Paged):
+                    apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                    plan.slots.append(None)
+                    continue
+                elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
+                    reached.update(self._paged)  # it may change pages: the cache is no longer sure
                 plan.add(write)
+        self._plan_pages(plan, pages)
         mark = 0
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
@@ -554,11 +651,18 @@ class Store:
         try:
             raw = await self._raw(sql, params)
         except StoreError as exc:
+            self._forget_pages(pages)
+            self._forget_pages(reached)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
+        self._forget_pages(reached)
+        if failed:
+            self._forget_pages(pages)
+        else:
+            self._cache_pages(pages)
         if not failed:
             self.commits += 1
             STORE_COMMITS.inc()
@@ -589,3 +693,15 @@ class Store:
         # One bad item must not fail its neighbours: commit each on its own.
         for pending in batch:
             await self._commit([pending])
+
+    async def _pages_of(self, batch: list[_Pending], applying: bool) -> dict[tuple[str, str], _PageRows]:
+        """The pages this batch rewrites: those of its paged changes, and of its paged
+        lazy changes when it applies them too."""
+        keys: dict[tuple[str, str], None] = {}
+        for pending in batch:
+            for write in pending.stmts:
+                if isinstance(write, Paged):
+                    keys[(write.table, write.page)] = None
+                elif applying and isinstance(write, Lazy) and write.page is not None:
+                    keys[(write.table, write.page)] = None
+        return await self._load_pages(list(keys)) if keys else {}

@@ -1,9 +1,9 @@
 """What the writer is asked to do, and how queued writes become one transaction.
 
 Statements (:class:`Stmt`), merges and inserts that coalesce, log entries
-(:class:`Append`: one row per commit holding its entries as a CBOR blob) and
-lazily applied projection rows (:class:`Lazy`); :class:`Plan` turns a run of them
-into one ``BEGIN … COMMIT`` query with every value bound and NUL guarded.
+(:class:`Append`: one row per commit holding its entries as a CBOR blob),
+lazily applied projection rows (:class:`Lazy`) and rows kept in pages (:class:`Paged`);
+:class:`Plan` turns a run of them into one ``BEGIN … COMMIT`` query with every value bound and NUL guarded.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
-import cbor2
 from surrealdb import RecordID
 
-from shared.store.codec import NONE, cbor_default, guard_nul, nones, table_of
+from shared.store.codec import NONE, guard_nul, nones, pack, table_of
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +114,26 @@ class Lazy:
     # Counter deltas of the change: committed with its log entry, never with the
     # row's later application (which only catches the row up).
     counts: tuple[Count, ...] = ()
+    # The row lives in a page (``shared/store/pages.py``): ``table`` is the paged table
+    # and this the record id of the page holding row ``id``.
+    page: str | None = None
 
 
-Write = Stmt | Merge | Insert | Put | Append | Lazy | Count
+@dataclass(frozen=True)
+class Paged:
+    """A change to row ``id`` of the page ``table:page`` (``shared/store/pages.py``),
+    committed with its neighbours: ``create`` puts the row whole, else ``patch`` merges
+    into it (``None`` removes a field; a missing row stays missing). The writer reads
+    the page, changes the row and writes the page back in the same commit."""
+
+    table: str
+    page: str
+    id: str
+    patch: dict[str, Any]
+    create: bool = False
+
+
+Write = Stmt | Merge | Insert | Put | Append | Lazy | Count | Paged
 
 
 def eager(table: str, rid: str, create: bool, patch: dict[str, Any]) -> Write:
@@ -146,8 +161,8 @@ class Plan:
         slot: int | None = None
         if isinstance(write, Append):
             self._appends.setdefault(write.table, []).append(write)
-        elif isinstance(write, Lazy):
-            raise TypeError("lazy changes are folded by the writer, never planned")
+        elif isinstance(write, Lazy | Paged):
+            raise TypeError("lazy and paged changes are resolved by the writer, never planned")
         elif isinstance(write, Count):
             if not _FIELD.fullmatch(write.field):
                 raise ValueError(f"not a counter field name: {write.field!r}")
@@ -200,7 +215,7 @@ class Plan:
                     "first": appends[0].seq,
                     "last": appends[-1].seq,
                     "keys": guard_nul(list(dict.fromkeys(a.key for a in appends)), table),
-                    "entries": cbor2.dumps([a.entry for a in appends], default=cbor_default, timezone=UTC),
+                    "entries": pack([a.entry for a in appends]),
                 }
             )
         self._appends = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,14 +80,22 @@ def calls(trace: Path) -> list[Call]:
     return done
 
 
+def _blob_at(data: bytes) -> Any:
+    """The value of a blob starting at ``data[0]``: deflated CBOR (``shared.store.codec.pack``),
+    followed by whatever the engine wrote after it."""
+    if data[:1] == b"\x78":
+        data = zlib.decompressobj().decompress(data)
+    return cbor2.CBORDecoder(io.BytesIO(data)).decode()
+
+
 def journal_entries(data: bytes) -> Iterator[dict[str, Any]]:
     """The journal entries in a commit-log write: each journal row holds its entries as one
-    CBOR blob (``entries``), stored as raw bytes after a few bytes of the engine's own."""
+    blob (``entries``), stored as raw bytes after a few bytes of the engine's own."""
     at = data.find(b"entries")
     while at >= 0:
         for skip in range(len(b"entries"), len(b"entries") + 12):
             try:
-                value = cbor2.CBORDecoder(io.BytesIO(data[at + skip :])).decode()
+                value = _blob_at(data[at + skip :])
             except Exception:  # not the blob's first byte yet
                 continue
             if isinstance(value, list) and value and all(isinstance(e, dict) and "seq" in e for e in value):

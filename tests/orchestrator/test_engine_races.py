@@ -143,7 +143,8 @@ async def test_a_crashing_undo_fails_the_operation_instead_of_stranding_it(
 
 
 async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Engine) -> None:
-    from shared.store.writes import Merge
+    from orchestrator.task_repository import TASK_PAGES, page_of_key
+    from shared.store.writes import Count, Paged
 
     wf = await engine.submit(
         BatchRequest.model_validate(
@@ -153,7 +154,12 @@ async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Eng
     await finished(engine, wf.id)
     task = (await engine.repo.tasks_of(wf.id))[0]
     # As if the process died halfway through undoing it.
-    await engine.store.write(Merge("task", task["id"], {"status": "RollingBack"}))
+    page = page_of_key(task["lk"])
+    await engine.store.write(
+        Paged(TASK_PAGES, page, task["id"], {"status": "RollingBack"}),
+        Count("task", "Completed", -1),
+        Count("task", "RollingBack", 1),
+    )
     await engine.stop()
     await engine.start()
     task = (await engine.repo.tasks_of(wf.id))[0]

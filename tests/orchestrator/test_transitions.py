@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 
 from orchestrator.engine import Engine
+from orchestrator.ids import task_id
 from orchestrator.models import OperationSpec
 from orchestrator.repository import Repository
 from orchestrator.rollback import RollbackService
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import IllegalTransition, TaskStatus, WorkflowStatus
+from orchestrator.task_repository import TASK_PAGES, page_id
 from orchestrator.transitions import Transitions, restore_change, task_change
 from shared.events.bus import Event, EventBus
 from shared.settings import load_settings
 from shared.store.store import Store
-from shared.store.writes import Insert, Write
+from shared.store.writes import Insert, Paged, Write
 
 WID = "wf-1"
 
@@ -59,15 +61,17 @@ async def transitions(store: Store, rec: Recorder) -> Transitions:
 
 async def a_task(store: Store, name: str = "a", status: TaskStatus = TaskStatus.PENDING) -> TaskState:
     t = TaskState(
-        id=f"task-{name}",
+        id=str(task_id(1, 0)),  # names its page: task_page for position 1, index 0
         workflow_id=WID,
         name=name,
         index=0,
         spec=OperationSpec(id=name, type="server_batch"),
         provider="noop",
         status=status,
+        page=page_id(1, 0),
     )
-    await store.write(Insert("task", {"id": t.id, "workflow_id": WID, "name": name, "status": str(status)}))
+    row = {"id": t.id, "workflow_id": WID, "name": name, "index": 0, "status": str(status)}
+    await store.write(Paged(TASK_PAGES, str(t.page), t.id, row, create=True))
     return t
 
 

@@ -95,8 +95,12 @@ async def test_a_batch_resumed_after_a_restart_shows_the_undo_from_its_rows(
     await first.open()
     async with TestClient(TestServer(create_app(live_settings, store=first))) as client:
         bid = (await submit(client, body()))["batch_id"]
-        await wait_batch(client, bid, until=lambda b: ops_by_id(b)["made"]["status"] == "Completed")
-    await first.close()  # stopped mid-batch: the gate is still running
+        await wait_batch(
+            client,
+            bid,
+            until=lambda b: all(ops_by_id(b)[name]["status"] == "Completed" for name in ("made", "plain")),
+        )
+    await first.close()  # stopped mid-batch: the gate is still running (a command cut off would fail)
 
     again = Store(url, secrets=box)
     await again.open()

@@ -1,0 +1,111 @@
+"""Paged tables (``shared/store/pages.py``) on the real embedded SurrealDB: rows many to
+a record, written by the store's writer only — lazily (``Lazy`` with a ``page``) or
+with their commit (``Paged``) — and read back whole from the page's blob."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from surrealdb import RecordID
+
+from shared.store.pages import PagedTable, page_rows
+from shared.store.store import Store
+from shared.store.writes import Lazy, Paged, Stmt
+
+NEVER = 3600.0
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"n": len(rows), "statuses": sorted({str(r.get("status")) for r in rows})}
+
+
+@contextlib.asynccontextmanager
+async def opened(**kw: Any) -> AsyncIterator[Store]:
+    store = Store("mem://", lazy_delay_s=NEVER, lazy_max_age_s=NEVER, **kw)
+    await store.open()
+    store.register_pages(PagedTable("pg", summarise))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def page(store: Store, pid: str) -> dict[str, Any] | None:
+    rows = await store.query("SELECT * FROM $p", {"p": RecordID("pg", pid)})
+    return rows[0] if rows else None
+
+
+def created(rid: str, index: int, status: str = "Pending", mark: int = 1) -> Lazy:
+    row = {"index": index, "status": status, "at": datetime(2026, 1, 1, tzinfo=UTC)}
+    return Lazy("pg", rid, row, mark, create=True, page="p1")
+
+
+async def test_lazy_rows_are_coalesced_into_one_page_record_read_back_whole() -> None:
+    async with opened() as store:
+        await store.write(created("b", 1), created("a", 0))
+        await store.write(Lazy("pg", "a", {"status": "Completed"}, 2, page="p1"))
+        assert store.lazy_pending == 2  # nothing applied yet
+        record = await page(store, "p1")  # a read of the page table applies them first
+        assert record is not None
+        assert record["n"] == 2 and record["statuses"] == ["Completed", "Pending"]
+        rows = page_rows(record)
+        assert [r["id"] for r in rows] == ["a", "b"]  # in index order
+        assert rows[0]["status"] == "Completed" and rows[0]["at"] == datetime(2026, 1, 1, tzinfo=UTC)
+        assert await store.lazy_mark() == 2
+        assert await store.query("SELECT VALUE id FROM pg") == ["p1"]  # one record for both
+
+
+async def test_a_paged_change_applies_the_pages_pending_rows_first() -> None:
+    """A progress report on a task whose row is still a pending lazy create."""
+    async with opened() as store:
+        await store.write(created("a", 0))
+        await store.write(Paged("pg", "p1", "a", {"progress": 50.0, "status": None}))
+        rows = page_rows(await page(store, "p1"))
+        assert rows == [{"id": "a", "index": 0, "progress": 50.0, "at": datetime(2026, 1, 1, tzinfo=UTC)}]
+        assert store.lazy_pending == 0
+
+
+async def test_a_patch_of_a_missing_row_creates_nothing() -> None:
+    async with opened() as store:
+        await store.write(Paged("pg", "p1", "ghost", {"status": "Running"}))
+        assert await page(store, "p1") is None
+        await store.write(Paged("pg", "p1", "a", {"index": 0}, create=True))
+        await store.write(Paged("pg", "p1", "ghost", {"status": "Running"}))
+        assert [r["id"] for r in page_rows(await page(store, "p1"))] == ["a"]
+
+
+async def test_a_statement_that_reaches_pages_makes_the_writer_read_them_again() -> None:
+    """The writer's cache of pages never outlives a statement that may change them."""
+    async with opened() as store:
+        await store.write(Paged("pg", "p1", "a", {"index": 0, "status": "Pending"}, create=True))
+        await store.write(Stmt("DELETE pg"))
+        await store.write(Paged("pg", "p1", "b", {"index": 1}, create=True))
+        assert [r["id"] for r in page_rows(await page(store, "p1"))] == ["b"]  # "a" is gone
+
+
+async def test_nul_in_a_paged_row_is_replaced_and_the_page_reads_back() -> None:
+    async with opened() as store:
+        await store.write(Paged("pg", "p1", "a", {"index": 0, "output": "x\x00y"}, create=True))
+        [row] = page_rows(await page(store, "p1"))
+        assert row["output"] == "x\ufffdy"
+
+
+async def test_pages_survive_a_restart_and_catch_up_keeps_going(tmp_path: Any) -> None:
+    url = f"surrealkv://{tmp_path}/db"
+    first = Store(url)
+    await first.open()
+    first.register_pages(PagedTable("pg", summarise))
+    await first.write(Paged("pg", "p1", "a", {"index": 0, "status": "Pending"}, create=True))
+    await first.close()
+    second = Store(url)
+    await second.open()
+    second.register_pages(PagedTable("pg", summarise))
+    try:
+        await second.write(Paged("pg", "p1", "a", {"status": "Completed"}))  # read from the store
+        [row] = page_rows(await page(second, "p1"))
+        assert row["status"] == "Completed" and row["index"] == 0
+    finally:
+        await second.close()

@@ -211,8 +211,35 @@ class Repository:
     # -- reads --------------------------------------------------------------------
 
     async def last_journal_seq(self) -> int:
-        rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
-        return int(rows[0]) if rows else 0
+        """The position of the last journal entry (0: none), read at start.
+
+        Journal rows are keyed by their last position, so the answer is the highest
+        record id; the embedded planner walks id ranges forward only (``ORDER BY …
+        DESC`` reads and sorts the whole table: seconds at 100,000 tasks). So the walk
+        starts at the store's lazy mark, which is a position the journal holds (rows
+        are applied only once their entries are durable, retention keeps every
+        segment from the mark on): the rows after it are the few a crash left behind
+        the rows, which catch-up reads next anyway. A store whose mark was never
+        written (none applied yet, or written by a version that kept none) falls back
+        to the sort, once."""
+        mark = await self.store.lazy_mark()
+        if mark <= 0:
+            rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
+            return int(rows[0]) if rows else 0
+        last, start = 0, mark
+        while True:  # in pages: a long crash backlog is never held at once
+            ids = await self.store.query(
+                f"SELECT VALUE record::id(id) FROM {_from(start)} LIMIT {_JOURNAL_PAGE}"
+            )
+            if ids:
+                last = max(last, *(int(i) for i in ids))
+                start = last + 1
+            if len(ids) < _JOURNAL_PAGE:
+                break
+        if last == 0:  # the journal lost its tail: the mark's position was allocated
+            rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
+            return max(mark, int(rows[0]) if rows else 0)
+        return last
 
     async def _entries(
         self,
@@ -279,10 +306,19 @@ class Repository:
         return counts.get(field, 0) if field is not None else sum(counts.values())
 
     async def active_workflows(self) -> list[dict[str, Any]]:
+        """The workflows to resume at start, oldest first: a walk of the status index
+        over the active ones only, sorted in memory (never the finished history)."""
         return await self.store.query(
             "SELECT * FROM workflow WHERE status IN $active ORDER BY created_at",
             {"active": [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]},
         )
+
+    async def any_rolling_back(self) -> bool:
+        """Whether any task is RollingBack, from its status counter (one lookup): the
+        start-up sweep of undos a stop cut off scans the task table only if so. The
+        counter moves in the commit of each transition, so it is exact after a crash."""
+        counts = await read_counter(self.store, TASK_COUNTS)
+        return counts.get(TaskStatus.ROLLING_BACK.value, 0) > 0
 
     async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
         return await self.store.query(
@@ -637,6 +673,9 @@ class InventoryRepository:
 # parameters; the bound is an integer formatted here, never text from a request.
 def _from(seq: int) -> str:
     return f"journal:{int(seq)}.."
+
+
+_JOURNAL_PAGE = 500  # journal rows read per query when walking forward from a position
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ import pytest
 from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationResult
+from orchestrator.repository import Repository
 from orchestrator.rollback import RollbackService
 from shared.events.bus import Event, EventBus
 from shared.settings import load_settings
@@ -152,8 +153,12 @@ async def test_an_undo_cut_off_by_a_stop_is_failed_at_the_next_start(engine: Eng
     )
     await finished(engine, wf.id)
     task = (await engine.repo.tasks_of(wf.id))[0]
-    # As if the process died halfway through undoing it.
-    await engine.store.write(Merge("task", task["id"], {"status": "RollingBack"}))
+    # As if the process died halfway through undoing it: the row and its status counter
+    # moved in one commit, as a transition moves them.
+    await engine.store.write(
+        Merge("task", task["id"], {"status": "RollingBack"}),
+        *Repository.status_counts("task", wf.id, "Completed", "RollingBack", {}),
+    )
     await engine.stop()
     await engine.start()
     task = (await engine.repo.tasks_of(wf.id))[0]

@@ -521,12 +521,19 @@ class Repository:
         self, cutoff: datetime, below_seq: int | None, limit: int
     ) -> list[dict[str, Any]]:
         """Finished workflows completed before ``cutoff`` whose last change lies below
-        ``below_seq`` (no kept checkpoint could roll them back), oldest first."""
+        ``below_seq`` (no kept checkpoint could roll them back), oldest first: a walk of
+        the ``created_at`` index up to the cutoff (an ``OR`` in the condition made the
+        planner read the whole table instead)."""
         return await self.store.query(
             "SELECT id, status, kind, submitted_seq, duration_s, checkpoint_id, created_at FROM workflow "
             "WHERE created_at < $cutoff AND status IN $final AND completed_at < $cutoff "
-            "AND ($below = NONE OR updated_seq < $below) ORDER BY created_at LIMIT $n",
-            {"cutoff": cutoff, "final": _FINAL_WORKFLOW, "below": below_seq, "n": limit},
+            "AND updated_seq < $below ORDER BY created_at LIMIT $n",
+            {
+                "cutoff": cutoff,
+                "final": _FINAL_WORKFLOW,
+                "below": _NO_SEQ_BOUND if below_seq is None else below_seq,
+                "n": limit,
+            },
         )
 
     @staticmethod
@@ -676,6 +683,7 @@ def _from(seq: int) -> str:
 
 
 _JOURNAL_PAGE = 500  # journal rows read per query when walking forward from a position
+_NO_SEQ_BOUND = 2**62  # above every journal position
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

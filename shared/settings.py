@@ -482,6 +482,9 @@ class Settings(BaseSettings):
     # at scale"); what history's upkeep needs runs in the background, after a delay:
     # retention's first pass this long after start (then every retention_interval_s)
     retention_start_delay_s: Delay = 300.0
+    # expired sessions, refresh tokens and token revocations are purged this often (in
+    # retention_chunk rows per commit), the first time retention_start_delay_s after start
+    expired_purge_interval_s: Seconds = 600.0
 
     # The TOML file these came from (PROVISIONING_CONFIG, `--config`, load_settings(path)).
     config_file: Path | None = None

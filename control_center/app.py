@@ -103,11 +103,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookService(settings, store, bus)
     app[API_TOKENS] = ApiTokenService(store, settings, security, users, bus)
     await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
-    purging = asyncio.create_task(sessions.purge_forever(), name="expired-sessions")
+    # Off the start's path: neither waits for the other, nor the service for them.
+    background = [
+        asyncio.create_task(hasher.prepare(), name="password-hasher"),
+        asyncio.create_task(sessions.purge_forever(), name="expired-sessions"),
+    ]
     yield
-    purging.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await purging
+    for task in background:
+        task.cancel()
+    for task in background:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.engine import Engine
 from orchestrator.journal import JOURNAL
+from orchestrator.keys import ENGINE
 from orchestrator.models import BatchRequest, RollbackRequest
 from orchestrator.providers import OperationContext, OperationResult
 from orchestrator.repository import Repository
@@ -28,6 +29,7 @@ from shared.events.bus import EventBus
 from shared.store.store import Store
 from shared.store.writes import Append, Lazy
 from tests.helpers.counters import counter_mismatches
+from tests.helpers.services import cc_settings, running_apps
 from tests.orchestrator.test_catch_up import NEVER, crash, settings_for
 
 SORTED = "SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1"
@@ -233,3 +235,76 @@ async def test_an_undo_cut_off_by_a_crash_is_found_by_its_counter(tmp_path: Path
         assert row is not None and row["status"] == WorkflowStatus.COMPLETED
     finally:
         await stop(engine, store)
+
+
+# Tables that grow with history: a start may look rows of them up, or walk an index or
+# a record-id range, but never read one whole.
+HISTORY = {
+    "task",
+    "journal",
+    "workflow",
+    "snapshot",
+    "checkpoint",
+    "rollback",
+    "counter",
+    "inventory",
+    "audit",
+    "session",
+    "refresh_token",
+    "token_revocation",
+    "webhook_delivery",
+    "webhook_attempt",
+    "ext_event",
+}
+
+
+class RecordingStore(Store):
+    """A real store that also keeps the reads it ran while ``recording``."""
+
+    recording = False
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, sync_commits=False)
+        self.reads: list[tuple[str, dict[str, Any]]] = []
+
+    async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.recording and sql.lstrip().upper().startswith("SELECT"):
+            self.reads.append((sql, dict(params)))
+        return await super()._raw(sql, params)
+
+
+def whole_tables(plan: list[dict[str, Any]]) -> set[str]:
+    return {
+        str(step["detail"].get("table"))
+        for step in plan
+        if step.get("operation") == "Iterate Table" and step["detail"].get("table") in HISTORY
+    }
+
+
+async def test_a_start_of_both_services_reads_no_history_table_whole(tmp_path: Path) -> None:
+    """Every read both services make as they start (``provisioning up``'s composition),
+    explained by the embedded planner: none iterates a table that grows with history.
+    The planner decides by rules, not by sizes, so a small store shows the plan a big
+    one gets."""
+    settings = cc_settings(tmp_path, db_url=f"surrealkv://{tmp_path}/db", auth_sync_s=0.05)
+    store = RecordingStore(settings.resolved_db_url)
+    await store.open()
+    try:
+        async with running_apps(settings, store) as (_, orch):
+            engine = orch.app[ENGINE]
+            await finished(engine, await engine.submit(batch(3)))
+        await store.flush_lazy()
+        store.recording = True
+        async with running_apps(settings, store):
+            await asyncio.sleep(0.2)  # the background loops' first rounds too
+        store.recording = False
+        assert len(store.reads) > 10
+        scans = {}
+        for sql, params in store.reads:
+            # (ONLY asks for one result; EXPLAIN answers with the plan's steps)
+            [plan] = await store.query_each(f"{sql.replace(' ONLY ', ' ')} EXPLAIN", params)
+            if tables := whole_tables(plan or []):
+                scans[sql] = tables
+        assert scans == {}
+    finally:
+        await store.close()

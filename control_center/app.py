@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -101,8 +103,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WEBHOOKS] = WebhookService(settings, store, bus)
     app[API_TOKENS] = ApiTokenService(store, settings, security, users, bus)
     await users.bootstrap_admin(settings.admin_password, data_dir=settings.data_dir)
-    await sessions.purge_expired()
+    # Off the start's path: neither waits for the other, nor the service for them.
+    background = [
+        asyncio.create_task(hasher.prepare(), name="password-hasher"),
+        asyncio.create_task(sessions.purge_forever(), name="expired-sessions"),
+    ]
     yield
+    for task in background:
+        task.cancel()
+    for task in background:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(

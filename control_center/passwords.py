@@ -71,8 +71,22 @@ class PasswordHasher:
             memory_cost=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
-        # Verified against when the user does not exist, so timing does not tell.
-        self._dummy = self._argon2.hash(secrets.token_urlsafe(16))
+        # Verified against when the user does not exist, so timing does not tell. Made in
+        # a thread by :meth:`prepare` as the service starts, not here: an argon2 hash is
+        # ~0.2 s of CPU that would hold the event loop in the start's path.
+        self._dummy: str | None = None
+
+    async def prepare(self) -> None:
+        """Make the hash an unknown user's password is checked against (at start, in the
+        background; a check that comes first makes it itself)."""
+        await self._dummy_hash()
+
+    async def _dummy_hash(self) -> str:
+        if self._dummy is not None:
+            return self._dummy
+        dummy: str = await asyncio.to_thread(self._argon2.hash, secrets.token_urlsafe(16))
+        self._dummy = dummy
+        return dummy
 
     def check_policy(self, password: str, *, username: str | None = None, field: str = "password") -> None:
         """422 naming ``field`` for a password the policy refuses."""
@@ -88,7 +102,7 @@ class PasswordHasher:
         return await asyncio.to_thread(self._argon2.hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
-        target = hashed or self._dummy
+        target = hashed or await self._dummy_hash()
         try:
             ok = await asyncio.to_thread(self._argon2.verify, password, target)
         except (ValueError, TypeError):

@@ -12,7 +12,9 @@ session closes at once (shared/events/streams.py), not at its next heartbeat.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -21,12 +23,14 @@ from typing import Any
 
 from control_center.events import EventType
 from control_center.repositories import SessionRepository
-from shared.errors import Unauthorized
+from shared.errors import ProvisioningError, Unauthorized
 from shared.events.bus import EventBus
 from shared.security.backend import Security
 from shared.security.tokens import CLOCK_SKEW_S, utcnow
 from shared.settings import Settings
 from shared.store.store import Store
+
+log = logging.getLogger(__name__)
 
 REFRESH_TOKEN_BYTES = 32
 
@@ -176,8 +180,32 @@ class SessionService:
                 ended += 1
         return ended
 
-    async def purge_expired(self) -> None:
-        await self.repo.store.write(*self.repo.purge_expired(utcnow()))
+    async def purge_expired(self, chunk: int) -> int:
+        """Forget the sessions, refresh tokens and token revocations nobody can use any
+        more, ``chunk`` of each per commit so other writes go in between; how many went."""
+        total = 0
+        while True:
+            results = await self.repo.store.write(*self.repo.purge_expired(utcnow(), chunk))
+            gone = [int(n or 0) for n in results]
+            total += sum(gone)
+            if max(gone) < chunk:
+                break
+        return total + await self.security.revocations.purge_expired(chunk)
+
+    async def purge_forever(self) -> None:
+        """:meth:`purge_expired` in the background while the service runs: first
+        ``retention_start_delay_s`` after start (never in the start's path, where a year of
+        logins would be deleted before the service answers), then every
+        ``expired_purge_interval_s``. A failed pass is logged and tried again at the next."""
+        await asyncio.sleep(self.settings.retention_start_delay_s)
+        while True:
+            try:
+                gone = await self.purge_expired(self.settings.retention_chunk)
+                if gone:
+                    log.info("purged expired sessions, refresh tokens and revocations", extra={"rows": gone})
+            except ProvisioningError as exc:
+                log.warning("could not purge expired sessions", extra={"error": str(exc)})
+            await asyncio.sleep(self.settings.expired_purge_interval_s)
 
     async def forget_user(self, user_id: str) -> None:
         await self.revoke_all(user_id, reason="user_deleted")

@@ -155,7 +155,7 @@ class Engine:
     async def _sweep_interrupted_rollbacks(self) -> None:
         """Undo attempts cut off by a stop (of finished workflows: running ones are handled
         on resume) end Failed, so the operations can be rolled back again."""
-        rows = await self.repo.tasks_rolling_back()
+        rows = await self.repo.tasks_rolling_back() if await self.repo.any_rolling_back() else []
         changes = []
         for row in rows:
             if row.get("workflow_status") in ("Pending", "Running"):

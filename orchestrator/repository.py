@@ -276,8 +276,35 @@ class Repository:
     # -- reads --------------------------------------------------------------------
 
     async def last_journal_seq(self) -> int:
-        rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
-        return int(rows[0]) if rows else 0
+        """The position of the last journal entry (0: none), read at start.
+
+        Journal rows are keyed by their last position, so the answer is the highest
+        record id; the embedded planner walks id ranges forward only (``ORDER BY …
+        DESC`` reads and sorts the whole table: seconds at 100,000 tasks). So the walk
+        starts at the store's lazy mark, which is a position the journal holds (rows
+        are applied only once their entries are durable, retention keeps every
+        segment from the mark on): the rows after it are the few a crash left behind
+        the rows, which catch-up reads next anyway. A store whose mark was never
+        written (none applied yet, or written by a version that kept none) falls back
+        to the sort, once."""
+        mark = await self.store.lazy_mark()
+        if mark <= 0:
+            rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
+            return int(rows[0]) if rows else 0
+        last, start = 0, mark
+        while True:  # in pages: a long crash backlog is never held at once
+            ids = await self.store.query(
+                f"SELECT VALUE record::id(id) FROM {_from(start)} LIMIT {_JOURNAL_PAGE}"
+            )
+            if ids:
+                last = max(last, *(int(i) for i in ids))
+                start = last + 1
+            if len(ids) < _JOURNAL_PAGE:
+                break
+        if last == 0:  # the journal lost its tail: the mark's position was allocated
+            rows = await self.store.query("SELECT VALUE last FROM journal ORDER BY last DESC LIMIT 1")
+            return max(mark, int(rows[0]) if rows else 0)
+        return last
 
     async def _entries(
         self,
@@ -344,10 +371,19 @@ class Repository:
         return counts.get(field, 0) if field is not None else sum(counts.values())
 
     async def active_workflows(self) -> list[dict[str, Any]]:
+        """The workflows to resume at start, oldest first: a walk of the status index
+        over the active ones only, sorted in memory (never the finished history)."""
         return await self.store.query(
             "SELECT * FROM workflow WHERE status IN $active ORDER BY created_at",
             {"active": [WorkflowStatus.PENDING.value, WorkflowStatus.RUNNING.value]},
         )
+
+    async def any_rolling_back(self) -> bool:
+        """Whether any task is RollingBack, from its status counter (one lookup): the
+        start-up sweep of undos a stop cut off scans the task table only if so. The
+        counter moves in the commit of each transition, so it is exact after a crash."""
+        counts = await read_counter(self.store, TASK_COUNTS)
+        return counts.get(TaskStatus.ROLLING_BACK.value, 0) > 0
 
     async def tasks_of(self, workflow_id: str) -> list[dict[str, Any]]:
         """A workflow's task rows in index order (its pages: one range read)."""
@@ -375,11 +411,8 @@ class Repository:
         }
 
     async def tasks_rolling_back(self) -> list[dict[str, Any]]:
-        """Tasks left RollingBack, with their workflow's status (start-up only: the
-        counters say whether there is any, and only then are the pages walked)."""
-        counts = await read_counter(self.store, TASK_COUNTS)
-        if not counts.get(TaskStatus.ROLLING_BACK.value):
-            return []
+        """Tasks left RollingBack, with their workflow's status (a walk of the pages that
+        hold one: start-up only, and only when :meth:`any_rolling_back` says so)."""
         rows = await self.pages.rolling_back()
         wids = sorted({str(r["workflow_id"]) for r in rows})
         statuses = await self.store.query(
@@ -558,12 +591,19 @@ class Repository:
         self, cutoff: datetime, below_seq: int | None, limit: int
     ) -> list[dict[str, Any]]:
         """Finished workflows completed before ``cutoff`` whose last change lies below
-        ``below_seq`` (no kept checkpoint could roll them back), oldest first."""
+        ``below_seq`` (no kept checkpoint could roll them back), oldest first: a walk of
+        the ``created_at`` index up to the cutoff (an ``OR`` in the condition made the
+        planner read the whole table instead)."""
         return await self.store.query(
             "SELECT id, status, kind, submitted_seq, duration_s, checkpoint_id, created_at FROM workflow "
             "WHERE created_at < $cutoff AND status IN $final AND completed_at < $cutoff "
-            "AND ($below = NONE OR updated_seq < $below) ORDER BY created_at LIMIT $n",
-            {"cutoff": cutoff, "final": _FINAL_WORKFLOW, "below": below_seq, "n": limit},
+            "AND updated_seq < $below ORDER BY created_at LIMIT $n",
+            {
+                "cutoff": cutoff,
+                "final": _FINAL_WORKFLOW,
+                "below": _NO_SEQ_BOUND if below_seq is None else below_seq,
+                "n": limit,
+            },
         )
 
     @staticmethod
@@ -707,6 +747,10 @@ class InventoryRepository:
 # parameters; the bound is an integer formatted here, never text from a request.
 def _from(seq: int) -> str:
     return f"journal:{int(seq)}.."
+
+
+_JOURNAL_PAGE = 500  # journal rows read per query when walking forward from a position
+_NO_SEQ_BOUND = 2**62  # above every journal position
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Retention: history older than ``retention_days`` is pruned in bounded chunks.
 
-What goes, each pass (every ``retention_interval_s``, and once at start), with the
-cutoff ``now - retention_days`` (``0`` keeps everything):
+What goes, each pass (every ``retention_interval_s``, the first
+``retention_start_delay_s`` after start), with the cutoff ``now - retention_days``
+(``0`` keeps everything):
 
 1. **expired checkpoints**, lowest position first: made before the cutoff and
    belonging to no workflow, or to one that finished before it. The walk stops at
@@ -133,8 +134,14 @@ class Retention:
             pruned["journal"] += gone
 
     async def run_forever(self) -> None:
-        """A pass at start, then every ``retention_interval_s``; a failed pass is logged
-        and tried again at the next."""
+        """A first pass ``retention_start_delay_s`` after start, then one every
+        ``retention_interval_s``; a failed pass is logged and tried again at the next.
+
+        Not at once: a start's catch-up and resumed workflows have the store to
+        themselves (a pass's deletes are statements of the one writer, so the first
+        resumed operation's commit would queue behind them), and a service restarted
+        in a loop does not prune on every start."""
+        await asyncio.sleep(self.settings.retention_start_delay_s)
         while True:
             try:
                 await self.run_once()

@@ -19,8 +19,10 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -116,8 +118,10 @@ async def serve(
     guard = ConnectionGuard(limits)
     # Process-wide metrics (process_*, python_*, engine, store, webhooks) on one port.
     set_process_metrics_owner("orchestrator" if "orchestrator" in which else "control_center")
+    opening = time.perf_counter()
     store = open_store(settings)
     await store.open()
+    store_open_s = time.perf_counter() - opening
     bus = product_bus(settings)
     listeners: list[Listener] = []
     stop = asyncio.Event()
@@ -149,6 +153,16 @@ async def serve(
                         f"{name.replace('_', ' ')} listening",
                         extra={"url": f"http://{settings.host}:{ports[name]}"},
                     )
+                log.info(
+                    "started",
+                    extra={
+                        # from the process's start (imports included), and the store's
+                        # open alone: what is left is the services' own start-up
+                        "since_process_start_s": _process_age_s(),
+                        "store_open_s": round(store_open_s, 3),
+                        "services_s": round(time.perf_counter() - opening - store_open_s, 3),
+                    },
+                )
                 if ready is not None:
                     ready()
                 await stop.wait()
@@ -158,6 +172,16 @@ async def serve(
                     await listener.close()
     finally:
         await store.close()
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+        return round(uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 async def _start(app: web.Application, host: str, port: int, guard: ConnectionGuard) -> Listener:

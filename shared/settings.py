@@ -413,7 +413,7 @@ class Settings(BaseSettings):
     # are pruned by a background job (orchestrator/retention.py); 0 keeps everything.
     retention_days: Amount = 30
     retention_chunk: Count = 500  # rows (or workflows, journal segments) removed per commit
-    retention_interval_s: Seconds = 3600.0  # how often the job runs (and once at start)
+    retention_interval_s: Seconds = 3600.0  # how often the job runs
 
     # -- durability --
     # Every group commit is synced to disk (fsync of the engine's commit log) before its
@@ -476,6 +476,15 @@ class Settings(BaseSettings):
     # The public URL of the orchestrator, for the protected-resource metadata; empty: from
     # the request (Host and scheme)
     mcp_public_url: str = ""
+
+    # -- startup --
+    # Start-up reads nothing whose cost grows with history (docs/performance.md, "Start-up
+    # at scale"); what history's upkeep needs runs in the background, after a delay:
+    # retention's first pass this long after start (then every retention_interval_s)
+    retention_start_delay_s: Delay = 300.0
+    # expired sessions, refresh tokens and token revocations are purged this often (in
+    # retention_chunk rows per commit), the first time retention_start_delay_s after start
+    expired_purge_interval_s: Seconds = 600.0
 
     # The TOML file these came from (PROVISIONING_CONFIG, `--config`, load_settings(path)).
     config_file: Path | None = None

@@ -99,8 +99,11 @@ class RevocationRepository:
         return Insert("token_revocation", row)
 
     async def active(self, now: datetime) -> list[dict[str, Any]]:
+        """The revocations still in force: a walk of the expiry index from ``now`` on
+        (migration 0031; a closed lower bound, see ``shared/store/keyset.py``), so the
+        expired ones not yet purged cost nothing."""
         return await self.store.query(
-            "SELECT jti, sid, expires_at, created_at FROM token_revocation WHERE expires_at > $now",
+            "SELECT jti, sid, expires_at, created_at FROM token_revocation WHERE expires_at >= $now",
             {"now": now},
         )
 
@@ -110,8 +113,14 @@ class RevocationRepository:
             {"since": since},
         )
 
-    def purge_expired(self, now: datetime) -> Write:
-        return Stmt("DELETE token_revocation WHERE expires_at <= $now RETURN NONE", {"now": now})
+    def purge_expired(self, now: datetime, chunk: int) -> Write:
+        """Up to ``chunk`` revocations past their expiry (a walk of the expiry index);
+        the result is how many went."""
+        return Stmt(
+            "{ array::len((DELETE (SELECT VALUE id FROM token_revocation WHERE expires_at <= $now "
+            "LIMIT $chunk) RETURN BEFORE)) }",
+            {"now": now, "chunk": chunk},
+        )
 
 
 class PolicyRepository:

@@ -196,11 +196,23 @@ class Revocations:
         self._synced_at: datetime | None = None
 
     async def load(self, repo: RevocationRepository) -> None:
+        """The revocations still in force (at start: expired ones are left to
+        :meth:`purge_expired`, in the background, however many there are)."""
         self._repo = repo
         now = utcnow()
-        await repo.store.write(repo.purge_expired(now))
         self._apply(await repo.active(now))
         self._synced_at = now
+
+    async def purge_expired(self, chunk: int) -> int:
+        """Forget stored revocations past their expiry, ``chunk`` per commit; how many went."""
+        if self._repo is None:
+            return 0
+        total = 0
+        while True:
+            gone = int((await self._repo.store.write(self._repo.purge_expired(utcnow(), chunk)))[0] or 0)
+            total += gone
+            if gone < chunk:
+                return total
 
     async def sync(self) -> None:
         """Pick up revocations other processes made since the last look."""

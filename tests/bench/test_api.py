@@ -62,6 +62,7 @@ def test_the_quick_run_of_every_part(tmp_path: Path) -> None:
             "GET /batch/operations/{id}",
         }
         assert all(r["requests"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in level["reads"].values())
+        assert level["bare_open"]["open_s"] > 0 and level["bare_open"]["rss_mb"] > 0
     restart = large["restart"]
     assert restart["healthy_s"] > 0 and restart["first_resumed_operation_s"] > 0
-    assert restart["operation"].startswith("slow")
+    assert restart["operation"].startswith("slow") and restart["rss_after_restart_mb"] > 0

@@ -3,8 +3,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import jwt
 
+from control_center.keys import SESSIONS
+from shared.security.repositories import RevocationRepository
+from shared.security.tokens import Revocations, utcnow
+from shared.store.store import Store
+from shared.store.writes import Insert, Write
 from tests.helpers.services import ADMIN_PASSWORD, USER_PASSWORD, Services, bearer
 
 
@@ -101,3 +108,64 @@ async def test_logout_ends_the_session(services: Services) -> None:
     assert resp.status == 200
     resp = await services.cc.post("/auth/logout")
     assert resp.status == 401
+
+
+async def expired_and_live(store: Store) -> dict[str, tuple[int, int]]:
+    """Rows of each expiring table, (expired, live), by a scan."""
+    now = utcnow()
+    out = {}
+    for table in ("session", "refresh_token", "token_revocation"):
+        rows = await store.query(f"SELECT VALUE expires_at FROM {table}")
+        out[table] = (sum(1 for e in rows if e <= now), sum(1 for e in rows if e > now))
+    return out
+
+
+async def test_expired_sessions_tokens_and_revocations_are_purged_in_chunks(services: Services) -> None:
+    """Purged in the background in chunks (never at start): each chunk a walk of the
+    expiry index; what is still usable stays."""
+    await services.token("admin", ADMIN_PASSWORD)  # a live session and refresh token
+    now = utcnow()
+    writes: list[Write] = []
+    for i in range(10):
+        expires = now + timedelta(days=-1 if i < 7 else 1)
+        writes += [
+            Insert("session", {"id": f"s{i}", "user_id": "u", "expires_at": expires}),
+            Insert("refresh_token", {"id": f"r{i}", "session_id": f"s{i}", "expires_at": expires}),
+            Insert("token_revocation", {"jti": f"j{i}", "expires_at": expires, "created_at": now}),
+        ]
+    await services.store.write(*writes)
+    before = await expired_and_live(services.store)
+    assert {table: expired for table, (expired, _) in before.items()} == {
+        "session": 7,
+        "refresh_token": 7,
+        "token_revocation": 7,
+    }
+    assert await services.cc.app[SESSIONS].purge_expired(chunk=3) == 21
+    after = await expired_and_live(services.store)
+    assert after == {table: (0, live) for table, (_, live) in before.items()}
+    assert await services.cc.app[SESSIONS].purge_expired(chunk=3) == 0
+
+
+async def test_a_start_loads_only_the_revocations_in_force(services: Services) -> None:
+    now = utcnow()
+    await services.store.write(
+        *(
+            Insert(
+                "token_revocation",
+                {"jti": f"j{i}", "expires_at": now + timedelta(hours=h), "created_at": now},
+            )
+            for i, h in enumerate((-2, -1, 1, 2))
+        ),
+        Insert(
+            "token_revocation", {"sid": "gone", "expires_at": now - timedelta(hours=1), "created_at": now}
+        ),
+        Insert(
+            "token_revocation", {"sid": "kept", "expires_at": now + timedelta(hours=1), "created_at": now}
+        ),
+    )
+    revocations = Revocations()
+    await revocations.load(RevocationRepository(services.store))
+    assert {"j2", "j3"} <= set(revocations.jtis) and not {"j0", "j1"} & set(revocations.jtis)
+    assert "kept" in revocations.sids and "gone" not in revocations.sids
+    stored = await services.store.query("SELECT VALUE jti FROM token_revocation WHERE jti != NONE")
+    assert {"j0", "j1"} <= set(stored)  # loading deletes nothing: the purge does, later

@@ -4,6 +4,7 @@ audit chain needs stays."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,3 +142,26 @@ async def test_audit_records_are_never_pruned(orch: Any) -> None:
     await store.write(Insert("audit", {"id": "a1", "seq": 1, "timestamp": old.isoformat(), "action": "x"}))
     await retention(orch, retention_days=1).run_once()
     assert await count(orch, "audit") == 1
+
+
+async def test_the_first_pass_waits_for_the_start_delay(orch: Any) -> None:
+    """A start's catch-up and resumed workflows have the store to themselves: the job's
+    first pass comes ``retention_start_delay_s`` after it, not at once."""
+    done = await run(orch, op("old"))
+    await age(orch, done["batch_id"], 60)
+    waiting = asyncio.create_task(retention(orch, retention_start_delay_s=3600).run_forever())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)
+    assert await count(orch, "workflow") == 1  # nothing pruned yet
+    waiting.cancel()
+    prompt = asyncio.create_task(retention(orch, retention_start_delay_s=0).run_forever())
+    try:
+        for _ in range(500):  # up to ~10 s on a loaded machine
+            if not await count(orch, "workflow"):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        prompt.cancel()
+    assert await count(orch, "workflow") == 0
+    assert await counter_mismatches(orch.app[STORE]) == []

@@ -98,8 +98,11 @@ async def list_batches(request: web.Request, query: BatchListQuery) -> web.Respo
 async def get_batch(request: web.Request, query: BatchDocumentQuery) -> web.Response:
     """One batch's status, its operations counted by status, and their progress and
     results (``view=summary``: without the operations; ``fields``: only those)."""
-    capture = await request.app[WORKFLOWS].capture(request.match_info["id"])
-    return ok_encoded(await batch_document(capture, query.selected))
+    fields = query.selected
+    document = await request.app[WORKFLOWS].encoded(
+        request.match_info["id"], ("document", fields), lambda capture: batch_document(capture, fields)
+    )
+    return ok_encoded(document)
 
 
 @api.route(

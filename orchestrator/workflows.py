@@ -30,6 +30,9 @@ from shared.store.keyset import Listing
 
 # A listed batch carries its operations only up to this many (a bigger one is paged
 # through GET /tasks?workflow_id=…): a page of batches stays small whatever they hold.
+# Measured (docs/performance.md, "Reads above the store"): on the row store every 100
+# operations listed add ~16-25 ms of CPU to a page of 50 batches whose counts alone cost
+# ~40 ms, of which ~0.5 ms above the store; 100 is also one page of the paged task store.
 LIST_OPERATIONS_MAX = 100
 PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batches: counts only)
 
@@ -46,7 +49,8 @@ class BatchCapture:
 
     ``live``: captured from the engine's memory while it runs (shared by the readers of
     the next ``live_document_max_age_s``), else read from the rows. ``documents`` keeps
-    what was already encoded from it, by the fields asked for."""
+    what was already encoded from it (a document by its fields, the progress), for the
+    readers that share it."""
 
     workflow: Workflow
     tasks: Sequence[Task | TaskSnapshot]
@@ -88,8 +92,6 @@ async def _shared(
 # What may change workflows it does not name (a restore, a rollback of several): every
 # finished workflow's products are dropped.
 _CHANGES_ANY = frozenset({EventType.STATE_RESTORED, EventType.ROLLBACK_STARTED, EventType.ROLLBACK_COMPLETED})
-# A build started while a rollback or restore held the engine's admin lock is not kept:
-# a rollback records its summary on the workflow after its last event.
 
 
 class _Build:
@@ -274,6 +276,8 @@ class WorkflowService:
         body = self.finished.get(workflow_id, key)
         if body is not None:
             return body
+        # Not kept if begun while a rollback or restore holds the admin lock: a rollback
+        # records its summary on the workflow after its last event.
         build = self.finished.begin(workflow_id, spoiled=self.engine.admin_lock.locked())
         try:
             capture = await self.capture(workflow_id)

@@ -1,14 +1,19 @@
-"""List and statistics latency through HTTP at two history sizes (issue 10, "reads").
+"""Read latency through HTTP at several history sizes (issue 10: lists, statistics and
+the finished 5,000-operation document), with the service's CPU per read.
 
-For each size, a fresh ``surrealkv://`` data directory is seeded with N tasks in
-workflows of 100 (finished: Completed, every 50th Failed) through the
-orchestrator's repository write builders in bulk — the same builders the engine
-uses, so list keys and counters are what a real history would hold — then
-``python -m provisioning orchestrator`` is started on it (auth off) and each read
-is timed over HTTP (p50 and p99 of ``--requests`` requests, after 10 warm-ups).
+For each size N, a fresh data directory is seeded by ``bench/seed.py`` (its public
+options only, the service stopped): (N - big) / 100 finished workflows of 100 tasks,
+then one finished workflow of ``--big`` (5,000) tasks, the newest, so the first page
+of ``GET /batch/operations`` holds one big batch and 49 of 100. Then ``provisioning
+up`` starts on it (``bench/api.py``'s ``Service``; authentication off unless
+``--auth``, then its login) and each read is timed over HTTP: p50/p99 of
+``--requests`` sequential requests after 10 warm-ups, the answer's bytes, and the
+service's CPU per request (``/proc/<pid>/stat``: on a shared machine the CPU moves
+far less than the wall time).
 
-    python bench/reads.py                          # 10,000 and 200,000 tasks
-    python bench/reads.py --sizes 10000 1000000    # slower to seed
+    python3 bench/reads.py                          # 10,000 and 100,000 tasks
+    python3 bench/reads.py --sizes 10000 1000000    # slower to seed (minutes)
+    python3 bench/reads.py --only batch --work-dir /tmp/reads   # keep the data, measure again
 
 Prints a table and writes bench/results/reads.json.
 """
@@ -19,189 +24,142 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from orchestrator.repository import Repository
-from shared.store.store import Store
-from shared.store.writes import Write
+from api import RESULTS, Service, login, pct, seed  # bench/api.py
 
 PER_WORKFLOW = 100
-WORKFLOWS_PER_COMMIT = 20
-RESULTS = Path(__file__).resolve().parent / "results"
+WARMUP = 10
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def workflow_writes(seq: int, at: datetime) -> tuple[str, list[Write]]:
-    wid = str(uuid.uuid4())
-    writes: list[Write] = [
-        *Repository.insert_workflow(
-            {
-                "id": wid,
-                "name": f"seeded {seq}",
-                "kind": "batch",
-                "status": "Completed",
-                "created_at": at,
-                "started_at": at,
-                "completed_at": at + timedelta(seconds=5),
-                "duration_s": 5.0,
-                "submitted_seq": seq,
-                "updated_seq": seq,
-                "operation_count": PER_WORKFLOW,
-                "operations_json": "[]",
-                "task_ids_json": "[]",
-            }
-        )
-    ]
-    for index in range(PER_WORKFLOW):
-        status = "Failed" if index % 50 == 49 else "Completed"
-        row = {
-            "id": str(uuid.uuid4()),
-            "workflow_id": wid,
-            "name": f"op{index}",
-            "index": index,
-            "type": "server_batch",
-            "provider": "noop",
-            "command": "noop",
-            "args": [],
-            "dependencies": [],
-            "dependency_names": [],
-            "status": status,
-            "attempt": 1,
-            "progress": 100.0,
-            "created_at": at,
-            "completed_at": at + timedelta(seconds=5),
-        }
-        writes.append(Repository.create_task(row, seq))
-    return wid, writes
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-async def seed(data_dir: Path, tasks: int) -> str:
-    """Seed ``tasks`` tasks; returns the id of the last workflow (the newest)."""
-    store = Store(f"surrealkv://{data_dir / 'db'}", lazy_max=50_000)
-    await store.open()
-    start = datetime.now(UTC) - timedelta(days=1)
-    last = ""
-    try:
-        workflows = tasks // PER_WORKFLOW
-        for base in range(0, workflows, WORKFLOWS_PER_COMMIT):
-            writes: list[Write] = []
-            for n in range(base, min(workflows, base + WORKFLOWS_PER_COMMIT)):
-                last, batch = workflow_writes(n + 1, start + timedelta(seconds=n))
-                writes += batch
-            await store.write(*writes)
-        await store.flush_lazy()
-        # positions continue after the seeded ones, as if the journal had recorded them
-        await store.write(store.mark_write(workflows))
-    finally:
-        await store.close()
-    return last
-
-
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "PROVISIONING_DATA_DIR": str(data_dir),
-            "PROVISIONING_ORCHESTRATOR_PORT": str(port),
-            "PROVISIONING_AUTH_ENABLED": "false",
-            "PROVISIONING_RETENTION_DAYS": "0",
-            "PROVISIONING_COMMAND_WORK_ROOT": str(data_dir / "work"),
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "provisioning", "orchestrator"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-async def timed(session: aiohttp.ClientSession, url: str, n: int) -> tuple[float, float, int]:
-    for _ in range(10):
-        async with session.get(url) as resp:
+async def timed(http: aiohttp.ClientSession, url: str, count: int, pid: int) -> dict[str, Any]:
+    for _ in range(WARMUP):
+        async with http.get(url) as resp:
             await resp.read()
-    samples = []
-    size = 0
-    for _ in range(n):
+    samples: list[float] = []
+    body = b""
+    cpu0 = cpu_s(pid)
+    for _ in range(count):
         t0 = time.perf_counter()
-        async with session.get(url) as resp:
+        async with http.get(url) as resp:
             body = await resp.read()
-            assert resp.status == 200, body[:300]
+            if resp.status != 200:
+                raise RuntimeError(f"GET {url}: {resp.status} {body[:300]!r}")
         samples.append((time.perf_counter() - t0) * 1000)
-        size = len(body)
-    samples.sort()
-    return statistics.median(samples), samples[max(0, int(len(samples) * 0.99) - 1)], size
+    return {
+        "p50_ms": round(statistics.median(samples), 2),
+        "p99_ms": round(pct(samples, 99), 2),
+        "cpu_ms": round((cpu_s(pid) - cpu0) / count * 1000, 2),
+        "bytes": len(body),
+    }
 
 
-async def measure(tasks: int, requests: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "data"
+def reads_of(svc: Service, newest: str, second: str, big: int) -> dict[str, str]:
+    doc = f"/batch/operations/{newest}"
+    paths = {
+        "GET /tasks?limit=50": "/tasks?limit=50",
+        "GET /tasks?limit=50, next page (cursor)": second,
+        "GET /tasks?workflow_id=(big)&limit=50": f"/tasks?workflow_id={newest}&limit=50",
+        "GET /batch/operations?limit=50": "/batch/operations?limit=50",
+        "GET /batch/operations?limit=50&view=summary": "/batch/operations?limit=50&view=summary",
+        "GET /audit/logs?limit=50": "/audit/logs?limit=50",
+        "GET /state/statistics": "/state/statistics",
+        f"GET /batch/operations/{{id}} ({big:,} ops, finished)": doc,
+        "GET /batch/operations/{id}?view=summary": doc + "?view=summary",
+        "GET /state/workflows/{id}/progress": f"/state/workflows/{newest}/progress",
+    }
+    return {
+        name: path if path.startswith("http") else (svc.cc_base if "/audit/" in path else svc.base) + path
+        for name, path in paths.items()
+    }
+
+
+async def measure(
+    tasks: int, big: int, requests: int, only: str | None, auth: bool, work: Path
+) -> dict[str, Any]:
+    data_dir = work / f"data-{tasks}" / "data"
+    svc = Service(data_dir, extra_env={} if auth else {"PROVISIONING_AUTH_ENABLED": "false"})
+    marker = data_dir.parent / "seeded.json"  # a kept directory (--work-dir) is measured again as it is
+    if marker.exists():
+        out: dict[str, Any] = json.loads(marker.read_text())
+    else:
         t0 = time.perf_counter()
-        newest = await seed(data_dir, tasks)
-        seeded_s = time.perf_counter() - t0
-        port = 20000 + os.getpid() % 20000
-        proc = start(data_dir, port)
-        base = f"http://127.0.0.1:{port}"
-        out: dict[str, Any] = {"tasks": tasks, "seed_s": round(seeded_s, 1), "reads": {}}
-        try:
-            async with aiohttp.ClientSession() as session:
-                for _ in range(600):
-                    try:
-                        async with session.get(base + "/health") as resp:
-                            if resp.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.05)
-                async with session.get(base + "/tasks?limit=50") as resp:
-                    link = resp.headers.get("Link", "")
-                second = link.split("<", 1)[1].split(">", 1)[0] if "<" in link else "/tasks?limit=50"
-                urls = {
-                    "GET /tasks?limit=50": "/tasks?limit=50",
-                    "GET /tasks (next page by cursor)": second,
-                    "GET /tasks?limit=50&offset=5000": "/tasks?limit=50&offset=5000",
-                    "GET /tasks?status=Failed&limit=50": "/tasks?status=Failed&limit=50",
-                    "GET /tasks?workflow_id=…&limit=50": f"/tasks?workflow_id={newest}&limit=50",
-                    "GET /batch/operations?limit=50": "/batch/operations?limit=50",
-                    "GET /rollback/checkpoints?limit=50": "/rollback/checkpoints?limit=50",
-                    "GET /state/statistics": "/state/statistics",
-                    "GET /state/system/metrics": "/state/system/metrics",
-                }
-                for name, path in urls.items():
-                    p50, p99, size = await timed(session, base + path, requests)
-                    out["reads"][name] = {"p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "bytes": size}
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        seeded = [await seed(data_dir, (tasks - big) // PER_WORKFLOW, PER_WORKFLOW)]
+        seeded.append(await seed(data_dir, 1, big))
+        out = {"tasks": sum(s["tasks"] for s in seeded), "seed_s": round(time.perf_counter() - t0, 1)}
+        marker.write_text(json.dumps(out))
+    out["reads"] = {}
+    await svc.start()
+    assert svc.proc is not None
+    try:
+        headers = {}
+        if auth:
+            async with aiohttp.ClientSession() as http:
+                headers["Authorization"] = f"Bearer {await login(http, svc.cc_base)}"
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.get(svc.base + "/batch/operations?limit=1") as resp:
+                newest = (await resp.json())["data"][0]["batch_id"]
+            async with http.get(svc.base + "/tasks?limit=50") as resp:
+                found = re.search(r'<([^>]+)>;\s*rel="?next"?', resp.headers.get("Link", ""))
+                second = found.group(1) if found else "/tasks?limit=50"
+            for name, url in reads_of(svc, newest, second, big).items():
+                if only is None or only in name:
+                    out["reads"][name] = await timed(http, url, requests, svc.proc.pid)
+        out["rss_mb"] = round(svc.rss_mb()[1])
+    finally:
+        await svc.stop()
     return out
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    cols = " | ".join(f"{r['tasks']:,} tasks: p50 / p99 ms, CPU ms" for r in results)
+    print(f"| read | {cols} | bytes |")
+    print("|---" * (len(results) + 2) + "|")
+    for name, first in results[0]["reads"].items():
+        cells = " | ".join(
+            "{p50_ms} / {p99_ms}, {cpu_ms}".format(**r["reads"][name]) for r in results if name in r["reads"]
+        )
+        print(f"| {name} | {cells} | {first['bytes']:,} |")
+    print("seeding: " + ", ".join(f"{r['tasks']:,} tasks in {r['seed_s']} s" for r in results))
+    print("service peak RSS: " + ", ".join(f"{r['rss_mb']} MB" for r in results))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--big", type=int, default=5_000, help="operations of the big (newest) batch")
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--only", help="only the reads whose name contains this")
+    parser.add_argument("--auth", action="store_true", help="authentication on (bench/api.py's login)")
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep the data directories here; a rerun measures them again"
+    )
     args = parser.parse_args()
-    results = [await measure(n, args.requests) for n in args.sizes]
-    header = "| read | " + " | ".join(f"{r['tasks']:,} tasks p50 / p99 (ms)" for r in results) + " |"
-    print(header)
-    print("|---" * (len(results) + 1) + "|")
-    for name in results[0]["reads"]:
-        cells = " | ".join(f"{r['reads'][name]['p50_ms']} / {r['reads'][name]['p99_ms']}" for r in results)
-        print(f"| {name} | {cells} |")
-    print("seeding: " + ", ".join(f"{r['tasks']:,} tasks in {r['seed_s']} s" for r in results))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work_dir or Path(tmp)
+        results = [await measure(n, args.big, args.requests, args.only, args.auth, work) for n in args.sizes]
+    print_table(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reads.json").write_text(json.dumps(results, indent=2))
 

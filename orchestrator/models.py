@@ -261,7 +261,8 @@ class BatchListQuery(PageQuery):
     status: WorkflowStatusName | None = None
     view: Annotated[str, *choice(["full", "summary"], "view")] = Field(
         "full",
-        description="summary: counts only; full: also the operations of batches of at most 100",
+        description="summary: counts only; full: also the operations of batches of at most 100, "
+        "at most 100 operations over the page (later batches: counts only)",
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from orchestrator.keys import CHECKPOINTS, ROLLBACKS, STATE, WORKFLOWS
 from orchestrator.models import (
+    BATCH_DOCUMENT_FIELDS,
     BatchListQuery,
     BatchRequest,
     CheckpointRequest,
@@ -29,15 +30,17 @@ from orchestrator.models import (
 from orchestrator.states import WorkflowStatus
 from orchestrator.tools import Tool, ToolCall
 from orchestrator.views import (
+    batch_document,
     batch_list_view,
     batch_view,
     checkpoint_view,
+    progress_document,
     rollback_statistics_view,
     state_statistics_view,
     submitted_view,
     task_view,
-    workflow_progress,
 )
+from orchestrator.workflows import BatchCapture
 from shared.security.audit import AUDIT, HASHED_FIELDS, SEARCH_FIELDS, search_filters
 from shared.store.keyset import Listing
 from shared.web.routing import Model, PageQuery
@@ -47,6 +50,12 @@ ID = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
 WAIT_MAX_S = 600.0
 POLL_S = 0.1  # how often a waiting submission looks at its batch
 FINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
+# The batch view's fields (the document's, without its counts), in the document's order.
+BATCH_VIEW_FIELDS = tuple(f for f in BATCH_DOCUMENT_FIELDS if f not in ("counts", "total_operations"))
+
+
+async def _batch_view_document(capture: BatchCapture) -> bytes:
+    return await batch_document(capture, BATCH_VIEW_FIELDS)
 
 
 def plain(value: Any) -> Any:
@@ -149,8 +158,10 @@ def product_tools(app: web.Application) -> list[Tool]:
             await asyncio.sleep(POLL_S)
 
     async def get_batch(call: ToolCall, args: ById) -> Any:
-        capture = await app[WORKFLOWS].capture(args.id)
-        return plain(batch_view(capture.workflow, capture.tasks))
+        # The batch view's fields, encoded as the REST document is (and kept alike once
+        # the batch has finished: a repeated call costs a lookup).
+        key = ("document", BATCH_VIEW_FIELDS)
+        return json.loads(await app[WORKFLOWS].encoded(args.id, key, _batch_view_document))
 
     async def list_batches(call: ToolCall, args: BatchListQuery) -> Any:
         status = None if args.status is None else WorkflowStatus(args.status)
@@ -160,8 +171,7 @@ def product_tools(app: web.Application) -> list[Tool]:
         return _page([batch_list_view(b) for b in listing.items], listing, args)
 
     async def progress(call: ToolCall, args: ById) -> Any:
-        wf, tasks = await app[STATE].progress(args.id)
-        return plain(workflow_progress(wf, tasks))
+        return json.loads(await app[WORKFLOWS].encoded(args.id, "progress", progress_document))
 
     async def cancel(call: ToolCall, args: ById) -> Any:
         await app[WORKFLOWS].cancel(args.id)

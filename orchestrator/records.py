@@ -1,4 +1,5 @@
-"""Workflows, tasks and checkpoints as the store holds them: frozen records.
+"""Workflows, tasks and checkpoints as the store holds them: frozen records (workflows and
+tasks: named tuples, built by position).
 
 The repository's typed reads turn rows into these at its boundary, so services
 and views see attributes with types (statuses as enums), never ``dict[str, Any]``.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
 
@@ -20,15 +21,21 @@ def _tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value) if value else ()
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
-    """One operation of a workflow, as recorded."""
+# Statuses by their stored value: a dict lookup instead of the enum's call (~1 µs a row).
+_TASK_STATUS = {s.value: s for s in TaskStatus}
+
+
+class Task(NamedTuple):
+    """One operation of a workflow, as recorded. A tuple, like the running task's
+    :class:`~orchestrator.runtime.TaskSnapshot`: a 5,000-operation document makes 5,000
+    of these, and a frozen dataclass of 23 fields built by keyword took ~8 µs each
+    (40 ms a document), a tuple built by position ~1 µs."""
 
     id: str
     workflow_id: str | None
     name: str
     status: TaskStatus
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # (shadows tuple.index, which nothing calls)
     type: str | None = None
     provider: str | None = None
     command: str | None = None
@@ -49,30 +56,33 @@ class Task:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
-        workflow_id = row.get("workflow_id")
+        get = row.get
+        workflow_id = get("workflow_id")
+        status = row["status"]
+        undo = get("undo")
         return cls(
-            id=str(row["id"]),
-            workflow_id=None if workflow_id is None else str(workflow_id),
-            name=str(row["name"]),
-            status=TaskStatus(row["status"]),
-            index=int(row.get("index") or 0),
-            type=row.get("type"),
-            provider=row.get("provider"),
-            command=row.get("command"),
-            args=_tuple(row.get("args")),
-            undo=None if row.get("undo") is None else tuple(row["undo"]),
-            dependencies=_tuple(row.get("dependencies")),
-            dependency_names=_tuple(row.get("dependency_names")),
-            attempt=int(row.get("attempt") or 0),
-            max_attempts=row.get("max_attempts"),
-            progress=float(row.get("progress") or 0.0),
-            message=row.get("message"),
-            output=row.get("output"),
-            error=row.get("error"),
-            results=row.get("results"),
-            created_at=row.get("created_at"),
-            started_at=row.get("started_at"),
-            completed_at=row.get("completed_at"),
+            str(row["id"]),
+            None if workflow_id is None else str(workflow_id),
+            str(row["name"]),
+            _TASK_STATUS.get(status) or TaskStatus(status),
+            int(get("index") or 0),
+            get("type"),
+            get("provider"),
+            get("command"),
+            _tuple(get("args")),
+            None if undo is None else tuple(undo),
+            _tuple(get("dependencies")),
+            _tuple(get("dependency_names")),
+            int(get("attempt") or 0),
+            get("max_attempts"),
+            float(get("progress") or 0.0),
+            get("message"),
+            get("output"),
+            get("error"),
+            get("results"),
+            get("created_at"),
+            get("started_at"),
+            get("completed_at"),
         )
 
     @property
@@ -87,9 +97,12 @@ class Task:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class Workflow:
-    """A submitted batch or single-purpose workflow, as recorded (without its operations' specs)."""
+_WORKFLOW_STATUS = {s.value: s for s in WorkflowStatus}
+
+
+class Workflow(NamedTuple):
+    """A submitted batch or single-purpose workflow, as recorded (without its operations'
+    specs). A tuple, as :class:`Task` is: a page of 50 is built in a few µs each."""
 
     id: str
     name: str
@@ -112,25 +125,27 @@ class Workflow:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Workflow:
+        get = row.get
+        status = row["status"]
         return cls(
-            id=str(row["id"]),
-            name=str(row["name"]),
-            status=WorkflowStatus(row["status"]),
-            kind=str(row.get("kind") or DEFAULT_KIND),
-            version=row.get("version"),
-            description=row.get("description"),
-            environment=row.get("environment"),
-            parallel_limit=row.get("parallel_limit"),
-            rollback_enabled=row.get("rollback_enabled"),
-            error=row.get("error"),
-            rollback=row.get("rollback"),
-            checkpoint_id=row.get("checkpoint_id"),
-            submitted_by=row.get("submitted_by"),
-            operation_count=row.get("operation_count"),
-            created_at=row.get("created_at"),
-            started_at=row.get("started_at"),
-            completed_at=row.get("completed_at"),
-            duration_s=row.get("duration_s"),
+            str(row["id"]),
+            str(row["name"]),
+            _WORKFLOW_STATUS.get(status) or WorkflowStatus(status),
+            str(get("kind") or DEFAULT_KIND),
+            get("version"),
+            get("description"),
+            get("environment"),
+            get("parallel_limit"),
+            get("rollback_enabled"),
+            get("error"),
+            get("rollback"),
+            get("checkpoint_id"),
+            get("submitted_by"),
+            get("operation_count"),
+            get("created_at"),
+            get("started_at"),
+            get("completed_at"),
+            get("duration_s"),
         )
 
 

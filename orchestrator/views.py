@@ -47,7 +47,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "command": task.command,
         "args": list(task.args),
         "dependencies": list(task.dependencies),
-        "status": task.status.value,
+        "status": task.status._value_,  # .value is a descriptor call, ~15 times slower
         "created_at": task.created_at,
         "started_at": task.started_at,
         "completed_at": task.completed_at,
@@ -72,7 +72,7 @@ def operation_view(task: TaskLike) -> dict[str, Any]:
         "task_id": task.id,
         "type": task.type,
         "provider": task.provider,
-        "status": task.status.value,
+        "status": task.status._value_,
         "progress": task.progress,
         "attempt": task.attempt,
         "dependencies": list(task.dependency_names),
@@ -134,31 +134,32 @@ def status_counts(tasks: Sequence[TaskLike]) -> dict[str, int]:
     """How many operations are in each status (every status, zeros included)."""
     counts = dict.fromkeys((s.value for s in TaskStatus), 0)
     for t in tasks:
-        counts[t.status.value] += 1
+        counts[t.status._value_] += 1
     return counts
 
 
 async def batch_document(capture: BatchCapture, fields: tuple[str, ...]) -> bytes:
     """``GET /batch/operations/{id}``'s data, encoded: the batch's ``fields`` (in the
     document's order, ``operations`` last), its operations encoded a chunk per turn
-    of the event loop. Kept on the capture, so readers sharing one share the bytes."""
-    body = capture.documents.get(fields)
-    if body is not None:
-        return body
+    of the event loop."""
     wf, tasks = capture.workflow, capture.tasks
     whole = {**batch_head(wf, tasks), "counts": status_counts(tasks), "total_operations": len(tasks)}
     head = encode_json({name: whole[name] for name in fields if name != "operations"})
-    if "operations" in fields:
-        parts = []
-        for start in range(0, len(tasks), DOCUMENT_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            chunk = tasks[start : start + DOCUMENT_CHUNK]
-            parts.append(encode_json([operation_view(t) for t in chunk])[1:-1])
-        operations = b'"operations":[' + b",".join(parts) + b"]"
-        head = head[:-1] + (b"," if len(head) > 2 else b"") + operations + b"}"
-    capture.documents[fields] = head
-    return head
+    if "operations" not in fields:
+        return head
+    parts = []
+    for start in range(0, len(tasks), DOCUMENT_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        chunk = tasks[start : start + DOCUMENT_CHUNK]
+        parts.append(encode_json([operation_view(t) for t in chunk])[1:-1])
+    operations = b'"operations":[' + b",".join(parts) + b"]"
+    return head[:-1] + (b"," if len(head) > 2 else b"") + operations + b"}"
+
+
+async def progress_document(capture: BatchCapture) -> bytes:
+    """``/state/workflows/{id}/progress``'s data, encoded."""
+    return encode_json(workflow_progress(capture.workflow, capture.tasks))
 
 
 def submitted_view(wf: WorkflowState) -> dict[str, Any]:

@@ -10,22 +10,29 @@ which the handlers shape with :mod:`orchestrator.views`. It takes an
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.events import EventType
 from orchestrator.models import BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskSnapshot, WorkflowState
-from orchestrator.states import WorkflowStatus
+from orchestrator.states import FINAL_WORKFLOW, WorkflowStatus
 from shared.errors import NotFound
+from shared.events.bus import Event
 from shared.security.actor import Actor
 from shared.store.keyset import Listing
 
 # A listed batch carries its operations only up to this many (a bigger one is paged
 # through GET /tasks?workflow_id=…): a page of batches stays small whatever they hold.
+# Measured (docs/performance.md, "Reads above the store"): on the row store every 100
+# operations listed add ~16-25 ms of CPU to a page of 50 batches whose counts alone cost
+# ~40 ms, of which ~0.5 ms above the store; 100 is also one page of the paged task store.
 LIST_OPERATIONS_MAX = 100
 PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batches: counts only)
 
@@ -42,13 +49,169 @@ class BatchCapture:
 
     ``live``: captured from the engine's memory while it runs (shared by the readers of
     the next ``live_document_max_age_s``), else read from the rows. ``documents`` keeps
-    what was already encoded from it, by the fields asked for."""
+    what was already encoded from it (a document by its fields, the progress), for the
+    readers that share it."""
 
     workflow: Workflow
     tasks: Sequence[Task | TaskSnapshot]
     live: bool = False
     at: float = 0.0  # loop time of the capture
-    documents: dict[tuple[str, ...], bytes] = field(default_factory=dict)
+    documents: dict[Hashable, bytes] = field(default_factory=dict)
+
+
+async def _product(
+    capture: BatchCapture, key: Hashable, encode: Callable[[BatchCapture], Awaitable[bytes]]
+) -> bytes:
+    """``encode(capture)``, once per capture and ``key``: its readers share the bytes."""
+    body = capture.documents.get(key)
+    if body is None:
+        body = capture.documents[key] = await encode(capture)
+    return body
+
+
+async def _shared(
+    running: dict[str, asyncio.Task[BatchCapture]],
+    workflow_id: str,
+    start: Callable[[], Coroutine[Any, Any, BatchCapture]],
+) -> BatchCapture:
+    """The capture of ``workflow_id`` under way in ``running``, or a new one: readers at
+    the same time share one. A task of its own, so a reader that goes away does not
+    cancel the others'."""
+    task = running.get(workflow_id)
+    if task is None:
+        task = running[workflow_id] = asyncio.create_task(start())
+
+        def done(finished: asyncio.Task[BatchCapture]) -> None:
+            if running.get(workflow_id) is finished:
+                del running[workflow_id]
+
+        task.add_done_callback(done)
+    return await asyncio.shield(task)
+
+
+# What may change workflows it does not name (a restore, a rollback of several): every
+# finished workflow's products are dropped.
+_CHANGES_ANY = frozenset({EventType.STATE_RESTORED, EventType.ROLLBACK_STARTED, EventType.ROLLBACK_COMPLETED})
+
+
+class _Build:
+    """One encoding of a finished workflow's product in progress; ``spoiled`` once an
+    event says the workflow changed meanwhile (its bytes are then answered, not kept)."""
+
+    __slots__ = ("spoiled",)
+
+    def __init__(self, spoiled: bool) -> None:
+        self.spoiled = spoiled
+
+
+@dataclass
+class _Products:
+    encoded: dict[Hashable, bytes] = field(default_factory=dict)
+    expires: float = float("inf")  # wall clock: when retention may prune the workflow
+    size: int = 0
+
+
+class FinishedDocuments:
+    """Encoded products (documents, progress) of finished workflows, so that repeated reads
+    of one cost a lookup: at most ``max_bytes`` of them, the least recently read dropped
+    first. Any event of a workflow drops its products, and one that changes workflows
+    it does not name (a restore) drops them all; a product encoded while its workflow
+    changed is answered but not kept. A product is kept only until retention may prune
+    its workflow (``completed_at`` + ``retention_days``), which announces nothing.
+
+    ``reads``: the reads of finished workflows' rows under way, shared by the readers
+    that come while they run; a change of the workflow detaches its read, so a reader
+    that comes after the change (a client that just rolled it back) reads again."""
+
+    def __init__(self, max_bytes: int, retention_days: int) -> None:
+        self.max_bytes = max_bytes
+        self.retention_days = retention_days
+        self.size = 0
+        self.reads: dict[str, asyncio.Task[BatchCapture]] = {}
+        self._products: OrderedDict[str, _Products] = OrderedDict()
+        self._builds: dict[str, list[_Build]] = {}
+
+    def get(self, workflow_id: str, key: Hashable) -> bytes | None:
+        products = self._products.get(workflow_id)
+        if products is None:
+            return None
+        if time.time() >= products.expires:
+            self._drop(workflow_id)
+            return None
+        body = products.encoded.get(key)
+        if body is not None:
+            self._products.move_to_end(workflow_id)
+        return body
+
+    def begin(self, workflow_id: str, *, spoiled: bool) -> _Build:
+        """A product of ``workflow_id`` is being encoded (``spoiled``: already not to keep)."""
+        build = _Build(spoiled)
+        self._builds.setdefault(workflow_id, []).append(build)
+        return build
+
+    def end(self, workflow_id: str, build: _Build) -> None:
+        builds = self._builds.get(workflow_id, [])
+        if build in builds:
+            builds.remove(build)
+        if not builds:
+            self._builds.pop(workflow_id, None)
+
+    def keep(self, workflow_id: str, build: _Build, wf: Workflow, key: Hashable, body: bytes) -> None:
+        """Keep ``body``, unless the workflow changed while it was built or is not final."""
+        expires = self._expiry(wf)
+        if build.spoiled or wf.status not in FINAL_WORKFLOW or len(body) > self.max_bytes:
+            return
+        if expires <= time.time():
+            return
+        products = self._products.setdefault(workflow_id, _Products(expires=expires))
+        self._products.move_to_end(workflow_id)
+        old = products.encoded.get(key)
+        products.encoded[key] = body
+        grown = len(body) - (0 if old is None else len(old))
+        products.size += grown
+        self.size += grown
+        while self.size > self.max_bytes:
+            self._drop(next(iter(self._products)))
+
+    def _expiry(self, wf: Workflow) -> float:
+        if self.retention_days <= 0:
+            return float("inf")
+        last = wf.completed_at or wf.created_at
+        if not isinstance(last, datetime):
+            return 0.0  # retention may prune it any time: never kept
+        return (last + timedelta(days=self.retention_days)).timestamp()
+
+    def forget(self, workflow_id: str) -> None:
+        """The workflow changed: drop its products, spoil its builds, detach its read."""
+        self._drop(workflow_id)
+        self.reads.pop(workflow_id, None)
+        for build in self._builds.get(workflow_id, ()):
+            build.spoiled = True
+
+    def clear(self) -> None:
+        self._products.clear()
+        self.reads.clear()
+        self.size = 0
+        for builds in self._builds.values():
+            for build in builds:
+                build.spoiled = True
+
+    def _drop(self, workflow_id: str) -> None:
+        products = self._products.pop(workflow_id, None)
+        if products is not None:
+            self.size -= products.size
+
+    def on_event(self, event: Event) -> None:
+        """The bus's listener, called for every event: a few lookups."""
+        wid = event.workflow_id
+        if wid is not None:
+            self.forget(wid)
+        named = event.data.get("workflow_ids")
+        if isinstance(named, list):
+            for w in named:
+                self.forget(str(w))
+        elif wid is None and event.event_type in _CHANGES_ANY:
+            self.clear()
 
 
 class WorkflowService:
@@ -65,6 +228,9 @@ class WorkflowService:
         self.max_age_s = max_age_s
         self._captures: dict[str, BatchCapture] = {}  # of running workflows only
         self._capturing: dict[str, asyncio.Task[BatchCapture]] = {}
+        settings = engine.settings
+        self.finished = FinishedDocuments(settings.document_cache_bytes, settings.retention_days)
+        engine.bus.add_listener(self.finished.on_event)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -98,31 +264,49 @@ class WorkflowService:
             raise NotFound(f"no batch with id {workflow_id}")
         return wf, await self.repo.workflow_tasks(wf.id)
 
+    async def encoded(
+        self, workflow_id: str, key: Hashable, encode: Callable[[BatchCapture], Awaitable[bytes]]
+    ) -> bytes:
+        """A product of the workflow's capture, encoded by ``encode`` (a document, its
+        progress; ``key`` names it): shared by the readers of one capture while the
+        workflow runs; once it has finished, kept (:class:`FinishedDocuments`) until an
+        event of the workflow says it changed, so repeated reads cost a lookup."""
+        if self.engine.live(workflow_id) is not None:
+            return await _product(await self.capture(workflow_id), key, encode)
+        body = self.finished.get(workflow_id, key)
+        if body is not None:
+            return body
+        # Not kept if begun while a rollback or restore holds the admin lock: a rollback
+        # records its summary on the workflow after its last event.
+        build = self.finished.begin(workflow_id, spoiled=self.engine.admin_lock.locked())
+        try:
+            capture = await self.capture(workflow_id)
+            body = await _product(capture, key, encode)
+            if not capture.live:
+                self.finished.keep(workflow_id, build, capture.workflow, key, body)
+        finally:
+            self.finished.end(workflow_id, build)
+        return body
+
     async def capture(self, workflow_id: str) -> BatchCapture:
         """A workflow and its tasks at one instant: from memory while it runs (at most
-        ``max_age_s`` old), from its rows once finished; 404 if there is none."""
+        ``max_age_s`` old), from its rows once finished (readers at the same time share
+        one read, unless the workflow changed since it began); 404 if there is none."""
         state = self.engine.live(workflow_id)
         for wid in [w for w in self._captures if self.engine.live(w) is None]:
             del self._captures[wid]  # finished: its rows are the record now
         if state is None:
-            wf, tasks = await self.batch(workflow_id)
-            return BatchCapture(wf, tasks)
-        loop = asyncio.get_running_loop()
+            return await _shared(self.finished.reads, workflow_id, lambda: self._read(workflow_id))
         cached = self._captures.get(workflow_id)
-        if cached is not None and loop.time() - cached.at < self.max_age_s:
+        if cached is not None and asyncio.get_running_loop().time() - cached.at < self.max_age_s:
             return cached
-        task = self._capturing.get(workflow_id)
-        if task is None:  # else another reader is capturing it: share theirs
-            # A task of its own: a reader that goes away does not cancel the others'.
-            task = asyncio.create_task(self._capture_live(state))
-            self._capturing[workflow_id] = task
-            task.add_done_callback(functools.partial(self._captured, workflow_id))
-        return await asyncio.shield(task)
+        capture = await _shared(self._capturing, workflow_id, lambda: self._capture_live(state))
+        self._captures[workflow_id] = capture
+        return capture
 
-    def _captured(self, workflow_id: str, task: asyncio.Task[BatchCapture]) -> None:
-        self._capturing.pop(workflow_id, None)
-        if not task.cancelled() and task.exception() is None:
-            self._captures[workflow_id] = task.result()
+    async def _read(self, workflow_id: str) -> BatchCapture:
+        wf, tasks = await self.batch(workflow_id)
+        return BatchCapture(wf, tasks)
 
     @staticmethod
     async def _capture_live(state: WorkflowState) -> BatchCapture:

@@ -427,6 +427,12 @@ class Settings(BaseSettings):
     # come from the engine's memory, captured at most this often (pollers in between
     # share the capture): TOML [live_document] max_age_s
     live_document_max_age_s: Delay = 0.25
+    # -- views: finished documents (branch views) --
+    # The encoded documents and progress of finished workflows are kept in memory up to
+    # this many bytes (least recently read dropped first; any event of a workflow drops
+    # its own), so a dashboard polling a finished batch costs a lookup. 0: none kept.
+    # TOML [document_cache] bytes
+    document_cache_bytes: Amount = 32 * 1024 * 1024
     # Python's first GC generation threshold for the service (0: Python's default, 700).
     # A 5,000-operation submission allocates ~100,000 objects: at 700 it ran two full
     # collections of the whole heap, whose cost grows with the process's history.

@@ -72,8 +72,9 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
     response=array(BATCH_LIST_ITEM),
 )
 async def list_batches(request: web.Request, query: BatchListQuery) -> web.Response:
-    """Every batch, newest first, its operations counted by status (and listed for batches
-    of at most 100 in the full view; page a bigger one with ``GET /tasks?workflow_id=``)."""
+    """Every batch, newest first, its operations counted by status (and, in the full view,
+    listed for batches of at most 100, at most 100 over the page; page the others with
+    ``GET /tasks?workflow_id=``)."""
     if query.status is not None and query.status not in WORKFLOW_STATUSES:
         raise ValidationFailed(f"unknown status {query.status!r}")
     listing = await request.app[WORKFLOWS].batches(
@@ -98,8 +99,11 @@ async def list_batches(request: web.Request, query: BatchListQuery) -> web.Respo
 async def get_batch(request: web.Request, query: BatchDocumentQuery) -> web.Response:
     """One batch's status, its operations counted by status, and their progress and
     results (``view=summary``: without the operations; ``fields``: only those)."""
-    capture = await request.app[WORKFLOWS].capture(request.match_info["id"])
-    return ok_encoded(await batch_document(capture, query.selected))
+    fields = query.selected
+    document = await request.app[WORKFLOWS].encoded(
+        request.match_info["id"], ("document", fields), lambda capture: batch_document(capture, fields)
+    )
+    return ok_encoded(document)
 
 
 @api.route(

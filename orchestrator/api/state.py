@@ -18,13 +18,13 @@ from orchestrator.models import (
 )
 from orchestrator.views import (
     journal_entry_view,
+    progress_document,
     snapshot_view,
     state_statistics_view,
     system_health_view,
     system_metrics_view,
-    workflow_progress,
 )
-from shared.web.envelope import ok
+from shared.web.envelope import ok, ok_encoded
 from shared.web.routing import Api, Model
 
 api = Api()
@@ -46,8 +46,8 @@ class StateQuery(Model):
 )
 async def get_progress(request: web.Request) -> web.Response:
     """Real-time progress of a workflow."""
-    capture = await request.app[WORKFLOWS].capture(request.match_info["id"])
-    return ok(workflow_progress(capture.workflow, capture.tasks))
+    progress = await request.app[WORKFLOWS].encoded(request.match_info["id"], "progress", progress_document)
+    return ok_encoded(progress)
 
 
 @api.route(

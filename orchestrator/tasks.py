@@ -14,6 +14,8 @@ from orchestrator.runtime import TaskState
 from orchestrator.states import TaskStatus
 from shared.settings import Settings
 
+_PENDING = str(TaskStatus.PENDING)
+
 
 class TaskFactory:
     """Tasks and task rows for one engine (its defaults and its providers)."""
@@ -55,17 +57,17 @@ class TaskFactory:
         return {
             "id": t.id,
             "workflow_id": t.workflow_id,
-            "name": op.id,
+            "name": t.name,
             "index": t.index,
             "type": str(op.type),
-            "provider": op.provider_name,
-            "implementation": self.registry.resolve_name(op.provider_name),
+            "provider": t.provider,
+            "implementation": self.registry.resolve_name(t.provider),
             "command": t.command,
             "args": list(t.args),
             "undo": op.undo_argv,
-            "dependencies": [ids[d.id] for d in refs],
-            "dependency_names": [d.id for d in refs],
-            "status": str(TaskStatus.PENDING),
+            "dependencies": [ids[d.id] for d in refs] if refs else [],
+            "dependency_names": [d.id for d in refs] if refs else [],
+            "status": _PENDING,
             "attempt": 0,
             "progress": 0.0,
             "max_attempts": t.retry.max_attempts,

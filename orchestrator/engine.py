@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from orchestrator.dag import build_graph, generations, validate
 from orchestrator.events import EventType
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
@@ -318,7 +320,7 @@ class Engine:
             # cost the store 120 ms to insert. The task rows themselves are applied
             # lazily (see journal.py); these are what rebuilds them after a crash.
             "operations_json": batch.operations_json,
-            "task_ids_json": json.dumps([ids[op.id] for op in batch.operations]),
+            "task_ids_json": orjson.dumps([ids[op.id] for op in batch.operations]).decode(),
         }
         writes: list[Write] = [
             Repository.insert_workflow(wf_row),

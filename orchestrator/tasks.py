@@ -45,8 +45,7 @@ class TaskFactory:
     def described(self, t: TaskState) -> TaskState:
         """``t`` with what its provider says it runs (``/tasks``' command and args), as
         submission records it (a resumed task reads them from its row instead)."""
-        op = t.spec
-        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
+        command, args = self.registry.get(t.provider).describe(t.spec, t.provider)
         t.command, t.args = command, tuple(args)
         return t
 

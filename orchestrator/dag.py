@@ -28,29 +28,36 @@ def build_graph(batch: BatchRequest) -> nx.DiGraph:
 
 def validate(
     batch: BatchRequest,
-    known_provider: Any,
+    known_provider: Callable[[str], bool],
     operation_problems: Callable[[OperationSpec], list[tuple[str, str]]] | None = None,
 ) -> None:
     """Unique ids, known dependencies and providers, no cycles; 422 naming every problem.
 
-    ``known_provider(name) -> bool`` says whether a provider name resolves;
-    ``operation_problems(op)`` lists an operation's own ``(field, message)`` problems.
+    ``known_provider(name) -> bool`` says whether a provider name resolves (asked once
+    per name); ``operation_problems(op)`` lists an operation's own ``(field, message)``
+    problems.
     """
+    ops = batch.operations
     problems: list[dict[str, Any]] = []
-    ids = [op.id for op in batch.operations]
-    for op_id, n in Counter(ids).items():
-        if n > 1:
-            problems.append(
-                {
-                    "field": "operations",
-                    "operation": op_id,
-                    "message": f"operation id {op_id!r} is used {n} times",
-                }
-            )
-    id_set = set(ids)
-    for i, op in enumerate(batch.operations):
+    index = {op.id: i for i, op in enumerate(ops)}
+    if len(index) != len(ops):
+        for op_id, n in Counter(op.id for op in ops).items():
+            if n > 1:
+                problems.append(
+                    {
+                        "field": "operations",
+                        "operation": op_id,
+                        "message": f"operation id {op_id!r} is used {n} times",
+                    }
+                )
+    known: dict[str, bool] = {}
+    # Submission order is a topological order unless some operation depends on a later
+    # one: only then is the graph searched for a cycle.
+    forward = False
+    for i, op in enumerate(ops):
         for dep in op.dependency_refs:
-            if dep.id not in id_set:
+            j = index.get(dep.id)
+            if j is None:
                 problems.append(
                     {
                         "field": f"operations.{i}.dependencies",
@@ -66,20 +73,26 @@ def validate(
                         "message": f"operation {op.id!r} depends on itself",
                     }
                 )
-        if not known_provider(op.provider_name):
+            elif j >= i:
+                forward = True
+        name = op.provider_name
+        ok = known.get(name)
+        if ok is None:
+            ok = known[name] = known_provider(name)
+        if not ok:
             problems.append(
                 {
                     "field": f"operations.{i}.provider",
                     "operation": op.id,
-                    "message": f"unknown provider {op.provider_name!r} for operation {op.id!r}",
+                    "message": f"unknown provider {name!r} for operation {op.id!r}",
                 }
             )
         elif operation_problems is not None:
-            for name, message in operation_problems(op):
-                problems.append({"field": f"operations.{i}.{name}", "operation": op.id, "message": message})
+            for field, message in operation_problems(op):
+                problems.append({"field": f"operations.{i}.{field}", "operation": op.id, "message": message})
     if problems:
         raise ValidationFailed(_summary(problems), details={"fields": problems})
-    if _acyclic(batch):
+    if not forward or _acyclic(batch):
         return None
     # find_cycle is far slower on large graphs than the check: it only runs once we
     # know there is a cycle to name.

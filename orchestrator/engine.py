@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
+import orjson
 
 from orchestrator.dag import build_graph, generations, validate
 from orchestrator.events import EventType
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from orchestrator.rollback import RollbackService
 
 log = logging.getLogger(__name__)
-
-_OPERATIONS = TypeAdapter(list[OperationSpec])
-
 
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
 
@@ -236,7 +233,7 @@ class Engine:
                     "type": str(op.type),
                     "provider": op.provider_name,
                     "implementation": self.registry.resolve_name(op.provider_name),
-                    "dependencies": [d.model_dump() for d in op.dependency_refs],
+                    "dependencies": [d._asdict() for d in op.dependency_refs],
                     "command": command,
                     "args": args,
                     "would": provider.check(op, op.provider_name),
@@ -334,8 +331,8 @@ class Engine:
             # rollback and catch-up read them, and a nested document of 5,000 operations
             # cost the store 120 ms to insert. The task rows themselves are applied
             # lazily (see journal.py); these are what rebuilds them after a crash.
-            "operations_json": _OPERATIONS.dump_json(batch.operations, exclude_none=True).decode(),
-            "task_ids_json": json.dumps([ids[op.id] for op in batch.operations]),
+            "operations_json": batch.operations_json,
+            "task_ids_json": orjson.dumps([ids[op.id] for op in batch.operations]).decode(),
         }
         writes: list[Write] = [
             *Repository.insert_workflow(wf_row),
@@ -352,7 +349,7 @@ class Engine:
                     "created_at": now,
                 }
             ),
-            self.snapshots.snapshot_write(wf, "submitted", seq, all_tasks=True),
+            self.snapshots.submitted(wf, seq),
         ]
         await self.transitions.announce(
             writes,
@@ -394,9 +391,13 @@ class Engine:
         """Wire dependencies both ways (the batch is validated: every reference exists)."""
         tasks = wf.tasks
         for t in tasks.values():
-            for ref in t.spec.dependency_refs:
-                t.deps.append((ref.id, ref.kind))
-                tasks[ref.id].dependents.append((t.name, ref.kind))
+            refs = t.spec.dependency_refs
+            if not refs:
+                continue
+            t.deps.extend(refs)  # (id, kind) tuples already
+            hard, soft = (t.name, "hard"), (t.name, "soft")  # shared: fewer objects to collect
+            for ref_id, kind in refs:
+                tasks[ref_id].dependents.append(hard if kind == "hard" else soft)
 
     def _launch(self, wf: WorkflowState) -> None:
         run = _Run(wf=wf)

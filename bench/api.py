@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -61,6 +62,9 @@ LAYER = 100
 DEPS_PER_OP = 2
 SEED = 42
 POLL_S = 0.2
+# --env and --tree: settings given to every service started, and the tree it runs from.
+EXTRA_ENV: dict[str, str] = {}
+SERVICE_ROOT = ROOT
 ADMIN_PASSWORD = "bench-first-boot-5f1c9e7a"  # a throwaway directory's first admin
 FINAL = {"Completed", "Failed", "Cancelled"}
 PARTS = ("throughput", "sync", "reads")
@@ -88,6 +92,9 @@ class Sizes:
     read_budget_s: float = 60.0  # at most this long per endpoint (a slow one gets fewer samples)
     batches: int = 20  # the POST latency of the first and of this one
     limits: tuple[int, ...] = (5, 50)
+    providers: tuple[str, ...] = ("noop", "local")
+    pollers: tuple[bool, ...] = (False, True)  # runs without and with the 200 ms poller
+    repeat: int = 1  # each combination this many times in a row
 
 
 QUICK = Sizes(
@@ -148,7 +155,9 @@ class Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")}
         env.update(
             {
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(SERVICE_ROOT), os.environ.get("PYTHONPATH", "")])
+                ),
                 "PROVISIONING_DATA_DIR": str(self.data_dir),
                 "PROVISIONING_HOST": HOST,
                 "PROVISIONING_ORCHESTRATOR_PORT": str(self.port),
@@ -172,6 +181,7 @@ class Service:
         # module again (~0.35 s of CPU); the cache goes outside the checkout.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.setdefault("PYTHONPYCACHEPREFIX", str(Path(tempfile.gettempdir()) / "provisioning-bench-pycache"))
+        env.update(EXTRA_ENV)
         return env
 
     async def start(self) -> float:
@@ -181,7 +191,14 @@ class Service:
         self.started_at = time.time()
         started = time.perf_counter()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "provisioning", "up", env=self.env(), stdout=log, stderr=log, cwd=ROOT
+            sys.executable,
+            "-m",
+            "provisioning",
+            "up",
+            env=self.env(),
+            stdout=log,
+            stderr=log,
+            cwd=SERVICE_ROOT,
         )
         log.close()
         async with aiohttp.ClientSession() as http:
@@ -196,6 +213,20 @@ class Service:
 
     def log_tail(self) -> str:
         return (self.data_dir.parent / "service.log").read_text(errors="replace")[-3000:]
+
+    def cpu_s(self) -> float:
+        """CPU seconds the service has used so far, every thread (user + system)."""
+        assert self.proc is not None
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def main_thread_s(self) -> tuple[float, float]:
+        """(CPU, waiting for a CPU) seconds of the service's main thread, the event loop's
+        (``/proc/<pid>/schedstat``): what is left of a run's wall time is the loop idle."""
+        assert self.proc is not None
+        on_cpu, waiting, _ = Path(f"/proc/{self.proc.pid}/schedstat").read_text().split()
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
 
     def rss_mb(self) -> tuple[float, float]:
         """(current, peak) resident set size of the service, MB."""
@@ -262,6 +293,8 @@ async def watched_batch(
     peak = 0.0
     polls: list[float] = []
     commits = await store_commits(http, svc)
+    cpu = svc.cpu_s()
+    loop_cpu, loop_wait = svc.main_thread_s()
     body = {"name": "bench", "parallel_limit": limit, "operations": ops}
     payload = json.dumps(body).encode()
     async with http.ws_connect(f"{svc.base}/ws?events=batch", max_msg_size=0) as ws:
@@ -273,6 +306,7 @@ async def watched_batch(
         ) as resp:
             doc = await resp.json()
         post_s = time.perf_counter() - started
+        post_loop_cpu = svc.main_thread_s()[0] - loop_cpu
         if resp.status != 201:
             raise RuntimeError(f"submission refused: {doc}")
         batch_id = doc["data"]["batch_id"]
@@ -307,6 +341,8 @@ async def watched_batch(
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
         elapsed = time.perf_counter() - started
+        cpu = svc.cpu_s() - cpu
+        loop_cpu, loop_wait = (b - a for a, b in zip((loop_cpu, loop_wait), svc.main_thread_s(), strict=True))
     if status != "Completed":
         raise RuntimeError(f"batch {batch_id} ended {status}")
     return {
@@ -317,6 +353,13 @@ async def watched_batch(
         "seconds": round(elapsed, 3),
         "ops_per_s": round(len(ops) / elapsed),
         "post_ms": round(post_s * 1000, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_us_per_op": round(cpu / len(ops) * 1e6),
+        # the event loop's thread: on a CPU, runnable but waiting for one, and idle
+        "loop_cpu_s": round(loop_cpu, 2),
+        "post_loop_cpu_s": round(post_loop_cpu, 3),  # of which until the POST was answered
+        "loop_runq_s": round(loop_wait, 2),
+        "loop_idle_s": round(elapsed - loop_cpu - loop_wait, 2),
         "polls": len(polls),
         "poll_ms_p50": round(statistics.median(polls) * 1000, 1) if polls else None,
         "poll_ms_max": round(max(polls) * 1000, 1) if polls else None,
@@ -334,15 +377,16 @@ async def bench_throughput(work: Path, sizes: Sizes, sync: bool = True) -> dict[
         async with aiohttp.ClientSession() as anonymous:
             token = await login(anonymous, svc.cc_base)
         async with session(token) as http:
-            for provider in ("noop", "local"):
+            for provider in sizes.providers:
                 ops = layered_dag(sizes.n, provider)
                 for limit in sizes.limits:
-                    for poll in (False, True) if sync else (False,):
-                        run = await watched_batch(http, svc, ops, limit, poll)
-                        run["provider"] = provider
-                        runs.append(run)
-                        posts.append(run["post_ms"])
-                        print_run(run, sync)
+                    for poll in sizes.pollers if sync else (False,):
+                        for _ in range(sizes.repeat):
+                            run = await watched_batch(http, svc, ops, limit, poll)
+                            run["provider"] = provider
+                            runs.append(run)
+                            posts.append(run["post_ms"])
+                            print_run(run, sync)
             if sync:
                 ops = layered_dag(sizes.n, "noop")
                 while len(posts) < sizes.batches:
@@ -365,7 +409,9 @@ def print_run(run: dict[str, Any], sync: bool) -> None:
     print(
         f"{run['provider']:<6} {run['parallel_limit']:>5} {'synced' if sync else 'relaxed':<8} "
         f"{'yes' if run['poller'] else 'no':<7} {run['ops_per_s']:>7,} {run['seconds']:>7.2f} "
-        f"{run['post_ms']:>8.0f} {run['commits']:>7} {run['peak_rss_mb']:>8.0f}  {poll:<40} {goal}",
+        f"{run['post_ms']:>8.0f} {run['commits']:>7} {run['peak_rss_mb']:>8.0f} {run['cpu_s']:>6.2f} "
+        f"{run['cpu_us_per_op']:>6} "
+        f"{run['loop_cpu_s']:>5.2f}/{run['loop_runq_s']:.2f}/{run['loop_idle_s']:.2f}  {poll:<40} {goal}",
         flush=True,
     )
 
@@ -604,8 +650,31 @@ def print_level(level: dict[str, Any]) -> None:
 # -- main ----------------------------------------------------------------------------------
 
 
+def selected(args: argparse.Namespace) -> dict[str, Any]:
+    """The sizes the command line overrides."""
+    out: dict[str, Any] = {}
+    if args.providers:
+        out["providers"] = tuple(p.strip() for p in args.providers.split(",") if p.strip())
+    if args.limits:
+        out["limits"] = tuple(int(v) for v in args.limits.split(","))
+    out["pollers"] = {"both": (False, True), "no": (False,), "yes": (True,)}[args.poller]
+    if args.repeat:
+        out["repeat"] = args.repeat
+    if args.batches is not None:
+        out["batches"] = args.batches
+    if args.n:
+        out["n"] = args.n
+    for item in args.env:
+        name, _, value = item.partition("=")
+        EXTRA_ENV[name] = value
+    if args.tree:
+        global SERVICE_ROOT
+        SERVICE_ROOT = args.tree.resolve()
+    return out
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    sizes = QUICK if args.quick else Sizes()
+    sizes = dataclasses.replace(QUICK if args.quick else Sizes(), **selected(args))
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -622,7 +691,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "throughput" in parts or "sync" in parts:
             print(
                 f"{'prov':<6} {'limit':>5} {'sync':<8} {'poller':<7} {'ops/s':>7} {'s':>7} "
-                f"{'POST ms':>8} {'commits':>7} {'RSS MB':>8}  {'polls':<40} goal"
+                f"{'POST ms':>8} {'commits':>7} {'RSS MB':>8} {'CPU s':>6} {'µs/op':>6} "
+                f"{'loop cpu/runq/idle s':<20}  {'polls':<40} goal"
             )
         if "throughput" in parts:
             results["throughput"] = await bench_throughput(root / "throughput", sizes)
@@ -651,6 +721,20 @@ def cli() -> None:
     ap.add_argument("--out", type=Path, help="the JSON results (default bench/results/api-<date>.json)")
     ap.add_argument("--work-dir", type=Path, help="where the data directories go (default: the temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the data directories")
+    ap.add_argument("--providers", help="throughput: comma-separated, of noop, local (default both)")
+    ap.add_argument("--limits", help="throughput: parallel limits, comma-separated (default 5,50)")
+    ap.add_argument("--poller", choices=("both", "no", "yes"), default="both", help="throughput: which runs")
+    ap.add_argument("--repeat", type=int, help="throughput: run each combination this many times")
+    ap.add_argument("--batches", type=int, help="throughput: batches in all, for the last POST (default 20)")
+    ap.add_argument("-n", type=int, help="operations of a measured batch (default 5,000)")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the service (repeatable), e.g. PROVISIONING_EXTENSIONS_ENABLED=false",
+    )
+    ap.add_argument("--tree", type=Path, help="the source tree the service runs from (default this one)")
     args = ap.parse_args()
     results = asyncio.run(main(args))
     out = args.out or RESULTS / f"api-{datetime.now():%Y%m%d-%H%M}.json"

@@ -86,7 +86,11 @@ class _Run:
     wf: WorkflowState
     driver: asyncio.Task[None] | None = None
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    done: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    # Of ``running``, the operations whose provider is at work (each holds a slot of
+    # ``parallel_limit``); the others are recording their outcome.
+    executing: set[str] = field(default_factory=set)
+    # An operation's name once it is settled; None when it only gave its slot back.
+    done: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     stopping: bool = False
     cancel_requested: bool = False
     finishing: bool = False  # past scheduling: rolling back and recording the outcome
@@ -486,16 +490,23 @@ class Engine:
             run.stop_reason = "an operation failed"
         ready = deque(t for t in tasks.values() if t.status is TaskStatus.PENDING and t.waiting == 0)
         limit = wf.parallel_limit
+        executing, running = run.executing, run.running
         try:
             while True:
-                while ready and len(run.running) < limit and not run.stopping:
+                # A slot is an operation at work; one recording its outcome has given its
+                # slot back (see _release), so the next ones run while that commits. At
+                # most ``limit`` more may be recording: the writer's next commit.
+                while ready and len(executing) < limit and len(running) < 2 * limit and not run.stopping:
                     t = ready.popleft()
-                    if t.status is TaskStatus.PENDING and t.name not in run.running:
-                        run.running[t.name] = asyncio.create_task(self._execute(run, t))
-                if not run.running:
+                    if t.status is TaskStatus.PENDING and t.name not in running:
+                        executing.add(t.name)
+                        running[t.name] = asyncio.create_task(self._execute(run, t))
+                if not running:
                     break
                 name = await run.done.get()
-                finished = run.running.pop(name)
+                if name is None:  # a slot came free
+                    continue
+                finished = running.pop(name)
                 await finished  # _execute never raises except on shutdown
                 await self._settle(run, tasks[name], ready)
             await self._finish(run)
@@ -614,7 +625,18 @@ class Engine:
                 )
         finally:
             if not self._shutting_down:
+                run.executing.discard(t.name)
                 run.done.put_nowait(t.name)
+
+    @staticmethod
+    def _release(run: _Run, t: TaskState) -> None:
+        """The provider is done with ``t`` for good: give its slot to the next operation
+        while its outcome is being recorded. Its dependents still wait for that outcome
+        to be durable (the driver settles ``t`` only then), so this only lets operations
+        that do not depend on it overlap the commit."""
+        if t.name in run.executing:
+            run.executing.discard(t.name)
+            run.done.put_nowait(None)
 
     async def _attempts(self, run: _Run, t: TaskState) -> None:
         provider = self.registry.get(t.provider)
@@ -650,6 +672,7 @@ class Engine:
             except OperationFailed as exc:
                 failure, output, retryable = exc.message, exc.output, exc.retryable
             else:
+                self._release(run, t)
                 # Queued behind Running, so it commits with it or after it; awaiting
                 # Running first would cost a commit per operation.
                 await self.transitions.move_task(

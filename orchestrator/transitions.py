@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ from orchestrator.providers.base import OperationContext
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import (
+    FINAL_TASK,
     TaskStatus,
     WorkflowStatus,
     check_restore,
@@ -65,6 +67,16 @@ LiveCounts = Callable[[str], "Counter[str] | None"]
 
 # Patch fields that a task's status event carries.
 _TASK_EVENT_FIELDS = ("error", "attempt", "progress")
+# A status as the plain string its records and events hold, and back (a StrEnum's
+# ``str()`` and constructor are Python calls: this is the hot path of every operation).
+_VALUE: dict[TaskStatus | WorkflowStatus, str] = {s: s.value for s in (*TaskStatus, *WorkflowStatus)}
+_TASK_STATUS = {s.value: s for s in TaskStatus}
+_WORKFLOW_STATUS = {s.value: s for s in WorkflowStatus}
+# What a patch may set on a task's in-memory state (a patch of its row also carries
+# fields memory does not keep, such as ``output``'s record-only neighbours).
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskState)) - {"status"}
+_COMPLETED = TaskStatus.COMPLETED
+_RUNNING = TaskStatus.RUNNING.value
 _WORKFLOW_EVENT_FIELDS = ("error", "rollback")
 
 
@@ -87,22 +99,24 @@ def task_change(
     """The change that moves task ``t`` to ``to``; raises
     :class:`~orchestrator.states.IllegalTransition` if the table does not allow it."""
     check_task_transition(t.status, to)
-    patch = dict(patch or {})
+    patch = dict(patch) if patch else {}
     data = t.event_data()
-    data.update({k: v for k, v in patch.items() if k in _TASK_EVENT_FIELDS})
+    for key in _TASK_EVENT_FIELDS:
+        if key in patch:
+            data[key] = patch[key]
     if to is TaskStatus.COMPLETED:
         data["output"] = patch.get("output")
     return Change(
-        entity="task",
-        id=t.id,
-        workflow_id=t.workflow_id,
-        name=t.name,
-        from_status=str(t.status),
-        to_status=str(to),
-        patch=patch,
-        event_type=EventType.TASK_STATUS_CHANGED,
-        event_data=data,
-        note=note,
+        "task",
+        t.id,
+        t.workflow_id,
+        t.name,
+        _VALUE[t.status],
+        _VALUE[to],
+        patch,
+        EventType.TASK_STATUS_CHANGED,
+        data,
+        note,
         subject=t,
         page=t.page,
     )
@@ -332,20 +346,21 @@ class Transitions:
     def _mirror(self, change: Change) -> None:
         """Apply a change to its in-memory subject (and its workflow's status counts)."""
         subject = change.subject
-        if isinstance(subject, TaskState):
+        if type(subject) is TaskState:
+            to = _TASK_STATUS[change.to_status]
             counts = self.live_counts(subject.workflow_id)
-            if counts is not None:
-                counts[str(subject.status)] -= 1
+            if counts is not None:  # keyed by plain strings, as documents read them
+                counts[_VALUE[subject.status]] -= 1
                 counts[change.to_status] += 1
-            subject.status = TaskStatus(change.to_status)
+            subject.status = to
             for key, value in change.patch.items():
-                if key != "status" and hasattr(subject, key):
+                if key in _TASK_FIELDS:
                     setattr(subject, key, value)
-            if subject.status is TaskStatus.COMPLETED:
+            if to is _COMPLETED:
                 subject.completed_seq = change.seq
-            if subject.final and change.from_status == TaskStatus.RUNNING:
+            if change.from_status == _RUNNING and to in FINAL_TASK:
                 _tasks_total(change.to_status).inc()
                 if subject.started_at is not None and subject.completed_at is not None:
                     TASK_DURATION.observe((subject.completed_at - subject.started_at).total_seconds())
         elif isinstance(subject, WorkflowState):
-            subject.status = WorkflowStatus(change.to_status)
+            subject.status = _WORKFLOW_STATUS[change.to_status]

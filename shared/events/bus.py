@@ -20,9 +20,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
 from shared.events.registry import DEFAULT_KIND, EventRegistry
@@ -63,17 +61,60 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True)
+def iso_timestamp(at: float) -> str:
+    """``at`` (seconds since the epoch) in the seed's timestamp format."""
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
 class Event:
     """``{event_type, timestamp, data, metadata}`` as in seed 004, plus a stream id, and
-    the stream kind its bus's registry gave it (not serialised)."""
+    the stream kind its bus's registry gave it (not serialised).
 
-    event_type: str
-    data: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
-    timestamp: str = ""
-    id: int = 0
-    kind: str = DEFAULT_KIND
+    Publishing is on the engine's hot path (two events per operation), so an event is a
+    small slotted object: what only a reader needs (the ISO timestamp, the routing
+    ``metadata``, the serialised forms) is worked out when first read, once, and most
+    events are never read by anyone. Treat it as immutable."""
+
+    __slots__ = ("_at", "_json", "_metadata", "_sse", "_timestamp", "_ws", "data", "event_type", "id", "kind")
+
+    def __init__(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        timestamp: str = "",
+        id: int = 0,
+        kind: str = DEFAULT_KIND,
+        *,
+        at: float | None = None,
+    ) -> None:
+        self.event_type = event_type
+        self.data = data
+        self.id = id
+        self.kind = kind
+        # ``metadata`` None: the routing fields of ``data``, taken when first read.
+        self._metadata = metadata
+        # ``at`` (seconds since the epoch): the timestamp, formatted when first read.
+        self._at = at
+        self._timestamp = timestamp
+        self._json: str | None = None
+        self._ws: bytes | None = None
+        self._sse: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Event(id={self.id}, event_type={self.event_type!r}, kind={self.kind!r}, data={self.data!r})"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            self._metadata = routing_metadata(self.data)
+        return self._metadata
+
+    @property
+    def timestamp(self) -> str:
+        if not self._timestamp and self._at is not None:
+            self._timestamp = iso_timestamp(self._at)
+        return self._timestamp
 
     @property
     def workflow_id(self) -> str | None:
@@ -89,20 +130,26 @@ class Event:
             "metadata": self.metadata,
         }
 
-    @cached_property
+    @property
     def json_text(self) -> str:
         """The serialised event, computed once however many subscribers send it."""
-        return json.dumps(self.to_json(), default=str, separators=(",", ":"))
+        if self._json is None:
+            self._json = json.dumps(self.to_json(), default=str, separators=(",", ":"))
+        return self._json
 
-    @cached_property
+    @property
     def ws_frame(self) -> bytes:
         """The event as one WebSocket text frame, built once for every subscriber."""
-        return websocket_text_frame(self.json_text.encode())
+        if self._ws is None:
+            self._ws = websocket_text_frame(self.json_text.encode())
+        return self._ws
 
-    @cached_property
+    @property
     def sse_frame(self) -> bytes:
         """The event as one Server-Sent Events message with its ``id:`` line."""
-        return f"id: {self.id}\r\ndata: {self.json_text}\r\n\r\n".encode()
+        if self._sse is None:
+            self._sse = f"id: {self.id}\r\ndata: {self.json_text}\r\n\r\n".encode()
+        return self._sse
 
 
 def websocket_text_frame(payload: bytes) -> bytes:
@@ -151,12 +198,7 @@ class EventBus:
     def publish(self, event_type: str, data: dict[str, Any], metadata: dict[str, Any] | None = None) -> Event:
         """Number, retain and fan out an event. Never blocks."""
         event = Event(
-            event_type=event_type,
-            data=data,
-            metadata=metadata if metadata is not None else routing_metadata(data),
-            timestamp=utc_timestamp(),
-            id=next(self._ids),
-            kind=self.registry.kind_of(event_type),
+            event_type, data, metadata, "", next(self._ids), self.registry.kind_of(event_type), at=time.time()
         )
         now = time.monotonic()
         self._retained.append((now, event))

@@ -172,19 +172,31 @@ class Broadcaster:
         self.write_buffer_limit = max(16_384, write_buffer_limit)
         self._window: list[Event] = []
         self._timer: asyncio.TimerHandle | None = None
+        # The kinds some open stream asked for: no other event is worth a place in the
+        # window (the control center's streams never take the engine's task events, a
+        # batch watcher never takes them either). A superset is harmless: the flush
+        # filters per stream.
+        self._wanted: frozenset[str] = frozenset()
 
     def add(self, stream: Stream) -> None:
         self.streams.add(stream)
+        self._rewant()
 
     def discard(self, stream: Stream) -> None:
         self.streams.discard(stream)
+        self._rewant()
+
+    def _rewant(self) -> None:
+        # ``requested`` (what was asked for) covers whatever a re-check later allows.
+        self._wanted = frozenset(k for s in self.streams for k in (s.requested or s.kinds))
 
     def on_event(self, event: Event) -> None:
         """The bus listener: runs inside ``publish``, so it only appends (and ends streams)."""
         if self.streams:
             self.revoke(event)
-            self._window.append(event)
-            self._schedule(FLUSH_DELAY_S)
+            if event.kind in self._wanted:
+                self._window.append(event)
+                self._schedule(FLUSH_DELAY_S)
 
     def revoke(self, event: Event) -> None:
         """End (4401) every stream whose credentials this event revoked, if its type revokes."""

@@ -178,6 +178,8 @@ class Dispatcher:
                 self._reloading.add(touched)
             self._schedule_refresh()
             return
+        if not self.subscriptions.by_id:
+            return
         name = self.catalogue.name_of(event.event_type, event.data)
         if name is None:
             return

@@ -304,6 +304,9 @@ class WorkflowService:
         for wid in [w for w in self._captures if self.engine.live(w) is None]:
             del self._captures[wid]  # finished: its rows are the record now
         if state is None:
+            if self.engine.admin_lock.locked():
+                # A rollback may still record its summary, with no event: share nothing.
+                return await self._read(workflow_id)
             # Kept max_age_s too, so a document, its summary and progress asked one after
             # the other read the rows once (an event of the workflow drops it at once).
             read = functools.partial(self._read, workflow_id)

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.app import create_app
 from orchestrator.events import EventType
-from orchestrator.keys import WORKFLOWS
+from orchestrator.keys import ENGINE, WORKFLOWS
 from orchestrator.records import Workflow
 from orchestrator.states import WorkflowStatus
 from orchestrator.workflows import FinishedDocuments
@@ -148,3 +148,14 @@ async def test_reads_one_after_the_other_share_one_read_until_the_workflow_chang
     progress = await data_of(client, f"/state/workflows/{wid}/progress")
     assert progress["status"] == "Completed" and held[wid] is not shared
     assert (await data_of(client, f"/batch/operations/{wid}"))["operations"][0]["status"] == "RolledBack"
+
+
+async def test_a_read_while_a_rollback_holds_the_engine_is_neither_shared_nor_kept(orch: Any) -> None:
+    wid = (await run(orch, op("a")))["batch_id"]
+    service = orch.app[WORKFLOWS]
+    service.finished.clear()  # what waiting for the batch read and kept
+    async with orch.app[ENGINE].admin_lock:  # as a rollback does until it recorded its summary
+        await data_of(orch, f"/batch/operations/{wid}", view="summary")
+        assert wid not in service.finished.reads and service.finished.size == 0
+    await data_of(orch, f"/batch/operations/{wid}", view="summary")
+    assert service.finished.size > 0

@@ -10,6 +10,7 @@ which the handlers shape with :mod:`orchestrator.views`. It takes an
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
@@ -73,17 +74,24 @@ async def _shared(
     running: dict[str, asyncio.Task[BatchCapture]],
     workflow_id: str,
     start: Callable[[], Coroutine[Any, Any, BatchCapture]],
+    hold_s: float = 0.0,
 ) -> BatchCapture:
-    """The capture of ``workflow_id`` under way in ``running``, or a new one: readers at
-    the same time share one. A task of its own, so a reader that goes away does not
-    cancel the others'."""
+    """The capture of ``workflow_id`` under way in ``running`` (or made less than
+    ``hold_s`` ago), or a new one: readers at the same time share one. A task of its
+    own, so a reader that goes away does not cancel the others'."""
     task = running.get(workflow_id)
     if task is None:
         task = running[workflow_id] = asyncio.create_task(start())
 
-        def done(finished: asyncio.Task[BatchCapture]) -> None:
+        def drop(finished: asyncio.Task[BatchCapture]) -> None:
             if running.get(workflow_id) is finished:
                 del running[workflow_id]
+
+        def done(finished: asyncio.Task[BatchCapture]) -> None:
+            if hold_s > 0 and not finished.cancelled() and finished.exception() is None:
+                asyncio.get_running_loop().call_later(hold_s, drop, finished)
+            else:
+                drop(finished)
 
         task.add_done_callback(done)
     return await asyncio.shield(task)
@@ -119,9 +127,9 @@ class FinishedDocuments:
     changed is answered but not kept. A product is kept only until retention may prune
     its workflow (``completed_at`` + ``retention_days``), which announces nothing.
 
-    ``reads``: the reads of finished workflows' rows under way, shared by the readers
-    that come while they run; a change of the workflow detaches its read, so a reader
-    that comes after the change (a client that just rolled it back) reads again."""
+    ``reads``: the reads of finished workflows' rows under way (or just made), shared by
+    the readers that come meanwhile; a change of the workflow detaches its read, so a
+    reader that comes after the change (a client that just rolled it back) reads again."""
 
     def __init__(self, max_bytes: int, retention_days: int) -> None:
         self.max_bytes = max_bytes
@@ -296,7 +304,13 @@ class WorkflowService:
         for wid in [w for w in self._captures if self.engine.live(w) is None]:
             del self._captures[wid]  # finished: its rows are the record now
         if state is None:
-            return await _shared(self.finished.reads, workflow_id, lambda: self._read(workflow_id))
+            if self.engine.admin_lock.locked():
+                # A rollback may still record its summary, with no event: share nothing.
+                return await self._read(workflow_id)
+            # Kept max_age_s too, so a document, its summary and progress asked one after
+            # the other read the rows once (an event of the workflow drops it at once).
+            read = functools.partial(self._read, workflow_id)
+            return await _shared(self.finished.reads, workflow_id, read, self.max_age_s)
         cached = self._captures.get(workflow_id)
         if cached is not None and asyncio.get_running_loop().time() - cached.at < self.max_age_s:
             return cached

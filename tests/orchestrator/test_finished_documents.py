@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.app import create_app
 from orchestrator.events import EventType
-from orchestrator.keys import WORKFLOWS
+from orchestrator.keys import ENGINE, WORKFLOWS
 from orchestrator.records import Workflow
 from orchestrator.states import WorkflowStatus
 from orchestrator.workflows import FinishedDocuments
@@ -130,3 +130,32 @@ def test_nothing_is_kept_past_the_age_retention_may_prune_it_at() -> None:
     assert cache.get("old", "k") is None and cache.get("new", "k") == b"1"
     cache._products["new"].expires = 0.0  # its 30 days are up
     assert cache.get("new", "k") is None and cache.size == 0
+
+
+async def test_reads_one_after_the_other_share_one_read_until_the_workflow_changes(
+    aiohttp_client: Any, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings.model_copy(update={"live_document_max_age_s": 3600.0})))
+    wid = (await run(client, op("a")))["batch_id"]
+    held = client.app[WORKFLOWS].finished.reads
+    await data_of(client, f"/batch/operations/{wid}", view="summary")
+    shared = held[wid]
+    await data_of(client, f"/state/workflows/{wid}/progress")
+    assert held[wid] is shared  # the progress came from the same read of the rows
+    resp = await client.post("/rollback/execute", json={"operation_ids": ["a"], "workflow_id": wid})
+    assert resp.status == 200, await resp.text()
+    assert wid not in held or held[wid] is not shared
+    progress = await data_of(client, f"/state/workflows/{wid}/progress")
+    assert progress["status"] == "Completed" and held[wid] is not shared
+    assert (await data_of(client, f"/batch/operations/{wid}"))["operations"][0]["status"] == "RolledBack"
+
+
+async def test_a_read_while_a_rollback_holds_the_engine_is_neither_shared_nor_kept(orch: Any) -> None:
+    wid = (await run(orch, op("a")))["batch_id"]
+    service = orch.app[WORKFLOWS]
+    service.finished.clear()  # what waiting for the batch read and kept
+    async with orch.app[ENGINE].admin_lock:  # as a rollback does until it recorded its summary
+        await data_of(orch, f"/batch/operations/{wid}", view="summary")
+        assert wid not in service.finished.reads and service.finished.size == 0
+    await data_of(orch, f"/batch/operations/{wid}", view="summary")
+    assert service.finished.size > 0

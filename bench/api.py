@@ -476,27 +476,23 @@ async def read_latencies(svc: Service, token: str, batch_id: str, sizes: Sizes) 
     return out
 
 
-async def seed(data_dir: Path, workflows: int, per_workflow: int) -> dict[str, Any]:
-    """bench/seed.py in its own process, on the stopped service's data directory."""
-    env = Service(data_dir).env()
+async def json_of(what: str, data_dir: Path, *args: str) -> dict[str, Any]:
+    """Run ``python args…`` in the service's environment of ``data_dir`` (a stopped one's)
+    and return the JSON object its last line of output holds; ``what`` names it in errors."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(BENCH / "seed.py"),
-        "--data-dir",
-        str(data_dir),
-        "--workflows",
-        str(workflows),
-        "--tasks",
-        str(per_workflow),
-        env=env,
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
+        sys.executable, *args, env=Service(data_dir).env(), stdout=subprocess.PIPE, cwd=ROOT
     )
     stdout, _ = await proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError("seeding failed")
+        raise RuntimeError(f"{what} failed (exit status {proc.returncode})")
     doc: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
     return doc
+
+
+async def seed(data_dir: Path, workflows: int, per_workflow: int) -> dict[str, Any]:
+    """bench/seed.py in its own process, on the stopped service's data directory."""
+    counts = ("--workflows", str(workflows), "--tasks", str(per_workflow))
+    return await json_of("seeding", data_dir, str(BENCH / "seed.py"), "--data-dir", str(data_dir), *counts)
 
 
 # The embedded engine alone opening a data directory's store: no service, no query.
@@ -526,20 +522,7 @@ async def bare_open(data_dir: Path) -> dict[str, Any]:
     """The engine's share of a start: the stopped service's store opened by the embedded
     engine alone (``AsyncSurreal(url).connect()``, nothing of ours), seconds and the RSS
     after it, in a process of its own."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        BARE_OPEN,
-        str(data_dir),
-        env=Service(data_dir).env(),
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    stdout, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError("the bare store open failed")
-    doc: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
-    return doc
+    return await json_of("the bare store open", data_dir, "-c", BARE_OPEN, str(data_dir))
 
 
 async def interrupted_restart(svc: Service, token: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from orchestrator.states import WorkflowStatus
 from shared.events.bus import EventBus
 from shared.store.counters import read_counter
 from shared.store.store import Store
-from shared.store.writes import Append, Lazy
+from shared.store.writes import Append, Insert
 from tests.helpers.counters import counter_mismatches
 from tests.helpers.services import cc_settings, running_apps
 from tests.orchestrator.test_catch_up import NEVER, crash, settings_for
@@ -58,8 +58,8 @@ def open_store(path: Path, *, lazy: bool = True) -> Store:
     """A data directory's store; ``lazy=False``: row changes are never applied on their
     own, so a crash leaves the journal ahead of the lazy mark."""
     if lazy:
-        return Store(f"surrealkv://{path}/db", sync_commits=False)
-    return Store(f"surrealkv://{path}/db", lazy_delay_s=NEVER, lazy_max_age_s=NEVER, sync_commits=False)
+        return Store(f"surrealkv://{path}/db")
+    return Store(f"surrealkv://{path}/db", lazy_delay_s=NEVER, lazy_max_age_s=NEVER)
 
 
 class SlowUndo:
@@ -168,12 +168,13 @@ async def test_the_last_position_after_a_crash_left_the_rows_behind(tmp_path: Pa
 async def test_a_crash_backlog_longer_than_a_page_is_walked_to_its_end(tmp_path: Path) -> None:
     store = open_store(tmp_path, lazy=False)
     await store.open()
-    await store.write(store.mark_write(7))
-    entry = {"entity_kind": "task", "to": "Completed"}
-    for seq in range(7, 7 + 1_234):  # one journal row per commit, none of its rows applied
-        await store.write(Append(JOURNAL, seq, "w", entry), Lazy("probe", f"r{seq}", {"n": seq}, seq))
-    store._lazy.clear()  # the crash: what was pending never reached the store
-    store._settled.clear()
+    # The journal rows of 1,234 commits after the mark (as their Append writes shape
+    # them: keyed by their last position), none of their row changes applied.
+    rows = [
+        Insert(JOURNAL, {"id": seq, "first": seq, "last": seq, "keys": ["w"], "entries": b""})
+        for seq in range(7, 7 + 1_234)
+    ]
+    await store.write(store.mark_write(7), *rows)
     await store.close()
 
     store = open_store(tmp_path)
@@ -277,7 +278,7 @@ class RecordingStore(Store):
     recording = False
 
     def __init__(self, url: str) -> None:
-        super().__init__(url, sync_commits=False)
+        super().__init__(url)
         self.reads: list[tuple[str, dict[str, Any]]] = []
 
     async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 Each workflow is what a finished batch leaves behind: its row, its task rows, its
 automatic checkpoint and its journal (the submission, each task's ``Running`` and
 ``Completed``, the workflow's ``Completed``), built with the orchestrator's own write
-builders (``Repository.insert_workflow`` / ``create_task`` / ``insert_checkpoint``,
+builders (``Repository.insert_workflow`` / ``create_tasks`` / ``insert_checkpoint``,
 ``Journal.submission`` / ``writes_for``; task rows by ``Engine.task_rows_of``, as
 catch-up rebuilds them) and committed through ``Store.write`` one workflow per
 commit, the task rows applied by the store's lazy writer in big chunks. Nothing runs
@@ -96,7 +96,7 @@ def workflow_writes(
     }
     writes: list[Write] = [*Repository.insert_workflow(row)]
     tasks = engine.task_rows_of(row)
-    writes += [Repository.create_task(task, seq) for task in tasks]
+    writes += Repository.create_tasks([dict(task) for task in tasks], seq)
     writes.append(Journal.submission(seq, wid, name, "Running", at))
     writes.append(
         Repository.insert_checkpoint(

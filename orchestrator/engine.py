@@ -300,13 +300,14 @@ class Engine:
             )
             for index, op in enumerate(batch.operations)
         }
-        task_rows: list[Write] = []
+        rows: list[dict[str, Any]] = []
         for index, op in enumerate(batch.operations):
             state = self.tasks.described(self.tasks.state(wid, ids[op.id], index, op))
             state.created_at = now
             state.page = page_id(seq, index)
             wf.tasks[op.id] = state
-            task_rows.append(Repository.create_task(self.tasks.row(state, ids, now), seq))
+            rows.append(self.tasks.row(state, ids, now))
+        task_rows = Repository.create_tasks(rows, seq)
         self._link(wf)
         checkpoint_id = str(uuid.uuid4())
         wf.checkpoint_id = checkpoint_id

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -211,17 +212,22 @@ class Repository:
         return [{**r, **specs[str(r["id"])]} if str(r["id"]) in specs else r for r in rows]
 
     @staticmethod
-    def create_task(row: dict[str, Any], seq: int) -> Write:
-        """A task row, applied lazily into its page: the journal entry at ``seq`` (its
-        workflow's submission) is what makes it recoverable. Counted at once, with
-        that entry."""
-        fields = dict(row)
-        tid = str(fields.pop("id"))
-        status = str(fields["status"])
-        index = int(fields.get("index") or 0)
-        fields[KEY] = task_key(seq, index, tid)
-        counts = (Count(TASK_COUNTS, status, 1), Count(tasks_of(str(fields["workflow_id"])), status, 1))
-        return Lazy(TASK_PAGES, tid, fields, seq, create=True, counts=counts, page=page_id(seq, index))
+    def create_tasks(rows: list[dict[str, Any]], seq: int) -> list[Write]:
+        """New task rows (taken over: ``id`` is popped from each), applied lazily into
+        their pages: the journal entry at ``seq`` (their workflow's submission) is what
+        makes them recoverable. Counted at once, with that entry: one delta per status
+        and counter, however many tasks."""
+        writes: list[Write] = []
+        by_status: Counter[tuple[str, str]] = Counter()
+        for fields in rows:
+            tid = str(fields.pop("id"))
+            index = int(fields.get("index") or 0)
+            fields[KEY] = task_key(seq, index, tid)
+            by_status[(str(fields["workflow_id"]), str(fields["status"]))] += 1
+            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page_id(seq, index)))
+        for (wid, status), n in by_status.items():
+            writes += [Count(TASK_COUNTS, status, n), Count(tasks_of(wid), status, n)]
+        return writes
 
     @staticmethod
     def rebuilt_task(row: dict[str, Any], seq: int) -> Write:

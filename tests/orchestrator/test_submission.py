@@ -17,6 +17,7 @@ import pytest
 from orchestrator.dag import validate as validate_graph
 from orchestrator.keys import ENGINE
 from orchestrator.models import BatchRequest, Dependency, OperationSpec
+from orchestrator.repository import Repository
 from orchestrator.runtime import WorkflowState
 from orchestrator.snapshots import Snapshots
 from orchestrator.states import WorkflowStatus
@@ -55,7 +56,8 @@ VARIED: list[dict[str, Any]] = [
 
 
 async def _workflow_row(orch: Any, wid: str) -> dict[str, Any]:
-    rows = await orch.app[STORE].query("SELECT * FROM type::thing('workflow', $id)", {"id": wid})
+    """The workflow's row with its operations as recorded (in its ``workflow_spec``)."""
+    rows = await Repository(orch.app[STORE]).workflow_rows([wid])
     assert rows, wid
     row: dict[str, Any] = rows[0]
     return row

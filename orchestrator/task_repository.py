@@ -175,7 +175,8 @@ class TaskPages:
         budget_pages = max(1, (offset + scan_budget) // PAGE_SIZE + 1)
         low = start or "0"  # every page id is digits
         while True:
-            batch = max(2, min(50, wanted // PAGE_SIZE + 2)) if status is None else budget_pages - walked
+            # As many pages as the rows wanted fill when whole (a cursor mid-page: one more turn).
+            batch = min(50, -(-wanted // PAGE_SIZE)) if status is None else budget_pages - walked
             # A filtered walk decodes only the pages that hold the status.
             rows_if = "(IF $status = NONE OR statuses CONTAINS $status { rows }) AS rows"
             records = await self.store.query(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
@@ -28,6 +27,7 @@ from orchestrator.dag import build_graph, generations, validate
 from orchestrator.events import EventType
 from orchestrator.ids import task_id as new_task_id
 from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
+from orchestrator.memory import trim_heap, tune_gc
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import (
     OperationFailed,
@@ -55,28 +55,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the orchestrator stopped while this attempt ran"
-
-
-_gc_frozen = False
-
-
-def tune_gc(gen0_threshold: int) -> None:
-    """Fewer, cheaper garbage collections for a process that allocates in bursts.
-
-    What is alive at start (modules, the app) is moved out of the collector's sight
-    (``gc.freeze``), and the first generation's threshold is raised: a 5,000-operation
-    submission allocates ~100,000 short-lived objects, which at Python's default of 700
-    ran two full collections of the heap per submission, slower as the heap grew with
-    history. Once per process (a frozen object is never collected: later engines, in
-    tests say, must not pin what earlier ones left). ``gen0_threshold`` 0 keeps Python's
-    default."""
-    global _gc_frozen
-    if not _gc_frozen:
-        gc.freeze()
-        _gc_frozen = True
-    if gen0_threshold:
-        _, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
 @dataclass
@@ -528,6 +506,8 @@ class Engine:
             if not self._shutting_down:
                 self.runs.pop(wf.id, None)
                 WORKFLOWS_ACTIVE.set(len(self.runs))
+                if not self.runs and self.settings.trim_memory_after_batch:
+                    trim_heap()
 
     async def _settle(self, run: _Run, t: TaskState, ready: deque[TaskState]) -> None:
         """Release or skip the dependents of an operation that reached a final state."""

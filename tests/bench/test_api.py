@@ -6,30 +6,16 @@ is ``slow``: ``python3 -m pytest -m slow tests/bench/test_api.py``."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.bench import quick_run
 
 
 def quick(tmp_path: Path, parts: str, timeout_s: float) -> dict[str, Any]:
-    out = tmp_path / "api.json"
-    command = [sys.executable, str(ROOT / "bench" / "api.py"), "--quick", "--parts", parts]
-    done = subprocess.run(
-        [*command, "--out", str(out), "--work-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results: dict[str, Any] = json.loads(out.read_text())
-    return results
+    return quick_run("api", tmp_path, parts, timeout_s)
 
 
 def test_the_quick_throughput_run_measures_every_combination(tmp_path: Path) -> None:

@@ -4,31 +4,18 @@ as ``slow``: ``python3 -m pytest -m slow tests/bench/test_submit.py``."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.bench import quick_run
+
 STEPS = {"parse", "validate", "graph", "build", "commit", "total", "commit_wall", "gc"}
 
 
 def quick(tmp_path: Path, parts: str, timeout_s: float) -> dict[str, Any]:
-    out = tmp_path / "submit.json"
-    command = [sys.executable, str(ROOT / "bench" / "submit.py"), "--quick", "--parts", parts]
-    done = subprocess.run(
-        [*command, "--out", str(out), "--work-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results: dict[str, Any] = json.loads(out.read_text())
-    return results
+    return quick_run("submit", tmp_path, parts, timeout_s)
 
 
 def test_the_in_process_steps_are_measured_per_size(tmp_path: Path) -> None:

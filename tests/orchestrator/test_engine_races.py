@@ -13,21 +13,14 @@ from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import OperationContext, OperationResult
 from orchestrator.repository import Repository
-from orchestrator.rollback import RollbackService
-from shared.events.bus import Event, EventBus
-from shared.settings import load_settings
-from shared.store.store import Store
+from shared.events.bus import Event
+from tests.helpers.engines import running_engine
 
 
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
-    store = Store("mem://")
-    await store.open()
-    eng = Engine(load_settings(db_url="mem://"), store, EventBus(), rollbacks=RollbackService)
-    await eng.start()
-    yield eng
-    await eng.stop()
-    await store.close()
+    async for e in running_engine():
+        yield e
 
 
 async def finished(engine: Engine, wid: str) -> None:

@@ -12,10 +12,7 @@ import pytest
 from orchestrator import memory
 from orchestrator.engine import Engine
 from orchestrator.models import BatchRequest
-from orchestrator.rollback import RollbackService
-from shared.events.bus import EventBus
-from shared.settings import load_settings
-from shared.store.store import Store
+from tests.helpers.engines import running_engine
 
 
 @pytest.fixture
@@ -25,26 +22,15 @@ def trims(monkeypatch: Any) -> list[int]:
     return calls
 
 
-async def engine_with(trim: bool) -> AsyncIterator[Engine]:
-    store = Store("mem://")
-    await store.open()
-    settings = load_settings(db_url="mem://", trim_memory_after_batch=trim)
-    engine = Engine(settings, store, EventBus(), rollbacks=RollbackService)
-    await engine.start()
-    yield engine
-    await engine.stop()
-    await store.close()
-
-
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
-    async for e in engine_with(True):
+    async for e in running_engine(trim_memory_after_batch=True):
         yield e
 
 
 @pytest.fixture
 async def untrimmed() -> AsyncIterator[Engine]:
-    async for e in engine_with(False):
+    async for e in running_engine(trim_memory_after_batch=False):
         yield e
 
 

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from provisioning.server import product_bus
+from shared.events.broadcast import CLOSE_UNAUTHORIZED, Broadcaster, Stream
 from shared.events.bus import EventBus
-from shared.events.streams import CLOSE_UNAUTHORIZED, Broadcaster, Stream
 from shared.security.auth import Principal
 from shared.settings import load_settings
 

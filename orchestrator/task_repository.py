@@ -41,6 +41,7 @@ _WIDTH = 19  # digits of one key position (shared/store/keyset.py)
 _FINAL = frozenset(str(s) for s in FINAL_TASK)
 _BOUND = re.compile(r"[0-9]{1,40}~?")
 _STATUS = re.compile(r"[A-Za-z]{1,32}")
+_TASK_KEY = re.compile(r"[0-9]{38}\..{1,64}")  # a task's list key: positions, then its id
 
 
 def partition(submitted_seq: int) -> str:
@@ -160,11 +161,9 @@ class TaskPages:
         ``prefix`` (a workflow's partition, or ``""`` for all), after ``cursor``,
         skipping ``offset``, at most ``limit`` rows; with ``status``, only pages that
         hold it are decoded and at most ``scan_budget`` rows' pages walked."""
-        after = None if cursor is None else decode_cursor(cursor)
+        after = None if cursor is None else decode_cursor(cursor, _TASK_KEY)
         start = prefix
         if after is not None and after >= prefix:
-            if not re.fullmatch(r"[0-9]{38}\..{1,64}", after):
-                raise ValueError("a task cursor is a task's list key")  # decode_cursor checked chars
             start = page_of_key(after)
         high = prefix + "~" if prefix else None
         if status is not None and not _STATUS.fullmatch(status):

@@ -69,8 +69,9 @@ def encode_cursor(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
-    """The key a ``cursor`` names; a 422 naming ``cursor`` if it is not one we made."""
+def decode_cursor(cursor: str, shape: re.Pattern[str] | None = None) -> str:
+    """The key a ``cursor`` names; a 422 naming ``cursor`` if it is not one we made (or,
+    with ``shape``, not a key of this list: a cursor from another list)."""
     problem = None
     key = ""
     if len(cursor) > MAX_CURSOR_CHARS:
@@ -83,6 +84,8 @@ def decode_cursor(cursor: str) -> str:
         else:
             if not _KEY_CHARS.fullmatch(key):
                 problem = "not a cursor this service issued"
+            elif shape is not None and not shape.fullmatch(key):
+                problem = "not a cursor of this list"
     if problem is not None:
         raise ValidationFailed(
             f"invalid cursor: {problem}", details={"fields": [{"field": "cursor", "message": problem}]}

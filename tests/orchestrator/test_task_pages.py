@@ -13,6 +13,7 @@ from orchestrator.app import create_app
 from orchestrator.ids import MAX_INDEX, locate, task_id
 from orchestrator.task_repository import PAGE_SIZE, end_of_page, page_id, page_of_key
 from shared.settings import Settings
+from shared.store.keyset import encode_cursor
 from shared.store.store import Store
 from shared.web.keys import STORE
 from tests.helpers.orchestrator_api import data_of, run
@@ -96,3 +97,12 @@ async def test_a_status_filter_over_many_pages_continues_after_its_budget(
     assert [t["name"] for t in failed] == ["b5op037", "b2op037", "b0op037"]  # newest batch first
     resp = await client.get("/tasks", params={"status": "Failed", "limit": "10"})
     assert resp.headers["X-Total-Count"] == "3"
+
+
+async def test_a_cursor_of_another_list_is_refused_naming_the_field(orch: Any) -> None:
+    """A well-formed cursor that is not a task's list key (another list's, or made up)."""
+    for key in ("9223372036854775806.checkpoint-id", "x" * 40):
+        resp = await orch.get("/tasks", params={"cursor": encode_cursor(key)})
+        doc = await resp.json()
+        assert resp.status == 422, doc
+        assert [f["field"] for f in doc["details"]["fields"]] == ["cursor"]

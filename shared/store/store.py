@@ -38,7 +38,7 @@ import itertools
 import logging
 import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -533,14 +533,15 @@ class Store:
         while len(self._page_cache) > self.page_cache_max:
             self._page_cache.popitem(last=False)
 
-    def _forget_pages(self, pages: dict[tuple[str, str], Any] | set[str]) -> None:
-        """Drop cached pages: these (by key), or every page of these tables."""
-        if isinstance(pages, set):
-            for key in [k for k in self._page_cache if k[0] in pages]:
-                del self._page_cache[key]
-            return
-        for key in pages:
+    def _forget_pages(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop these pages from the cache (a commit that wrote them failed)."""
+        for key in keys:
             self._page_cache.pop(key, None)
+
+    def _forget_tables(self, tables: set[str]) -> None:
+        """Drop every cached page of these tables (a statement may have changed them)."""
+        for key in [k for k in self._page_cache if k[0] in tables]:
+            del self._page_cache[key]
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -652,13 +653,13 @@ class Store:
             raw = await self._raw(sql, params)
         except StoreError as exc:
             self._forget_pages(pages)
-            self._forget_pages(reached)
+            self._forget_tables(reached)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
-        self._forget_pages(reached)
+        self._forget_tables(reached)
         if failed:
             self._forget_pages(pages)
         else:

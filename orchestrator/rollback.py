@@ -29,6 +29,7 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.states import TaskStatus
 from shared.errors import Conflict, NotFound
+from shared.store.writes import Write
 
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
@@ -99,12 +100,7 @@ class RollbackService:
                 for r in rows
             ]
             scope["workflow_ids"] = workflow_ids
-            result = await self._run(rollback_order(tasks), scope, workflow_ids)
-            summary = _summary(result)
-            await self.engine.store.write(
-                *(Repository.patch_workflow(w, {"rollback": summary}) for w in workflow_ids)
-            )
-            return result
+            return await self._run(rollback_order(tasks), scope, workflow_ids, record_summary=True)
 
     async def _with_dependents(self, req: RollbackRequest) -> list[dict[str, Any]]:
         ids = list(dict.fromkeys(req.operation_ids or []))
@@ -153,8 +149,17 @@ class RollbackService:
     # -- the work ---------------------------------------------------------------------------
 
     async def _run(
-        self, ordered: list[TaskState], scope: dict[str, Any], workflow_ids: list[str]
+        self,
+        ordered: list[TaskState],
+        scope: dict[str, Any],
+        workflow_ids: list[str],
+        *,
+        record_summary: bool = False,
     ) -> dict[str, Any]:
+        """Undo ``ordered``, announced by RollbackStarted/RollbackCompleted; with
+        ``record_summary`` the workflows' ``rollback`` summary is committed with the
+        completion, before it is announced (an automatic rollback's goes with its
+        workflow's own transition)."""
         transitions = self.transitions
         rollback_id = str(uuid.uuid4())
         started = time.monotonic()
@@ -229,8 +234,13 @@ class RollbackService:
         }
         if failures:
             result_doc["failures"] = failures
+        summaries: list[Write] = []
+        if record_summary:
+            summary = _summary(result_doc)
+            summaries = [Repository.patch_workflow(w, {"rollback": summary}) for w in workflow_ids]
         await transitions.announce(
             [
+                *summaries,
                 Repository.upsert_rollback(
                     rollback_id,
                     {
@@ -238,7 +248,7 @@ class RollbackService:
                         "status": "Completed" if failed == 0 else "Failed",
                         **result_doc,
                     },
-                )
+                ),
             ],
             (
                 EventType.ROLLBACK_COMPLETED,

@@ -49,14 +49,17 @@ async def get_data(session: aiohttp.ClientSession, url: str) -> Any:
         return (await resp.json())["data"]
 
 
-async def wait_up(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
+async def wait_up(session: aiohttp.ClientSession, base: str, timeout_s: float = 60.0) -> None:
+    """Until ``base`` answers ``/health``. The bound is generous: a start takes about a
+    second, but more than ten on a machine whose two cores are shared by other work."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
         try:
             await get_data(session, base + "/health")
             return
         except aiohttp.ClientError:
             await asyncio.sleep(0.05)
-    raise AssertionError("orchestrator did not start")
+    raise AssertionError(f"orchestrator did not start within {timeout_s:.0f} s")
 
 
 async def poll_until(

@@ -63,14 +63,42 @@ CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause aft
 LAZY_MARK = RecordID("meta", "lazy_mark")
 
 
-@dataclass
+# Told once queued writes are durable (None) or failed (the error); see Store.notify.
+Done = Callable[[BaseException | None], None]
+
+
+@dataclass(slots=True)
 class _Pending:
+    """Writes queued together, and who is told when they land: a future, or a callback."""
+
     stmts: tuple[Write, ...]
-    future: asyncio.Future[list[Any]]
+    future: asyncio.Future[list[Any]] | None
     flush: bool = False  # apply every lazy change with this commit
+    done: Done | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.done is not None:
+            done, self.done = self.done, None
+            _tell(done, exc)
+        elif self.future is not None and not self.future.done():
+            self.future.set_exception(exc)
+
+    def succeed(self, results: list[Any]) -> None:
+        if self.done is not None:
+            done, self.done = self.done, None
+            _tell(done, None)
+        elif self.future is not None and not self.future.done():
+            self.future.set_result(results)
 
 
-@dataclass
+def _tell(done: Done, exc: BaseException | None) -> None:
+    try:
+        done(exc)
+    except Exception:  # a callback's bug must not stop the writer
+        log.exception("a write's completion callback failed")
+
+
+@dataclass(slots=True)
 class _LazyRow:
     create: bool
     patch: dict[str, Any]
@@ -204,8 +232,8 @@ class Store:
             self._writer = None
             while not self._queue.empty():  # queued after the stop: refuse, don't hang
                 late = self._queue.get_nowait()
-                if isinstance(late, _Pending) and not late.future.done():
-                    late.future.set_exception(StoreError("the store is closing"))
+                if isinstance(late, _Pending):
+                    late.fail(StoreError("the store is closing"))
         if self._db is not None:
             with contextlib.suppress(Exception):
                 await self._db.close()
@@ -294,6 +322,16 @@ class Store:
         an earlier one."""
         return self._enqueue(_Pending(tuple(stmts), self._future()))
 
+    def notify(self, done: Done, *stmts: Write) -> None:
+        """Queue writes like :meth:`enqueue`, with no future: the writer calls ``done(None)``
+        once they are durable, or ``done(error)`` if they failed, itself, in queue order
+        (before the futures of the same commit resolve). For the engine's hot path, where a
+        future and its callbacks cost more than the rest of a transition's bookkeeping;
+        ``done`` must be quick, and is called exactly once."""
+        if self._writer is None or self._writer.done():
+            raise StoreError("the store is not open")
+        self._queue.put_nowait(_Pending(stmts, None, done=done))
+
     def _future(self) -> asyncio.Future[list[Any]]:
         if self._writer is None or self._writer.done():
             raise StoreError("the store is not open")
@@ -301,6 +339,7 @@ class Store:
 
     def _enqueue(self, pending: _Pending) -> asyncio.Future[list[Any]]:
         self._queue.put_nowait(pending)
+        assert pending.future is not None
         return pending.future
 
     async def flush_lazy(self) -> None:
@@ -381,8 +420,7 @@ class Store:
                 log.exception("store writer failed a group commit")
                 failure = StoreError(f"database write failed: {exc}")
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(failure)
+                    pending.fail(failure)
             self._schedule_lazy()
 
     async def _apply_all_at_close(self) -> None:
@@ -610,8 +648,7 @@ class Store:
                     await self._apply_lazy(targets[start : start + self.lazy_chunk])
             except StoreError as exc:
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                    pending.fail(exc)
                 return
         plan = Plan()
         lazies: list[Lazy] = []
@@ -646,8 +683,7 @@ class Store:
             for lazy in lazies:
                 self._fold_lazy(lazy)
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_result([None] * len(pending.stmts))
+                pending.succeed([None] * len(pending.stmts))
             return
         try:
             raw = await self._raw(sql, params)
@@ -655,8 +691,7 @@ class Store:
             self._forget_pages(pages)
             self._forget_tables(reached)
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+                pending.fail(exc)
             return
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
         self._forget_tables(reached)
@@ -678,18 +713,19 @@ class Store:
                     self._fold_lazy(lazy)
             i = 0
             for pending in batch:
-                results = []
-                for _ in pending.stmts:
-                    slot = slots[i]
-                    results.append(None if slot is None else to_plain(raw[slot].get("result")))
-                    i += 1
-                if not pending.future.done():
-                    pending.future.set_result(results)
+                n = len(pending.stmts)
+                if pending.future is None:  # told by a callback: no results to build
+                    pending.succeed([])
+                else:
+                    own = slots[i : i + n]
+                    pending.succeed(
+                        [None if slot is None else to_plain(raw[slot].get("result")) for slot in own]
+                    )
+                i += n
             return
         if len(batch) == 1:
             reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error")
-            if not batch[0].future.done():
-                batch[0].future.set_exception(StoreError(f"database refused the write: {reason}"))
+            batch[0].fail(StoreError(f"database refused the write: {reason}"))
             return
         # One bad item must not fail its neighbours: commit each on its own.
         for pending in batch:

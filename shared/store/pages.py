@@ -28,9 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.store.codec import guard_nul, pack, unpack
+from shared.store.codec import encode, guard_nul, pack_array, unpack
 
 ROWS = "rows"  # the field of a page record that holds its rows, as one CBOR blob
+# A page's rows as last encoded, by row id: (the row, its CBOR). Kept beside the writer's
+# page cache, so only the rows a change replaced are encoded again.
+Codes = dict[str, tuple[dict[str, Any], bytes]]
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,25 @@ class PagedTable:
     summarise: Callable[[list[dict[str, Any]]], dict[str, Any]]
     order: str = "index"
 
-    def record(self, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The page record holding ``rows`` (by row id), rows in ``order``."""
-        ordered = sorted(rows.values(), key=lambda r: r.get(self.order) or 0)
-        return {**self.summarise(ordered), ROWS: encode_rows(guard_nul(ordered, self.table))}
-
-
-def encode_rows(rows: list[dict[str, Any]]) -> bytes:
-    return pack(rows)
+    def record(
+        self, rows: dict[str, dict[str, Any]], known: Codes | None = None
+    ) -> tuple[dict[str, Any], Codes]:
+        """The page record holding ``rows`` (by row id), rows in ``order``, and what each
+        row encoded to. A row that is the very object ``known`` holds (rows are replaced,
+        never changed in place) is not encoded again: a page rewritten because a few of
+        its rows changed costs those rows, not all of them. Each row encoded is
+        NUL-guarded first."""
+        order = self.order
+        ordered = sorted(rows.items(), key=lambda item: item[1].get(order) or 0)
+        codes: Codes = {}
+        parts: list[bytes] = []
+        for rid, row in ordered:
+            code = known.get(rid) if known is not None else None
+            if code is None or code[0] is not row:
+                code = (row, encode(guard_nul(row, self.table)))
+            codes[rid] = code
+            parts.append(code[1])
+        return {**self.summarise([row for _, row in ordered]), ROWS: pack_array(parts)}, codes
 
 
 def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -50,10 +50,10 @@ from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
-from shared.store.pages import PagedTable, apply_change, page_rows
+from shared.store.pages import Codes, PagedTable, apply_change, page_rows
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
-from shared.store.writes import Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
+from shared.store.writes import Append, Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class Store:
         self._paged: dict[str, PagedTable] = {}
         self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._page_cache: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
+        self._page_codes: dict[tuple[str, str], Codes] = {}  # what each cached page's rows encoded to
         self.page_cache_max = 64
         self._last_write = 0.0  # loop time the writer last committed other work
         self.commits = 0
@@ -482,7 +483,7 @@ class Store:
             for key in members:
                 row = self._lazy[key]
                 apply_change(pages[page_key], key[1], row.patch, row.create)
-        self._plan_pages(plan, pages)
+        codes = self._plan_pages(plan, pages)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
         left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
@@ -501,7 +502,7 @@ class Store:
             return
         self.commits += 1
         STORE_COMMITS.inc()
-        self._cache_pages(pages)
+        self._cache_pages(pages, codes)
         for key in keys:
             self._drop_lazy(key)
         self._lazy_applied = mark
@@ -560,26 +561,43 @@ class Store:
                 out.setdefault(key, {})
         return out
 
-    def _plan_pages(self, plan: Plan, pages: dict[tuple[str, str], _PageRows]) -> None:
-        for (table, page), rows in pages.items():
-            plan.add(Put(table, page, self._paged[table].record(rows) if rows else None), own=False)
+    def _plan_pages(
+        self, plan: Plan, pages: dict[tuple[str, str], _PageRows]
+    ) -> dict[tuple[str, str], Codes]:
+        """Plan the put of each page; returns what their rows encoded to (for the cache)."""
+        planned: dict[tuple[str, str], Codes] = {}
+        for key, rows in pages.items():
+            record = None
+            if rows:
+                record, planned[key] = self._paged[key[0]].record(rows, self._page_codes.get(key))
+            plan.add(Put(key[0], key[1], record), own=False)
+        return planned
 
-    def _cache_pages(self, pages: dict[tuple[str, str], _PageRows]) -> None:
+    def _cache_pages(
+        self, pages: dict[tuple[str, str], _PageRows], codes: dict[tuple[str, str], Codes]
+    ) -> None:
         for key, rows in pages.items():
             self._page_cache[key] = rows
             self._page_cache.move_to_end(key)
+            if key in codes:
+                self._page_codes[key] = codes[key]
+            else:
+                self._page_codes.pop(key, None)
         while len(self._page_cache) > self.page_cache_max:
-            self._page_cache.popitem(last=False)
+            gone, _ = self._page_cache.popitem(last=False)
+            self._page_codes.pop(gone, None)
 
     def _forget_pages(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop these pages from the cache (a commit that wrote them failed)."""
         for key in keys:
             self._page_cache.pop(key, None)
+            self._page_codes.pop(key, None)
 
     def _forget_tables(self, tables: set[str]) -> None:
         """Drop every cached page of these tables (a statement may have changed them)."""
         for key in [k for k in self._page_cache if k[0] in tables]:
             del self._page_cache[key]
+            self._page_codes.pop(key, None)
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -612,10 +630,12 @@ class Store:
             if pending.flush:
                 return True, []
             for write in pending.stmts:
-                if isinstance(write, Stmt):
-                    stmts.append(write)
-                elif isinstance(write, Lazy):
+                if type(write) is Append:  # a log entry (half of every transition): never a target
+                    continue
+                if type(write) is Lazy:
                     pending_rows.add((write.table, write.id))
+                elif isinstance(write, Stmt):
+                    stmts.append(write)
                 elif isinstance(write, Merge | Put):
                     key = (write.table, write.id)
                     if key in pending_rows:
@@ -656,6 +676,9 @@ class Store:
         reached: set[str] = set()
         for pending in batch:
             for write in pending.stmts:
+                if type(write) is Append:  # half of every transition: straight to the plan
+                    plan.add(write)
+                    continue
                 if isinstance(write, Lazy):
                     lazies.append(write)
                     for count in write.counts:  # with the log entry, applied or not
@@ -673,7 +696,7 @@ class Store:
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
                     reached.update(self._paged)  # it may change pages: the cache is no longer sure
                 plan.add(write)
-        self._plan_pages(plan, pages)
+        codes = self._plan_pages(plan, pages)
         mark = 0
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
@@ -698,7 +721,7 @@ class Store:
         if failed:
             self._forget_pages(pages)
         else:
-            self._cache_pages(pages)
+            self._cache_pages(pages, codes)
         if not failed:
             self.commits += 1
             STORE_COMMITS.inc()

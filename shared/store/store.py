@@ -192,6 +192,8 @@ class Store:
         self._page_codes: dict[tuple[str, str], Codes] = {}  # what each cached page's rows encoded to
         self.page_cache_max = 64
         self._last_write = 0.0  # loop time the writer last committed other work
+        # Commit writes queued during the previous commit at once (see _write_loop).
+        self.pipeline = True
         self.commits = 0
         self.statements_written = 0
         self.lazy_rows_applied = 0
@@ -385,13 +387,19 @@ class Store:
     async def _write_loop(self) -> None:
         stop = False
         while not stop:
+            waited = self._queue.empty()
             first = await self._queue.get()
             if first is None:  # stop, after applying what is pending
                 await self._apply_all_at_close()
                 break
-            # One turn of the loop lets every coroutine that is ready right now queue its
-            # write too, so they share this commit instead of each waiting for the next.
-            await asyncio.sleep(0)
+            if waited or not self.pipeline:
+                # One turn of the loop lets every coroutine that is ready right now queue
+                # its write too, so they share this commit instead of each waiting for the
+                # next.
+                await asyncio.sleep(0)
+            # Else writes queued while the last commit ran: commit them at once. Those
+            # whom the last commit woke run while this one is in the engine, and queue
+            # theirs for the next: the loop's work and the engine's sync overlap.
             batch: list[_Pending] = []
             due = False
             statements = 0

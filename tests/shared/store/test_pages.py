@@ -125,7 +125,8 @@ def test_a_page_record_encodes_only_the_rows_a_change_replaced() -> None:
     second, again = table.record(changed, codes)
     kept = [rid for rid in changed if again[rid][1] is codes[rid][1]]
     assert kept == [rid for rid in changed if rid != "r7"]  # one row encoded again, not thirty
-    assert [r["status"] for r in page_rows(second)] == ["Completed" if i == 7 else "Pending" for i in range(30)]
+    statuses = [r["status"] for r in page_rows(second)]
+    assert statuses == ["Completed" if i == 7 else "Pending" for i in range(30)]
     assert second["statuses"] == ["Completed", "Pending"]
     # A row holding NUL is guarded when it is encoded.
     changed["r3"] = {**rows["r3"], "status": "bad\x00"}

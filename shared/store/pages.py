@@ -53,8 +53,9 @@ class PagedTable:
         """The page record holding ``rows`` (by row id), rows in ``order``, and what each
         row encoded to. A row that is the very object ``known`` holds (rows are replaced,
         never changed in place) is not encoded again: a page rewritten because a few of
-        its rows changed costs those rows, not all of them. Each row encoded is
-        NUL-guarded first."""
+        its rows changed costs those rows, not all of them. Rows are not NUL-guarded
+        here: :func:`apply_change` guards what it merges, and rows read back from the
+        store never hold NUL."""
         order = self.order
         ordered = sorted(rows.items(), key=lambda item: item[1].get(order) or 0)
         codes: Codes = {}
@@ -62,7 +63,7 @@ class PagedTable:
         for rid, row in ordered:
             code = known.get(rid) if known is not None else None
             if code is None or code[0] is not row:
-                code = (row, encode(guard_nul(row, self.table)))
+                code = (row, encode(row))
             codes[rid] = code
             parts.append(code[1])
         return {**self.summarise([row for _, row in ordered]), ROWS: pack_array(parts)}, codes
@@ -77,10 +78,14 @@ def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
-def apply_change(rows: dict[str, dict[str, Any]], rid: str, patch: dict[str, Any], create: bool) -> None:
+def apply_change(
+    rows: dict[str, dict[str, Any]], rid: str, patch: dict[str, Any], create: bool, table: str = "(page)"
+) -> None:
     """Apply one row's change in place: ``create`` replaces the row whole; a patch
     merges into the row if it exists (as ``UPDATE … MERGE`` would: a missing row stays
-    missing), ``None`` values removing their fields."""
+    missing), ``None`` values removing their fields. What it merges is NUL-guarded (the
+    row it merges into already is), so a page's rows never hold NUL."""
+    patch = guard_nul(patch, table)
     if create:
         rows[rid] = {"id": rid, **{k: v for k, v in patch.items() if v is not None}}
         return

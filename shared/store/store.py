@@ -490,7 +490,7 @@ class Store:
         for page_key, members in by_page.items():
             for key in members:
                 row = self._lazy[key]
-                apply_change(pages[page_key], key[1], row.patch, row.create)
+                apply_change(pages[page_key], key[1], row.patch, row.create, key[0])
         codes = self._plan_pages(plan, pages)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
@@ -692,13 +692,17 @@ class Store:
                     for count in write.counts:  # with the log entry, applied or not
                         plan.add(count, own=False)
                     if applying and write.page is not None:
-                        apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                        apply_change(
+                            pages[(write.table, write.page)], write.id, write.patch, write.create, write.table
+                        )
                     if not applying or write.page is not None:
                         plan.slots.append(None)
                         continue
                     write = eager(write.table, write.id, write.create, write.patch)
                 elif isinstance(write, Paged):
-                    apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                    apply_change(
+                        pages[(write.table, write.page)], write.id, write.patch, write.create, write.table
+                    )
                     plan.slots.append(None)
                     continue
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):

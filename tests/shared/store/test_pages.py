@@ -12,7 +12,7 @@ from typing import Any
 from surrealdb import RecordID
 
 from shared.store.codec import pack
-from shared.store.pages import PagedTable, page_rows
+from shared.store.pages import PagedTable, apply_change, page_rows
 from shared.store.store import Store
 from shared.store.writes import Lazy, Paged, Stmt
 
@@ -128,7 +128,7 @@ def test_a_page_record_encodes_only_the_rows_a_change_replaced() -> None:
     statuses = [r["status"] for r in page_rows(second)]
     assert statuses == ["Completed" if i == 7 else "Pending" for i in range(30)]
     assert second["statuses"] == ["Completed", "Pending"]
-    # A row holding NUL is guarded when it is encoded.
-    changed["r3"] = {**rows["r3"], "status": "bad\x00"}
+    # What a change merges is NUL-guarded, so the page never holds NUL.
+    apply_change(changed, "r3", {"status": "bad\x00"}, create=False)
     third, _ = table.record(changed, again)
     assert page_rows(third)[3]["status"] == "bad\ufffd"

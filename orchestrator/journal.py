@@ -60,12 +60,20 @@ class Change:
     seq: int = 0
     subject: TaskState | WorkflowState | None = field(default=None, repr=False, compare=False)
     page: str | None = None  # a task's: the page holding its row (orchestrator/task_repository.py)
+    _announced: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def event(self) -> dict[str, Any]:
         """The data of the event that announces this change (a new dict each call)."""
         data = {"workflow_id": self.workflow_id, "status": self.to_status, "seq": self.seq}
         data.update(self.event_data)
         return data
+
+    def announcement(self) -> dict[str, Any]:
+        """:meth:`event`, made once its position is known and then shared by the webhook
+        outbox (which serialises it at once) and the bus: treat it as read-only."""
+        if self._announced is None or self._announced["seq"] != self.seq:
+            self._announced = self.event()
+        return self._announced
 
 
 class Journal:
@@ -87,18 +95,19 @@ class Journal:
         return self.last_seq
 
     def writes_for(self, change: Change) -> list[Write]:
-        """The journal row and the entity's lazy patch for a change (assigns its position)."""
-        change.seq = self.next_seq()
+        """The journal row and the entity's lazy patch, with its counter deltas, for a
+        change (assigns its position)."""
+        seq = change.seq = self.last_seq = next(self._counter)
         now = utcnow()
         patch = dict(change.patch)
         patch["status"] = change.to_status
-        patch["updated_seq"] = change.seq
+        patch["updated_seq"] = seq
         patch["updated_at"] = now
         if change.entity == "task" and change.to_status == "Completed":
             # checkpoints compare against this; a restore keeps the original position
-            patch.setdefault("completed_seq", change.seq)
+            patch.setdefault("completed_seq", seq)
         entry = {
-            "seq": change.seq,
+            "seq": seq,
             "at": now,
             "entity_kind": change.entity,
             "entity": change.id,
@@ -118,11 +127,14 @@ class Journal:
                 raise ValueError(f"task {change.id}: a change of a task names the page holding its row")
             table, page = TASK_PAGES, change.page
             entry["page"] = page
+        counts = Repository.status_counts(
+            change.entity, change.workflow_id, change.from_status, change.to_status, patch
+        )
+        # The counts ride on the lazy change: committed with the entry, applied or not.
         return [
-            Append(JOURNAL, change.seq, change.workflow_id, entry),
-            Lazy(table, change.id, patch, change.seq, settled=change.to_status in _SETTLED, page=page),
-            *Repository.status_counts(
-                change.entity, change.workflow_id, change.from_status, change.to_status, patch
+            Append(JOURNAL, seq, change.workflow_id, entry),
+            Lazy(
+                table, change.id, patch, seq, settled=change.to_status in _SETTLED, counts=counts, page=page
             ),
         ]
 

@@ -239,17 +239,16 @@ class Repository:
     @staticmethod
     def status_counts(
         entity: str, workflow_id: str, from_status: str | None, to_status: str, patch: dict[str, Any]
-    ) -> list[Write]:
+    ) -> tuple[Count, ...]:
         """The counter deltas of a task or workflow moving from one status to another."""
         if entity == "task":
-            return [
-                *moved(TASK_COUNTS, from_status, to_status),
-                *moved(tasks_of(workflow_id), from_status, to_status),
-            ]
-        out: list[Write] = list(moved(WORKFLOW_COUNTS, from_status, to_status))
+            return moved(TASK_COUNTS, from_status, to_status) + moved(
+                tasks_of(workflow_id), from_status, to_status
+            )
+        out = moved(WORKFLOW_COUNTS, from_status, to_status)
         duration = patch.get("duration_s")
         if isinstance(duration, int | float):
-            out += [Count(DURATIONS, "ms", round(duration * 1000)), Count(DURATIONS, TOTAL, 1)]
+            out += (Count(DURATIONS, "ms", round(duration * 1000)), Count(DURATIONS, TOTAL, 1))
         return out
 
     @staticmethod

@@ -39,7 +39,7 @@ import contextlib
 import dataclasses
 import functools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from orchestrator.events import EventType
@@ -179,6 +179,39 @@ def restore_change(
 # -- committing and publishing (steps 2 to 5) ----------------------------------------------
 
 
+class Landing:
+    """What the store's writer tells once queued writes land (``Store.notify``): awaited,
+    it returns once they are durable or raises their error.
+
+    One per commit, and cheaper than a future the writer resolves: nothing is scheduled
+    when nobody waits (a queued ``Running``), and a waiter's future is made only when
+    it awaits before the writes land. ``then`` is called with the outcome as it lands."""
+
+    __slots__ = ("_waiter", "error", "landed", "then")
+
+    def __init__(self, then: Callable[[BaseException | None], None] | None = None) -> None:
+        self.landed = False
+        self.error: BaseException | None = None
+        self.then = then
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __call__(self, error: BaseException | None) -> None:
+        self.landed, self.error = True, error
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # wakes the waiter later: ``then`` runs first
+        if self.then is not None:
+            self.then(error)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if not self.landed:
+            # A new future each wait: a cancelled wait leaves the next one waiting still.
+            self._waiter = asyncio.get_running_loop().create_future()
+            yield from self._waiter
+        if self.error is not None:
+            raise self.error
+
+
 class Transitions:
     """Commits changes of status durably, then mirrors and announces them.
 
@@ -232,27 +265,30 @@ class Transitions:
         writes.extend(extra)
         for event_type, data in announce:
             writes.extend(self._outbox(event_type, data))
-        future = self.store.enqueue(*writes)
+        # The writer tells ``landing`` (no future of the store's own to shield: a cancel
+        # of this caller cancels only its wait, never the write).
+        landing = Landing()
+        self.store.notify(landing, *writes)
         try:
-            await asyncio.shield(future)
+            await landing
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await future
-            if future.done() and not future.cancelled() and future.exception() is None:
+                await landing
+            if landing.landed and landing.error is None:
                 self._landed(changes, announce)
             raise
         self._landed(changes, announce)
 
-    def queue(self, change: Change) -> asyncio.Future[list[Any]]:
+    def queue(self, change: Change) -> Landing:
         """Queue a change, mirror it in memory now, and announce it once it is durable.
 
-        The returned future resolves when the write is durable (await it to surface a
-        failed write). Later writes commit after it, so a change queued behind this
+        Await the returned :class:`Landing` to surface a failed write (it is done once the
+        write is durable). Later writes commit after it, so a change queued behind this
         one never lands before it."""
-        future = self.store.enqueue(*self._writes(change))
+        landing = Landing(functools.partial(self._announce_if_landed, change))
+        self.store.notify(landing, *self._writes(change))
         self._mirror(change)
-        future.add_done_callback(functools.partial(self._announce_if_landed, change))
-        return future
+        return landing
 
     async def move_task(
         self,
@@ -328,20 +364,20 @@ class Transitions:
     def _writes(self, change: Change) -> list[Write]:
         writes = self.journal.writes_for(change)
         if self.outbox is not None and change.event_type:
-            writes.extend(self.outbox(change.event_type, change.event()))
+            writes.extend(self.outbox(change.event_type, change.announcement()))
         return writes
 
     def _landed(self, changes: Sequence[Change], announce: Sequence[Announcement]) -> None:
         for change in changes:
             self._mirror(change)
             if change.event_type:
-                self.bus.publish(change.event_type, change.event())
+                self.bus.publish(change.event_type, change.announcement())
         for event_type, data in announce:
             self.bus.publish(event_type, data)
 
-    def _announce_if_landed(self, change: Change, future: asyncio.Future[list[Any]]) -> None:
-        if not future.cancelled() and future.exception() is None:
-            self.bus.publish(change.event_type, change.event())
+    def _announce_if_landed(self, change: Change, error: BaseException | None) -> None:
+        if error is None:
+            self.bus.publish(change.event_type, change.announcement())
 
     def _mirror(self, change: Change) -> None:
         """Apply a change to its in-memory subject (and its workflow's status counts)."""

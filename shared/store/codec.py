@@ -106,8 +106,30 @@ def pack(value: Any) -> bytes:
     each start, docs/performance.md "Task pages")."""
     # Dates as epoch numbers (CBOR tag 1): 1.5 µs to pack against ~3.7 µs as ISO text,
     # and they read back as the same aware datetime, to the microsecond.
-    raw = cbor2.dumps(value, default=cbor_default, timezone=UTC, datetime_as_timestamp=True)
-    return zlib.compress(raw, 1)
+    return zlib.compress(encode(value), 1)
+
+
+def encode(value: Any) -> bytes:
+    """A value as :func:`pack` encodes it, before deflating: the parts of
+    :func:`pack_array` (a row encoded once is reused while it does not change)."""
+    return cbor2.dumps(value, default=cbor_default, timezone=UTC, datetime_as_timestamp=True)
+
+
+def pack_array(parts: list[bytes]) -> bytes:
+    """What :func:`pack` makes of a list whose items :func:`encode` gave ``parts``: a CBOR
+    array is its length's header and then its items, byte for byte."""
+    n = len(parts)
+    if n < 24:
+        head = bytes((0x80 | n,))
+    elif n < 1 << 8:
+        head = bytes((0x98, n))
+    elif n < 1 << 16:
+        head = b"\x99" + n.to_bytes(2, "big")
+    elif n < 1 << 32:
+        head = b"\x9a" + n.to_bytes(4, "big")
+    else:
+        head = b"\x9b" + n.to_bytes(8, "big")
+    return zlib.compress(head + b"".join(parts), 1)
 
 
 def unpack(blob: bytes) -> Any:

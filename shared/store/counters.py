@@ -15,6 +15,7 @@ A counter row is ``{id: <key>, <field>: <int>, …}``: fields are statuses, kind
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,15 +30,19 @@ COUNTER_TABLE = "counter"
 TOTAL = "n"  # the field of a counter that counts everything of its key
 
 
-def moved(key: str, from_field: str | None, to_field: str | None, n: int = 1) -> list[Count]:
+@functools.lru_cache(maxsize=4096)
+def moved(key: str, from_field: str | None, to_field: str | None, n: int = 1) -> tuple[Count, ...]:
     """The deltas of ``n`` things moving from one field of a counter to another (either
-    may be ``None``: a thing appearing or going away)."""
+    may be ``None``: a thing appearing or going away).
+
+    Every transition of the engine counts one or two of these: they are built once per
+    (key, fields, n) and shared (a :class:`Count` is never changed once made)."""
     out = []
     if from_field is not None:
         out.append(Count(key, from_field, -n))
     if to_field is not None:
         out.append(Count(key, to_field, n))
-    return out
+    return tuple(out)
 
 
 def counts_of(row: Mapping[str, Any] | None) -> dict[str, int]:

@@ -28,9 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.store.codec import guard_nul, pack, unpack
+from shared.store.codec import encode, guard_nul, pack_array, unpack
 
 ROWS = "rows"  # the field of a page record that holds its rows, as one CBOR blob
+# A page's rows as last encoded, by row id: (the row, its CBOR). Kept beside the writer's
+# page cache, so only the rows a change replaced are encoded again.
+Codes = dict[str, tuple[dict[str, Any], bytes]]
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,26 @@ class PagedTable:
     summarise: Callable[[list[dict[str, Any]]], dict[str, Any]]
     order: str = "index"
 
-    def record(self, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """The page record holding ``rows`` (by row id), rows in ``order``."""
-        ordered = sorted(rows.values(), key=lambda r: r.get(self.order) or 0)
-        return {**self.summarise(ordered), ROWS: encode_rows(guard_nul(ordered, self.table))}
-
-
-def encode_rows(rows: list[dict[str, Any]]) -> bytes:
-    return pack(rows)
+    def record(
+        self, rows: dict[str, dict[str, Any]], known: Codes | None = None
+    ) -> tuple[dict[str, Any], Codes]:
+        """The page record holding ``rows`` (by row id), rows in ``order``, and what each
+        row encoded to. A row that is the very object ``known`` holds (rows are replaced,
+        never changed in place) is not encoded again: a page rewritten because a few of
+        its rows changed costs those rows, not all of them. Rows are not NUL-guarded
+        here: :func:`apply_change` guards what it merges, and rows read back from the
+        store never hold NUL."""
+        order = self.order
+        ordered = sorted(rows.items(), key=lambda item: item[1].get(order) or 0)
+        codes: Codes = {}
+        parts: list[bytes] = []
+        for rid, row in ordered:
+            code = known.get(rid) if known is not None else None
+            if code is None or code[0] is not row:
+                code = (row, encode(row))
+            codes[rid] = code
+            parts.append(code[1])
+        return {**self.summarise([row for _, row in ordered]), ROWS: pack_array(parts)}, codes
 
 
 def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -63,10 +78,14 @@ def page_rows(record: dict[str, Any] | None) -> list[dict[str, Any]]:
     return rows
 
 
-def apply_change(rows: dict[str, dict[str, Any]], rid: str, patch: dict[str, Any], create: bool) -> None:
+def apply_change(
+    rows: dict[str, dict[str, Any]], rid: str, patch: dict[str, Any], create: bool, table: str = "(page)"
+) -> None:
     """Apply one row's change in place: ``create`` replaces the row whole; a patch
     merges into the row if it exists (as ``UPDATE … MERGE`` would: a missing row stays
-    missing), ``None`` values removing their fields."""
+    missing), ``None`` values removing their fields. What it merges is NUL-guarded (the
+    row it merges into already is), so a page's rows never hold NUL."""
+    patch = guard_nul(patch, table)
     if create:
         rows[rid] = {"id": rid, **{k: v for k, v in patch.items() if v is not None}}
         return

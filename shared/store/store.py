@@ -50,10 +50,10 @@ from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
-from shared.store.pages import PagedTable, apply_change, page_rows
+from shared.store.pages import Codes, PagedTable, apply_change, page_rows
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
-from shared.store.writes import Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
+from shared.store.writes import Append, Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,42 @@ CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause aft
 LAZY_MARK = RecordID("meta", "lazy_mark")
 
 
-@dataclass
+# Told once queued writes are durable (None) or failed (the error); see Store.notify.
+Done = Callable[[BaseException | None], None]
+
+
+@dataclass(slots=True)
 class _Pending:
+    """Writes queued together, and who is told when they land: a future, or a callback."""
+
     stmts: tuple[Write, ...]
-    future: asyncio.Future[list[Any]]
+    future: asyncio.Future[list[Any]] | None
     flush: bool = False  # apply every lazy change with this commit
+    done: Done | None = None
+
+    def fail(self, exc: BaseException) -> None:
+        if self.done is not None:
+            done, self.done = self.done, None
+            _tell(done, exc)
+        elif self.future is not None and not self.future.done():
+            self.future.set_exception(exc)
+
+    def succeed(self, results: list[Any]) -> None:
+        if self.done is not None:
+            done, self.done = self.done, None
+            _tell(done, None)
+        elif self.future is not None and not self.future.done():
+            self.future.set_result(results)
 
 
-@dataclass
+def _tell(done: Done, exc: BaseException | None) -> None:
+    try:
+        done(exc)
+    except Exception:  # a callback's bug must not stop the writer
+        log.exception("a write's completion callback failed")
+
+
+@dataclass(slots=True)
 class _LazyRow:
     create: bool
     patch: dict[str, Any]
@@ -161,8 +189,11 @@ class Store:
         self._paged: dict[str, PagedTable] = {}
         self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._page_cache: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
+        self._page_codes: dict[tuple[str, str], Codes] = {}  # what each cached page's rows encoded to
         self.page_cache_max = 64
         self._last_write = 0.0  # loop time the writer last committed other work
+        # Commit writes queued during the previous commit at once (see _write_loop).
+        self.pipeline = True
         self.commits = 0
         self.statements_written = 0
         self.lazy_rows_applied = 0
@@ -204,8 +235,8 @@ class Store:
             self._writer = None
             while not self._queue.empty():  # queued after the stop: refuse, don't hang
                 late = self._queue.get_nowait()
-                if isinstance(late, _Pending) and not late.future.done():
-                    late.future.set_exception(StoreError("the store is closing"))
+                if isinstance(late, _Pending):
+                    late.fail(StoreError("the store is closing"))
         if self._db is not None:
             with contextlib.suppress(Exception):
                 await self._db.close()
@@ -294,6 +325,16 @@ class Store:
         an earlier one."""
         return self._enqueue(_Pending(tuple(stmts), self._future()))
 
+    def notify(self, done: Done, *stmts: Write) -> None:
+        """Queue writes like :meth:`enqueue`, with no future: the writer calls ``done(None)``
+        once they are durable, or ``done(error)`` if they failed, itself, in queue order
+        (before the futures of the same commit resolve). For the engine's hot path, where a
+        future and its callbacks cost more than the rest of a transition's bookkeeping;
+        ``done`` must be quick, and is called exactly once."""
+        if self._writer is None or self._writer.done():
+            raise StoreError("the store is not open")
+        self._queue.put_nowait(_Pending(stmts, None, done=done))
+
     def _future(self) -> asyncio.Future[list[Any]]:
         if self._writer is None or self._writer.done():
             raise StoreError("the store is not open")
@@ -301,6 +342,7 @@ class Store:
 
     def _enqueue(self, pending: _Pending) -> asyncio.Future[list[Any]]:
         self._queue.put_nowait(pending)
+        assert pending.future is not None
         return pending.future
 
     async def flush_lazy(self) -> None:
@@ -345,13 +387,19 @@ class Store:
     async def _write_loop(self) -> None:
         stop = False
         while not stop:
+            waited = self._queue.empty()
             first = await self._queue.get()
             if first is None:  # stop, after applying what is pending
                 await self._apply_all_at_close()
                 break
-            # One turn of the loop lets every coroutine that is ready right now queue its
-            # write too, so they share this commit instead of each waiting for the next.
-            await asyncio.sleep(0)
+            if waited or not self.pipeline:
+                # One turn of the loop lets every coroutine that is ready right now queue
+                # its write too, so they share this commit instead of each waiting for the
+                # next.
+                await asyncio.sleep(0)
+            # Else writes queued while the last commit ran: commit them at once. Those
+            # whom the last commit woke run while this one is in the engine, and queue
+            # theirs for the next: the loop's work and the engine's sync overlap.
             batch: list[_Pending] = []
             due = False
             statements = 0
@@ -381,8 +429,7 @@ class Store:
                 log.exception("store writer failed a group commit")
                 failure = StoreError(f"database write failed: {exc}")
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(failure)
+                    pending.fail(failure)
             self._schedule_lazy()
 
     async def _apply_all_at_close(self) -> None:
@@ -443,8 +490,8 @@ class Store:
         for page_key, members in by_page.items():
             for key in members:
                 row = self._lazy[key]
-                apply_change(pages[page_key], key[1], row.patch, row.create)
-        self._plan_pages(plan, pages)
+                apply_change(pages[page_key], key[1], row.patch, row.create, key[0])
+        codes = self._plan_pages(plan, pages)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
         left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
@@ -463,7 +510,7 @@ class Store:
             return
         self.commits += 1
         STORE_COMMITS.inc()
-        self._cache_pages(pages)
+        self._cache_pages(pages, codes)
         for key in keys:
             self._drop_lazy(key)
         self._lazy_applied = mark
@@ -522,26 +569,43 @@ class Store:
                 out.setdefault(key, {})
         return out
 
-    def _plan_pages(self, plan: Plan, pages: dict[tuple[str, str], _PageRows]) -> None:
-        for (table, page), rows in pages.items():
-            plan.add(Put(table, page, self._paged[table].record(rows) if rows else None), own=False)
+    def _plan_pages(
+        self, plan: Plan, pages: dict[tuple[str, str], _PageRows]
+    ) -> dict[tuple[str, str], Codes]:
+        """Plan the put of each page; returns what their rows encoded to (for the cache)."""
+        planned: dict[tuple[str, str], Codes] = {}
+        for key, rows in pages.items():
+            record = None
+            if rows:
+                record, planned[key] = self._paged[key[0]].record(rows, self._page_codes.get(key))
+            plan.add(Put(key[0], key[1], record), own=False)
+        return planned
 
-    def _cache_pages(self, pages: dict[tuple[str, str], _PageRows]) -> None:
+    def _cache_pages(
+        self, pages: dict[tuple[str, str], _PageRows], codes: dict[tuple[str, str], Codes]
+    ) -> None:
         for key, rows in pages.items():
             self._page_cache[key] = rows
             self._page_cache.move_to_end(key)
+            if key in codes:
+                self._page_codes[key] = codes[key]
+            else:
+                self._page_codes.pop(key, None)
         while len(self._page_cache) > self.page_cache_max:
-            self._page_cache.popitem(last=False)
+            gone, _ = self._page_cache.popitem(last=False)
+            self._page_codes.pop(gone, None)
 
     def _forget_pages(self, keys: Iterable[tuple[str, str]]) -> None:
         """Drop these pages from the cache (a commit that wrote them failed)."""
         for key in keys:
             self._page_cache.pop(key, None)
+            self._page_codes.pop(key, None)
 
     def _forget_tables(self, tables: set[str]) -> None:
         """Drop every cached page of these tables (a statement may have changed them)."""
         for key in [k for k in self._page_cache if k[0] in tables]:
             del self._page_cache[key]
+            self._page_codes.pop(key, None)
 
     def _fold_lazy(self, lazy: Lazy) -> None:
         self._lazy_high = max(self._lazy_high, lazy.mark)
@@ -574,10 +638,12 @@ class Store:
             if pending.flush:
                 return True, []
             for write in pending.stmts:
-                if isinstance(write, Stmt):
-                    stmts.append(write)
-                elif isinstance(write, Lazy):
+                if type(write) is Append:  # a log entry (half of every transition): never a target
+                    continue
+                if type(write) is Lazy:
                     pending_rows.add((write.table, write.id))
+                elif isinstance(write, Stmt):
+                    stmts.append(write)
                 elif isinstance(write, Merge | Put):
                     key = (write.table, write.id)
                     if key in pending_rows:
@@ -610,8 +676,7 @@ class Store:
                     await self._apply_lazy(targets[start : start + self.lazy_chunk])
             except StoreError as exc:
                 for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                    pending.fail(exc)
                 return
         plan = Plan()
         lazies: list[Lazy] = []
@@ -619,24 +684,31 @@ class Store:
         reached: set[str] = set()
         for pending in batch:
             for write in pending.stmts:
+                if type(write) is Append:  # half of every transition: straight to the plan
+                    plan.add(write)
+                    continue
                 if isinstance(write, Lazy):
                     lazies.append(write)
                     for count in write.counts:  # with the log entry, applied or not
                         plan.add(count, own=False)
                     if applying and write.page is not None:
-                        apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                        apply_change(
+                            pages[(write.table, write.page)], write.id, write.patch, write.create, write.table
+                        )
                     if not applying or write.page is not None:
                         plan.slots.append(None)
                         continue
                     write = eager(write.table, write.id, write.create, write.patch)
                 elif isinstance(write, Paged):
-                    apply_change(pages[(write.table, write.page)], write.id, write.patch, write.create)
+                    apply_change(
+                        pages[(write.table, write.page)], write.id, write.patch, write.create, write.table
+                    )
                     plan.slots.append(None)
                     continue
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
                     reached.update(self._paged)  # it may change pages: the cache is no longer sure
                 plan.add(write)
-        self._plan_pages(plan, pages)
+        codes = self._plan_pages(plan, pages)
         mark = 0
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
@@ -646,8 +718,7 @@ class Store:
             for lazy in lazies:
                 self._fold_lazy(lazy)
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_result([None] * len(pending.stmts))
+                pending.succeed([None] * len(pending.stmts))
             return
         try:
             raw = await self._raw(sql, params)
@@ -655,15 +726,14 @@ class Store:
             self._forget_pages(pages)
             self._forget_tables(reached)
             for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+                pending.fail(exc)
             return
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
         self._forget_tables(reached)
         if failed:
             self._forget_pages(pages)
         else:
-            self._cache_pages(pages)
+            self._cache_pages(pages, codes)
         if not failed:
             self.commits += 1
             STORE_COMMITS.inc()
@@ -678,18 +748,19 @@ class Store:
                     self._fold_lazy(lazy)
             i = 0
             for pending in batch:
-                results = []
-                for _ in pending.stmts:
-                    slot = slots[i]
-                    results.append(None if slot is None else to_plain(raw[slot].get("result")))
-                    i += 1
-                if not pending.future.done():
-                    pending.future.set_result(results)
+                n = len(pending.stmts)
+                if pending.future is None:  # told by a callback: no results to build
+                    pending.succeed([])
+                else:
+                    own = slots[i : i + n]
+                    pending.succeed(
+                        [None if slot is None else to_plain(raw[slot].get("result")) for slot in own]
+                    )
+                i += n
             return
         if len(batch) == 1:
             reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error")
-            if not batch[0].future.done():
-                batch[0].future.set_exception(StoreError(f"database refused the write: {reason}"))
+            batch[0].fail(StoreError(f"database refused the write: {reason}"))
             return
         # One bad item must not fail its neighbours: commit each on its own.
         for pending in batch:

@@ -4,6 +4,10 @@ Statements (:class:`Stmt`), merges and inserts that coalesce, log entries
 (:class:`Append`: one row per commit holding its entries as a CBOR blob),
 lazily applied projection rows (:class:`Lazy`) and rows kept in pages (:class:`Paged`);
 :class:`Plan` turns a run of them into one ``BEGIN … COMMIT`` query with every value bound and NUL guarded.
+
+Writes are slotted dataclasses, not frozen ones: each transition of the engine builds
+half a dozen, and a frozen dataclass costs seven times as much to build (~1.1 µs
+against ~0.17 µs). Treat them as immutable all the same.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ log = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a counter field: pasted into SET, so checked
+_CHECKED_FIELDS: set[str] = set()  # counter fields that passed the check (statuses, kinds: few)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Stmt:
     """One SurrealQL statement (no trailing ``;``) and its bound parameters."""
 
@@ -32,7 +37,7 @@ class Stmt:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Count:
     """Add ``delta`` to the number ``field`` of the row ``counter:<key>``, in the same
     commit as the writes queued with it (see ``shared/store/counters.py``).
@@ -45,7 +50,7 @@ class Count:
     delta: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Merge:
     """Merge ``patch`` into record ``table:id``; consecutive merges share one statement."""
 
@@ -54,7 +59,7 @@ class Merge:
     patch: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Insert:
     """Insert a new row; consecutive inserts into a table share one ``INSERT``.
 
@@ -65,7 +70,7 @@ class Insert:
     counts: tuple[Count, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Put:
     """Create or replace record ``table:id`` with ``row`` (``None``: delete it); the puts
     of a run share one statement, the last one to a record winning. Unlike a statement,
@@ -76,7 +81,7 @@ class Put:
     row: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Append:
     """An entry of an append-only log, at position ``seq`` (increasing in queue order).
 
@@ -91,7 +96,7 @@ class Append:
     entry: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Lazy:
     """A change to a row that a durable log already records (at position ``mark``).
 
@@ -119,7 +124,7 @@ class Lazy:
     page: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Paged:
     """A change to row ``id`` of the page ``table:page`` (``shared/store/pages.py``),
     committed with its neighbours: ``create`` puts the row whole, else ``patch`` merges
@@ -159,15 +164,21 @@ class Plan:
     def add(self, write: Write, *, own: bool = True) -> None:
         """Plan a write; ``own`` ones get a result slot (those the writer adds do not)."""
         slot: int | None = None
-        if isinstance(write, Append):
+        # Exact types first (writes are never subclassed): counts and log entries are
+        # most of every commit.
+        if type(write) is Count:
+            fields = self._counts.setdefault(write.key, {})
+            name = write.field
+            if name not in _CHECKED_FIELDS:
+                if not _FIELD.fullmatch(name):
+                    raise ValueError(f"not a counter field name: {name!r}")
+                if len(_CHECKED_FIELDS) < 1024:
+                    _CHECKED_FIELDS.add(name)
+            fields[name] = fields.get(name, 0) + write.delta
+        elif type(write) is Append:
             self._appends.setdefault(write.table, []).append(write)
         elif isinstance(write, Lazy | Paged):
             raise TypeError("lazy and paged changes are resolved by the writer, never planned")
-        elif isinstance(write, Count):
-            if not _FIELD.fullmatch(write.field):
-                raise ValueError(f"not a counter field name: {write.field!r}")
-            fields = self._counts.setdefault(write.key, {})
-            fields[write.field] = fields.get(write.field, 0) + write.delta
         elif isinstance(write, Merge):
             rid = guard_nul(write.id, write.table)
             # None in a patch means "remove the field": SurrealDB's NONE.
@@ -197,13 +208,15 @@ class Plan:
             if isinstance(row.get("id"), str | int):
                 row["id"] = RecordID(write.table, row["id"])
             self._inserts.setdefault(write.table, []).append(row)
-        else:
+        elif isinstance(write, Stmt):
             self._flush()
             write = Stmt(write.sql, guard_nul(write.params, table_of(write.sql)))
             sql, renamed = rename_params(write, f"s{len(self.statements)}_")
             slot = len(self.statements)
             self.statements.append(sql)
             self.params.update(nones(renamed))
+        else:  # a Count or an Append of a subclass: never made
+            raise TypeError(f"not a write the plan knows: {type(write).__name__}")
         if own:
             self.slots.append(slot)
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from shared.store.pages import PagedTable, page_rows
+from shared.store.codec import pack
+from shared.store.pages import PagedTable, apply_change, page_rows
 from shared.store.store import Store
 from shared.store.writes import Lazy, Paged, Stmt
 
@@ -109,3 +110,25 @@ async def test_pages_survive_a_restart_and_catch_up_keeps_going(tmp_path: Any) -
         assert row["status"] == "Completed" and row["index"] == 0
     finally:
         await second.close()
+
+
+def test_a_page_record_encodes_only_the_rows_a_change_replaced() -> None:
+    table = PagedTable("pg", summarise)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = {f"r{i}": {"id": f"r{i}", "index": i, "status": "Pending", "at": at} for i in range(30)}
+    first, codes = table.record(rows)
+    # Byte for byte what packing the rows as one list gives, read back the same.
+    assert first["rows"] == pack(sorted(rows.values(), key=lambda r: r["index"]))
+    assert page_rows(first) == sorted(rows.values(), key=lambda r: r["index"])
+    changed = dict(rows)
+    changed["r7"] = {**rows["r7"], "status": "Completed"}
+    second, again = table.record(changed, codes)
+    kept = [rid for rid in changed if again[rid][1] is codes[rid][1]]
+    assert kept == [rid for rid in changed if rid != "r7"]  # one row encoded again, not thirty
+    statuses = [r["status"] for r in page_rows(second)]
+    assert statuses == ["Completed" if i == 7 else "Pending" for i in range(30)]
+    assert second["statuses"] == ["Completed", "Pending"]
+    # What a change merges is NUL-guarded, so the page never holds NUL.
+    apply_change(changed, "r3", {"status": "bad\x00"}, create=False)
+    third, _ = table.record(changed, again)
+    assert page_rows(third)[3]["status"] == "bad\ufffd"

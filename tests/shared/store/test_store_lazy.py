@@ -604,3 +604,15 @@ async def test_a_row_the_store_refuses_is_dropped_and_does_not_block_reads_or_ne
         assert rows == [{"id": "fine", "a": 1}, {"id": "taken", "a": 0}]
         assert s.lazy_pending == 0
         assert await s.query("SELECT VALUE a FROM t:fine") == [1]  # and reads keep working
+
+
+async def test_notify_tells_each_callback_once_in_queue_order_and_a_refused_write_its_error() -> None:
+    async with opened() as store:
+        told: list[tuple[str, BaseException | None]] = []
+        store.notify(lambda e: told.append(("first", e)), Stmt("CREATE t:1 SET v = 1 RETURN NONE"))
+        store.notify(lambda e: told.append(("refused", e)), Stmt("CREATE t:1 SET v = 2 RETURN NONE"))
+        after = store.enqueue(Stmt("CREATE t:2 SET v = 3 RETURN NONE"))
+        await after  # the refused write does not fail its neighbours
+        assert [name for name, _ in told] == ["first", "refused"]  # told before the later future
+        assert told[0][1] is None and isinstance(told[1][1], StoreError)
+        assert await store.query("SELECT VALUE v FROM t ORDER BY v") == [1, 3]

@@ -729,17 +729,26 @@ class InventoryRepository:
     async def all(self) -> list[dict[str, Any]]:
         return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
 
+    # Reads for the local provider's view (orchestrator/providers/local_inventory.py): through
+    # the write queue, so each sees every write queued before it, as the view does.
+    async def first_rows(self, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows, in the order of their keys."""
+        return await self._ordered(Stmt("SELECT * FROM inventory LIMIT $limit", {"limit": limit}))
+
     async def by_keys(self, keys: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]})
+        """The rows of ``keys`` that exist."""
+        ids = [RecordID("inventory", k) for k in keys]
+        return await self._ordered(Stmt("SELECT * FROM $ids", {"ids": ids}))
+
+    async def _ordered(self, read: Stmt) -> list[dict[str, Any]]:
+        (rows,) = await self.store.write(read)
+        return list(rows or [])
 
     @staticmethod
-    def put(key: str, row: dict[str, Any]) -> Write:
-        """Create or replace a resource (the puts of one commit share one statement)."""
+    def write(key: str, row: dict[str, Any] | None) -> Write:
+        """Create or replace a resource, or remove it (``None``); the puts of one commit
+        share one statement."""
         return Put("inventory", key, row)
-
-    @staticmethod
-    def remove(key: str) -> Write:
-        return Put("inventory", key, None)
 
     @staticmethod
     def remove_made_by(task_id: str) -> Write:

@@ -14,6 +14,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.inventory_repository import InventoryRepository
 from orchestrator.models import OperationSpec, OperationType, Simulate
 from orchestrator.providers.base import (
     OperationContext,
@@ -22,8 +23,6 @@ from orchestrator.providers.base import (
     ProviderEnv,
 )
 from orchestrator.providers.local_inventory import InventoryView
-from orchestrator.repository import InventoryRepository
-from shared.store.writes import Write
 
 DEFAULT_SIMULATION = Simulate()
 
@@ -51,6 +50,7 @@ class LocalProvider:
     name = "local"
 
     def __init__(self, env: ProviderEnv) -> None:
+        InventoryRepository.register(env.store)
         self.inventory = InventoryView(InventoryRepository(env.store), env.settings.local_inventory_cache)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
@@ -100,8 +100,7 @@ class LocalProvider:
                     "simulated": True,
                     "updated_at": now,
                 }
-        writes = tuple(InventoryRepository.write(key, row) for key, row in changes.items())
-        self.inventory.wrote(changes)
+        writes = tuple(self.inventory.writes(changes))
         verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
         summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
         return OperationResult(
@@ -124,23 +123,17 @@ class LocalProvider:
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
         recorded = ctx.previous_results.get("previous")
-        previous: dict[str, Any] = recorded if isinstance(recorded, dict) else {}
-        writes: list[Write] = []
-        made_by_task = not isinstance(recorded, dict)
-        if made_by_task:
-            # Applied before this provider recorded prior state: remove what it made.
-            writes.append(InventoryRepository.remove_made_by(ctx.task_id))
-        removed: list[str] = []
-        restored: list[str] = []
         changes: dict[str, dict[str, Any] | None] = {}
-        for key, row in previous.items():
-            (restored if row is not None else removed).append(key.split("/", 1)[1])
-            changes[key] = row
-            writes.append(InventoryRepository.write(key, row))
-        if made_by_task:
-            self.inventory.removed_made_by(ctx.task_id)
-        self.inventory.wrote(changes)
-        # Recorded with the operation's RolledBack transition.
+        if isinstance(recorded, dict):
+            await self.inventory.load()
+            changes.update(recorded)
+        else:
+            # Applied before this provider recorded prior state: remove what it made.
+            changes.update(dict.fromkeys(await self.inventory.made_by(ctx.task_id)))
+        removed = [key.split("/", 1)[1] for key, row in changes.items() if row is None]
+        restored = [key.split("/", 1)[1] for key, row in changes.items() if row is not None]
+        # Made now, as the engine queues them with the operation's RolledBack transition.
+        writes = self.inventory.writes(changes)
         return OperationResult(
             output=(
                 f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "

@@ -75,6 +75,8 @@ class InventoryRepository:
     # queued before it, as the view does (orchestrator/providers/local_inventory.py).
     async def pages(self, page_ids: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         """The rows of these pages (of every page: ``None``), by page."""
+        if page_ids == []:
+            return {}
         if page_ids is None:
             read = Stmt(f"SELECT id, rows FROM {INVENTORY_PAGES}")
         else:

@@ -99,10 +99,12 @@ class InventoryView:
         """What stands at each of ``keys`` now (``None``: nothing), writes still queued
         included."""
         await self.load()
-        missing = [k for k in dict.fromkeys(keys) if k in self._present and k not in self._rows]
-        read = await self._read(missing) if missing else {}
+        if all(k in self._rows or k not in self._present for k in keys):
+            read: dict[str, Row] = {}
+        else:  # the rows held now are answered with the read, which may push them out
+            read = await self._read([k for k in dict.fromkeys(keys) if k in self._present])
         out: dict[str, Row | None] = {}
-        for key in keys:
+        for key in keys:  # a key written while the read was in flight: as written
             if key not in self._present:
                 out[key] = None
             elif key in self._rows:
@@ -211,7 +213,8 @@ class InventoryView:
         written: set[str] = set()
         self._written_since.append(written)
         try:
-            pages = await self.repo.pages(sorted({self._page_of[k] for k in keys}))
+            held = {k: self._rows[k] for k in keys if k in self._rows}
+            pages = await self.repo.pages(sorted({self._page_of[k] for k in keys if k not in held}))
         except Exception as exc:
             for _, future in wanted:
                 if not future.done():
@@ -222,12 +225,12 @@ class InventoryView:
         self.reads += 1
         stored = {str(r["id"]): _strip(r) for rows in pages.values() for r in rows}
         found: dict[str, Row] = {}
+        for key in keys:  # as written since the read was queued, else as held or read then
+            row = self._rows.get(key) if key in written else stored.get(key, held.get(key))
+            if row is not None:
+                found[key] = row
         for key in keys:
-            if key in written:  # a write since the read was queued is newer
-                if key in self._rows:
-                    found[key] = self._rows[key]
-            elif key in stored:
-                found[key] = stored[key]
+            if key in stored and key not in written:
                 self._hold(key, stored[key])
         for ks, future in wanted:
             if not future.done():  # an operation cancelled meanwhile no longer waits

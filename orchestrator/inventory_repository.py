@@ -75,16 +75,19 @@ class InventoryRepository:
     # queued before it, as the view does (orchestrator/providers/local_inventory.py).
     async def pages(self, page_ids: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
         """The rows of these pages (of every page: ``None``), by page."""
+        return {page: page_rows(record) for page, record in (await self.page_records(page_ids)).items()}
+
+    async def page_records(self, page_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """These page records (every one: ``None``) as stored, their rows not yet decoded."""
         if page_ids == []:
             return {}
         if page_ids is None:
             read = Stmt(f"SELECT id, rows FROM {INVENTORY_PAGES}")
         else:
-            read = Stmt(
-                "SELECT id, rows FROM $ids", {"ids": [RecordID(INVENTORY_PAGES, p) for p in page_ids]}
-            )
+            ids = [RecordID(INVENTORY_PAGES, p) for p in page_ids]
+            read = Stmt("SELECT id, rows FROM $ids", {"ids": ids})
         (records,) = await self.store.write(read)
-        return {str(r["id"]): page_rows(r) for r in records or []}
+        return {str(r["id"]): r for r in records or []}
 
     async def legacy_rows(self, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` resources still stored one per record."""

@@ -40,11 +40,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.inventory_repository import InventoryRepository
+from shared.store.pages import page_rows
 from shared.store.writes import Write
 
 Row = dict[str, Any]
 PAGE_ROWS = 100  # resources per page
 _MOVE_CHUNK = 1_000  # resources stored one per record, moved into pages per commit
+_LOAD_PAGES_PER_TURN = 20  # pages decoded per event-loop turn while loading
 
 
 def _strip(row: Row) -> Row:
@@ -179,10 +181,15 @@ class InventoryView:
     # -- reading the store -------------------------------------------------------------
 
     async def _load(self) -> None:
-        pages = await self.repo.pages()
+        pages = await self.repo.page_records()
         self.reads += 1
-        for page, rows in pages.items():
-            for row in rows:
+        # From nothing: a load that failed (moving old rows, say) may have placed some.
+        self._page_of, self._present, self._rows, self._count = {}, set(), OrderedDict(), Counter()
+        self._paged = False
+        for i, (page, record) in enumerate(pages.items()):
+            if i and not i % _LOAD_PAGES_PER_TURN:
+                await asyncio.sleep(0)  # a big inventory is decoded without stalling the loop
+            for row in page_rows(record):
                 self._place(page, row)
         numbers = [int(p) for p in pages if p.isdigit()]
         self._next_page = max(numbers, default=-1) + 1

@@ -166,3 +166,34 @@ async def test_sigkill_then_restart_shows_the_same_inventory(tmp_path: Path, wor
     assert {r["task_id"] for r in final} <= {o["task_id"] for o in batch["operations"]}
     rows_before = {r["id"]: r for r in after}
     assert all(rows_before[r["id"]] == r for r in final if r["id"] in rows_before)
+
+
+async def test_operations_on_one_key_at_once_chain_what_stood(orch: Any) -> None:
+    """Operations changing one resource concurrently each record what the one before
+    it (in commit order) left, so the last one's row stands and undoing them all, in
+    reverse, leaves what stood before the batch."""
+    await run(orch, op("first", server_configs=[{"name": "shared", "plan": "start"}]))
+    before = await data_of(orch, "/state/inventory")
+    plans = [f"p{i}" for i in range(8)]
+    done = await run(
+        orch,
+        *(
+            op(f"u{i}", operation="update", server_configs=[{"name": "shared", "plan": p}])
+            for i, p in enumerate(plans)
+        ),
+        parallel_limit=8,
+    )
+    # one chain: each saw a different row before it, and only the last one's row stands
+    previous = {
+        o["id"]: o["results"]["previous"]["server/shared"]["attributes"]["plan"] for o in done["operations"]
+    }
+    assert len(set(previous.values())) == len(plans)
+    (last_plan,) = {"start", *plans} - set(previous.values())
+    (row,) = await data_of(orch, "/state/inventory")
+    assert row["attributes"]["plan"] == last_plan
+    assert row["task_id"] == next(
+        o["task_id"] for o in done["operations"] if o["id"] == f"u{plans.index(last_plan)}"
+    )
+    resp = await orch.post("/rollback/execute", json={"checkpoint_id": done["checkpoint_id"]})
+    assert resp.status == 200, await resp.text()
+    assert await data_of(orch, "/state/inventory") == before

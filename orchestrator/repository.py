@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from surrealdb import RecordID
 
+from orchestrator.inventory_repository import InventoryRepository as InventoryRepository
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from orchestrator.task_repository import (
@@ -717,33 +718,6 @@ class Repository:
     async def get_checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
         row = await self.checkpoint(checkpoint_id)
         return None if row is None else Checkpoint.from_row(row)
-
-
-class InventoryRepository:
-    """The ``local`` provider's simulated cloud: one row per resource, keyed ``<kind>/<name>``."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def all(self) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM inventory ORDER BY kind, name")
-
-    async def by_keys(self, keys: list[str]) -> list[dict[str, Any]]:
-        return await self.store.query("SELECT * FROM $ids", {"ids": [RecordID("inventory", k) for k in keys]})
-
-    @staticmethod
-    def put(key: str, row: dict[str, Any]) -> Write:
-        """Create or replace a resource (the puts of one commit share one statement)."""
-        return Put("inventory", key, row)
-
-    @staticmethod
-    def remove(key: str) -> Write:
-        return Put("inventory", key, None)
-
-    @staticmethod
-    def remove_made_by(task_id: str) -> Write:
-        """Everything one task's operation made (before providers recorded prior state)."""
-        return Stmt("DELETE inventory WHERE task_id = $task", {"task": task_id})
 
 
 # A journal row holds the entries of one commit and is keyed by the last of their

@@ -444,6 +444,12 @@ class Settings(BaseSettings):
     # freed but still resident memory behind otherwise. No effect off glibc.
     trim_memory_after_batch: Annotated[bool, BeforeValidator(_stripped_lower)] = True
 
+    # -- local: the simulated cloud (orchestrator/providers/local_inventory.py) --
+    # Inventory rows the `local` provider holds in memory, so its operations make no store
+    # round trip to learn what stood before them. A larger inventory is held in part (least
+    # recently used dropped) and the rest read when needed.
+    local_inventory_cache: Count = 100_000
+
     # -- console --
     # Browser origins (scheme://host[:port]) the orchestrator answers CORS for and whose
     # WebSocket/SSE streams it accepts; the control center trusts them for the refresh

@@ -30,7 +30,11 @@ class OperationResult:
 
     ``writes``: store writes that record what it changed (the ``local`` provider's
     inventory), committed in the same transaction as the outcome's transition: they
-    share its group commit, and neither is recorded without the other."""
+    share its group commit, and neither is recorded without the other. The engine
+    queues them in the same turn of the event loop in which ``apply`` or ``rollback``
+    returns (no ``await`` between), so writes of operations finishing one after the
+    other commit in that order: a provider may keep its own view of what it wrote
+    (``orchestrator/providers/local_inventory.py`` does)."""
 
     output: str = ""
     results: dict[str, Any] = field(default_factory=dict)

@@ -3,7 +3,9 @@
 Servers, task services and clusters are kept as a real inventory in the store,
 so what a batch creates can be listed and what a rollback undoes disappears.
 Latency and failures are injected per operation (``"simulate": {...}``).
-Everything it reports is labelled simulated.
+Everything it reports is labelled simulated. What stands in the inventory is
+known from memory (:mod:`orchestrator.providers.local_inventory`): an operation
+makes no store round trip, and its writes ride in its outcome's commit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.inventory_repository import InventoryRepository
 from orchestrator.models import OperationSpec, OperationType, Simulate
 from orchestrator.providers.base import (
     OperationContext,
@@ -19,8 +22,7 @@ from orchestrator.providers.base import (
     OperationResult,
     ProviderEnv,
 )
-from orchestrator.repository import InventoryRepository
-from shared.store.writes import Write
+from orchestrator.providers.local_inventory import InventoryView
 
 DEFAULT_SIMULATION = Simulate()
 
@@ -42,24 +44,14 @@ def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
     return "resource", [{"name": spec.id}]
 
 
-def _strip(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An inventory row without its id, fit to be written back."""
-    if row is None:
-        return None
-    return {k: v for k, v in row.items() if k != "id"}
-
-
 class LocalProvider:
     """A simulated cloud with an inventory in the store."""
 
     name = "local"
 
     def __init__(self, env: ProviderEnv) -> None:
-        self.inventory = InventoryRepository(env.store)
-        # Reads of what stands before, asked for in one turn of the event loop, share
-        # one query (fifty operations finishing together asked fifty times).
-        self._wanted: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
-        self._reading: asyncio.Task[None] | None = None
+        InventoryRepository.register(env.store)
+        self.inventory = InventoryView(InventoryRepository(env.store), env.settings.local_inventory_cache)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
         kind, items = _items(spec)
@@ -89,29 +81,26 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        before = await self._standing(keys)
-        previous = {k: _strip(before.get(k)) for k in keys}
-        # Recorded with the operation's Completed transition, in its group commit.
+        previous = await self.inventory.standing(keys)
+        # Recorded with the operation's Completed transition, in its group commit; the
+        # view records them now, as the engine queues them in this same turn.
+        changes: dict[str, dict[str, Any] | None] = {}
         if ctx.spec.operation == "delete":
-            writes = tuple(InventoryRepository.remove(key) for key in keys)
+            changes = dict.fromkeys(keys)
         else:
-            writes = tuple(
-                InventoryRepository.put(
-                    f"{kind}/{item['name']}",
-                    {
-                        "kind": kind,
-                        "name": item["name"],
-                        "provider": ctx.provider,
-                        "attributes": item,
-                        "task_id": ctx.task_id,
-                        "workflow_id": ctx.workflow_id,
-                        "state": "running",
-                        "simulated": True,
-                        "updated_at": now,
-                    },
-                )
-                for item in items
-            )
+            for key, item in zip(keys, items, strict=True):
+                changes[key] = {
+                    "kind": kind,
+                    "name": item["name"],
+                    "provider": ctx.provider,
+                    "attributes": item,
+                    "task_id": ctx.task_id,
+                    "workflow_id": ctx.workflow_id,
+                    "state": "running",
+                    "simulated": True,
+                    "updated_at": now,
+                }
+        writes = tuple(self.inventory.writes(changes))
         verb = {"create": "created", "delete": "deleted", "update": "updated"}[ctx.spec.operation]
         summary = f"{verb} {len(names)} {kind}(s) on {ctx.provider} (simulated): {', '.join(names)}"
         return OperationResult(
@@ -133,21 +122,18 @@ class LocalProvider:
         await self._wait(ctx, sim, f"rolling back {kind}s on {ctx.provider}")
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
-        previous = ctx.previous_results.get("previous")
-        writes: list[Write] = []
-        if not isinstance(previous, dict):
+        recorded = ctx.previous_results.get("previous")
+        changes: dict[str, dict[str, Any] | None] = {}
+        if isinstance(recorded, dict):
+            await self.inventory.load()
+            changes.update(recorded)
+        else:
             # Applied before this provider recorded prior state: remove what it made.
-            writes.append(InventoryRepository.remove_made_by(ctx.task_id))
-            previous = {}
-        removed, restored = [], []
-        for key, row in previous.items():
-            if row is None:
-                removed.append(key.split("/", 1)[1])
-                writes.append(InventoryRepository.remove(key))
-            else:
-                restored.append(key.split("/", 1)[1])
-                writes.append(InventoryRepository.put(key, row))
-        # Recorded with the operation's RolledBack transition.
+            changes.update(dict.fromkeys(await self.inventory.made_by(ctx.task_id)))
+        removed = [key.split("/", 1)[1] for key, row in changes.items() if row is None]
+        restored = [key.split("/", 1)[1] for key, row in changes.items() if row is not None]
+        # Made now, as the engine queues them with the operation's RolledBack transition.
+        writes = self.inventory.writes(changes)
         return OperationResult(
             output=(
                 f"undid {ctx.spec.operation} of {len(items)} {kind}(s) on {ctx.provider} "
@@ -156,30 +142,6 @@ class LocalProvider:
             results={"simulated": True, "removed": removed, "restored": restored},
             writes=tuple(writes),
         )
-
-    async def _standing(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """The inventory rows of ``keys`` that exist, by key (read with the other
-        operations' asked for in the same turn of the event loop)."""
-        future: asyncio.Future[dict[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
-        self._wanted.append((keys, future))
-        if self._reading is None:
-            self._reading = asyncio.create_task(self._read_wanted())
-        return await future
-
-    async def _read_wanted(self) -> None:
-        await asyncio.sleep(0)  # let the others of this turn ask too
-        wanted, self._wanted, self._reading = self._wanted, [], None
-        try:
-            rows = await self.inventory.by_keys(list(dict.fromkeys(k for keys, _ in wanted for k in keys)))
-        except Exception as exc:
-            for _, future in wanted:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        found = {str(r["id"]): r for r in rows}
-        for keys, future in wanted:
-            if not future.done():  # an operation cancelled meanwhile no longer waits
-                future.set_result({k: found[k] for k in keys if k in found})
 
     async def _wait(self, ctx: OperationContext, sim: Simulate, message: str) -> None:
         if sim.latency_s <= 0:

@@ -17,16 +17,12 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from orchestrator.dag import build_graph, generations, validate
-from orchestrator.events import EventType
-from orchestrator.ids import task_id as new_task_id
-from orchestrator.journal import Change, Journal, OutboxHook, catch_up, utcnow
+from orchestrator.journal import Change, OutboxHook, catch_up, utcnow
 from orchestrator.memory import trim_heap, tune_gc
 from orchestrator.models import BatchRequest, OperationSpec
 from orchestrator.providers import (
@@ -39,7 +35,8 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import TaskState, WorkflowState
 from orchestrator.snapshots import Snapshots
 from orchestrator.states import FINAL_WORKFLOW, TaskStatus, WorkflowStatus
-from orchestrator.task_repository import page_id, page_of_key
+from orchestrator.submission import Join, Recorder
+from orchestrator.task_repository import page_of_key
 from orchestrator.tasks import TaskFactory
 from orchestrator.transitions import Transitions, task_change
 from shared.errors import Conflict, NotFound
@@ -104,6 +101,7 @@ class Engine:
         self.snapshots = Snapshots()
         self.registry = registry or ProviderRegistry(ProviderEnv(settings, store), settings.provider_map)
         self.tasks = TaskFactory(settings, self.registry)
+        self.recorder = Recorder(self.tasks, self.snapshots)
         # Rollbacks by request and restores rewrite recorded state: one at a time.
         self.admin_lock = asyncio.Lock()
         self.submitting = 0  # submissions between validation and launch
@@ -237,129 +235,34 @@ class Engine:
         workflow_id: str | None = None,
         task_id: str | None = None,
         submitted_by: str | None = None,
+        join: Join | None = None,
     ) -> WorkflowState:
-        """Validate, record (workflow, tasks, checkpoint, first snapshot) and start a batch."""
+        """Validate, record (workflow, tasks, checkpoint, first snapshot) and start a batch.
+        ``join``: what must be recorded in the same commit (orchestrator/submission.py)."""
         self.submitting += 1
         try:
-            return await self._submit(batch, kind, workflow_id, task_id, submitted_by)
+            self.validate(batch)
+            wid = workflow_id or str(uuid.uuid4())
+
+            async def commit(extra: Sequence[Write]) -> WorkflowState:
+                # No await before the write is queued: positions are taken in commit order.
+                sub = self.recorder.build(
+                    batch,
+                    seq=self.transitions.journal.next_seq(),
+                    now=utcnow(),
+                    kind=kind,
+                    wid=wid,
+                    task_id=task_id,
+                    submitted_by=submitted_by,
+                )
+                self._link(sub.wf)
+                await self.transitions.announce([*sub.writes, *extra], *sub.events)
+                self._launch(sub.wf)
+                return sub.wf
+
+            return await (commit(()) if join is None else join(commit))
         finally:
             self.submitting -= 1
-
-    async def _submit(
-        self,
-        batch: BatchRequest,
-        kind: str,
-        workflow_id: str | None,
-        task_id: str | None,
-        submitted_by: str | None,
-    ) -> WorkflowState:
-        self.validate(batch)
-        wid = workflow_id or str(uuid.uuid4())
-        now = utcnow()
-        wf = WorkflowState(
-            id=wid,
-            name=batch.name,
-            kind=kind,
-            status=WorkflowStatus.RUNNING,
-            parallel_limit=batch.parallel_limit,
-            rollback_enabled=batch.rollback_enabled,
-            created_at=now,
-            started_at=now,
-            version=batch.version,
-        )
-        seq = self.transitions.journal.next_seq()
-        # A task's id names the page of its row (orchestrator/ids.py), unless the caller
-        # chose it (a single-purpose workflow's task id is the workflow's).
-        ids = {
-            op.id: (
-                task_id
-                if task_id and len(batch.operations) == 1
-                else (new_task_id(seq, index) or str(uuid.uuid4()))
-            )
-            for index, op in enumerate(batch.operations)
-        }
-        rows: list[dict[str, Any]] = []
-        for index, op in enumerate(batch.operations):
-            state = self.tasks.described(self.tasks.state(wid, ids[op.id], index, op))
-            state.created_at = now
-            state.page = page_id(seq, index)
-            wf.tasks[op.id] = state
-            rows.append(self.tasks.row(state, ids, now))
-        task_rows = Repository.create_tasks(rows, seq)
-        self._link(wf)
-        checkpoint_id = str(uuid.uuid4())
-        wf.checkpoint_id = checkpoint_id
-        wf_row = {
-            "id": wid,
-            "name": batch.name,
-            "version": batch.version,
-            "kind": kind,
-            "description": batch.description,
-            "environment": batch.environment,
-            "storage_backend": batch.storage_backend,
-            "parallel_limit": batch.parallel_limit,
-            "rollback_enabled": batch.rollback_enabled,
-            "status": str(WorkflowStatus.RUNNING),
-            "created_at": now,
-            "started_at": now,
-            "completed_at": None,
-            "error": None,
-            "rollback": None,
-            "checkpoint_id": checkpoint_id,
-            "submitted_by": submitted_by,
-            "operation_count": len(batch.operations),
-            "updated_seq": seq,
-            "submitted_seq": seq,
-            # The operations as submitted and their task ids, as JSON text: only resume,
-            # rollback and catch-up read them, and a nested document of 5,000 operations
-            # cost the store 120 ms to insert. The task rows themselves are applied
-            # lazily (see journal.py); these are what rebuilds them after a crash.
-            "operations_json": batch.operations_json,
-            "task_ids_json": orjson.dumps([ids[op.id] for op in batch.operations]).decode(),
-        }
-        writes: list[Write] = [
-            *Repository.insert_workflow(wf_row),
-            *task_rows,
-            Journal.submission(seq, wid, batch.name, str(WorkflowStatus.RUNNING), now),
-            Repository.insert_checkpoint(
-                {
-                    "id": checkpoint_id,
-                    "name": f"before {kind} {batch.name}",
-                    "description": f"automatic checkpoint before workflow {wid}",
-                    "workflow_id": wid,
-                    "seq": seq - 1,
-                    "auto": True,
-                    "created_at": now,
-                }
-            ),
-            self.snapshots.submitted(wf, seq),
-        ]
-        await self.transitions.announce(
-            writes,
-            (
-                EventType.CHECKPOINT_CREATED,
-                {
-                    "checkpoint_id": checkpoint_id,
-                    "workflow_id": wid,
-                    "auto": True,
-                    "name": f"before {kind} {batch.name}",
-                },
-            ),
-            (
-                EventType.BATCH_STATUS_CHANGED,
-                {
-                    "workflow_id": wid,
-                    "batch_id": wid,
-                    "name": batch.name,
-                    "status": str(WorkflowStatus.RUNNING),
-                    "kind": kind,
-                    "operations": len(batch.operations),
-                    "seq": seq,
-                },
-            ),
-        )
-        self._launch(wf)
-        return wf
 
     def task_rows_of(self, workflow_row: dict[str, Any]) -> list[dict[str, Any]]:
         """A recorded workflow's task rows as first submitted (for catch-up)."""

@@ -41,6 +41,27 @@ def task_id(seq: int, index: int) -> str | None:
     return str(uuid.UUID(int=value))
 
 
+_VARIANT_DIGIT = {f"{n:x}": "89ab"[n & 3] for n in range(16)}  # 0b10 then two random bits
+
+
+def task_ids(seq: int, count: int) -> list[str] | None:
+    """The ids of tasks ``0..count-1`` of the workflow submitted at ``seq``, laid out as
+    :func:`task_id` makes them, from one draw of randomness and written as text
+    directly (a draw and a ``UUID`` each were a fifth of a 5,000-operation
+    submission); ``None`` when they cannot carry ``seq`` or the indexes."""
+    if not (0 <= seq <= _MAX_SEQ and count - 1 <= MAX_INDEX):
+        return None
+    rnd = secrets.token_hex(7 * count)  # 14 digits an id, of which it takes 13
+    position = f"{seq:012x}"
+    head = f"{position[:8]}-{position[8:]}-8"
+    ids = []
+    for index in range(count):
+        r = rnd[14 * index : 14 * index + 13]
+        at = f"{index:06x}"
+        ids.append(f"{head}{r[:3]}-{_VARIANT_DIGIT[r[3]]}{r[4]}{at[:2]}-{at[2:]}{r[5:]}")
+    return ids
+
+
 def locate(task: str) -> tuple[int, int] | None:
     """The (submission position, index) a task id made by :func:`task_id` carries;
     ``None`` for any other string. Never trusted alone: the row found must hold this id."""

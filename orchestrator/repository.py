@@ -220,12 +220,18 @@ class Repository:
         and counter, however many tasks."""
         writes: list[Write] = []
         by_status: Counter[tuple[str, str]] = Counter()
+        prefix = workflow_partition(seq)
+        pages: dict[int, str] = {}  # by index // PAGE_SIZE: worked out once a page
         for fields in rows:
             tid = str(fields.pop("id"))
             index = int(fields.get("index") or 0)
-            fields[KEY] = task_key(seq, index, tid)
+            fields[KEY] = list_key(prefix, part(index), tiebreak=tid)  # task_key
             by_status[(str(fields["workflow_id"]), str(fields["status"]))] += 1
-            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page_id(seq, index)))
+            number = index // PAGE_SIZE
+            page = pages.get(number)
+            if page is None:
+                page = pages[number] = page_id(seq, index)
+            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page))
         for (wid, status), n in by_status.items():
             writes += [Count(TASK_COUNTS, status, n), Count(tasks_of(wid), status, n)]
         return writes

@@ -24,6 +24,7 @@ from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
 from orchestrator.runtime import TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_WORKFLOW, WorkflowStatus
+from orchestrator.submission import Join
 from shared.errors import NotFound
 from shared.events.bus import Event
 from shared.security.actor import Actor
@@ -254,10 +255,17 @@ class WorkflowService:
         kind: str = DEFAULT_KIND,
         workflow_id: str | None = None,
         task_id: str | None = None,
+        join: Join | None = None,
     ) -> WorkflowState:
-        """Validate, record and start a batch on behalf of ``actor``."""
+        """Validate, record and start a batch on behalf of ``actor`` (``join``: what must be
+        recorded in the same commit, such as the request's audit record)."""
         return await self.engine.submit(
-            batch, kind=kind, workflow_id=workflow_id, task_id=task_id, submitted_by=actor.username
+            batch,
+            kind=kind,
+            workflow_id=workflow_id,
+            task_id=task_id,
+            submitted_by=actor.username,
+            join=join,
         )
 
     async def cancel(self, workflow_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any
@@ -28,9 +29,11 @@ from orchestrator.models import (
     WorkflowCommon,
 )
 from orchestrator.states import WorkflowStatus
+from orchestrator.submission import Join
 from orchestrator.views import batch_document, batch_list_view, submitted_view
 from shared.errors import ValidationFailed
 from shared.security.actor import actor_of
+from shared.security.audit import record_request_with
 from shared.web.envelope import encode_json, ok, ok_encoded, paginated
 from shared.web.middlewares import SUBMITTED
 from shared.web.routing import MESSAGE, Api, array
@@ -59,9 +62,15 @@ async def execute_batch(request: web.Request, body: BatchRequest) -> web.Respons
         return ok({"check_mode": True, "plan": workflows.plan(body)})
     _, doc = await json_body(request)  # parsed once already: what ``body`` was validated from
     body.keep_received(doc.get("operations"))
-    wf = await workflows.submit(body, actor_of(request))
+    wf = await workflows.submit(body, actor_of(request), join=_audited(request, 201))
     request[SUBMITTED] = True
     return ok_encoded(encode_json(submitted_view(wf)), status=201)
+
+
+def _audited(request: web.Request, status: int) -> Join:
+    """The request's audit record (as answering ``status``), committed with the
+    submission: one commit and one sync before the answer, not two."""
+    return functools.partial(record_request_with, request, status)
 
 
 @api.route(
@@ -193,7 +202,9 @@ async def _submit_one(request: web.Request, kind: str, batch: BatchRequest) -> w
     if batch.check_mode:
         return ok({"check_mode": True, "plan": workflows.plan(batch)})
     wid = str(uuid.uuid4())
-    await workflows.submit(batch, actor_of(request), kind=kind, workflow_id=wid, task_id=wid)
+    await workflows.submit(
+        batch, actor_of(request), kind=kind, workflow_id=wid, task_id=wid, join=_audited(request, 201)
+    )
     request[SUBMITTED] = True
     return ok(wid, status=201)
 

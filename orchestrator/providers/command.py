@@ -154,16 +154,26 @@ class CommandProvider:
         started = time.monotonic()
         try:
             with _entered(root, cwd) as child_cwd:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    env=self._environment(ctx, identity, root),
-                    cwd=child_cwd,
-                    start_new_session=True,  # its own process group, so we can kill all of it
-                    **spawn,
+                spawning = asyncio.ensure_future(
+                    asyncio.create_subprocess_exec(
+                        *argv,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        env=self._environment(ctx, identity, root),
+                        cwd=child_cwd,
+                        start_new_session=True,  # its own process group, so we can kill all of it
+                        **spawn,
+                    )
                 )
+                try:
+                    proc = await asyncio.shield(spawning)
+                except asyncio.CancelledError:
+                    # A cancel while the child is already forked: asyncio would kill its
+                    # leader only, and then wait for pipes its children still hold.
+                    with contextlib.suppress(Exception):
+                        await _kill_group(await spawning)
+                    raise
         except _CwdUnavailable as exc:
             raise OperationFailed(sanitize_text(str(exc)), retryable=False) from exc
         except (OSError, ValueError) as exc:  # missing, not executable, NUL in argv …

@@ -22,10 +22,10 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -36,9 +36,11 @@ from shared.security.auth import PRINCIPAL
 from shared.security.repositories import AUDIT_HEAD_MOVED, AuditRepository
 from shared.store.keyset import Listing
 from shared.store.store import Store
+from shared.store.writes import Write
 from shared.web.routing import route_spec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_MAX = 500
@@ -210,6 +212,9 @@ class AuditLog:
         self._tallies: dict[tuple[str | None, ...], _Tally] = {}
         self._seq = 0
         self._hash = ""
+        # Held while records are chained on the head and committed (by the appender, or
+        # by a caller committing a record with its own change: :meth:`record_with`).
+        self._head_lock = asyncio.Lock()
 
     async def start(self, store: Store) -> None:
         self.repo = AuditRepository(store)
@@ -257,6 +262,40 @@ class AuditLog:
         await self._queue.put(_Pending(entry, future))
         return await future
 
+    async def record_with(
+        self, actor: Actor, entry: AuditEntry, commit: Callable[[Sequence[Write]], Awaitable[T]]
+    ) -> T:
+        """Append ``entry`` in the caller's own commit: ``commit(writes)`` must write
+        ``writes`` (the head's compare-and-set and the record) in the one atomic write
+        that holds its change, and raise if that write fails. One commit, one sync, for
+        a change and its record: neither is durable without the other.
+
+        The chain is held meanwhile (the appender's records wait, then chain after
+        this one). Should another process have moved the head, the write fails as a
+        whole and ``commit`` is called again with the record chained on the new head.
+        Once it returns, ``actor``'s request is marked recorded (the middleware does
+        not repeat it); if it raises, the head is as it was and nothing is marked."""
+        if self._task is None or self._task.done():
+            raise StoreError("the audit log is not running")
+        assert self.repo is not None
+        async with self._head_lock:
+            for _ in range(HEAD_RETRIES):
+                rows, seq, head = self._chain([entry])
+                try:
+                    result = await commit(self.repo.append(self._seq, seq, head, rows))
+                except StoreError:
+                    # The store names the first statement that failed, which in a big
+                    # write is seldom the guard: whether the head moved is read back.
+                    current = await self.repo.head()
+                    if current == (self._seq, self._hash):
+                        raise
+                    self._seq, self._hash = current
+                    continue
+                self._seq, self._hash = seq, head
+                actor.mark.recorded = True
+                return result
+        raise StoreError("the audit chain head kept moving")
+
     # -- the appender ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -274,12 +313,11 @@ class AuditLog:
                 batch.append(nxt)
             await self._commit(batch)
 
-    def _chain(self, batch: list[_Pending]) -> tuple[list[dict[str, Any]], int, str]:
+    def _chain(self, entries: Sequence[AuditEntry]) -> tuple[list[dict[str, Any]], int, str]:
         seq, prev = self._seq, self._hash
         rows = []
-        for pending in batch:
+        for entry in entries:
             seq += 1
-            entry = pending.entry
             row: dict[str, Any] = {
                 "id": uuid.uuid4().hex,
                 "seq": seq,
@@ -301,10 +339,15 @@ class AuditLog:
         return rows, seq, prev
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        async with self._head_lock:
+            await self._commit_held(batch)
+
+    async def _commit_held(self, batch: list[_Pending]) -> None:
         assert self.repo is not None
         error: Exception = StoreError("the audit chain head kept moving")
+        entries = [pending.entry for pending in batch]
         for _ in range(HEAD_RETRIES):
-            rows, seq, head = self._chain(batch)
+            rows, seq, head = self._chain(entries)
             try:
                 await self.repo.store.write(*self.repo.append(self._seq, seq, head, rows))
             except StoreError as exc:
@@ -619,7 +662,7 @@ async def audit_middleware(
             if status == 401 and request.get(PRINCIPAL) is None:
                 await audit_refusal(request, error)
             elif request.method in MUTATING_METHODS or status in (401, 403):
-                await _record_request(request, spec.resource, spec.action, status)
+                await _record_request(request, status)
 
 
 async def audit_refusal(request: web.Request, error: Exception | None, *, channel: str = "http") -> None:
@@ -651,17 +694,31 @@ async def audit_refusal(request: web.Request, error: Exception | None, *, channe
         )
 
 
-async def _record_request(
-    request: web.Request, resource: str | None, action: str | None, status: int
-) -> None:
-    if resource and action:
-        name = f"{resource}.{action}"
+def request_entry(request: web.Request, status: int) -> AuditEntry:
+    """The record of a request on a declared route that answered ``status`` (what the
+    middleware writes, and what :func:`record_request_with` commits with a change)."""
+    spec = route_spec(request)
+    if spec is not None and spec.resource and spec.action:
+        name = f"{spec.resource}.{spec.action}"
     else:
         name = request.path.strip("/").replace("/", ".") or "root"
     details: dict[str, Any] = {"method": request.method, "status": status}
     details.update(request.get(AUDIT_DETAILS, {}))
-    entry = entry_for(request, name, request.path.lstrip("/"), result_of(status), details=details)
+    return entry_for(request, name, request.path.lstrip("/"), result_of(status), details=details)
+
+
+async def record_request_with(
+    request: web.Request, status: int, commit: Callable[[Sequence[Write]], Awaitable[T]]
+) -> T:
+    """Commit a change and this request's record (as answering ``status``) in one write
+    (:meth:`AuditLog.record_as`'s one-commit sibling: see :meth:`AuditLog.record_with`).
+    For a handler whose change is one commit and whose answer is known before it: the
+    answer then waits for one sync, not two."""
+    return await request.app[AUDIT].record_with(actor_of(request), request_entry(request, status), commit)
+
+
+async def _record_request(request: web.Request, status: int) -> None:
     try:
-        await request.app[AUDIT].record(entry)
+        await request.app[AUDIT].record(request_entry(request, status))
     except Exception as exc:  # the change is done; a lost record is logged, not raised
         log.error("could not audit a request", extra={"path": clip(request.path), "error": str(exc)})

@@ -22,9 +22,18 @@ from orchestrator.events import EventType
 from orchestrator.models import BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
-from orchestrator.runtime import TaskSnapshot, WorkflowState
+from orchestrator.runtime import Moment, TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_WORKFLOW, WorkflowStatus
 from orchestrator.submission import Join
+from orchestrator.views import (
+    Summary,
+    Tally,
+    encode_operation_rows,
+    encode_operations,
+    operation_json,
+    summarise,
+    summarise_rows,
+)
 from shared.errors import NotFound
 from shared.events.bus import Event
 from shared.security.actor import Actor
@@ -42,23 +51,123 @@ if TYPE_CHECKING:
     from orchestrator.engine import Engine
 
 
-SNAPSHOTS_CHUNK = 2_000  # tasks snapshotted between two turns of the event loop (~2 ms)
+LIVE_CHUNK = 400  # operations encoded between two turns of the event loop (~2 ms)
 
 
-@dataclass
 class BatchCapture:
-    """A workflow and its tasks at one instant, for documents (``orchestrator.views``).
+    """A workflow and its tasks at one instant, for documents (``orchestrator.views``):
+    from task records or snapshots (``tasks``), from task rows as stored (``rows``: a
+    finished workflow's, with no record built), or from a running workflow's
+    :class:`LiveDocument` (``live``: the moments it captured).
 
     ``live``: captured from the engine's memory while it runs (shared by the readers of
-    the next ``live_document_max_age_s``), else read from the rows. ``documents`` keeps
-    what was already encoded from it (a document by its fields, the progress), for the
-    readers that share it."""
+    the next ``live_document_max_age_s``). ``documents`` keeps what was already encoded
+    from it (a document by its fields, the progress), for the readers that share it."""
 
-    workflow: Workflow
-    tasks: Sequence[Task | TaskSnapshot]
-    live: bool = False
-    at: float = 0.0  # loop time of the capture
-    documents: dict[Hashable, bytes] = field(default_factory=dict)
+    def __init__(
+        self,
+        workflow: Workflow,
+        tasks: Sequence[Task | TaskSnapshot] | None = None,
+        *,
+        rows: Sequence[dict[str, Any]] | None = None,
+        live: tuple[LiveDocument, list[Moment], Summary] | None = None,
+        at: float = 0.0,
+    ) -> None:
+        self.workflow = workflow
+        self._tasks = tasks
+        self._rows = rows
+        self._live = live
+        self.live = live is not None
+        self.at = at  # loop time of the capture
+        self.documents: dict[Hashable, bytes] = {}
+        self._summary = None if live is None else live[2]
+
+    @property
+    def tasks(self) -> Sequence[Task | TaskSnapshot]:
+        """The tasks as records (rows) or snapshots (a running workflow), built on demand."""
+        if self._tasks is None:
+            if self._live is not None:
+                doc, moments, _ = self._live
+                self._tasks = [t.snapshot(m) for t, m in zip(doc.tasks, moments, strict=True)]
+            else:
+                self._tasks = [Task.from_row(r) for r in self._rows or ()]
+        return self._tasks
+
+    @property
+    def summary(self) -> Summary:
+        """The operations counted by status, progress and steps (one pass, kept)."""
+        if self._summary is None:
+            if self._tasks is None and self._rows is not None:
+                self._summary = summarise_rows(self._rows)
+            else:
+                self._summary = summarise(self.tasks)
+        return self._summary
+
+    async def operations(self) -> bytes:
+        """The ``operations[]`` entries, encoded and joined (no brackets)."""
+        if self._live is not None:
+            doc, moments, _ = self._live
+            return await doc.operations(moments)
+        if self._tasks is None and self._rows is not None:
+            return await encode_operation_rows(self._rows)
+        return await encode_operations(self.tasks)
+
+
+class LiveDocument:
+    """A running workflow as its documents last showed it: each task's changing fields
+    (its moment) as last captured, the :class:`~orchestrator.views.Tally` of them, and
+    each operation's encoded entry with the moment it shows. A capture reads every
+    task's moment in one synchronous pass (one instant: nothing counted twice or
+    missing) and updates the tally for the tasks whose moment changed; a document
+    encodes again only the entries whose moment is not the one it shows, so a poll of a
+    big running batch costs the pass and the changes since the last one, and joins
+    the other entries as they were."""
+
+    def __init__(self, state: WorkflowState) -> None:
+        self.state = state
+        self.tasks = list(state.tasks.values())
+        n = len(self.tasks)
+        self.moments: list[Moment | None] = [None] * n  # as last captured
+        self.tally = Tally()
+        self.entries: list[bytes] = [b""] * n
+        self.shown: list[Moment | None] = [None] * n  # the moment each entry shows
+        self.encoding = asyncio.Lock()  # one document encodes at a time: entries stay whole
+
+    def follows(self, state: WorkflowState) -> bool:
+        """Whether this is still ``state``'s document (the engine did not replace its tasks)."""
+        return state is self.state and len(state.tasks) == len(self.tasks)
+
+    def capture(self) -> tuple[list[Moment], Summary]:
+        """Every task's moment now, and the summary of them (synchronous: one instant).
+        A moment equal to the last one captured is kept as that same object, so a
+        document finds the entries that still show it by identity."""
+        fresh = [t.moment() for t in self.tasks]
+        last = self.moments
+        tally = self.tally
+        tasks = self.tasks
+        for i in [i for i, (m, old) in enumerate(zip(fresh, last, strict=True)) if m != old]:
+            old = last[i]
+            name = tasks[i].name
+            if old is not None:
+                tally.count(i, name, old[0], old[1], old[3], old[7], old[8], -1)
+            m = last[i] = fresh[i]
+            tally.count(i, name, m[0], m[1], m[3], m[7], m[8])
+        return list(last), tally.summary()  # type: ignore[arg-type]  # every one captured now
+
+    async def operations(self, moments: list[Moment]) -> bytes:
+        """The entries of the operations at ``moments`` (a capture's), joined: those whose
+        moment changed since they were encoded are encoded again, a chunk per turn."""
+        async with self.encoding:
+            shown, entries, tasks = self.shown, self.entries, self.tasks
+            stale = [i for i, (m, was) in enumerate(zip(moments, shown, strict=True)) if m is not was]
+            for start in range(0, len(stale), LIVE_CHUNK):
+                if start:
+                    await asyncio.sleep(0)
+                for i in stale[start : start + LIVE_CHUNK]:
+                    m = moments[i]
+                    entries[i] = operation_json(tasks[i].snapshot(m))
+                    shown[i] = m
+            return b",".join(entries)
 
 
 async def _product(
@@ -236,6 +345,7 @@ class WorkflowService:
         self.repo = repo
         self.max_age_s = max_age_s
         self._captures: dict[str, BatchCapture] = {}  # of running workflows only
+        self._live: dict[str, LiveDocument] = {}  # of running workflows read since they began
         self._capturing: dict[str, asyncio.Task[BatchCapture]] = {}
         settings = engine.settings
         self.finished = FinishedDocuments(settings.document_cache_bytes, settings.retention_days)
@@ -311,6 +421,8 @@ class WorkflowService:
         state = self.engine.live(workflow_id)
         for wid in [w for w in self._captures if self.engine.live(w) is None]:
             del self._captures[wid]  # finished: its rows are the record now
+        for wid in [w for w in self._live if self.engine.live(w) is None]:
+            del self._live[wid]
         if state is None:
             if self.engine.admin_lock.locked():
                 # A rollback may still record its summary, with no event: share nothing.
@@ -322,27 +434,25 @@ class WorkflowService:
         cached = self._captures.get(workflow_id)
         if cached is not None and asyncio.get_running_loop().time() - cached.at < self.max_age_s:
             return cached
-        capture = await _shared(self._capturing, workflow_id, lambda: self._capture_live(state))
+        capture = await _shared(self._capturing, workflow_id, lambda: self._capture_live(workflow_id, state))
         self._captures[workflow_id] = capture
         return capture
 
     async def _read(self, workflow_id: str) -> BatchCapture:
-        wf, tasks = await self.batch(workflow_id)
-        return BatchCapture(wf, tasks)
+        wf = await self.repo.get_workflow(workflow_id)
+        if wf is None:
+            raise NotFound(f"no batch with id {workflow_id}")
+        return BatchCapture(wf, rows=await self.repo.tasks_of(wf.id))
 
-    @staticmethod
-    async def _capture_live(state: WorkflowState) -> BatchCapture:
-        # One synchronous pass reads every task's changing fields (~1 ms for 5,000);
-        # building the snapshots from those values may then yield to the event loop.
+    async def _capture_live(self, workflow_id: str, state: WorkflowState) -> BatchCapture:
+        # One synchronous pass reads every task's changing fields (~1 ms for 5,000) and
+        # counts those that changed since the last capture; a document encodes them later.
         at = asyncio.get_running_loop().time()
-        moments = state.capture()
-        workflow = state.record()
-        tasks: list[TaskSnapshot] = []
-        for start in range(0, len(moments), SNAPSHOTS_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            tasks.extend(t.snapshot(m) for t, m in moments[start : start + SNAPSHOTS_CHUNK])
-        return BatchCapture(workflow, tasks, live=True, at=at)
+        doc = self._live.get(workflow_id)
+        if doc is None or not doc.follows(state):
+            doc = self._live[workflow_id] = LiveDocument(state)
+        moments, summary = doc.capture()
+        return BatchCapture(state.record(), live=(doc, moments, summary), at=at)
 
     async def batches(
         self, *, status: WorkflowStatus | None, limit: int, offset: int, cursor: str | None, full: bool

@@ -32,7 +32,7 @@ from orchestrator.task_repository import (
     partition,
 )
 from shared.store.codec import log_entries, pack, unpack
-from shared.store.counters import TOTAL, moved, read_counter, read_counters
+from shared.store.counters import TOTAL, counts_of, moved, read_counter, read_counters
 from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Paged, Put, Stmt, Write
@@ -442,27 +442,40 @@ class Repository:
 
     async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
         """A page of tasks (newest workflow first, each in submission order) and how many
-        match. One workflow's tasks are one contiguous range of the same key."""
+        match, from the counter read in the page's own round trip. One workflow's tasks
+        are one contiguous range of pages: its position and its counter come first."""
         prefix = ""
-        key = TASK_COUNTS
         status = None if query.status is None else str(query.status)
+        counter: RecordID | None = RecordID("counter", TASK_COUNTS)
+        dense = None
         if query.workflow_id is not None:
-            rows = await self.store.query(
-                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": query.workflow_id}
-            )
-            if not rows:
-                return Listing([], 0, None)
-            prefix = workflow_partition(int(rows[0] or 0))
             key = tasks_of(query.workflow_id)
-        page = await self.pages.page(
+            found, counts = await self.store.query_each(
+                "SELECT submitted_seq, operation_count FROM type::thing('workflow', $id); "
+                "SELECT * FROM $counter",
+                {"id": query.workflow_id, "counter": RecordID("counter", key)},
+            )
+            if not found:
+                return Listing([], 0, None)
+            prefix = workflow_partition(int(found[0].get("submitted_seq") or 0))
+            counter, rows = None, counts_of((counts or [None])[0])
+            # Every task of a workflow has a row from its submission until retention prunes
+            # them: while all are there, their pages are known by number.
+            if sum(rows.values()) == found[0].get("operation_count"):
+                dense = sum(rows.values())
+        page, counted = await self.pages.page(
             prefix,
             limit=query.limit,
             offset=query.offset,
             cursor=query.cursor,
             status=status,
             scan_budget=self.store.list_scan_budget,
+            counter=counter,
+            dense=dense,
         )
-        total = await self._counted(key, status)
+        if counter is not None:
+            rows = counts_of(counted)
+        total = rows.get(status, 0) if status is not None else sum(rows.values())
         return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from surrealdb import RecordID
 
+from orchestrator.list_repository import BatchLists
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from orchestrator.task_repository import (
@@ -97,6 +98,7 @@ class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.pages = TaskPages(store)
+        self.lists = BatchLists(store, self.pages)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 
@@ -371,6 +373,32 @@ class Repository:
         else:
             total = None  # no counter follows both at once
         return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+
+    async def batch_page(
+        self, *, status: WorkflowStatus | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[Workflow]:
+        """A page of workflows, newest first, and how many match: one round trip."""
+        if status is not None:
+            return await self.list_workflows(
+                status=status, kind=None, limit=limit, offset=offset, cursor=cursor
+            )
+        page, total = await self.lists.page(
+            limit=limit, offset=offset, cursor=cursor, total_key=WORKFLOW_COUNTS
+        )
+        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+
+    async def batch_counts(
+        self, workflows: list[Workflow], listed: list[Workflow]
+    ) -> tuple[dict[str, dict[str, int]], dict[str, list[Task]]]:
+        """Each workflow's tasks by status (by id) and the tasks of the ``listed`` ones,
+        each in submission order: one round trip while their rows are all there."""
+        return await self.lists.counts_and_tasks(workflows, listed)
+
+    async def listed_tasks(
+        self, workflows: list[Workflow], counts: dict[str, dict[str, int]]
+    ) -> dict[str, list[Task]]:
+        """The tasks of listed workflows (with their counts), each in submission order."""
+        return await self.lists.tasks_of(workflows, counts)
 
     async def _counted(self, key: str, field: str | None) -> int:
         counts = await read_counter(self.store, key)
@@ -714,15 +742,6 @@ class Repository:
     async def workflow_tasks(self, workflow_id: str) -> list[Task]:
         """A workflow's tasks in submission order."""
         return [Task.from_row(r) for r in await self.tasks_of(workflow_id)]
-
-    async def tasks_by_workflow(self, workflow_ids: list[str]) -> dict[str, list[Task]]:
-        """The tasks of several workflows, each in submission order."""
-        by_workflow: dict[str, list[Task]] = {w: [] for w in workflow_ids}
-        if workflow_ids:
-            for row in await self.tasks_of_many(workflow_ids):
-                task = Task.from_row(row)
-                by_workflow.setdefault(str(task.workflow_id), []).append(task)
-        return by_workflow
 
     async def get_task(self, task_id: str) -> Task | None:
         row = await self.task(task_id)

@@ -123,13 +123,17 @@ class TaskPages:
         if unplaced:
             for page in await self._placed_elsewhere(unplaced):
                 pages[page] = None
+        found = {str(row["id"]): row for row in await self.by_ids(list(pages))}
+        return [found[tid] for tid in wanted if tid in found]
+
+    async def by_ids(self, pages: list[str]) -> list[dict[str, Any]]:
+        """The rows of these pages (by page id) that exist, page by page in the order given."""
         if not pages:
             return []
         records = await self.store.query(
             "SELECT id, rows FROM $ids", {"ids": [RecordID(TASK_PAGES, p) for p in pages]}
         )
-        found = {str(row["id"]): row for record in records for row in page_rows(record)}
-        return [found[tid] for tid in wanted if tid in found]
+        return [row for record in records for row in page_rows(record)]
 
     async def _placed_elsewhere(self, task_ids: list[str]) -> list[str]:
         """Pages of tasks whose id does not name them: a single-purpose workflow's one

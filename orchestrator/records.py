@@ -122,6 +122,7 @@ class Workflow(NamedTuple):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_s: float | None = None
+    submitted_seq: int | None = None  # its submission's journal position: where its task pages are
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Workflow:
@@ -146,6 +147,7 @@ class Workflow(NamedTuple):
             get("started_at"),
             get("completed_at"),
             get("duration_s"),
+            get("submitted_seq"),
         )
 
 

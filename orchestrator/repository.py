@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from surrealdb import RecordID
 
 from orchestrator.inventory_repository import InventoryRepository as InventoryRepository
+from orchestrator.list_repository import BatchLists
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.states import FINAL_TASK, FINAL_WORKFLOW, TaskStatus, WorkflowStatus
 from orchestrator.task_repository import (
@@ -33,7 +34,7 @@ from orchestrator.task_repository import (
     partition,
 )
 from shared.store.codec import log_entries, pack, unpack
-from shared.store.counters import TOTAL, moved, read_counter, read_counters
+from shared.store.counters import TOTAL, counts_of, moved, read_counter, read_counters
 from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Paged, Put, Stmt, Write
@@ -98,6 +99,7 @@ class Repository:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.pages = TaskPages(store)
+        self.lists = BatchLists(store, self.pages)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 
@@ -378,6 +380,32 @@ class Repository:
             total = None  # no counter follows both at once
         return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
 
+    async def batch_page(
+        self, *, status: WorkflowStatus | None, limit: int, offset: int, cursor: str | None
+    ) -> Listing[Workflow]:
+        """A page of workflows, newest first, and how many match: one round trip."""
+        if status is not None:
+            return await self.list_workflows(
+                status=status, kind=None, limit=limit, offset=offset, cursor=cursor
+            )
+        page, total = await self.lists.page(
+            limit=limit, offset=offset, cursor=cursor, total_key=WORKFLOW_COUNTS
+        )
+        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+
+    async def batch_counts(
+        self, workflows: list[Workflow], listed: list[Workflow]
+    ) -> tuple[dict[str, dict[str, int]], dict[str, list[Task]]]:
+        """Each workflow's tasks by status (by id) and the tasks of the ``listed`` ones,
+        each in submission order: one round trip while their rows are all there."""
+        return await self.lists.counts_and_tasks(workflows, listed)
+
+    async def listed_tasks(
+        self, workflows: list[Workflow], counts: dict[str, dict[str, int]]
+    ) -> dict[str, list[Task]]:
+        """The tasks of listed workflows (with their counts), each in submission order."""
+        return await self.lists.tasks_of(workflows, counts)
+
     async def _counted(self, key: str, field: str | None) -> int:
         counts = await read_counter(self.store, key)
         return counts.get(field, 0) if field is not None else sum(counts.values())
@@ -448,27 +476,40 @@ class Repository:
 
     async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
         """A page of tasks (newest workflow first, each in submission order) and how many
-        match. One workflow's tasks are one contiguous range of the same key."""
+        match, from the counter read in the page's own round trip. One workflow's tasks
+        are one contiguous range of pages: its position and its counter come first."""
         prefix = ""
-        key = TASK_COUNTS
         status = None if query.status is None else str(query.status)
+        counter: RecordID | None = RecordID("counter", TASK_COUNTS)
+        dense = None
         if query.workflow_id is not None:
-            rows = await self.store.query(
-                "SELECT VALUE submitted_seq FROM type::thing('workflow', $id)", {"id": query.workflow_id}
-            )
-            if not rows:
-                return Listing([], 0, None)
-            prefix = workflow_partition(int(rows[0] or 0))
             key = tasks_of(query.workflow_id)
-        page = await self.pages.page(
+            found, counts = await self.store.query_each(
+                "SELECT submitted_seq, operation_count FROM type::thing('workflow', $id); "
+                "SELECT * FROM $counter",
+                {"id": query.workflow_id, "counter": RecordID("counter", key)},
+            )
+            if not found:
+                return Listing([], 0, None)
+            prefix = workflow_partition(int(found[0].get("submitted_seq") or 0))
+            counter, rows = None, counts_of((counts or [None])[0])
+            # Every task of a workflow has a row from its submission until retention prunes
+            # them: while all are there, their pages are known by number.
+            if sum(rows.values()) == found[0].get("operation_count"):
+                dense = sum(rows.values())
+        page, counted = await self.pages.page(
             prefix,
             limit=query.limit,
             offset=query.offset,
             cursor=query.cursor,
             status=status,
             scan_budget=self.store.list_scan_budget,
+            counter=counter,
+            dense=dense,
         )
-        total = await self._counted(key, status)
+        if counter is not None:
+            rows = counts_of(counted)
+        total = rows.get(status, 0) if status is not None else sum(rows.values())
         return Listing([Task.from_row(r) for r in page.rows], total, page.next_cursor)
 
     async def tasks_by_ids(self, task_ids: list[str]) -> list[dict[str, Any]]:
@@ -707,15 +748,6 @@ class Repository:
     async def workflow_tasks(self, workflow_id: str) -> list[Task]:
         """A workflow's tasks in submission order."""
         return [Task.from_row(r) for r in await self.tasks_of(workflow_id)]
-
-    async def tasks_by_workflow(self, workflow_ids: list[str]) -> dict[str, list[Task]]:
-        """The tasks of several workflows, each in submission order."""
-        by_workflow: dict[str, list[Task]] = {w: [] for w in workflow_ids}
-        if workflow_ids:
-            for row in await self.tasks_of_many(workflow_ids):
-                task = Task.from_row(row)
-                by_workflow.setdefault(str(task.workflow_id), []).append(task)
-        return by_workflow
 
     async def get_task(self, task_id: str) -> Task | None:
         row = await self.task(task_id)

@@ -54,6 +54,18 @@ if TYPE_CHECKING:
 LIVE_CHUNK = 400  # operations encoded between two turns of the event loop (~2 ms)
 
 
+def _listed(workflows: list[Workflow], size: Callable[[Workflow], int]) -> list[Workflow]:
+    """The batches of a page whose operations a full view lists: each of at most
+    ``LIST_OPERATIONS_MAX``, newest first while the page's ``PAGE_OPERATIONS_MAX`` allows."""
+    chosen, listed = [], 0
+    for wf in workflows:
+        n = size(wf)
+        if n <= LIST_OPERATIONS_MAX and listed + n <= PAGE_OPERATIONS_MAX:
+            chosen.append(wf)
+            listed += n
+    return chosen
+
+
 class BatchCapture:
     """A workflow and its tasks at one instant, for documents (``orchestrator.views``):
     from task records or snapshots (``tasks``), from task rows as stored (``rows``: a
@@ -461,20 +473,17 @@ class WorkflowService:
         ``full``, the operations too of each batch of at most ``LIST_OPERATIONS_MAX``
         operations, up to ``PAGE_OPERATIONS_MAX`` over the page (page through the
         others with ``tasks(workflow_id=…)``)."""
-        listing = await self.repo.list_workflows(
-            status=status, kind=None, limit=limit, offset=offset, cursor=cursor
-        )
-        ids = [wf.id for wf in listing.items]
-        counts = await self.repo.task_counts_of(ids)
-        small: list[str] = []
-        listed = 0
-        for w in ids if full else []:
-            n = sum(counts[w].values())
-            if n <= LIST_OPERATIONS_MAX and listed + n <= PAGE_OPERATIONS_MAX:
-                small.append(w)
-                listed += n
-        tasks = await self.repo.tasks_by_workflow(small) if small else {}
-        items = [BatchSummary(wf, counts[wf.id], tasks.get(wf.id)) for wf in listing.items]
+        listing = await self.repo.batch_page(status=status, limit=limit, offset=offset, cursor=cursor)
+        # The batches listed are chosen by their counts; read with the counts (one round
+        # trip) are those chosen by their operations, the same while no row was pruned.
+        guess = _listed(listing.items, lambda wf: wf.operation_count or 0) if full else []
+        counts, tasks = await self.repo.batch_counts(listing.items, guess)
+        if (
+            full
+            and (chosen := _listed(listing.items, lambda wf: sum(counts.get(wf.id, {}).values()))) != guess
+        ):
+            tasks = await self.repo.listed_tasks(chosen, counts)
+        items = [BatchSummary(wf, counts.get(wf.id, {}), tasks.get(wf.id)) for wf in listing.items]
         return Listing(items, listing.total, listing.next_cursor)
 
     async def task(self, task_id: str) -> Task:

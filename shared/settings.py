@@ -408,6 +408,12 @@ class Settings(BaseSettings):
     # Filters a list's key cannot express (a status) read at most this many rows per page
     # (shared/store/keyset.py); a page may then hold fewer items and still link to the next.
     list_scan_budget: Count = 2_000
+    # -- lists at scale (branch lists) --
+    # Records the embedded engine reads per step of a range or index scan (its
+    # SURREAL_NORMAL_FETCH_SIZE, 500 by default): a LIMIT stops a scan only between
+    # steps, so a page of a list read 500 records whatever it returned (shared/store/scans.py).
+    # 0: the engine's default. TOML [store] scan_fetch_size
+    store_scan_fetch_size: Amount = 100
     # Finished workflows (their tasks, snapshots, checkpoints), journal segments no
     # workflow or checkpoint still needs, and sent webhook deliveries older than this
     # are pruned by a background job (orchestrator/retention.py); 0 keeps everything.

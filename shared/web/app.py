@@ -16,6 +16,7 @@ from shared.security.backend import SECURITY, security_for
 from shared.security.ratelimit import RATE_LIMITS, rate_limit_headers_middleware, rate_limit_middleware
 from shared.settings import Settings
 from shared.store.fsperms import secure_data_dir
+from shared.store.scans import apply_fetch_size
 from shared.store.secrets import load_secret_box
 from shared.store.store import Store
 from shared.web.cors import cors_middleware
@@ -42,6 +43,7 @@ def open_store(settings: Settings) -> Store:
         # points, so two processes can never share one embedded store unknowingly.
         url = settings.resolved_db_url
         lock_dir = Path(url.split("://", 1)[1]).resolve().parent
+    apply_fetch_size(settings.store_scan_fetch_size)
     return Store(
         settings.resolved_db_url,
         namespace=settings.db_namespace,

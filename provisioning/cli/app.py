@@ -9,7 +9,8 @@ import typer
 from typer._completion_shared import get_completion_script
 
 from provisioning.cli import admin, auth, batches, extensions, rollback, services, tokens
-from provisioning.cli.common import EXIT_USAGE, Options, fail, options
+from provisioning.cli.common import Options, fail, options
+from provisioning.cli.start import EXIT_USAGE
 
 HELP = """Run, drive and administer the provisioning orchestrator and control center.
 

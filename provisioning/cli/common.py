@@ -24,12 +24,12 @@ import yaml
 from rich.console import Console
 
 from provisioning.cli.config import Credentials, CredentialsError, Target, parse_time, resolve
+from provisioning.cli.start import EXIT_USAGE
 from provisioning.client import ApiError, Client, ServerDown
 
 T = TypeVar("T")
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_DOWN = 3
 REUSE_REFRESH_S = 10.0  # a token refreshed this recently is not refreshed again
 

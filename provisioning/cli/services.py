@@ -8,7 +8,8 @@ import asyncio
 
 import typer
 
-from provisioning.cli.common import EXIT_USAGE, fail, options, say
+from provisioning.cli.common import fail, options, say
+from provisioning.cli.start import EXIT_USAGE, serve
 from shared.errors import ProvisioningError
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -23,15 +24,9 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _serve(ctx: typer.Context, which: tuple[str, ...]) -> None:
-    settings = settings_of(ctx)
-    from provisioning.server import run
-
-    try:
-        run(settings, which)
-    except ProvisioningError as exc:
-        fail(exc.message, EXIT_USAGE)
-    except KeyboardInterrupt:
-        return
+    code = serve(options(ctx).config, which)  # what the command alone does, without Typer
+    if code:
+        raise typer.Exit(code)
 
 
 def up(ctx: typer.Context) -> None:

@@ -20,7 +20,8 @@ CLIENT_MODULES = [
     *(
         str(p.relative_to(ROOT))
         for p in sorted((ROOT / "provisioning" / "cli").glob("*.py"))
-        if p.name not in ("app.py", "services.py")  # the root and the commands that run the services
+        # the root and the commands that run the services
+        if p.name not in ("app.py", "services.py", "start.py")
     ),
 ]
 SERVER_PACKAGES = (

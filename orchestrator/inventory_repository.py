@@ -23,7 +23,7 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from shared.store.pages import PagedTable, page_rows
+from shared.store.pages import Codes, PagedTable, page_rows
 from shared.store.store import Store
 from shared.store.writes import Paged, Stmt, Write
 
@@ -40,8 +40,10 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 class _InventoryPages(PagedTable):
     """Pages of resources, by key; rows marked :data:`REMOVED` are left out."""
 
-    def record(self, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        return super().record({k: r for k, r in rows.items() if not r.get(REMOVED)})
+    def record(
+        self, rows: dict[str, dict[str, Any]], known: Codes | None = None
+    ) -> tuple[dict[str, Any], Codes]:
+        return super().record({k: r for k, r in rows.items() if not r.get(REMOVED)}, known)
 
 
 PAGES = _InventoryPages(INVENTORY_PAGES, _summarise, order="id")

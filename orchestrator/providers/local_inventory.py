@@ -68,7 +68,7 @@ class InventoryView:
         self._present: set[str] = set()
         self._rows: OrderedDict[str, Row] = OrderedDict()  # rows held, least recently used first
         self._count: Counter[str] = Counter()  # present rows by page
-        self._room: list[int] = []  # pages that may have room (checked when taken)
+        self._room: list[int] = []  # every page with room, and some that filled since (checked when taken)
         self._next_page = 0
         self._loading: asyncio.Task[None] | None = None
         self._paged = False  # the pages are read: writes can be placed
@@ -140,7 +140,8 @@ class InventoryView:
                 if key in self._present:
                     self._present.discard(key)
                     self._count[str(page)] -= 1
-                    heapq.heappush(self._room, int(str(page)))
+                    if self._count[str(page)] == PAGE_ROWS - 1:  # it was full: it has room again
+                        heapq.heappush(self._room, int(str(page)))
                 if page is not None:  # removed where it stood (or, after a failed commit, may stand)
                     out.append(InventoryRepository.write(page, key, None))
                 continue

@@ -16,7 +16,8 @@ engine with a ``surrealkv://`` store (commits synced), for each size: ``parse``
 (``BatchRequest.model_validate_json``, strict, as ``read_body``), ``graph``
 (``Engine.validate``: ids, references, providers, cycles), ``build`` (task states
 and rows, the workflow row, the snapshot: ``Engine.submit`` less the rest) and
-``commit`` (the submission's group commit, synced, and its events), in CPU time of the
+``commit`` (the submission's group commit, synced, with the request's audit record, and
+its events; a tree before that committed the record separately: both counted), in CPU time of the
 event loop's thread (the embedded database's own threads not counted; the commit's
 wall time beside it, and the garbage collector's share of the steps). Median and best
 of ``--repeat`` submissions, each run to completion before the next.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -205,6 +207,8 @@ async def inprocess_size(n: int, repeat: int) -> dict[str, Any]:
     from orchestrator.models import BatchRequest
     from orchestrator.rollback import RollbackService
     from shared.events.bus import EventBus
+    from shared.security.actor import Actor
+    from shared.security.audit import AuditEntry, AuditLog
     from shared.settings import load_settings
     from shared.store.store import Store
     from shared.web.validation import parse_json
@@ -216,11 +220,18 @@ async def inprocess_size(n: int, repeat: int) -> dict[str, Any]:
         await store.open()
         engine = Engine(load_settings(data_dir=tmp), store, EventBus(), rollbacks=RollbackService)
         await engine.start()
+        audit = AuditLog()
+        await audit.start(store)
+        # The record the service commits with each POST (what its audit middleware would write).
+        details = {"method": "POST", "status": 201}
+        entry = AuditEntry("batch.execute", "batch/execute", "success", details=details)
+        record_with = getattr(audit, "record_with", None)  # absent in trees before it: to compare
         steps: dict[str, float] = {}
         # Instance attributes: the engine's own methods, timed where the engine calls them.
         engine.validate = _timed_sync(steps, "graph", engine.validate)  # type: ignore[method-assign]
         transitions = engine.transitions
         transitions.announce = _timed(steps, "commit", transitions.announce)  # type: ignore[method-assign]
+        record = _timed(steps, "commit", audit.record)
         try:
             for _ in range(repeat):
                 steps.clear()
@@ -233,7 +244,12 @@ async def inprocess_size(n: int, repeat: int) -> dict[str, Any]:
                     if keep is not None:
                         keep(doc["operations"])
                     t2 = CPU()
-                    wf = await engine.submit(batch)
+                    if record_with is None:
+                        wf = await engine.submit(batch)
+                        await record(entry)  # a commit of its own, as the service did
+                    else:
+                        join = functools.partial(record_with, Actor(None), entry)
+                        wf = await engine.submit(batch, join=join)
                     t3 = CPU()
                 row = {
                     "parse": t1 - t0,
@@ -251,6 +267,7 @@ async def inprocess_size(n: int, repeat: int) -> dict[str, Any]:
                 await driver
                 await store.flush_lazy()  # each submission on a store that has caught up
         finally:
+            await audit.stop()
             await engine.stop()
             await store.close()
     out: dict[str, Any] = {"n": n, "rounds": rounds}

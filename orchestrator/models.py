@@ -104,6 +104,21 @@ class ServerConfig(Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+def _refs_of(deps: list[str | DependencyRef] | None) -> tuple[Dependency, ...]:
+    """Dependencies as references, each named once (a hard mention wins over soft)."""
+    if not deps:
+        return ()
+    refs: dict[str, Dependency] = {}
+    for d in deps:
+        if type(d) is str:  # validated by the field's pattern
+            refs[d] = _NEW_DEPENDENCY((d, "hard"))
+        else:
+            ref = d if isinstance(d, DependencyRef) else DependencyRef(id=d)  # raises if invalid
+            if ref.kind == "hard" or ref.id not in refs:
+                refs[ref.id] = Dependency(ref.id, ref.kind)
+    return tuple(refs.values())
+
+
 class OperationSpec(Model):
     """One operation of a batch; provider-specific fields sit beside the common ones."""
 
@@ -186,24 +201,16 @@ class OperationSpec(Model):
     def _command_needs_run(self) -> OperationSpec:
         if self.type is OperationType.COMMAND and not self.run:
             raise ValueError("a command operation needs `run`: the argv to execute")
+        # What ``dependency_refs`` caches, worked out here: this validator runs for each
+        # operation anyway, and a first access through the property costs its lock.
+        self.__dict__["dependency_refs"] = _refs_of(self.dependencies)
         return self
 
     @cached_property
     def dependency_refs(self) -> tuple[Dependency, ...]:
         """Dependencies as references, each named once (a hard mention wins over soft).
-        Computed once: validation, the graph and the task rows all ask for it."""
-        deps = self.dependencies
-        if not deps:
-            return ()
-        refs: dict[str, Dependency] = {}
-        for d in deps:
-            if type(d) is str:  # validated by the field's pattern
-                refs[d] = _NEW_DEPENDENCY((d, "hard"))
-            else:
-                ref = d if isinstance(d, DependencyRef) else DependencyRef(id=d)  # raises if invalid
-                if ref.kind == "hard" or ref.id not in refs:
-                    refs[ref.id] = Dependency(ref.id, ref.kind)
-        return tuple(refs.values())
+        Computed once, when the operation is validated: the graph and the task rows ask."""
+        return _refs_of(self.dependencies)
 
     @property
     def undo_argv(self) -> list[str] | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.app import create_app
-from orchestrator.ids import MAX_INDEX, locate, task_id
+from orchestrator.ids import MAX_INDEX, locate, task_id, task_ids
 from orchestrator.task_repository import PAGE_SIZE, end_of_page, page_id, page_of_key
 from shared.settings import Settings
 from shared.store.keyset import encode_cursor
@@ -27,6 +27,20 @@ def test_a_task_id_carries_its_workflows_position_and_its_index() -> None:
         assert locate(tid) == (seq, index)
     assert task_id(1, 0) != task_id(1, 0)  # random bits besides
     assert task_id(2**48, 0) is None and task_id(1, MAX_INDEX + 1) is None
+
+
+@pytest.mark.parametrize("seq", [0, 1, 123_456_789, 2**48 - 1])
+def test_a_submissions_task_ids_are_laid_out_as_one_at_a_time(seq: int) -> None:
+    """Made together from one draw: the same layout as :func:`task_id` (a UUID of
+    version 8 and the RFC variant, as text ``uuid`` writes it) and all different."""
+    ids = task_ids(seq, 3000)
+    assert ids is not None and len(set(ids)) == 3000
+    for index, tid in enumerate(ids):
+        parsed = uuid.UUID(tid)
+        assert (str(parsed), parsed.version, parsed.variant) == (tid, 8, uuid.RFC_4122)
+        assert locate(tid) == (seq, index)
+    assert {tid[19] for tid in ids} == set("89ab")  # the variant's two random bits vary
+    assert task_ids(2**48, 1) is None and task_ids(1, MAX_INDEX + 2) is None
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,12 @@ machine the CPU moves far less than the wall time).
     python3 bench/reads.py                          # 10,000 and 100,000 tasks
     python3 bench/reads.py --sizes 10000 1000000    # slower to seed (minutes)
     python3 bench/reads.py --only batch --work-dir /tmp/reads   # keep the data, measure again
+    python3 bench/reads.py --existing /tmp/copy-10k /tmp/copy-1m  # copies seeded before, as they are
+    python3 bench/reads.py --existing /tmp/copy-1m --tree /path/to/other/checkout   # A/B
+
+``--existing`` measures data directories (copies: the service writes to them) seeded
+before, as they are, with the ``PROVISIONING_SECRET_KEY`` of this environment; the
+task count comes from ``/state/statistics``.
 
 Prints a table and writes bench/results/reads.json.
 """
@@ -37,7 +43,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api import RESULTS, Service, login, pct, seed  # bench/api.py
+import api  # bench/api.py
+from api import RESULTS, Service, login, pct, seed
 
 PER_WORKFLOW = 100
 WARMUP = 10
@@ -97,13 +104,24 @@ def reads_of(svc: Service, newest: str, second: str, big: int) -> dict[str, str]
 
 
 async def measure(
-    tasks: int, big: int, requests: int, only: str | None, auth: bool, work: Path
+    tasks: int,
+    big: int,
+    requests: int,
+    only: str | None,
+    auth: bool,
+    work: Path,
+    existing: Path | None = None,
 ) -> dict[str, Any]:
-    data_dir = work / f"data-{tasks}" / "data"
-    svc = Service(data_dir, extra_env={} if auth else {"PROVISIONING_AUTH_ENABLED": "false"})
+    data_dir = existing or work / f"data-{tasks}" / "data"
+    env = {} if auth else {"PROVISIONING_AUTH_ENABLED": "false"}
+    if existing is not None and "PROVISIONING_SECRET_KEY" in os.environ:
+        env["PROVISIONING_SECRET_KEY"] = os.environ["PROVISIONING_SECRET_KEY"]
+    svc = Service(data_dir, extra_env=env)
     marker = data_dir.parent / "seeded.json"  # a kept directory (--work-dir) is measured again as it is
-    if marker.exists():
-        out: dict[str, Any] = json.loads(marker.read_text())
+    if existing is not None:
+        out: dict[str, Any] = {"tasks": 0, "seed_s": 0.0}
+    elif marker.exists():
+        out = json.loads(marker.read_text())
     else:
         t0 = time.perf_counter()
         data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +138,9 @@ async def measure(
             async with aiohttp.ClientSession() as http:
                 headers["Authorization"] = f"Bearer {await login(http, svc.cc_base)}"
         async with aiohttp.ClientSession(headers=headers) as http:
+            if existing is not None:
+                async with http.get(svc.base + "/state/statistics") as resp:
+                    out["tasks"] = sum(((await resp.json())["data"].get("tasks_by_status") or {}).values())
             async with http.get(svc.base + "/batch/operations?limit=1") as resp:
                 newest = (await resp.json())["data"][0]["batch_id"]
             async with http.get(svc.base + "/tasks?limit=50") as resp:
@@ -162,10 +183,18 @@ async def main() -> None:
     parser.add_argument(
         "--work-dir", type=Path, help="keep the data directories here; a rerun measures them again"
     )
+    parser.add_argument("--existing", type=Path, nargs="+", help="measure these seeded data directories")
+    parser.add_argument("--tree", type=Path, help="the source tree the service runs from (default this one)")
     args = parser.parse_args()
+    if args.tree is not None:
+        api.SERVICE_ROOT = args.tree.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
-        results = [await measure(n, args.big, args.requests, args.only, args.auth, work) for n in args.sizes]
+        if args.existing:
+            runs = [measure(0, args.big, args.requests, args.only, args.auth, work, d) for d in args.existing]
+        else:
+            runs = [measure(n, args.big, args.requests, args.only, args.auth, work) for n in args.sizes]
+        results = [await run for run in runs]
     print_table(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reads.json").write_text(json.dumps(results, indent=2))

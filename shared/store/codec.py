@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -176,8 +176,29 @@ def tag_hook(tag: cbor2.CBORTag, immutable: bool) -> Any:
     return tag_decoder(None, tag)  # type: ignore[arg-type]
 
 
-async def embedded_query(db: Any, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The SDK's query message, encoded and decoded with cbor2's C codec.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def plain_tag_hook(tag: cbor2.CBORTag, immutable: bool) -> Any:
+    """:func:`tag_hook` giving what :func:`to_plain` would make of its value, so a
+    response decoded with it is plain already. The tags every row carries first:
+    a date (the SDK's decoder tests ten tags before it and adds a ``timedelta``:
+    ~4 µs a date, 0.8 ms of a page of 50 workflows), a record id, NONE."""
+    number = tag.tag
+    if number == 12:  # a date: [seconds, nanoseconds]
+        value = tag.value
+        nanos = value[1] if len(value) > 1 else 0
+        return _EPOCH + timedelta(seconds=value[0], microseconds=nanos // 1000)
+    if number == 8:  # a record id: to_plain keeps its id, as text
+        return str(tag.value[1])
+    if number == 6:  # NONE
+        return None
+    return to_plain(tag_hook(tag, immutable))
+
+
+async def embedded_query(db: Any, sql: str, params: dict[str, Any], *, plain: bool = False) -> dict[str, Any]:
+    """The SDK's query message, encoded and decoded with cbor2's C codec (with ``plain``,
+    into plain Python already: :func:`plain_tag_hook`).
 
     Byte-for-byte what the SDK sends (checked in tests), three times faster: the
     SDK's pure-Python encoder was the engine's largest cost. Params must already
@@ -186,7 +207,7 @@ async def embedded_query(db: Any, sql: str, params: dict[str, Any]) -> dict[str,
     message = {"id": "q", "method": "query", "params": [sql, params]}
     payload = cbor2.dumps(message, default=cbor_default, timezone=UTC)
     raw = await db._db.execute(payload)
-    response = cbor2.loads(raw, tag_hook=tag_hook)
+    response = cbor2.loads(raw, tag_hook=plain_tag_hook if plain else tag_hook)
     return response if isinstance(response, dict) else {}
 
 

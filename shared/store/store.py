@@ -176,6 +176,7 @@ class Store:
         self.list_scan_budget = list_scan_budget
         self._lock = DataDirLock(lock_dir) if lock_dir is not None else None
         self._db: Any = None
+        self._decodes_plain = False
         self._queue: asyncio.Queue[_Pending | object | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
@@ -212,6 +213,8 @@ class Store:
                 Path(self.url.removeprefix("surrealkv://")).parent.mkdir(parents=True, exist_ok=True)
             apply_engine_sync(self.url, self.sync_commits)
             self._db = AsyncSurreal(self.url)
+            # query_each has the embedded engine's answers decoded plain (codec.plain_tag_hook).
+            self._decodes_plain = isinstance(self._db, AsyncEmbeddedSurrealConnection)
             await self._db.connect()
             if self._after_connect is not None:
                 self._after_connect()
@@ -267,12 +270,13 @@ class Store:
         cannot see (a submission's thousands of task rows, say)."""
         if self._lazy and reaches(sql, params, self.pending_tables):
             await self.flush_lazy()
-        raw = await self._raw(sql, nones(params or {}))
+        raw = await self._raw(sql, nones(params or {}), plain=True)
         out = []
         for item in raw:
             if item.get("status") != "OK":
                 raise StoreError(f"database error: {item.get('result')}")
-            out.append(to_plain(item.get("result")))
+            result = item.get("result")
+            out.append(result if self._decodes_plain else to_plain(result))
         return out
 
     async def page(
@@ -301,12 +305,12 @@ class Store:
         )
         return list(rows or []), int(count[0]["n"]) if count else 0
 
-    async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _raw(self, sql: str, params: dict[str, Any], *, plain: bool = False) -> list[dict[str, Any]]:
         if self._db is None:
             raise StoreError("the store is not open")
         try:
             if isinstance(self._db, AsyncEmbeddedSurrealConnection):
-                response = await embedded_query(self._db, sql, params)
+                response = await embedded_query(self._db, sql, params, plain=plain)
             else:
                 response = await self._db.query_raw(sql, params)
         except Exception as exc:  # driver errors become ours at this boundary

@@ -281,10 +281,10 @@ class RecordingStore(Store):
         super().__init__(url)
         self.reads: list[tuple[str, dict[str, Any]]] = []
 
-    async def _raw(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _raw(self, sql: str, params: dict[str, Any], *, plain: bool = False) -> list[dict[str, Any]]:
         if self.recording and sql.lstrip().upper().startswith("SELECT"):
             self.reads.append((sql, dict(params)))
-        return await super()._raw(sql, params)
+        return await super()._raw(sql, params, plain=plain)
 
 
 def whole_tables(sql: str, plan: list[dict[str, Any]]) -> set[str]:

@@ -25,10 +25,13 @@ from orchestrator.repository import Repository
 from orchestrator.runtime import Moment, TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_WORKFLOW, WorkflowStatus
 from orchestrator.views import (
+    OperationFacts,
     Summary,
     Tally,
     encode_operation_rows,
     encode_operations,
+    operation_entry,
+    operation_facts,
     operation_json,
     summarise,
     summarise_rows,
@@ -129,6 +132,7 @@ class LiveDocument:
         self.moments: list[Moment | None] = [None] * n  # as last captured
         self.tally = Tally()
         self.entries: list[bytes] = [b""] * n
+        self.facts: list[OperationFacts | None] = [None] * n  # what never changes, encoded once
         self.shown: list[Moment | None] = [None] * n  # the moment each entry shows
         self.encoding = asyncio.Lock()  # one document encodes at a time: entries stay whole
 
@@ -157,14 +161,21 @@ class LiveDocument:
         """The entries of the operations at ``moments`` (a capture's), joined: those whose
         moment changed since they were encoded are encoded again, a chunk per turn."""
         async with self.encoding:
-            shown, entries, tasks = self.shown, self.entries, self.tasks
+            shown, entries, facts, tasks = self.shown, self.entries, self.facts, self.tasks
             stale = [i for i, (m, was) in enumerate(zip(moments, shown, strict=True)) if m is not was]
             for start in range(0, len(stale), LIVE_CHUNK):
                 if start:
                     await asyncio.sleep(0)
                 for i in stale[start : start + LIVE_CHUNK]:
                     m = moments[i]
-                    entries[i] = operation_json(tasks[i].snapshot(m))
+                    known = facts[i]
+                    if known is not None:
+                        entries[i] = operation_entry(known, m)
+                    elif shown[i] is None:  # first shown: encoded whole (most never change again)
+                        entries[i] = operation_json(tasks[i].snapshot(m))
+                    else:  # changed: what never changes is kept encoded from now on
+                        known = facts[i] = operation_facts(tasks[i].snapshot(m))
+                        entries[i] = operation_entry(known, m)
                     shown[i] = m
             return b",".join(entries)
 

@@ -36,11 +36,11 @@ from orchestrator.views import (
     summarise_rows,
     workflow_progress,
 )
-from orchestrator.workflows import BatchCapture
+from orchestrator.workflows import FINISHED_PRODUCTS, BatchCapture
 from shared.settings import Settings
 from shared.web.envelope import encode_json
 from shared.web.keys import STORE
-from tests.helpers.batches import submit, wait_batch
+from tests.helpers.batches import command, submit, wait_batch
 
 N = 1_500  # big enough that a document spans several encoding chunks
 LAYER = 100
@@ -132,9 +132,13 @@ async def test_reading_a_running_batch_applies_none_of_its_pending_rows(aiohttp_
 
     assert engine.live(bid) is not None, "the gate operation should still be running"
     assert store.lazy_pending >= pending
-    done = await wait_batch(client, bid)  # once finished: from the rows, applied first
+    # Once finished, its documents are built from memory as it finishes: still no row applied.
+    done = await wait_batch(client, bid)
     assert done["status"] == "Completed"
+    assert store.lazy_pending > 0
+    from_rows = await client.app[WORKFLOWS]._read(bid)  # reads its rows: applies them first
     assert store.lazy_pending == 0
+    assert json.loads(await batch_document(from_rows, BATCH_DOCUMENT_FIELDS)) == done
 
 
 async def test_readers_within_the_maximum_age_share_one_capture(aiohttp_client, settings):
@@ -333,3 +337,34 @@ def test_an_entry_from_its_facts_and_moment_is_the_entry_encoded_whole() -> None
         encoded = operation_entry(operation_facts(snapshot), moment)
         assert encoded == operation_json(snapshot)
         assert json.loads(encoded) == json.loads(encode_json(operation_view(snapshot)))
+
+
+async def test_a_batch_s_documents_are_built_from_memory_as_it_finishes(aiohttp_client, settings):
+    """Read while it ran or never, completed or failed: what is kept as it finishes is
+    what its rows say once applied, and the first read finds it."""
+    client = await app_client(aiohttp_client, settings, live_document_max_age_s=0.0)
+    service, engine = client.app[WORKFLOWS], client.app[ENGINE]
+    failing = command("bad", ["false"], dependencies=["op5"])
+    for polled, extra in ((False, []), (True, []), (False, [failing]), (True, [failing])):
+        body = {"name": "b", "parallel_limit": 20, "operations": layered(300)[:-1] + extra}
+        bid = (await submit(client, body))["batch_id"]
+        while engine.live(bid) is not None:
+            if polled:
+                check_consistent(
+                    (await (await client.get(f"/batch/operations/{bid}")).json())["data"], body["operations"]
+                )
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*service._finishing.values())
+        kept = {key: service.finished.get(bid, key) for key, _ in FINISHED_PRODUCTS}
+        assert all(kept.values()), kept
+        rows = await service._read(bid)
+        assert json.loads(kept[("document", BATCH_DOCUMENT_FIELDS)]) == json.loads(
+            await batch_document(rows, BATCH_DOCUMENT_FIELDS)
+        )
+        assert json.loads(kept[("document", BATCH_SUMMARY_FIELDS)]) == json.loads(
+            await batch_document(rows, BATCH_SUMMARY_FIELDS)
+        )
+        assert json.loads(kept["progress"]) == json.loads(await progress_document(rows))
+        doc = (await (await client.get(f"/batch/operations/{bid}")).json())["data"]
+        assert doc["status"] == ("Failed" if extra else "Completed") and doc["completed_at"] is not None
+        assert bid not in service._live

@@ -52,7 +52,7 @@ async def timed(session: Any, url: str) -> tuple[float, float, int]:
 
 async def measure(rounds: int) -> list[dict[str, Any]]:
     import aiohttp
-    from aiohttp import web
+    from aiohttp.test_utils import TestServer
 
     from bench.engine import layered_dag, operation
     from orchestrator.app import create_app
@@ -80,12 +80,9 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
         bus = EventBus()
         bus.add_listener(listener)
         app = create_app(load_settings(data_dir=tmp, auth_enabled=False), bus=bus)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        base = f"http://127.0.0.1:{port}"
+        server = TestServer(app, host="127.0.0.1")  # a real TCP listener on a free port
+        await server.start_server()
+        base = str(server.make_url("")).rstrip("/")
         async with aiohttp.ClientSession() as session:
             for _ in range(rounds):
                 async with session.post(
@@ -113,7 +110,7 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
                         "bytes": first[2],
                     }
                 )
-        await runner.cleanup()
+        await server.close()
     return out
 
 

@@ -180,6 +180,7 @@ class WorkflowState:
     checkpoint_id: str | None = None
     counts: Counter[str] = field(default_factory=Counter)  # tasks by status, kept current
     version: str | None = None
+    completed_at: datetime | None = None  # set with its final status (its documents show it)
 
     def capture(self) -> list[tuple[TaskState, Moment]]:
         """Every task with what changes about it, in one synchronous pass: no transition
@@ -202,6 +203,7 @@ class WorkflowState:
             operation_count=len(self.tasks),
             created_at=self.created_at,
             started_at=self.started_at,
+            completed_at=self.completed_at,
         )
 
     def recount(self) -> None:

@@ -78,6 +78,9 @@ _TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskState)) - {"stat
 _COMPLETED = TaskStatus.COMPLETED
 _RUNNING = TaskStatus.RUNNING.value
 _WORKFLOW_EVENT_FIELDS = ("error", "rollback")
+# What a workflow's patch sets on its in-memory state too: its finished document is
+# built from memory (orchestrator/workflows.py), as its row records it.
+_WORKFLOW_FIELDS = ("completed_at", "error")
 
 
 @functools.cache
@@ -400,3 +403,6 @@ class Transitions:
                     TASK_DURATION.observe((subject.completed_at - subject.started_at).total_seconds())
         elif isinstance(subject, WorkflowState):
             subject.status = _WORKFLOW_STATUS[change.to_status]
+            for key in _WORKFLOW_FIELDS:
+                if key in change.patch:
+                    setattr(subject, key, change.patch[key])

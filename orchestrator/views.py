@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from orchestrator.records import BatchSummary, Checkpoint, Task, Workflow
-from orchestrator.runtime import TaskSnapshot, WorkflowState
+from orchestrator.runtime import Moment, TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_TASK, TaskStatus, WorkflowStatus
 from shared.web.envelope import encode_json
 
@@ -318,6 +318,48 @@ async def encode_operation_rows(rows: Sequence[dict[str, Any]]) -> bytes:
 def operation_json(task: TaskLike) -> bytes:
     """One ``operations[]`` entry, encoded."""
     return encode_json(operation_view(task))
+
+
+# An entry's fields that change while its operation runs come in two runs, split around
+# ``dependencies`` (operation_view's order): encoded together, cut where this key begins
+# (the values before it, a status, a number and an integer, cannot hold it).
+_SECOND_RUN = b',"started_at":'
+_FIRST_FACTS = ("id", "task_id", "type", "provider")
+_LAST_FACTS = ("command", "args", "undo")
+
+OperationFacts = tuple[bytes, bytes, bytes]
+
+
+def operation_facts(task: TaskLike) -> OperationFacts:
+    """What never changes of a task's ``operations[]`` entry, encoded: the runs of fields
+    before, between and after the two runs of those that change (:func:`operation_entry`)."""
+    view = operation_view(task)
+    return (
+        encode_json({k: view[k] for k in _FIRST_FACTS})[:-1],
+        encode_json({"dependencies": view["dependencies"]})[1:-1],
+        encode_json({k: view[k] for k in _LAST_FACTS})[1:],
+    )
+
+
+def operation_entry(facts: OperationFacts, moment: Moment) -> bytes:
+    """A running task's ``operations[]`` entry at ``moment``, encoded: its facts as encoded
+    once, and the fields that change (the same bytes as ``operation_view`` encoded)."""
+    status, progress, attempt, _, output, error, results, started_at, completed_at = moment
+    changing = encode_json(
+        {
+            "status": status._value_,
+            "progress": progress,
+            "attempt": attempt,
+            "started_at": started_at,
+            "completed_at": completed_at,
+            "results": results,
+            "output": output,
+            "error": error,
+        }
+    )
+    cut = changing.index(_SECOND_RUN)
+    first, dependencies, last = facts
+    return b"".join((first, b",", changing[1:cut], b",", dependencies, changing[cut:-1], b",", last))
 
 
 async def progress_document(capture: BatchCapture) -> bytes:

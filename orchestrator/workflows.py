@@ -19,18 +19,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.events import EventType
-from orchestrator.models import BatchRequest, TaskQuery
+from orchestrator.models import BATCH_DOCUMENT_FIELDS, BATCH_SUMMARY_FIELDS, BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
 from orchestrator.repository import Repository
 from orchestrator.runtime import Moment, TaskSnapshot, WorkflowState
 from orchestrator.states import FINAL_WORKFLOW, WorkflowStatus
 from orchestrator.submission import Join
 from orchestrator.views import (
+    OperationFacts,
     Summary,
     Tally,
+    batch_document,
     encode_operation_rows,
     encode_operations,
+    operation_entry,
+    operation_facts,
     operation_json,
+    progress_document,
     summarise,
     summarise_rows,
 )
@@ -142,6 +147,7 @@ class LiveDocument:
         self.moments: list[Moment | None] = [None] * n  # as last captured
         self.tally = Tally()
         self.entries: list[bytes] = [b""] * n
+        self.facts: list[OperationFacts | None] = [None] * n  # what never changes, encoded once
         self.shown: list[Moment | None] = [None] * n  # the moment each entry shows
         self.encoding = asyncio.Lock()  # one document encodes at a time: entries stay whole
 
@@ -170,14 +176,21 @@ class LiveDocument:
         """The entries of the operations at ``moments`` (a capture's), joined: those whose
         moment changed since they were encoded are encoded again, a chunk per turn."""
         async with self.encoding:
-            shown, entries, tasks = self.shown, self.entries, self.tasks
+            shown, entries, facts, tasks = self.shown, self.entries, self.facts, self.tasks
             stale = [i for i, (m, was) in enumerate(zip(moments, shown, strict=True)) if m is not was]
             for start in range(0, len(stale), LIVE_CHUNK):
                 if start:
                     await asyncio.sleep(0)
                 for i in stale[start : start + LIVE_CHUNK]:
                     m = moments[i]
-                    entries[i] = operation_json(tasks[i].snapshot(m))
+                    known = facts[i]
+                    if known is not None:
+                        entries[i] = operation_entry(known, m)
+                    elif shown[i] is None:  # first shown: encoded whole (most never change again)
+                        entries[i] = operation_json(tasks[i].snapshot(m))
+                    else:  # changed: what never changes is kept encoded from now on
+                        known = facts[i] = operation_facts(tasks[i].snapshot(m))
+                        entries[i] = operation_entry(known, m)
                     shown[i] = m
             return b",".join(entries)
 
@@ -344,6 +357,23 @@ class FinishedDocuments:
             self.clear()
 
 
+async def _full_document(capture: BatchCapture) -> bytes:
+    return await batch_document(capture, BATCH_DOCUMENT_FIELDS)
+
+
+async def _summary_document(capture: BatchCapture) -> bytes:
+    return await batch_document(capture, BATCH_SUMMARY_FIELDS)
+
+
+# What is built of a workflow when it finishes (the keys its readers ask for): the full
+# document, its summary and its progress (the summary and progress cost microseconds).
+FINISHED_PRODUCTS: tuple[tuple[Hashable, Callable[[BatchCapture], Awaitable[bytes]]], ...] = (
+    (("document", BATCH_SUMMARY_FIELDS), _summary_document),
+    ("progress", progress_document),
+    (("document", BATCH_DOCUMENT_FIELDS), _full_document),
+)
+
+
 class WorkflowService:
     """Submit, plan, cancel and read workflows (batches) and tasks.
 
@@ -361,7 +391,48 @@ class WorkflowService:
         self._capturing: dict[str, asyncio.Task[BatchCapture]] = {}
         settings = engine.settings
         self.finished = FinishedDocuments(settings.document_cache_bytes, settings.retention_days)
-        engine.bus.add_listener(self.finished.on_event)
+        engine.bus.add_listener(self.finished.on_event)  # first: it drops what an event changed
+        engine.bus.add_listener(self._on_event)
+        self._finishing: dict[str, asyncio.Task[None]] = {}  # documents being built as they finish
+
+    # -- a workflow that just finished ----------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        """When a workflow reaches its final status, its documents are built from the
+        engine's memory, which holds exactly what its rows record: the first read of a
+        finished batch is then a lookup, not a read of every task row (those rows may
+        still be pending, and reading them would apply them all first)."""
+        if event.event_type != EventType.BATCH_STATUS_CHANGED or event.workflow_id is None:
+            return
+        state = self.engine.live(event.workflow_id)
+        if state is None or state.status not in FINAL_WORKFLOW:
+            return
+        # Begun now, before any later event of the workflow can spoil it.
+        build = self.finished.begin(state.id, spoiled=self.engine.admin_lock.locked())
+        task = asyncio.get_running_loop().create_task(self._keep_finished(state, build))
+        self._finishing[state.id] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._finishing.get(state.id) is finished:
+                del self._finishing[state.id]
+
+        task.add_done_callback(done)
+
+    async def _keep_finished(self, state: WorkflowState, build: _Build) -> None:
+        wid = state.id
+        try:
+            doc = self._live.pop(wid, None)
+            if doc is None or not doc.follows(state):
+                doc = LiveDocument(state)  # never read while it ran: every entry encoded now
+            moments, summary = doc.capture()
+            capture = BatchCapture(state.record(), live=(doc, moments, summary))
+            for key, encode in FINISHED_PRODUCTS:
+                if build.spoiled:
+                    return
+                body = await encode(capture)
+                self.finished.keep(wid, build, capture.workflow, key, body)
+        finally:
+            self.finished.end(wid, build)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -414,6 +485,12 @@ class WorkflowService:
         body = self.finished.get(workflow_id, key)
         if body is not None:
             return body
+        finishing = self._finishing.get(workflow_id)
+        if finishing is not None:  # just finished: its documents are being built from memory
+            await asyncio.wait({finishing})
+            body = self.finished.get(workflow_id, key)
+            if body is not None:
+                return body
         # Not kept if begun while a rollback or restore holds the admin lock: a rollback
         # records its summary on the workflow after its last event.
         build = self.finished.begin(workflow_id, spoiled=self.engine.admin_lock.locked())

@@ -21,18 +21,24 @@ from tests.helpers.batches import batch, op, wait_batch
 
 
 class Enqueued:
-    """Every write queued on a store, one tuple per ``enqueue`` (each commits atomically:
-    a group commit joins several, never splits one). Observes; the writes go through."""
+    """Every write queued on a store, one tuple per ``enqueue`` or ``notify`` (each
+    commits atomically: a group commit joins several, never splits one). Observes; the
+    writes go through."""
 
     def __init__(self, store: Store) -> None:
         self.calls: list[tuple[Write, ...]] = []
-        real = store.enqueue
+        enqueue, notify = store.enqueue, store.notify
 
-        def spy(*writes: Write) -> Any:
+        def spy_enqueue(*writes: Write) -> Any:
             self.calls.append(writes)
-            return real(*writes)
+            return enqueue(*writes)
 
-        store.enqueue = spy  # type: ignore[method-assign]
+        def spy_notify(done: Any, *writes: Write) -> None:
+            self.calls.append(writes)
+            notify(done, *writes)
+
+        store.enqueue = spy_enqueue  # type: ignore[method-assign]
+        store.notify = spy_notify  # type: ignore[method-assign]
 
     def holding(self, table: str) -> list[tuple[Write, ...]]:
         return [c for c in self.calls if any(isinstance(w, Insert) and w.table == table for w in c)]

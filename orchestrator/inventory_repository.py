@@ -61,7 +61,7 @@ _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a kind counted in a field of its 
 # ``P<page>~`` after the whole page; ``<key>`` is the resource's key in hex (UTF-8),
 # or its first _KEY_BYTES bytes and a hash when it is longer (names have no bound).
 PAGE_SIZE = 100  # rows a page holds at most (the view fills them: providers/local_inventory.py)
-_LIST_KEY = re.compile(r"(P[0-9]{10}|L)\.[0-9a-f]{2,360}(-[0-9a-f]{16})?|P[0-9]{10}~")
+_LIST_KEY = re.compile(r"(P[0-9]{10}|L)\.([0-9a-f]{2}){1,180}(-[0-9a-f]{16})?|P[0-9]{10}~")
 _KEY_BYTES = 160
 _MAX_PAGES = 50  # pages one turn of a list reads at most
 
@@ -290,10 +290,10 @@ class InventoryRepository:
         """Rows still stored one per record, by key, after the list key's ``start``
         (``""``: from the first). They are few and never grow (the provider moves them
         into pages on its first operation): read in key order with a filter, no budget."""
-        bound = "" if not start else bytes.fromhex(start.partition("-")[0]).decode()
+        bound = bytes.fromhex(start.partition("-")[0]).decode(errors="replace") if start else None
+        where = "" if bound is None else "WHERE id >= type::thing($table, $low) "
         found = await self.store.query(
-            f"SELECT * FROM {LEGACY_INVENTORY} WHERE id >= type::thing($table, $low) ORDER BY id",
-            {"table": LEGACY_INVENTORY, "low": bound},
+            f"SELECT * FROM {LEGACY_INVENTORY} {where}ORDER BY id", {"table": LEGACY_INVENTORY, "low": bound}
         )
         rows = [{**r, "id": str(r["id"].id if isinstance(r["id"], RecordID) else r["id"])} for r in found]
         if start:

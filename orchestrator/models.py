@@ -29,6 +29,7 @@ from shared.web.routing import (
     INT,
     NAMED_SCHEMAS,
     NUM,
+    OBJECT,
     STR,
     JsonSchema,
     Model,
@@ -316,6 +317,20 @@ class BatchListQuery(PageQuery):
         "full",
         description="summary: counts only; full: also the operations of batches of at most 100, "
         "at most 100 operations over the page (later batches: counts only)",
+    )
+
+
+INVENTORY_KINDS = ("server", "taskserv", "cluster", "resource")  # what providers/local.py makes
+
+
+class InventoryQuery(PageQuery):
+    """``GET /state/inventory``: a page, filtered by kind (counted), provider or workflow
+    (no counter follows those: no total)."""
+
+    kind: Annotated[str, *choice(INVENTORY_KINDS, "kind")] | None = None
+    provider: str | None = Field(None, min_length=1, max_length=64, description="as the batch named it")
+    workflow_id: str | None = Field(
+        None, min_length=1, max_length=128, description="the batch that wrote it last"
     )
 
 
@@ -633,7 +648,26 @@ STATE_STATISTICS = obj(
         ),
     }
 )
-INVENTORY = array({"type": "object", "description": "a simulated resource"})
+INVENTORY = array(
+    named(
+        "InventoryResource",
+        obj(
+            {
+                "id": {**STR, "description": "<kind>/<name>"},
+                "kind": {"type": "string", "enum": list(INVENTORY_KINDS)},
+                "name": STR,
+                "provider": {**STR, "description": "the provider name the batch used"},
+                "attributes": OBJECT,
+                "task_id": STR,
+                "workflow_id": STR,
+                "state": STR,
+                "simulated": {"const": True},
+                "updated_at": DATETIME,
+            },
+            optional=("provider", "attributes", "task_id", "workflow_id", "state", "simulated", "updated_at"),
+        ),
+    )
+)
 CHECKPOINT_FIELDS: dict[str, JsonSchema] = {
     "id": STR,
     "name": STR,

@@ -21,6 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from orchestrator.inventory_repository import InventoryFilter
 from orchestrator.records import Checkpoint, Task, Workflow
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.states import TaskStatus, WorkflowStatus
@@ -204,9 +205,11 @@ class StateService:
             retention_days=self.settings.retention_days,
         )
 
-    async def inventory(self) -> list[dict[str, Any]]:
-        """Resources in the simulated cloud of the ``local`` provider."""
-        return await self.inventory_repo.all()
+    async def inventory(self, query: InventoryFilter) -> Listing[dict[str, Any]]:
+        """A page of the ``local`` provider's simulated cloud (page order, each page by
+        key; ``orchestrator/inventory_repository.py``) and how many match."""
+        listed = await self.inventory_repo.listing(query)
+        return Listing(listed.page.rows, listed.total, listed.page.next_cursor)
 
     # -- checkpoints and rollbacks ----------------------------------------------------------
 

@@ -15,6 +15,7 @@ from orchestrator.models import (
     STATE_STATISTICS,
     SYSTEM_HEALTH,
     SYSTEM_METRICS,
+    InventoryQuery,
 )
 from orchestrator.views import (
     journal_entry_view,
@@ -24,7 +25,7 @@ from orchestrator.views import (
     system_health_view,
     system_metrics_view,
 )
-from shared.web.envelope import ok, ok_encoded
+from shared.web.envelope import ok, ok_encoded, paginated
 from shared.web.routing import Api, Model
 
 api = Api()
@@ -111,7 +112,18 @@ async def get_statistics(request: web.Request) -> web.Response:
     return ok(state_statistics_view(await request.app[STATE].statistics()))
 
 
-@api.route("GET", "/state/inventory", resource="state", action="read", tags=("state",), response=INVENTORY)
-async def get_inventory(request: web.Request) -> web.Response:
-    """Resources in the simulated cloud of the ``local`` provider (all simulated)."""
-    return ok(await request.app[STATE].inventory())
+@api.route(
+    "GET",
+    "/state/inventory",
+    resource="state",
+    action="read",
+    query=InventoryQuery,
+    tags=("state",),
+    response=INVENTORY,
+)
+async def get_inventory(request: web.Request, query: InventoryQuery) -> web.Response:
+    """Resources in the simulated cloud of the ``local`` provider (all simulated), a page
+    at a time: in the order their pages were made, each page by key (not alphabetical
+    across pages); filter by kind, provider or workflow."""
+    listing = await request.app[STATE].inventory(query)
+    return paginated(request, listing.items, query, listing)

@@ -39,9 +39,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.inventory_repository import InventoryRepository
+from orchestrator.inventory_repository import COUNTED, COUNTS, InventoryRepository, counted, kind_of
+from shared.store.counters import TOTAL
 from shared.store.pages import page_rows
-from shared.store.writes import Write
+from shared.store.writes import Count, Write
 
 Row = dict[str, Any]
 PAGE_ROWS = 100  # resources per page
@@ -139,6 +140,7 @@ class InventoryView:
                 self._rows.pop(key, None)
                 if key in self._present:
                     self._present.discard(key)
+                    out.extend(counted(key, -1))  # the list's total, in the same commit
                     self._count[str(page)] -= 1
                     if self._count[str(page)] == PAGE_ROWS - 1:  # it was full: it has room again
                         heapq.heappush(self._room, int(str(page)))
@@ -149,6 +151,7 @@ class InventoryView:
                 page = self._page_of[key] = self._allocate()
             if key not in self._present:
                 self._present.add(key)
+                out.extend(counted(key, 1))
                 self._count[page] += 1
             self._hold(key, row)
             out.append(InventoryRepository.write(page, key, row))
@@ -182,7 +185,7 @@ class InventoryView:
     # -- reading the store -------------------------------------------------------------
 
     async def _load(self) -> None:
-        pages = await self.repo.page_records()
+        pages, stored = await self.repo.everything()
         self.reads += 1
         # From nothing: a load that failed (moving old rows, say) may have placed some.
         self._page_of, self._present, self._rows, self._count = {}, set(), OrderedDict(), Counter()
@@ -196,9 +199,25 @@ class InventoryView:
         self._next_page = max(numbers, default=-1) + 1
         self._room = [n for n in numbers if self._count[_page_name(n)] < PAGE_ROWS]
         heapq.heapify(self._room)
+        await self._count_right(stored)
         self._paged = True
         await self._move_legacy()
         self._loaded = True
+
+    async def _count_right(self, stored: dict[str, int]) -> None:
+        """Set the list's counter (``counter:inventory``) to what the pages hold, if it
+        is not (pages written before it was kept, a commit the store refused). No write of
+        the view can be queued before the load ends, so the deltas are exact."""
+        right: Counter[str] = Counter({TOTAL: len(self._present), COUNTED: 1})
+        right.update(kind for key in self._present if (kind := kind_of(key)) is not None)
+        fields = set(right) | set(stored)
+        fixes = [
+            Count(COUNTS, f, right[f] - stored.get(f, 0))
+            for f in sorted(fields)
+            if right[f] != stored.get(f, 0)
+        ]
+        if fixes:
+            await self.repo.store.write(*fixes)
 
     async def _move_legacy(self) -> None:
         """Move resources stored one per record into pages, a chunk per commit."""

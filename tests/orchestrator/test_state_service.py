@@ -13,7 +13,7 @@ from aiohttp import web
 
 from orchestrator.app import create_app
 from orchestrator.keys import CHECKPOINTS, ROLLBACKS, STATE, WORKFLOWS
-from orchestrator.models import BatchRequest, CheckpointRequest, RollbackRequest, TaskQuery
+from orchestrator.models import BatchRequest, CheckpointRequest, InventoryQuery, RollbackRequest, TaskQuery
 from orchestrator.records import Task, Workflow
 from orchestrator.repository import InventoryRepository, Repository
 from orchestrator.state import Health, StateService
@@ -171,5 +171,5 @@ async def test_checkpoints_and_rollback_statistics(app: web.Application) -> None
 
 async def test_the_inventory_lists_what_the_local_provider_made(app: web.Application) -> None:
     await run(app, batch(op("srv", servers=["web-1", "web-2"])))
-    names = sorted(r["name"] for r in await app[STATE].inventory())
+    names = sorted(r["name"] for r in (await app[STATE].inventory(InventoryQuery())).items)
     assert names == ["web-1", "web-2"]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from surrealdb import RecordID
 
 from shared.store.counters import COUNTER_TABLE, TOTAL, counts_of
-from shared.store.keyset import Page, decode_cursor
+from shared.store.keyset import Page, PageFilter, decode_cursor
 from shared.store.pages import Codes, PagedTable, page_rows
 from shared.store.store import Store
 from shared.store.writes import Count, Paged, Stmt, Write
@@ -152,15 +152,9 @@ def _matches(row: dict[str, Any], kind: str | None, provider: str | None, workfl
     )
 
 
-class InventoryFilter(Protocol):
+class InventoryFilter(PageFilter, Protocol):
     """What a page of the inventory is asked for (``orchestrator.api.state.InventoryQuery``)."""
 
-    @property
-    def limit(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def cursor(self) -> str | None: ...
     @property
     def kind(self) -> str | None: ...
     @property

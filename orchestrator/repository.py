@@ -35,7 +35,7 @@ from orchestrator.task_repository import (
 )
 from shared.store.codec import log_entries, pack, unpack
 from shared.store.counters import TOTAL, counts_of, moved, read_counter, read_counters
-from shared.store.keyset import KEY, Listing, keyset_page, list_key, part
+from shared.store.keyset import KEY, Listing, PageFilter, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Paged, Put, Stmt, Write
 
@@ -78,19 +78,13 @@ def task_key(submitted_seq: int, index: int, task_id: str) -> str:
     return list_key(workflow_partition(submitted_seq), part(index), tiebreak=task_id)
 
 
-class TaskFilter(Protocol):
+class TaskFilter(PageFilter, Protocol):
     """What a page of tasks is asked for (``orchestrator.models.TaskQuery`` is one)."""
 
     @property
     def status(self) -> str | None: ...
     @property
     def workflow_id(self) -> str | None: ...
-    @property
-    def limit(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def cursor(self) -> str | None: ...
 
 
 class Repository:

@@ -32,12 +32,25 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.errors import ValidationFailed
 
 if TYPE_CHECKING:  # the store is passed in; only its type is needed here
     from shared.store.store import Store
+
+
+class PageFilter(Protocol):
+    """What a page of a list is asked for: its size and where it starts (an offset, or
+    a cursor from the previous page's ``Link: rel="next"``)."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def cursor(self) -> str | None: ...
+
 
 KEY = "lk"  # the field every listed table is ordered by (index ``<table>_lk``)
 # One position: 19 decimal digits, any non-negative 64-bit signed number (decimal so

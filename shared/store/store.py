@@ -181,6 +181,9 @@ class Store:
         self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
         self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
         self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
+        # Whether the pending rows' first marks grow in their order (see _oldest_left).
+        self._lazy_in_order = True
+        self._lazy_last_first = 0
         self._lazy_applied = 0  # every lazy change up to this mark is in the store
         self._lazy_high = 0  # the highest mark of any lazy change taken in
         self._tick: asyncio.TimerHandle | None = None
@@ -494,8 +497,8 @@ class Store:
         codes = self._plan_pages(plan, pages)
         applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
-        left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
-        mark = min(left) - 1 if left else self._lazy_high
+        oldest = self._oldest_left(applied)
+        mark = oldest - 1 if oldest is not None else self._lazy_high
         mark = max(mark, self._lazy_applied)
         plan.add(self.mark_write(mark), own=False)
         sql, params, _ = plan.build()
@@ -533,6 +536,20 @@ class Store:
         )
         self._drop_lazy(key)
 
+    def _oldest_left(self, applied: set[tuple[str, str]]) -> int | None:
+        """The first mark of the pending rows not in ``applied`` (None: there are none).
+        Rows are kept in the order they came, which is their first marks' order unless
+        :meth:`_fold_lazy` saw otherwise: then the first row left is the oldest, and
+        only the rows being applied are passed over (not thousands still pending)."""
+        oldest: int | None = None
+        for key, row in self._lazy.items():
+            if key in applied:
+                continue
+            if self._lazy_in_order:
+                return row.first_mark
+            oldest = row.first_mark if oldest is None else min(oldest, row.first_mark)
+        return oldest
+
     def _drop_lazy(self, key: tuple[str, str]) -> None:
         row = self._lazy.pop(key)
         self._settled.pop(key, None)
@@ -543,6 +560,8 @@ class Store:
                 members.discard(key)
                 if not members:
                     del self._page_members[(key[0], row.page)]
+        if not self._lazy:
+            self._lazy_in_order, self._lazy_last_first = True, 0
 
     # -- pages (shared/store/pages.py) ------------------------------------------------
 
@@ -607,19 +626,25 @@ class Store:
             del self._page_cache[key]
             self._page_codes.pop(key, None)
 
-    def _fold_lazy(self, lazy: Lazy) -> None:
-        self._lazy_high = max(self._lazy_high, lazy.mark)
+    def _fold_lazy(self, lazy: Lazy, now: float) -> None:
+        """Take in a committed lazy change (``now``: the loop's time, for its row's age)."""
+        mark = lazy.mark
+        if mark > self._lazy_high:
+            self._lazy_high = mark
         key = (lazy.table, lazy.id)
         row = self._lazy.get(key)
         if row is None:
-            since = asyncio.get_running_loop().time()
-            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), lazy.mark, lazy.mark, since, lazy.page)
+            if mark < self._lazy_last_first:
+                self._lazy_in_order = False
+            else:
+                self._lazy_last_first = mark
+            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), mark, mark, now, lazy.page)
             self._lazy_tables[key[0]] += 1
             if lazy.page is not None:
                 self._page_members.setdefault((lazy.table, lazy.page), set()).add(key)
         else:
             row.patch.update(lazy.patch)
-            row.last_mark = lazy.mark
+            row.last_mark = mark
         if lazy.settled:
             self._settled[key] = None
         else:
@@ -715,8 +740,9 @@ class Store:
             plan.add(self.mark_write(mark), own=False)
         sql, params, slots = plan.build()
         if not plan.statements:  # lazy changes only: nothing to send
+            now = asyncio.get_running_loop().time()
             for lazy in lazies:
-                self._fold_lazy(lazy)
+                self._fold_lazy(lazy, now)
             for pending in batch:
                 pending.succeed([None] * len(pending.stmts))
             return
@@ -744,8 +770,9 @@ class Store:
                 self._lazy_applied = max(self._lazy_applied, mark)
                 self._lazy_high = max(self._lazy_high, mark)
             else:
+                now = asyncio.get_running_loop().time()
                 for lazy in lazies:
-                    self._fold_lazy(lazy)
+                    self._fold_lazy(lazy, now)
             i = 0
             for pending in batch:
                 n = len(pending.stmts)

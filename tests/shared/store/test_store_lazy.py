@@ -616,3 +616,13 @@ async def test_notify_tells_each_callback_once_in_queue_order_and_a_refused_writ
         assert [name for name, _ in told] == ["first", "refused"]  # told before the later future
         assert told[0][1] is None and isinstance(told[1][1], StoreError)
         assert await store.query("SELECT VALUE v FROM t ORDER BY v") == [1, 3]
+
+
+async def test_the_mark_stays_below_a_pending_row_that_came_in_out_of_order() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as store:
+        await store.write(Lazy("t", "a", {"v": 1}, 5, create=True))
+        await store.write(Lazy("t", "c", {"v": 3}, 7, create=True))
+        await store.write(Lazy("t", "b", {"v": 2}, 3, create=True))  # an older position, later
+        await store.write(Merge("t", "a", {"w": 1}))  # applies row a alone
+        assert store.lazy_pending == 2
+        assert await store.lazy_mark() == 2  # b (3) is not applied yet, however late it came

@@ -224,7 +224,10 @@ class Repository:
             index = int(fields.get("index") or 0)
             fields[KEY] = task_key(seq, index, tid)
             by_status[(str(fields["workflow_id"]), str(fields["status"]))] += 1
-            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page_id(seq, index)))
+            # Its page is new: the position of this submission names it.
+            writes.append(
+                Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page_id(seq, index), fresh=True)
+            )
         for (wid, status), n in by_status.items():
             writes += [Count(TASK_COUNTS, status, n), Count(tasks_of(wid), status, n)]
         return writes

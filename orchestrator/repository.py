@@ -227,7 +227,8 @@ class Repository:
             page = pages.get(number)
             if page is None:
                 page = pages[number] = page_id(seq, index)
-            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page))
+            # Its page is new: the position of this submission names it.
+            writes.append(Lazy(TASK_PAGES, tid, fields, seq, create=True, page=page, fresh=True))
         for (wid, status), n in by_status.items():
             writes += [Count(TASK_COUNTS, status, n), Count(tasks_of(wid), status, n)]
         return writes

@@ -110,7 +110,19 @@ class _LazyRow:
 
 _PageRows = dict[str, dict[str, Any]]  # a page's rows by id
 
+
+@dataclass(slots=True)
+class _Applying:
+    """Lazy rows planned for application: their pages as they will be, and the mark."""
+
+    keys: list[tuple[str, str]]
+    pages: dict[tuple[str, str], _PageRows]
+    codes: dict[tuple[str, str], Codes]
+    mark: int
+
+
 _TICK = object()  # queued by a timer: lazy changes are due
+_WRITTEN_PAGES_MAX = 4096  # pages remembered as written (far more than the page cache holds)
 
 
 @functools.cache
@@ -182,6 +194,9 @@ class Store:
         self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
         self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
         self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
+        # Whether the pending rows' first marks grow in their order (see _oldest_left).
+        self._lazy_in_order = True
+        self._lazy_last_first = 0
         self._lazy_applied = 0  # every lazy change up to this mark is in the store
         self._lazy_high = 0  # the highest mark of any lazy change taken in
         self._tick: asyncio.TimerHandle | None = None
@@ -191,6 +206,9 @@ class Store:
         self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._page_cache: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
         self._page_codes: dict[tuple[str, str], Codes] = {}  # what each cached page's rows encoded to
+        self._fresh_pages: set[tuple[str, str]] = set()  # never written yet (Lazy.fresh): not read
+        # Pages this writer wrote lately: a claim that one is fresh is not believed.
+        self._written_pages: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.page_cache_max = 64
         self._last_write = 0.0  # loop time the writer last committed other work
         # Commit writes queued during the previous commit at once (see _write_loop).
@@ -422,13 +440,24 @@ class Store:
                     stop = True
                     break
             try:
+                rows = (
+                    self._due_rows(bool(batch))
+                    if not stop and (due or len(self._lazy) >= self.lazy_max)
+                    else []
+                )
                 if batch:
-                    await self._commit(batch)
+                    # Rows due ride on the batch's commit when they can (one sync, not two).
+                    if await self._commit(batch, rows):
+                        rows = []
                     self._last_write = asyncio.get_running_loop().time()
                 if stop:
                     await self._apply_all_at_close()
-                elif due or len(self._lazy) >= self.lazy_max:
-                    await self._apply_lazy(self._due_rows())
+                else:
+                    # Chosen before the commit, which may have applied some (a read's flush).
+                    rows = [key for key in rows if key in self._lazy]
+                    if not rows and len(self._lazy) >= self.lazy_max:  # this batch made too many
+                        rows = self._due_rows()
+                    await self._apply_lazy(rows)
             except Exception as exc:  # never let one bad batch stop every later write
                 log.exception("store writer failed a group commit")
                 failure = StoreError(f"database write failed: {exc}")
@@ -462,12 +491,12 @@ class Store:
             self._tick.cancel()
         self._tick = loop.call_at(when, self._queue.put_nowait, _TICK)
 
-    def _due_rows(self) -> list[tuple[str, str]]:
+    def _due_rows(self, busy: bool = False) -> list[tuple[str, str]]:
         """Up to a chunk of rows to apply: while the writer is idle, settled rows first,
-        then the oldest; while it is busy, only rows past the maximum age (or the
-        oldest, when there are too many)."""
+        then the oldest; while it is busy (``busy``: it is about to commit other work),
+        only rows past the maximum age (or the oldest, when there are too many)."""
         now = asyncio.get_running_loop().time()
-        idle = now - self._last_write >= self.lazy_delay_s
+        idle = not busy and now - self._last_write >= self.lazy_delay_s
         crowded = len(self._lazy) >= self.lazy_max
         rows = list(itertools.islice(self._settled, self.lazy_chunk)) if idle else []
         cutoff = now - self.lazy_max_age_s
@@ -483,6 +512,23 @@ class Store:
         if not keys:
             return
         plan = Plan()
+        applying = await self._plan_lazy(plan, keys)
+        sql, params, _ = plan.build()
+        raw = await self._raw(sql, params)
+        if len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw):
+            self._forget_pages(applying.pages)
+            if len(keys) > 1:  # find the row at fault: apply them one by one
+                for key in keys:
+                    await self._apply_lazy([key])
+                return
+            self._refuse_lazy(keys[0], raw)
+            return
+        self.commits += 1
+        STORE_COMMITS.inc()
+        self._lazy_landed(applying)
+
+    async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> _Applying:
+        """Plan the application of these rows' lazy changes (and the mark it moves to)."""
         by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
             row = self._lazy[key]
@@ -496,29 +542,20 @@ class Store:
                 row = self._lazy[key]
                 apply_change(pages[page_key], key[1], row.patch, row.create, key[0])
         codes = self._plan_pages(plan, pages)
-        applied = set(keys)
         # Everything before the oldest change still pending is applied once this commits.
-        left = [row.first_mark for key, row in self._lazy.items() if key not in applied]
-        mark = min(left) - 1 if left else self._lazy_high
+        oldest = self._oldest_left(set(keys))
+        mark = oldest - 1 if oldest is not None else self._lazy_high
         mark = max(mark, self._lazy_applied)
         plan.add(self.mark_write(mark), own=False)
-        sql, params, _ = plan.build()
-        raw = await self._raw(sql, params)
-        if len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw):
-            self._forget_pages(pages)
-            if len(keys) > 1:  # find the row at fault: apply them one by one
-                for key in keys:
-                    await self._apply_lazy([key])
-                return
-            self._refuse_lazy(keys[0], raw)
-            return
-        self.commits += 1
-        STORE_COMMITS.inc()
-        self._cache_pages(pages, codes)
-        for key in keys:
+        return _Applying(keys, pages, codes, mark)
+
+    def _lazy_landed(self, applying: _Applying) -> None:
+        """The application of rows planned by :meth:`_plan_lazy` committed."""
+        self._cache_pages(applying.pages, applying.codes)
+        for key in applying.keys:
             self._drop_lazy(key)
-        self._lazy_applied = mark
-        self.lazy_rows_applied += len(keys)
+        self._lazy_applied = applying.mark
+        self.lazy_rows_applied += len(applying.keys)
 
     def _refuse_lazy(self, key: tuple[str, str], raw: list[dict[str, Any]]) -> None:
         """Drop a row change the store will never take (it would otherwise block every
@@ -537,6 +574,20 @@ class Store:
         )
         self._drop_lazy(key)
 
+    def _oldest_left(self, applied: set[tuple[str, str]]) -> int | None:
+        """The first mark of the pending rows not in ``applied`` (None: there are none).
+        Rows are kept in the order they came, which is their first marks' order unless
+        :meth:`_fold_lazy` saw otherwise: then the first row left is the oldest, and
+        only the rows being applied are passed over (not thousands still pending)."""
+        oldest: int | None = None
+        for key, row in self._lazy.items():
+            if key in applied:
+                continue
+            if self._lazy_in_order:
+                return row.first_mark
+            oldest = row.first_mark if oldest is None else min(oldest, row.first_mark)
+        return oldest
+
     def _drop_lazy(self, key: tuple[str, str]) -> None:
         row = self._lazy.pop(key)
         self._settled.pop(key, None)
@@ -547,6 +598,8 @@ class Store:
                 members.discard(key)
                 if not members:
                     del self._page_members[(key[0], row.page)]
+        if not self._lazy:
+            self._lazy_in_order, self._lazy_last_first = True, 0
 
     # -- pages (shared/store/pages.py) ------------------------------------------------
 
@@ -558,7 +611,10 @@ class Store:
         for key in keys:
             cached = self._page_cache.get(key)
             if cached is None:
-                missing.append(key)
+                if key in self._fresh_pages:
+                    out[key] = {}
+                else:
+                    missing.append(key)
             else:
                 self._page_cache.move_to_end(key)
                 out[key] = dict(cached)
@@ -591,6 +647,11 @@ class Store:
         for key, rows in pages.items():
             self._page_cache[key] = rows
             self._page_cache.move_to_end(key)
+            self._fresh_pages.discard(key)
+            self._written_pages[key] = None
+            self._written_pages.move_to_end(key)
+        while len(self._written_pages) > _WRITTEN_PAGES_MAX:
+            self._written_pages.popitem(last=False)
             if key in codes:
                 self._page_codes[key] = codes[key]
             else:
@@ -610,20 +671,27 @@ class Store:
         for key in [k for k in self._page_cache if k[0] in tables]:
             del self._page_cache[key]
             self._page_codes.pop(key, None)
+        self._fresh_pages = {k for k in self._fresh_pages if k[0] not in tables}
 
-    def _fold_lazy(self, lazy: Lazy) -> None:
-        self._lazy_high = max(self._lazy_high, lazy.mark)
+    def _fold_lazy(self, lazy: Lazy, now: float) -> None:
+        """Take in a committed lazy change (``now``: the loop's time, for its row's age)."""
+        mark = lazy.mark
+        if mark > self._lazy_high:
+            self._lazy_high = mark
         key = (lazy.table, lazy.id)
         row = self._lazy.get(key)
         if row is None:
-            since = asyncio.get_running_loop().time()
-            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), lazy.mark, lazy.mark, since, lazy.page)
+            if mark < self._lazy_last_first:
+                self._lazy_in_order = False
+            else:
+                self._lazy_last_first = mark
+            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), mark, mark, now, lazy.page)
             self._lazy_tables[key[0]] += 1
             if lazy.page is not None:
                 self._page_members.setdefault((lazy.table, lazy.page), set()).add(key)
         else:
             row.patch.update(lazy.patch)
-            row.last_mark = lazy.mark
+            row.last_mark = mark
         if lazy.settled:
             self._settled[key] = None
         else:
@@ -666,7 +734,16 @@ class Store:
                 return True, []
         return False, list(targets)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending], riders: list[tuple[str, str]] | None = None) -> bool:
+        """Commit a batch; ``riders``, rows whose lazy changes are due, are applied in the
+        same commit when nothing in the batch touches pages or pending rows. Returns
+        whether they were (else the caller applies them)."""
+        for pending in batch:
+            for write in pending.stmts:
+                if type(write) is Lazy and write.fresh and write.page is not None:
+                    page = (write.table, write.page)
+                    if page not in self._written_pages:
+                        self._fresh_pages.add(page)
         applying, targets = self._must_apply(batch)
         if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they
@@ -681,7 +758,7 @@ class Store:
             except StoreError as exc:
                 for pending in batch:
                     pending.fail(exc)
-                return
+                return False
         plan = Plan()
         lazies: list[Lazy] = []
         pages = await self._pages_of(batch, applying)
@@ -717,25 +794,33 @@ class Store:
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
             plan.add(self.mark_write(mark), own=False)
+        # Their pages are not this batch's, and the mark they move to is below this
+        # batch's own lazy changes (folded only once it lands: newer than any pending).
+        ride = await self._plan_lazy(plan, riders) if riders and not (applying or targets or pages) else None
         sql, params, slots = plan.build()
         if not plan.statements:  # lazy changes only: nothing to send
+            now = asyncio.get_running_loop().time()
             for lazy in lazies:
-                self._fold_lazy(lazy)
+                self._fold_lazy(lazy, now)
             for pending in batch:
                 pending.succeed([None] * len(pending.stmts))
-            return
+            return False
         try:
             raw = await self._raw(sql, params)
         except StoreError as exc:
             self._forget_pages(pages)
             self._forget_tables(reached)
+            if ride is not None:
+                self._forget_pages(ride.pages)
             for pending in batch:
                 pending.fail(exc)
-            return
+            return False
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
         self._forget_tables(reached)
         if failed:
             self._forget_pages(pages)
+            if ride is not None:
+                self._forget_pages(ride.pages)
         else:
             self._cache_pages(pages, codes)
         if not failed:
@@ -744,12 +829,15 @@ class Store:
             self.statements_written += len(plan.statements)
             # Recorded before any future resolves: whoever wakes up and reads must
             # find these changes applied or pending, never neither.
+            if ride is not None:  # first: a row applied here may have a newer change below
+                self._lazy_landed(ride)
             if applying:
                 self._lazy_applied = max(self._lazy_applied, mark)
                 self._lazy_high = max(self._lazy_high, mark)
             else:
+                now = asyncio.get_running_loop().time()
                 for lazy in lazies:
-                    self._fold_lazy(lazy)
+                    self._fold_lazy(lazy, now)
             i = 0
             for pending in batch:
                 n = len(pending.stmts)
@@ -761,14 +849,19 @@ class Store:
                         [None if slot is None else to_plain(raw[slot].get("result")) for slot in own]
                     )
                 i += n
-            return
+            return ride is not None
+        if ride is not None:
+            # Without the rows (one of them may be what the store refused), as before.
+            await self._commit(batch)
+            return False
         if len(batch) == 1:
             reason = next((str(r.get("result")) for r in raw if r.get("status") != "OK"), "unknown error")
             batch[0].fail(StoreError(f"database refused the write: {reason}"))
-            return
+            return False
         # One bad item must not fail its neighbours: commit each on its own.
         for pending in batch:
             await self._commit([pending])
+        return False
 
     async def _pages_of(self, batch: list[_Pending], applying: bool) -> dict[tuple[str, str], _PageRows]:
         """The pages this batch rewrites: those of its paged changes, and of its paged

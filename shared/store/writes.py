@@ -122,6 +122,10 @@ class Lazy:
     # The row lives in a page (``shared/store/pages.py``): ``table`` is the paged table
     # and this the record id of the page holding row ``id``.
     page: str | None = None
+    # The page is new: nothing in the store holds it before this change's commit (the
+    # rows of a submission, whose pages its position names). The writer then never
+    # reads it from the store before its first write.
+    fresh: bool = False
 
 
 @dataclass(slots=True)

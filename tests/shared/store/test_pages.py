@@ -132,3 +132,26 @@ def test_a_page_record_encodes_only_the_rows_a_change_replaced() -> None:
     apply_change(changed, "r3", {"status": "bad\x00"}, create=False)
     third, _ = table.record(changed, again)
     assert page_rows(third)[3]["status"] == "bad\ufffd"
+
+
+async def test_a_fresh_page_is_read_from_the_store_once_written_even_when_the_cache_forgot_it() -> None:
+    """A new page (``fresh``) is not read before its first write; once written it is read
+    as stored, even when later rows claim it is new (they are not believed)."""
+    async with opened() as store:
+        store.page_cache_max = 0  # every page leaves the cache as soon as it is written
+        rows = [Lazy("pg", "r0", {"index": 0, "status": "Pending"}, 1, create=True, page="p1", fresh=True)]
+        rows += [
+            Lazy("pg", f"r{i}", {"index": i, "status": "Pending"}, 1, create=True, page="p1", fresh=True)
+            for i in (1, 2)
+        ]
+        await store.write(rows[0])
+        await store.flush_lazy()  # the first write of p1: nothing read, nothing lost
+        await store.write(*rows[1:])
+        await store.write(Lazy("pg", "r0", {"status": "Completed"}, 2, page="p1"))
+        record = await page(store, "p1")  # applies the rest onto p1 as stored
+        assert record is not None
+        assert [(r["id"], r["status"]) for r in page_rows(record)] == [
+            ("r0", "Completed"),
+            ("r1", "Pending"),
+            ("r2", "Pending"),
+        ]

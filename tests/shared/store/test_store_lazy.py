@@ -22,7 +22,7 @@ from surrealdb import RecordID
 
 from shared.errors import StoreError
 from shared.store.codec import log_entries
-from shared.store.store import Store
+from shared.store.store import _TICK, Store
 from shared.store.writes import Append, Insert, Lazy, Merge, Put, Stmt
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
@@ -616,3 +616,47 @@ async def test_notify_tells_each_callback_once_in_queue_order_and_a_refused_writ
         assert [name for name, _ in told] == ["first", "refused"]  # told before the later future
         assert told[0][1] is None and isinstance(told[1][1], StoreError)
         assert await store.query("SELECT VALUE v FROM t ORDER BY v") == [1, 3]
+
+
+async def test_the_mark_stays_below_a_pending_row_that_came_in_out_of_order() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as store:
+        await store.write(Lazy("t", "a", {"v": 1}, 5, create=True))
+        await store.write(Lazy("t", "c", {"v": 3}, 7, create=True))
+        await store.write(Lazy("t", "b", {"v": 2}, 3, create=True))  # an older position, later
+        await store.write(Merge("t", "a", {"w": 1}))  # applies row a alone
+        assert store.lazy_pending == 2
+        assert await store.lazy_mark() == 2  # b (3) is not applied yet, however late it came
+
+
+async def test_rows_due_ride_on_a_group_commit_and_a_newer_change_to_one_stays_pending() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Lazy("t", "a", {"v": 1}, 1, create=True))
+        assert s.lazy_pending == 1
+        s.lazy_max_age_s = 0.0  # row a is due from now on
+        commits = s.commits
+        # A tick and a batch reach the writer together: the batch holds row b and a newer
+        # change to row a.
+        s._queue.put_nowait(_TICK)
+        await s.write(Lazy("t", "b", {"v": 2}, 2, create=True), Lazy("t", "a", {"v": 5}, 3))
+        s.lazy_max_age_s = NEVER
+        assert s.commits == commits + 1  # row a applied with the batch: one commit, one sync
+        assert s.lazy_rows_applied == 1 and s.lazy_pending == 2  # b, and a's change at 3
+        assert await s.lazy_mark() == 1  # not 3: that change of a is not applied yet
+        # A read applies the rest, a's newer change over the one the batch carried.
+        assert await s.query("SELECT VALUE v FROM t ORDER BY v") == [2, 5]
+
+
+async def test_rows_due_that_the_batch_applied_itself_are_not_applied_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
+        await s.write(Lazy("t", "a", {"v": 1}, 1, create=True))
+        s.lazy_max_age_s = 0.0  # row a is due from now on
+        s._queue.put_nowait(_TICK)
+        # A statement reaching t applies every pending row before it commits.
+        await s.write(Stmt("UPDATE t SET w = 2 RETURN NONE"))
+        s.lazy_max_age_s = NEVER
+        await s.write(Stmt("CREATE t:z SET v = 0 RETURN NONE"))  # the writer went on
+        assert "store writer failed" not in caplog.text
+        assert s.lazy_pending == 0 and s.lazy_rows_applied == 1
+        assert await s.query("SELECT v, w FROM t:a") == [{"v": 1, "w": 2}]

@@ -37,9 +37,8 @@ import functools
 import itertools
 import logging
 import re
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.durability import apply_engine_sync
 from shared.store.lock import DataDirLock
-from shared.store.pages import Codes, PagedTable, apply_change, page_rows
+from shared.store.page_cache import PageCache, PageKey, PageRows
+from shared.store.pages import PagedTable, apply_change, page_rows
+from shared.store.pending import Applying, Done, LazyRow, Pending
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
 from shared.store.writes import Append, Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
@@ -63,66 +64,7 @@ CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause aft
 LAZY_MARK = RecordID("meta", "lazy_mark")
 
 
-# Told once queued writes are durable (None) or failed (the error); see Store.notify.
-Done = Callable[[BaseException | None], None]
-
-
-@dataclass(slots=True)
-class _Pending:
-    """Writes queued together, and who is told when they land: a future, or a callback."""
-
-    stmts: tuple[Write, ...]
-    future: asyncio.Future[list[Any]] | None
-    flush: bool = False  # apply every lazy change with this commit
-    done: Done | None = None
-
-    def fail(self, exc: BaseException) -> None:
-        if self.done is not None:
-            done, self.done = self.done, None
-            _tell(done, exc)
-        elif self.future is not None and not self.future.done():
-            self.future.set_exception(exc)
-
-    def succeed(self, results: list[Any]) -> None:
-        if self.done is not None:
-            done, self.done = self.done, None
-            _tell(done, None)
-        elif self.future is not None and not self.future.done():
-            self.future.set_result(results)
-
-
-def _tell(done: Done, exc: BaseException | None) -> None:
-    try:
-        done(exc)
-    except Exception:  # a callback's bug must not stop the writer
-        log.exception("a write's completion callback failed")
-
-
-@dataclass(slots=True)
-class _LazyRow:
-    create: bool
-    patch: dict[str, Any]
-    first_mark: int
-    last_mark: int
-    since: float  # loop time of its oldest pending change
-    page: str | None = None  # the page holding the row, in a paged table
-
-
-_PageRows = dict[str, dict[str, Any]]  # a page's rows by id
-
-
-@dataclass(slots=True)
-class _Applying:
-    """Lazy rows planned for application: their pages as they will be, and the mark."""
-
-    keys: list[tuple[str, str]]
-    pages: dict[tuple[str, str], _PageRows]
-    codes: dict[tuple[str, str], Codes]
-    mark: int
-
-
 _TICK = object()  # queued by a timer: lazy changes are due
-_WRITTEN_PAGES_MAX = 4096  # pages remembered as written (far more than the page cache holds)
 
 
 @functools.cache
@@ -189,9 +131,9 @@ class Store:
         self._lock = DataDirLock(lock_dir) if lock_dir is not None else None
         self._db: Any = None
         self._decodes_plain = False
-        self._queue: asyncio.Queue[_Pending | object | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Pending | object | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._lazy: dict[tuple[str, str], _LazyRow] = {}  # by row, oldest first
+        self._lazy: dict[tuple[str, str], LazyRow] = {}  # by row, oldest first
         self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
         self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
         # Whether the pending rows' first marks grow in their order (see _oldest_left).
@@ -204,12 +146,7 @@ class Store:
         # pages the writer last wrote (by page, their rows by id; never mutated in place).
         self._paged: dict[str, PagedTable] = {}
         self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        self._page_cache: OrderedDict[tuple[str, str], dict[str, dict[str, Any]]] = OrderedDict()
-        self._page_codes: dict[tuple[str, str], Codes] = {}  # what each cached page's rows encoded to
-        self._fresh_pages: set[tuple[str, str]] = set()  # never written yet (Lazy.fresh): not read
-        # Pages this writer wrote lately: a claim that one is fresh is not believed.
-        self._written_pages: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.page_cache_max = 64
+        self._pages = PageCache()
         self._last_write = 0.0  # loop time the writer last committed other work
         # Commit writes queued during the previous commit at once (see _write_loop).
         self.pipeline = True
@@ -256,7 +193,7 @@ class Store:
             self._writer = None
             while not self._queue.empty():  # queued after the stop: refuse, don't hang
                 late = self._queue.get_nowait()
-                if isinstance(late, _Pending):
+                if isinstance(late, Pending):
                     late.fail(StoreError("the store is closing"))
         if self._db is not None:
             with contextlib.suppress(Exception):
@@ -345,7 +282,7 @@ class Store:
 
         Writes are committed in queue order, so a later write never lands before
         an earlier one."""
-        return self._enqueue(_Pending(tuple(stmts), self._future()))
+        return self._enqueue(Pending(tuple(stmts), self._future()))
 
     def notify(self, done: Done, *stmts: Write) -> None:
         """Queue writes like :meth:`enqueue`, with no future: the writer calls ``done(None)``
@@ -355,21 +292,21 @@ class Store:
         ``done`` must be quick, and is called exactly once."""
         if self._writer is None or self._writer.done():
             raise StoreError("the store is not open")
-        self._queue.put_nowait(_Pending(stmts, None, done=done))
+        self._queue.put_nowait(Pending(stmts, None, done=done))
 
     def _future(self) -> asyncio.Future[list[Any]]:
         if self._writer is None or self._writer.done():
             raise StoreError("the store is not open")
         return asyncio.get_running_loop().create_future()
 
-    def _enqueue(self, pending: _Pending) -> asyncio.Future[list[Any]]:
+    def _enqueue(self, pending: Pending) -> asyncio.Future[list[Any]]:
         self._queue.put_nowait(pending)
         assert pending.future is not None
         return pending.future
 
     async def flush_lazy(self) -> None:
         """Apply every lazy change committed so far (and whatever is queued before this)."""
-        await asyncio.shield(self._enqueue(_Pending((), self._future(), flush=True)))
+        await asyncio.shield(self._enqueue(Pending((), self._future(), flush=True)))
 
     @property
     def pending_tables(self) -> set[str]:
@@ -422,12 +359,12 @@ class Store:
             # Else writes queued while the last commit ran: commit them at once. Those
             # whom the last commit woke run while this one is in the engine, and queue
             # theirs for the next: the loop's work and the engine's sync overlap.
-            batch: list[_Pending] = []
+            batch: list[Pending] = []
             due = False
             statements = 0
-            item: _Pending | object | None = first
+            item: Pending | object | None = first
             while True:
-                if isinstance(item, _Pending):
+                if isinstance(item, Pending):
                     batch.append(item)
                     statements += len(item.stmts)
                 elif item is _TICK:
@@ -516,7 +453,7 @@ class Store:
         sql, params, _ = plan.build()
         raw = await self._raw(sql, params)
         if len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw):
-            self._forget_pages(applying.pages)
+            self._pages.forget(applying.pages)
             if len(keys) > 1:  # find the row at fault: apply them one by one
                 for key in keys:
                     await self._apply_lazy([key])
@@ -527,7 +464,7 @@ class Store:
         STORE_COMMITS.inc()
         self._lazy_landed(applying)
 
-    async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> _Applying:
+    async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> Applying:
         """Plan the application of these rows' lazy changes (and the mark it moves to)."""
         by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
@@ -541,17 +478,17 @@ class Store:
             for key in members:
                 row = self._lazy[key]
                 apply_change(pages[page_key], key[1], row.patch, row.create, key[0])
-        codes = self._plan_pages(plan, pages)
+        codes = self._pages.plan(plan, pages, self._paged)
         # Everything before the oldest change still pending is applied once this commits.
         oldest = self._oldest_left(set(keys))
         mark = oldest - 1 if oldest is not None else self._lazy_high
         mark = max(mark, self._lazy_applied)
         plan.add(self.mark_write(mark), own=False)
-        return _Applying(keys, pages, codes, mark)
+        return Applying(keys, pages, codes, mark)
 
-    def _lazy_landed(self, applying: _Applying) -> None:
+    def _lazy_landed(self, applying: Applying) -> None:
         """The application of rows planned by :meth:`_plan_lazy` committed."""
-        self._cache_pages(applying.pages, applying.codes)
+        self._pages.keep(applying.pages, applying.codes)
         for key in applying.keys:
             self._drop_lazy(key)
         self._lazy_applied = applying.mark
@@ -603,21 +540,19 @@ class Store:
 
     # -- pages (shared/store/pages.py) ------------------------------------------------
 
-    async def _load_pages(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _PageRows]:
-        """The rows of these pages by id, each page a fresh dict (rows are replaced,
-        never changed in place, so the cache's own stay as committed)."""
-        out: dict[tuple[str, str], _PageRows] = {}
-        missing = []
-        for key in keys:
-            cached = self._page_cache.get(key)
-            if cached is None:
-                if key in self._fresh_pages:
-                    out[key] = {}
-                else:
-                    missing.append(key)
-            else:
-                self._page_cache.move_to_end(key)
-                out[key] = dict(cached)
+    @property
+    def page_cache_max(self) -> int:
+        """Pages the writer keeps as last written (``shared/store/page_cache.py``)."""
+        return self._pages.max_pages
+
+    @page_cache_max.setter
+    def page_cache_max(self, n: int) -> None:
+        self._pages.max_pages = n
+
+    async def _load_pages(self, keys: list[PageKey]) -> dict[PageKey, PageRows]:
+        """The rows of these pages by id, each page a fresh dict: from the cache, else
+        read (a page never written is empty)."""
+        out, missing = self._pages.lookup(keys)
         if missing:
             raw = await self._raw("SELECT id, rows FROM $ids", {"ids": [RecordID(t, p) for t, p in missing]})
             if not raw or raw[0].get("status") != "OK":
@@ -628,50 +563,6 @@ class Store:
             for key in missing:
                 out.setdefault(key, {})
         return out
-
-    def _plan_pages(
-        self, plan: Plan, pages: dict[tuple[str, str], _PageRows]
-    ) -> dict[tuple[str, str], Codes]:
-        """Plan the put of each page; returns what their rows encoded to (for the cache)."""
-        planned: dict[tuple[str, str], Codes] = {}
-        for key, rows in pages.items():
-            record = None
-            if rows:
-                record, planned[key] = self._paged[key[0]].record(rows, self._page_codes.get(key))
-            plan.add(Put(key[0], key[1], record), own=False)
-        return planned
-
-    def _cache_pages(
-        self, pages: dict[tuple[str, str], _PageRows], codes: dict[tuple[str, str], Codes]
-    ) -> None:
-        for key, rows in pages.items():
-            self._page_cache[key] = rows
-            self._page_cache.move_to_end(key)
-            self._fresh_pages.discard(key)
-            self._written_pages[key] = None
-            self._written_pages.move_to_end(key)
-        while len(self._written_pages) > _WRITTEN_PAGES_MAX:
-            self._written_pages.popitem(last=False)
-            if key in codes:
-                self._page_codes[key] = codes[key]
-            else:
-                self._page_codes.pop(key, None)
-        while len(self._page_cache) > self.page_cache_max:
-            gone, _ = self._page_cache.popitem(last=False)
-            self._page_codes.pop(gone, None)
-
-    def _forget_pages(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Drop these pages from the cache (a commit that wrote them failed)."""
-        for key in keys:
-            self._page_cache.pop(key, None)
-            self._page_codes.pop(key, None)
-
-    def _forget_tables(self, tables: set[str]) -> None:
-        """Drop every cached page of these tables (a statement may have changed them)."""
-        for key in [k for k in self._page_cache if k[0] in tables]:
-            del self._page_cache[key]
-            self._page_codes.pop(key, None)
-        self._fresh_pages = {k for k in self._fresh_pages if k[0] not in tables}
 
     def _fold_lazy(self, lazy: Lazy, now: float) -> None:
         """Take in a committed lazy change (``now``: the loop's time, for its row's age)."""
@@ -685,7 +576,7 @@ class Store:
                 self._lazy_in_order = False
             else:
                 self._lazy_last_first = mark
-            self._lazy[key] = _LazyRow(lazy.create, dict(lazy.patch), mark, mark, now, lazy.page)
+            self._lazy[key] = LazyRow(lazy.create, dict(lazy.patch), mark, mark, now, lazy.page)
             self._lazy_tables[key[0]] += 1
             if lazy.page is not None:
                 self._page_members.setdefault((lazy.table, lazy.page), set()).add(key)
@@ -697,7 +588,7 @@ class Store:
         else:
             self._settled.pop(key, None)
 
-    def _must_apply(self, batch: list[_Pending]) -> tuple[bool, list[tuple[str, str]]]:
+    def _must_apply(self, batch: list[Pending]) -> tuple[bool, list[tuple[str, str]]]:
         """Which lazy changes this commit must apply first: every one (``True``) when a
         reader asked, a statement reaches a table with lazy changes pending
         (:func:`reaches`; those of this batch count too), or a merge or put targets a
@@ -734,16 +625,14 @@ class Store:
                 return True, []
         return False, list(targets)
 
-    async def _commit(self, batch: list[_Pending], riders: list[tuple[str, str]] | None = None) -> bool:
+    async def _commit(self, batch: list[Pending], riders: list[tuple[str, str]] | None = None) -> bool:
         """Commit a batch; ``riders``, rows whose lazy changes are due, are applied in the
         same commit when nothing in the batch touches pages or pending rows. Returns
         whether they were (else the caller applies them)."""
         for pending in batch:
             for write in pending.stmts:
                 if type(write) is Lazy and write.fresh and write.page is not None:
-                    page = (write.table, write.page)
-                    if page not in self._written_pages:
-                        self._fresh_pages.add(page)
+                    self._pages.claim_fresh((write.table, write.page))
         applying, targets = self._must_apply(batch)
         if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they
@@ -789,7 +678,7 @@ class Store:
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
                     reached.update(self._paged)  # it may change pages: the cache is no longer sure
                 plan.add(write)
-        codes = self._plan_pages(plan, pages)
+        codes = self._pages.plan(plan, pages, self._paged)
         mark = 0
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
@@ -808,21 +697,21 @@ class Store:
         try:
             raw = await self._raw(sql, params)
         except StoreError as exc:
-            self._forget_pages(pages)
-            self._forget_tables(reached)
+            self._pages.forget(pages)
+            self._pages.forget_tables(reached)
             if ride is not None:
-                self._forget_pages(ride.pages)
+                self._pages.forget(ride.pages)
             for pending in batch:
                 pending.fail(exc)
             return False
         failed = len(raw) != len(plan.statements) or any(r.get("status") != "OK" for r in raw)
-        self._forget_tables(reached)
+        self._pages.forget_tables(reached)
         if failed:
-            self._forget_pages(pages)
+            self._pages.forget(pages)
             if ride is not None:
-                self._forget_pages(ride.pages)
+                self._pages.forget(ride.pages)
         else:
-            self._cache_pages(pages, codes)
+            self._pages.keep(pages, codes)
         if not failed:
             self.commits += 1
             STORE_COMMITS.inc()
@@ -863,7 +752,7 @@ class Store:
             await self._commit([pending])
         return False
 
-    async def _pages_of(self, batch: list[_Pending], applying: bool) -> dict[tuple[str, str], _PageRows]:
+    async def _pages_of(self, batch: list[Pending], applying: bool) -> dict[tuple[str, str], PageRows]:
         """The pages this batch rewrites: those of its paged changes, and of its paged
         lazy changes when it applies them too."""
         keys: dict[tuple[str, str], None] = {}

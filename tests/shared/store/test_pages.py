@@ -12,7 +12,7 @@ from typing import Any
 from surrealdb import RecordID
 
 from shared.store.codec import pack
-from shared.store.pages import PagedTable, apply_change, page_rows
+from shared.store.pages import Codes, PagedTable, apply_change, page_rows
 from shared.store.store import Store
 from shared.store.writes import Lazy, Paged, Stmt
 
@@ -155,3 +155,35 @@ async def test_a_fresh_page_is_read_from_the_store_once_written_even_when_the_ca
             ("r1", "Pending"),
             ("r2", "Pending"),
         ]
+
+
+class CountingPages(PagedTable):
+    """Pages that count the rows each record encodes from scratch."""
+
+    encoded: list[int]
+
+    def record(
+        self, rows: dict[str, dict[str, Any]], known: Codes | None = None
+    ) -> tuple[dict[str, Any], Codes]:
+        known = known or {}
+        self.encoded.append(sum(1 for rid, row in rows.items() if known.get(rid, (None,))[0] is not row))
+        return super().record(rows, known)
+
+
+async def test_the_writer_keeps_what_a_page_encoded_to_so_a_rewrite_encodes_only_what_changed() -> None:
+    """A page written again by the writer encodes the rows a change replaced, not all of
+    them: what each row encoded to is kept with the cached page."""
+    table = CountingPages("cp", summarise)
+    table.encoded = []
+    store = Store("mem://", lazy_delay_s=NEVER, lazy_max_age_s=NEVER)
+    await store.open()
+    store.register_pages(table)
+    try:
+        await store.write(
+            *(Paged("cp", "p1", f"r{i}", {"index": i, "status": "Pending"}, create=True) for i in range(30))
+        )
+        await store.write(Paged("cp", "p1", "r7", {"status": "Completed"}))
+        await store.write(Paged("cp", "p1", "r8", {"status": "Completed"}))
+    finally:
+        await store.close()
+    assert table.encoded == [30, 1, 1]

@@ -444,6 +444,11 @@ class Settings(BaseSettings):
     # freed but still resident memory behind otherwise. No effect off glibc.
     trim_memory_after_batch: Annotated[bool, BeforeValidator(_stripped_lower)] = True
 
+    # -- boot: start-up and memory (docs/performance.md, "Start-up and memory, round 2") --
+    # Hash and check passwords in a short-lived forked child: argon2's memory
+    # (argon2_memory_kib) is then never the service's. Off: in a thread of the service.
+    password_hash_in_child: Annotated[bool, BeforeValidator(_stripped_lower)] = True
+
     # -- console --
     # Browser origins (scheme://host[:port]) the orchestrator answers CORS for and whose
     # WebSocket/SSE streams it accepts; the control center trusts them for the refresh

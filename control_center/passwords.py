@@ -1,7 +1,11 @@
 """Password hashing (argon2id through libpass, imported as ``passlib``) and the policy.
 
 Hashing is meant to be slow (50-250 ms with the default parameters), so it runs
-in a worker thread: the event loop keeps serving while a login is checked.
+in a worker thread: the event loop keeps serving while a login is checked. And it
+is meant to take memory (``argon2_memory_kib``, 64 MiB by default): with
+``password_hash_in_child`` (the default where ``fork`` exists) each hash and check
+runs in a forked child that ends with it, so those 64 MiB are never the service's
+(its peak RSS would otherwise be its own plus 64 MiB at every login).
 
 The policy refuses what a guesser tries first (NIST SP 800-63B §5.1.1.2): too
 short, only whitespace, one to three distinct characters (``aaaaaaaaaaaa``),
@@ -15,11 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import json
+import os
 import secrets
+import signal
 import string
+from collections.abc import Callable
 from importlib import resources
-
-from passlib.hash import argon2
+from typing import Any
 
 from shared.errors import ValidationFailed
 from shared.settings import Settings
@@ -65,12 +73,8 @@ class PasswordHasher:
 
     def __init__(self, settings: Settings) -> None:
         self.min_length = settings.password_min_length
-        self._argon2 = argon2.using(
-            type="ID",
-            time_cost=settings.argon2_time_cost,
-            memory_cost=settings.argon2_memory_kib,
-            parallelism=settings.argon2_parallelism,
-        )
+        self._settings = settings
+        self.in_child = settings.password_hash_in_child and hasattr(os, "fork")
         # Verified against when the user does not exist, so timing does not tell. Made in
         # a thread by :meth:`prepare` as the service starts, not here: an argon2 hash is
         # ~0.2 s of CPU that would hold the event loop in the start's path.
@@ -84,9 +88,29 @@ class PasswordHasher:
     async def _dummy_hash(self) -> str:
         if self._dummy is not None:
             return self._dummy
-        dummy: str = await asyncio.to_thread(self._argon2.hash, secrets.token_urlsafe(16))
+        dummy: str = await self._run(self._argon2.hash, secrets.token_urlsafe(16))
         self._dummy = dummy
         return dummy
+
+    @functools.cached_property
+    def _argon2(self) -> Any:
+        """passlib's argon2id with the configured cost (imported at the first use: a
+        service that no one logs in to never loads it)."""
+        from passlib.hash import argon2
+
+        settings = self._settings
+        return argon2.using(
+            type="ID",
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        )
+
+    async def _run(self, function: Callable[..., Any], *args: str) -> Any:
+        """``function(*args)`` in a worker thread; with :attr:`in_child`, in a forked child."""
+        if self.in_child:
+            return await asyncio.to_thread(in_child, function, *args)
+        return await asyncio.to_thread(function, *args)
 
     def check_policy(self, password: str, *, username: str | None = None, field: str = "password") -> None:
         """422 naming ``field`` for a password the policy refuses."""
@@ -99,12 +123,13 @@ class PasswordHasher:
             )
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._argon2.hash, password)
+        hashed: str = await self._run(self._argon2.hash, password)
+        return hashed
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         target = hashed or await self._dummy_hash()
         try:
-            ok = await asyncio.to_thread(self._argon2.verify, password, target)
+            ok = await self._run(self._argon2.verify, password, target)
         except (ValueError, TypeError):
             return False
         return bool(ok) and hashed is not None
@@ -115,6 +140,41 @@ class PasswordHasher:
 
     def needs_update(self, hashed: str) -> bool:
         return bool(self._argon2.needs_update(hashed))
+
+
+def in_child(function: Callable[..., Any], *args: str) -> Any:
+    """``function(*args)`` in a forked child, its JSON answer read back through a pipe
+    (blocking: call it in a worker thread). The child is only this thread, runs nothing
+    but ``function`` and ends with ``os._exit``; a ``ValueError`` or ``TypeError`` it
+    raises is raised here again, anything else is a ``RuntimeError``."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+        status = 1
+        try:
+            gc.disable()  # no finalizer of the parent's objects runs here
+            signal.set_wakeup_fd(-1)  # the parent's event loop hears no signal of ours
+            os.close(read_fd)
+            try:
+                answer: list[Any] = ["ok", function(*args)]
+            except (ValueError, TypeError) as exc:
+                answer = ["error", type(exc).__name__, str(exc)]
+            data = json.dumps(answer).encode()
+            while data:
+                data = data[os.write(write_fd, data) :]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not data:
+        raise RuntimeError(f"the password hashing child ended with status {status}")
+    answer = json.loads(data)
+    if answer[0] == "error":
+        raise (ValueError if answer[1] == "ValueError" else TypeError)(answer[2])
+    return answer[1]
 
 
 def generate_password() -> str:

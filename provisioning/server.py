@@ -34,6 +34,7 @@ from orchestrator.app import build_api as orchestrator_api
 from orchestrator.app import create_app as create_orchestrator
 from orchestrator.command_runner import make_undumpable
 from provisioning.doctor import check_runner_user, check_work_root
+from provisioning.startup import tune_malloc
 from shared.events.bus import EventBus
 from shared.events.registry import EventRegistry, Vocabulary
 from shared.logs import configure_logging
@@ -207,6 +208,7 @@ def prepare_host(settings: Settings, which: tuple[str, ...]) -> None:
 def run(settings: Settings, which: tuple[str, ...]) -> None:
     # First: keep same-uid processes (commands when not root) out of /proc/<pid>/environ and mem.
     make_undumpable()
+    tune_malloc(settings.malloc_arena_max, settings.malloc_mmap_threshold_kib)  # before any thread
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
     prepare_host(settings, which)
     asyncio.run(serve(settings, which))

@@ -456,6 +456,18 @@ class Settings(BaseSettings):
     # recently used dropped) and the rest read when needed.
     local_inventory_cache: Count = 100_000
 
+    # -- boot: start-up and memory (docs/performance.md, "Start-up and memory, round 2") --
+    # Hash and check passwords in a short-lived forked child: argon2's memory
+    # (argon2_memory_kib) is then never the service's. Off: in a thread of the service.
+    password_hash_in_child: Annotated[bool, BeforeValidator(_stripped_lower)] = True
+    # glibc's malloc, set by the service for itself as it starts (no effect off glibc):
+    # at most this many heaps (0: glibc's 8 per core; each thread of the engine otherwise
+    # fragments a heap of its own), and blocks of this many KiB and more in mappings of
+    # their own, handed back when freed (0: glibc's threshold, which grows to 32 MiB
+    # after the first big block is freed, so later big ones stay in a heap)
+    malloc_arena_max: Amount = 2
+    malloc_mmap_threshold_kib: Amount = 128
+
     # -- console --
     # Browser origins (scheme://host[:port]) the orchestrator answers CORS for and whose
     # WebSocket/SSE streams it accepts; the control center trusts them for the refresh

@@ -9,6 +9,7 @@ those commands alone; with options (``--config``, ``--help``…) Typer parses it
 
 from __future__ import annotations
 
+import gc
 import sys
 
 EXIT_USAGE = 2  # usage, validation or local configuration (provisioning.cli.common)
@@ -24,17 +25,26 @@ SERVE_COMMANDS: dict[str, tuple[str, ...]] = {
 def serve(config: str | None, which: tuple[str, ...]) -> int:
     """Read the settings, run the chosen services until stopped; the exit code (a bad
     setting, or a data directory the services cannot use: one line and 2)."""
-    from provisioning.startup import lean_imports
-
-    lean_imports()  # before any of the services' modules
-    from shared.errors import ProvisioningError
-    from shared.settings import SettingsError, load_settings
-
+    # No garbage collection while the modules are imported: the ~130,000 objects they
+    # make are nearly all alive for good, and the collector's passes over them cost ~5 %
+    # of the imports (the few cycles left behind are collected after, as usual).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        settings = load_settings(config)
-    except SettingsError as exc:
-        return usage_error(exc.message)
-    from provisioning.server import run
+        from provisioning.startup import lean_imports
+
+        lean_imports()  # before any of the services' modules
+        from shared.errors import ProvisioningError
+        from shared.settings import SettingsError, load_settings
+
+        try:
+            settings = load_settings(config)
+        except SettingsError as exc:
+            return usage_error(exc.message)
+        from provisioning.server import run
+    finally:
+        if collecting:
+            gc.enable()
 
     try:
         run(settings, which)

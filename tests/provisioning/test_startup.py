@@ -108,3 +108,27 @@ def test_up_alone_imports_nothing_of_the_command_line() -> None:
         PROVISIONING_ORCHESTRATOR_PORT="abc",  # a bad setting: it stops before serving
     )
     assert done.stdout == "[]\n", done.stderr
+
+
+def test_tune_malloc_caps_the_heaps_and_maps_big_blocks_apart() -> None:
+    done = python(
+        "import ctypes\n"
+        "from provisioning.startup import tune_malloc\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks', 'hblkhd',"
+        " 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.mallinfo2.restype = Info\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = [ctypes.c_void_p]\n"
+        "big = libc.malloc(1 << 20); libc.free(big)\n"  # glibc raises its threshold to 1 MiB here
+        "assert tune_malloc(2, 128) == {'arena_max': True, 'mmap_threshold': True}\n"
+        "before = libc.mallinfo2().hblks\n"
+        "block = libc.malloc(256 << 10)\n"
+        "assert libc.mallinfo2().hblks == before + 1\n"  # a mapping of its own
+        "libc.free(block)\n"
+        "assert libc.mallinfo2().hblks == before\n"  # and handed back
+        "assert tune_malloc(0, 0) == {}\n"
+        "print('ok')\n"
+    )
+    assert done.stdout == "ok\n", done.stderr

@@ -13,6 +13,12 @@ table (10,000 pages, 10,000 workflows) costs what it did (within 5 %).
 Like ``SURREAL_SYNC_DATA`` (``shared/store/durability.py``), the engine reads the
 variable once per process, at its first scan: it is set before the first store opens
 and never changed after; a value already in the environment wins.
+
+A hazard this makes easier to meet (the engine's, at any step size): an ``UPDATE …
+WHERE`` that scans an index and moves the rows it changes forward in that index (``SET
+seq = seq + 1000 WHERE seq > 500``) meets them again at a later step and never ends,
+its memory growing. Such a change is made by record ids read first (``UPDATE $ids``);
+the product's own updates name one record each.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from surrealdb import RecordID
 
 from shared.security.audit import DETAIL_CHARS, DETAIL_ITEMS, AuditEntry, AuditLog, chain_hash, timestamp_now
 from shared.security.repositories import AuditRepository
@@ -155,8 +156,14 @@ async def test_a_forged_record_inserted_by_renumbering(audit: AuditLog, store: S
     """Records from 501 on moved up one, a well-chained forgery put at 501 and the head moved."""
     await fill_bulk(store, 800)
     before = await row(store, 500)
-    await store.write(Stmt("UPDATE audit SET seq = seq + 1000 WHERE seq > 500"))
-    await store.write(Stmt("UPDATE audit SET seq = seq - 999 WHERE seq > 1500"))
+    # By ids read first: an UPDATE whose WHERE scans the seq index it moves rows forward
+    # in meets them again at its next scan step and never ends (the engine reads a scan
+    # in steps of SURREAL_NORMAL_FETCH_SIZE records: shared/store/scans.py).
+    moved = [
+        RecordID("audit", rid) for rid in await store.query("SELECT VALUE id FROM audit WHERE seq > 500")
+    ]
+    await store.write(Stmt("UPDATE $ids SET seq = seq + 1000", {"ids": moved}))  # seq is unique
+    await store.write(Stmt("UPDATE $ids SET seq = seq - 999", {"ids": moved}))
     forged = {**before, "id": "forged", "seq": 501, "action": "users.delete", "prev_hash": before["hash"]}
     forged["hash"] = chain_hash(before["hash"], forged)
     await store.write(Insert("audit", forged), Stmt("UPDATE audit_head:main SET seq = 801"))

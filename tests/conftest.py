@@ -31,6 +31,10 @@ def command_work_base() -> Iterator[Path]:
     base.chmod(0o755)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PROVISIONING_COMMAND_WORK_ROOT", str(base / "shared"))
+        # Passwords hashed in a worker thread, not a forked child (the product's default,
+        # tested on its own in tests/control_center/test_password_child.py): a fork of
+        # pytest's big process per hash cost ~65 s of system time in tests/security alone.
+        mp.setenv("PROVISIONING_PASSWORD_HASH_IN_CHILD", "false")
         yield base
     shutil.rmtree(base, ignore_errors=True)
 

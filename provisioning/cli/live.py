@@ -32,6 +32,17 @@ from provisioning.client import ApiError, ServerDown
 FINAL_BATCH = frozenset({"Completed", "Failed", "Cancelled"})
 ACTIVE_OP = frozenset({"Running", "RollingBack"})
 FINAL_OP = frozenset({"Completed", "Failed", "Cancelled", "RolledBack"})
+# Where an operation can go from a status a snapshot may show ahead of the stream (the
+# orchestrator's table, orchestrator/states.py): an event to anywhere else is older
+# than the snapshot (a batch document comes from the engine's memory, which moves
+# before a change's event goes out), so it is not applied.
+_NEXT_OP = {
+    "Completed": frozenset({"RollingBack"}),
+    "Failed": frozenset({"RollingBack"}),
+    "Cancelled": frozenset(),
+    "RolledBack": frozenset(),
+    "RollingBack": frozenset({"RolledBack", "Failed"}),
+}
 STATUS_STYLE = {
     "Pending": "dim",
     "Running": "cyan",
@@ -129,6 +140,8 @@ class BatchView:
         if kind != "TaskStatusChanged" or not status:
             return []
         before = op.get("status")
+        if status != before and status not in _NEXT_OP.get(str(before), (status,)):
+            return []  # older than what the view shows
         self._move_counts(before, status)
         op["status"] = status
         for key in ("attempt", "progress", "error", "output"):

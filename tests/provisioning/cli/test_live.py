@@ -173,3 +173,19 @@ def test_a_watch_outlives_a_restart_of_the_server(tmp_path: Path) -> None:
     assert re.search(r" third\s+Completed", printed), printed
     assert printed.rstrip().endswith(f"batch {bid}: Completed [########################] 100.0%")
     assert "Traceback" not in err
+
+
+def test_an_event_older_than_the_snapshot_is_not_applied() -> None:
+    """A batch document can show an operation ahead of the stream (it comes from the
+    engine's memory): the stream's older changes of it print nothing and move nothing."""
+    view = BatchView(
+        {
+            "batch_id": "b",
+            "status": "Running",
+            "operations": [{"id": "a", "task_id": "t-a", "status": "Completed", "progress": 100.0}],
+        }
+    )
+    assert view.apply(event("TaskStatusChanged", operation_id="a", status="Running", attempt=1)) == []
+    assert view.apply(event("TaskStatusChanged", operation_id="a", status="Completed")) == []
+    assert view.ops["a"]["status"] == "Completed" and view.counts() == {"Completed": 1}
+    assert len(view.apply(event("TaskStatusChanged", operation_id="a", status="RollingBack"))) == 1

@@ -18,12 +18,12 @@ from pydantic import ValidationError
 from shared.settings import (
     DEFAULT_PROVIDER_MAP,
     OTHER_VARIABLES,
-    EnvironmentSource,
     Settings,
     SettingsError,
     env_name,
     load_settings,
 )
+from shared.settings_sources import EnvironmentSource
 
 
 @pytest.fixture(autouse=True)

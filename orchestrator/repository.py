@@ -54,7 +54,8 @@ PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
 # the rows have caught up with the journal (the previous version kept none).
 RECOUNT = RecordID("meta", "recount")
 # List answers kept while the store commits nothing (shared/store/keyset.py, Unchanged):
-# the pages of /tasks and /batch/operations a dashboard polls.
+# the pages of /tasks and /batch/operations a dashboard polls (the service passes its
+# ``list_answers_kept`` setting).
 LIST_ANSWERS_KEPT = 64
 
 
@@ -93,11 +94,11 @@ class TaskFilter(PageFilter, Protocol):
 class Repository:
     """The orchestrator's aggregates in the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, answers_kept: int = LIST_ANSWERS_KEPT) -> None:
         self.store = store
         self.pages = TaskPages(store)
         self.lists = BatchLists(store, self.pages)
-        self.kept = Unchanged(store, LIST_ANSWERS_KEPT)
+        self.kept = Unchanged(store, answers_kept)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 

@@ -55,8 +55,10 @@ PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
 RECOUNT = RecordID("meta", "recount")
 # List answers kept while the store commits nothing (shared/store/keyset.py, Unchanged):
 # the pages of /tasks and /batch/operations a dashboard polls (the service passes its
-# ``list_answers_kept`` setting).
+# ``list_answers_kept`` setting), holding at most LIST_ROWS_KEPT rows in all (a page of
+# 1,000 tasks is read, not kept, so what is kept stays a few megabytes).
 LIST_ANSWERS_KEPT = 64
+LIST_ROWS_KEPT = 2_000
 
 
 _FINAL_TASK = sorted(str(s) for s in FINAL_TASK)
@@ -98,7 +100,7 @@ class Repository:
         self.store = store
         self.pages = TaskPages(store)
         self.lists = BatchLists(store, self.pages)
-        self.kept = Unchanged(store, answers_kept)
+        self.kept = Unchanged(store, answers_kept, LIST_ROWS_KEPT)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 
@@ -396,7 +398,7 @@ class Repository:
             )
             return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
 
-        return await self.kept.get(("batches", status, limit, offset, cursor), read)
+        return await self.kept.get(("batches", status, limit, offset, cursor), read, limit)
 
     async def batch_counts(
         self, workflows: list[Workflow], listed: list[Workflow]
@@ -404,14 +406,16 @@ class Repository:
         """Each workflow's tasks by status (by id) and the tasks of the ``listed`` ones,
         each in submission order: one round trip while their rows are all there."""
         key = ("counts", tuple(w.id for w in workflows), tuple(w.id for w in listed))
-        return await self.kept.get(key, lambda: self.lists.counts_and_tasks(workflows, listed))
+        weight = len(workflows) + sum(w.operation_count or 0 for w in listed)
+        return await self.kept.get(key, lambda: self.lists.counts_and_tasks(workflows, listed), weight)
 
     async def listed_tasks(
         self, workflows: list[Workflow], counts: dict[str, dict[str, int]]
     ) -> dict[str, list[Task]]:
         """The tasks of listed workflows (with their counts), each in submission order."""
         key = ("listed", tuple(w.id for w in workflows))
-        return await self.kept.get(key, lambda: self.lists.tasks_of(workflows, counts))
+        weight = sum(w.operation_count or 0 for w in workflows)
+        return await self.kept.get(key, lambda: self.lists.tasks_of(workflows, counts), weight)
 
     async def _counted(self, key: str, field: str | None) -> int:
         counts = await read_counter(self.store, key)
@@ -487,7 +491,7 @@ class Repository:
         nothing was committed since the same page was read)."""
         status = None if query.status is None else str(query.status)
         key = ("tasks", status, query.workflow_id, query.limit, query.offset, query.cursor)
-        return await self.kept.get(key, lambda: self._list_tasks(query))
+        return await self.kept.get(key, lambda: self._list_tasks(query), query.limit)
 
     async def _list_tasks(self, query: TaskFilter) -> Listing[Task]:
         """:meth:`list_tasks`, read. One workflow's tasks are one contiguous range of

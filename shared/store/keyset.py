@@ -199,34 +199,39 @@ class Unchanged:
     sees no change a commit of the same count did not. So an answer read while the
     count stood at ``c`` is exact for as long as it stays ``c`` and no lazy change is
     pending (a read that reaches one applies it first: a commit). An answer read while
-    a commit landed is returned, not kept. At most ``size`` answers are kept, the
-    least recently used going first; a commit drops them all."""
+    a commit landed is returned, not kept. At most ``size`` answers weighing
+    ``weight`` (rows, say) in all are kept, the least recently used going first; a
+    commit drops them all."""
 
-    def __init__(self, store: Store, size: int) -> None:
+    def __init__(self, store: Store, size: int, weight: int) -> None:
         self.store = store
         self.size = size
+        self.weight = weight
         self._at = -1
-        self._kept: OrderedDict[Hashable, Any] = OrderedDict()
+        self._kept: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._weighs = 0
         self.hits = 0
 
-    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        """The answer of ``read`` for ``key``, read now unless kept since the last commit.
-        Callers must treat the answer as read-only: it is shared."""
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]], weight: int = 1) -> T:
+        """The answer of ``read`` for ``key`` (weighing ``weight``), read now unless kept
+        since the last commit. Callers must treat the answer as read-only: it is shared."""
         store = self.store
-        if self.size <= 0 or store.pending_tables:
+        if self.size <= 0 or weight > self.weight or store.pending_tables:
             return await read()
         commits = store.commits
         if commits != self._at:
             self._kept.clear()
+            self._weighs = 0
             self._at = commits
         elif key in self._kept:
             self._kept.move_to_end(key)
             self.hits += 1
-            answer: T = self._kept[key]
+            answer: T = self._kept[key][0]
             return answer
         answer = await read()
-        if store.commits == commits == self._at and not store.pending_tables:
-            self._kept[key] = answer
-            if len(self._kept) > self.size:
-                self._kept.popitem(last=False)
+        if store.commits == commits == self._at and not store.pending_tables and key not in self._kept:
+            self._kept[key] = (answer, weight)
+            self._weighs += weight
+            while len(self._kept) > self.size or self._weighs > self.weight:
+                self._weighs -= self._kept.popitem(last=False)[1][1]
         return answer

@@ -18,7 +18,7 @@ async def rows(store: Store) -> list[int]:
 
 
 async def test_an_answer_is_kept_until_the_next_commit(store: Store) -> None:
-    kept = Unchanged(store, 8)
+    kept = Unchanged(store, 8, 100)
     reads = 0
 
     async def read() -> list[int]:
@@ -38,7 +38,7 @@ async def test_an_answer_is_kept_until_the_next_commit(store: Store) -> None:
 
 
 async def test_only_size_answers_are_kept_the_least_recently_used_going_first(store: Store) -> None:
-    kept = Unchanged(store, 2)
+    kept = Unchanged(store, 2, 100)
     reads: list[str] = []
 
     def reader(key: str):  # type: ignore[no-untyped-def]
@@ -57,7 +57,7 @@ async def test_nothing_is_kept_while_a_lazy_change_is_pending() -> None:
     store = Store("mem://", lazy_delay_s=NEVER, lazy_max_age_s=NEVER)
     await store.open()
     try:
-        kept = Unchanged(store, 8)
+        kept = Unchanged(store, 8, 100)
         await store.write(Insert("t", {"id": "a", "n": 1}))
         assert await kept.get("k", lambda: rows(store)) == [1]
         # A lazy change alone commits nothing: it is pending, and the read applies it.
@@ -71,7 +71,7 @@ async def test_nothing_is_kept_while_a_lazy_change_is_pending() -> None:
 
 
 async def test_an_answer_read_while_a_commit_landed_is_returned_not_kept(store: Store) -> None:
-    kept = Unchanged(store, 8)
+    kept = Unchanged(store, 8, 100)
     await store.write(Insert("t", {"id": "a", "n": 1}))
 
     async def slow_read() -> list[int]:
@@ -84,7 +84,7 @@ async def test_an_answer_read_while_a_commit_landed_is_returned_not_kept(store: 
 
 
 async def test_size_zero_keeps_nothing(store: Store) -> None:
-    kept = Unchanged(store, 0)
+    kept = Unchanged(store, 0, 100)
     calls = 0
 
     async def read() -> int:
@@ -94,3 +94,23 @@ async def test_size_zero_keeps_nothing(store: Store) -> None:
         return calls
 
     assert [await kept.get("k", read) for _ in range(3)] == [1, 2, 3]
+
+
+async def test_answers_weigh_no_more_than_the_weight_kept(store: Store) -> None:
+    kept = Unchanged(store, 8, 100)
+    reads: list[str] = []
+
+    def reader(key: str):  # type: ignore[no-untyped-def]
+        async def read() -> str:
+            reads.append(key)
+            return key
+
+        return read
+
+    assert await kept.get("heavy", reader("heavy"), 101) == "heavy"  # alone over the weight
+    assert await kept.get("heavy", reader("heavy"), 101) == "heavy"
+    for key in ("a", "b", "a", "c"):  # 60 + 30 + 20: "b", the least recently used, goes
+        assert await kept.get(key, reader(key), {"a": 60, "b": 30, "c": 20}[key]) == key
+    assert await kept.get("a", reader("a"), 60) == "a"
+    assert await kept.get("b", reader("b"), 30) == "b"
+    assert reads == ["heavy", "heavy", "a", "b", "c", "b"]

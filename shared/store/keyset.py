@@ -190,6 +190,10 @@ async def keyset_page(
     return Page(rows, str(doc["last"]) if exhausted and doc.get("last") else None)
 
 
+# Store URLs whose engine runs in this process: its writer sees every commit.
+IN_PROCESS = ("mem://", "memory", "surrealkv://", "file://", "rocksdb://")
+
+
 class Unchanged:
     """Answers of reads, kept while the store commits nothing: the list pages a
     dashboard asks for again and again cost one lookup until the next commit.
@@ -201,11 +205,13 @@ class Unchanged:
     pending (a read that reaches one applies it first: a commit). An answer read while
     a commit landed is returned, not kept. At most ``size`` answers weighing
     ``weight`` (rows, say) in all are kept, the least recently used going first; a
-    commit drops them all."""
+    commit drops them all. Only for a store in this process (embedded: the data
+    directory's lock keeps every other process out); a remote server may have other
+    writers, so nothing is kept."""
 
     def __init__(self, store: Store, size: int, weight: int) -> None:
         self.store = store
-        self.size = size
+        self.size = size if store.url.startswith(IN_PROCESS) else 0
         self.weight = weight
         self._at = -1
         self._kept: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()

@@ -114,3 +114,8 @@ async def test_answers_weigh_no_more_than_the_weight_kept(store: Store) -> None:
     assert await kept.get("a", reader("a"), 60) == "a"
     assert await kept.get("b", reader("b"), 30) == "b"
     assert reads == ["heavy", "heavy", "a", "b", "c", "b"]
+
+
+def test_nothing_is_kept_for_a_remote_store_other_processes_may_write() -> None:
+    assert Unchanged(Store("ws://db.example:8000"), 8, 100).size == 0
+    assert Unchanged(Store("surrealkv:///srv/data/db"), 8, 100).size == 8

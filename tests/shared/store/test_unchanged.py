@@ -5,12 +5,26 @@ when a commit landed while they were read."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from shared.store.keyset import Unchanged
 from shared.store.store import Store
 from shared.store.writes import Insert, Lazy, Merge
 
 NEVER = 3600.0
+
+
+def recorder(reads: list[str]) -> Callable[[str], Callable[[], Awaitable[str]]]:
+    """A reader per key that answers the key and records that it was read."""
+
+    def reader(key: str) -> Callable[[], Awaitable[str]]:
+        async def read() -> str:
+            reads.append(key)
+            return key
+
+        return read
+
+    return reader
 
 
 async def rows(store: Store) -> list[int]:
@@ -40,13 +54,7 @@ async def test_an_answer_is_kept_until_the_next_commit(store: Store) -> None:
 async def test_only_size_answers_are_kept_the_least_recently_used_going_first(store: Store) -> None:
     kept = Unchanged(store, 2, 100)
     reads: list[str] = []
-
-    def reader(key: str):  # type: ignore[no-untyped-def]
-        async def read() -> str:
-            reads.append(key)
-            return key
-
-        return read
+    reader = recorder(reads)
 
     for key in ("a", "b", "a", "c", "a", "b"):
         assert await kept.get(key, reader(key)) == key
@@ -99,13 +107,7 @@ async def test_size_zero_keeps_nothing(store: Store) -> None:
 async def test_answers_weigh_no_more_than_the_weight_kept(store: Store) -> None:
     kept = Unchanged(store, 8, 100)
     reads: list[str] = []
-
-    def reader(key: str):  # type: ignore[no-untyped-def]
-        async def read() -> str:
-            reads.append(key)
-            return key
-
-        return read
+    reader = recorder(reads)
 
     assert await kept.get("heavy", reader("heavy"), 101) == "heavy"  # alone over the weight
     assert await kept.get("heavy", reader("heavy"), 101) == "heavy"

@@ -22,6 +22,11 @@ machine the CPU moves far less than the wall time).
 before, as they are, with the ``PROVISIONING_SECRET_KEY`` of this environment; the
 task count comes from ``/state/statistics``.
 
+A page read again while the service committed nothing is answered from memory
+(``PROVISIONING_LIST_ANSWERS_KEPT``): the repeated reads above measure that.
+``--cold`` starts the service with none kept, so every read is a store read (what the
+first read after a change costs).
+
 Prints a table and writes bench/results/reads.json.
 """
 
@@ -111,9 +116,12 @@ async def measure(
     auth: bool,
     work: Path,
     existing: Path | None = None,
+    cold: bool = False,
 ) -> dict[str, Any]:
     data_dir = existing or work / f"data-{tasks}" / "data"
     env = {} if auth else {"PROVISIONING_AUTH_ENABLED": "false"}
+    if cold:
+        env["PROVISIONING_LIST_ANSWERS_KEPT"] = "0"
     if existing is not None and "PROVISIONING_SECRET_KEY" in os.environ:
         env["PROVISIONING_SECRET_KEY"] = os.environ["PROVISIONING_SECRET_KEY"]
     svc = Service(data_dir, extra_env=env)
@@ -185,15 +193,22 @@ async def main() -> None:
     )
     parser.add_argument("--existing", type=Path, nargs="+", help="measure these seeded data directories")
     parser.add_argument("--tree", type=Path, help="the source tree the service runs from (default this one)")
+    parser.add_argument("--cold", action="store_true", help="no list answer kept: every read reads the store")
     args = parser.parse_args()
     if args.tree is not None:
         api.SERVICE_ROOT = args.tree.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         if args.existing:
-            runs = [measure(0, args.big, args.requests, args.only, args.auth, work, d) for d in args.existing]
+            runs = [
+                measure(0, args.big, args.requests, args.only, args.auth, work, d, args.cold)
+                for d in args.existing
+            ]
         else:
-            runs = [measure(n, args.big, args.requests, args.only, args.auth, work) for n in args.sizes]
+            runs = [
+                measure(n, args.big, args.requests, args.only, args.auth, work, cold=args.cold)
+                for n in args.sizes
+            ]
         results = [await run for run in runs]
     print_table(results)
     RESULTS.mkdir(exist_ok=True)

@@ -81,7 +81,7 @@ def create_app(
         app[ENGINE] = engine
         app[ROLLBACKS] = engine.rollbacks
         app[CHECKPOINTS] = Checkpoints(engine)
-        repo = Repository(app[STORE])
+        repo = Repository(app[STORE], answers_kept=app[SETTINGS].list_answers_kept)
         app[WORKFLOWS] = WorkflowService(engine, repo, max_age_s=app[SETTINGS].live_document_max_age_s)
         app[STATE] = StateService(
             app[SETTINGS], repo, InventoryRepository(app[STORE]), coordinator_healthy=lambda: engine.healthy

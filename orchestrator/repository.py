@@ -35,7 +35,7 @@ from orchestrator.task_repository import (
 )
 from shared.store.codec import log_entries, pack, unpack
 from shared.store.counters import TOTAL, counts_of, moved, read_counter, read_counters
-from shared.store.keyset import KEY, Listing, PageFilter, keyset_page, list_key, part
+from shared.store.keyset import KEY, Listing, PageFilter, Unchanged, keyset_page, list_key, part
 from shared.store.store import Store
 from shared.store.writes import Count, Insert, Lazy, Merge, Paged, Put, Stmt, Write
 
@@ -53,6 +53,12 @@ PRUNED = "pruned"  # what retention removed, by what (orchestrator/retention.py)
 # Set by migration 0011: the counters of task and workflow rows are recounted once
 # the rows have caught up with the journal (the previous version kept none).
 RECOUNT = RecordID("meta", "recount")
+# List answers kept while the store commits nothing (shared/store/keyset.py, Unchanged):
+# the pages of /tasks and /batch/operations a dashboard polls (the service passes its
+# ``list_answers_kept`` setting), holding at most LIST_ROWS_KEPT rows in all (a page of
+# 1,000 tasks is read, not kept, so what is kept stays a few megabytes).
+LIST_ANSWERS_KEPT = 64
+LIST_ROWS_KEPT = 2_000
 
 
 _FINAL_TASK = sorted(str(s) for s in FINAL_TASK)
@@ -90,10 +96,11 @@ class TaskFilter(PageFilter, Protocol):
 class Repository:
     """The orchestrator's aggregates in the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, answers_kept: int = LIST_ANSWERS_KEPT) -> None:
         self.store = store
         self.pages = TaskPages(store)
         self.lists = BatchLists(store, self.pages)
+        self.kept = Unchanged(store, answers_kept, LIST_ROWS_KEPT)
 
     # -- catch-up after a crash (orchestrator/journal.py) ----------------------------
 
@@ -378,28 +385,37 @@ class Repository:
     async def batch_page(
         self, *, status: WorkflowStatus | None, limit: int, offset: int, cursor: str | None
     ) -> Listing[Workflow]:
-        """A page of workflows, newest first, and how many match: one round trip."""
-        if status is not None:
-            return await self.list_workflows(
-                status=status, kind=None, limit=limit, offset=offset, cursor=cursor
+        """A page of workflows, newest first, and how many match: one round trip (none
+        while nothing was committed since the same page was read)."""
+
+        async def read() -> Listing[Workflow]:
+            if status is not None:
+                return await self.list_workflows(
+                    status=status, kind=None, limit=limit, offset=offset, cursor=cursor
+                )
+            page, total = await self.lists.page(
+                limit=limit, offset=offset, cursor=cursor, total_key=WORKFLOW_COUNTS
             )
-        page, total = await self.lists.page(
-            limit=limit, offset=offset, cursor=cursor, total_key=WORKFLOW_COUNTS
-        )
-        return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+            return Listing([Workflow.from_row(r) for r in page.rows], total, page.next_cursor)
+
+        return await self.kept.get(("batches", status, limit, offset, cursor), read, limit)
 
     async def batch_counts(
         self, workflows: list[Workflow], listed: list[Workflow]
     ) -> tuple[dict[str, dict[str, int]], dict[str, list[Task]]]:
         """Each workflow's tasks by status (by id) and the tasks of the ``listed`` ones,
         each in submission order: one round trip while their rows are all there."""
-        return await self.lists.counts_and_tasks(workflows, listed)
+        key = ("counts", tuple(w.id for w in workflows), tuple(w.id for w in listed))
+        weight = len(workflows) + sum(w.operation_count or 0 for w in listed)
+        return await self.kept.get(key, lambda: self.lists.counts_and_tasks(workflows, listed), weight)
 
     async def listed_tasks(
         self, workflows: list[Workflow], counts: dict[str, dict[str, int]]
     ) -> dict[str, list[Task]]:
         """The tasks of listed workflows (with their counts), each in submission order."""
-        return await self.lists.tasks_of(workflows, counts)
+        key = ("listed", tuple(w.id for w in workflows))
+        weight = sum(w.operation_count or 0 for w in workflows)
+        return await self.kept.get(key, lambda: self.lists.tasks_of(workflows, counts), weight)
 
     async def _counted(self, key: str, field: str | None) -> int:
         counts = await read_counter(self.store, key)
@@ -471,8 +487,15 @@ class Repository:
 
     async def list_tasks(self, query: TaskFilter) -> Listing[Task]:
         """A page of tasks (newest workflow first, each in submission order) and how many
-        match, from the counter read in the page's own round trip. One workflow's tasks
-        are one contiguous range of pages: its position and its counter come first."""
+        match, from the counter read in the page's own round trip (no round trip while
+        nothing was committed since the same page was read)."""
+        status = None if query.status is None else str(query.status)
+        key = ("tasks", status, query.workflow_id, query.limit, query.offset, query.cursor)
+        return await self.kept.get(key, lambda: self._list_tasks(query), query.limit)
+
+    async def _list_tasks(self, query: TaskFilter) -> Listing[Task]:
+        """:meth:`list_tasks`, read. One workflow's tasks are one contiguous range of
+        pages: its position and its counter come first."""
         prefix = ""
         status = None if query.status is None else str(query.status)
         counter: RecordID | None = RecordID("counter", TASK_COUNTS)

@@ -394,6 +394,12 @@ class Settings(BaseSettings):
     # steps, so a page of a list read 500 records whatever it returned (shared/store/scans.py).
     # 0: the engine's default. TOML [store] scan_fetch_size
     store_scan_fetch_size: Amount = 100
+    # -- lists3: list answers kept while nothing is committed (docs/performance.md,
+    # "Lists at 1,000,000 tasks, round 3") --
+    # Pages of /tasks and /batch/operations read again while the store committed nothing
+    # since are answered from memory (shared/store/keyset.py, Unchanged): at most this
+    # many, any commit dropping them all; 0 reads every page. TOML [list] answers_kept
+    list_answers_kept: Amount = 64
     # Finished workflows (their tasks, snapshots, checkpoints), journal segments no
     # workflow or checkpoint still needs, and sent webhook deliveries older than this
     # are pruned by a background job (orchestrator/retention.py); 0 keeps everything.

@@ -31,6 +31,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -186,3 +188,56 @@ async def keyset_page(
     # The walk stopped at its budget, not at the end of the range: continue after it.
     exhausted = int(doc.get("scanned") or 0) >= budget
     return Page(rows, str(doc["last"]) if exhausted and doc.get("last") else None)
+
+
+# Store URLs whose engine runs in this process: its writer sees every commit.
+IN_PROCESS = ("mem://", "memory", "surrealkv://", "file://", "rocksdb://")
+
+
+class Unchanged:
+    """Answers of reads, kept while the store commits nothing: the list pages a
+    dashboard asks for again and again cost one lookup until the next commit.
+
+    Every write goes through the store's writer, which counts its commits
+    (``Store.commits``) before any writer of that commit is told it is durable; a read
+    sees no change a commit of the same count did not. So an answer read while the
+    count stood at ``c`` is exact for as long as it stays ``c`` and no lazy change is
+    pending (a read that reaches one applies it first: a commit). An answer read while
+    a commit landed is returned, not kept. At most ``size`` answers weighing
+    ``weight`` (rows, say) in all are kept, the least recently used going first; a
+    commit drops them all. Only for a store in this process (embedded: the data
+    directory's lock keeps every other process out); a remote server may have other
+    writers, so nothing is kept."""
+
+    def __init__(self, store: Store, size: int, weight: int) -> None:
+        self.store = store
+        self.size = size if store.url.startswith(IN_PROCESS) else 0
+        self.weight = weight
+        self._at = -1
+        self._kept: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._weighs = 0
+        self.hits = 0
+
+    async def get(self, key: Hashable, read: Callable[[], Awaitable[T]], weight: int = 1) -> T:
+        """The answer of ``read`` for ``key`` (weighing ``weight``), read now unless kept
+        since the last commit. Callers must treat the answer as read-only: it is shared."""
+        store = self.store
+        if self.size <= 0 or weight > self.weight or store.pending_tables:
+            return await read()
+        commits = store.commits
+        if commits != self._at:
+            self._kept.clear()
+            self._weighs = 0
+            self._at = commits
+        elif key in self._kept:
+            self._kept.move_to_end(key)
+            self.hits += 1
+            answer: T = self._kept[key][0]
+            return answer
+        answer = await read()
+        if store.commits == commits == self._at and not store.pending_tables and key not in self._kept:
+            self._kept[key] = (answer, weight)
+            self._weighs += weight
+            while len(self._kept) > self.size or self._weighs > self.weight:
+                self._weighs -= self._kept.popitem(last=False)[1][1]
+        return answer

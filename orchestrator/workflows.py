@@ -10,7 +10,9 @@ which the handlers shape with :mod:`orchestrator.views`. It takes an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.document_repository import DocumentRepository, StoredBatch, pack_products
 from orchestrator.events import EventType
 from orchestrator.models import BATCH_DOCUMENT_FIELDS, BATCH_SUMMARY_FIELDS, BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
@@ -55,6 +58,7 @@ PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batche
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
 
+log = logging.getLogger(__name__)
 
 LIVE_CHUNK = 400  # operations encoded between two turns of the event loop (~2 ms)
 
@@ -87,17 +91,24 @@ class BatchCapture:
         tasks: Sequence[Task | TaskSnapshot] | None = None,
         *,
         rows: Sequence[dict[str, Any]] | None = None,
+        stored: StoredBatch | None = None,
         live: tuple[LiveDocument, list[Moment], Summary] | None = None,
         at: float = 0.0,
     ) -> None:
         self.workflow = workflow
         self._tasks = tasks
         self._rows = rows
+        self.stored = stored  # read with its pages' fingerprint: its rows decoded on demand
         self._live = live
         self.live = live is not None
         self.at = at  # loop time of the capture
         self.documents: dict[Hashable, bytes] = {}
         self._summary = None if live is None else live[2]
+
+    def _stored_rows(self) -> Sequence[dict[str, Any]] | None:
+        if self._rows is None and self.stored is not None:
+            self._rows = self.stored.rows()
+        return self._rows
 
     @property
     def tasks(self) -> Sequence[Task | TaskSnapshot]:
@@ -107,15 +118,15 @@ class BatchCapture:
                 doc, moments, _ = self._live
                 self._tasks = [t.snapshot(m) for t, m in zip(doc.tasks, moments, strict=True)]
             else:
-                self._tasks = [Task.from_row(r) for r in self._rows or ()]
+                self._tasks = [Task.from_row(r) for r in self._stored_rows() or ()]
         return self._tasks
 
     @property
     def summary(self) -> Summary:
         """The operations counted by status, progress and steps (one pass, kept)."""
         if self._summary is None:
-            if self._tasks is None and self._rows is not None:
-                self._summary = summarise_rows(self._rows)
+            if self._tasks is None and (rows := self._stored_rows()) is not None:
+                self._summary = summarise_rows(rows)
             else:
                 self._summary = summarise(self.tasks)
         return self._summary
@@ -125,8 +136,8 @@ class BatchCapture:
         if self._live is not None:
             doc, moments, _ = self._live
             return await doc.operations(moments)
-        if self._tasks is None and self._rows is not None:
-            return await encode_operation_rows(self._rows)
+        if self._tasks is None and (rows := self._stored_rows()) is not None:
+            return await encode_operation_rows(rows)
         return await encode_operations(self.tasks)
 
 
@@ -365,13 +376,18 @@ async def _summary_document(capture: BatchCapture) -> bytes:
     return await batch_document(capture, BATCH_SUMMARY_FIELDS)
 
 
-# What is built of a workflow when it finishes (the keys its readers ask for): the full
-# document, its summary and its progress (the summary and progress cost microseconds).
-FINISHED_PRODUCTS: tuple[tuple[Hashable, Callable[[BatchCapture], Awaitable[bytes]]], ...] = (
-    (("document", BATCH_SUMMARY_FIELDS), _summary_document),
-    ("progress", progress_document),
-    (("document", BATCH_DOCUMENT_FIELDS), _full_document),
+# What is built of a workflow when it finishes (the keys its readers ask for, and the
+# names they are kept under in the store): the full document, its summary and its
+# progress (the summary and progress cost microseconds).
+FINISHED_PRODUCTS: tuple[tuple[str, Hashable, Callable[[BatchCapture], Awaitable[bytes]]], ...] = (
+    ("summary", ("document", BATCH_SUMMARY_FIELDS), _summary_document),
+    ("progress", "progress", progress_document),
+    ("document", ("document", BATCH_DOCUMENT_FIELDS), _full_document),
 )
+# How long the products of a batch that just finished wait for its rows to be applied
+# before they are kept in the store (a read of the rows would apply every pending one).
+STORE_WAIT_S = 10.0
+STORE_POLL_S = 0.25
 
 
 class WorkflowService:
@@ -394,6 +410,11 @@ class WorkflowService:
         engine.bus.add_listener(self.finished.on_event)  # first: it drops what an event changed
         engine.bus.add_listener(self._on_event)
         self._finishing: dict[str, asyncio.Task[None]] = {}  # documents being built as they finish
+        # Finished big batches' products kept in the store (orchestrator/document_repository.py).
+        self.documents = DocumentRepository(repo.store)
+        self.store_min_operations = settings.document_store_min_operations
+        self._storing: dict[str, asyncio.Task[None]] = {}
+        self._closing = asyncio.Event()
 
     # -- a workflow that just finished ----------------------------------------------------
 
@@ -420,19 +441,98 @@ class WorkflowService:
 
     async def _keep_finished(self, state: WorkflowState, build: _Build) -> None:
         wid = state.id
+        handed = False
         try:
             doc = self._live.pop(wid, None)
             if doc is None or not doc.follows(state):
                 doc = LiveDocument(state)  # never read while it ran: every entry encoded now
             moments, summary = doc.capture()
             capture = BatchCapture(state.record(), live=(doc, moments, summary))
-            for key, encode in FINISHED_PRODUCTS:
+            products: dict[str, bytes] = {}
+            for name, key, encode in FINISHED_PRODUCTS:
                 if build.spoiled:
                     return
-                body = await encode(capture)
+                body = products[name] = await encode(capture)
                 self.finished.keep(wid, build, capture.workflow, key, body)
+            if self._stores(summary.total) and not build.spoiled:
+                # The build stays open (any event of the workflow spoils it) until kept.
+                job = self._store_finished(wid, build, capture.workflow, products)
+                handed = self._start_storing(wid, job)
+        finally:
+            if not handed:
+                self.finished.end(wid, build)
+
+    # -- products kept in the store (orchestrator/document_repository.py) ----------------
+
+    def _stores(self, operations: int) -> bool:
+        return 0 < self.store_min_operations <= operations and not self._closing.is_set()
+
+    def _start_storing(self, workflow_id: str, job: Coroutine[Any, Any, None]) -> bool:
+        """Run ``job`` (keeping a workflow's products) unless one already runs for it."""
+        if workflow_id in self._storing:
+            job.close()
+            return False
+        task = self._storing[workflow_id] = asyncio.get_running_loop().create_task(job)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._storing.get(workflow_id) is finished:
+                del self._storing[workflow_id]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.warning("keeping the documents of %s failed", workflow_id, exc_info=finished.exception())
+
+        task.add_done_callback(done)
+        return True
+
+    async def _store_finished(
+        self, wid: str, build: _Build, workflow: Workflow, products: dict[str, bytes]
+    ) -> None:
+        """Keep the products a batch's memory gave as it finished, under the fingerprint of
+        its rows: once they are applied (waiting at most ``STORE_WAIT_S``: a read would
+        apply every pending row at once), read under the admin lock (no rollback or
+        restore meanwhile) and only if no event of the workflow came since it finished
+        (its memory then holds exactly what its rows record)."""
+        try:
+            packed = await asyncio.get_running_loop().run_in_executor(None, pack_products, products)
+            await self._rows_applied()
+            async with self.engine.admin_lock:
+                if build.spoiled:
+                    return
+                stored = await self.documents.read(wid, kept=False)
+                if stored is None or build.spoiled or stored.row.get("status") != workflow.status.value:
+                    return
+                await self.repo.store.write(self.documents.keep(wid, stored.fingerprint, packed))
         finally:
             self.finished.end(wid, build)
+
+    async def _rows_applied(self) -> None:
+        store = self.repo.store
+        loop = asyncio.get_running_loop()
+        until = loop.time() + STORE_WAIT_S
+        while store.pending_tables & {"task_page", "workflow"} and loop.time() < until:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), STORE_POLL_S)
+                return  # stopping: keep them now (the store applies every row before it closes)
+
+    async def _store_read(self, capture: BatchCapture) -> None:
+        """Keep the products of a finished batch read from its rows, under the fingerprint
+        of exactly the rows they were built from (a change since makes them stale)."""
+        stored = capture.stored
+        assert stored is not None
+        for _, key, encode in FINISHED_PRODUCTS:
+            await _product(capture, key, encode)
+        products = {name: capture.documents[key] for name, key, _ in FINISHED_PRODUCTS}
+        packed = await asyncio.get_running_loop().run_in_executor(None, pack_products, products)
+        await self.repo.store.write(self.documents.keep(capture.workflow.id, stored.fingerprint, packed))
+
+    async def close(self) -> None:
+        """Before the engine stops: the products being kept are kept now (a few seconds at
+        most), the rest dropped."""
+        self._closing.set()
+        running = list(self._storing.values())
+        if running:
+            await asyncio.wait(running, timeout=5.0)
+        for task in running:
+            task.cancel()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -499,6 +599,10 @@ class WorkflowService:
             body = await _product(capture, key, encode)
             if not capture.live:
                 self.finished.keep(workflow_id, build, capture.workflow, key, body)
+                stored = capture.stored
+                big = self._stores(capture.workflow.operation_count or 0)
+                if stored is not None and stored.kept is None and big:
+                    self._start_storing(workflow_id, self._store_read(capture))
         finally:
             self.finished.end(workflow_id, build)
         return body
@@ -528,10 +632,16 @@ class WorkflowService:
         return capture
 
     async def _read(self, workflow_id: str) -> BatchCapture:
-        wf = await self.repo.get_workflow(workflow_id)
-        if wf is None:
+        """A finished workflow from its rows, with the products kept in the store for
+        exactly these rows (then no row is decoded unless another product is asked)."""
+        stored = await self.documents.read(workflow_id)
+        if stored is None:
             raise NotFound(f"no batch with id {workflow_id}")
-        return BatchCapture(wf, rows=await self.repo.tasks_of(wf.id))
+        capture = BatchCapture(Workflow.from_row(stored.row), stored=stored)
+        for name, key, _ in FINISHED_PRODUCTS:
+            if stored.kept is not None and name in stored.kept:
+                capture.documents[key] = stored.kept[name]
+        return capture
 
     async def _capture_live(self, workflow_id: str, state: WorkflowState) -> BatchCapture:
         # One synchronous pass reads every task's changing fields (~1 ms for 5,000) and

@@ -413,7 +413,8 @@ class WorkflowService:
         # Finished big batches' products kept in the store (orchestrator/document_repository.py).
         self.documents = DocumentRepository(repo.store)
         self.store_min_operations = settings.document_store_min_operations
-        self._storing: dict[str, asyncio.Task[None]] = {}
+        # By workflow and how they were built ("finished": from memory; "read": from rows).
+        self._storing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._closing = asyncio.Event()
 
     # -- a workflow that just finished ----------------------------------------------------
@@ -457,7 +458,7 @@ class WorkflowService:
             if self._stores(summary.total) and not build.spoiled:
                 # The build stays open (any event of the workflow spoils it) until kept.
                 job = self._store_finished(wid, build, capture.workflow, products)
-                handed = self._start_storing(wid, job)
+                handed = self._start_storing(wid, "finished", job)
         finally:
             if not handed:
                 self.finished.end(wid, build)
@@ -467,16 +468,17 @@ class WorkflowService:
     def _stores(self, operations: int) -> bool:
         return 0 < self.store_min_operations <= operations and not self._closing.is_set()
 
-    def _start_storing(self, workflow_id: str, job: Coroutine[Any, Any, None]) -> bool:
-        """Run ``job`` (keeping a workflow's products) unless one already runs for it."""
-        if workflow_id in self._storing:
+    def _start_storing(self, workflow_id: str, how: str, job: Coroutine[Any, Any, None]) -> bool:
+        """Run ``job`` (keeping a workflow's products) unless one built the same way runs."""
+        key = (workflow_id, how)
+        if key in self._storing:
             job.close()
             return False
-        task = self._storing[workflow_id] = asyncio.get_running_loop().create_task(job)
+        task = self._storing[key] = asyncio.get_running_loop().create_task(job)
 
         def done(finished: asyncio.Task[None]) -> None:
-            if self._storing.get(workflow_id) is finished:
-                del self._storing[workflow_id]
+            if self._storing.get(key) is finished:
+                del self._storing[key]
             if not finished.cancelled() and finished.exception() is not None:
                 log.warning("keeping the documents of %s failed", workflow_id, exc_info=finished.exception())
 
@@ -602,7 +604,7 @@ class WorkflowService:
                 stored = capture.stored
                 big = self._stores(capture.workflow.operation_count or 0)
                 if stored is not None and stored.kept is None and big:
-                    self._start_storing(workflow_id, self._store_read(capture))
+                    self._start_storing(workflow_id, "read", self._store_read(capture))
         finally:
             self.finished.end(workflow_id, build)
         return body

@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIVE_CHUNK = 400  # operations encoded between two turns of the event loop (~2 ms)
+# A capture reads again only the tasks an event named since the last one, and every task
+# at least this often (a change whose event never came: its write failed).
+LIVE_FULL_PASS_S = 2.0
+# The events that name a task whose moment changed (a transition, a progress report).
+_TASK_CHANGES = frozenset({EventType.TASK_STATUS_CHANGED, EventType.OPERATION_PROGRESS})
 
 
 def _listed(workflows: list[Workflow], size: Callable[[Workflow], int]) -> list[Workflow]:
@@ -144,9 +149,12 @@ class BatchCapture:
 class LiveDocument:
     """A running workflow as its documents last showed it: each task's changing fields
     (its moment) as last captured, the :class:`~orchestrator.views.Tally` of them, and
-    each operation's encoded entry with the moment it shows. A capture reads every
-    task's moment in one synchronous pass (one instant: nothing counted twice or
-    missing) and updates the tally for the tasks whose moment changed; a document
+    each operation's encoded entry with the moment it shows. A capture reads the moments
+    of the tasks an event named since the last capture (``dirty``; every task at least
+    every ``LIVE_FULL_PASS_S``) in one synchronous pass (one instant: nothing counted
+    twice or missing; the engine changes a task in memory before its event goes out, and
+    events go out in commit order, so a task shown Running has its dependencies shown
+    Completed) and updates the tally for the tasks whose moment changed; a document
     encodes again only the entries whose moment is not the one it shows, so a poll of a
     big running batch costs the pass and the changes since the last one, and joins
     the other entries as they were."""
@@ -161,25 +169,48 @@ class LiveDocument:
         self.facts: list[OperationFacts | None] = [None] * n  # what never changes, encoded once
         self.shown: list[Moment | None] = [None] * n  # the moment each entry shows
         self.encoding = asyncio.Lock()  # one document encodes at a time: entries stay whole
+        self.index = {t.id: i for i, t in enumerate(self.tasks)}
+        self.dirty: set[int] = set()  # positions of the tasks an event named since the last capture
+        self.full_at = float("-inf")  # loop time of the last capture that read every task
+
+    def touched(self, task_id: object) -> None:
+        """An event named this task: its moment changed (the event's listener)."""
+        i = self.index.get(str(task_id))
+        if i is not None:
+            self.dirty.add(i)
 
     def follows(self, state: WorkflowState) -> bool:
         """Whether this is still ``state``'s document (the engine did not replace its tasks)."""
         return state is self.state and len(state.tasks) == len(self.tasks)
 
-    def capture(self) -> tuple[list[Moment], Summary]:
+    def capture(self, now: float | None = None) -> tuple[list[Moment], Summary]:
         """Every task's moment now, and the summary of them (synchronous: one instant).
         A moment equal to the last one captured is kept as that same object, so a
-        document finds the entries that still show it by identity."""
-        fresh = [t.moment() for t in self.tasks]
-        last = self.moments
-        tally = self.tally
+        document finds the entries that still show it by identity. At loop time ``now``,
+        only the tasks named by events since the last capture are read, unless the last
+        full pass is ``LIVE_FULL_PASS_S`` old; without ``now``, every task."""
         tasks = self.tasks
-        for i in [i for i, (m, old) in enumerate(zip(fresh, last, strict=True)) if m != old]:
+        dirty, self.dirty = self.dirty, set()
+        fresh: list[Moment | None]
+        if now is None or now - self.full_at >= LIVE_FULL_PASS_S:
+            fresh = [t.moment() for t in tasks]
+            last = self.moments
+            changed = [i for i, (m, old) in enumerate(zip(fresh, last, strict=True)) if m != old]
+            self.full_at = float("-inf") if now is None else now
+        else:
+            fresh = self.moments.copy()  # the others as last read
+            for i in dirty:
+                fresh[i] = tasks[i].moment()
+            last = self.moments
+            changed = sorted(i for i in dirty if fresh[i] != last[i])
+        tally = self.tally
+        for i in changed:
             old = last[i]
             name = tasks[i].name
             if old is not None:
                 tally.count(i, name, old[0], old[1], old[3], old[7], old[8], -1)
             m = last[i] = fresh[i]
+            assert m is not None  # read in this pass
             tally.count(i, name, m[0], m[1], m[3], m[7], m[8])
         return list(last), tally.summary()  # type: ignore[arg-type]  # every one captured now
 
@@ -424,6 +455,11 @@ class WorkflowService:
         engine's memory, which holds exactly what its rows record: the first read of a
         finished batch is then a lookup, not a read of every task row (those rows may
         still be pending, and reading them would apply them all first)."""
+        if event.event_type in _TASK_CHANGES:
+            doc = self._live.get(event.workflow_id or "")
+            if doc is not None:
+                doc.touched(event.data.get("task_id"))
+            return
         if event.event_type != EventType.BATCH_STATUS_CHANGED or event.workflow_id is None:
             return
         state = self.engine.live(event.workflow_id)
@@ -652,7 +688,7 @@ class WorkflowService:
         doc = self._live.get(workflow_id)
         if doc is None or not doc.follows(state):
             doc = self._live[workflow_id] = LiveDocument(state)
-        moments, summary = doc.capture()
+        moments, summary = doc.capture(at)
         return BatchCapture(state.record(), live=(doc, moments, summary), at=at)
 
     async def batches(

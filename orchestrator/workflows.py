@@ -415,9 +415,10 @@ FINISHED_PRODUCTS: tuple[tuple[str, Hashable, Callable[[BatchCapture], Awaitable
     ("progress", "progress", progress_document),
     ("document", ("document", BATCH_DOCUMENT_FIELDS), _full_document),
 )
-# How long the products of a batch that just finished wait for its rows to be applied
-# before they are kept in the store (a read of the rows would apply every pending one).
-STORE_WAIT_S = 10.0
+# How long the products of a batch that just finished wait for a moment with no task or
+# workflow row pending (a read of its rows would apply every pending one at once, in the
+# middle of the next batch); a service busy all that time keeps them on the first read.
+STORE_WAIT_S = 60.0
 STORE_POLL_S = 0.25
 
 
@@ -531,7 +532,8 @@ class WorkflowService:
         (its memory then holds exactly what its rows record)."""
         try:
             packed = await asyncio.get_running_loop().run_in_executor(None, pack_products, products)
-            await self._rows_applied()
+            if not await self._rows_applied():
+                return
             async with self.engine.admin_lock:
                 if build.spoiled:
                     return
@@ -542,14 +544,19 @@ class WorkflowService:
         finally:
             self.finished.end(wid, build)
 
-    async def _rows_applied(self) -> None:
+    async def _rows_applied(self) -> bool:
+        """Whether no task or workflow row is pending (within ``STORE_WAIT_S``), or the
+        service is stopping (then the rows are applied before the store closes anyway)."""
         store = self.repo.store
         loop = asyncio.get_running_loop()
         until = loop.time() + STORE_WAIT_S
-        while store.pending_tables & {"task_page", "workflow"} and loop.time() < until:
+        while store.pending_tables & {"task_page", "workflow"}:
+            if loop.time() >= until:
+                return False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), STORE_POLL_S)
-                return  # stopping: keep them now (the store applies every row before it closes)
+                return True
+        return True
 
     async def _store_read(self, capture: BatchCapture) -> None:
         """Keep the products of a finished batch read from its rows, under the fingerprint

@@ -8,10 +8,12 @@ TCP listener; the client is aiohttp. The layered DAG of bench/engine.py (5,000 n
 * ``first``: the first ``GET /batch/operations/{id}`` (the whole document), wall and the
   process's CPU while it ran (its rows may still be pending then);
 * ``progress``: the first ``GET /state/workflows/{id}/progress``;
-* ``rows``: once every row is applied and the kept documents are dropped, the document
-  read again from its task rows (what a batch finished before the service started
-  costs on its first read);
-* ``again``: the median of 20 more reads.
+* ``rows``: once every row is applied and the documents kept in memory are dropped, the
+  document read again: from the products kept in the store beside its rows (a batch of
+  at least ``document_store_min_operations``), or from its task rows on a tree without;
+* ``again``: the median of 20 more reads;
+* ``restart``: once every round ran, the app is stopped and started again on the same
+  data directory, and each batch's document read once: its first read after a restart.
 
 ``--tree DIR`` measures another source tree (e.g. ``/work/main``) for A/B.
 
@@ -76,10 +78,12 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
         }
     )
     out = []
+    wids = []
     with tempfile.TemporaryDirectory() as tmp:
         bus = EventBus()
         bus.add_listener(listener)
-        app = create_app(load_settings(data_dir=tmp, auth_enabled=False), bus=bus)
+        settings = load_settings(data_dir=tmp, auth_enabled=False)
+        app = create_app(settings, bus=bus)
         server = TestServer(app, host="127.0.0.1")  # a real TCP listener on a free port
         await server.start_server()
         base = str(server.make_url("")).rstrip("/")
@@ -89,6 +93,7 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
                     f"{base}/batch/execute", data=body, headers={"Content-Type": "application/json"}
                 ) as resp:
                     wid = (await resp.json())["data"]["batch_id"]
+                wids.append(wid)
                 await finished.setdefault(wid, asyncio.Event()).wait()
                 pending = app[STORE].lazy_pending
                 first = await timed(session, f"{base}/batch/operations/{wid}")
@@ -110,6 +115,14 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
                         "bytes": first[2],
                     }
                 )
+        await server.close()  # stops the app: what it was keeping in the store is kept
+        server = TestServer(create_app(settings), host="127.0.0.1")
+        await server.start_server()
+        base = str(server.make_url("")).rstrip("/")
+        async with aiohttp.ClientSession() as session:
+            for row, wid in zip(out, wids, strict=True):
+                first = await timed(session, f"{base}/batch/operations/{wid}")
+                row["restart_ms"], row["restart_cpu_ms"] = first[:2]
         await server.close()
     return out
 
@@ -126,13 +139,14 @@ def main() -> None:
     print(f"tree {root}")
     print(
         f"{'round':>5} {'pending':>7} {'first ms':>9} {'CPU':>6} {'progress ms':>12} {'CPU':>6} "
-        f"{'rows ms':>8} {'CPU':>6} {'again ms':>9} {'bytes':>10}"
+        f"{'rows ms':>8} {'CPU':>6} {'again ms':>9} {'restart ms':>11} {'CPU':>6} {'bytes':>10}"
     )
     for i, r in enumerate(rows, 1):
         print(
             f"{i:>5} {r['pending_rows']:>7} {r['first_ms']:>9.1f} {r['first_cpu_ms']:>6.1f} "
             f"{r['progress_ms']:>12.1f} {r['progress_cpu_ms']:>6.1f} {r['rows_ms']:>8.1f} "
-            f"{r['rows_cpu_ms']:>6.1f} {r['again_ms']:>9.1f} {r['bytes']:>10,}"
+            f"{r['rows_cpu_ms']:>6.1f} {r['again_ms']:>9.1f} {r['restart_ms']:>11.1f} "
+            f"{r['restart_cpu_ms']:>6.1f} {r['bytes']:>10,}"
         )
 
 

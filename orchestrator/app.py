@@ -88,6 +88,7 @@ def create_app(
         )
         await engine.start()
         yield
+        await app[WORKFLOWS].close()  # the finished documents being kept in the store
         await engine.stop()
 
     async def extensions_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -36,10 +36,12 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.document_repository import DocumentRepository
 from orchestrator.repository import Repository
 from orchestrator.states import FINAL_WORKFLOW
 from shared.settings import Settings
 from shared.store.store import Store
+from shared.store.writes import Write
 from shared.web.keys import SETTINGS, STORE
 from shared.webhooks.repository import WebhookRepository
 
@@ -113,8 +115,13 @@ class Retention:
         chunk = self.settings.retention_chunk
         seq = int(row.get("submitted_seq") or 0)
         gone = 1
+        # Its documents kept in the store go with the first of its pages (their
+        # fingerprint would not match any more either: orchestrator/document_repository.py).
+        kept: list[Write] = [DocumentRepository.drop(str(row["id"]))]
         while gone:  # one commit per chunk of pages: the engine's writes go in between
-            gone = int((await self.store.write(Repository.prune_tasks(str(row["id"]), seq, chunk)))[0] or 0)
+            prune = Repository.prune_tasks(str(row["id"]), seq, chunk)
+            gone = int((await self.store.write(prune, *kept))[0] or 0)
+            kept = []
             pruned["task"] += gone
         if (await self.store.write(Repository.prune_workflow(row)))[0]:
             pruned["workflow"] += 1

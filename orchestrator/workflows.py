@@ -10,7 +10,9 @@ which the handlers shape with :mod:`orchestrator.views`. It takes an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.document_repository import DocumentRepository, StoredBatch, pack_products
 from orchestrator.events import EventType
 from orchestrator.models import BATCH_DOCUMENT_FIELDS, BATCH_SUMMARY_FIELDS, BatchRequest, TaskQuery
 from orchestrator.records import DEFAULT_KIND, BatchSummary, Task, Workflow
@@ -55,8 +58,14 @@ PAGE_OPERATIONS_MAX = 100  # and at most this many over a page (its later batche
 if TYPE_CHECKING:
     from orchestrator.engine import Engine
 
+log = logging.getLogger(__name__)
 
 LIVE_CHUNK = 400  # operations encoded between two turns of the event loop (~2 ms)
+# A capture reads again only the tasks an event named since the last one, and every task
+# at least this often (a change whose event never came: its write failed).
+LIVE_FULL_PASS_S = 2.0
+# The events that name a task whose moment changed (a transition, a progress report).
+_TASK_CHANGES = frozenset({EventType.TASK_STATUS_CHANGED, EventType.OPERATION_PROGRESS})
 
 
 def _listed(workflows: list[Workflow], size: Callable[[Workflow], int]) -> list[Workflow]:
@@ -87,17 +96,24 @@ class BatchCapture:
         tasks: Sequence[Task | TaskSnapshot] | None = None,
         *,
         rows: Sequence[dict[str, Any]] | None = None,
+        stored: StoredBatch | None = None,
         live: tuple[LiveDocument, list[Moment], Summary] | None = None,
         at: float = 0.0,
     ) -> None:
         self.workflow = workflow
         self._tasks = tasks
         self._rows = rows
+        self.stored = stored  # read with its pages' fingerprint: its rows decoded on demand
         self._live = live
         self.live = live is not None
         self.at = at  # loop time of the capture
         self.documents: dict[Hashable, bytes] = {}
         self._summary = None if live is None else live[2]
+
+    def _stored_rows(self) -> Sequence[dict[str, Any]] | None:
+        if self._rows is None and self.stored is not None:
+            self._rows = self.stored.rows()
+        return self._rows
 
     @property
     def tasks(self) -> Sequence[Task | TaskSnapshot]:
@@ -107,15 +123,15 @@ class BatchCapture:
                 doc, moments, _ = self._live
                 self._tasks = [t.snapshot(m) for t, m in zip(doc.tasks, moments, strict=True)]
             else:
-                self._tasks = [Task.from_row(r) for r in self._rows or ()]
+                self._tasks = [Task.from_row(r) for r in self._stored_rows() or ()]
         return self._tasks
 
     @property
     def summary(self) -> Summary:
         """The operations counted by status, progress and steps (one pass, kept)."""
         if self._summary is None:
-            if self._tasks is None and self._rows is not None:
-                self._summary = summarise_rows(self._rows)
+            if self._tasks is None and (rows := self._stored_rows()) is not None:
+                self._summary = summarise_rows(rows)
             else:
                 self._summary = summarise(self.tasks)
         return self._summary
@@ -125,17 +141,20 @@ class BatchCapture:
         if self._live is not None:
             doc, moments, _ = self._live
             return await doc.operations(moments)
-        if self._tasks is None and self._rows is not None:
-            return await encode_operation_rows(self._rows)
+        if self._tasks is None and (rows := self._stored_rows()) is not None:
+            return await encode_operation_rows(rows)
         return await encode_operations(self.tasks)
 
 
 class LiveDocument:
     """A running workflow as its documents last showed it: each task's changing fields
     (its moment) as last captured, the :class:`~orchestrator.views.Tally` of them, and
-    each operation's encoded entry with the moment it shows. A capture reads every
-    task's moment in one synchronous pass (one instant: nothing counted twice or
-    missing) and updates the tally for the tasks whose moment changed; a document
+    each operation's encoded entry with the moment it shows. A capture reads the moments
+    of the tasks an event named since the last capture (``dirty``; every task at least
+    every ``LIVE_FULL_PASS_S``) in one synchronous pass (one instant: nothing counted
+    twice or missing; the engine changes a task in memory before its event goes out, and
+    events go out in commit order, so a task shown Running has its dependencies shown
+    Completed) and updates the tally for the tasks whose moment changed; a document
     encodes again only the entries whose moment is not the one it shows, so a poll of a
     big running batch costs the pass and the changes since the last one, and joins
     the other entries as they were."""
@@ -150,25 +169,48 @@ class LiveDocument:
         self.facts: list[OperationFacts | None] = [None] * n  # what never changes, encoded once
         self.shown: list[Moment | None] = [None] * n  # the moment each entry shows
         self.encoding = asyncio.Lock()  # one document encodes at a time: entries stay whole
+        self.index = {t.id: i for i, t in enumerate(self.tasks)}
+        self.dirty: set[int] = set()  # positions of the tasks an event named since the last capture
+        self.full_at = float("-inf")  # loop time of the last capture that read every task
+
+    def touched(self, task_id: object) -> None:
+        """An event named this task: its moment changed (the event's listener)."""
+        i = self.index.get(str(task_id))
+        if i is not None:
+            self.dirty.add(i)
 
     def follows(self, state: WorkflowState) -> bool:
         """Whether this is still ``state``'s document (the engine did not replace its tasks)."""
         return state is self.state and len(state.tasks) == len(self.tasks)
 
-    def capture(self) -> tuple[list[Moment], Summary]:
+    def capture(self, now: float | None = None) -> tuple[list[Moment], Summary]:
         """Every task's moment now, and the summary of them (synchronous: one instant).
         A moment equal to the last one captured is kept as that same object, so a
-        document finds the entries that still show it by identity."""
-        fresh = [t.moment() for t in self.tasks]
-        last = self.moments
-        tally = self.tally
+        document finds the entries that still show it by identity. At loop time ``now``,
+        only the tasks named by events since the last capture are read, unless the last
+        full pass is ``LIVE_FULL_PASS_S`` old; without ``now``, every task."""
         tasks = self.tasks
-        for i in [i for i, (m, old) in enumerate(zip(fresh, last, strict=True)) if m != old]:
+        dirty, self.dirty = self.dirty, set()
+        fresh: list[Moment | None]
+        if now is None or now - self.full_at >= LIVE_FULL_PASS_S:
+            fresh = [t.moment() for t in tasks]
+            last = self.moments
+            changed = [i for i, (m, old) in enumerate(zip(fresh, last, strict=True)) if m != old]
+            self.full_at = float("-inf") if now is None else now
+        else:
+            fresh = self.moments.copy()  # the others as last read
+            for i in dirty:
+                fresh[i] = tasks[i].moment()
+            last = self.moments
+            changed = sorted(i for i in dirty if fresh[i] != last[i])
+        tally = self.tally
+        for i in changed:
             old = last[i]
             name = tasks[i].name
             if old is not None:
                 tally.count(i, name, old[0], old[1], old[3], old[7], old[8], -1)
             m = last[i] = fresh[i]
+            assert m is not None  # read in this pass
             tally.count(i, name, m[0], m[1], m[3], m[7], m[8])
         return list(last), tally.summary()  # type: ignore[arg-type]  # every one captured now
 
@@ -365,13 +407,19 @@ async def _summary_document(capture: BatchCapture) -> bytes:
     return await batch_document(capture, BATCH_SUMMARY_FIELDS)
 
 
-# What is built of a workflow when it finishes (the keys its readers ask for): the full
-# document, its summary and its progress (the summary and progress cost microseconds).
-FINISHED_PRODUCTS: tuple[tuple[Hashable, Callable[[BatchCapture], Awaitable[bytes]]], ...] = (
-    (("document", BATCH_SUMMARY_FIELDS), _summary_document),
-    ("progress", progress_document),
-    (("document", BATCH_DOCUMENT_FIELDS), _full_document),
+# What is built of a workflow when it finishes (the keys its readers ask for, and the
+# names they are kept under in the store): the full document, its summary and its
+# progress (the summary and progress cost microseconds).
+FINISHED_PRODUCTS: tuple[tuple[str, Hashable, Callable[[BatchCapture], Awaitable[bytes]]], ...] = (
+    ("summary", ("document", BATCH_SUMMARY_FIELDS), _summary_document),
+    ("progress", "progress", progress_document),
+    ("document", ("document", BATCH_DOCUMENT_FIELDS), _full_document),
 )
+# How long the products of a batch that just finished wait for a moment with no task or
+# workflow row pending (a read of its rows would apply every pending one at once, in the
+# middle of the next batch); a service busy all that time keeps them on the first read.
+STORE_WAIT_S = 60.0
+STORE_POLL_S = 0.25
 
 
 class WorkflowService:
@@ -394,6 +442,12 @@ class WorkflowService:
         engine.bus.add_listener(self.finished.on_event)  # first: it drops what an event changed
         engine.bus.add_listener(self._on_event)
         self._finishing: dict[str, asyncio.Task[None]] = {}  # documents being built as they finish
+        # Finished big batches' products kept in the store (orchestrator/document_repository.py).
+        self.documents = DocumentRepository(repo.store)
+        self.store_min_operations = settings.document_store_min_operations
+        # By workflow and how they were built ("finished": from memory; "read": from rows).
+        self._storing: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._closing = asyncio.Event()
 
     # -- a workflow that just finished ----------------------------------------------------
 
@@ -402,6 +456,11 @@ class WorkflowService:
         engine's memory, which holds exactly what its rows record: the first read of a
         finished batch is then a lookup, not a read of every task row (those rows may
         still be pending, and reading them would apply them all first)."""
+        if event.event_type in _TASK_CHANGES:
+            doc = self._live.get(event.workflow_id or "")
+            if doc is not None:
+                doc.touched(event.data.get("task_id"))
+            return
         if event.event_type != EventType.BATCH_STATUS_CHANGED or event.workflow_id is None:
             return
         state = self.engine.live(event.workflow_id)
@@ -420,19 +479,105 @@ class WorkflowService:
 
     async def _keep_finished(self, state: WorkflowState, build: _Build) -> None:
         wid = state.id
+        handed = False
         try:
             doc = self._live.pop(wid, None)
             if doc is None or not doc.follows(state):
                 doc = LiveDocument(state)  # never read while it ran: every entry encoded now
             moments, summary = doc.capture()
             capture = BatchCapture(state.record(), live=(doc, moments, summary))
-            for key, encode in FINISHED_PRODUCTS:
+            products: dict[str, bytes] = {}
+            for name, key, encode in FINISHED_PRODUCTS:
                 if build.spoiled:
                     return
-                body = await encode(capture)
+                body = products[name] = await encode(capture)
                 self.finished.keep(wid, build, capture.workflow, key, body)
+            if self._stores(summary.total) and not build.spoiled:
+                # The build stays open (any event of the workflow spoils it) until kept.
+                job = self._store_finished(wid, build, capture.workflow, products)
+                handed = self._start_storing(wid, "finished", job)
+        finally:
+            if not handed:
+                self.finished.end(wid, build)
+
+    # -- products kept in the store (orchestrator/document_repository.py) ----------------
+
+    def _stores(self, operations: int) -> bool:
+        return 0 < self.store_min_operations <= operations and not self._closing.is_set()
+
+    def _start_storing(self, workflow_id: str, how: str, job: Coroutine[Any, Any, None]) -> bool:
+        """Run ``job`` (keeping a workflow's products) unless one built the same way runs."""
+        key = (workflow_id, how)
+        if key in self._storing:
+            job.close()
+            return False
+        task = self._storing[key] = asyncio.get_running_loop().create_task(job)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._storing.get(key) is finished:
+                del self._storing[key]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.warning("keeping the documents of %s failed", workflow_id, exc_info=finished.exception())
+
+        task.add_done_callback(done)
+        return True
+
+    async def _store_finished(
+        self, wid: str, build: _Build, workflow: Workflow, products: dict[str, bytes]
+    ) -> None:
+        """Keep the products a batch's memory gave as it finished, under the fingerprint of
+        its rows: once they are applied (waiting at most ``STORE_WAIT_S``: a read would
+        apply every pending row at once), read under the admin lock (no rollback or
+        restore meanwhile) and only if no event of the workflow came since it finished
+        (its memory then holds exactly what its rows record)."""
+        try:
+            packed = await asyncio.get_running_loop().run_in_executor(None, pack_products, products)
+            if not await self._rows_applied():
+                return
+            async with self.engine.admin_lock:
+                if build.spoiled:
+                    return
+                stored = await self.documents.read(wid, kept=False)
+                if stored is None or build.spoiled or stored.row.get("status") != workflow.status.value:
+                    return
+                await self.repo.store.write(self.documents.keep(wid, stored.fingerprint, packed))
         finally:
             self.finished.end(wid, build)
+
+    async def _rows_applied(self) -> bool:
+        """Whether no task or workflow row is pending (within ``STORE_WAIT_S``), or the
+        service is stopping (then the rows are applied before the store closes anyway)."""
+        store = self.repo.store
+        loop = asyncio.get_running_loop()
+        until = loop.time() + STORE_WAIT_S
+        while store.pending_tables & {"task_page", "workflow"}:
+            if loop.time() >= until:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), STORE_POLL_S)
+                return True
+        return True
+
+    async def _store_read(self, capture: BatchCapture) -> None:
+        """Keep the products of a finished batch read from its rows, under the fingerprint
+        of exactly the rows they were built from (a change since makes them stale)."""
+        stored = capture.stored
+        assert stored is not None
+        for _, key, encode in FINISHED_PRODUCTS:
+            await _product(capture, key, encode)
+        products = {name: capture.documents[key] for name, key, _ in FINISHED_PRODUCTS}
+        packed = await asyncio.get_running_loop().run_in_executor(None, pack_products, products)
+        await self.repo.store.write(self.documents.keep(capture.workflow.id, stored.fingerprint, packed))
+
+    async def close(self) -> None:
+        """Before the engine stops: the products being kept are kept now (a few seconds at
+        most), the rest dropped."""
+        self._closing.set()
+        running = list(self._storing.values())
+        if running:
+            await asyncio.wait(running, timeout=5.0)
+        for task in running:
+            task.cancel()
 
     # -- commands -------------------------------------------------------------------------
 
@@ -499,6 +644,10 @@ class WorkflowService:
             body = await _product(capture, key, encode)
             if not capture.live:
                 self.finished.keep(workflow_id, build, capture.workflow, key, body)
+                stored = capture.stored
+                big = self._stores(capture.workflow.operation_count or 0)
+                if stored is not None and stored.kept is None and big:
+                    self._start_storing(workflow_id, "read", self._store_read(capture))
         finally:
             self.finished.end(workflow_id, build)
         return body
@@ -528,10 +677,16 @@ class WorkflowService:
         return capture
 
     async def _read(self, workflow_id: str) -> BatchCapture:
-        wf = await self.repo.get_workflow(workflow_id)
-        if wf is None:
+        """A finished workflow from its rows, with the products kept in the store for
+        exactly these rows (then no row is decoded unless another product is asked)."""
+        stored = await self.documents.read(workflow_id)
+        if stored is None:
             raise NotFound(f"no batch with id {workflow_id}")
-        return BatchCapture(wf, rows=await self.repo.tasks_of(wf.id))
+        capture = BatchCapture(Workflow.from_row(stored.row), stored=stored)
+        for name, key, _ in FINISHED_PRODUCTS:
+            if stored.kept is not None and name in stored.kept:
+                capture.documents[key] = stored.kept[name]
+        return capture
 
     async def _capture_live(self, workflow_id: str, state: WorkflowState) -> BatchCapture:
         # One synchronous pass reads every task's changing fields (~1 ms for 5,000) and
@@ -540,7 +695,7 @@ class WorkflowService:
         doc = self._live.get(workflow_id)
         if doc is None or not doc.follows(state):
             doc = self._live[workflow_id] = LiveDocument(state)
-        moments, summary = doc.capture()
+        moments, summary = doc.capture(at)
         return BatchCapture(state.record(), live=(doc, moments, summary), at=at)
 
     async def batches(

@@ -425,6 +425,12 @@ class Settings(BaseSettings):
     # its own), so a dashboard polling a finished batch costs a lookup. 0: none kept.
     # TOML [document_cache] bytes
     document_cache_bytes: Amount = 32 * 1024 * 1024
+    # -- doc3: finished documents kept in the store (orchestrator/document_repository.py) --
+    # A finished batch of at least this many operations has its encoded documents kept in
+    # the store beside its task pages (compressed, ~110 KB for 5,000 operations), checked
+    # against a fingerprint of its rows on every read: its first read after a restart then
+    # decodes none of its rows. 0: none kept. TOML [document_store] min_operations
+    document_store_min_operations: Amount = 1000
     # Python's first GC generation threshold for the service (0: Python's default, 700).
     # A 5,000-operation submission allocates ~100,000 objects: at 700 it ran two full
     # collections of the whole heap, whose cost grows with the process's history.

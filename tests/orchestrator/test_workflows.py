@@ -355,7 +355,7 @@ async def test_a_batch_s_documents_are_built_from_memory_as_it_finishes(aiohttp_
                 )
             await asyncio.sleep(0.01)
         await asyncio.gather(*service._finishing.values())
-        kept = {key: service.finished.get(bid, key) for key, _ in FINISHED_PRODUCTS}
+        kept = {key: service.finished.get(bid, key) for _, key, _ in FINISHED_PRODUCTS}
         assert all(kept.values()), kept
         rows = await service._read(bid)
         assert json.loads(kept[("document", BATCH_DOCUMENT_FIELDS)]) == json.loads(

@@ -51,6 +51,7 @@ class _State:
     collecting: bool = True  # whether collections ran when the outermost burst began
     since_collect: int = 0  # bursts since the last full collection
     timer: asyncio.TimerHandle | None = None
+    timer_loop: asyncio.AbstractEventLoop | None = None
     collections: int = 0  # full collections run by :func:`collect` (for tests and metrics)
     last_collect_ms: float = 0.0
 
@@ -99,13 +100,18 @@ def settle(*, idle: bool) -> None:
     if state.since_collect >= policy.max_bursts:
         collect()
         return
-    if not idle or state.timer is not None:
+    if not idle:
         return
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    if state.timer is not None:
+        if state.timer_loop is loop:
+            return  # scheduled already
+        state.timer.cancel()  # of a loop that has ended (tests run many)
     state.timer = loop.call_later(policy.idle_s, _idle_collect)
+    state.timer_loop = loop
 
 
 def _idle_collect() -> None:

@@ -106,3 +106,20 @@ def test_disabled_the_collector_runs_as_usual() -> None:
     collector.settle(idle=False)
     assert gc.get_freeze_count() == frozen
     assert collector.collections() == 0
+
+
+def test_an_idle_collection_left_by_an_ended_loop_does_not_block_the_next() -> None:
+    collector.configure(enabled=True, idle_s=0.01, max_bursts=50)
+
+    async def ended() -> None:
+        with collector.burst():
+            pass
+        collector.settle(idle=True)  # the loop ends before it is due
+
+    async def next_one() -> None:  # a batch resumed at a start: no burst before it ends
+        collector.settle(idle=True)
+        await asyncio.sleep(0.1)
+
+    asyncio.run(ended())
+    asyncio.run(next_one())
+    assert collector.collections() == 1

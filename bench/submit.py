@@ -115,6 +115,7 @@ async def http_size(work: Path, n: int, batches: int) -> dict[str, Any]:
     payload = body(n)
     posts: list[float] = []
     cpus: list[float] = []
+    loops: list[float] = []  # the event loop's thread only (its CPU while the POST was in flight)
     try:
         token = await logged_in(svc)
         async with session(token) as http:
@@ -123,11 +124,12 @@ async def http_size(work: Path, n: int, batches: int) -> dict[str, Any]:
                 async with http.ws_connect(f"{svc.base}/ws?events=batch", max_msg_size=0) as ws:
                     welcome = await ws.receive_json(timeout=10)
                     assert welcome.get("type") == "welcome", welcome
-                    cpu0, t0 = cpu_of(svc.proc.pid), time.perf_counter()
+                    cpu0, loop0, t0 = cpu_of(svc.proc.pid), svc.main_thread_s()[0], time.perf_counter()
                     async with http.post(f"{svc.base}/batch/execute", data=payload, headers=JSON) as resp:
                         doc = await resp.json()
                     posts.append((time.perf_counter() - t0) * 1000)
                     cpus.append((cpu_of(svc.proc.pid) - cpu0) * 1000)
+                    loops.append((svc.main_thread_s()[0] - loop0) * 1000)
                     if resp.status != 201:
                         raise RuntimeError(f"submission refused: {doc}")
                     batch_id = doc["data"]["batch_id"]
@@ -140,9 +142,11 @@ async def http_size(work: Path, n: int, batches: int) -> dict[str, Any]:
         "n": n,
         "post_ms": [round(x, 1) for x in posts],
         "post_cpu_ms": [round(x, 1) for x in cpus],
+        "post_loop_cpu_ms": [round(x, 1) for x in loops],
         "p50_ms": round(statistics.median(posts), 1),
         "p99_ms": round(pct(posts, 99), 1),
         "cpu_p50_ms": round(statistics.median(cpus), 1),
+        "loop_cpu_p50_ms": round(statistics.median(loops), 1),
     }
 
 
@@ -302,11 +306,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir=args.work_dir) as work:
             out["http"] = [asyncio.run(http_size(Path(work), n, batches)) for n in sizes]
         print(f"\nPOST /batch/execute through HTTP ({batches} batches back to back per size, auth on)")
-        print(f"{'ops':>6} {'p50 ms':>8} {'p99 ms':>8} {'1st ms':>8} {'last ms':>8} {'CPU p50 ms':>11}")
+        print(
+            f"{'ops':>6} {'p50 ms':>8} {'p99 ms':>8} {'1st ms':>8} {'last ms':>8} {'CPU p50 ms':>11} "
+            f"{'loop CPU 1st/last/p50 ms':>25}"
+        )
         for r in out["http"]:
+            loop = r["post_loop_cpu_ms"]
+            loops = f"{loop[0]:.0f}/{loop[-1]:.0f}/{r['loop_cpu_p50_ms']:.0f}"
             print(
                 f"{r['n']:>6} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {r['post_ms'][0]:>8.0f} "
-                f"{r['post_ms'][-1]:>8.0f} {r['cpu_p50_ms']:>11.0f}"
+                f"{r['post_ms'][-1]:>8.0f} {r['cpu_p50_ms']:>11.0f} "
+                f"{loops:>25}"
             )
     if "inprocess" in parts:
         out["inprocess"] = [asyncio.run(inprocess_size(n, repeat)) for n in sizes]

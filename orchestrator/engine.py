@@ -39,6 +39,7 @@ from orchestrator.submission import Join, Recorder
 from orchestrator.task_repository import page_of_key
 from orchestrator.tasks import TaskFactory
 from orchestrator.transitions import Transitions, task_change
+from shared import collector
 from shared.errors import Conflict, NotFound
 from shared.events.bus import EventBus
 from shared.metrics import WORKFLOWS_ACTIVE
@@ -118,6 +119,8 @@ class Engine:
         """Load the journal position and resume every workflow that was running."""
         self._shutting_down = False
         tune_gc(self.settings.gc_gen0_threshold)
+        s = self.settings
+        collector.configure(enabled=s.gc_burst_freeze, idle_s=s.gc_idle_collect_s, max_bursts=s.gc_max_bursts)
         await self.transitions.load()
         await catch_up(self.store, self.repo, self.task_rows_of)
         if moved := await self.repo.convert_legacy_tasks():
@@ -411,6 +414,7 @@ class Engine:
                 WORKFLOWS_ACTIVE.set(len(self.runs))
                 if not self.runs and self.settings.trim_memory_after_batch:
                     trim_heap()
+                collector.settle(idle=not self.runs)
 
     async def _settle(self, run: _Run, t: TaskState, ready: deque[TaskState]) -> None:
         """Release or skip the dependents of an operation that reached a final state."""

@@ -435,6 +435,14 @@ class Settings(BaseSettings):
     # A 5,000-operation submission allocates ~100,000 objects: at 700 it ran two full
     # collections of the whole heap, whose cost grows with the process's history.
     gc_gen0_threshold: Amount = 20_000
+    # -- post3: the collector around big submissions (shared/collector.py) --
+    # A POST /batch/execute runs with the heap frozen and collections paused, and freezes
+    # what it left alive; the frozen objects are collected once this long after the last
+    # batch ended with none running, or as a batch ends after gc_max_bursts submissions
+    # without such an idle moment. false: Python's collector as usual.
+    gc_burst_freeze: Annotated[bool, BeforeValidator(_stripped_lower)] = True
+    gc_idle_collect_s: Delay = 1.0
+    gc_max_bursts: Count = 50
 
     # -- thru: throughput and memory of the running service (docs/performance.md) --
     # Once no batch runs any more, hand the C heap's free pages back to the system

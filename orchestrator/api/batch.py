@@ -54,6 +54,7 @@ WORKFLOW_STATUSES = frozenset(s.value for s in WorkflowStatus)
     status=201,
     response=BATCH_SUBMITTED,
     alternatives={200: PLAN},
+    burst=True,
 )
 async def execute_batch(request: web.Request, body: BatchRequest) -> web.Response:
     """Validate and start a batch (or, with ``check_mode``, return its plan)."""

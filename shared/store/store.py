@@ -38,7 +38,7 @@ import itertools
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,7 @@ class Store:
         self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._pages = PageCache()
         self._last_write = 0.0  # loop time the writer last committed other work
+        self._foreground = 0  # foreground writes being prepared (see foreground())
         # Commit writes queued during the previous commit at once (see _write_loop).
         self.pipeline = True
         self.commits = 0
@@ -413,11 +414,27 @@ class Store:
                 "could not apply pending rows at close; the next start will", extra={"rows": len(self._lazy)}
             )
 
+    @contextlib.contextmanager
+    def foreground(self) -> Iterator[None]:
+        """A foreground write is being prepared (a big submission, while its request is
+        parsed, checked and built): until it ends the writer starts no chunk of lazy rows
+        and adds none to other commits (unless more than ``lazy_max`` are pending), so the
+        write is neither queued behind a chunk nor made bigger by one, and the chunks'
+        encoding stays off the event loop meanwhile. Rows due meanwhile go right after."""
+        self._foreground += 1
+        try:
+            yield
+        finally:
+            self._foreground -= 1
+            if not self._foreground and self._writer is not None:
+                self._schedule_lazy()
+
     def _schedule_lazy(self) -> None:
         """Queue a tick for when lazy rows are due: once the writer has had no other work
         for ``lazy_delay_s`` (at once for a backlog beyond a chunk while idle), or when
-        the oldest row reaches ``lazy_max_age_s``."""
-        if not self._lazy:
+        the oldest row reaches ``lazy_max_age_s``; none while a foreground write is being
+        prepared (its end schedules one)."""
+        if not self._lazy or self._foreground:
             return
         loop = asyncio.get_running_loop()
         oldest = next(iter(self._lazy.values())).since
@@ -435,6 +452,8 @@ class Store:
         now = asyncio.get_running_loop().time()
         idle = not busy and now - self._last_write >= self.lazy_delay_s
         crowded = len(self._lazy) >= self.lazy_max
+        if self._foreground and not crowded:
+            return []
         rows = list(itertools.islice(self._settled, self.lazy_chunk)) if idle else []
         cutoff = now - self.lazy_max_age_s
         for key, row in self._lazy.items():

@@ -9,10 +9,12 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from aiohttp import web, web_response
 
+from shared.collector import burst
 from shared.errors import (
     NotAcceptable,
     ProvisioningError,
@@ -20,7 +22,7 @@ from shared.errors import (
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.web.envelope import error_response
-from shared.web.keys import SERVICE_KEY
+from shared.web.keys import SERVICE_KEY, STORE
 from shared.web.routing import route_spec
 from shared.web.validation import check_request_line, json_body
 
@@ -98,6 +100,15 @@ def _started(request: web.Request) -> bool:
     return bool(getattr(writer, "output_size", 0))
 
 
+@contextmanager
+def _bulk(request: web.Request) -> Iterator[None]:
+    """A request that allocates and writes in bulk (``RouteSpec.burst``): out of the
+    garbage collector's way, and no lazy rows applied before its write."""
+    store = request.app.get(STORE)
+    with burst(), store.foreground() if store is not None else nullcontext():
+        yield
+
+
 @web.middleware
 async def request_context_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -113,9 +124,10 @@ async def request_context_middleware(
     try:
         check_request_line(request)
         spec = route_spec(request)
-        if spec is not None and spec.body is not None:
-            await json_body(request)
-        response = await handler(request)
+        with _bulk(request) if spec is not None and spec.burst else nullcontext():
+            if spec is not None and spec.body is not None:
+                await json_body(request)
+            response = await handler(request)
     except ProvisioningError as exc:
         if _started(request):
             log.error(

@@ -145,6 +145,9 @@ class RouteSpec:
     # Error statuses beyond those every route of its kind can answer (see error_statuses).
     errors: tuple[int, ...] = ()
     upgrade: bool = False  # a WebSocket: 101 Switching Protocols, no body
+    # A request that allocates in bulk (a big submission): run out of the garbage
+    # collector's way, body parsing included (shared/collector.py).
+    burst: bool = False
 
 
 SPEC_ATTR = "__route_spec__"
@@ -175,6 +178,7 @@ class Api:
         raw: bool = False,
         errors: Sequence[int] = (),
         upgrade: bool = False,
+        burst: bool = False,
     ) -> Callable[[Handler], Handler]:
         if not public and (resource is None or action is None):
             raise ValueError(f"{method} {path}: a non-public route needs a resource and action")
@@ -208,6 +212,7 @@ class Api:
                 raw,
                 tuple(errors),
                 upgrade,
+                burst,
             )
             setattr(handler, SPEC_ATTR, spec)
             handler.__name__ = fn.__name__

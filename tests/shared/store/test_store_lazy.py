@@ -423,6 +423,28 @@ async def test_a_row_reaching_the_maximum_age_is_applied_although_never_idle_lon
         assert await row(s, "r") == {"id": "r", "a": 1}
 
 
+async def test_no_row_is_applied_while_a_foreground_write_is_prepared_and_they_go_right_after() -> None:
+    async with opened(lazy_delay_s=0.01, lazy_max_age_s=0.02) as s:
+        await s.write(Lazy("t", "old", {"a": 1}, 1, create=True, settled=True))
+        with s.foreground():
+            # idle and past the maximum age: due twice over, yet neither applied alone
+            await asyncio.sleep(0.1)
+            assert s.lazy_pending == 1 and s.lazy_rows_applied == 0
+            # nor ridden on the foreground write's commit
+            await s.write(Insert("t", {"id": "fg", "b": 2}))
+            assert s.lazy_pending == 1 and s.lazy_rows_applied == 0
+        await until(lambda: s.lazy_pending == 0, "the rows were applied once the foreground ended")
+        assert await row(s, "old") == {"id": "old", "a": 1}
+        assert await s.lazy_mark() == 1
+
+
+async def test_a_foreground_write_does_not_hold_back_a_backlog_past_the_maximum() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER, lazy_max=3) as s:
+        with s.foreground():
+            await s.write(*(Lazy("t", f"r{i}", {"i": i}, i, create=True) for i in range(1, 5)))
+            await until(lambda: s.lazy_pending == 0, "the backlog was applied")
+
+
 async def test_too_many_pending_rows_are_applied_at_once() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER, lazy_max=3) as s:
         await s.write(*(Lazy("t", f"r{i}", {"i": i}, i, create=True) for i in range(1, 5)))

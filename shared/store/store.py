@@ -102,6 +102,7 @@ class Store:
         write_batch_max: int = 2000,
         lazy_delay_s: float = 0.02,
         lazy_max_age_s: float = 1.0,
+        lazy_unsettled_max_age_s: float | None = None,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
         list_scan_budget: int = 2_000,
@@ -122,8 +123,13 @@ class Store:
         # Settled lazy rows are applied ``lazy_delay_s`` after the writer last looked,
         # ``lazy_chunk`` rows per commit so the log's commits interleave with them;
         # unsettled ones once ``lazy_max_age_s`` old; past ``lazy_max`` rows, at once.
+        # While the writer is busy, a row whose last change is not settled (a task still
+        # pending or running: it will change again) waits until ``lazy_unsettled_max_age_s``
+        # (default: ``lazy_max_age_s``) instead, so that it is written once, not once as
+        # it was and again as it ends.
         self.lazy_delay_s = lazy_delay_s
         self.lazy_max_age_s = lazy_max_age_s
+        self._lazy_unsettled_max_age_s = lazy_unsettled_max_age_s
         self.lazy_chunk = lazy_chunk
         self.lazy_max = lazy_max
         # Rows a filtered list page reads at most (shared/store/keyset.py).
@@ -134,7 +140,8 @@ class Store:
         self._queue: asyncio.Queue[Pending | object | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._lazy: dict[tuple[str, str], LazyRow] = {}  # by row, oldest first
-        self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
+        # Rows whose last change settled, and the loop time it did (in about that order).
+        self._settled: dict[tuple[str, str], float] = {}
         self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
         # Whether the pending rows' first marks grow in their order (see _oldest_left).
         self._lazy_in_order = True
@@ -153,6 +160,17 @@ class Store:
         self.commits = 0
         self.statements_written = 0
         self.lazy_rows_applied = 0
+
+    @property
+    def lazy_unsettled_max_age_s(self) -> float:
+        """The age at which a busy writer applies a row whose last change is not settled
+        (never below ``lazy_max_age_s``)."""
+        age = self._lazy_unsettled_max_age_s
+        return self.lazy_max_age_s if age is None else max(age, self.lazy_max_age_s)
+
+    @lazy_unsettled_max_age_s.setter
+    def lazy_unsettled_max_age_s(self, age: float | None) -> None:
+        self._lazy_unsettled_max_age_s = age
 
     def register_pages(self, spec: PagedTable) -> None:
         """Declare a paged table: its rows are written by :class:`Lazy` changes with a
@@ -416,12 +434,15 @@ class Store:
     def _schedule_lazy(self) -> None:
         """Queue a tick for when lazy rows are due: once the writer has had no other work
         for ``lazy_delay_s`` (at once for a backlog beyond a chunk while idle), or when
-        the oldest row reaches ``lazy_max_age_s``."""
+        the oldest row reaches ``lazy_unsettled_max_age_s`` or the first settled one
+        ``lazy_max_age_s``."""
         if not self._lazy:
             return
         loop = asyncio.get_running_loop()
-        oldest = next(iter(self._lazy.values())).since
-        when = min(self._last_write + self.lazy_delay_s, oldest + self.lazy_max_age_s)
+        oldest = next(iter(self._lazy.values())).since + self.lazy_unsettled_max_age_s
+        if self._settled:  # the first row to settle
+            oldest = min(oldest, next(iter(self._settled.values())) + self.lazy_max_age_s)
+        when = min(self._last_write + self.lazy_delay_s, oldest)
         if self._tick is not None:
             if self._tick.when() <= when:
                 return
@@ -431,16 +452,30 @@ class Store:
     def _due_rows(self, busy: bool = False) -> list[tuple[str, str]]:
         """Up to a chunk of rows to apply: while the writer is idle, settled rows first,
         then the oldest; while it is busy (``busy``: it is about to commit other work),
-        only rows past the maximum age (or the oldest, when there are too many)."""
+        only rows past their maximum age, settled ones first (or the oldest, when there
+        are too many)."""
         now = asyncio.get_running_loop().time()
         idle = not busy and now - self._last_write >= self.lazy_delay_s
         crowded = len(self._lazy) >= self.lazy_max
-        rows = list(itertools.islice(self._settled, self.lazy_chunk)) if idle else []
-        cutoff = now - self.lazy_max_age_s
+        chunk = self.lazy_chunk
+        rows: list[tuple[str, str]] = []
+        if idle:
+            rows = list(itertools.islice(self._settled, chunk))
+        elif not crowded:
+            # Rows settled ``lazy_max_age_s`` ago, in the order they settled: most rows of
+            # a page settle together, so a page is rewritten about once, when its rows are
+            # final, not at every commit as each of them ends.
+            cutoff = now - self.lazy_max_age_s
+            for key, settled_at in self._settled.items():
+                if len(rows) >= chunk or settled_at > cutoff:
+                    break
+                rows.append(key)
+        taken = set(rows)
+        cutoff = now - self.lazy_unsettled_max_age_s
         for key, row in self._lazy.items():
-            if len(rows) >= self.lazy_chunk or not (idle or crowded or row.since <= cutoff):
+            if len(rows) >= chunk or not (idle or crowded or row.since <= cutoff):
                 break
-            if not idle or key not in self._settled:
+            if key not in taken:
                 rows.append(key)
         return rows
 
@@ -584,7 +619,8 @@ class Store:
             row.patch.update(lazy.patch)
             row.last_mark = mark
         if lazy.settled:
-            self._settled[key] = None
+            if key not in self._settled:
+                self._settled[key] = now
         else:
             self._settled.pop(key, None)
 

@@ -423,6 +423,32 @@ async def test_a_row_reaching_the_maximum_age_is_applied_although_never_idle_lon
         assert await row(s, "r") == {"id": "r", "a": 1}
 
 
+async def test_a_busy_writer_keeps_a_row_that_will_change_again_until_it_settles() -> None:
+    """While the writer is busy, a row whose last change is not settled (a task pending or
+    running) waits for ``lazy_unsettled_max_age_s``, not ``lazy_max_age_s``: it is written
+    once as it ends, not also as it was. Once settled it is due ``lazy_max_age_s`` later."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=0.02, lazy_unsettled_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"))
+        await s.write(Lazy("t", "r", {"a": 1}, 3, create=True))
+        await asyncio.sleep(0.1)  # past lazy_max_age_s: an unsettled row is not due yet
+        await s.write(Insert("u", {"id": "busy"}))  # a commit the due rows would ride on
+        assert s.lazy_pending == 1
+        assert s.lazy_rows_applied == 0
+
+        await s.write(Lazy("t", "r", {"b": 2}, 4, settled=True))
+        await until(lambda: s.lazy_pending == 0, "the settled row was applied")
+        assert s.lazy_rows_applied == 1  # once, with both changes
+        assert await s.lazy_mark() == 4
+        assert await row(s, "r") == {"id": "r", "a": 1, "b": 2}
+
+
+async def test_an_unsettled_row_is_applied_at_its_own_maximum_age() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=0.01, lazy_unsettled_max_age_s=0.05) as s:
+        await s.write(Lazy("t", "r", {"a": 1}, 3, create=True))
+        await until(lambda: s.lazy_pending == 0, "the unsettled row reached its age")
+        assert await s.lazy_mark() == 3
+
+
 async def test_too_many_pending_rows_are_applied_at_once() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER, lazy_max=3) as s:
         await s.write(*(Lazy("t", f"r{i}", {"i": i}, i, create=True) for i in range(1, 5)))

@@ -500,7 +500,9 @@ class Store:
         self._lazy_landed(applying)
 
     async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> Applying:
-        """Plan the application of these rows' lazy changes (and the mark it moves to)."""
+        """Plan the application of these rows' lazy changes (and the mark it moves to).
+        A page is rewritten whole, so its other settled rows go with it: they would be
+        due soon, and the page is then written once, not once per chunk they fall in."""
         by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
             row = self._lazy[key]
@@ -508,6 +510,15 @@ class Store:
                 plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
             else:
                 by_page.setdefault((key[0], row.page), []).append(key)
+        if by_page and self._settled:
+            chosen = set(keys)
+            keys = list(keys)
+            for page_key, members in by_page.items():
+                for other in self._page_members.get(page_key, ()):
+                    if other not in chosen and other in self._settled:
+                        chosen.add(other)
+                        members.append(other)
+                        keys.append(other)
         pages = await self._load_pages(list(by_page))
         for page_key, members in by_page.items():
             for key in members:

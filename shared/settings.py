@@ -450,6 +450,13 @@ class Settings(BaseSettings):
     # freed but still resident memory behind otherwise. No effect off glibc.
     trim_memory_after_batch: Annotated[bool, BeforeValidator(_stripped_lower)] = True
 
+    # -- engine3: throughput through the API, round 3 (docs/performance.md) --
+    # While the store's writer is busy, a task or workflow row whose last change is not
+    # final (pending, running: it will change again) is applied at the latest at this age
+    # instead of row_apply_max_age_s, so a running batch's rows are written once, as they
+    # end, not also as they were. Bounds the journal replayed after a crash (catch-up).
+    row_apply_unsettled_max_age_s: Delay = 5.0
+
     # -- local: the simulated cloud (orchestrator/providers/local_inventory.py) --
     # Inventory rows the `local` provider holds in memory, so its operations make no store
     # round trip to learn what stood before them. A larger inventory is held in part (least

@@ -24,7 +24,8 @@ Measured facts that shape this package (docs/architecture.md has the whole pictu
   any read or statement that names their table, or binds its name or their record
   ids as a parameter (:func:`reaches`). Reads of other tables do not wait for them.
 
-The write model and the transaction plan are ``writes.py``, values at the
+The write model and the transaction plan are ``writes.py``, the book of pending
+lazy rows and when each is due ``lazy_rows.py``, values at the
 boundary (CBOR, NUL guard, dates) ``codec.py``, the directory lock ``lock.py``
 and the migrations ``schema.py``.
 """
@@ -37,8 +38,7 @@ import functools
 import itertools
 import logging
 import re
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,11 @@ from shared.errors import StoreError
 from shared.metrics import STORE_COMMITS
 from shared.store.codec import embedded_query, nones, to_plain
 from shared.store.durability import apply_engine_sync
+from shared.store.lazy_rows import TICK, LazyRows
 from shared.store.lock import DataDirLock
 from shared.store.page_cache import PageCache, PageKey, PageRows
 from shared.store.pages import PagedTable, apply_change, page_rows
-from shared.store.pending import Applying, Done, LazyRow, Pending
+from shared.store.pending import Applying, Done, Pending
 from shared.store.schema import apply_migrations
 from shared.store.secrets import SecretBox
 from shared.store.writes import Append, Lazy, Merge, Paged, Plan, Put, Stmt, Write, eager
@@ -62,9 +63,6 @@ CLOSE_SETTLE_S = 0.05  # the embedded engine aborted at exit without a pause aft
 
 
 LAZY_MARK = RecordID("meta", "lazy_mark")
-
-
-_TICK = object()  # queued by a timer: lazy changes are due
 
 
 @functools.cache
@@ -89,7 +87,7 @@ def reaches(sql: str, params: dict[str, Any] | None, tables: set[str]) -> bool:
     return False
 
 
-class Store:
+class Store(LazyRows):
     """SurrealDB connection with concurrent reads and one group-committing writer."""
 
     def __init__(
@@ -102,6 +100,7 @@ class Store:
         write_batch_max: int = 2000,
         lazy_delay_s: float = 0.02,
         lazy_max_age_s: float = 1.0,
+        lazy_unsettled_max_age_s: float | None = None,
         lazy_chunk: int = 250,
         lazy_max: int = 20_000,
         list_scan_budget: int = 2_000,
@@ -119,13 +118,13 @@ class Store:
         self.namespace = namespace
         self.database = database
         self.write_batch_max = write_batch_max
-        # Settled lazy rows are applied ``lazy_delay_s`` after the writer last looked,
-        # ``lazy_chunk`` rows per commit so the log's commits interleave with them;
-        # unsettled ones once ``lazy_max_age_s`` old; past ``lazy_max`` rows, at once.
-        self.lazy_delay_s = lazy_delay_s
-        self.lazy_max_age_s = lazy_max_age_s
-        self.lazy_chunk = lazy_chunk
-        self.lazy_max = lazy_max
+        super().__init__(
+            lazy_delay_s=lazy_delay_s,
+            lazy_max_age_s=lazy_max_age_s,
+            lazy_unsettled_max_age_s=lazy_unsettled_max_age_s,
+            lazy_chunk=lazy_chunk,
+            lazy_max=lazy_max,
+        )
         # Rows a filtered list page reads at most (shared/store/keyset.py).
         self.list_scan_budget = list_scan_budget
         self._lock = DataDirLock(lock_dir) if lock_dir is not None else None
@@ -133,27 +132,15 @@ class Store:
         self._decodes_plain = False
         self._queue: asyncio.Queue[Pending | object | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._lazy: dict[tuple[str, str], LazyRow] = {}  # by row, oldest first
-        self._settled: dict[tuple[str, str], None] = {}  # rows whose last change settled
-        self._lazy_tables: Counter[str] = Counter()  # rows pending, by table
-        # Whether the pending rows' first marks grow in their order (see _oldest_left).
-        self._lazy_in_order = True
-        self._lazy_last_first = 0
-        self._lazy_applied = 0  # every lazy change up to this mark is in the store
-        self._lazy_high = 0  # the highest mark of any lazy change taken in
-        self._tick: asyncio.TimerHandle | None = None
         # Paged tables (shared/store/pages.py), the pending rows of each page, and the
         # pages the writer last wrote (by page, their rows by id; never mutated in place).
         self._paged: dict[str, PagedTable] = {}
-        self._page_members: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._pages = PageCache()
         self._last_write = 0.0  # loop time the writer last committed other work
-        self._foreground = 0  # foreground writes being prepared (see foreground())
         # Commit writes queued during the previous commit at once (see _write_loop).
         self.pipeline = True
         self.commits = 0
         self.statements_written = 0
-        self.lazy_rows_applied = 0
 
     def register_pages(self, spec: PagedTable) -> None:
         """Declare a paged table: its rows are written by :class:`Lazy` changes with a
@@ -309,16 +296,6 @@ class Store:
         """Apply every lazy change committed so far (and whatever is queued before this)."""
         await asyncio.shield(self._enqueue(Pending((), self._future(), flush=True)))
 
-    @property
-    def pending_tables(self) -> set[str]:
-        """The tables with lazy changes not yet applied."""
-        return {table for table, n in self._lazy_tables.items() if n > 0}
-
-    @property
-    def lazy_pending(self) -> int:
-        """Rows with lazy changes not yet applied."""
-        return len(self._lazy)
-
     async def lazy_mark(self) -> int:
         """The log position up to which every lazy change is applied (read as stored)."""
         raw = await self._raw("SELECT VALUE seq FROM ONLY $mark", {"mark": LAZY_MARK})
@@ -368,7 +345,7 @@ class Store:
                 if isinstance(item, Pending):
                     batch.append(item)
                     statements += len(item.stmts)
-                elif item is _TICK:
+                elif item is TICK:
                     self._tick = None
                     due = True
                 if statements >= self.write_batch_max or self._queue.empty():
@@ -414,55 +391,6 @@ class Store:
                 "could not apply pending rows at close; the next start will", extra={"rows": len(self._lazy)}
             )
 
-    @contextlib.contextmanager
-    def foreground(self) -> Iterator[None]:
-        """A foreground write is being prepared (a big submission, while its request is
-        parsed, checked and built): until it ends the writer starts no chunk of lazy rows
-        and adds none to other commits (unless more than ``lazy_max`` are pending), so the
-        write is neither queued behind a chunk nor made bigger by one, and the chunks'
-        encoding stays off the event loop meanwhile. Rows due meanwhile go right after."""
-        self._foreground += 1
-        try:
-            yield
-        finally:
-            self._foreground -= 1
-            if not self._foreground and self._writer is not None:
-                self._schedule_lazy()
-
-    def _schedule_lazy(self) -> None:
-        """Queue a tick for when lazy rows are due: once the writer has had no other work
-        for ``lazy_delay_s`` (at once for a backlog beyond a chunk while idle), or when
-        the oldest row reaches ``lazy_max_age_s``; none while a foreground write is being
-        prepared (its end schedules one)."""
-        if not self._lazy or self._foreground:
-            return
-        loop = asyncio.get_running_loop()
-        oldest = next(iter(self._lazy.values())).since
-        when = min(self._last_write + self.lazy_delay_s, oldest + self.lazy_max_age_s)
-        if self._tick is not None:
-            if self._tick.when() <= when:
-                return
-            self._tick.cancel()
-        self._tick = loop.call_at(when, self._queue.put_nowait, _TICK)
-
-    def _due_rows(self, busy: bool = False) -> list[tuple[str, str]]:
-        """Up to a chunk of rows to apply: while the writer is idle, settled rows first,
-        then the oldest; while it is busy (``busy``: it is about to commit other work),
-        only rows past the maximum age (or the oldest, when there are too many)."""
-        now = asyncio.get_running_loop().time()
-        idle = not busy and now - self._last_write >= self.lazy_delay_s
-        crowded = len(self._lazy) >= self.lazy_max
-        if self._foreground and not crowded:
-            return []
-        rows = list(itertools.islice(self._settled, self.lazy_chunk)) if idle else []
-        cutoff = now - self.lazy_max_age_s
-        for key, row in self._lazy.items():
-            if len(rows) >= self.lazy_chunk or not (idle or crowded or row.since <= cutoff):
-                break
-            if not idle or key not in self._settled:
-                rows.append(key)
-        return rows
-
     async def _apply_lazy(self, keys: list[tuple[str, str]]) -> None:
         """Apply the lazy changes of these rows in one commit."""
         if not keys:
@@ -484,7 +412,9 @@ class Store:
         self._lazy_landed(applying)
 
     async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> Applying:
-        """Plan the application of these rows' lazy changes (and the mark it moves to)."""
+        """Plan the application of these rows' lazy changes (and the mark it moves to).
+        A page is rewritten whole, so its other settled rows go with it: they would be
+        due soon, and the page is then written once, not once per chunk they fall in."""
         by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
             row = self._lazy[key]
@@ -492,6 +422,15 @@ class Store:
                 plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
             else:
                 by_page.setdefault((key[0], row.page), []).append(key)
+        if by_page and self._settled:
+            chosen = set(keys)
+            keys = list(keys)
+            for page_key, members in by_page.items():
+                for other in self._page_members.get(page_key, ()):
+                    if other not in chosen and other in self._settled:
+                        chosen.add(other)
+                        members.append(other)
+                        keys.append(other)
         pages = await self._load_pages(list(by_page))
         for page_key, members in by_page.items():
             for key in members:
@@ -504,58 +443,6 @@ class Store:
         mark = max(mark, self._lazy_applied)
         plan.add(self.mark_write(mark), own=False)
         return Applying(keys, pages, codes, mark)
-
-    def _lazy_landed(self, applying: Applying) -> None:
-        """The application of rows planned by :meth:`_plan_lazy` committed."""
-        self._pages.keep(applying.pages, applying.codes)
-        for key in applying.keys:
-            self._drop_lazy(key)
-        self._lazy_applied = applying.mark
-        self.lazy_rows_applied += len(applying.keys)
-
-    def _refuse_lazy(self, key: tuple[str, str], raw: list[dict[str, Any]]) -> None:
-        """Drop a row change the store will never take (it would otherwise block every
-        later read). The journal still records it; the error says which row."""
-        reason = next(
-            (
-                str(r.get("result"))
-                for r in raw
-                if r.get("status") != "OK" and "not executed" not in str(r.get("result"))
-            ),
-            "unknown error",
-        )
-        log.error(
-            "the store refused a lazily applied row; its change stays in the log only",
-            extra={"table": key[0], "row": key[1], "reason": reason},
-        )
-        self._drop_lazy(key)
-
-    def _oldest_left(self, applied: set[tuple[str, str]]) -> int | None:
-        """The first mark of the pending rows not in ``applied`` (None: there are none).
-        Rows are kept in the order they came, which is their first marks' order unless
-        :meth:`_fold_lazy` saw otherwise: then the first row left is the oldest, and
-        only the rows being applied are passed over (not thousands still pending)."""
-        oldest: int | None = None
-        for key, row in self._lazy.items():
-            if key in applied:
-                continue
-            if self._lazy_in_order:
-                return row.first_mark
-            oldest = row.first_mark if oldest is None else min(oldest, row.first_mark)
-        return oldest
-
-    def _drop_lazy(self, key: tuple[str, str]) -> None:
-        row = self._lazy.pop(key)
-        self._settled.pop(key, None)
-        self._lazy_tables[key[0]] -= 1
-        if row.page is not None:
-            members = self._page_members.get((key[0], row.page))
-            if members is not None:
-                members.discard(key)
-                if not members:
-                    del self._page_members[(key[0], row.page)]
-        if not self._lazy:
-            self._lazy_in_order, self._lazy_last_first = True, 0
 
     # -- pages (shared/store/pages.py) ------------------------------------------------
 
@@ -582,30 +469,6 @@ class Store:
             for key in missing:
                 out.setdefault(key, {})
         return out
-
-    def _fold_lazy(self, lazy: Lazy, now: float) -> None:
-        """Take in a committed lazy change (``now``: the loop's time, for its row's age)."""
-        mark = lazy.mark
-        if mark > self._lazy_high:
-            self._lazy_high = mark
-        key = (lazy.table, lazy.id)
-        row = self._lazy.get(key)
-        if row is None:
-            if mark < self._lazy_last_first:
-                self._lazy_in_order = False
-            else:
-                self._lazy_last_first = mark
-            self._lazy[key] = LazyRow(lazy.create, dict(lazy.patch), mark, mark, now, lazy.page)
-            self._lazy_tables[key[0]] += 1
-            if lazy.page is not None:
-                self._page_members.setdefault((lazy.table, lazy.page), set()).add(key)
-        else:
-            row.patch.update(lazy.patch)
-            row.last_mark = mark
-        if lazy.settled:
-            self._settled[key] = None
-        else:
-            self._settled.pop(key, None)
 
     def _must_apply(self, batch: list[Pending]) -> tuple[bool, list[tuple[str, str]]]:
         """Which lazy changes this commit must apply first: every one (``True``) when a

@@ -52,6 +52,7 @@ def open_store(settings: Settings) -> Store:
         write_batch_max=settings.write_batch_max,
         lazy_delay_s=settings.row_apply_idle_s,
         lazy_max_age_s=settings.row_apply_max_age_s,
+        lazy_unsettled_max_age_s=settings.row_apply_unsettled_max_age_s,
         list_scan_budget=settings.list_scan_budget,
         secrets=secrets,
         after_connect=after_connect,

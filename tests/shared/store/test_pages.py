@@ -187,3 +187,27 @@ async def test_the_writer_keeps_what_a_page_encoded_to_so_a_rewrite_encodes_only
     finally:
         await store.close()
     assert table.encoded == [30, 1, 1]
+
+
+async def test_applying_a_row_takes_its_pages_other_settled_rows_along() -> None:
+    """A page is rewritten whole: applying one of its rows applies its other settled rows
+    too (one write of the page, not one per chunk), never its unsettled ones, and the
+    mark stays below the oldest row left."""
+    async with opened(lazy_chunk=1) as store:
+        first = Lazy("pg", "a", {"index": 0, "status": "Completed"}, 1, create=True, settled=True, page="p1")
+        await store.write(first, created("b", 1, mark=2))
+        third = Lazy("pg", "c", {"index": 2, "status": "Failed"}, 3, create=True, settled=True, page="p1")
+        await store.write(third)
+        assert store.lazy_pending == 3
+
+        await store._apply_lazy([("pg", "a")])  # one row chosen; c goes with it, b stays
+
+        assert store.lazy_rows_applied == 2 and store.lazy_pending == 1
+        assert await store.lazy_mark() == 1  # b (mark 2) is still pending
+        record = await page(store, "p1")  # the read applies b first
+        assert record is not None
+        assert [(r["id"], r["status"]) for r in page_rows(record)] == [
+            ("a", "Completed"),
+            ("b", "Pending"),
+            ("c", "Failed"),
+        ]

@@ -22,7 +22,8 @@ from surrealdb import RecordID
 
 from shared.errors import StoreError
 from shared.store.codec import log_entries
-from shared.store.store import _TICK, Store
+from shared.store.lazy_rows import TICK
+from shared.store.store import Store
 from shared.store.writes import Append, Insert, Lazy, Merge, Put, Stmt
 
 NEVER = 3600.0  # a delay or age no test reaches: nothing is applied by the timer
@@ -445,6 +446,32 @@ async def test_a_foreground_write_does_not_hold_back_a_backlog_past_the_maximum(
             await until(lambda: s.lazy_pending == 0, "the backlog was applied")
 
 
+async def test_a_busy_writer_keeps_a_row_that_will_change_again_until_it_settles() -> None:
+    """While the writer is busy, a row whose last change is not settled (a task pending or
+    running) waits for ``lazy_unsettled_max_age_s``, not ``lazy_max_age_s``: it is written
+    once as it ends, not also as it was. Once settled it is due ``lazy_max_age_s`` later."""
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=0.02, lazy_unsettled_max_age_s=NEVER) as s:
+        await s.write(Stmt("DEFINE TABLE u SCHEMALESS"))
+        await s.write(Lazy("t", "r", {"a": 1}, 3, create=True))
+        await asyncio.sleep(0.1)  # past lazy_max_age_s: an unsettled row is not due yet
+        await s.write(Insert("u", {"id": "busy"}))  # a commit the due rows would ride on
+        assert s.lazy_pending == 1
+        assert s.lazy_rows_applied == 0
+
+        await s.write(Lazy("t", "r", {"b": 2}, 4, settled=True))
+        await until(lambda: s.lazy_pending == 0, "the settled row was applied")
+        assert s.lazy_rows_applied == 1  # once, with both changes
+        assert await s.lazy_mark() == 4
+        assert await row(s, "r") == {"id": "r", "a": 1, "b": 2}
+
+
+async def test_an_unsettled_row_is_applied_at_its_own_maximum_age() -> None:
+    async with opened(lazy_delay_s=NEVER, lazy_max_age_s=0.01, lazy_unsettled_max_age_s=0.05) as s:
+        await s.write(Lazy("t", "r", {"a": 1}, 3, create=True))
+        await until(lambda: s.lazy_pending == 0, "the unsettled row reached its age")
+        assert await s.lazy_mark() == 3
+
+
 async def test_too_many_pending_rows_are_applied_at_once() -> None:
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER, lazy_max=3) as s:
         await s.write(*(Lazy("t", f"r{i}", {"i": i}, i, create=True) for i in range(1, 5)))
@@ -658,7 +685,7 @@ async def test_rows_due_ride_on_a_group_commit_and_a_newer_change_to_one_stays_p
         commits = s.commits
         # A tick and a batch reach the writer together: the batch holds row b and a newer
         # change to row a.
-        s._queue.put_nowait(_TICK)
+        s._queue.put_nowait(TICK)
         await s.write(Lazy("t", "b", {"v": 2}, 2, create=True), Lazy("t", "a", {"v": 5}, 3))
         s.lazy_max_age_s = NEVER
         assert s.commits == commits + 1  # row a applied with the batch: one commit, one sync
@@ -674,7 +701,7 @@ async def test_rows_due_that_the_batch_applied_itself_are_not_applied_again(
     async with opened(lazy_delay_s=NEVER, lazy_max_age_s=NEVER) as s:
         await s.write(Lazy("t", "a", {"v": 1}, 1, create=True))
         s.lazy_max_age_s = 0.0  # row a is due from now on
-        s._queue.put_nowait(_TICK)
+        s._queue.put_nowait(TICK)
         # A statement reaching t applies every pending row before it commits.
         await s.write(Stmt("UPDATE t SET w = 2 RETURN NONE"))
         s.lazy_max_age_s = NEVER

@@ -8,6 +8,11 @@ that is work the services never need, or need only later:
   ``charset_normalizer``) for its remote HTTP connection; the embedded store never
   opens one. :func:`defer_import` leaves a stand-in that imports the module at its
   first use.
+* ``jwt`` (with ``cryptography.x509``, whose import compiles a large regular
+  expression) signs and checks tokens: the first login or authenticated request
+  needs it, a start (``/health``, resuming batches) does not; ``segno`` draws the
+  QR code of an MFA enrolment. Both are imported by our modules as ``import x``
+  and used by attribute, so the stand-in loads them at that first use.
 * ``aiohttp`` makes two TLS client contexts when it is imported, and loads the
   system's certificate authorities into each (~45 ms of CPU apiece); only an
   outgoing HTTPS request (a webhook delivery, say) uses them.
@@ -32,8 +37,11 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-# Imported by the ``surrealdb`` package for its remote (HTTP) connection only.
-DEFERRED_MODULES = ("requests",)
+# Imported by the ``surrealdb`` package for its remote (HTTP) connection only; by
+# shared/security/tokens.py (tokens: the first login or authenticated request) and
+# control_center/mfa.py (an MFA enrolment's QR code). Measured: docs/performance.md,
+# "Start-up and memory, round 3".
+DEFERRED_MODULES = ("requests", "jwt", "segno")
 
 
 def lean_imports() -> None:

@@ -128,6 +128,16 @@ def vm_rss_hwm_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def private_mb(pid: int) -> float:
+    """What one process holds that no other does (``Private_Clean`` + ``Private_Dirty``
+    of ``/proc/<pid>/smaps_rollup``), MB; 0 for one that has ended."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_")) / 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -257,17 +267,16 @@ class Service:
         return int(on_cpu) / 1e9, int(waiting) / 1e9
 
     def rss_mb(self) -> tuple[float, float]:
-        """(current, peak) resident set size of the service, MB: every process of it (the
-        service and its children: the argon2 hashes' forked child, command runners),
-        current summed, peak the largest of the main process's ``VmHWM``, every live
-        child's and the peak of the sums sampled so far (:meth:`sample_rss`)."""
+        """(current, peak) resident set size of the service, MB, over every process of it:
+        the service's own RSS, plus what its children (the argon2 hashes' forked child,
+        command runners) hold privately (a forked child shares the service's pages
+        until it writes them: its own RSS would count those twice). The peak is the
+        larger of the service's ``VmHWM`` and the largest such sum sampled so far
+        (:meth:`sample_rss`, every 50 ms during a run)."""
         assert self.proc is not None
-        current, peak = 0.0, self.peak_sampled_mb
-        for pid in process_tree(self.proc.pid):
-            rss, hwm = vm_rss_hwm_mb(pid)
-            current += rss
-            peak = max(peak, hwm)
-        self.peak_sampled_mb = peak = max(peak, current)
+        own, peak = vm_rss_hwm_mb(self.proc.pid)
+        current = own + sum(private_mb(pid) for pid in process_tree(self.proc.pid)[1:])
+        self.peak_sampled_mb = peak = max(peak, self.peak_sampled_mb, current)
         return current, peak
 
     def sample_rss(self) -> float:

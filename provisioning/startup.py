@@ -27,8 +27,6 @@ And it sets glibc's malloc for the service's own memory (:func:`tune_malloc`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import importlib
 import importlib.util
 import ssl
@@ -36,6 +34,8 @@ import sys
 import types
 from collections.abc import Iterator
 from typing import Any
+
+from shared.libc import libc
 
 # Imported by the ``surrealdb`` package for its remote (HTTP) connection only; by
 # shared/security/tokens.py (tokens: the first login or authenticated request) and
@@ -134,10 +134,10 @@ def tune_malloc(arena_max: int, mmap_threshold_kib: int) -> dict[str, bool]:
     of ``mmap_threshold_kib`` KiB and more in mappings of their own (0 leaves either as
     glibc has it). Measured on the throughput runs (docs/performance.md): the peak RSS
     10-20 MB lower. Returns what was set ({} off glibc)."""
-    name = ctypes.util.find_library("c")
+    lib = libc()
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
+        mallopt = None if lib is None else lib.mallopt
+    except AttributeError:
         mallopt = None
     if mallopt is None:
         return {}

@@ -155,3 +155,23 @@ def test_a_start_imports_neither_jwt_nor_segno_and_both_work_at_their_first_use(
         "print('ok')\n"
     )
     assert done.stdout == "ok\n", done.stderr
+
+
+def test_the_c_library_calls_of_a_start_run_no_subprocess() -> None:
+    # ctypes.util.find_library("c") runs `ldconfig -p` in a subprocess, three per start
+    done = python(
+        "import subprocess, os\n"
+        "def refused(*a, **k):\n"
+        "    raise AssertionError('a subprocess')\n"
+        "subprocess.Popen = refused\n"
+        "os.posix_spawn = os.fork = refused\n"
+        "from provisioning.startup import tune_malloc\n"
+        "from orchestrator.command_runner import make_undumpable\n"
+        "from orchestrator.memory import _TRIM\n"
+        "from shared.libc import libc\n"
+        "assert tune_malloc(2, 128) == {'arena_max': True, 'mmap_threshold': True}\n"
+        "assert make_undumpable() and _TRIM is not None and _TRIM(0) in (0, 1)\n"
+        "assert libc() is libc() and libc().getpid() == os.getpid()\n"
+        "print('ok')\n"
+    )
+    assert done.stdout == "ok\n", done.stderr

@@ -102,6 +102,42 @@ QUICK = Sizes(
 )
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``/proc/<pid>/task/<tid>/children``; a process gone
+    meanwhile is left out)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    todo.extend(int(child) for child in (task / "children").read_text().split())
+    return out
+
+
+def vm_rss_hwm_mb(pid: int) -> tuple[float, float]:
+    """(``VmRSS``, ``VmHWM``) of one process, MB; (0, 0) for one that has ended."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    if "VmRSS" not in fields:  # a zombie
+        return 0.0, 0.0
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def private_mb(pid: int) -> float:
+    """What one process holds that no other does (``Private_Clean`` + ``Private_Dirty``
+    of ``/proc/<pid>/smaps_rollup``), MB; 0 for one that has ended."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    return sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Private_")) / 1024
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -142,6 +178,7 @@ class Service:
     cc_port: int = field(default_factory=free_port)
     proc: asyncio.subprocess.Process | None = None
     started_at: float = 0.0  # wall clock when the process was started
+    peak_sampled_mb: float = 0.0  # the largest RSS of every process summed, of the samples taken
 
     @property
     def base(self) -> str:
@@ -201,6 +238,7 @@ class Service:
             cwd=SERVICE_ROOT,
         )
         log.close()
+        self.peak_sampled_mb = 0.0
         async with aiohttp.ClientSession() as http:
             while True:
                 if self.proc.returncode is not None:
@@ -229,12 +267,21 @@ class Service:
         return int(on_cpu) / 1e9, int(waiting) / 1e9
 
     def rss_mb(self) -> tuple[float, float]:
-        """(current, peak) resident set size of the service, MB."""
+        """(current, peak) resident set size of the service, MB, over every process of it:
+        the service's own RSS, plus what its children (the argon2 hashes' forked child,
+        command runners) hold privately (a forked child shares the service's pages
+        until it writes them: its own RSS would count those twice). The peak is the
+        larger of the service's ``VmHWM`` and the largest such sum sampled so far
+        (:meth:`sample_rss`, every 50 ms during a run)."""
         assert self.proc is not None
-        fields = dict(
-            line.split(":", 1) for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
-        )
-        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+        own, peak = vm_rss_hwm_mb(self.proc.pid)
+        current = own + sum(private_mb(pid) for pid in process_tree(self.proc.pid)[1:])
+        self.peak_sampled_mb = peak = max(peak, self.peak_sampled_mb, current)
+        return current, peak
+
+    def sample_rss(self) -> float:
+        """The current RSS of every process of the service (MB), remembered for the peak."""
+        return self.rss_mb()[0]
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
         assert self.proc is not None
@@ -322,7 +369,7 @@ async def watched_batch(
         async def sampler() -> None:
             nonlocal peak
             while True:
-                peak = max(peak, svc.rss_mb()[0])
+                peak = max(peak, svc.sample_rss())
                 await asyncio.sleep(0.05)
 
         helpers = [asyncio.create_task(sampler())]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import pwd
@@ -161,11 +160,14 @@ def make_undumpable() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols (dlopen(NULL)), libc's among them: find_library("c")
+        # would run `ldconfig -p` in a subprocess (shared/libc.py; this module stays
+        # standard library alone).
+        libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
             return False
         return bool(libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0) == 0)
-    except OSError:
+    except (OSError, AttributeError):
         return False
 
 

@@ -7,11 +7,11 @@ neither changes what any code computes."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import logging
 from collections.abc import Callable
+
+from shared.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,10 @@ def tune_gc(gen0_threshold: int) -> None:
 
 def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where there is none (macOS, musl)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    lib = libc()
     try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        trim: Callable[[int], int] | None = None if lib is None else lib.malloc_trim
+    except AttributeError:
         return None
     return trim
 

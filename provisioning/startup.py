@@ -8,6 +8,11 @@ that is work the services never need, or need only later:
   ``charset_normalizer``) for its remote HTTP connection; the embedded store never
   opens one. :func:`defer_import` leaves a stand-in that imports the module at its
   first use.
+* ``jwt`` (with ``cryptography.x509``, whose import compiles a large regular
+  expression) signs and checks tokens: the first login or authenticated request
+  needs it, a start (``/health``, resuming batches) does not; ``segno`` draws the
+  QR code of an MFA enrolment. Both are imported by our modules as ``import x``
+  and used by attribute, so the stand-in loads them at that first use.
 * ``aiohttp`` makes two TLS client contexts when it is imported, and loads the
   system's certificate authorities into each (~45 ms of CPU apiece); only an
   outgoing HTTPS request (a webhook delivery, say) uses them.
@@ -22,8 +27,6 @@ And it sets glibc's malloc for the service's own memory (:func:`tune_malloc`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import importlib
 import importlib.util
 import ssl
@@ -32,8 +35,13 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-# Imported by the ``surrealdb`` package for its remote (HTTP) connection only.
-DEFERRED_MODULES = ("requests",)
+from shared.libc import libc
+
+# Imported by the ``surrealdb`` package for its remote (HTTP) connection only; by
+# shared/security/tokens.py (tokens: the first login or authenticated request) and
+# control_center/mfa.py (an MFA enrolment's QR code). Measured: docs/performance.md,
+# "Start-up and memory, round 3".
+DEFERRED_MODULES = ("requests", "jwt", "segno")
 
 
 def lean_imports() -> None:
@@ -126,10 +134,10 @@ def tune_malloc(arena_max: int, mmap_threshold_kib: int) -> dict[str, bool]:
     of ``mmap_threshold_kib`` KiB and more in mappings of their own (0 leaves either as
     glibc has it). Measured on the throughput runs (docs/performance.md): the peak RSS
     10-20 MB lower. Returns what was set ({} off glibc)."""
-    name = ctypes.util.find_library("c")
+    lib = libc()
     try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
+        mallopt = None if lib is None else lib.mallopt
+    except AttributeError:
         mallopt = None
     if mallopt is None:
         return {}

@@ -423,8 +423,10 @@ class Settings(BaseSettings):
     # The encoded documents and progress of finished workflows are kept in memory up to
     # this many bytes (least recently read dropped first; any event of a workflow drops
     # its own), so a dashboard polling a finished batch costs a lookup. 0: none kept.
-    # TOML [document_cache] bytes
-    document_cache_bytes: Amount = 32 * 1024 * 1024
+    # TOML [document_cache] bytes. 8 MiB: the last four 5,000-operation documents (boot3:
+    # at 32 MiB the cache alone grew the service ~30 MB over 20 batches, past the 200 MB
+    # goal; docs/performance.md "Start-up and memory, round 3")
+    document_cache_bytes: Amount = 8 * 1024 * 1024
     # -- doc3: finished documents kept in the store (orchestrator/document_repository.py) --
     # A finished batch of at least this many operations has its encoded documents kept in
     # the store beside its task pages (compressed, ~110 KB for 5,000 operations), checked

@@ -132,3 +132,46 @@ def test_tune_malloc_caps_the_heaps_and_maps_big_blocks_apart() -> None:
         "print('ok')\n"
     )
     assert done.stdout == "ok\n", done.stderr
+
+
+def test_a_start_imports_neither_jwt_nor_segno_and_both_work_at_their_first_use() -> None:
+    done = python(
+        "import sys\n"
+        "from provisioning.startup import lean_imports\n"
+        "lean_imports()\n"
+        "import shared.settings, provisioning.server\n"  # every module a service's start imports
+        "import control_center.mfa as mfa, shared.security.tokens as tokens\n"
+        "assert type(sys.modules['jwt']).__name__ == '_Deferred', sys.modules['jwt']\n"
+        "assert type(sys.modules['segno']).__name__ == '_Deferred'\n"
+        "assert 'cryptography.x509' not in sys.modules and 'jwt.algorithms' not in sys.modules\n"
+        "key = 'k' * 32\n"
+        "token = tokens.jwt.encode({'sub': 'a'}, key, algorithm='HS256')\n"  # first use: imported
+        "import jwt\n"
+        "assert type(jwt).__name__ == 'module' and sys.modules['jwt'] is jwt\n"
+        "assert jwt.decode(token, key, algorithms=['HS256']) == {'sub': 'a'}\n"
+        "assert 'cryptography.x509' in sys.modules and tokens.jwt.PyJWTError is jwt.PyJWTError\n"
+        "assert mfa.segno.make('otpauth://totp/x?secret=ABC').version >= 1\n"
+        "assert type(sys.modules['segno']).__name__ == 'module'\n"
+        "print('ok')\n"
+    )
+    assert done.stdout == "ok\n", done.stderr
+
+
+def test_the_c_library_calls_of_a_start_run_no_subprocess() -> None:
+    # ctypes.util.find_library("c") runs `ldconfig -p` in a subprocess, three per start
+    done = python(
+        "import subprocess, os\n"
+        "def refused(*a, **k):\n"
+        "    raise AssertionError('a subprocess')\n"
+        "subprocess.Popen = refused\n"
+        "os.posix_spawn = os.fork = refused\n"
+        "from provisioning.startup import tune_malloc\n"
+        "from orchestrator.command_runner import make_undumpable\n"
+        "from orchestrator.memory import _TRIM\n"
+        "from shared.libc import libc\n"
+        "assert tune_malloc(2, 128) == {'arena_max': True, 'mmap_threshold': True}\n"
+        "assert make_undumpable() and _TRIM is not None and _TRIM(0) in (0, 1)\n"
+        "assert libc() is libc() and libc().getpid() == os.getpid()\n"
+        "print('ok')\n"
+    )
+    assert done.stdout == "ok\n", done.stderr

@@ -98,6 +98,24 @@ class InventoryView:
                 self._loading = None
             raise
 
+    def known(self, keys: list[str]) -> dict[str, Row | None] | None:
+        """What stands at each of ``keys`` if the view knows it without a read (it is
+        loaded and holds every row of them that stands), else ``None``:
+        :meth:`standing` then."""
+        if not self._loaded:
+            return None
+        rows, present = self._rows, self._present
+        out: dict[str, Row | None] = {}
+        for key in keys:
+            if key in rows:
+                rows.move_to_end(key)
+                out[key] = rows[key]
+            elif key in present:
+                return None
+            else:
+                out[key] = None
+        return out
+
     async def standing(self, keys: list[str]) -> dict[str, Row | None]:
         """What stands at each of ``keys`` now (``None``: nothing), writes still queued
         included."""

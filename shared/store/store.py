@@ -633,6 +633,8 @@ class Store:
             for write in pending.stmts:
                 if type(write) is Lazy and write.fresh and write.page is not None:
                     self._pages.claim_fresh((write.table, write.page))
+                elif type(write) is Paged and write.fresh:
+                    self._pages.claim_fresh((write.table, write.page))
         applying, targets = self._must_apply(batch)
         if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they

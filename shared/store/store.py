@@ -678,7 +678,9 @@ class Store:
                     plan.slots.append(None)
                     continue
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
-                    reached.update(self._paged)  # it may change pages: the cache is no longer sure
+                    # It may change the pages of the tables it reaches: the cache is no longer
+                    # sure of those (a read of the inventory's pages leaves the tasks' alone).
+                    reached.update(t for t in self._paged if reaches(write.sql, write.params, {t}))
                 plan.add(write)
         codes = self._pages.plan(plan, pages, self._paged)
         mark = 0

@@ -687,17 +687,9 @@ class Store:
         if applying and lazies:
             mark = max(self._lazy_applied, self._lazy_high, *(w.mark for w in lazies))
             plan.add(self.mark_write(mark), own=False)
-        # Their pages are not this batch's (a batch rewriting pages of another table, the
-        # ``local`` provider's inventory, still takes them), and the mark they move to is
-        # below this batch's own lazy changes (folded only once it lands: newer than any
-        # pending).
-        ride = None
-        if (
-            riders
-            and not (applying or targets)
-            and not any((key[0], self._lazy[key].page) in pages for key in riders)
-        ):
-            ride = await self._plan_lazy(plan, riders)
+        # Their pages are not this batch's, and the mark they move to is below this
+        # batch's own lazy changes (folded only once it lands: newer than any pending).
+        ride = await self._plan_lazy(plan, riders) if riders and not (applying or targets or pages) else None
         sql, params, slots = plan.build()
         if not plan.statements:  # lazy changes only: nothing to send
             now = asyncio.get_running_loop().time()

@@ -13,7 +13,7 @@ from surrealdb import RecordID
 
 from shared.store.codec import pack
 from shared.store.pages import Codes, PagedTable, apply_change, page_rows
-from shared.store.store import _TICK, Store
+from shared.store.store import Store
 from shared.store.writes import Lazy, Paged, Stmt
 
 NEVER = 3600.0
@@ -57,24 +57,6 @@ async def test_lazy_rows_are_coalesced_into_one_page_record_read_back_whole() ->
         assert rows[0]["status"] == "Completed" and rows[0]["at"] == datetime(2026, 1, 1, tzinfo=UTC)
         assert await store.lazy_mark() == 2
         assert await store.query("SELECT VALUE id FROM pg") == ["p1"]  # one record for both
-
-
-async def test_rows_due_ride_on_a_commit_that_rewrites_pages_of_another_table() -> None:
-    """The ``local`` provider's inventory pages are rewritten in the group commit of its
-    operations' outcomes: the task rows due take that commit too (one commit, not two)."""
-    async with opened() as store:
-        store.register_pages(PagedTable("inv", summarise))
-        await store.write(created("a", 0))
-        store.lazy_max_age_s = 0.0  # row a is due from now on
-        commits = store.commits
-        store._queue.put_nowait(_TICK)  # a tick and the batch reach the writer together
-        await store.write(Paged("inv", "q1", "x", {"index": 0, "status": "up"}, create=True))
-        store.lazy_max_age_s = NEVER
-        assert store.commits == commits + 1
-        assert store.lazy_pending == 0 and store.lazy_rows_applied == 1
-        assert [r["status"] for r in page_rows(await page(store, "p1"))] == ["Pending"]
-        (inv,) = await store.query("SELECT * FROM $p", {"p": RecordID("inv", "q1")})
-        assert [(r["id"], r["status"]) for r in page_rows(inv)] == [("x", "up")]
 
 
 async def test_a_paged_change_applies_the_pages_pending_rows_first() -> None:

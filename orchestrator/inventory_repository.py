@@ -366,9 +366,12 @@ class InventoryRepository:
         return Stmt("DELETE $ids RETURN NONE", {"ids": [RecordID(LEGACY_INVENTORY, k) for k in keys]})
 
     @staticmethod
-    def write(page: str, key: str, row: dict[str, Any] | None) -> Write:
-        """Create or replace the resource ``key`` in ``page``, or remove it (``None``)."""
-        return Paged(INVENTORY_PAGES, page, key, {REMOVED: True} if row is None else row, create=True)
+    def write(page: str, key: str, row: dict[str, Any] | None, *, fresh: bool = False) -> Write:
+        """Create or replace the resource ``key`` in ``page``, or remove it (``None``);
+        ``fresh``: the page is new (the writer does not read it first)."""
+        return Paged(
+            INVENTORY_PAGES, page, key, {REMOVED: True} if row is None else row, create=True, fresh=fresh
+        )
 
 
 def _page_id(record: dict[str, Any]) -> str:

@@ -27,6 +27,21 @@ from orchestrator.providers.local_inventory import InventoryView
 DEFAULT_SIMULATION = Simulate()
 
 
+def _names(spec: OperationSpec) -> tuple[str, list[str]]:
+    """The kind of inventory an operation touches and the name of each item (what
+    :func:`_items` says, without building the items: a submission describes every
+    operation)."""
+    if spec.type is OperationType.SERVER_BATCH:
+        if spec.server_configs:
+            return "server", [c.name for c in spec.server_configs]
+        return "server", spec.servers or [f"{spec.infra or spec.id}-server-01"]
+    if spec.type is OperationType.TASKSERV_BATCH:
+        return "taskserv", list(spec.taskservs or [])
+    if spec.type is OperationType.CLUSTER_BATCH:
+        return "cluster", spec.clusters or [spec.cluster_type or spec.id]
+    return "resource", [spec.id]
+
+
 def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
     """The kind of inventory an operation touches and one entry per item."""
     if spec.type is OperationType.SERVER_BATCH:
@@ -54,23 +69,19 @@ class LocalProvider:
         self.inventory = InventoryView(InventoryRepository(env.store), env.settings.local_inventory_cache)
 
     def describe(self, spec: OperationSpec, provider: str) -> tuple[str, list[str]]:
-        kind, items = _items(spec)
-        verb = spec.operation
-        return f"provisioning {kind}s {verb}", [
-            f"--provider={provider}",
-            *(i["name"] for i in items),
-            "--simulated",
-        ]
+        kind, names = _names(spec)
+        return f"provisioning {kind}s {spec.operation}", [f"--provider={provider}", *names, "--simulated"]
 
     def check(self, spec: OperationSpec, provider: str) -> str:
-        kind, items = _items(spec)
-        names = ", ".join(i["name"] for i in items) or "nothing"
-        return f"{spec.operation} {len(items)} {kind}(s) on {provider} [simulated]: {names}"
+        kind, names = _names(spec)
+        listed = ", ".join(names) or "nothing"
+        return f"{spec.operation} {len(names)} {kind}(s) on {provider} [simulated]: {listed}"
 
     async def apply(self, ctx: OperationContext) -> OperationResult:
         sim = ctx.spec.simulate or DEFAULT_SIMULATION
         kind, items = _items(ctx.spec)
-        await self._wait(ctx, sim, f"{ctx.spec.operation} {kind}s on {ctx.provider}")
+        if sim.latency_s > 0:  # no coroutine nor message for an operation without latency
+            await self._wait(ctx, sim, f"{ctx.spec.operation} {kind}s on {ctx.provider}")
         if sim.fail_always or ctx.attempt <= sim.fail_attempts:
             raise OperationFailed(
                 f"simulated failure on {ctx.provider} (attempt {ctx.attempt}, injected by "
@@ -81,7 +92,9 @@ class LocalProvider:
         keys = [f"{kind}/{n}" for n in names]
         # What stood there before, so a rollback can put it back (update, delete) or
         # remove only what this operation created.
-        previous = await self.inventory.standing(keys)
+        previous = self.inventory.known(keys)
+        if previous is None:  # not loaded yet, or some rows are not held: read them
+            previous = await self.inventory.standing(keys)
         # Recorded with the operation's Completed transition, in its group commit; the
         # view records them now, as the engine queues them in this same turn.
         changes: dict[str, dict[str, Any] | None] = {}
@@ -119,7 +132,8 @@ class LocalProvider:
     async def rollback(self, ctx: OperationContext) -> OperationResult:
         sim = ctx.spec.simulate or DEFAULT_SIMULATION
         kind, items = _items(ctx.spec)
-        await self._wait(ctx, sim, f"rolling back {kind}s on {ctx.provider}")
+        if sim.latency_s > 0:
+            await self._wait(ctx, sim, f"rolling back {kind}s on {ctx.provider}")
         if sim.fail_rollback:
             raise OperationFailed("simulated rollback failure (simulate.fail_rollback)")
         recorded = ctx.previous_results.get("previous")

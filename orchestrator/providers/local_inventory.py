@@ -98,6 +98,24 @@ class InventoryView:
                 self._loading = None
             raise
 
+    def known(self, keys: list[str]) -> dict[str, Row | None] | None:
+        """What stands at each of ``keys`` if the view knows it without a read (it is
+        loaded and holds every row of them that stands), else ``None``:
+        :meth:`standing` then."""
+        if not self._loaded:
+            return None
+        rows, present = self._rows, self._present
+        out: dict[str, Row | None] = {}
+        for key in keys:
+            if key in rows:
+                rows.move_to_end(key)
+                out[key] = rows[key]
+            elif key in present:
+                return None
+            else:
+                out[key] = None
+        return out
+
     async def standing(self, keys: list[str]) -> dict[str, Row | None]:
         """What stands at each of ``keys`` now (``None``: nothing), writes still queued
         included."""
@@ -147,26 +165,30 @@ class InventoryView:
                 if page is not None:  # removed where it stood (or, after a failed commit, may stand)
                     out.append(InventoryRepository.write(page, key, None))
                 continue
+            fresh = False
             if page is None:
-                page = self._page_of[key] = self._allocate()
+                page, fresh = self._allocate()
+                self._page_of[key] = page
             if key not in self._present:
                 self._present.add(key)
                 out.extend(counted(key, 1))
                 self._count[page] += 1
             self._hold(key, row)
-            out.append(InventoryRepository.write(page, key, row))
+            out.append(InventoryRepository.write(page, key, row, fresh=fresh))
         return out
 
     # -- pages ---------------------------------------------------------------------------
 
-    def _allocate(self) -> str:
-        """The page for a new key: the lowest with room."""
+    def _allocate(self) -> tuple[str, bool]:
+        """The page for a new key: the lowest with room; and whether it is a new page
+        (never written: the store's writer need not read it before its first write)."""
         while self._room and self._count[_page_name(self._room[0])] >= PAGE_ROWS:
             heapq.heappop(self._room)
-        if not self._room:
-            heapq.heappush(self._room, self._next_page)
-            self._next_page += 1
-        return _page_name(self._room[0])
+        if self._room:
+            return _page_name(self._room[0]), False
+        heapq.heappush(self._room, self._next_page)
+        self._next_page += 1
+        return _page_name(self._room[0]), True
 
     def _place(self, page: str, row: Row) -> None:
         key = str(row["id"])

@@ -515,6 +515,8 @@ class Store(LazyRows):
             for write in pending.stmts:
                 if type(write) is Lazy and write.fresh and write.page is not None:
                     self._pages.claim_fresh((write.table, write.page))
+                elif type(write) is Paged and write.fresh:
+                    self._pages.claim_fresh((write.table, write.page))
         applying, targets = self._must_apply(batch)
         if applying or targets:
             # In chunks before the batch (their log entries are durable already, so they
@@ -558,7 +560,9 @@ class Store(LazyRows):
                     plan.slots.append(None)
                     continue
                 elif isinstance(write, Stmt) and reaches(write.sql, write.params, set(self._paged)):
-                    reached.update(self._paged)  # it may change pages: the cache is no longer sure
+                    # It may change the pages of the tables it reaches: the cache is no longer
+                    # sure of those (a read of the inventory's pages leaves the tasks' alone).
+                    reached.update(t for t in self._paged if reaches(write.sql, write.params, {t}))
                 plan.add(write)
         codes = self._pages.plan(plan, pages, self._paged)
         mark = 0

@@ -140,6 +140,9 @@ class Paged:
     id: str
     patch: dict[str, Any]
     create: bool = False
+    # The page is new (as :attr:`Lazy.fresh`): the ``local`` provider's first row of a
+    # page it has just allocated. The writer does not read it before its first write.
+    fresh: bool = False
 
 
 Write = Stmt | Merge | Insert | Put | Append | Lazy | Count | Paged

@@ -19,7 +19,7 @@ import aiohttp
 from orchestrator.inventory_repository import INVENTORY_PAGES, LEGACY_INVENTORY, InventoryRepository
 from orchestrator.providers.local_inventory import PAGE_ROWS, InventoryView
 from shared.store.store import Store
-from shared.store.writes import Put
+from shared.store.writes import Paged, Put
 from tests.helpers.batches import op
 from tests.helpers.orchestrator_api import data_of, run
 from tests.helpers.processes import free_port, get_data, poll_until, start_orchestrator, wait_up
@@ -69,6 +69,31 @@ async def test_rows_fill_pages_in_order_and_a_fresh_view_loads_the_same(store: S
     await apply(fresh, store, {"server/new": server("new")})
     assert await page_ids(store) == ["0000000000", "0000000001"]
     assert (await repo.all())[-1]["name"] == "s129"
+
+
+async def test_only_the_first_row_of_a_new_page_says_it_is_new(store: Store) -> None:
+    """The writer does not read a page the view has just allocated (``Paged.fresh``);
+    every later row of that page is written onto the page as stored, even with the
+    writer's page cache off, so no row is lost."""
+    InventoryRepository.register(store)
+    store.page_cache_max = 0
+    repo = InventoryRepository(store)
+    view = InventoryView(repo, 10_000)
+    await view.load()
+    fresh: list[str] = []
+    for i in range(PAGE_ROWS + 30):  # one commit per operation, as the engine may
+        writes = view.writes({f"server/f{i:03d}": server(f"f{i:03d}")})
+        fresh += [w.page for w in writes if isinstance(w, Paged) and w.fresh]
+        await store.write(*writes)
+    assert fresh == ["0000000000", "0000000001"]
+    await store.write(*view.writes({"server/f000": None, "server/f001": server("f001", "t2")}))
+    again = InventoryView(repo, 10_000)
+    expected = {f"server/f{i:03d}": server(f"f{i:03d}") for i in range(2, PAGE_ROWS + 30)}
+    expected["server/f001"] = server("f001", "t2")
+    assert stored(await repo.all()) == expected
+    assert {k: v for k, v in (await again.standing(list(expected))).items()} == expected
+    writes = again.writes({"server/f000": server("f000")})  # the room in page 0: not new
+    assert [w.page for w in writes if isinstance(w, Paged) and w.fresh] == []
 
 
 async def test_a_bounded_view_reads_the_rows_it_does_not_hold(store: Store) -> None:

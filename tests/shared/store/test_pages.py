@@ -211,3 +211,26 @@ async def test_applying_a_row_takes_its_pages_other_settled_rows_along() -> None
             ("b", "Pending"),
             ("c", "Failed"),
         ]
+
+
+async def test_a_statement_reaching_one_paged_table_leaves_the_cache_of_another_alone() -> None:
+    """A read of one paged table through the writer's queue (the ``local`` provider
+    loading its inventory) forgets that table's cached pages, not those of another: a
+    page of the other is not read and encoded whole again."""
+    table = CountingPages("cp", summarise)
+    table.encoded = []
+    store = Store("mem://", lazy_delay_s=NEVER, lazy_max_age_s=NEVER)
+    await store.open()
+    store.register_pages(table)
+    store.register_pages(PagedTable("inv", summarise))
+    try:
+        await store.write(
+            *(Paged("cp", "p1", f"r{i}", {"index": i, "status": "Pending"}, create=True) for i in range(30))
+        )
+        await store.write(Stmt("SELECT id, rows FROM inv"))
+        await store.write(Paged("cp", "p1", "r7", {"status": "Completed"}))
+        await store.write(Stmt("SELECT id, rows FROM cp"))  # may have changed p1: read again
+        await store.write(Paged("cp", "p1", "r8", {"status": "Completed"}))
+    finally:
+        await store.close()
+    assert table.encoded == [30, 1, 30]

@@ -24,6 +24,8 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.specs.openapi._hypothesis import _draw_negated_locations
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -102,6 +104,8 @@ def fuzz(
         report.operations.append(f"{method} {path}")
         for mode in MODES:
             strategy = _strategy(operation, mode, _ids_for(path, known_ids or {}))
+            if strategy is None:
+                continue  # nothing this mode can send
             _run(strategy, operation.label, base_url, headers, session, examples, report, seed)
     session.close()
     return report
@@ -121,9 +125,45 @@ def _ids_for(path: str, known: dict[str, list[str]]) -> list[dict[str, str]]:
 
 
 def _strategy(operation: Any, mode: GenerationMode, known: Iterable[dict[str, str]]) -> Any:
-    generated = operation.as_strategy(generation_mode=mode)
-    seeded = [operation.as_strategy(generation_mode=mode, path_parameters=p) for p in known]
-    return st.one_of(generated, *seeded) if seeded else generated
+    """Cases of generated path ids and of the seeded ones; in negative mode only the branches
+    with something to break (None where there is none: the run would send nothing)."""
+    branches = [None, *known]
+    if mode == GenerationMode.NEGATIVE:
+        branches = [p for p in branches if _negatable(operation, p)]
+    strategies = [operation.as_strategy(generation_mode=mode, path_parameters=p) for p in branches]
+    if not strategies:
+        return None
+    return st.one_of(*strategies) if len(strategies) > 1 else strategies[0]
+
+
+class _Drew(Exception):
+    pass
+
+
+def _never(_: Any) -> Any:
+    raise _Drew
+
+
+def _negatable(operation: Any, path_parameters: dict[str, str] | None) -> bool:
+    """Whether schemathesis can break any part of this operation's requests (its own rule).
+
+    Where it cannot (a string path id and nothing else, or only the seeded ids), every
+    negative case is rejected: hypothesis then draws ~1,000 cases in vain before giving up
+    (Unsatisfiable), 80 % of the fuzzers' time and not one request. The rule picks no
+    location, without drawing, exactly when there is none to pick."""
+    explicit = {
+        ParameterLocation.PATH: path_parameters,
+        ParameterLocation.HEADER: None,
+        ParameterLocation.COOKIE: None,
+        ParameterLocation.QUERY: None,
+    }
+    try:
+        picked = _draw_negated_locations(
+            _never, operation, GenerationMode.NEGATIVE, explicit=explicit, body_is_generated=True
+        )
+    except _Drew:
+        return True  # it draws only from a non-empty list of locations to break
+    return picked is not None
 
 
 def _run(

@@ -11,10 +11,14 @@ import pytest
 
 from control_center.passwords import PasswordHasher, in_child
 from shared.settings import load_settings
+from tests.helpers.services import FAST_ARGON2
 
 
 def hasher(tmp_path: Path, *, child: bool) -> PasswordHasher:
-    return PasswordHasher(load_settings(db_url="mem://", data_dir=tmp_path, password_hash_in_child=child))
+    """Argon2 at the suite's cheap cost: where the hash is made is tested, not its cost (the
+    default's 64 MiB twice over made six hashes and checks take ~1.8 s)."""
+    settings = load_settings(db_url="mem://", data_dir=tmp_path, password_hash_in_child=child, **FAST_ARGON2)
+    return PasswordHasher(settings)
 
 
 async def test_a_hash_made_in_a_child_checks_there_and_in_the_service(tmp_path: Path) -> None:

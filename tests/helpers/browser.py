@@ -130,20 +130,29 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
 
 
+TOKEN_ISSUERS = ("/auth/login", "/auth/refresh")  # the answers that carry a new access token
+
+
 @dataclass
 class ConsoleWatch:
-    """What a page did: every response, CSP violations and uncaught errors."""
+    """What a page did: every response, CSP violations, uncaught errors, and when it was
+    last given an access token."""
 
     responses: list[tuple[str, str, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # id(page) → when that page last received an access token (seen after it was signed)
+    token_seen_at: dict[int, float] = field(default_factory=dict)
 
     def attach(self, page: Page) -> None:
-        page.on("response", self._response)
+        page.on("response", lambda resp: self._response(page, resp))
         page.on("console", self._console)
         page.on("pageerror", lambda err: self.problems.append(f"uncaught: {err}"))
 
-    def _response(self, resp: Response) -> None:
-        self.responses.append((resp.request.method, resp.url, resp.status))
+    def _response(self, page: Page, resp: Response) -> None:
+        method, url, status = resp.request.method, resp.url, resp.status
+        self.responses.append((method, url, status))
+        if method == "POST" and status == 200 and url.split("?")[0].endswith(TOKEN_ISSUERS):
+            self.token_seen_at[id(page)] = time.time()
 
     def _console(self, msg: ConsoleMessage) -> None:
         text = msg.text

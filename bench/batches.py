@@ -32,15 +32,14 @@ async def run(n: int, limit: int, batches: int, unsettled_age: float | None) -> 
     from orchestrator.rollback import RollbackService
     from shared.events.bus import EventBus
     from shared.settings import load_settings
-    from shared.store.store import Store
+    from shared.web.app import open_store
 
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(data_dir=tmp)
-        store = Store(f"surrealkv://{tmp}/db", lock_dir=Path(tmp))
-        store.lazy_max_age_s = settings.row_apply_max_age_s
-        age = settings.row_apply_unsettled_max_age_s if unsettled_age is None else unsettled_age
-        store.lazy_unsettled_max_age_s = age
+        age = {} if unsettled_age is None else {"row_apply_unsettled_max_age_s": unsettled_age}
+        # The data directory inside tmp, so its key file (beside it) is tmp's too.
+        settings = load_settings(data_dir=Path(tmp, "data"), **age)
+        store = open_store(settings)  # as the service opens it: surrealkv:// in the data directory
         await store.open()
         engine = Engine(settings, store, EventBus(), rollbacks=RollbackService)
         await engine.start()

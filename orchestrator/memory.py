@@ -11,7 +11,7 @@ import gc
 import logging
 from collections.abc import Callable
 
-from shared.libc import libc
+from shared.libc import function
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +37,8 @@ def tune_gc(gen0_threshold: int) -> None:
         gc.set_threshold(gen0_threshold, gen1, gen2)
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where there is none (macOS, musl)."""
-    lib = libc()
-    try:
-        trim: Callable[[int], int] | None = None if lib is None else lib.malloc_trim
-    except AttributeError:
-        return None
-    return trim
-
-
-_TRIM = _malloc_trim()
+# glibc's ``malloc_trim``, or None where there is none (macOS, musl).
+_TRIM: Callable[[int], int] | None = function("malloc_trim")
 
 
 def trim_heap() -> None:

@@ -35,7 +35,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-from shared.libc import libc
+from shared.libc import function
 
 # Imported by the ``surrealdb`` package for its remote (HTTP) connection only; by
 # shared/security/tokens.py (tokens: the first login or authenticated request) and
@@ -134,11 +134,7 @@ def tune_malloc(arena_max: int, mmap_threshold_kib: int) -> dict[str, bool]:
     of ``mmap_threshold_kib`` KiB and more in mappings of their own (0 leaves either as
     glibc has it). Measured on the throughput runs (docs/performance.md): the peak RSS
     10-20 MB lower. Returns what was set ({} off glibc)."""
-    lib = libc()
-    try:
-        mallopt = None if lib is None else lib.mallopt
-    except AttributeError:
-        mallopt = None
+    mallopt = function("mallopt")
     if mallopt is None:
         return {}
     done = {}

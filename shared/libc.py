@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from typing import Any
 
 
 @functools.cache
@@ -22,3 +23,10 @@ def libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(None, use_errno=True)
     except (OSError, TypeError):  # TypeError: Windows takes no None
         return None
+
+
+def function(name: str) -> Any:
+    """The C library's function ``name``, or None where there is none (``malloc_trim``
+    and ``mallopt`` are glibc's: not on musl or macOS)."""
+    lib = libc()
+    return None if lib is None else getattr(lib, name, None)

@@ -26,7 +26,7 @@ from typing import Any
 
 import cbor2
 
-from orchestrator.task_repository import of_workflow
+from orchestrator.task_repository import TaskPages
 from shared.store.codec import encode
 from shared.store.pages import ROWS, page_rows
 from shared.store.store import Store
@@ -88,6 +88,7 @@ class DocumentRepository:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.pages = TaskPages(store)
 
     async def read(self, workflow_id: str, *, kept: bool = True) -> StoredBatch | None:
         """The workflow's row, pages and (``kept``) the products kept for exactly these
@@ -101,7 +102,7 @@ class DocumentRepository:
             return None
         row = rows[0]
         seq = int(row.get("submitted_seq") or 0)
-        pages = await self.store.query(f"SELECT id, {ROWS} FROM {of_workflow(seq)}")
+        pages = await self.pages.records_of([seq])
         fp = fingerprint(row, pages)
         products = None
         record = records[0][0] if records and records[0] else None

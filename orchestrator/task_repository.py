@@ -103,11 +103,16 @@ class TaskPages:
     async def of_workflows(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
         """Every task row of these workflows (by submission position), each
         workflow's in index order, workflows in the order given."""
+        return [row for record in await self.records_of(seqs) for row in page_rows(record)]
+
+    async def records_of(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
+        """The page records of these workflows (``id`` and the ``rows`` blob, not
+        decoded), in order: :meth:`of_workflows` decodes them."""
         ranges = [of_workflow(seq) for seq in dict.fromkeys(seqs)]
         if not ranges:
             return []
-        records = await self.store.query(f"SELECT id, rows FROM {', '.join(ranges)}")
-        return [row for record in records for row in page_rows(record)]
+        records: list[dict[str, Any]] = await self.store.query(f"SELECT id, {ROWS} FROM {', '.join(ranges)}")
+        return records
 
     async def find(self, task_ids: list[str]) -> list[dict[str, Any]]:
         """The rows of these tasks that exist, in the order asked."""

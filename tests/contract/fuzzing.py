@@ -137,7 +137,7 @@ def _strategy(operation: Any, mode: GenerationMode, known: Iterable[dict[str, st
 
 
 class _Drew(Exception):
-    pass
+    """Raised by :func:`_never` when schemathesis draws: there was something to break."""
 
 
 def _never(_: Any) -> Any:

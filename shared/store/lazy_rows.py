@@ -159,6 +159,24 @@ class LazyRows:
                 rows.append(key)
         return rows
 
+    def _with_settled_page_mates(
+        self, keys: list[tuple[str, str]], by_page: dict[tuple[str, str], list[tuple[str, str]]]
+    ) -> list[tuple[str, str]]:
+        """``keys`` and the other settled rows of the pages in ``by_page`` (added to their
+        page's list there too): a page is rewritten whole, so its settled rows, which would
+        be due soon, go with it and the page is written once, not once per chunk."""
+        if not by_page or not self._settled:
+            return keys
+        chosen = set(keys)
+        keys = list(keys)
+        for page_key, members in by_page.items():
+            for other in self._page_members.get(page_key, ()):
+                if other not in chosen and other in self._settled:
+                    chosen.add(other)
+                    members.append(other)
+                    keys.append(other)
+        return keys
+
     def _lazy_landed(self, applying: Applying) -> None:
         """The application of rows planned by :meth:`_plan_lazy` committed."""
         self._pages.keep(applying.pages, applying.codes)

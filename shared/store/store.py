@@ -412,9 +412,8 @@ class Store(LazyRows):
         self._lazy_landed(applying)
 
     async def _plan_lazy(self, plan: Plan, keys: list[tuple[str, str]]) -> Applying:
-        """Plan the application of these rows' lazy changes (and the mark it moves to).
-        A page is rewritten whole, so its other settled rows go with it: they would be
-        due soon, and the page is then written once, not once per chunk they fall in."""
+        """Plan the application of these rows' lazy changes (and the mark it moves to),
+        with the other settled rows of their pages (a page is rewritten whole)."""
         by_page: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for key in keys:
             row = self._lazy[key]
@@ -422,15 +421,7 @@ class Store(LazyRows):
                 plan.add(eager(key[0], key[1], row.create, row.patch), own=False)
             else:
                 by_page.setdefault((key[0], row.page), []).append(key)
-        if by_page and self._settled:
-            chosen = set(keys)
-            keys = list(keys)
-            for page_key, members in by_page.items():
-                for other in self._page_members.get(page_key, ()):
-                    if other not in chosen and other in self._settled:
-                        chosen.add(other)
-                        members.append(other)
-                        keys.append(other)
+        keys = self._with_settled_page_mates(keys, by_page)
         pages = await self._load_pages(list(by_page))
         for page_key, members in by_page.items():
             for key in members:

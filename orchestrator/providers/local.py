@@ -28,9 +28,8 @@ DEFAULT_SIMULATION = Simulate()
 
 
 def _names(spec: OperationSpec) -> tuple[str, list[str]]:
-    """The kind of inventory an operation touches and the name of each item (what
-    :func:`_items` says, without building the items: a submission describes every
-    operation)."""
+    """The kind of inventory an operation touches and the name of each item (without
+    building the items of :func:`_items`: a submission describes every operation)."""
     if spec.type is OperationType.SERVER_BATCH:
         if spec.server_configs:
             return "server", [c.name for c in spec.server_configs]
@@ -44,19 +43,14 @@ def _names(spec: OperationSpec) -> tuple[str, list[str]]:
 
 def _items(spec: OperationSpec) -> tuple[str, list[dict[str, Any]]]:
     """The kind of inventory an operation touches and one entry per item."""
-    if spec.type is OperationType.SERVER_BATCH:
-        if spec.server_configs:
-            return "server", [c.model_dump(exclude_none=True) for c in spec.server_configs]
-        names = spec.servers or [f"{spec.infra or spec.id}-server-01"]
-        return "server", [{"name": n} for n in names]
-    if spec.type is OperationType.TASKSERV_BATCH:
-        return "taskserv", [
-            {"name": t, "servers": spec.servers or [], "infra": spec.infra} for t in (spec.taskservs or [])
-        ]
-    if spec.type is OperationType.CLUSTER_BATCH:
-        names = spec.clusters or [spec.cluster_type or spec.id]
-        return "cluster", [{"name": n, "cluster_type": spec.cluster_type or n} for n in names]
-    return "resource", [{"name": spec.id}]
+    kind, names = _names(spec)
+    if kind == "server" and spec.server_configs:
+        return kind, [c.model_dump(exclude_none=True) for c in spec.server_configs]
+    if kind == "taskserv":
+        return kind, [{"name": n, "servers": spec.servers or [], "infra": spec.infra} for n in names]
+    if kind == "cluster":
+        return kind, [{"name": n, "cluster_type": spec.cluster_type or n} for n in names]
+    return kind, [{"name": n} for n in names]
 
 
 class LocalProvider:
